@@ -1,0 +1,73 @@
+"""lintas.contracts: the treaty between agencies.
+
+The CloudEvents envelope, every event family and version, the subject scheme and ids.
+A leaf package: it imports only the standard library and pydantic.
+"""
+
+from . import families as families
+from ._base import PERSONAL_KEY, EventData, personal
+from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name, is_agency_id
+from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
+from .errors import (
+    ContractError,
+    EnvelopeError,
+    InvalidEventData,
+    LintasError,
+    PermanentError,
+    SubjectError,
+    TransientError,
+    UnknownEventType,
+    UnknownVersion,
+)
+from .ids import derived_uuid7, is_case_id, is_uuid7, new_case_id, uuid7
+from .registry import all_models, latest, lookup, versions
+from .subjects import (
+    Subject,
+    case_filter,
+    inbound_filters,
+    outbound_filter,
+    parse_subject,
+    subject_for,
+)
+
+__all__ = [
+    "BROADCAST",
+    "NATIONAL_AGENCIES",
+    "PERSONAL_KEY",
+    "ContractError",
+    "Envelope",
+    "EnvelopeError",
+    "Event",
+    "EventData",
+    "InvalidEventData",
+    "LintasError",
+    "PermanentError",
+    "Subject",
+    "SubjectError",
+    "TransientError",
+    "UnknownEventType",
+    "UnknownVersion",
+    "agency_name",
+    "all_models",
+    "build_data",
+    "case_filter",
+    "dataschema_uri",
+    "decode",
+    "derived_uuid7",
+    "encode",
+    "families",
+    "inbound_filters",
+    "is_agency_id",
+    "is_case_id",
+    "is_uuid7",
+    "latest",
+    "lookup",
+    "make_event",
+    "new_case_id",
+    "outbound_filter",
+    "parse_subject",
+    "personal",
+    "subject_for",
+    "uuid7",
+    "versions",
+]

@@ -1,0 +1,89 @@
+"""The error tree of lintas.
+
+Every error lintas raises on purpose derives from :class:`LintasError`, and is either
+*permanent* (retrying the same input can never succeed) or *transient* (it may succeed
+later). Only the consumer edge turns these into ack, nak-with-delay or quarantine.
+
+::
+
+    LintasError
+    ├── PermanentError
+    │   └── ContractError            bad input: names the event type, version and field
+    │       ├── EnvelopeError        not JSON, or the CloudEvents envelope itself is wrong
+    │       ├── SubjectError         a subject, agency id or case id that breaks the scheme
+    │       ├── UnknownEventType     no such type in the registry
+    │       ├── UnknownVersion       no such version of a known type (e.g. newer than ours)
+    │       └── InvalidEventData     the data does not match the model of its type/version
+    └── TransientError               broker down, timeout, database busy: retry later
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContractError",
+    "EnvelopeError",
+    "InvalidEventData",
+    "LintasError",
+    "PermanentError",
+    "SubjectError",
+    "TransientError",
+    "UnknownEventType",
+    "UnknownVersion",
+]
+
+
+class LintasError(Exception):
+    """Root of every error lintas raises on purpose."""
+
+
+class PermanentError(LintasError):
+    """Retrying the same input cannot succeed."""
+
+
+class TransientError(LintasError):
+    """May succeed when tried again later."""
+
+
+class ContractError(PermanentError, ValueError):
+    """An event or envelope that breaks its contract.
+
+    ``event_type``, ``version`` and ``field`` say where, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_type: str | None = None,
+        version: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.field = field
+        where = []
+        if event_type is not None:
+            where.append(event_type if version is None else f"{event_type} v{version}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+
+
+class EnvelopeError(ContractError):
+    """The message is not a well-formed lintas CloudEvents envelope."""
+
+
+class SubjectError(ContractError):
+    """A subject, agency id or case id that does not follow the subject scheme."""
+
+
+class UnknownEventType(ContractError):
+    """The event type is not registered."""
+
+
+class UnknownVersion(ContractError):
+    """The type is known, the version is not (a newer producer, or a typo)."""
+
+
+class InvalidEventData(ContractError):
+    """``data`` does not validate against the model of its type and version."""

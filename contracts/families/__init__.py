@@ -1,0 +1,14 @@
+"""One module per event family; importing this package registers every version."""
+
+from . import case, consent, document, oversight, referral, rehabilitation, repatriation, tracing
+
+__all__ = [
+    "case",
+    "consent",
+    "document",
+    "oversight",
+    "referral",
+    "rehabilitation",
+    "repatriation",
+    "tracing",
+]

@@ -1,0 +1,89 @@
+"""referral: one agency asks another to provide a service for the child."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from .._base import EventData, personal
+from .._types import RequestId
+from ..registry import register
+
+__all__ = [
+    "ReferralAcceptedV1",
+    "ReferralCompletedV1",
+    "ReferralOverdueV1",
+    "ReferralRejectedV1",
+    "ReferralRequestedV1",
+    "ReferralRevokedV1",
+    "Service",
+]
+
+Service = Literal[
+    "psychosocial_assessment",
+    "protection_services",
+    "social_rehabilitation",
+    "community_parenting",
+    "exit_clearance",
+    "shelter",
+    "legal_aid",
+    "health",
+    "education",
+]
+
+
+@register
+class ReferralRequestedV1(EventData):
+    TYPE = "referral.requested"
+    VERSION = 1
+
+    referral_id: RequestId
+    service: Service
+    due: AwareDatetime | None = None
+    notes: str | None = personal(default=None, max_length=2000)
+
+
+@register
+class ReferralAcceptedV1(EventData):
+    TYPE = "referral.accepted"
+    VERSION = 1
+
+    referral_id: RequestId
+
+
+@register
+class ReferralRejectedV1(EventData):
+    TYPE = "referral.rejected"
+    VERSION = 1
+
+    referral_id: RequestId
+    reason: str = Field(max_length=500)
+
+
+@register
+class ReferralCompletedV1(EventData):
+    TYPE = "referral.completed"
+    VERSION = 1
+
+    referral_id: RequestId
+    outcome: Literal["served", "partially_served", "not_served"]
+
+
+@register
+class ReferralRevokedV1(EventData):
+    TYPE = "referral.revoked"
+    VERSION = 1
+
+    referral_id: RequestId
+    reason: str = Field(max_length=500)
+
+
+@register
+class ReferralOverdueV1(EventData):
+    TYPE = "referral.overdue"
+    VERSION = 1
+
+    referral_id: RequestId
+    due: datetime
