@@ -1,0 +1,105 @@
+"""Projection databases: engines, the tracking table, one transaction per batch.
+
+A consumer's tracking row (its last applied stream sequence) is written in the same
+transaction as the projection rows it produced, so a redelivered message is recognised
+and skipped: exactly-once effects on at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+__all__ = [
+    "Tracking",
+    "UTCDateTime",
+    "create_db_engine",
+    "ensure_tables",
+    "read_position",
+    "write_position",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: lintas stores only aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Tracking(SQLModel, table=True):
+    """Where one durable consumer stands in one stream."""
+
+    __tablename__ = "lintas_tracking"
+
+    consumer: str = Field(primary_key=True, max_length=64)
+    stream: str = Field(primary_key=True, max_length=64)
+    position: int = Field(default=0, description="last applied stream sequence")
+    applied: int = Field(default=0, description="events applied to the projection")
+    rejected: int = Field(default=0, description="messages that broke their contract")
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (the CLI) look while a consumer writes; busy_timeout turns a
+    # brief lock into a wait instead of an error.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
+    SQLModel.metadata.create_all(
+        engine,
+        tables=[Tracking.__table__, *(t.__table__ for t in tables)],  # type: ignore[attr-defined]
+    )
+
+
+def read_position(session: Session, consumer: str, stream: str) -> Tracking:
+    row = session.exec(
+        select(Tracking).where(Tracking.consumer == consumer, Tracking.stream == stream)
+    ).first()
+    if row is None:
+        row = Tracking(consumer=consumer, stream=stream)
+        session.add(row)
+    return row
+
+
+def write_position(row: Tracking, position: int, *, applied: int, rejected: int) -> None:
+    row.position = position
+    row.applied += applied
+    row.rejected += rejected
+    row.updated_at = datetime.now(UTC)

