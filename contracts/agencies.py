@@ -32,22 +32,22 @@ NATIONAL_AGENCIES: Final[dict[str, str]] = {
     "kpai": "Komisi Perlindungan Anak Indonesia",
 }
 
-_VILLAGE = re.compile(r"^desa-[0-9]{4,13}$")
-_PARTNER = re.compile(r"^(?!id-)[a-z]{2}-[a-z0-9]{2,16}$")
-_TOKEN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_VILLAGE = re.compile(r"desa-[0-9]{4,13}")
+_PARTNER = re.compile(r"(?!id-)[a-z]{2}-[a-z0-9]{2,16}")
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def is_village(agency: str) -> bool:
-    return bool(_VILLAGE.match(agency))
+    return bool(_VILLAGE.fullmatch(agency))
 
 
 def is_partner_abroad(agency: str) -> bool:
-    return not is_village(agency) and bool(_PARTNER.match(agency))
+    return not is_village(agency) and bool(_PARTNER.fullmatch(agency))
 
 
 def is_agency_id(agency: str) -> bool:
     """True for a national agency, a village or a partner abroad (never for ``all``)."""
-    if agency == BROADCAST or not _TOKEN.match(agency):
+    if agency == BROADCAST or not _TOKEN.fullmatch(agency):
         return False
     return agency in NATIONAL_AGENCIES or is_village(agency) or is_partner_abroad(agency)
 

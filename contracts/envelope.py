@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import registry
 from ._base import EventData
@@ -82,6 +90,12 @@ class Envelope(BaseModel):
             raise ValueError(f"{value!r} is not a lintas case id")
         return value
 
+    @model_validator(mode="after")
+    def _not_self_addressed(self) -> Envelope:
+        if self.source == self.target:
+            raise ValueError(f"agency {self.source!r} cannot address an event to itself")
+        return self
+
     @property
     def case_id(self) -> str:
         return self.subject
@@ -144,7 +158,9 @@ def build_data(event_type: str, fields: Mapping[str, Any] | EventData) -> EventD
         return model.model_validate(dict(fields))
     except ValidationError as exc:
         field, msg = _first_error(exc)
-        raise InvalidEventData(msg, event_type=event_type, version=model.VERSION, field=field) from exc
+        raise InvalidEventData(
+            msg, event_type=event_type, version=model.VERSION, field=field
+        ) from exc
 
 
 def make_event(
@@ -204,6 +220,12 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise EnvelopeError(msg, event_type=event_type, version=version, field=field) from exc
+    try:
+        expected_subject = envelope.nats_subject
+    except SubjectError as exc:
+        raise SubjectError(
+            str(exc), event_type=envelope.type, version=envelope.dataversion, field="type"
+        ) from exc
     model = registry.lookup(envelope.type, envelope.dataversion)
     try:
         data = model.model_validate(envelope.data)
@@ -219,9 +241,9 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
             version=envelope.dataversion,
             field="dataschema",
         )
-    if subject is not None and subject != envelope.nats_subject:
+    if subject is not None and subject != expected_subject:
         raise EnvelopeError(
-            f"published on {subject!r} but the envelope says {envelope.nats_subject!r}",
+            f"published on {subject!r} but the envelope says {expected_subject!r}",
             event_type=envelope.type,
             version=envelope.dataversion,
             field="subject",

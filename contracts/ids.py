@@ -16,7 +16,7 @@ import uuid
 __all__ = ["derived_uuid7", "is_case_id", "is_uuid7", "new_case_id", "uuid7"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_CASE_ID = re.compile(r"^C[0-9A-HJKMNP-TV-Z]{26}$")
+_CASE_ID = re.compile(r"C[0-9A-HJKMNP-TV-Z]{26}")
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -67,7 +67,8 @@ def is_uuid7(value: str) -> bool:
         parsed = uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return False
-    return parsed.version == 7 and str(parsed) == value.lower()
+    # Exact canonical form: the id is the Nats-Msg-Id, and JetStream dedups by exact string.
+    return parsed.version == 7 and str(parsed) == value
 
 
 def _base32(value: int, length: int) -> str:
@@ -83,4 +84,4 @@ def new_case_id() -> str:
 
 
 def is_case_id(value: str) -> bool:
-    return bool(_CASE_ID.match(value))
+    return bool(_CASE_ID.fullmatch(value))

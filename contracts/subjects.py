@@ -6,6 +6,7 @@ event type and the pseudonymous case id: never anything that identifies a child.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .agencies import BROADCAST, is_agency_id
@@ -36,10 +37,16 @@ class Subject:
         return subject_for(self.source, self.target, self.event_type, self.case_id)
 
 
+_TYPE_TOKEN = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def _check_event_type(event_type: str) -> tuple[str, str]:
     family, dot, action = event_type.partition(".")
-    if not dot or not family or not action or "." in action:
-        raise SubjectError(f"event type {event_type!r} is not '<family>.<action>'")
+    if not (dot and _TYPE_TOKEN.fullmatch(family) and _TYPE_TOKEN.fullmatch(action)):
+        raise SubjectError(
+            f"event type {event_type!r} is not '<family>.<action>' in lowercase letters, "
+            "digits and underscores"
+        )
     return family, action
 
 
@@ -59,7 +66,9 @@ def subject_for(source: str, target: str, event_type: str, case_id: str) -> str:
 def parse_subject(subject: str) -> Subject:
     parts = subject.split(".")
     if len(parts) != 6 or parts[0] != ROOT:
-        raise SubjectError(f"subject {subject!r} is not lintas.<src>.<tgt>.<family>.<action>.<case>")
+        raise SubjectError(
+            f"subject {subject!r} is not lintas.<src>.<tgt>.<family>.<action>.<case>"
+        )
     _, source, target, family, action, case_id = parts
     event_type = f"{family}.{action}"
     subject_for(source, target, event_type, case_id)  # validates every token

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
@@ -86,4 +85,4 @@ class ReferralOverdueV1(EventData):
     VERSION = 1
 
     referral_id: RequestId
-    due: datetime
+    due: AwareDatetime

@@ -1,0 +1,227 @@
+"""``lintas``: argument parsing and the commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import nats
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlmodel import Session
+
+from lintas.consumers import (
+    Databases,
+    attach_agency,
+    attach_record,
+    create_agency_app,
+    create_broker,
+    create_record_app,
+    load_record,
+)
+from lintas.consumers.projections import RecordCaseRow
+from lintas.contracts import LintasError, is_agency_id, is_case_id
+from lintas.infra.bus import open_bus
+from lintas.infra.db import ensure_tables
+from lintas.infra.logging import configure_logging
+from lintas.infra.settings import Settings
+from lintas.infra.topology import (
+    ConsumerSpec,
+    agency_consumer,
+    agency_sent_consumer,
+    declare,
+    record_consumer,
+)
+
+from .render import case_view, summary_tables
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lintas",
+        description="Interagency referral platform for children of Indonesian migrant workers.",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run demo cases across every agency, print the record")
+    demo.add_argument("--cases", type=int, default=12, help="how many cases (default 12)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the invented children")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at most")
+
+    commands.add_parser("up", help="run the bus and every consumer until Ctrl-C")
+
+    run = commands.add_parser("run", help="run one agency's consumer app (or 'record')")
+    run.add_argument("agency", help="agency id, e.g. dukcapil, or 'record'")
+
+    case = commands.add_parser("case", help="look at one case")
+    case_commands = case.add_subparsers(dest="case_command", required=True, metavar="ACTION")
+    show = case_commands.add_parser("show", help="print a case's coordination record")
+    show.add_argument("case_id")
+    return parser
+
+
+def _deployment_consumers(settings: Settings) -> list[ConsumerSpec]:
+    specs = [record_consumer()]
+    for agency in settings.agencies:
+        specs += [agency_consumer(agency), agency_sent_consumer(agency)]
+    return specs
+
+
+async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> None:
+    nc = await nats.connect(url, name="lintas-declare")
+    try:
+        await declare(nc.jetstream(), settings, specs)
+    finally:
+        await nc.close()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def _demo(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    from lintas.demo import PATHWAYS, DemoTimeout, check_record, run_demo
+
+    if args.cases < 1:
+        console.print("[red]--cases must be at least 1[/red]")
+        return 2
+    with Progress(
+        TextColumn("[bold]cases closed"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("· {task.fields[events]} events recorded"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("demo", total=args.cases, events=0)
+
+        def update(closed: int, wanted: int, events: int) -> None:
+            progress.update(task, completed=closed, total=wanted, events=events)
+
+        try:
+            result = await run_demo(
+                settings, args.cases, progress=update, timeout_s=args.timeout, seed=args.seed
+            )
+        except DemoTimeout as exc:
+            console.print(f"[red]demo did not finish: {exc}[/red]")
+            return 1
+    titles = {p.situation: p.title for p in PATHWAYS}
+    richest = max(result.records, key=lambda r: len(r.timeline))
+    console.print(case_view(richest))
+    console.print(summary_tables(result.records, titles))
+    problems = [p for record in result.records for p in check_record(record)]
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    verdict = (
+        "[red]records differ from their pathways[/red]"
+        if problems
+        else (f"[green]all {len(result.records)} coordination records match their pathways[/green]")
+    )
+    console.print(
+        f"{verdict}  ·  {result.events} events in {result.elapsed_s:.1f} s  ·  bus {result.url}\n"
+        f"look again with: lintas case show {richest.case_id}"
+    )
+    return 1 if problems or len(result.records) != args.cases else 0
+
+
+async def _up(settings: Settings, console: Console) -> int:
+    async with open_bus(settings) as url:
+        await _declare(url, settings, _deployment_consumers(settings))
+        broker = create_broker(url)
+        databases = Databases(settings)
+        attach_record(broker, databases, settings)
+        for agency in settings.agencies:
+            attach_agency(broker, databases, settings, agency)
+        await broker.start()
+        console.print(
+            f"lintas is up on {url}: record + {len(settings.agencies)} agencies "
+            f"({', '.join(settings.agencies)}). Ctrl-C stops."
+        )
+        try:
+            await _until_signalled()
+        finally:
+            await broker.stop()
+            databases.dispose()
+    return 0
+
+
+async def _run(settings: Settings, agency: str, console: Console) -> int:
+    if agency != "record" and not is_agency_id(agency):
+        console.print(
+            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
+        )
+        return 2
+    async with open_bus(settings) as url:
+        specs = (
+            [record_consumer()]
+            if agency == "record"
+            else [
+                agency_consumer(agency),
+                agency_sent_consumer(agency),
+            ]
+        )
+        await _declare(url, settings, specs)
+        app = (
+            create_record_app(settings, url)
+            if agency == "record"
+            else create_agency_app(settings, url, agency)
+        )
+        await app.run()
+    return 0
+
+
+def _case_show(settings: Settings, case_id: str, console: Console) -> int:
+    if not is_case_id(case_id):
+        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    databases = Databases(settings)
+    try:
+        engine, _ = databases.for_consumer("record")
+        # An empty record (nothing run yet) reads as "no such case", not as an SQL error.
+        ensure_tables(engine, RecordCaseRow)
+        with Session(engine) as session:
+            record = load_record(session, case_id)
+    finally:
+        databases.dispose()
+    if record is None:
+        console.print(f"[red]no case {case_id} in the coordination record[/red]")
+        return 1
+    console.print(case_view(record))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level.upper())
+    settings = Settings()
+    console = Console()
+    try:
+        if args.command == "demo":
+            return asyncio.run(_demo(settings, args, console))
+        if args.command == "up":
+            return asyncio.run(_up(settings, console))
+        if args.command == "run":
+            return asyncio.run(_run(settings, args.agency, console))
+        if args.command == "case":
+            return _case_show(settings, args.case_id, console)
+    except LintasError as exc:
+        console.print(f"[red]lintas: {exc}[/red]")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

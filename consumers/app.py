@@ -1,0 +1,164 @@
+"""Wiring the projections onto FastStream subscribers.
+
+One FastStream application per agency (``create_agency_app``) for production, where
+each agency runs its own process; ``attach_*`` put the same subscribers on any broker,
+so ``lintas up`` and the demo can run every agency on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, cast
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+
+from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.settings import Settings
+from lintas.infra.topology import (
+    ConsumerSpec,
+    agency_consumer,
+    agency_sent_consumer,
+    consumer_config,
+    record_consumer,
+)
+
+from ._runner import OnCommit, ProjectionRunner
+from .projections import Projection, RecordProjection, WorklistProjection
+
+__all__ = [
+    "Databases",
+    "attach_agency",
+    "attach_record",
+    "attach_runner",
+    "create_agency_app",
+    "create_broker",
+    "create_record_app",
+]
+
+
+class Databases:
+    """One engine per database URL, and one write lock per SQLite file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engines: dict[str, tuple[Engine, asyncio.Lock | None]] = {}
+
+    def for_consumer(self, name: str) -> tuple[Engine, asyncio.Lock | None]:
+        url = self.settings.database_url_for(name)
+        if url not in self._engines:
+            is_sqlite = make_url(url).get_backend_name() == "sqlite"
+            self._engines[url] = (create_db_engine(url), asyncio.Lock() if is_sqlite else None)
+        return self._engines[url]
+
+    def dispose(self) -> None:
+        for engine, _ in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+
+async def _raw_body(_msg: Any) -> None:
+    """Skip FastStream's decoding: the runner decodes, and rejects bad bodies itself."""
+    return None
+
+
+def create_broker(url: str) -> NatsBroker:
+    # FastStream logs every batch at INFO; lintas logs what matters itself.
+    return NatsBroker(url, log_level=logging.DEBUG)
+
+
+def attach_runner(
+    broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
+) -> None:
+    subscriber = broker.subscriber(
+        config=consumer_config(spec, settings),
+        stream=JStream(settings.stream, declare=False),
+        durable=spec.name,
+        pull_sub=PullSub(
+            batch_size=settings.batch_size, timeout=settings.fetch_timeout_s, batch=True
+        ),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=spec.name,
+        description=spec.description,
+    )
+
+    async def handle(message: NatsMessage) -> None:
+        # A batch subscriber's raw message is the pulled list of nats-py messages.
+        await runner.handle(cast("list[Any]", message.raw_message))
+
+    subscriber(handle)
+
+
+def _runner(
+    databases: Databases,
+    settings: Settings,
+    spec: ConsumerSpec,
+    database: str,
+    projection: Projection,
+    on_commit: Sequence[OnCommit],
+) -> ProjectionRunner:
+    engine, lock = databases.for_consumer(database)
+    ensure_tables(engine, *projection.tables)
+    return ProjectionRunner(
+        consumer=spec.name,
+        stream=settings.stream,
+        projection=projection,
+        engine=engine,
+        lock=lock,
+        on_commit=on_commit,
+    )
+
+
+def attach_agency(
+    broker: NatsBroker,
+    databases: Databases,
+    settings: Settings,
+    agency: str,
+    *,
+    on_commit: Sequence[OnCommit] = (),
+) -> list[ProjectionRunner]:
+    """The agency's worklist, fed by what is addressed to it and by its own answers."""
+    projection = WorklistProjection(agency)
+    runners = []
+    for spec in (agency_consumer(agency), agency_sent_consumer(agency)):
+        runner = _runner(databases, settings, spec, f"worklist-{agency}", projection, on_commit)
+        attach_runner(broker, runner, spec, settings)
+        runners.append(runner)
+    return runners
+
+
+def attach_record(
+    broker: NatsBroker,
+    databases: Databases,
+    settings: Settings,
+    *,
+    on_commit: Sequence[OnCommit] = (),
+) -> ProjectionRunner:
+    """The coordination record: every event of every case."""
+    spec = record_consumer()
+    runner = _runner(databases, settings, spec, "record", RecordProjection(), on_commit)
+    attach_runner(broker, runner, spec, settings)
+    return runner
+
+
+def create_agency_app(settings: Settings, url: str, agency: str) -> FastStream:
+    broker = create_broker(url)
+    databases = Databases(settings)
+    attach_agency(broker, databases, settings, agency)
+    app = FastStream(broker)
+    app.after_shutdown(databases.dispose)
+    return app
+
+
+def create_record_app(settings: Settings, url: str) -> FastStream:
+    broker = create_broker(url)
+    databases = Databases(settings)
+    attach_record(broker, databases, settings)
+    app = FastStream(broker)
+    app.after_shutdown(databases.dispose)
+    return app

@@ -1,0 +1,76 @@
+"""An agency's simulated front desk: reads what reaches the agency, publishes the staff's
+reactions through the agency's Publisher.
+
+Reaction ids are derived from the cause, so a redelivered cause republishes the same ids
+and JetStream's dedup keeps one copy: the staff act once per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import structlog
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+
+from lintas.contracts import ContractError, decode, derived_uuid7
+from lintas.infra.settings import Settings
+from lintas.infra.topology import consumer_config, staff_consumer
+from lintas.producers import Publisher
+
+from .staff import react
+
+__all__ = ["attach_desk"]
+
+_log = structlog.get_logger("lintas.demo.staff")
+
+
+async def _raw_body(_msg: Any) -> None:
+    return None
+
+
+async def _handle(publisher: Publisher, msgs: Sequence[Any]) -> None:
+    for msg in msgs:
+        try:
+            event = decode(msg.data, subject=msg.subject)
+        except ContractError as exc:
+            _log.warning("staff.ignored", agency=publisher.agency, reason=str(exc))
+            continue
+        at_ms = int(event.time.timestamp() * 1000) + 1
+        for index, reaction in enumerate(react(publisher.agency, event)):
+            await publisher.publish(
+                reaction.event_type,
+                reaction.data,
+                case_id=event.case_id,
+                target=reaction.target,
+                caused_by=event,
+                event_id=str(derived_uuid7(f"{event.id}/{index}", at_ms)),
+            )
+    for msg in msgs[:-1]:
+        await msg.ack()
+    await msgs[-1].ack_sync()
+
+
+def attach_desk(broker: NatsBroker, publisher: Publisher, settings: Settings) -> None:
+    spec = staff_consumer(publisher.agency)
+    subscriber = broker.subscriber(
+        config=consumer_config(spec, settings),
+        stream=JStream(settings.stream, declare=False),
+        durable=spec.name,
+        pull_sub=PullSub(
+            batch_size=settings.batch_size, timeout=settings.fetch_timeout_s, batch=True
+        ),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=spec.name,
+        include_in_schema=False,
+    )
+
+    async def handle(message: NatsMessage) -> None:
+        # A batch subscriber's raw message is the pulled list of nats-py messages.
+        msgs = cast("list[Any]", message.raw_message)
+        if msgs:
+            await _handle(publisher, msgs)
+
+    subscriber(handle)

@@ -1,0 +1,147 @@
+"""The three demo pathways (DESIGN.md section 1), as data the demo and its tests share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from lintas.consumers.record import CaseRecord
+
+__all__ = [
+    "PARTNER",
+    "PATHWAYS",
+    "VILLAGE",
+    "ExpectedHandoff",
+    "Pathway",
+    "agencies",
+    "check_record",
+    "pathway_of",
+]
+
+VILLAGE: Final = "desa-3525012001"
+PARTNER: Final = "my-jkm"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedHandoff:
+    requester: str
+    asked: str
+    handoff: str
+    what: str
+    status: str = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class Pathway:
+    situation: str
+    title: str
+    opener: str
+    jurisdiction: str
+    location: str
+    risk_level: str
+    closed_reason: str
+    handoffs: tuple[ExpectedHandoff, ...]
+
+
+_H = ExpectedHandoff
+
+PATHWAYS: Final[tuple[Pathway, ...]] = (
+    Pathway(
+        situation="undocumented_abroad",
+        title="Undocumented child in Sabah: papers, return via Nunukan, rehabilitation, home",
+        opener="kemlu",
+        jurisdiction="MY",
+        location="Sabah",
+        risk_level="high",
+        closed_reason="reintegrated",
+        handoffs=(
+            _H("kp2mi", "kemlu", "document", "citizenship_confirmation"),
+            _H("kp2mi", "kemlu", "document", "splp"),
+            _H("kp2mi", "kemlu", "repatriation", "repatriation"),
+            _H("kemlu", PARTNER, "referral", "exit_clearance"),
+            _H("kp2mi", "dukcapil", "document", "nik"),
+            _H("kp2mi", "dukcapil", "document", "akta_kelahiran"),
+            _H("kp2mi", "dukcapil", "document", "kk"),
+            _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
+            _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
+        ),
+    ),
+    Pathway(
+        situation="left_behind",
+        title="Left-behind child in the village: PPPA assessment, community parenting",
+        opener=VILLAGE,
+        jurisdiction="ID",
+        location="Jawa Timur",
+        risk_level="medium",
+        closed_reason="no_longer_needed",
+        handoffs=(
+            _H("kp2mi", "kemenpppa", "referral", "psychosocial_assessment"),
+            _H("kp2mi", "kemnaker", "referral", "community_parenting"),
+        ),
+    ),
+    Pathway(
+        situation="trafficking_victim",
+        title="Trafficking victim in Jeddah: KPAI oversight, return, protection, rehabilitation",
+        opener="kemlu",
+        jurisdiction="SA",
+        location="Jeddah",
+        risk_level="critical",
+        closed_reason="reintegrated",
+        handoffs=(
+            _H("kp2mi", "kpai", "oversight", "trafficking"),
+            _H("kp2mi", "kemlu", "repatriation", "repatriation"),
+            _H("kp2mi", "kemenpppa", "referral", "protection_services"),
+            _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
+            _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
+        ),
+    ),
+)
+
+
+def agencies() -> tuple[str, ...]:
+    """Every agency the demo runs a consumer for."""
+    return (
+        "kp2mi",
+        "kemlu",
+        "dukcapil",
+        "kemensos",
+        "kemenpppa",
+        "kemnaker",
+        "kpai",
+        VILLAGE,
+        PARTNER,
+    )
+
+
+def pathway_of(situation: str | None) -> Pathway | None:
+    return next((p for p in PATHWAYS if p.situation == situation), None)
+
+
+def check_record(record: CaseRecord) -> list[str]:
+    """How a case's coordination record differs from its pathway (empty when it matches)."""
+    pathway = pathway_of(record.situation)
+    if pathway is None:
+        return [f"{record.case_id}: no demo pathway for situation {record.situation!r}"]
+    problems = []
+    got = [(h.requester, h.asked, h.handoff, h.what, h.status) for h in record.handoffs]
+    want = [(h.requester, h.asked, h.handoff, h.what, h.status) for h in pathway.handoffs]
+    if got != want:
+        problems.append(f"{record.case_id}: hand-offs {got} != expected {want}")
+    if (record.status, record.closed_reason) != ("closed", pathway.closed_reason):
+        problems.append(
+            f"{record.case_id}: {record.status}/{record.closed_reason}, "
+            f"expected closed/{pathway.closed_reason}"
+        )
+    seqs = [entry.seq for entry in record.timeline]
+    if seqs != sorted(set(seqs)):
+        problems.append(f"{record.case_id}: timeline not in stream order: {seqs}")
+    owner = pathway.opener
+    for entry in record.timeline:
+        if entry.type == "case.assigned":
+            owner = "kp2mi"
+        if entry.owner != owner:
+            problems.append(
+                f"{record.case_id}: owner {entry.owner} at seq {entry.seq}, not {owner}"
+            )
+            break
+    return problems

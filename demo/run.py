@@ -1,0 +1,127 @@
+"""The demo: the embedded bus, every agency's consumers, simulated staff, N cases.
+
+Runs until every case it opened is closed in the coordination record (or the timeout),
+then returns the records, read back from the record projection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats
+from sqlmodel import Session
+
+from lintas.consumers import (
+    CaseRecord,
+    Databases,
+    attach_agency,
+    attach_record,
+    create_broker,
+    load_record,
+)
+from lintas.consumers.projections import Batch
+from lintas.contracts import TransientError
+from lintas.infra.bus import open_bus
+from lintas.infra.settings import Settings
+from lintas.infra.topology import (
+    ConsumerSpec,
+    agency_consumer,
+    agency_sent_consumer,
+    declare,
+    record_consumer,
+    staff_consumer,
+)
+from lintas.producers import Publisher
+
+from .desk import attach_desk
+from .intake import open_case
+from .pathways import agencies
+
+__all__ = ["DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
+
+Progress = Callable[[int, int, int], None]  # cases closed, cases wanted, events recorded
+
+
+class DemoTimeout(TransientError):
+    """The demo's cases did not all close in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    records: list[CaseRecord]
+    events: int
+    elapsed_s: float
+    url: str
+
+
+def demo_consumers() -> list[ConsumerSpec]:
+    specs = [record_consumer()]
+    for agency in agencies():
+        specs += [agency_consumer(agency), agency_sent_consumer(agency), staff_consumer(agency)]
+    return specs
+
+
+async def run_demo(
+    settings: Settings,
+    cases: int,
+    *,
+    progress: Progress | None = None,
+    timeout_s: float = 120.0,
+    seed: int = 7,
+) -> DemoResult:
+    if cases < 1:
+        raise ValueError("the demo needs at least one case")
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    async with open_bus(settings) as url:
+        nc = await nats.connect(url, name="lintas-demo")
+        databases = Databases(settings)
+        try:
+            js = nc.jetstream()
+            await declare(js, settings, demo_consumers())
+            wanted: set[str] = set()
+            closed: set[str] = set()
+            counted = [0]
+            intake_done = False
+            all_closed = asyncio.Event()
+
+            def on_record(batch: Batch) -> None:
+                counted[0] += len(batch)
+                closed.update(e.case_id for _, e in batch if e.type == "case.closed")
+                if progress:
+                    progress(len(wanted & closed), cases, counted[0])
+                if intake_done and wanted <= closed:
+                    all_closed.set()
+
+            broker = create_broker(url)
+            attach_record(broker, databases, settings, on_commit=[on_record])
+            publishers = {a: Publisher(js, a, stream=settings.stream) for a in agencies()}
+            for agency in agencies():
+                attach_agency(broker, databases, settings, agency)
+                attach_desk(broker, publishers[agency], settings)
+            await broker.start()
+            try:
+                for index in range(cases):
+                    wanted.add(await open_case(publishers, index, rng))
+                intake_done = True
+                if wanted <= closed:
+                    all_closed.set()
+                try:
+                    await asyncio.wait_for(all_closed.wait(), timeout_s)
+                except TimeoutError:
+                    raise DemoTimeout(
+                        f"{len(wanted & closed)} of {cases} cases closed after {timeout_s:.0f} s"
+                    ) from None
+            finally:
+                await broker.stop()
+            engine, _ = databases.for_consumer("record")
+            with Session(engine) as session:
+                records = [r for cid in sorted(wanted) if (r := load_record(session, cid))]
+            return DemoResult(records, counted[0], time.perf_counter() - started, url)
+        finally:
+            databases.dispose()
+            await nc.close()

@@ -1,0 +1,97 @@
+"""The walking skeleton end to end: the demo on the embedded default, then the CLI."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from lintas.cli import main
+from lintas.consumers import Databases, load_worklist
+from lintas.demo import PATHWAYS, agencies, check_record, run_demo
+from lintas.infra.settings import Settings
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+
+def _expected_asks() -> Counter[str]:
+    """Hand-offs each agency is asked for, when every pathway runs twice."""
+    asks: Counter[str] = Counter()
+    for pathway in PATHWAYS:
+        for handoff in pathway.handoffs:
+            asks[handoff.asked] += 2
+    return asks
+
+
+async def test_demo_records_every_handoff_in_order_with_the_right_owner(
+    settings: Settings,
+) -> None:
+    cases = 2 * len(PATHWAYS)
+    progress: list[tuple[int, int, int]] = []
+    result = await run_demo(settings, cases, progress=lambda *p: progress.append(p), timeout_s=120)
+
+    assert len(result.records) == cases
+    assert Counter(r.situation for r in result.records) == Counter(
+        {p.situation: 2 for p in PATHWAYS}
+    )
+    for record in result.records:
+        assert check_record(record) == []
+    assert progress[-1][:2] == (cases, cases)
+    assert result.events == sum(len(r.timeline) for r in result.records)
+
+    sabah = next(r for r in result.records if r.situation == "undocumented_abroad")
+    assert sabah.whereabouts == "home: desa-3525012001 (community parenting)"
+    assert [d.kind for d in sabah.documents] == [
+        "citizenship_confirmation",
+        "splp",
+        "nik",
+        "akta_kelahiran",
+        "kk",
+    ]
+
+    databases = Databases(settings)
+    try:
+        for agency in agencies():
+            engine, _ = databases.for_consumer(f"worklist-{agency}")
+            with Session(engine) as session:
+                items = load_worklist(session, agency)
+            assert len(items) == _expected_asks()[agency], agency
+            assert {i.status for i in items} <= {"completed"}, agency
+            assert all(i.requested_at is not None for i in items), agency
+    finally:
+        databases.dispose()
+
+
+def test_cli_demo_then_case_show(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["demo", "--cases", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "all 3 coordination records match their pathways" in out
+    assert "Median time per hand-off" in out
+    case_id = out.rsplit("lintas case show ", 1)[1].split()[0]
+
+    # A second run over the same store and consumers declares nothing new, and works.
+    assert main(["demo", "--cases", "3"]) == 0
+    capsys.readouterr()
+
+    assert main(["case", "show", case_id]) == 0
+    shown = capsys.readouterr().out
+    assert case_id in shown
+    assert "case.closed" in shown
+    assert "document.issued" in shown
+    assert not (Path(settings.data_dir) / "nats.url").exists(), "embedded server left behind"
+
+
+def test_cli_case_show_errors(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
+    assert main(["case", "show", "not-a-case"]) == 2
+    assert "not a lintas case id" in capsys.readouterr().out
+    assert main(["case", "show", "C" + "0" * 26]) == 1
+    assert "no case" in capsys.readouterr().out

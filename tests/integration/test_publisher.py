@@ -1,0 +1,121 @@
+"""The Publisher against a real JetStream: stored once, typed errors, nothing on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from nats.js import JetStreamContext
+
+from lintas.contracts import ContractError, InvalidEventData, SubjectError, new_case_id, uuid7
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.settings import Settings
+from lintas.infra.topology import ensure_stream
+from lintas.producers import BusUnavailable, Publisher
+
+pytestmark = pytest.mark.nats
+
+REFERRAL = {"referral_id": "ref-1", "service": "psychosocial_assessment"}
+
+
+async def _stored(js: JetStreamContext, settings: Settings) -> int:
+    return (await js.stream_info(settings.stream)).state.messages
+
+
+async def test_publish_stores_the_envelope_with_dedup_header(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    await ensure_stream(js, settings)
+    case_id = new_case_id()
+    published = await Publisher(js, "kp2mi", stream=settings.stream).publish(
+        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa"
+    )
+    assert published.stream_seq == 1
+    assert not published.duplicate
+    stored = await js.get_msg(settings.stream, 1)
+    assert stored.subject == f"lintas.kp2mi.kemenpppa.referral.requested.{case_id}"
+    assert stored.headers is not None
+    assert stored.headers["Nats-Msg-Id"] == published.event.id
+    assert stored.data is not None
+    body = json.loads(stored.data)
+    assert body["id"] == published.event.id
+    assert (body["source"], body["target"], body["subject"]) == ("kp2mi", "kemenpppa", case_id)
+    assert (body["type"], body["dataversion"]) == ("referral.requested", 1)
+    assert body["dataschema"] == "lintas:schemas/referral.requested/v1.json"
+    assert body["data"] == REFERRAL
+
+
+async def test_same_event_id_is_stored_once(js: JetStreamContext, settings: Settings) -> None:
+    await ensure_stream(js, settings)
+    publisher = Publisher(js, "kp2mi", stream=settings.stream)
+    event_id = str(uuid7())
+    case_id = new_case_id()
+    first = await publisher.publish(
+        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa", event_id=event_id
+    )
+    again = await publisher.publish(
+        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa", event_id=event_id
+    )
+    assert again.duplicate
+    assert again.stream_seq == first.stream_seq
+    assert await _stored(js, settings) == 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "target", "error", "words"),
+    [
+        (
+            "referral.requested",
+            {"referral_id": "r", "service": "massage"},
+            "kemenpppa",
+            InvalidEventData,
+            ["referral.requested v1", "'service'"],
+        ),
+        (
+            "referral.requested",
+            {"service": "shelter"},
+            "kemenpppa",
+            InvalidEventData,
+            ["referral.requested v1", "'referral_id'"],
+        ),
+        (
+            "referral.requested",
+            {**REFERRAL, "child_name": "x"},
+            "kemenpppa",
+            InvalidEventData,
+            ["'child_name'"],
+        ),
+        ("referral.requested", REFERRAL, "kp2mi", SubjectError, ["itself"]),
+        ("referral.requested", REFERRAL, "nobody", SubjectError, ["nobody"]),
+        ("referral.teleported", REFERRAL, "kemenpppa", ContractError, ["referral.teleported"]),
+    ],
+)
+async def test_invalid_event_raises_contract_error_and_publishes_nothing(
+    js: JetStreamContext,
+    settings: Settings,
+    event_type: str,
+    data: dict[str, object],
+    target: str,
+    error: type[Exception],
+    words: list[str],
+) -> None:
+    await ensure_stream(js, settings)
+    with pytest.raises(error) as raised:
+        await Publisher(js, "kp2mi", stream=settings.stream).publish(
+            event_type, data, case_id=new_case_id(), target=target
+        )
+    for word in words:
+        assert word in str(raised.value)
+    assert await _stored(js, settings) == 0
+
+
+async def test_broker_down_is_a_transient_bus_error(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await ensure_stream(js, settings)
+    await nats_server.stop()
+    publisher = Publisher(js, "kp2mi", stream=settings.stream, timeout=0.5)
+    with pytest.raises(BusUnavailable, match=r"referral\.requested"):
+        await publisher.publish(
+            "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
+        )

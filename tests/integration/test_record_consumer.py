@@ -1,0 +1,168 @@
+"""The record projector on a real nats-server and a real database.
+
+Resumes where it left off after a restart, applies a redelivered message no twice, keeps
+each case's events in order, and neither stalls nor applies on malformed messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+from sqlmodel import Session, select
+from structlog.testing import capture_logs
+
+from lintas.consumers import ProjectionRunner, load_record, load_records
+from lintas.consumers.app import Databases
+from lintas.infra.db import Tracking
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+from .helpers import Applied, declare_record, publish_case, start_record
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+def db_settings(settings: Settings, database_url: str | None) -> Settings:
+    return settings.model_copy(update={"database_url": database_url})
+
+
+def _tracking(databases: Databases) -> Tracking:
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        row = session.exec(select(Tracking).where(Tracking.consumer == "record")).one()
+        session.expunge(row)
+        return row
+
+
+async def test_restart_resumes_without_applying_twice(
+    nats_server: EmbeddedNats, js: JetStreamContext, db_settings: Settings
+) -> None:
+    await declare_record(js, db_settings)
+    kemlu = Publisher(js, "kemlu", stream=db_settings.stream)
+    first_cases = [await publish_case(kemlu) for _ in range(3)]  # 4 events each
+
+    applied = Applied()
+    stop, databases = await start_record(nats_server.url, db_settings, [applied])
+    await applied.wait_for(12)
+    await stop()
+
+    later_case = await publish_case(kemlu, steps=5)  # published while the projector is down
+    applied_again = Applied()
+    stop, databases = await start_record(nats_server.url, db_settings, [applied_again])
+    try:
+        await applied_again.wait_for(6)
+    finally:
+        await stop()
+
+    assert [seq for seq, _ in applied_again.events] == list(range(13, 19))
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied, tracking.rejected) == (18, 18, 0)
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        records = {r.case_id: r for r in load_records(session)}
+    assert set(records) == {*first_cases, later_case}
+    for case_id, record in records.items():
+        seqs = [entry.seq for entry in record.timeline]
+        assert seqs == sorted(set(seqs)), "applied twice or out of order"
+        assert len(seqs) == (6 if case_id == later_case else 4)
+    databases.dispose()
+
+
+class DiesBeforeAck(ProjectionRunner):
+    """Commits the first batch, then 'dies' before acknowledging it."""
+
+    died = False
+    redelivered: list[int]
+    redelivery_handled: asyncio.Event
+
+    async def _ack(self, msgs: Sequence[Any]) -> None:
+        if not type(self).died:
+            type(self).died = True
+            return
+        await super()._ack(msgs)
+        if any(m.metadata.num_delivered > 1 for m in msgs):
+            self.redelivered.extend(m.metadata.sequence.stream for m in msgs)
+            self.redelivery_handled.set()
+
+
+async def test_redelivered_messages_are_acked_without_effect(
+    nats_server: EmbeddedNats, js: JetStreamContext, db_settings: Settings, monkeypatch: Any
+) -> None:
+    settings = db_settings.model_copy(update={"ack_wait_s": 1.0})
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    case_id = await publish_case(kemlu)
+
+    DiesBeforeAck.died = False
+    DiesBeforeAck.redelivered = []
+    DiesBeforeAck.redelivery_handled = asyncio.Event()
+    monkeypatch.setattr("lintas.consumers.app.ProjectionRunner", DiesBeforeAck)
+    applied = Applied()
+    stop, databases = await start_record(nats_server.url, settings, [applied])
+    try:
+        await applied.wait_for(4)
+        await asyncio.wait_for(DiesBeforeAck.redelivery_handled.wait(), 20)
+    finally:
+        await stop()
+    assert DiesBeforeAck.redelivered == [1, 2, 3, 4]
+    assert [seq for seq, _ in applied.events] == [1, 2, 3, 4]
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied) == (4, 4)
+    info = await js.consumer_info(settings.stream, "record")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        record = load_record(session, case_id)
+    assert record is not None
+    assert [e.seq for e in record.timeline] == [1, 2, 3, 4]
+    databases.dispose()
+
+
+async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    case_id = await publish_case(kemlu, steps=0)  # seq 1
+    subject = f"lintas.kemlu.kp2mi.case.opened.{case_id}"
+    good = (await js.get_msg(settings.stream, 1)).data
+    assert good is not None
+    bad = [
+        b"not json at all",  # 2
+        b'{"specversion": "1.0"}',  # 3: envelope fields missing
+        good.replace(b'"dataversion":1', b'"dataversion":9'),  # 4: unknown version
+        good.replace(b'"case.opened"', b'"case.vanished"'),  # 5: unknown type
+        good.replace(b'"risk_level":"high"', b'"risk_level":"high","name":"x"'),  # 6: extra
+    ]
+    for body in bad:
+        await js.publish(subject, body, stream=settings.stream)
+    await js.publish(
+        f"lintas.kemlu.kp2mi.case.opened.{case_id[:-1]}X", good, stream=settings.stream
+    )  # 7: subject does not match the envelope
+    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 8
+
+    applied = Applied()
+    with capture_logs() as logs:
+        stop, databases = await start_record(nats_server.url, settings, [applied])
+        try:
+            await applied.wait_for(2)
+        finally:
+            await stop()
+    assert [seq for seq, _ in applied.events] == [1, 8]
+    rejected = [entry for entry in logs if entry["event"] == "message.rejected"]
+    assert [entry["stream_seq"] for entry in rejected] == [2, 3, 4, 5, 6, 7]
+    reasons = [entry["reason"] for entry in rejected]
+    assert "not JSON" in reasons[0]
+    assert "case.opened v9" in reasons[2]
+    assert "case.vanished" in reasons[3]
+    assert "data.name" in reasons[4]
+    assert "subject" in reasons[5]
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied, tracking.rejected) == (8, 2, 6)
+    databases.dispose()
