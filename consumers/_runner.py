@@ -7,9 +7,13 @@ What the edge does with each outcome:
 * applied, or already applied (sequence at or below the tracked position): ack;
 * breaks its contract (not JSON, unknown type or version, wrong fields): not applied,
   logged with its stream sequence and reason, counted as rejected, ack;
-* transient failure of the database: the batch is retried in place with back-off while
-  the server is told the messages are still in progress; never terminated, and no later
-  message is applied first.
+* the commit fails (database locked or gone, or a bug): the batch is retried in place
+  with back-off while the server is told the messages are still in progress. Never
+  terminated, and no later message is applied first: letting the exception reach
+  FastStream would leave the batch to redelivery while newer messages are pulled and
+  applied, which breaks per-case order (and the tracking position would then skip the
+  older ones). A failure that never clears stalls this consumer, loudly, rather than
+  losing an event; quarantine is the reliability issue's job.
 """
 
 from __future__ import annotations
@@ -100,16 +104,19 @@ class ProjectionRunner:
             try:
                 async with self.lock:
                     return await asyncio.to_thread(self._commit, batch, rejected, last)
-            except DBAPIError as exc:
-                # Locked, busy or disconnected: worth retrying. Anything else is a bug.
-                if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
-                    raise
-                _log.warning(
+            except Exception as exc:
+                expected = isinstance(exc, OperationalError) or (
+                    isinstance(exc, DBAPIError) and exc.connection_invalidated
+                )
+                log = _log.warning if expected else _log.error
+                log(
                     "projection.retry",
                     consumer=self.consumer,
                     attempt=attempt,
                     delay_s=delay,
                     error=exc.__class__.__name__,
+                    stream_seqs=f"{msgs[0].metadata.sequence.stream}..{last}",
+                    exc_info=not expected,
                 )
                 for msg in msgs:
                     await msg.in_progress()

@@ -101,8 +101,10 @@ def _runner(
     database: str,
     projection: Projection,
     on_commit: Sequence[OnCommit],
+    lock: asyncio.Lock | None = None,
 ) -> ProjectionRunner:
-    engine, lock = databases.for_consumer(database)
+    engine, sqlite_lock = databases.for_consumer(database)
+    lock = sqlite_lock or lock
     ensure_tables(engine, *projection.tables)
     return ProjectionRunner(
         consumer=spec.name,
@@ -124,9 +126,13 @@ def attach_agency(
 ) -> list[ProjectionRunner]:
     """The agency's worklist, fed by what is addressed to it and by its own answers."""
     projection = WorklistProjection(agency)
+    # Both consumers write the same rows: one at a time, or two inserts of one item race.
+    lock = asyncio.Lock()
     runners = []
     for spec in (agency_consumer(agency), agency_sent_consumer(agency)):
-        runner = _runner(databases, settings, spec, f"worklist-{agency}", projection, on_commit)
+        runner = _runner(
+            databases, settings, spec, f"worklist-{agency}", projection, on_commit, lock
+        )
         attach_runner(broker, runner, spec, settings)
         runners.append(runner)
     return runners

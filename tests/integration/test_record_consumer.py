@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from structlog.testing import capture_logs
 
-from lintas.consumers import ProjectionRunner, load_record, load_records
+from lintas.consumers import ProjectionRunner, RecordProjection, load_record, load_records
 from lintas.consumers.app import Databases
+from lintas.consumers.projections import Batch
 from lintas.infra.db import Tracking
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
@@ -165,4 +167,41 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     assert "subject" in reasons[5]
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied, tracking.rejected) == (8, 2, 6)
+    databases.dispose()
+
+
+async def test_a_failing_commit_is_retried_in_place_and_nothing_overtakes_it(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
+) -> None:
+    """The database fails twice on the first batch: no event is lost, skipped or reordered."""
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    case_id = await publish_case(kemlu, steps=1)  # seq 1, 2
+    original = RecordProjection.apply_batch
+    failures = [OperationalError("SELECT 1", {}, Exception("database is locked"))] * 2
+    attempts: list[list[int]] = []
+
+    def flaky(self: RecordProjection, session: Session, batch: Batch) -> int:
+        attempts.append([seq for seq, _ in batch])
+        if failures:
+            raise failures.pop()
+        return original(self, session, batch)
+
+    monkeypatch.setattr(RecordProjection, "apply_batch", flaky)
+    applied = Applied()
+    with capture_logs() as logs:
+        stop, databases = await start_record(nats_server.url, settings, [applied])
+        try:
+            await applied.wait_for(2)
+            await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+            await applied.wait_for(3)
+        finally:
+            await stop()
+    assert attempts[:3] == [[1, 2], [1, 2], [1, 2]]
+    assert [seq for seq, _ in applied.events] == [1, 2, 3]
+    retries = [entry for entry in logs if entry["event"] == "projection.retry"]
+    assert [entry["attempt"] for entry in retries] == [1, 2]
+    assert {entry["error"] for entry in retries} == {"OperationalError"}
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied) == (3, 3)
     databases.dispose()
