@@ -33,6 +33,7 @@ from lintas.infra.topology import (
     agency_consumer,
     agency_sent_consumer,
     declare,
+    deployment_consumers,
     record_consumer,
 )
 
@@ -64,13 +65,6 @@ def _parser() -> argparse.ArgumentParser:
     show = case_commands.add_parser("show", help="print a case's coordination record")
     show.add_argument("case_id")
     return parser
-
-
-def _deployment_consumers(settings: Settings) -> list[ConsumerSpec]:
-    specs = [record_consumer()]
-    for agency in settings.agencies:
-        specs += [agency_consumer(agency), agency_sent_consumer(agency)]
-    return specs
 
 
 async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> None:
@@ -137,7 +131,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
 
 async def _up(settings: Settings, console: Console) -> int:
     async with open_bus(settings) as url:
-        await _declare(url, settings, _deployment_consumers(settings))
+        await _declare(url, settings, deployment_consumers(settings.agencies))
         broker = create_broker(url)
         databases = Databases(settings)
         attach_record(broker, databases, settings)
@@ -166,10 +160,7 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
         specs = (
             [record_consumer()]
             if agency == "record"
-            else [
-                agency_consumer(agency),
-                agency_sent_consumer(agency),
-            ]
+            else [agency_consumer(agency), agency_sent_consumer(agency)]
         )
         await _declare(url, settings, specs)
         app = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from faststream import AckPolicy, FastStream
@@ -31,8 +31,10 @@ from ._runner import OnCommit, ProjectionRunner
 from .projections import Projection, RecordProjection, WorklistProjection
 
 __all__ = [
+    "BatchHandler",
     "Databases",
     "attach_agency",
+    "attach_batches",
     "attach_record",
     "attach_runner",
     "create_agency_app",
@@ -71,9 +73,19 @@ def create_broker(url: str) -> NatsBroker:
     return NatsBroker(url, log_level=logging.DEBUG)
 
 
-def attach_runner(
-    broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
+
+
+def attach_batches(
+    broker: NatsBroker,
+    spec: ConsumerSpec,
+    settings: Settings,
+    handler: BatchHandler,
+    *,
+    in_schema: bool = True,
 ) -> None:
+    """Bind ``handler`` to the declared durable ``spec``: pulled batches of nats-py messages,
+    acknowledged by the handler itself (FastStream's own policy would terminate failures)."""
     subscriber = broker.subscriber(
         config=consumer_config(spec, settings),
         stream=JStream(settings.stream, declare=False),
@@ -85,13 +97,22 @@ def attach_runner(
         decoder=_raw_body,
         title=spec.name,
         description=spec.description,
+        include_in_schema=in_schema,
     )
 
     async def handle(message: NatsMessage) -> None:
         # A batch subscriber's raw message is the pulled list of nats-py messages.
-        await runner.handle(cast("list[Any]", message.raw_message))
+        msgs = cast("list[Any]", message.raw_message)
+        if msgs:
+            await handler(msgs)
 
     subscriber(handle)
+
+
+def attach_runner(
+    broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
+) -> None:
+    attach_batches(broker, spec, settings, runner.handle)
 
 
 def _runner(

@@ -8,15 +8,15 @@ and JetStream's dedup keeps one copy: the staff act once per event.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import NatsBroker
 
+from lintas.consumers.app import attach_batches
 from lintas.contracts import ContractError, decode, derived_uuid7
 from lintas.infra.settings import Settings
-from lintas.infra.topology import consumer_config, staff_consumer
+from lintas.infra.topology import staff_consumer
 from lintas.producers import Publisher
 
 from .staff import react
@@ -24,10 +24,6 @@ from .staff import react
 __all__ = ["attach_desk"]
 
 _log = structlog.get_logger("lintas.demo.staff")
-
-
-async def _raw_body(_msg: Any) -> None:
-    return None
 
 
 async def _handle(publisher: Publisher, msgs: Sequence[Any]) -> None:
@@ -53,24 +49,7 @@ async def _handle(publisher: Publisher, msgs: Sequence[Any]) -> None:
 
 
 def attach_desk(broker: NatsBroker, publisher: Publisher, settings: Settings) -> None:
-    spec = staff_consumer(publisher.agency)
-    subscriber = broker.subscriber(
-        config=consumer_config(spec, settings),
-        stream=JStream(settings.stream, declare=False),
-        durable=spec.name,
-        pull_sub=PullSub(
-            batch_size=settings.batch_size, timeout=settings.fetch_timeout_s, batch=True
-        ),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_raw_body,
-        title=spec.name,
-        include_in_schema=False,
-    )
+    async def handle(msgs: list[Any]) -> None:
+        await _handle(publisher, msgs)
 
-    async def handle(message: NatsMessage) -> None:
-        # A batch subscriber's raw message is the pulled list of nats-py messages.
-        msgs = cast("list[Any]", message.raw_message)
-        if msgs:
-            await _handle(publisher, msgs)
-
-    subscriber(handle)
+    attach_batches(broker, staff_consumer(publisher.agency), settings, handle, in_schema=False)

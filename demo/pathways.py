@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from lintas.consumers.record import CaseRecord
+from lintas.contracts import NATIONAL_AGENCIES
 
 __all__ = [
     "PARTNER",
@@ -100,17 +101,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
 
 def agencies() -> tuple[str, ...]:
     """Every agency the demo runs a consumer for."""
-    return (
-        "kp2mi",
-        "kemlu",
-        "dukcapil",
-        "kemensos",
-        "kemenpppa",
-        "kemnaker",
-        "kpai",
-        VILLAGE,
-        PARTNER,
-    )
+    return (*NATIONAL_AGENCIES, VILLAGE, PARTNER)
 
 
 def pathway_of(situation: str | None) -> Pathway | None:

@@ -27,14 +27,7 @@ from lintas.consumers.projections import Batch
 from lintas.contracts import TransientError
 from lintas.infra.bus import open_bus
 from lintas.infra.settings import Settings
-from lintas.infra.topology import (
-    ConsumerSpec,
-    agency_consumer,
-    agency_sent_consumer,
-    declare,
-    record_consumer,
-    staff_consumer,
-)
+from lintas.infra.topology import ConsumerSpec, declare, deployment_consumers, staff_consumer
 from lintas.producers import Publisher
 
 from .desk import attach_desk
@@ -59,10 +52,7 @@ class DemoResult:
 
 
 def demo_consumers() -> list[ConsumerSpec]:
-    specs = [record_consumer()]
-    for agency in agencies():
-        specs += [agency_consumer(agency), agency_sent_consumer(agency), staff_consumer(agency)]
-    return specs
+    return deployment_consumers(agencies()) + [staff_consumer(a) for a in agencies()]
 
 
 async def run_demo(

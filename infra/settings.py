@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lintas.contracts import NATIONAL_AGENCIES, is_agency_id
 
 __all__ = ["Settings"]
 
@@ -40,22 +42,20 @@ class Settings(BaseSettings):
     max_deliver: int = Field(default=20, ge=1, description="deliveries before giving up on one")
     batch_size: int = Field(default=256, ge=1, le=10_000, description="messages per pull")
     agencies: tuple[str, ...] = Field(
-        default=(
-            "kp2mi",
-            "kemlu",
-            "dukcapil",
-            "kemensos",
-            "kemenpppa",
-            "kemnaker",
-            "kpai",
-            "desa-3525012001",
-            "my-jkm",
-        ),
-        description="agencies whose consumers `lintas up` runs",
+        default=(*NATIONAL_AGENCIES, "desa-3525012001", "my-jkm"),
+        description="agencies whose consumers `lintas up` runs (LINTAS_AGENCIES as a JSON list)",
     )
     fetch_timeout_s: float = Field(
         default=0.1, gt=0, description="longest a partial batch waits to fill before applying"
     )
+
+    @field_validator("agencies")
+    @classmethod
+    def _agency_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [a for a in value if not is_agency_id(a)]
+        if bad:
+            raise ValueError(f"not agency ids: {', '.join(bad)}")
+        return value
 
     @property
     def db_dir(self) -> Path:

@@ -39,6 +39,7 @@ __all__ = [
     "agency_sent_consumer",
     "consumer_config",
     "declare",
+    "deployment_consumers",
     "ensure_consumer",
     "ensure_stream",
     "record_consumer",
@@ -135,6 +136,14 @@ def agency_sent_consumer(agency: str) -> ConsumerSpec:
 
 def record_consumer() -> ConsumerSpec:
     return ConsumerSpec("record", (f"{ROOT}.>",), "every event, for the coordination record")
+
+
+def deployment_consumers(agencies: Iterable[str]) -> list[ConsumerSpec]:
+    """The record projector and, per agency, its inbox and sent consumers."""
+    specs = [record_consumer()]
+    for agency in agencies:
+        specs += [agency_consumer(agency), agency_sent_consumer(agency)]
+    return specs
 
 
 def staff_consumer(agency: str) -> ConsumerSpec:

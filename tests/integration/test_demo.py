@@ -95,3 +95,5 @@ def test_cli_case_show_errors(
     assert "not a lintas case id" in capsys.readouterr().out
     assert main(["case", "show", "C" + "0" * 26]) == 1
     assert "no case" in capsys.readouterr().out
+    assert main(["run", "nobody"]) == 2
+    assert "not an agency id" in capsys.readouterr().out

@@ -1,0 +1,82 @@
+"""``lintas up`` as a real process: starts the bus and consumers, applies, stops on SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import nats
+import pytest
+from sqlmodel import Session
+
+from lintas.consumers import Databases, load_record
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+from .helpers import publish_case
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+
+async def _line_with(stream: asyncio.StreamReader, text: str, within_s: float) -> str:
+    async with asyncio.timeout(within_s):
+        while line := (await stream.readline()).decode():
+            if text in line:
+                return line
+    raise AssertionError(f"process ended without printing {text!r}")
+
+
+async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
+    env = {**os.environ, "LINTAS_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    env = {k: v for k, v in env.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lintas.cli",
+        "up",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    try:
+        line = await _line_with(proc.stdout, "lintas is up on", 30)
+        found = re.search(r"nats://127\.0\.0\.1:\d+", line)
+        assert found, line
+        url_text = found.group(0)
+        assert (Path(settings.data_dir) / "nats.url").read_text().strip() == url_text
+        nc = await nats.connect(url_text)
+        try:
+            case_id = await publish_case(Publisher(nc.jetstream(), "kemlu"), steps=2)
+        finally:
+            await nc.close()
+        databases = Databases(settings)
+        engine, _ = databases.for_consumer("record")
+        record = None
+        async with asyncio.timeout(20):
+            while record is None or len(record.timeline) < 3:
+                await asyncio.sleep(0.05)  # another process writes it: poll its database
+                with Session(engine) as session:
+                    record = load_record(session, case_id) if _has_table(engine) else None
+        databases.dispose()
+        assert [e.type for e in record.timeline] == [
+            "case.opened",
+            "document.requested",
+            "document.requested",
+        ]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0
+    assert not (Path(settings.data_dir) / "nats.url").exists()
+
+
+def _has_table(engine: object) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table("record_case")
