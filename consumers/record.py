@@ -45,7 +45,9 @@ class DocumentIssued(BaseModel):
     kind: str
     issued_by: str
     issuing_office: str
+    issuing_office_code: str | None = None
     issued_on: str
+    valid_until: str | None = None
     at: datetime
 
 
@@ -113,8 +115,9 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
 
 def _whereabouts(record: CaseRecord, event: Event) -> str | None:
     data = event.data
-    if isinstance(data, case.CaseOpenedV1):
-        return f"{data.location}, {data.jurisdiction}"
+    if isinstance(data, case.CaseOpenedV2):
+        place = data.location
+        return f"{place.name or place.subdivision or 'unknown region'}, {place.country}"
     if isinstance(data, repatriation.RepatriationScheduledV1):
         return f"awaiting repatriation via {data.port_of_entry} on {data.departure_on}"
     if isinstance(data, repatriation.RepatriationCompletedV1):
@@ -135,11 +138,11 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     data = event.data
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}
     owner = record.owner
-    if isinstance(data, case.CaseOpenedV1):
+    if isinstance(data, case.CaseOpenedV2):
         owner = record.owner or event.source
         update |= {
             "situation": data.situation,
-            "jurisdiction": data.jurisdiction,
+            "jurisdiction": data.jurisdiction.country,
             "opened_by": event.source,
             "opened_at": event.time,
         }
@@ -149,7 +152,7 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
         update |= {"status": "closed", "closed_reason": data.reason, "closed_at": event.time}
     elif isinstance(data, case.CaseReopenedV1):
         update |= {"status": "open", "closed_reason": None, "closed_at": None}
-    elif isinstance(data, document.DocumentIssuedV1):
+    elif isinstance(data, document.DocumentIssuedV2):
         # The number identifies the child: the record keeps only that it was issued.
         update["documents"] = (
             *record.documents,
@@ -157,6 +160,8 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
                 kind=data.kind,
                 issued_by=event.source,
                 issuing_office=data.issuing_office,
+                issuing_office_code=data.issuing_office_code,
+                valid_until=data.valid_until.isoformat() if data.valid_until else None,
                 issued_on=data.issued_on.isoformat(),
                 at=event.time,
             ),

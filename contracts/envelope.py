@@ -205,7 +205,10 @@ def encode(envelope: Envelope) -> bytes:
 def decode(raw: bytes, *, subject: str | None = None) -> Event:
     """Parse and validate a message body; with ``subject``, it must match the envelope.
 
-    Raises a :class:`ContractError` subclass naming type, version and field.
+    ``data`` is validated against the model of the version it was published with, then
+    upcast to the newest version: :attr:`Event.data` is always the newest model, while
+    the envelope keeps the stored ``dataversion``. Raises a :class:`ContractError`
+    subclass naming type, version and field.
     """
     try:
         doc = json.loads(raw)
@@ -234,6 +237,20 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
         raise InvalidEventData(
             msg, event_type=envelope.type, version=envelope.dataversion, field=f"data.{field}"
         ) from exc
+    newest = registry.latest(envelope.type)
+    if newest is not model:
+        # The stored version validated as published; readers see only the newest.
+        upgraded = registry.upcast(envelope.type, envelope.dataversion, dict(envelope.data))
+        try:
+            data = newest.model_validate(upgraded)
+        except ValidationError as exc:  # pragma: no cover - the contracts check tests this
+            field, msg = _first_error(exc)
+            raise InvalidEventData(
+                f"upcast to v{newest.VERSION} does not validate: {msg}",
+                event_type=envelope.type,
+                version=envelope.dataversion,
+                field=f"data.{field}",
+            ) from exc
     if envelope.dataschema != dataschema_uri(envelope.type, envelope.dataversion):
         raise EnvelopeError(
             "dataschema does not name this type and version",

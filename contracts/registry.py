@@ -1,18 +1,37 @@
-"""Every event type and version, registered once; lookups by ``(type, version)``."""
+"""Every event type and version, registered once, and the upcasters between versions.
+
+Lookups are by ``(type, version)``. A registered version is never edited (the contracts
+check holds each one to its published schema); a change makes a new version, with a pure
+upcaster from the one before, so an old event is read as the newest version everywhere.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from ._base import EventData
 from .errors import UnknownEventType, UnknownVersion
 
-__all__ = ["all_models", "latest", "lookup", "register", "versions"]
+__all__ = [
+    "Upcaster",
+    "all_models",
+    "latest",
+    "lookup",
+    "register",
+    "register_upcaster",
+    "upcast",
+    "upcasters",
+    "versions",
+]
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 _MODELS: dict[tuple[str, int], type[EventData]] = {}
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 M = TypeVar("M", bound=type[EventData])
+U = TypeVar("U", bound=Upcaster)
 
 
 def register(model: M) -> M:
@@ -24,16 +43,32 @@ def register(model: M) -> M:
     return model
 
 
+def register_upcaster(event_type: str, from_version: int) -> Callable[[U], U]:
+    """Decorator: the pure function turning ``data`` of ``from_version`` into the next."""
+
+    def decorate(function: U) -> U:
+        key = (event_type, from_version)
+        if key in _UPCASTERS:
+            raise RuntimeError(f"{event_type} v{from_version} has two upcasters")
+        _UPCASTERS[key] = function
+        return function
+
+    return decorate
+
+
 def lookup(event_type: str, version: int) -> type[EventData]:
     try:
         return _MODELS[(event_type, version)]
     except KeyError:
         known = versions(event_type)  # raises UnknownEventType first
-        raise UnknownVersion(
-            f"unknown version; this build knows {', '.join(f'v{v}' for v in known)}",
-            event_type=event_type,
-            version=version,
-        ) from None
+        if version > known[-1]:
+            message = (
+                f"is newer than this build of lintas knows (up to v{known[-1]}): "
+                "upgrade this consumer to read it"
+            )
+        else:
+            message = f"is not a version of this type (known: {', '.join(f'v{v}' for v in known)})"
+        raise UnknownVersion(message, event_type=event_type, version=version) from None
 
 
 def versions(event_type: str) -> list[int]:
@@ -47,5 +82,17 @@ def latest(event_type: str) -> type[EventData]:
     return _MODELS[(event_type, versions(event_type)[-1])]
 
 
+def upcast(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Run the upcasters from ``version`` up to the newest version, in order."""
+    newest = versions(event_type)[-1]
+    for step in range(version, newest):
+        data = _UPCASTERS[(event_type, step)](data)
+    return data
+
+
 def all_models() -> Iterator[type[EventData]]:
     yield from (m for _, m in sorted(_MODELS.items()))
+
+
+def upcasters() -> dict[tuple[str, int], Upcaster]:
+    return dict(_UPCASTERS)

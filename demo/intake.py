@@ -43,8 +43,15 @@ async def open_case(publishers: dict[str, Publisher], index: int, rng: random.Ra
         "case.opened",
         {
             "situation": pathway.situation,
-            "jurisdiction": pathway.jurisdiction,
-            "location": pathway.location,
+            "location": {
+                "country": pathway.jurisdiction,
+                "subdivision": pathway.subdivision,
+                "name": pathway.location,
+            },
+            "jurisdiction": {
+                "country": pathway.jurisdiction,
+                "responsible_office": pathway.responsible_office,
+            },
             "risk_level": pathway.risk_level,
             "home_village": VILLAGE,
             "child": _child(rng),

@@ -39,6 +39,8 @@ class Pathway:
     opener: str
     jurisdiction: str
     location: str
+    subdivision: str
+    responsible_office: str
     risk_level: str
     closed_reason: str
     handoffs: tuple[ExpectedHandoff, ...]
@@ -53,6 +55,8 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         opener="kemlu",
         jurisdiction="MY",
         location="Sabah",
+        subdivision="MY-12",
+        responsible_office="KJRI Kota Kinabalu",
         risk_level="high",
         closed_reason="reintegrated",
         handoffs=(
@@ -73,6 +77,8 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         opener=VILLAGE,
         jurisdiction="ID",
         location="Jawa Timur",
+        subdivision="ID-JI",
+        responsible_office="BP3MI Jawa Timur",
         risk_level="medium",
         closed_reason="no_longer_needed",
         handoffs=(
@@ -86,6 +92,8 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         opener="kemlu",
         jurisdiction="SA",
         location="Jeddah",
+        subdivision="SA-02",
+        responsible_office="KJRI Jeddah",
         risk_level="critical",
         closed_reason="reintegrated",
         handoffs=(

@@ -42,9 +42,14 @@ def _number(event: Event, kind: str) -> str:
     return f"DEMO-{kind.upper()}-{hashlib.sha256(event.case_id.encode()).hexdigest()[:10]}"
 
 
-def _issue(event: Event, office: str) -> list[Reaction]:
+# Travel documents are short-lived; civil-registration documents do not expire.
+_VALID_DAYS = {"splp": 30, "citizenship_confirmation": 180}
+
+
+def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
     data = event.data
     assert isinstance(data, document.DocumentRequestedV1)
+    days = _VALID_DAYS.get(data.kind)
     return [
         Reaction(
             "document.issued",
@@ -54,7 +59,11 @@ def _issue(event: Event, office: str) -> list[Reaction]:
                 "kind": data.kind,
                 "number": _number(event, data.kind),
                 "issuing_office": office,
+                "issuing_office_code": office_code,
                 "issued_on": event.time.date().isoformat(),
+                "valid_until": (event.time.date() + timedelta(days=days)).isoformat()
+                if days
+                else None,
             },
         )
     ]
@@ -62,7 +71,7 @@ def _issue(event: Event, office: str) -> list[Reaction]:
 
 def _kp2mi(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, case.CaseOpenedV1):
+    if isinstance(data, case.CaseOpenedV2):
         first: dict[str, Reaction] = {
             "undocumented_abroad": Reaction(
                 "document.requested",
@@ -92,7 +101,7 @@ def _kp2mi(event: Event) -> list[Reaction]:
             "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
         )
         return [assigned, first[data.situation]] if data.situation in first else [assigned]
-    if isinstance(data, document.DocumentIssuedV1):
+    if isinstance(data, document.DocumentIssuedV2):
         following = {
             "citizenship_confirmation": Reaction(
                 "document.requested", "kemlu", {"request_id": "doc-splp", "kind": "splp"}
@@ -189,7 +198,7 @@ def _return_home(event: Event, repatriation_id: str, port: str) -> list[Reaction
 def _kemlu(event: Event) -> list[Reaction]:
     data = event.data
     if isinstance(data, document.DocumentRequestedV1):
-        return _issue(event, "KJRI Kota Kinabalu")
+        return _issue(event, "KJRI Kota Kinabalu", "KJRI-KK")
     if isinstance(data, repatriation.RepatriationRequestedV1):
         if data.from_country == "MY":
             return [
@@ -275,7 +284,9 @@ _POLICIES: dict[str, Callable[[Event], list[Reaction]]] = {
     "kp2mi": _kp2mi,
     "kemlu": _kemlu,
     PARTNER: _only("referral.requested", _serve),
-    "dukcapil": _only("document.requested", lambda e: _issue(e, "Disdukcapil Kabupaten Nunukan")),
+    "dukcapil": _only(
+        "document.requested", lambda e: _issue(e, "Disdukcapil Kabupaten Nunukan", "65.03")
+    ),
     "kemenpppa": _only("referral.requested", lambda e: _serve(e, assessed=True)),
     "kemnaker": _only("referral.requested", _serve),
     "kpai": _only(

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._base import EventData, personal
 from .._types import AgencyId, CountryCode, RiskLevel, Situation
-from ..registry import register
+from ..registry import register, register_upcaster
 
 __all__ = [
     "CaseAssessedV1",
     "CaseAssignedV1",
     "CaseClosedV1",
     "CaseOpenedV1",
+    "CaseOpenedV2",
     "CaseReopenedV1",
     "ChildIdentity",
+    "Jurisdiction",
+    "Place",
 ]
 
 
@@ -49,6 +52,93 @@ class CaseOpenedV1(EventData):
         default=None, description="the child's home village as an agency id (desa-<code>)"
     )
     child: ChildIdentity | None = personal(default=None)
+
+
+class Place(BaseModel):
+    """Where the child is, as codes an agency's system can act on (never an address)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    country: CountryCode
+    subdivision: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$",
+        description="ISO 3166-2 code, e.g. MY-12 (Sabah), SA-02 (Makkah), ID-JI (Jawa Timur)",
+    )
+    regency: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{2}\.[0-9]{2}$",
+        description="Kemendagri kabupaten/kota code in Indonesia, e.g. 65.03 (Nunukan)",
+    )
+    name: str | None = Field(
+        default=None, max_length=120, description="the region's name as reported"
+    )
+
+
+class Jurisdiction(BaseModel):
+    """Whose law applies, and which Indonesian office answers for the child there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    country: CountryCode
+    responsible_office: str | None = Field(
+        default=None,
+        max_length=120,
+        description="e.g. 'KJRI Kota Kinabalu'; None only on events upcast from v1",
+    )
+
+
+@register
+class CaseOpenedV2(EventData):
+    """v2: the free-text location becomes codes (country, ISO 3166-2 subdivision,
+    Indonesian regency) and the jurisdiction names the responsible office."""
+
+    TYPE = "case.opened"
+    VERSION = 2
+
+    situation: Situation
+    location: Place
+    jurisdiction: Jurisdiction
+    risk_level: RiskLevel
+    home_village: AgencyId | None = Field(
+        default=None, description="the child's home village as an agency id (desa-<code>)"
+    )
+    child: ChildIdentity | None = personal(default=None)
+
+
+# Region names seen in v1 events, mapped to ISO 3166-2; anything else keeps only its name.
+_SUBDIVISIONS = {
+    "sabah": "MY-12",
+    "sarawak": "MY-13",
+    "johor": "MY-01",
+    "selangor": "MY-10",
+    "kuala lumpur": "MY-14",
+    "penang": "MY-07",
+    "jeddah": "SA-02",
+    "makkah": "SA-02",
+    "riyadh": "SA-01",
+    "jawa timur": "ID-JI",
+    "jawa tengah": "ID-JT",
+    "jawa barat": "ID-JB",
+    "nusa tenggara barat": "ID-NB",
+    "nusa tenggara timur": "ID-NT",
+    "kalimantan utara": "ID-KU",
+}
+
+
+@register_upcaster("case.opened", 1)
+def case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Keep the v1 text as the place's name and code what can be coded."""
+    upgraded = {k: v for k, v in data.items() if k not in ("location", "jurisdiction")}
+    country = data["jurisdiction"]
+    subdivision = _SUBDIVISIONS.get(str(data["location"]).strip().lower())
+    upgraded["location"] = {
+        "country": country,
+        "subdivision": subdivision if subdivision and subdivision[:2] == country else None,
+        "name": data["location"],
+    }
+    upgraded["jurisdiction"] = {"country": country}
+    return upgraded
 
 
 @register

@@ -46,8 +46,8 @@ async def publish_case(publisher: Publisher, *, steps: int = 3, at: datetime = T
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "jurisdiction": "MY",
-            "location": "Sabah",
+            "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+            "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
             "risk_level": "high",
         },
         case_id=case_id,

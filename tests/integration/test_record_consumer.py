@@ -138,7 +138,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     bad = [
         b"not json at all",  # 2
         b'{"specversion": "1.0"}',  # 3: envelope fields missing
-        good.replace(b'"dataversion":1', b'"dataversion":9'),  # 4: unknown version
+        good.replace(b'"dataversion":2', b'"dataversion":9'),  # 4: unknown version
         good.replace(b'"case.opened"', b'"case.vanished"'),  # 5: unknown type
         good.replace(b'"risk_level":"high"', b'"risk_level":"high","name":"x"'),  # 6: extra
     ]
@@ -162,6 +162,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     reasons = [entry["reason"] for entry in rejected]
     assert "not JSON" in reasons[0]
     assert "case.opened v9" in reasons[2]
+    assert "newer than this build" in reasons[2]
     assert "case.vanished" in reasons[3]
     assert "data.name" in reasons[4]
     assert "subject" in reasons[5]

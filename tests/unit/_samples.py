@@ -22,8 +22,8 @@ CHILD: dict[str, Any] = {
 SAMPLES: dict[str, dict[str, Any]] = {
     "case.opened": {
         "situation": "undocumented_abroad",
-        "jurisdiction": "MY",
-        "location": "Sabah",
+        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
         "risk_level": "high",
         "home_village": VILLAGE,
         "child": CHILD,

@@ -20,8 +20,8 @@ OPENED = e(
     "case.opened",
     {
         "situation": "undocumented_abroad",
-        "jurisdiction": "MY",
-        "location": "Sabah",
+        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
         "risk_level": "high",
         "home_village": VILLAGE,
         "child": CHILD,

@@ -89,8 +89,8 @@ def _open(pathway: Pathway) -> Bus:
             "case.opened",
             {
                 "situation": pathway.situation,
-                "jurisdiction": pathway.jurisdiction,
-                "location": pathway.location,
+                "location": {"country": pathway.jurisdiction, "name": pathway.location},
+                "jurisdiction": {"country": pathway.jurisdiction},
                 "risk_level": pathway.risk_level,
                 "home_village": VILLAGE,
                 "child": CHILD,
@@ -288,8 +288,8 @@ def test_check_record_refuses_an_unknown_situation() -> None:
         "case.opened",
         {
             "situation": "neglected",
-            "jurisdiction": "ID",
-            "location": "Jawa Barat",
+            "location": {"country": "ID", "subdivision": "ID-JB"},
+            "jurisdiction": {"country": "ID"},
             "risk_level": "low",
         },
         source="kp2mi",
