@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import nats
 from rich.console import Console
@@ -24,6 +25,7 @@ from lintas.consumers import (
 )
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import LintasError, is_agency_id, is_case_id
+from lintas.contracts.schemadocs import SCHEMA_DIR
 from lintas.infra.bus import open_bus
 from lintas.infra.db import ensure_tables
 from lintas.infra.logging import configure_logging
@@ -37,6 +39,7 @@ from lintas.infra.topology import (
     record_consumer,
 )
 
+from ._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
 from .render import case_view, summary_tables
 
 __all__ = ["main"]
@@ -59,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one agency's consumer app (or 'record')")
     run.add_argument("agency", help="agency id, e.g. dukcapil, or 'record'")
+
+    contracts = commands.add_parser("contracts", help="schemas, compatibility, AsyncAPI")
+    contract_commands = contracts.add_subparsers(
+        dest="contracts_command", required=True, metavar="ACTION"
+    )
+    for name, text in (
+        ("check", "fail on stale schemas, edited published versions, missing upcasters"),
+        ("docs", "regenerate JSON Schemas, the published lock and the AsyncAPI document"),
+    ):
+        action = contract_commands.add_parser(name, help=text)
+        action.add_argument("--schemas", type=Path, default=SCHEMA_DIR, help="schema directory")
+        action.add_argument(
+            "--asyncapi", type=Path, default=DEFAULT_ASYNCAPI, help="AsyncAPI document"
+        )
 
     case = commands.add_parser("case", help="look at one case")
     case_commands = case.add_subparsers(dest="case_command", required=True, metavar="ACTION")
@@ -204,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_up(settings, console))
         if args.command == "run":
             return asyncio.run(_run(settings, args.agency, console))
+        if args.command == "contracts":
+            act = contracts_check if args.contracts_command == "check" else contracts_docs
+            return act(console, args.schemas, args.asyncapi)
         if args.command == "case":
             return _case_show(settings, args.case_id, console)
     except LintasError as exc:

@@ -47,6 +47,9 @@ def test_wheel_maps_each_folder_under_lintas(wheel: Path) -> None:
     for package in ("contracts", "producers", "consumers", "infra", "cli", "demo"):
         assert f"lintas/{package}/__init__.py" in names, package
     assert "lintas/contracts/families/case.py" in names
+    assert "lintas/contracts/schemas/case.opened/v2.json" in names
+    assert "lintas/contracts/schemas/envelope.json" in names
+    assert "lintas/contracts/schemas/published.json" in names
     assert not any(name.startswith("lintas/tests") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
