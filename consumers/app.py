@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats.annotations import JsClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
@@ -27,6 +28,7 @@ from lintas.infra.topology import (
     record_consumer,
 )
 
+from ._gaps import StreamGapReader
 from ._runner import OnCommit, ProjectionRunner
 from .projections import Projection, RecordProjection, WorklistProjection
 
@@ -73,7 +75,8 @@ def create_broker(url: str) -> NatsBroker:
     return NatsBroker(url, log_level=logging.DEBUG)
 
 
-BatchHandler = Callable[[list[Any]], Awaitable[None]]
+# A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.
+BatchHandler = Callable[[list[Any], Any], Awaitable[None]]
 
 
 def attach_batches(
@@ -100,11 +103,11 @@ def attach_batches(
         include_in_schema=in_schema,
     )
 
-    async def handle(message: NatsMessage) -> None:
+    async def handle(message: NatsMessage, js: JsClient) -> None:
         # A batch subscriber's raw message is the pulled list of nats-py messages.
         msgs = cast("list[Any]", message.raw_message)
         if msgs:
-            await handler(msgs)
+            await handler(msgs, js)
 
     subscriber(handle)
 
@@ -112,7 +115,10 @@ def attach_batches(
 def attach_runner(
     broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
 ) -> None:
-    attach_batches(broker, spec, settings, runner.handle)
+    async def handle(msgs: list[Any], js: Any) -> None:
+        await runner.handle(msgs, StreamGapReader(js, settings.stream, spec.filter_subjects))
+
+    attach_batches(broker, spec, settings, handle)
 
 
 def _runner(

@@ -49,7 +49,7 @@ async def _handle(publisher: Publisher, msgs: Sequence[Any]) -> None:
 
 
 def attach_desk(broker: NatsBroker, publisher: Publisher, settings: Settings) -> None:
-    async def handle(msgs: list[Any]) -> None:
+    async def handle(msgs: list[Any], _js: Any) -> None:
         await _handle(publisher, msgs)
 
     attach_batches(broker, staff_consumer(publisher.agency), settings, handle, in_schema=False)

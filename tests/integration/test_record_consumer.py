@@ -206,3 +206,59 @@ async def test_a_failing_commit_is_retried_in_place_and_nothing_overtakes_it(
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied) == (3, 3)
     databases.dispose()
+
+
+class DiesHoldingFirstBatch(ProjectionRunner):
+    """Receives its first batch and 'crashes': nothing committed, nothing acked."""
+
+    held: list[int]
+    holding: asyncio.Event
+
+    async def handle(self, msgs: Sequence[Any], gaps: Any = None) -> None:
+        if not self.holding.is_set():
+            self.held.extend(m.metadata.sequence.stream for m in msgs)
+            self.holding.set()
+            return
+        await super().handle(msgs, gaps)
+
+
+async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
+    nats_server: EmbeddedNats, js: JetStreamContext, db_settings: Settings, monkeypatch: Any
+) -> None:
+    # ack_wait far beyond the test: the dead instance's messages are not redelivered in it,
+    # so only reading the gap from the stream can apply them before the newer ones.
+    settings = db_settings.model_copy(update={"ack_wait_s": 120.0})
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    case_id = await publish_case(kemlu)  # seq 1..4
+
+    DiesHoldingFirstBatch.held = []
+    DiesHoldingFirstBatch.holding = asyncio.Event()
+    with monkeypatch.context() as patch:
+        patch.setattr("lintas.consumers.app.ProjectionRunner", DiesHoldingFirstBatch)
+        stop, databases = await start_record(nats_server.url, settings, [])
+        await asyncio.wait_for(DiesHoldingFirstBatch.holding.wait(), 20)
+        await stop()
+        databases.dispose()
+    assert DiesHoldingFirstBatch.held == [1, 2, 3, 4]
+
+    for reason in ("new information", "second look"):  # seq 5, 6
+        await kemlu.publish("case.reopened", {"reason": reason}, case_id=case_id, target="kp2mi")
+    applied = Applied()
+    with capture_logs() as logs:
+        stop, databases = await start_record(nats_server.url, settings, [applied])
+        try:
+            await applied.wait_for(6)
+        finally:
+            await stop()
+    assert [seq for seq, _ in applied.events] == [1, 2, 3, 4, 5, 6]
+    filled = [entry for entry in logs if entry["event"] == "gap.filled"]
+    assert [(e["first"], e["last"], e["count"]) for e in filled] == [(1, 4, 4)]
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        record = load_record(session, case_id)
+    assert record is not None
+    assert [e.seq for e in record.timeline] == [1, 2, 3, 4, 5, 6]
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied) == (6, 6)
+    databases.dispose()
