@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import nats
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlmodel import Session
@@ -26,7 +26,7 @@ from lintas.consumers import (
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import LintasError, is_agency_id, is_case_id
 from lintas.contracts.schemadocs import SCHEMA_DIR
-from lintas.infra.bus import open_bus
+from lintas.infra.bus import connect, open_bus
 from lintas.infra.db import ensure_tables
 from lintas.infra.logging import configure_logging
 from lintas.infra.settings import Settings
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> None:
-    nc = await nats.connect(url, name="lintas-declare")
+    nc = await connect(url, "lintas-declare")
     try:
         await declare(nc.jetstream(), settings, specs)
     finally:
@@ -209,11 +209,24 @@ def _case_show(settings: Settings, case_id: str, console: Console) -> int:
     return 0
 
 
+def _settings(console: Console) -> Settings | None:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False):
+            name = "LINTAS_" + "_".join(str(p) for p in error["loc"]).upper()
+            console.print(f"[red]lintas: {name}: {error['msg']}[/red]", highlight=False)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level.upper())
-    settings = Settings()
-    console = Console()
+    # Piped output is not a terminal: give tables room instead of rich's 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    settings = _settings(console)
+    if settings is None:
+        return 2
     try:
         if args.command == "demo":
             return asyncio.run(_demo(settings, args, console))
@@ -227,7 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "case":
             return _case_show(settings, args.case_id, console)
     except LintasError as exc:
-        console.print(f"[red]lintas: {exc}[/red]")
+        console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
+        return 1
+    except OSError as exc:  # e.g. LINTAS_DATA_DIR is a file, or not writable
+        console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

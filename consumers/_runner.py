@@ -88,6 +88,16 @@ class ProjectionRunner:
                     version=exc.version,
                     field=exc.field,
                 )
+            except Exception as exc:
+                # Whatever a hostile body makes the decoder do, it is this message's fault:
+                # raising here would leave the whole batch to redelivery behind newer ones.
+                rejected.append(seq)
+                _log.error(
+                    "message.rejected",
+                    consumer=self.consumer,
+                    stream_seq=seq,
+                    reason=f"decoder failed: {exc.__class__.__name__}",
+                )
         return batch, rejected
 
     async def handle(self, msgs: Sequence[Any], gaps: StreamGapReader | None = None) -> None:

@@ -71,8 +71,11 @@ async def _raw_body(_msg: Any) -> None:
 
 
 def create_broker(url: str) -> NatsBroker:
-    # FastStream logs every batch at INFO; lintas logs what matters itself.
-    return NatsBroker(url, log_level=logging.DEBUG)
+    # FastStream logs every batch, and its task supervisor every callback, at INFO;
+    # lintas logs what matters itself, through structlog.
+    logger = logging.getLogger("lintas.faststream")
+    logger.setLevel(logging.WARNING)
+    return NatsBroker(url, logger=logger, log_level=logging.DEBUG)
 
 
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from lintas.contracts import Event
+from lintas.contracts import BROADCAST, Event
 
 __all__ = ["RANK", "TERMINAL", "Step", "StepKind", "classify"]
 
@@ -94,7 +94,13 @@ def _what(event: Event, handoff: str) -> str:
 
 
 def classify(event: Event) -> Step | None:
-    """The hand-off step an event is, or None when it is not part of a hand-off."""
+    """The hand-off step an event is, or None when it is not part of a hand-off.
+
+    A hand-off is between two agencies: an event addressed to everyone opens or answers
+    none (it would otherwise open a phantom hand-off keyed by ``all``).
+    """
+    if event.target == BROADCAST:
+        return None
     opened = _OPENS.get(event.type)
     if opened is not None:
         handoff, field = opened

@@ -89,6 +89,10 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
     current = existing.get(step.key) or Handoff(
         key=step.key, requester=step.requester, asked=step.asked
     )
+    if step.kind != "requested" and current.handoff is not None and step.asked != current.asked:
+        # Only the agency asked can answer (or be told of revocation): anyone else's
+        # answer to someone else's request changes nothing in the record.
+        return record.handoffs
     update: dict[str, object] = {}
     if step.kind == "requested":
         update |= {

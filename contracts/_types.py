@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from .agencies import is_agency_id
 
@@ -15,6 +16,7 @@ __all__ = [
     "RequestId",
     "RiskLevel",
     "Situation",
+    "Timestamp",
 ]
 
 
@@ -25,6 +27,18 @@ def _agency(value: str) -> str:
 
 
 AgencyId = Annotated[str, AfterValidator(_agency)]
+
+
+def _sane_time(value: datetime) -> datetime:
+    # Any aware datetime must convert to UTC for storage; years near 1 or 9999 overflow
+    # there and would stall a projection on an event that passed validation.
+    if not 1900 <= value.year <= 2999:
+        raise ValueError("must be between the years 1900 and 2999")
+    value.astimezone(UTC)  # raises OverflowError (a ValueError) at the edges of the range
+    return value  # the publisher's offset is kept: it is part of what was said
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_time)]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 RequestId = Annotated[
     str,

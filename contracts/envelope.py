@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +24,7 @@ from pydantic import (
 
 from . import registry
 from ._base import EventData
+from ._types import Timestamp
 from .agencies import BROADCAST, is_agency_id
 from .errors import ContractError, EnvelopeError, InvalidEventData, SubjectError
 from .ids import is_case_id, is_uuid7, uuid7
@@ -47,7 +47,7 @@ class Envelope(BaseModel):
     id: str = Field(description="UUIDv7; also the Nats-Msg-Id, so JetStream drops duplicates")
     source: str = Field(description="agency id of the publisher")
     type: str = Field(description="<family>.<action>, e.g. referral.requested")
-    time: AwareDatetime
+    time: Timestamp
     subject: str = Field(description="the pseudonymous case id")
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
@@ -160,7 +160,7 @@ def build_data(event_type: str, fields: Mapping[str, Any] | EventData) -> EventD
         field, msg = _first_error(exc)
         raise InvalidEventData(
             msg, event_type=event_type, version=model.VERSION, field=field
-        ) from exc
+        ) from None
 
 
 def make_event(
@@ -194,7 +194,9 @@ def make_event(
         raise SubjectError(str(exc), event_type=model.TYPE, version=model.VERSION) from exc
     except ValidationError as exc:
         field, msg = _first_error(exc)
-        raise EnvelopeError(msg, event_type=model.TYPE, version=model.VERSION, field=field) from exc
+        raise EnvelopeError(
+            msg, event_type=model.TYPE, version=model.VERSION, field=field
+        ) from None
     return Event(envelope, data)
 
 
@@ -212,8 +214,9 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
     """
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError(f"not JSON ({exc.__class__.__name__}: {exc})") from exc
+    except (ValueError, RecursionError, TypeError) as exc:
+        # ValueError covers bad UTF-8 and bad JSON; RecursionError a hostile nesting depth.
+        raise EnvelopeError(f"not JSON ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):
         raise EnvelopeError("the body is JSON but not an object")
     event_type = doc.get("type") if isinstance(doc.get("type"), str) else None
@@ -222,7 +225,7 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
         envelope = Envelope.model_validate(doc)
     except ValidationError as exc:
         field, msg = _first_error(exc)
-        raise EnvelopeError(msg, event_type=event_type, version=version, field=field) from exc
+        raise EnvelopeError(msg, event_type=event_type, version=version, field=field) from None
     try:
         expected_subject = envelope.nats_subject
     except SubjectError as exc:
@@ -236,7 +239,7 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
         field, msg = _first_error(exc)
         raise InvalidEventData(
             msg, event_type=envelope.type, version=envelope.dataversion, field=f"data.{field}"
-        ) from exc
+        ) from None
     newest = registry.latest(envelope.type)
     if newest is not model:
         # The stored version validated as published; readers see only the newest.
@@ -250,7 +253,7 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
                 event_type=envelope.type,
                 version=envelope.dataversion,
                 field=f"data.{field}",
-            ) from exc
+            ) from None
     if envelope.dataschema != dataschema_uri(envelope.type, envelope.dataversion):
         raise EnvelopeError(
             "dataschema does not name this type and version",

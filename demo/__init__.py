@@ -10,13 +10,14 @@ from .pathways import (
     check_record,
     pathway_of,
 )
-from .run import DemoResult, DemoTimeout, demo_consumers, run_demo
+from .run import DemoRefused, DemoResult, DemoTimeout, demo_consumers, run_demo
 from .staff import Reaction, react
 
 __all__ = [
     "PARTNER",
     "PATHWAYS",
     "VILLAGE",
+    "DemoRefused",
     "DemoResult",
     "DemoTimeout",
     "ExpectedHandoff",

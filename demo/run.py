@@ -11,8 +11,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import nats
 from sqlmodel import Session
 
 from lintas.consumers import (
@@ -24,8 +24,8 @@ from lintas.consumers import (
     load_record,
 )
 from lintas.consumers.projections import Batch
-from lintas.contracts import TransientError
-from lintas.infra.bus import open_bus
+from lintas.contracts import PermanentError, TransientError
+from lintas.infra.bus import connect, embedded_url, open_bus
 from lintas.infra.settings import Settings
 from lintas.infra.topology import ConsumerSpec, declare, deployment_consumers, staff_consumer
 from lintas.producers import Publisher
@@ -34,7 +34,7 @@ from .desk import attach_desk
 from .intake import open_case
 from .pathways import agencies
 
-__all__ = ["DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
+__all__ = ["DemoRefused", "DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
 
 Progress = Callable[[int, int, int], None]  # cases closed, cases wanted, events recorded
 
@@ -43,12 +43,29 @@ class DemoTimeout(TransientError):
     """The demo's cases did not all close in time."""
 
 
+class DemoRefused(PermanentError):
+    """The demo would share its bus with something real."""
+
+
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     records: list[CaseRecord]
     events: int
     elapsed_s: float
     url: str
+
+
+async def _drained(js: Any, settings: Settings, deadline: float) -> None:
+    """Wait until every demo consumer has nothing pending: the worklists lag the record."""
+    names = [spec.name for spec in demo_consumers()]
+    while True:
+        infos = [await js.consumer_info(settings.stream, name) for name in names]
+        behind = [i.name for i in infos if i.num_pending or i.num_ack_pending]
+        if not behind:
+            return
+        if time.perf_counter() > deadline:
+            raise DemoTimeout(f"consumers still behind at the timeout: {', '.join(behind)}")
+        await asyncio.sleep(0.02)  # the server has no "drained" notification to await
 
 
 def demo_consumers() -> list[ConsumerSpec]:
@@ -65,10 +82,23 @@ async def run_demo(
 ) -> DemoResult:
     if cases < 1:
         raise ValueError("the demo needs at least one case")
+    # Invented cases must never land in a real stream (it denies delete and purge), and
+    # simulated staff must never answer real requests.
+    if settings.nats_url:
+        raise DemoRefused(
+            "lintas demo runs only on its embedded bus; unset LINTAS_NATS_URL "
+            f"({settings.nats_url}) or it would publish invented cases there"
+        )
+    running = await embedded_url(settings.data_dir)
+    if running:
+        raise DemoRefused(
+            f"another lintas process (lintas up?) is serving {settings.data_dir} on {running}; "
+            "stop it, or give the demo its own LINTAS_DATA_DIR"
+        )
     rng = random.Random(seed)
     started = time.perf_counter()
     async with open_bus(settings) as url:
-        nc = await nats.connect(url, name="lintas-demo")
+        nc = await connect(url, "lintas-demo")
         databases = Databases(settings)
         try:
             js = nc.jetstream()
@@ -100,12 +130,14 @@ async def run_demo(
                 intake_done = True
                 if wanted <= closed:
                     all_closed.set()
+                deadline = time.perf_counter() + timeout_s
                 try:
                     await asyncio.wait_for(all_closed.wait(), timeout_s)
                 except TimeoutError:
                     raise DemoTimeout(
                         f"{len(wanted & closed)} of {cases} cases closed after {timeout_s:.0f} s"
                     ) from None
+                await _drained(js, settings, deadline)
             finally:
                 await broker.stop()
             engine, _ = databases.for_consumer("record")

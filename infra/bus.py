@@ -17,11 +17,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats
+import nats.errors
+from nats.aio.client import Client
+
 from .embedded import LOG_NAME, EmbeddedNats
 from .errors import BusUnavailable
 from .settings import Settings
 
-__all__ = ["LOCK_FILE", "PID_FILE", "URL_FILE", "embedded_url", "open_bus"]
+__all__ = ["LOCK_FILE", "PID_FILE", "URL_FILE", "connect", "embedded_url", "open_bus"]
 
 URL_FILE = "nats.url"
 PID_FILE = "nats.pid"
@@ -89,6 +93,29 @@ async def _accepts_tcp(url: str) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py logs every failed attempt with a traceback; the caller reports once."""
+
+
+async def connect(url: str, name: str, *, attempts: int = 3) -> Client:
+    """Connect to ``url`` or raise :class:`BusUnavailable` within a few seconds.
+
+    nats-py's defaults retry a refused first connection for about two minutes and log a
+    traceback each time; a command someone is waiting on should say so at once.
+    """
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=2,
+            max_reconnect_attempts=attempts,
+            reconnect_time_wait=0.5,
+            error_cb=_quiet,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
 
 
 async def embedded_url(data_dir: Path) -> str | None:

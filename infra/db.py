@@ -60,6 +60,9 @@ class Tracking(SQLModel, table=True):
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite would BEGIN only at the first write, after the tracking row was read:
+    # two processes could then both read the same position. We begin ourselves (below).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets readers (the CLI) look while a consumer writes; busy_timeout turns a
     # brief lock into a wait instead of an error.
@@ -70,6 +73,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _begin_immediate(conn: Any) -> None:
+    # Take the write lock before reading the tracking row: one writer at a time, across
+    # processes, sees the position the previous one committed.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -77,6 +86,7 @@ def create_db_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -89,8 +99,12 @@ def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
 
 
 def read_position(session: Session, consumer: str, stream: str) -> Tracking:
+    """The tracking row, locked until the transaction ends (PostgreSQL: FOR UPDATE), so two
+    instances of one consumer take turns rather than both applying from one position."""
     row = session.exec(
-        select(Tracking).where(Tracking.consumer == consumer, Tracking.stream == stream)
+        select(Tracking)
+        .where(Tracking.consumer == consumer, Tracking.stream == stream)
+        .with_for_update()
     ).first()
     if row is None:
         row = Tracking(consumer=consumer, stream=stream)

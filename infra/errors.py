@@ -7,9 +7,12 @@ in its log tail instead. Errors raised by one module only are defined in that mo
     LintasError
     ├── EmbeddedNatsError          (infra.embedded) the embedded server would not start
     │   ├── NatsBinaryNotFound     (infra.embedded; also a PermanentError) nothing to launch
+    │   ├── UnsupportedNatsServer  (infra.embedded; also a PermanentError) older than 2.10,
+    │   │                          or its version cannot be read
     │   └── PortInUse              (infra.embedded; also a PermanentError) the port is taken
     ├── PermanentError
     │   └── TopologyConflict       (infra.topology) a stream/consumer exists with another config
+    │       └── TopologyNotApplied (infra.topology) the server created it, but not as asked
     └── TransientError
         └── BusUnavailable         the broker cannot be reached, or does not answer in time
 """

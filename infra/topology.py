@@ -3,15 +3,22 @@
 Declaring is idempotent and never overwrites. A stream or consumer that already exists with
 another configuration is reported as a :class:`TopologyConflict` naming each field: quietly
 "fixing" it could drop a retention guarantee or redeliver a whole history, so that change is
-for an operator to make on purpose.
+for an operator to make on purpose. What the server answers to a create is checked the same
+way: a server that ignores a field it does not know (``filter_subjects`` before nats-server
+2.10) creates something else than asked, reported as :class:`TopologyNotApplied`.
+
+Both sides are compared in one normal form (:func:`stream_differences`,
+:func:`consumer_differences`): "unlimited" is None whether written None, 0 or -1, durations
+are seconds, enums their string values.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import nats.js.errors
 from nats.js import JetStreamManager
@@ -35,9 +42,11 @@ from .settings import Settings
 __all__ = [
     "ConsumerSpec",
     "TopologyConflict",
+    "TopologyNotApplied",
     "agency_consumer",
     "agency_sent_consumer",
     "consumer_config",
+    "consumer_differences",
     "declare",
     "deployment_consumers",
     "ensure_consumer",
@@ -45,6 +54,7 @@ __all__ = [
     "record_consumer",
     "staff_consumer",
     "stream_config",
+    "stream_differences",
 ]
 
 CREATED = "created"
@@ -55,20 +65,47 @@ _STREAM_NAME_IN_USE = 10058  # "stream name already in use with a different conf
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # JetStream names: no dots, wildcards or spaces
 
 
+Differences = dict[str, tuple[object, object]]
+"""Field name to (the server's value, lintas's value), both in normal form."""
+
+
+def _detail(differences: Differences) -> str:
+    return "; ".join(
+        f"{field}: existing {have!r}, wanted {want!r}"
+        for field, (have, want) in differences.items()
+    )
+
+
 class TopologyConflict(PermanentError):
     """A stream or consumer exists with a configuration other than the one lintas declares."""
 
-    def __init__(self, kind: str, name: str, differences: dict[str, tuple[object, object]]) -> None:
+    def __init__(self, kind: str, name: str, differences: Differences) -> None:
         self.kind = kind
         self.name = name
         self.differences = differences
-        detail = "; ".join(
-            f"{field}: existing {have!r}, wanted {want!r}"
-            for field, (have, want) in differences.items()
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"{self.kind} {self.name!r} exists with a different configuration "
+            f"({_detail(self.differences)}); lintas does not overwrite it: change or remove "
+            "it deliberately"
         )
-        super().__init__(
-            f"{kind} {name!r} exists with a different configuration ({detail}); lintas does "
-            "not overwrite it: change or remove it deliberately"
+
+
+class TopologyNotApplied(TopologyConflict):
+    """The server created a stream or consumer, but not as asked: it ignored some fields.
+
+    Typically a nats-server older than 2.10, which drops ``filter_subjects`` and so makes a
+    consumer of the whole stream. What it created is left in place for an operator to see.
+    """
+
+    def _message(self) -> str:
+        return (
+            f"{self.kind} {self.name!r} was created, but the server did not apply the "
+            f"configuration ({_detail(self.differences)}); it is probably older than "
+            "nats-server 2.10, which lintas needs: upgrade it, then remove "
+            f"the {self.kind} so lintas declares it again"
         )
 
 
@@ -90,11 +127,16 @@ def stream_config(settings: Settings) -> StreamConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """A durable consumer: its name and the subjects it reads."""
+    """A durable consumer: its name, the subjects it reads, and from where.
+
+    ``deliver_new``: only events published after the consumer is created, not the history
+    (simulated staff react to what happens while they are there).
+    """
 
     name: str
     filter_subjects: tuple[str, ...]
     description: str = ""
+    deliver_new: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -112,7 +154,7 @@ def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
         filter_subject=filters[0] if len(filters) == 1 else None,
         filter_subjects=filters if len(filters) > 1 else None,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if spec.deliver_new else DeliverPolicy.ALL,
         replay_policy=ReplayPolicy.INSTANT,
         ack_wait=settings.ack_wait_s,
         max_deliver=settings.max_deliver,
@@ -147,8 +189,12 @@ def deployment_consumers(agencies: Iterable[str]) -> list[ConsumerSpec]:
 
 
 def staff_consumer(agency: str) -> ConsumerSpec:
+    """The demo's simulated staff: they react to events published once they are there."""
     return ConsumerSpec(
-        f"staff-{agency}", tuple(inbound_filters(agency)), f"simulated staff of {agency}"
+        f"staff-{agency}",
+        tuple(inbound_filters(agency)),
+        f"simulated staff of {agency}",
+        deliver_new=True,
     )
 
 
@@ -161,58 +207,137 @@ def _seconds(value: float | None) -> float:
     return round(value or 0.0, 6)
 
 
+def _limit(value: float | None) -> float | None:
+    """A count or size limit; None, 0 and -1 all mean unlimited to the server."""
+    return None if value is None or value <= 0 else value
+
+
+def _duration(value: float | None) -> float | None:
+    """An optional duration in seconds; None and 0 both mean none."""
+    return round(value, 6) if value else None
+
+
+def _text(value: str | None) -> str | None:
+    return value or None
+
+
+def _source(source: Any) -> str | None:
+    return None if source is None else str(source.name)
+
+
+def _transform(value: Any) -> str | None:
+    """A subject transform or republish rule, as ``src -> dest``."""
+    return None if value is None else f"{value.src} -> {value.dest}"
+
+
 def _stream_fields(cfg: StreamConfig) -> dict[str, object]:
-    """The fields lintas sets, in a form where server defaults compare equal to ours."""
+    """Everything that decides what the stream keeps and who may remove it, in normal form."""
     return {
         "subjects": sorted(cfg.subjects or []),
         "storage": _plain(cfg.storage),
         "retention": _plain(cfg.retention),
         "discard": _plain(cfg.discard),
+        "discard_new_per_subject": bool(cfg.discard_new_per_subject),
         "num_replicas": cfg.num_replicas or 1,
         "duplicate_window": _seconds(cfg.duplicate_window),
         "deny_delete": bool(cfg.deny_delete),
         "deny_purge": bool(cfg.deny_purge),
+        # A Nats-Rollup header purges a subject, a Nats-TTL header expires a message.
+        "allow_rollup_hdrs": bool(cfg.allow_rollup_hdrs),
+        "allow_msg_ttl": bool(cfg.allow_msg_ttl),
         "allow_direct": bool(cfg.allow_direct),
+        "no_ack": bool(cfg.no_ack),  # publishers would get no acknowledgement
+        "sealed": bool(cfg.sealed),
+        "max_age": _duration(_limit(cfg.max_age)),
+        "max_msgs": _limit(cfg.max_msgs),
+        "max_bytes": _limit(cfg.max_bytes),
+        "max_msgs_per_subject": _limit(cfg.max_msgs_per_subject),
+        "max_msg_size": _limit(cfg.max_msg_size),
+        "max_consumers": _limit(cfg.max_consumers),
+        "mirror": _source(cfg.mirror),
+        "sources": sorted(str(_source(s)) for s in cfg.sources or []),
+        "subject_transform": _transform(cfg.subject_transform),
+        "republish": _transform(cfg.republish),
     }
+
+
+_START_FIELDS = {"by_start_sequence": "opt_start_seq", "by_start_time": "opt_start_time"}
 
 
 def _consumer_fields(cfg: ConsumerConfig) -> dict[str, object]:
-    # The description is left out: it is for people and cannot change what is delivered.
+    """Everything that decides what is delivered, when and how often, in normal form.
+
+    The description is left out: it is for people and cannot change what is delivered.
+    ``max_waiting`` only when set: the server fills in its own default otherwise.
+    """
     filters = cfg.filter_subjects or ([cfg.filter_subject] if cfg.filter_subject else [])
-    return {
+    deliver_policy = _plain(cfg.deliver_policy)
+    start = _START_FIELDS.get(str(deliver_policy))
+    fields: dict[str, object] = {
         "durable_name": cfg.durable_name,
         "filter_subjects": sorted(filters),
         "ack_policy": _plain(cfg.ack_policy),
-        "deliver_policy": _plain(cfg.deliver_policy),
+        "deliver_policy": deliver_policy,
+        # The server keeps a start position only for the policies that use one.
+        "opt_start_seq": (cfg.opt_start_seq or None) if start == "opt_start_seq" else None,
+        "opt_start_time": cfg.opt_start_time if start == "opt_start_time" else None,
         "replay_policy": _plain(cfg.replay_policy),
         "ack_wait": _seconds(cfg.ack_wait),
-        "max_deliver": cfg.max_deliver,
-        "max_ack_pending": cfg.max_ack_pending,
+        "backoff": [round(b, 6) for b in cfg.backoff] if cfg.backoff else None,
+        "max_deliver": _limit(cfg.max_deliver),
+        "max_ack_pending": _limit(cfg.max_ack_pending),
+        "headers_only": bool(cfg.headers_only),
+        "sample_freq": _text(cfg.sample_freq),
+        "rate_limit_bps": _limit(cfg.rate_limit_bps),
+        # A durable with an inactivity threshold is deleted by the server when idle.
+        "inactive_threshold": _duration(cfg.inactive_threshold),
+        # A pull consumer has none; with one the server pushes to whoever listens there.
+        "deliver_subject": _text(cfg.deliver_subject),
+        "deliver_group": _text(cfg.deliver_group),
     }
+    if cfg.max_waiting is not None:
+        fields["max_waiting"] = cfg.max_waiting
+    return fields
 
 
-def _check(kind: str, name: str, have: dict[str, object], want: dict[str, object]) -> None:
-    differences = {f: (have[f], want[f]) for f in want if have[f] != want[f]}
-    if differences:
-        raise TopologyConflict(kind, name, differences)
+def _differences(
+    fields: Callable[[Any], dict[str, object]], existing: Any, wanted: Any
+) -> Differences:
+    have, want = fields(existing), fields(wanted)
+    return {f: (have.get(f), want[f]) for f in want if have.get(f) != want[f]}
+
+
+def stream_differences(existing: StreamConfig, wanted: StreamConfig) -> Differences:
+    """How ``existing`` (as the server reports it) differs from ``wanted``, field by field."""
+    return _differences(_stream_fields, existing, wanted)
+
+
+def consumer_differences(existing: ConsumerConfig, wanted: ConsumerConfig) -> Differences:
+    """How ``existing`` (as the server reports it) differs from ``wanted``, field by field."""
+    return _differences(_consumer_fields, existing, wanted)
 
 
 async def ensure_stream(js: JetStreamManager, settings: Settings) -> str:
     """Create the stream if missing; ``"created"`` or ``"unchanged"``."""
     want = stream_config(settings)
-    with bus_errors(f"declaring stream {settings.stream}"):
+    name = settings.stream
+    with bus_errors(f"declaring stream {name}"):
         try:
-            info = await js.stream_info(settings.stream)
+            info = await js.stream_info(name)
         except nats.js.errors.NotFoundError:
             try:
-                await js.add_stream(want)
-                return CREATED
+                created = await js.add_stream(want)
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _STREAM_NAME_IN_USE:
                     raise
                 # Created meanwhile by another process, with another configuration.
-                info = await js.stream_info(settings.stream)
-    _check("stream", settings.stream, _stream_fields(info.config), _stream_fields(want))
+                info = await js.stream_info(name)
+            else:
+                if differences := stream_differences(created.config, want):
+                    raise TopologyNotApplied("stream", name, differences) from None
+                return CREATED
+    if differences := stream_differences(info.config, want):
+        raise TopologyConflict("stream", name, differences)
     return UNCHANGED
 
 
@@ -227,9 +352,12 @@ async def ensure_consumer(
         except nats.js.errors.NotFoundError as exc:
             if exc.err_code != _CONSUMER_NOT_FOUND:
                 raise
-            await js.add_consumer(stream, want)
+            created = await js.add_consumer(stream, want)
+            if differences := consumer_differences(created.config, want):
+                raise TopologyNotApplied("consumer", spec.name, differences) from None
             return CREATED
-    _check("consumer", spec.name, _consumer_fields(info.config), _consumer_fields(want))
+    if differences := consumer_differences(info.config, want):
+        raise TopologyConflict("consumer", spec.name, differences)
     return UNCHANGED
 
 

@@ -2,6 +2,6 @@
 
 from lintas.infra.errors import BusUnavailable
 
-from .publisher import Published, Publisher
+from .publisher import Published, Publisher, PublishRejected
 
-__all__ = ["BusUnavailable", "Published", "Publisher"]
+__all__ = ["BusUnavailable", "PublishRejected", "Published", "Publisher"]

@@ -3,6 +3,12 @@
 Validates the data against the newest version of its type, wraps it in the envelope,
 sets ``Nats-Msg-Id`` to the event id (JetStream drops a second publish of the same id
 within the duplicate window), publishes to the ``LINTAS`` stream and waits for the ack.
+
+Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
+
+    ContractError       the event breaks its contract; nothing was published
+    PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
+    BusUnavailable      no answer, no stream listening yet, connection down: retry later
 """
 
 from __future__ import annotations
@@ -12,14 +18,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import nats.js.errors
 import structlog
 
-from lintas.contracts import ContractError, Event, EventData, build_data, encode, make_event
-from lintas.infra.errors import bus_errors
+from lintas.contracts import (
+    ContractError,
+    Event,
+    EventData,
+    PermanentError,
+    build_data,
+    encode,
+    make_event,
+)
+from lintas.infra.errors import BusUnavailable, bus_errors
 
-__all__ = ["Published", "Publisher"]
+__all__ = ["PublishRejected", "Published", "Publisher"]
 
 _log = structlog.get_logger("lintas.producer")
+
+
+class PublishRejected(PermanentError):
+    """JetStream answered, and refused the message; retrying the same publish cannot help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +93,26 @@ class Publisher:
         if event.envelope.source != self.agency:  # pragma: no cover - make_event sets it
             raise ContractError("source is not this publisher's agency", event_type=event_type)
         headers = {"Nats-Msg-Id": event.id}
-        with bus_errors(f"publishing {event_type}"):
-            ack = await self._js.publish(
-                event.envelope.nats_subject,
-                encode(event.envelope),
-                timeout=self.timeout,
-                stream=self.stream,
-                headers=headers,
-            )
+        try:
+            with bus_errors(f"publishing {event_type}"):
+                ack = await self._js.publish(
+                    event.envelope.nats_subject,
+                    encode(event.envelope),
+                    timeout=self.timeout,
+                    stream=self.stream,
+                    headers=headers,
+                )
+        except nats.js.errors.NoStreamResponseError:
+            raise BusUnavailable(
+                f"publishing {event_type}: no JetStream stream answers on "
+                f"{event.envelope.nats_subject} (is the {self.stream} stream declared? "
+                "`lintas up` declares it)"
+            ) from None
+        except nats.js.errors.APIError as exc:
+            raise PublishRejected(
+                f"publishing {event_type} to stream {self.stream}: JetStream refused it "
+                f"({exc.description or exc.__class__.__name__}, code {exc.err_code})"
+            ) from None
         _log.debug(
             "event.published",
             agency=self.agency,

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
 import nats.errors
 import pytest
+import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """CLI tests run main(), which configures structlog for the process (WARNING and up);
+    later tests that capture INFO logs must not depend on test order."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,8 +39,8 @@ class ChildIdentity(BaseModel):
 
 @register
 class CaseOpenedV1(EventData):
-    TYPE = "case.opened"
-    VERSION = 1
+    TYPE: ClassVar[Literal["case.opened"]] = "case.opened"
+    VERSION: ClassVar[Literal[1]] = 1
 
     situation: Situation
     jurisdiction: CountryCode = Field(description="country where the child is now")
@@ -93,8 +93,8 @@ class CaseOpenedV2(EventData):
     """v2: the free-text location becomes codes (country, ISO 3166-2 subdivision,
     Indonesian regency) and the jurisdiction names the responsible office."""
 
-    TYPE = "case.opened"
-    VERSION = 2
+    TYPE: ClassVar[Literal["case.opened"]] = "case.opened"
+    VERSION: ClassVar[Literal[2]] = 2
 
     situation: Situation
     location: Place
@@ -143,8 +143,8 @@ def case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class CaseAssignedV1(EventData):
-    TYPE = "case.assigned"
-    VERSION = 1
+    TYPE: ClassVar[Literal["case.assigned"]] = "case.assigned"
+    VERSION: ClassVar[Literal[1]] = 1
 
     owner: AgencyId
     officer_ref: str = Field(
@@ -154,8 +154,8 @@ class CaseAssignedV1(EventData):
 
 @register
 class CaseAssessedV1(EventData):
-    TYPE = "case.assessed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["case.assessed"]] = "case.assessed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     risk_level: RiskLevel
     needs: list[
@@ -176,8 +176,8 @@ class CaseAssessedV1(EventData):
 
 @register
 class CaseClosedV1(EventData):
-    TYPE = "case.closed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["case.closed"]] = "case.closed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     reason: Literal[
         "reintegrated", "reunified", "transferred", "aged_out", "no_longer_needed", "other"
@@ -186,7 +186,7 @@ class CaseClosedV1(EventData):
 
 @register
 class CaseReopenedV1(EventData):
-    TYPE = "case.reopened"
-    VERSION = 1
+    TYPE: ClassVar[Literal["case.reopened"]] = "case.reopened"
+    VERSION: ClassVar[Literal[1]] = 1
 
-    reason: str = Field(max_length=500)
+    reason: str = personal(max_length=500)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._base import EventData
+from .._base import EventData, personal
 from .._types import AgencyId, RequestId
 from ..registry import register
 
@@ -17,8 +17,8 @@ ConsentScope = Literal["services", "disclosure_to_agencies", "tracing", "reporti
 
 @register
 class ConsentRecordedV1(EventData):
-    TYPE = "consent.recorded"
-    VERSION = 1
+    TYPE: ClassVar[Literal["consent.recorded"]] = "consent.recorded"
+    VERSION: ClassVar[Literal[1]] = 1
 
     consent_id: RequestId
     given_by: Literal["parent", "guardian", "institution"]
@@ -29,20 +29,20 @@ class ConsentRecordedV1(EventData):
 
 @register
 class ConsentWithdrawnV1(EventData):
-    TYPE = "consent.withdrawn"
-    VERSION = 1
+    TYPE: ClassVar[Literal["consent.withdrawn"]] = "consent.withdrawn"
+    VERSION: ClassVar[Literal[1]] = 1
 
     consent_id: RequestId
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = personal(default=None, max_length=500)
 
 
 @register
 class ConsentOverriddenV1(EventData):
-    TYPE = "consent.overridden"
-    VERSION = 1
+    TYPE: ClassVar[Literal["consent.overridden"]] = "consent.overridden"
+    VERSION: ClassVar[Literal[1]] = 1
 
     officer_role: str = Field(max_length=120)
     legal_basis: str = Field(max_length=200, description="e.g. UU 35/2014 Pasal 59")
-    reason: str = Field(max_length=1000)
+    reason: str = personal(max_length=1000)
     scopes: list[ConsentScope] = Field(min_length=1)
     agencies: list[AgencyId] = Field(min_length=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -33,8 +33,8 @@ DocumentKind = Literal[
 
 @register
 class DocumentRequestedV1(EventData):
-    TYPE = "document.requested"
-    VERSION = 1
+    TYPE: ClassVar[Literal["document.requested"]] = "document.requested"
+    VERSION: ClassVar[Literal[1]] = 1
 
     request_id: RequestId
     kind: DocumentKind
@@ -42,8 +42,8 @@ class DocumentRequestedV1(EventData):
 
 @register
 class DocumentIssuedV1(EventData):
-    TYPE = "document.issued"
-    VERSION = 1
+    TYPE: ClassVar[Literal["document.issued"]] = "document.issued"
+    VERSION: ClassVar[Literal[1]] = 1
 
     request_id: RequestId | None = Field(default=None, description="the request it answers")
     kind: DocumentKind
@@ -56,8 +56,8 @@ class DocumentIssuedV1(EventData):
 class DocumentIssuedV2(EventData):
     """v2: adds the issuing office's code and the document's validity."""
 
-    TYPE = "document.issued"
-    VERSION = 2
+    TYPE: ClassVar[Literal["document.issued"]] = "document.issued"
+    VERSION: ClassVar[Literal[2]] = 2
 
     request_id: RequestId | None = Field(default=None, description="the request it answers")
     kind: DocumentKind
@@ -82,9 +82,9 @@ def document_issued_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class DocumentRejectedV1(EventData):
-    TYPE = "document.rejected"
-    VERSION = 1
+    TYPE: ClassVar[Literal["document.rejected"]] = "document.rejected"
+    VERSION: ClassVar[Literal[1]] = 1
 
     request_id: RequestId
     kind: DocumentKind
-    reason: str = Field(max_length=500)
+    reason: str = personal(max_length=500)

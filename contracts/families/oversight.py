@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
-
-from .._base import EventData
+from .._base import EventData, personal
 from .._types import RequestId
 from ..registry import register
 
@@ -15,19 +13,19 @@ __all__ = ["OversightEscalatedV1", "OversightReviewedV1"]
 
 @register
 class OversightEscalatedV1(EventData):
-    TYPE = "oversight.escalated"
-    VERSION = 1
+    TYPE: ClassVar[Literal["oversight.escalated"]] = "oversight.escalated"
+    VERSION: ClassVar[Literal[1]] = 1
 
     escalation_id: RequestId
     concern: Literal["trafficking", "overdue_handoff", "rights_violation", "lost_contact", "other"]
-    reason: str = Field(max_length=1000, description="why, without identifying the child")
+    reason: str = personal(max_length=1000, description="why; free text, treated as personal")
 
 
 @register
 class OversightReviewedV1(EventData):
-    TYPE = "oversight.reviewed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["oversight.reviewed"]] = "oversight.reviewed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     escalation_id: RequestId
     finding: Literal["handled", "action_required", "referred_to_police"]
-    recommendation: str | None = Field(default=None, max_length=1000)
+    recommendation: str | None = personal(default=None, max_length=1000)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import AwareDatetime, Field
+from typing import ClassVar, Literal
 
 from .._base import EventData, personal
-from .._types import RequestId
+from .._types import RequestId, Timestamp
 from ..registry import register
 
 __all__ = [
@@ -35,36 +33,36 @@ Service = Literal[
 
 @register
 class ReferralRequestedV1(EventData):
-    TYPE = "referral.requested"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.requested"]] = "referral.requested"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
     service: Service
-    due: AwareDatetime | None = None
+    due: Timestamp | None = None
     notes: str | None = personal(default=None, max_length=2000)
 
 
 @register
 class ReferralAcceptedV1(EventData):
-    TYPE = "referral.accepted"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.accepted"]] = "referral.accepted"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
 
 
 @register
 class ReferralRejectedV1(EventData):
-    TYPE = "referral.rejected"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.rejected"]] = "referral.rejected"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
-    reason: str = Field(max_length=500)
+    reason: str = personal(max_length=500)
 
 
 @register
 class ReferralCompletedV1(EventData):
-    TYPE = "referral.completed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.completed"]] = "referral.completed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
     outcome: Literal["served", "partially_served", "not_served"]
@@ -72,17 +70,17 @@ class ReferralCompletedV1(EventData):
 
 @register
 class ReferralRevokedV1(EventData):
-    TYPE = "referral.revoked"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.revoked"]] = "referral.revoked"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
-    reason: str = Field(max_length=500)
+    reason: str = personal(max_length=500)
 
 
 @register
 class ReferralOverdueV1(EventData):
-    TYPE = "referral.overdue"
-    VERSION = 1
+    TYPE: ClassVar[Literal["referral.overdue"]] = "referral.overdue"
+    VERSION: ClassVar[Literal[1]] = 1
 
     referral_id: RequestId
-    due: AwareDatetime
+    due: Timestamp

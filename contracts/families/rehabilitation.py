@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,8 +21,8 @@ __all__ = [
 
 @register
 class RehabilitationHandoffRequestedV1(EventData):
-    TYPE = "rehabilitation.handoff_requested"
-    VERSION = 1
+    TYPE: ClassVar[Literal["rehabilitation.handoff_requested"]] = "rehabilitation.handoff_requested"
+    VERSION: ClassVar[Literal[1]] = 1
 
     handoff_id: RequestId
     placement: str = Field(max_length=120, description="institution, e.g. a Kemensos centre")
@@ -30,16 +30,16 @@ class RehabilitationHandoffRequestedV1(EventData):
 
 @register
 class RehabilitationHandoffAcceptedV1(EventData):
-    TYPE = "rehabilitation.handoff_accepted"
-    VERSION = 1
+    TYPE: ClassVar[Literal["rehabilitation.handoff_accepted"]] = "rehabilitation.handoff_accepted"
+    VERSION: ClassVar[Literal[1]] = 1
 
     handoff_id: RequestId
 
 
 @register
 class RehabilitationProgressReportedV1(EventData):
-    TYPE = "rehabilitation.progress_reported"
-    VERSION = 1
+    TYPE: ClassVar[Literal["rehabilitation.progress_reported"]] = "rehabilitation.progress_reported"
+    VERSION: ClassVar[Literal[1]] = 1
 
     handoff_id: RequestId
     stage: Literal["intake", "in_care", "ready_for_reintegration"]
@@ -48,8 +48,8 @@ class RehabilitationProgressReportedV1(EventData):
 
 @register
 class RehabilitationCompletedV1(EventData):
-    TYPE = "rehabilitation.completed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["rehabilitation.completed"]] = "rehabilitation.completed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     handoff_id: RequestId
     outcome: Literal["reintegrated", "transferred", "discontinued"]
@@ -57,8 +57,10 @@ class RehabilitationCompletedV1(EventData):
 
 @register
 class RehabilitationReintegrationHandoffV1(EventData):
-    TYPE = "rehabilitation.reintegration_handoff"
-    VERSION = 1
+    TYPE: ClassVar[Literal["rehabilitation.reintegration_handoff"]] = (
+        "rehabilitation.reintegration_handoff"
+    )
+    VERSION: ClassVar[Literal[1]] = 1
 
     handoff_id: RequestId
     to: Literal["family", "village", "community_parenting"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from .._base import EventData
-from .._types import CountryCode, RequestId
+from .._base import EventData, personal
+from .._types import CountryCode, RequestId, Timestamp
 from ..registry import register
 
 __all__ = [
@@ -20,8 +21,8 @@ __all__ = [
 
 @register
 class RepatriationRequestedV1(EventData):
-    TYPE = "repatriation.requested"
-    VERSION = 1
+    TYPE: ClassVar[Literal["repatriation.requested"]] = "repatriation.requested"
+    VERSION: ClassVar[Literal[1]] = 1
 
     repatriation_id: RequestId
     from_country: CountryCode
@@ -29,8 +30,8 @@ class RepatriationRequestedV1(EventData):
 
 @register
 class RepatriationScheduledV1(EventData):
-    TYPE = "repatriation.scheduled"
-    VERSION = 1
+    TYPE: ClassVar[Literal["repatriation.scheduled"]] = "repatriation.scheduled"
+    VERSION: ClassVar[Literal[1]] = 1
 
     repatriation_id: RequestId
     port_of_entry: str = Field(max_length=80, description="e.g. 'Nunukan', 'Soekarno-Hatta'")
@@ -39,18 +40,18 @@ class RepatriationScheduledV1(EventData):
 
 @register
 class RepatriationCompletedV1(EventData):
-    TYPE = "repatriation.completed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["repatriation.completed"]] = "repatriation.completed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     repatriation_id: RequestId
     port_of_entry: str = Field(max_length=80)
-    arrived_at: AwareDatetime
+    arrived_at: Timestamp
 
 
 @register
 class RepatriationFailedV1(EventData):
-    TYPE = "repatriation.failed"
-    VERSION = 1
+    TYPE: ClassVar[Literal["repatriation.failed"]] = "repatriation.failed"
+    VERSION: ClassVar[Literal[1]] = 1
 
     repatriation_id: RequestId
-    reason: str = Field(max_length=500)
+    reason: str = personal(max_length=500)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 from pydantic import Field
 
 from .._base import EventData
@@ -13,8 +15,8 @@ __all__ = ["TracingMatchFoundV1", "TracingRequestedV1", "TracingReunifiedV1"]
 
 @register
 class TracingRequestedV1(EventData):
-    TYPE = "tracing.requested"
-    VERSION = 1
+    TYPE: ClassVar[Literal["tracing.requested"]] = "tracing.requested"
+    VERSION: ClassVar[Literal[1]] = 1
 
     tracing_id: RequestId
     countries: list[CountryCode] = Field(min_length=1)
@@ -22,8 +24,8 @@ class TracingRequestedV1(EventData):
 
 @register
 class TracingMatchFoundV1(EventData):
-    TYPE = "tracing.match_found"
-    VERSION = 1
+    TYPE: ClassVar[Literal["tracing.match_found"]] = "tracing.match_found"
+    VERSION: ClassVar[Literal[1]] = 1
 
     tracing_id: RequestId
     country: CountryCode
@@ -31,7 +33,7 @@ class TracingMatchFoundV1(EventData):
 
 @register
 class TracingReunifiedV1(EventData):
-    TYPE = "tracing.reunified"
-    VERSION = 1
+    TYPE: ClassVar[Literal["tracing.reunified"]] = "tracing.reunified"
+    VERSION: ClassVar[Literal[1]] = 1
 
     tracing_id: RequestId

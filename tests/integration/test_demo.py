@@ -6,11 +6,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
 from sqlmodel import Session
 
 from lintas.cli import main
 from lintas.consumers import Databases, load_worklist
-from lintas.demo import PATHWAYS, agencies, check_record, run_demo
+from lintas.demo import PATHWAYS, DemoRefused, agencies, check_record, run_demo
+from lintas.infra.bus import open_bus
+from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -97,3 +100,19 @@ def test_cli_case_show_errors(
     assert "no case" in capsys.readouterr().out
     assert main(["run", "nobody"]) == 2
     assert "not an agency id" in capsys.readouterr().out
+
+
+async def test_demo_refuses_a_configured_bus_and_publishes_nothing(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    configured = settings.model_copy(update={"nats_url": nats_server.url})
+    with pytest.raises(DemoRefused, match="LINTAS_NATS_URL"):
+        await run_demo(configured, 1)
+    streams = await js.streams_info()
+    assert streams == [], "the demo declared or published something on a real bus"
+
+
+async def test_demo_refuses_a_data_dir_another_process_serves(settings: Settings) -> None:
+    async with open_bus(settings) as url:  # as `lintas up` would hold it
+        with pytest.raises(DemoRefused, match=url):
+            await run_demo(settings, 1)

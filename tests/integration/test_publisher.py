@@ -7,11 +7,18 @@ import json
 import pytest
 from nats.js import JetStreamContext
 
-from lintas.contracts import ContractError, InvalidEventData, SubjectError, new_case_id, uuid7
+from lintas.contracts import (
+    ContractError,
+    InvalidEventData,
+    PermanentError,
+    SubjectError,
+    new_case_id,
+    uuid7,
+)
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
 from lintas.infra.topology import ensure_stream
-from lintas.producers import BusUnavailable, Publisher
+from lintas.producers import BusUnavailable, Publisher, PublishRejected
 
 pytestmark = pytest.mark.nats
 
@@ -119,3 +126,26 @@ async def test_broker_down_is_a_transient_bus_error(
         await publisher.publish(
             "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
         )
+
+
+async def test_no_stream_is_a_bus_error_naming_the_stream(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    publisher = Publisher(js, "kp2mi", stream=settings.stream, timeout=2)
+    with pytest.raises(BusUnavailable, match=r"no JetStream stream answers.*LINTAS"):
+        await publisher.publish(
+            "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
+        )
+
+
+async def test_a_stream_that_refuses_is_a_permanent_rejection(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    await ensure_stream(js, settings)
+    publisher = Publisher(js, "kp2mi", stream="ELSEWHERE")  # the subject is LINTAS's
+    with pytest.raises(PublishRejected, match="ELSEWHERE") as raised:
+        await publisher.publish(
+            "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
+        )
+    assert isinstance(raised.value, PermanentError)
+    assert await _stored(js, settings) == 0

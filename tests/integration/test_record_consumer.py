@@ -141,13 +141,14 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
         good.replace(b'"dataversion":2', b'"dataversion":9'),  # 4: unknown version
         good.replace(b'"case.opened"', b'"case.vanished"'),  # 5: unknown type
         good.replace(b'"risk_level":"high"', b'"risk_level":"high","name":"x"'),  # 6: extra
+        b"[" * 200_000,  # 7: nesting deep enough to exhaust the JSON parser's recursion
     ]
     for body in bad:
         await js.publish(subject, body, stream=settings.stream)
     await js.publish(
         f"lintas.kemlu.kp2mi.case.opened.{case_id[:-1]}X", good, stream=settings.stream
-    )  # 7: subject does not match the envelope
-    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 8
+    )  # 8: subject does not match the envelope
+    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 9
 
     applied = Applied()
     with capture_logs() as logs:
@@ -156,18 +157,19 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
             await applied.wait_for(2)
         finally:
             await stop()
-    assert [seq for seq, _ in applied.events] == [1, 8]
+    assert [seq for seq, _ in applied.events] == [1, 9]
     rejected = [entry for entry in logs if entry["event"] == "message.rejected"]
-    assert [entry["stream_seq"] for entry in rejected] == [2, 3, 4, 5, 6, 7]
+    assert [entry["stream_seq"] for entry in rejected] == [2, 3, 4, 5, 6, 7, 8]
     reasons = [entry["reason"] for entry in rejected]
     assert "not JSON" in reasons[0]
     assert "case.opened v9" in reasons[2]
     assert "newer than this build" in reasons[2]
     assert "case.vanished" in reasons[3]
     assert "data.name" in reasons[4]
-    assert "subject" in reasons[5]
+    assert "not JSON" in reasons[5]
+    assert "subject" in reasons[6]
     tracking = _tracking(databases)
-    assert (tracking.position, tracking.applied, tracking.rejected) == (8, 2, 6)
+    assert (tracking.position, tracking.applied, tracking.rejected) == (9, 2, 7)
     databases.dispose()
 
 
@@ -209,17 +211,14 @@ async def test_a_failing_commit_is_retried_in_place_and_nothing_overtakes_it(
 
 
 class DiesHoldingFirstBatch(ProjectionRunner):
-    """Receives its first batch and 'crashes': nothing committed, nothing acked."""
+    """Receives batches and has 'crashed': nothing committed, nothing acked."""
 
     held: list[int]
     holding: asyncio.Event
 
     async def handle(self, msgs: Sequence[Any], gaps: Any = None) -> None:
-        if not self.holding.is_set():
-            self.held.extend(m.metadata.sequence.stream for m in msgs)
-            self.holding.set()
-            return
-        await super().handle(msgs, gaps)
+        self.held.extend(m.metadata.sequence.stream for m in msgs)
+        self.holding.set()
 
 
 async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
@@ -240,7 +239,8 @@ async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
         await asyncio.wait_for(DiesHoldingFirstBatch.holding.wait(), 20)
         await stop()
         databases.dispose()
-    assert DiesHoldingFirstBatch.held == [1, 2, 3, 4]
+    held = DiesHoldingFirstBatch.held  # 1..k: what the first pulls happened to return
+    assert held == list(range(1, len(held) + 1))
 
     for reason in ("new information", "second look"):  # seq 5, 6
         await kemlu.publish("case.reopened", {"reason": reason}, case_id=case_id, target="kp2mi")
@@ -253,7 +253,7 @@ async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
             await stop()
     assert [seq for seq, _ in applied.events] == [1, 2, 3, 4, 5, 6]
     filled = [entry for entry in logs if entry["event"] == "gap.filled"]
-    assert [(e["first"], e["last"], e["count"]) for e in filled] == [(1, 4, 4)]
+    assert [(e["first"], e["last"], e["count"]) for e in filled] == [(1, len(held), len(held))]
     engine, _ = databases.for_consumer("record")
     with Session(engine) as session:
         record = load_record(session, case_id)
@@ -262,3 +262,34 @@ async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied) == (6, 6)
     databases.dispose()
+
+
+async def test_two_instances_of_one_consumer_apply_every_event_once_in_order(
+    nats_server: EmbeddedNats, js: JetStreamContext, db_settings: Settings
+) -> None:
+    """Two processes on one durable and one database (say `lintas up` and `lintas run`)."""
+    settings = db_settings.model_copy(update={"batch_size": 8})
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    cases = [await publish_case(kemlu, steps=9) for _ in range(12)]  # 120 events
+    applied = Applied()
+    first, dbs_a = await start_record(nats_server.url, settings, [applied])
+    second, dbs_b = await start_record(nats_server.url, settings, [applied])
+    try:
+        await applied.wait_for(120)
+    finally:
+        await first()
+        await second()
+    seqs = sorted(seq for seq, _ in applied.events)
+    assert seqs == list(range(1, 121)), "every event applied exactly once"
+    engine, _ = dbs_a.for_consumer("record")
+    with Session(engine) as session:
+        records = {r.case_id: r for r in load_records(session)}
+    for case_id in cases:
+        timeline = [e.seq for e in records[case_id].timeline]
+        assert len(timeline) == 10
+        assert timeline == sorted(timeline)
+    tracking = _tracking(dbs_a)
+    assert (tracking.position, tracking.applied) == (120, 120)
+    dbs_a.dispose()
+    dbs_b.dispose()

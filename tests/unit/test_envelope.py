@@ -436,9 +436,18 @@ def test_child_identity_is_frozen_and_closed() -> None:
 PERSONAL = {
     "case.opened": {"child"},
     "case.assessed": {"summary"},
+    "case.reopened": {"reason"},
+    "consent.overridden": {"reason"},
+    "consent.withdrawn": {"reason"},
     "document.issued": {"number"},
+    "document.rejected": {"reason"},
+    "oversight.escalated": {"reason"},
+    "oversight.reviewed": {"recommendation"},
+    "referral.rejected": {"reason"},
     "referral.requested": {"notes"},
+    "referral.revoked": {"reason"},
     "rehabilitation.progress_reported": {"summary"},
+    "repatriation.failed": {"reason"},
 }
 
 

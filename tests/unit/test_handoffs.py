@@ -130,3 +130,15 @@ def test_rank_orders_requested_accepted_and_terminal_states() -> None:
     assert set(RANK) == {"requested", "accepted", "revoked", "rejected", "completed"}
     assert {"revoked", "rejected", "completed"} == TERMINAL
     assert all(RANK[t] > RANK["accepted"] for t in TERMINAL)
+
+
+def test_events_addressed_to_everyone_are_no_handoff() -> None:
+    from ._events import CASE, at, ev
+
+    for event_type, data in (
+        ("referral.requested", {"referral_id": "r1", "service": "shelter"}),
+        ("referral.completed", {"referral_id": "r1", "outcome": "served"}),
+        ("referral.revoked", {"referral_id": "r1", "reason": "duplicate"}),
+    ):
+        event = ev(event_type, data, source="kp2mi", target="all", case_id=CASE, time=at(0))
+        assert classify(event) is None

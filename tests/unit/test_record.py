@@ -456,3 +456,26 @@ def test_apply_does_not_mutate_its_input() -> None:
     assert before.model_dump() == snapshot
     assert after is not before
     assert len(after.timeline) == 2
+
+
+def test_only_the_agency_asked_can_answer() -> None:
+    record = fold(
+        [
+            e(
+                "referral.requested",
+                {"referral_id": "r1", "service": "shelter"},
+                "kp2mi",
+                "kemensos",
+                0,
+            ),
+            e(
+                "referral.completed",
+                {"referral_id": "r1", "outcome": "served"},
+                "dukcapil",
+                "kp2mi",
+                5,
+            ),
+        ]
+    )
+    (handoff,) = record.handoffs
+    assert (handoff.asked, handoff.status, handoff.closed_at) == ("kemensos", "requested", None)
