@@ -145,8 +145,9 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     ]
     for body in bad:
         await js.publish(subject, body, stream=settings.stream)
+    other_case = case_id[:-1] + ("Y" if case_id[-1] != "Y" else "Z")
     await js.publish(
-        f"lintas.kemlu.kp2mi.case.opened.{case_id[:-1]}X", good, stream=settings.stream
+        f"lintas.kemlu.kp2mi.case.opened.{other_case}", good, stream=settings.stream
     )  # 8: subject does not match the envelope
     await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 9
 
