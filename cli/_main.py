@@ -29,17 +29,18 @@ from lintas.contracts.schemadocs import SCHEMA_DIR
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.db import ensure_tables
 from lintas.infra.logging import configure_logging
+from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
 from lintas.infra.topology import (
     ConsumerSpec,
     agency_consumer,
     agency_sent_consumer,
-    declare,
     deployment_consumers,
     record_consumer,
 )
 
 from ._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
+from ._dlq import dlq_list, dlq_retry, dlq_show
 from .render import case_view, summary_tables
 
 __all__ = ["main"]
@@ -77,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
             "--asyncapi", type=Path, default=DEFAULT_ASYNCAPI, help="AsyncAPI document"
         )
 
+    dlq = commands.add_parser("dlq", help="the quarantine: messages consumers could not apply")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = dlq_commands.add_parser("list", help="every quarantined message, oldest first")
+    listing.add_argument("--json", action="store_true", help="for scripts")
+    dlq_show = dlq_commands.add_parser("show", help="one entry, personal fields masked")
+    dlq_show.add_argument("id", type=int)
+    dlq_retry = dlq_commands.add_parser("retry", help="apply entries again, exactly once")
+    which = dlq_retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", type=int, nargs="?")
+    which.add_argument("--all", action="store_true", help="every entry")
+
     case = commands.add_parser("case", help="look at one case")
     case_commands = case.add_subparsers(dest="case_command", required=True, metavar="ACTION")
     show = case_commands.add_parser("show", help="print a case's coordination record")
@@ -87,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> None:
     nc = await connect(url, "lintas-declare")
     try:
-        await declare(nc.jetstream(), settings, specs)
+        await declare_platform(nc.jetstream(), settings, specs)
     finally:
         await nc.close()
 
@@ -189,6 +201,20 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
     return 0
 
 
+async def _dlq(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-dlq")
+        try:
+            js = nc.jetstream()
+            if args.dlq_command == "list":
+                return await dlq_list(console, js, settings, args.json)
+            if args.dlq_command == "show":
+                return await dlq_show(console, js, settings, args.id)
+            return await dlq_retry(console, js, settings, None if args.all else args.id)
+        finally:
+            await nc.close()
+
+
 def _case_show(settings: Settings, case_id: str, console: Console) -> int:
     if not is_case_id(case_id):
         console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
@@ -237,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "contracts":
             act = contracts_check if args.contracts_command == "check" else contracts_docs
             return act(console, args.schemas, args.asyncapi)
+        if args.command == "dlq":
+            return asyncio.run(_dlq(settings, args, console))
         if args.command == "case":
             return _case_show(settings, args.case_id, console)
     except LintasError as exc:

@@ -5,15 +5,19 @@ transaction, so the events of a case are applied in the order they were publishe
 What the edge does with each outcome:
 
 * applied, or already applied (sequence at or below the tracked position): ack;
-* breaks its contract (not JSON, unknown type or version, wrong fields): not applied,
-  logged with its stream sequence and reason, counted as rejected, ack;
-* the commit fails (database locked or gone, or a bug): the batch is retried in place
-  with back-off while the server is told the messages are still in progress. Never
-  terminated, and no later message is applied first: letting the exception reach
-  FastStream would leave the batch to redelivery while newer messages are pulled and
-  applied, which breaks per-case order (and the tracking position would then skip the
-  older ones). A failure that never clears stalls this consumer, loudly, rather than
-  losing an event; quarantine is the reliability issue's job;
+* breaks its contract (not JSON, unknown type or version, wrong fields), or was
+  delivered ``max_deliver`` times without being applied: quarantined with the reason,
+  then acked (the original only once the quarantine stream has stored the copy);
+* the commit fails:
+
+  - transiently (database locked or gone, broker down): the batch is retried in place
+    with back-off while the server is told the messages are still in progress. Never
+    terminated, and nothing later is applied first: letting the exception reach
+    FastStream would leave the batch to redelivery while newer messages are pulled and
+    applied, which breaks per-case order;
+  - otherwise (a handler bug, an event no fold can take) ``poison_after`` times: the
+    batch is retried one event at a time, and the event that keeps failing is
+    quarantined; the rest are applied;
 * the batch starts beyond the tracked position (a crashed instance left messages
   unacknowledged, and JetStream delivered newer ones first): the messages in between are
   read from the stream by subject and applied first (see :mod:`._gaps`).
@@ -22,7 +26,8 @@ What the edge does with each outcome:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
@@ -32,17 +37,43 @@ from sqlmodel import Session
 
 from lintas.contracts import ContractError, Event, TransientError, decode
 from lintas.infra.db import read_position, write_position
+from lintas.infra.quarantine import QuarantineEntry
 
-from ._gaps import StoredMessage, StreamGapReader
+from ._gaps import StreamGapReader
 from .projections import Batch, Projection
 
-__all__ = ["OnCommit", "ProjectionRunner"]
+__all__ = ["OnCommit", "ProjectionRunner", "RunnerBus"]
 
 OnCommit = Callable[[Batch], None]
+Quarantine = Callable[[QuarantineEntry], Awaitable[int]]
 
 _log = structlog.get_logger("lintas.consumer")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerBus:
+    """What the runner reaches on the bus besides its own messages."""
+
+    gaps: StreamGapReader | None = None
+    quarantine: Quarantine | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    seq: int
+    subject: str
+    data: bytes
+    attempts: int = 1
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Poisoned(Exception):
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(f"{error.__class__.__name__} after {attempts} attempts")
+        self.error = error
+        self.attempts = attempts
 
 
 class ProjectionRunner:
@@ -57,6 +88,8 @@ class ProjectionRunner:
         on_commit: Sequence[OnCommit] = (),
         max_backoff_s: float = 5.0,
         gap_limit: int = 256,
+        max_deliver: int | None = None,
+        poison_after: int = 3,
     ) -> None:
         self.consumer = consumer
         self.stream = stream
@@ -67,22 +100,95 @@ class ProjectionRunner:
         self.on_commit = list(on_commit)
         self.max_backoff_s = max_backoff_s
         self.gap_limit = gap_limit
+        self.max_deliver = max_deliver
+        self.poison_after = poison_after
         self._position: int | None = None  # tracked position, once read
 
-    def _decode(
-        self, items: Sequence[tuple[int, str, bytes]]
-    ) -> tuple[list[tuple[int, Event]], list[int]]:
-        batch: list[tuple[int, Event]] = []
-        rejected: list[int] = []
-        for seq, subject, data in items:
+    async def handle(self, msgs: Sequence[Any], bus: RunnerBus | None = None) -> None:
+        """Apply one pulled batch of ``nats.aio.msg.Msg`` and acknowledge it."""
+        if not msgs:
+            return
+        bus = bus or RunnerBus()
+        incoming = [
+            _Incoming(
+                msg.metadata.sequence.stream,
+                msg.subject,
+                msg.data,
+                msg.metadata.num_delivered or 1,
+                dict(msg.headers or {}),
+            )
+            for msg in msgs
+        ]
+        if bus.gaps is not None:
+            await self._fill_gap(incoming[0].seq, bus, msgs)
+        await self._process(incoming, bus, msgs)
+        await self._ack(msgs)
+
+    # -- one ordered run of messages ------------------------------------------------------
+
+    async def _process(
+        self, incoming: Sequence[_Incoming], bus: RunnerBus, msgs: Sequence[Any]
+    ) -> None:
+        batch, rejected = self._decode(incoming)
+        if self.max_deliver:
+            exhausted = {i.seq for i in incoming if i.attempts >= self.max_deliver}
+            for seq, _event in [b for b in batch if b[0] in exhausted]:
+                rejected[seq] = f"delivered {self.max_deliver} times without being applied"
+            batch = [b for b in batch if b[0] not in exhausted]
+        by_seq = {i.seq: i for i in incoming}
+        await self._quarantine([(by_seq[s], r) for s, r in sorted(rejected.items())], bus, msgs)
+        last = max(i.seq for i in incoming)
+        try:
+            applied = await self._commit_with_retry(batch, list(rejected), last, msgs)
+        except _Poisoned:
+            applied = await self._one_at_a_time(batch, rejected, last, by_seq, bus, msgs)
+        self._notify(applied)
+
+    async def _one_at_a_time(
+        self,
+        batch: Batch,
+        rejected: dict[int, str],
+        last: int,
+        by_seq: Mapping[int, _Incoming],
+        bus: RunnerBus,
+        msgs: Sequence[Any],
+    ) -> Batch:
+        applied: list[tuple[int, Event]] = []
+        uncounted = sorted(rejected)
+        for seq, event in batch:
+            counted = [s for s in uncounted if s < seq]
+            uncounted = [s for s in uncounted if s >= seq]
             try:
-                batch.append((seq, decode(data, subject=subject)))
+                applied += await self._commit_with_retry([(seq, event)], counted, seq, msgs)
+            except _Poisoned as poisoned:
+                reason = (
+                    f"{event.type} v{event.envelope.dataversion} could not be applied: "
+                    f"{poisoned.error.__class__.__name__} on {poisoned.attempts} attempts"
+                )
+                _log.error(
+                    "event.poisoned",
+                    consumer=self.consumer,
+                    stream_seq=seq,
+                    event_type=event.type,
+                    error=poisoned.error.__class__.__name__,
+                )
+                await self._quarantine([(by_seq[seq], reason)], bus, msgs)
+                await self._commit_with_retry([], [*counted, seq], seq, msgs)
+        await self._commit_with_retry([], uncounted, last, msgs)
+        return applied
+
+    def _decode(self, items: Sequence[_Incoming]) -> tuple[list[tuple[int, Event]], dict[int, str]]:
+        batch: list[tuple[int, Event]] = []
+        rejected: dict[int, str] = {}
+        for item in items:
+            try:
+                batch.append((item.seq, decode(item.data, subject=item.subject)))
             except ContractError as exc:
-                rejected.append(seq)
+                rejected[item.seq] = str(exc)
                 _log.warning(
                     "message.rejected",
                     consumer=self.consumer,
-                    stream_seq=seq,
+                    stream_seq=item.seq,
                     reason=str(exc),
                     event_type=exc.event_type,
                     version=exc.version,
@@ -91,52 +197,61 @@ class ProjectionRunner:
             except Exception as exc:
                 # Whatever a hostile body makes the decoder do, it is this message's fault:
                 # raising here would leave the whole batch to redelivery behind newer ones.
-                rejected.append(seq)
+                rejected[item.seq] = f"decoder failed: {exc.__class__.__name__}"
                 _log.error(
                     "message.rejected",
                     consumer=self.consumer,
-                    stream_seq=seq,
-                    reason=f"decoder failed: {exc.__class__.__name__}",
+                    stream_seq=item.seq,
+                    reason=rejected[item.seq],
                 )
         return batch, rejected
 
-    async def handle(self, msgs: Sequence[Any], gaps: StreamGapReader | None = None) -> None:
-        """Apply one pulled batch of ``nats.aio.msg.Msg`` and acknowledge it.
+    async def _quarantine(
+        self, items: Sequence[tuple[_Incoming, str]], bus: RunnerBus, msgs: Sequence[Any]
+    ) -> None:
+        quarantine = bus.quarantine
+        if quarantine is None:
+            return  # no quarantine here: logged above, and still in the stream
+        for item, reason in items:
+            entry = QuarantineEntry(
+                consumer=self.consumer,
+                stream=self.stream,
+                stream_seq=item.seq,
+                subject=item.subject,
+                attempts=item.attempts,
+                reason=reason,
+                body=item.data,
+                original_headers=item.headers,
+            )
 
-        With ``gaps``, first apply what the stream holds for this consumer between the
-        tracked position and the batch.
-        """
-        if not msgs:
-            return
-        seqs = [msg.metadata.sequence.stream for msg in msgs]
-        if gaps is not None:
-            await self._fill_gap(min(seqs), gaps, msgs)
-        batch, rejected = self._decode(
-            [(seq, msg.subject, msg.data) for seq, msg in zip(seqs, msgs, strict=True)]
-        )
-        applied = await self._commit_with_retry(batch, rejected, max(seqs), msgs)
-        await self._ack(msgs)
-        self._notify(applied)
+            async def store(entry: QuarantineEntry = entry) -> int:
+                return await quarantine(entry)
 
-    def _notify(self, applied: Batch) -> None:
-        if applied:
-            for callback in self.on_commit:
-                callback(applied)
+            entry_id = await self._with_retry(store, msgs, poison_after=None)
+            _log.warning(
+                "message.quarantined",
+                consumer=self.consumer,
+                stream_seq=item.seq,
+                quarantine_id=entry_id,
+            )
 
-    async def _fill_gap(self, first: int, gaps: StreamGapReader, msgs: Sequence[Any]) -> None:
+    # -- gaps ----------------------------------------------------------------------------------
+
+    async def _fill_gap(self, first: int, bus: RunnerBus, msgs: Sequence[Any]) -> None:
+        gaps = bus.gaps
+        assert gaps is not None
         if self._position is None:
             self._position = await asyncio.to_thread(self._read_position)
         while first > self._position + 1:
             start = self._position + 1
 
-            async def read(start: int = start) -> list[StoredMessage]:
-                return await gaps.between(start, first - 1, self.gap_limit)
+            async def read(start: int = start) -> list[_Incoming]:
+                found = await gaps.between(start, first - 1, self.gap_limit)
+                return [_Incoming(m.seq, m.subject, m.data) for m in found]
 
-            found = await self._with_retry(read, msgs)
+            found = await self._with_retry(read, msgs, poison_after=None)
             if not found:
                 return
-            batch, rejected = self._decode([(m.seq, m.subject, m.data) for m in found])
-            applied = await self._commit_with_retry(batch, rejected, found[-1].seq, msgs)
             _log.info(
                 "gap.filled",
                 consumer=self.consumer,
@@ -144,11 +259,18 @@ class ProjectionRunner:
                 last=found[-1].seq,
                 count=len(found),
             )
-            self._notify(applied)
+            await self._process(found, bus, msgs)
 
     def _read_position(self) -> int:
         with Session(self.engine) as session:
             return read_position(session, self.consumer, self.stream).position
+
+    # -- commit, retry, ack ----------------------------------------------------------------
+
+    def _notify(self, applied: Batch) -> None:
+        if applied:
+            for callback in self.on_commit:
+                callback(applied)
 
     async def _ack(self, msgs: Sequence[Any]) -> None:
         """Only after the commit: a crash before this line means redelivery, then a skip."""
@@ -165,10 +287,11 @@ class ProjectionRunner:
                 fresh, self._position = await asyncio.to_thread(self._commit, batch, rejected, last)
                 return fresh
 
-        return await self._with_retry(commit, msgs)
+        return await self._with_retry(commit, msgs, poison_after=self.poison_after)
 
-    async def _with_retry(self, step: Callable[[], Awaitable[T]], msgs: Sequence[Any]) -> T:
-        last = msgs[-1].metadata.sequence.stream
+    async def _with_retry(
+        self, step: Callable[[], Awaitable[T]], msgs: Sequence[Any], *, poison_after: int | None
+    ) -> T:
         delay = 0.05
         attempt = 1
         while True:
@@ -178,6 +301,8 @@ class ProjectionRunner:
                 expected = isinstance(exc, OperationalError | TransientError) or (
                     isinstance(exc, DBAPIError) and exc.connection_invalidated
                 )
+                if not expected and poison_after is not None and attempt >= poison_after:
+                    raise _Poisoned(exc, attempt) from exc
                 log = _log.warning if expected else _log.error
                 log(
                     "projection.retry",
@@ -185,7 +310,8 @@ class ProjectionRunner:
                     attempt=attempt,
                     delay_s=delay,
                     error=exc.__class__.__name__,
-                    stream_seqs=f"{msgs[0].metadata.sequence.stream}..{last}",
+                    stream_seqs=f"{msgs[0].metadata.sequence.stream}.."
+                    f"{msgs[-1].metadata.sequence.stream}",
                     exc_info=not expected,
                 )
                 for msg in msgs:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
 from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.quarantine import QuarantineEntry, put
 from lintas.infra.settings import Settings
 from lintas.infra.topology import (
     ConsumerSpec,
@@ -29,7 +30,7 @@ from lintas.infra.topology import (
 )
 
 from ._gaps import StreamGapReader
-from ._runner import OnCommit, ProjectionRunner
+from ._runner import OnCommit, ProjectionRunner, RunnerBus
 from .projections import Projection, RecordProjection, WorklistProjection
 
 __all__ = [
@@ -119,7 +120,11 @@ def attach_runner(
     broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
 ) -> None:
     async def handle(msgs: list[Any], js: Any) -> None:
-        await runner.handle(msgs, StreamGapReader(js, settings.stream, spec.filter_subjects))
+        async def quarantine(entry: QuarantineEntry) -> int:
+            return await put(js, settings, entry)
+
+        gaps = StreamGapReader(js, settings.stream, spec.filter_subjects)
+        await runner.handle(msgs, RunnerBus(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
 
@@ -143,6 +148,7 @@ def _runner(
         engine=engine,
         lock=lock,
         on_commit=on_commit,
+        max_deliver=settings.max_deliver,
     )
 
 

@@ -136,6 +136,14 @@ def _whereabouts(record: CaseRecord, event: Event) -> str | None:
     return record.whereabouts
 
 
+def _in_order(
+    timeline: tuple[TimelineEntry, ...], entry: TimelineEntry
+) -> tuple[TimelineEntry, ...]:
+    if not timeline or timeline[-1].seq < entry.seq:
+        return (*timeline, entry)
+    return tuple(sorted((*timeline, entry), key=lambda e: e.seq))
+
+
 def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     """Fold the event at stream sequence ``seq`` into the record of its case."""
     record = record or CaseRecord(case_id=event.case_id)
@@ -173,8 +181,9 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     update["owner"] = owner
     update["whereabouts"] = _whereabouts(record, event)
     update["handoffs"] = _handoffs(record, event)
-    update["timeline"] = (
-        *record.timeline,
+    # In stream order even when an old event comes late (a retried quarantine entry).
+    update["timeline"] = _in_order(
+        record.timeline,
         TimelineEntry(
             seq=seq,
             time=event.time,

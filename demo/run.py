@@ -26,8 +26,9 @@ from lintas.consumers import (
 from lintas.consumers.projections import Batch
 from lintas.contracts import PermanentError, TransientError
 from lintas.infra.bus import connect, embedded_url, open_bus
+from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ConsumerSpec, declare, deployment_consumers, staff_consumer
+from lintas.infra.topology import ConsumerSpec, deployment_consumers, staff_consumer
 from lintas.producers import Publisher
 
 from .desk import attach_desk
@@ -102,7 +103,7 @@ async def run_demo(
         databases = Databases(settings)
         try:
             js = nc.jetstream()
-            await declare(js, settings, demo_consumers())
+            await declare_platform(js, settings, demo_consumers())
             wanted: set[str] = set()
             closed: set[str] = set()
             counted = [0]

@@ -17,6 +17,7 @@ from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 __all__ = [
+    "Retried",
     "Tracking",
     "UTCDateTime",
     "create_db_engine",
@@ -59,6 +60,18 @@ class Tracking(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
 
 
+class Retried(SQLModel, table=True):
+    """A quarantined message applied later by ``lintas dlq retry``: written in the same
+    transaction as its effect, so a second retry of it changes nothing."""
+
+    __tablename__ = "lintas_retried"
+
+    consumer: str = Field(primary_key=True, max_length=64)
+    stream: str = Field(primary_key=True, max_length=64)
+    stream_seq: int = Field(primary_key=True)
+    retried_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # pysqlite would BEGIN only at the first write, after the tracking row was read:
     # two processes could then both read the same position. We begin ourselves (below).
@@ -94,7 +107,11 @@ def create_db_engine(url: str) -> Engine:
 def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
     SQLModel.metadata.create_all(
         engine,
-        tables=[Tracking.__table__, *(t.__table__ for t in tables)],  # type: ignore[attr-defined]
+        tables=[
+            Tracking.__table__,  # type: ignore[attr-defined]
+            Retried.__table__,  # type: ignore[attr-defined]
+            *(t.__table__ for t in tables),  # type: ignore[attr-defined]
+        ],
     )
 
 

@@ -11,8 +11,9 @@ from nats.js import JetStreamContext
 from lintas.consumers import Databases, OnCommit, attach_record, create_broker
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
+from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
-from lintas.infra.topology import declare, record_consumer
+from lintas.infra.topology import record_consumer
 from lintas.producers import Publisher
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -82,4 +83,4 @@ async def start_record(
 
 
 async def declare_record(js: JetStreamContext, settings: Settings) -> None:
-    await declare(js, settings, [record_consumer()])
+    await declare_platform(js, settings, [record_consumer()])

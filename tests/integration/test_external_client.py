@@ -140,13 +140,14 @@ async def test_events_built_from_schemas_alone_are_accepted(
         load_records,
         load_worklist,
     )
-    from lintas.infra.topology import declare, deployment_consumers
+    from lintas.infra.platform import declare_platform
+    from lintas.infra.topology import deployment_consumers
 
     from .helpers import Applied
 
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
-    await declare(js, settings, deployment_consumers(["kemlu"]))
+    await declare_platform(js, settings, deployment_consumers(["kemlu"]))
     for doc in events:
         family, action = doc["type"].split(".")
         subject = f"lintas.{doc['source']}.{doc['target']}.{family}.{action}.{doc['subject']}"

@@ -21,6 +21,8 @@ from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch
 from lintas.infra.db import Tracking
 from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.quarantine import list_entries
+from lintas.infra.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 
@@ -171,6 +173,13 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     assert "subject" in reasons[6]
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied, tracking.rejected) == (9, 2, 7)
+    entries = [entry async for entry in list_entries(js, settings)]
+    assert [(e.consumer, e.stream, e.stream_seq, e.attempts) for e in entries] == [
+        ("record", "LINTAS", seq, 1) for seq in range(2, 9)
+    ]
+    assert [e.body for e in entries[:6]] == bad
+    assert entries[6].subject == f"lintas.kemlu.kp2mi.case.opened.{other_case}"
+    assert [e.reason for e in entries] == reasons
     databases.dispose()
 
 
@@ -217,7 +226,7 @@ class DiesHoldingFirstBatch(ProjectionRunner):
     held: list[int]
     holding: asyncio.Event
 
-    async def handle(self, msgs: Sequence[Any], gaps: Any = None) -> None:
+    async def handle(self, msgs: Sequence[Any], bus: Any = None) -> None:
         self.held.extend(m.metadata.sequence.stream for m in msgs)
         self.holding.set()
 
@@ -294,3 +303,73 @@ async def test_two_instances_of_one_consumer_apply_every_event_once_in_order(
     assert (tracking.position, tracking.applied) == (120, 120)
     dbs_a.dispose()
     dbs_b.dispose()
+
+
+async def test_an_event_the_handler_always_fails_on_is_quarantined_and_the_rest_applied(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
+) -> None:
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    case_id = await publish_case(kemlu, steps=4)  # seq 1..5; the fold chokes on seq 3
+    original = RecordProjection.apply_batch
+
+    def chokes_on_three(self: RecordProjection, session: Session, batch: Batch) -> int:
+        if any(seq == 3 for seq, _ in batch):
+            raise ValueError("a bug in a fold")
+        return original(self, session, batch)
+
+    monkeypatch.setattr(RecordProjection, "apply_batch", chokes_on_three)
+    applied = Applied()
+    with capture_logs() as logs:
+        stop, databases = await start_record(nats_server.url, settings, [applied])
+        try:
+            await applied.wait_for(4)
+            await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+            await applied.wait_for(5)
+        finally:
+            await stop()
+    assert [seq for seq, _ in applied.events] == [1, 2, 4, 5, 6]
+    (entry,) = [e async for e in list_entries(js, settings)]
+    assert (entry.stream_seq, entry.consumer) == (3, "record")
+    assert entry.reason == ("document.requested v1 could not be applied: ValueError on 3 attempts")
+    assert [e["stream_seq"] for e in logs if e["event"] == "event.poisoned"] == [3]
+    tracking = _tracking(databases)
+    assert (tracking.position, tracking.applied, tracking.rejected) == (6, 5, 1)
+    databases.dispose()
+
+
+async def test_a_message_delivered_max_deliver_times_is_quarantined(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
+) -> None:
+    settings = settings.model_copy(update={"ack_wait_s": 1.0, "max_deliver": 2})
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    await publish_case(kemlu, steps=0)  # seq 1
+    DiesHoldingFirstBatch.held = []
+    DiesHoldingFirstBatch.holding = asyncio.Event()
+    with monkeypatch.context() as patch:  # first delivery: the consumer dies on it
+        patch.setattr("lintas.consumers.app.ProjectionRunner", DiesHoldingFirstBatch)
+        stop, databases = await start_record(nats_server.url, settings, [])
+        await asyncio.wait_for(DiesHoldingFirstBatch.holding.wait(), 20)
+        await stop()
+        databases.dispose()
+    quarantined = asyncio.Event()
+    real_put = quarantine_put
+
+    async def put_and_tell(*args: Any) -> int:
+        entry_id = await real_put(*args)
+        quarantined.set()
+        return entry_id
+
+    monkeypatch.setattr("lintas.consumers.app.put", put_and_tell)
+    stop, databases = await start_record(nats_server.url, settings, [])
+    try:  # the second (last allowed) delivery comes after ack_wait
+        await asyncio.wait_for(quarantined.wait(), 20)
+    finally:
+        await stop()
+    (entry,) = [e async for e in list_entries(js, settings)]
+    assert (entry.stream_seq, entry.attempts) == (1, 2)
+    assert entry.reason == "delivered 2 times without being applied"
+    info = await js.consumer_info(settings.stream, "record")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    databases.dispose()

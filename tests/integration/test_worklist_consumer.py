@@ -13,8 +13,9 @@ from lintas.consumers import Databases, attach_agency, create_broker, load_workl
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
 from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_consumer, agency_sent_consumer, declare
+from lintas.infra.topology import agency_consumer, agency_sent_consumer
 from lintas.producers import Publisher
 
 from .helpers import T0, Applied
@@ -27,7 +28,7 @@ async def test_worklist_tracks_requests_addressed_to_the_agency(
 ) -> None:
     settings = settings.model_copy(update={"database_url": database_url})
     agency = "kemenpppa"
-    await declare(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
+    await declare_platform(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
     kp2mi = Publisher(js, "kp2mi", stream=settings.stream)
     pppa = Publisher(js, agency, stream=settings.stream)
     kemnaker = Publisher(js, "kemnaker", stream=settings.stream)
@@ -104,7 +105,7 @@ async def test_two_consumers_share_one_sqlite_file_without_lock_errors(
 ) -> None:
     """The inbox and sent consumers of an agency write one SQLite file concurrently."""
     agency = "dukcapil"
-    await declare(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
+    await declare_platform(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
     kp2mi = Publisher(js, "kp2mi", stream=settings.stream)
     dukcapil = Publisher(js, agency, stream=settings.stream)
     cases = [new_case_id() for _ in range(40)]

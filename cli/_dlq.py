@@ -1,0 +1,122 @@
+"""``lintas dlq list | show ID | retry ID|--all``: the quarantine, for operators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lintas.consumers.app import Databases
+from lintas.consumers.retry import retry_entry
+from lintas.contracts import PERSONAL_KEY, latest
+from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
+from lintas.infra.settings import Settings
+
+__all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body"]
+
+
+async def dlq_list(console: Console, js: Any, settings: Settings, as_json: bool) -> int:
+    entries = [entry async for entry in list_entries(js, settings)]
+    if as_json:
+        console.print_json(json.dumps([_summary(e) for e in entries]))
+        return 0
+    table = Table(title=f"Quarantine: {len(entries)} entries", title_justify="left")
+    for column in ("id", "consumer", "seq", "subject", "tries", "quarantined", "reason"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.consumer,
+            str(e.stream_seq),
+            e.subject,
+            str(e.attempts),
+            e.quarantined_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.reason,
+        )
+    console.print(table)
+    return 0
+
+
+def _summary(entry: QuarantineEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "consumer": entry.consumer,
+        "stream": entry.stream,
+        "stream_seq": entry.stream_seq,
+        "subject": entry.subject,
+        "attempts": entry.attempts,
+        "reason": entry.reason,
+        "quarantined_at": entry.quarantined_at.isoformat(),
+    }
+
+
+def _mask(schema: dict[str, Any], data: Any) -> Any:
+    """Replace the values of fields the schema marks personal."""
+    if not isinstance(data, dict):
+        return data
+    props = schema.get("properties", {})
+    return {k: "[personal]" if props.get(k, {}).get(PERSONAL_KEY) else v for k, v in data.items()}
+
+
+def redacted_body(body: bytes) -> str:
+    """The entry's body for an operator's screen: personal fields masked, or a summary.
+
+    A body that does not parse may still hold a child's data, so only its size is shown.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return f"<{len(body)} bytes, not JSON: not shown>"
+    if not isinstance(doc, dict):
+        return f"<{len(body)} bytes of JSON, not an object: not shown>"
+    try:
+        schema = latest(str(doc.get("type"))).model_json_schema()
+        data = _mask(schema, doc.get("data"))
+    except Exception:
+        data = "[not shown: unknown type]"
+    return json.dumps({**doc, "data": data}, indent=2, ensure_ascii=False)
+
+
+async def dlq_show(console: Console, js: Any, settings: Settings, entry_id: int) -> int:
+    entry = await get_entry(js, settings, entry_id)
+    if entry is None:
+        console.print(f"[red]no quarantine entry {entry_id}[/red]")
+        return 1
+    for key, value in _summary(entry).items():
+        console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+    for key, value in entry.original_headers.items():
+        console.print(f"[bold]header {key}[/bold]: {value}", highlight=False)
+    console.print(redacted_body(entry.body), highlight=False, markup=False)
+    return 0
+
+
+async def dlq_retry(console: Console, js: Any, settings: Settings, entry_id: int | None) -> int:
+    if entry_id is None:
+        entries = [entry async for entry in list_entries(js, settings)]
+    else:
+        found = await get_entry(js, settings, entry_id)
+        if found is None:
+            console.print(f"[red]no quarantine entry {entry_id}[/red]")
+            return 1
+        entries = [found]
+    databases = Databases(settings)
+    failed = 0
+    try:
+        for entry in entries:
+            outcome = retry_entry(entry, databases)
+            if outcome.applied:
+                assert entry.id is not None
+                await delete_entry(js, settings, entry.id)
+            else:
+                failed += 1
+            mark = "[green]retried[/green]" if outcome.applied else "[red]kept[/red]"
+            console.print(
+                f"{mark} {entry.id} ({entry.consumer} seq {entry.stream_seq}): {outcome.detail}",
+                highlight=False,
+            )
+    finally:
+        databases.dispose()
+    console.print(f"{len(entries) - failed} retried, {failed} still quarantined")
+    return 1 if failed else 0

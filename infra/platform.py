@@ -1,0 +1,22 @@
+"""Everything a lintas deployment declares on the bus, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .quarantine import ensure_quarantine, quarantine_stream
+from .settings import Settings
+from .topology import ConsumerSpec, declare
+
+__all__ = ["declare_platform"]
+
+
+async def declare_platform(
+    js: Any, settings: Settings, specs: Iterable[ConsumerSpec]
+) -> dict[str, str]:
+    """The event stream and its consumers, then the quarantine stream they rely on:
+    a consumer that cannot quarantine a poison message stalls rather than drop it."""
+    outcome = await declare(js, settings, specs)
+    outcome[quarantine_stream(settings)] = await ensure_quarantine(js, settings)
+    return outcome

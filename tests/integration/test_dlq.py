@@ -1,0 +1,146 @@
+"""Operators' quarantine tooling on a real bus: list, show (masked), retry exactly once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+from rich.console import Console
+from sqlmodel import Session
+
+from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
+from lintas.consumers import RecordProjection, load_record
+from lintas.consumers.projections import Batch
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.quarantine import list_entries
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+from .helpers import Applied, declare_record, start_record
+
+pytestmark = pytest.mark.nats
+
+CHILD = {"full_name": "Ayu Lestari", "birth_date": "2014-05-02", "address": "Dusun 4, RT 07"}
+
+
+def _console() -> Console:
+    return Console(record=True, width=200)
+
+
+async def test_list_show_and_retry_exactly_once(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
+) -> None:
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    opened = await kemlu.publish(
+        "case.opened",
+        {
+            "situation": "undocumented_abroad",
+            "location": {"country": "MY", "name": "Sabah"},
+            "jurisdiction": {"country": "MY"},
+            "risk_level": "high",
+            "child": CHILD,
+        },
+        case_id="C" + "1" * 26,
+        target="kp2mi",
+    )
+    body = (await js.get_msg(settings.stream, opened.stream_seq)).data
+    assert body is not None
+    await js.publish(  # a version from the future: can never be applied by this build
+        opened.event.envelope.nats_subject,
+        body.replace(b'"dataversion":2', b'"dataversion":7'),
+        stream=settings.stream,
+    )
+    broken = RecordProjection.apply_batch
+
+    def fails_on_opened(self: RecordProjection, session: Session, batch: Batch) -> int:
+        if any(event.type == "case.opened" for _, event in batch):
+            raise RuntimeError("a bug, since fixed")
+        return broken(self, session, batch)
+
+    monkeypatch.setattr(RecordProjection, "apply_batch", fails_on_opened)
+    applied = Applied()
+    stop, databases = await start_record(nats_server.url, settings, [applied])
+    try:
+        await kemlu.publish(
+            "case.reopened", {"reason": "r"}, case_id="C" + "1" * 26, target="kp2mi"
+        )
+        await applied.wait_for(1)  # seq 3 applied: 1 and 2 are behind it, quarantined
+    finally:
+        await stop()
+    monkeypatch.undo()  # the bug is fixed
+
+    console = _console()
+    assert await dlq_list(console, js, settings, as_json=True) == 0
+    listed = {e["stream_seq"]: e for e in json.loads(console.export_text())}
+    assert set(listed) == {1, 2}
+    assert {e["consumer"] for e in listed.values()} == {"record"}
+    # Seq 2 breaks its contract on decoding; seq 1 fails only on applying, three times.
+    assert listed[1]["reason"] == "case.opened v2 could not be applied: RuntimeError on 3 attempts"
+    assert "newer than this build" in listed[2]["reason"]
+    poisoned, future = listed[1]["id"], listed[2]["id"]
+
+    console = _console()
+    assert await dlq_show(console, js, settings, poisoned) == 0
+    shown = console.export_text()
+    assert '"child": "[personal]"' in shown
+    for value in CHILD.values():
+        assert value not in shown
+
+    console = _console()
+    assert await dlq_retry(console, js, settings, None) == 1  # --all: one applies, one stays
+    out = console.export_text()
+    assert f"retried {poisoned} (record seq 1): case.opened applied to record" in out
+    assert f"kept {future} (record seq 2): still cannot be applied" in out
+    assert [e.stream_seq async for e in list_entries(js, settings)] == [2]
+
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        record = load_record(session, "C" + "1" * 26)
+    assert record is not None
+    assert [(e.seq, e.type) for e in record.timeline] == [(1, "case.opened"), (3, "case.reopened")]
+    assert record.situation == "undocumented_abroad"
+
+    # Retrying a retried entry again is impossible (deleted), and would change nothing.
+    console = _console()
+    assert await dlq_retry(console, js, settings, poisoned) == 1
+    assert f"no quarantine entry {poisoned}" in console.export_text()
+    databases.dispose()
+
+
+def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> None:
+    from lintas.consumers.app import Databases
+    from lintas.consumers.retry import retry_entry
+    from lintas.contracts import build_data, encode, make_event
+    from lintas.infra.quarantine import QuarantineEntry
+
+    event = make_event(
+        build_data("case.closed", {"reason": "reunified"}),
+        source="kp2mi",
+        target="all",
+        case_id="C" + "2" * 26,
+    )
+    entry = QuarantineEntry(
+        consumer="record",
+        stream="LINTAS",
+        stream_seq=41,
+        subject=event.envelope.nats_subject,
+        attempts=3,
+        reason="a bug",
+        body=encode(event.envelope),
+    )
+    databases = Databases(settings)
+    try:
+        first = retry_entry(entry, databases)
+        second = retry_entry(entry, databases)
+        engine, _ = databases.for_consumer("record")
+        with Session(engine) as session:
+            record = load_record(session, "C" + "2" * 26)
+    finally:
+        databases.dispose()
+    assert (first.applied, first.detail) == (True, "case.closed applied to record")
+    assert (second.applied, second.detail) == (True, "already applied by an earlier retry")
+    assert record is not None
+    assert [(e.seq, e.type) for e in record.timeline] == [(41, "case.closed")]
