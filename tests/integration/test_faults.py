@@ -1,0 +1,121 @@
+"""Fault tests with real processes: SIGKILL a consumer while events flow.
+
+Each prints the lost / duplicated / quarantined counts it asserts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+from sqlmodel import Session, select
+
+from lintas.consumers import Databases, load_records
+from lintas.consumers.projections import RecordCaseRow
+from lintas.infra.db import Tracking, ensure_tables
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.quarantine import list_entries
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+from .helpers import declare_record, publish_case
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+CASES = 500
+STEPS = 9  # events per case: case.opened + 9 document requests = 10
+EVENTS = CASES * (STEPS + 1)
+KILLS = 12
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings for a child process (its declarations must match ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"LINTAS_{name.upper()}"] = (
+            json.dumps(list(value)) if isinstance(value, tuple | list) else str(value)
+        )
+    return env
+
+
+async def _start_consumer(url: str, settings: Settings, log: Path) -> asyncio.subprocess.Process:
+    env = settings_env(settings.model_copy(update={"nats_url": url}))
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lintas.cli", "run", "record", env=env, stdout=sink, stderr=sink
+        )
+
+
+def _position(databases: Databases) -> int:
+    engine, _ = databases.for_consumer("record")
+    ensure_tables(engine, RecordCaseRow)  # the consumer process may not have made them yet
+    with Session(engine) as session:
+        row = session.exec(select(Tracking).where(Tracking.consumer == "record")).first()
+        return row.position if row else 0
+
+
+async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"ack_wait_s": 2.0, "batch_size": 64})
+    await declare_record(js, settings)
+    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    rng = random.Random(20261121)
+    log = settings.data_dir.parent / "consumer.log"
+
+    async def publish_all() -> None:
+        for _ in range(CASES):
+            await publish_case(kemlu, steps=STEPS)
+
+    publishing = asyncio.create_task(publish_all())
+    kills = 0
+    while kills < KILLS:
+        proc = await _start_consumer(nats_server.url, settings, log)
+        # The fault is the point here: kill at an arbitrary moment, not when told to.
+        await asyncio.sleep(rng.uniform(0.8, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        kills += 1
+    await publishing
+
+    survivor = await _start_consumer(nats_server.url, settings, log)
+    databases = Databases(settings)
+    try:
+        async with asyncio.timeout(120):
+            # Another process writes the projection and tells no one: watch its tracking row.
+            while await asyncio.to_thread(_position, databases) < EVENTS:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(log.read_text()[-3000:]) from None
+    finally:
+        if survivor.returncode is None:
+            survivor.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(survivor.wait(), 30)
+
+    engine, _ = databases.for_consumer("record")
+    with Session(engine) as session:
+        records = load_records(session)
+        tracking = session.exec(select(Tracking).where(Tracking.consumer == "record")).one()
+    databases.dispose()
+    seqs = Counter(entry.seq for record in records for entry in record.timeline)
+    lost = EVENTS - len(seqs)
+    duplicated = sum(count - 1 for count in seqs.values())
+    quarantined = len([e async for e in list_entries(js, settings)])
+    print(
+        f"kills={kills} events={EVENTS} lost={lost} duplicated={duplicated} "
+        f"quarantined={quarantined}"
+    )
+    assert (lost, duplicated, quarantined) == (0, 0, 0)
+    assert (tracking.position, tracking.applied) == (EVENTS, EVENTS)
+    for record in records:
+        timeline = [entry.seq for entry in record.timeline]
+        assert timeline == sorted(timeline), "a case's events applied out of order"
+        assert len(timeline) == STEPS + 1
