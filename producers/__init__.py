@@ -1,7 +1,19 @@
-"""lintas.producers: the SDK an agency system publishes through."""
+"""lintas.producers: the SDK an agency system publishes through (directly, or through
+its own database with the transactional outbox)."""
 
 from lintas.infra.errors import BusUnavailable
 
+from .outbox import NatsClientClosed, Outbox, OutboxRecord, OutboxRelay, ensure_outbox_table
 from .publisher import Published, Publisher, PublishRejected
 
-__all__ = ["BusUnavailable", "PublishRejected", "Published", "Publisher"]
+__all__ = [
+    "BusUnavailable",
+    "NatsClientClosed",
+    "Outbox",
+    "OutboxRecord",
+    "OutboxRelay",
+    "PublishRejected",
+    "Published",
+    "Publisher",
+    "ensure_outbox_table",
+]

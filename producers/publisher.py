@@ -18,27 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import nats.js.errors
 import structlog
 
-from lintas.contracts import (
-    ContractError,
-    Event,
-    EventData,
-    PermanentError,
-    build_data,
-    encode,
-    make_event,
-)
-from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.contracts import Event, EventData, encode
+
+from ._wire import PublishRejected, event_for, publish_bytes
 
 __all__ = ["PublishRejected", "Published", "Publisher"]
 
 _log = structlog.get_logger("lintas.producer")
-
-
-class PublishRejected(PermanentError):
-    """JetStream answered, and refused the message; retrying the same publish cannot help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,48 +65,31 @@ class Publisher:
         :class:`~lintas.infra.errors.BusUnavailable` (retry later; with the same
         ``event_id`` a retry cannot duplicate).
         """
-        valid = build_data(event_type, data)
-        event = make_event(
-            valid,
-            source=self.agency,
-            target=target,
+        event = event_for(
+            self.agency,
+            event_type,
+            data,
             case_id=case_id,
+            target=target,
+            caused_by=caused_by,
             event_id=event_id,
             time=time,
-            causationid=caused_by.id if caused_by else None,
-            correlationid=(
-                (caused_by.envelope.correlationid or caused_by.id) if caused_by else None
-            ),
         )
-        if event.envelope.source != self.agency:  # pragma: no cover - make_event sets it
-            raise ContractError("source is not this publisher's agency", event_type=event_type)
-        headers = {"Nats-Msg-Id": event.id}
-        try:
-            with bus_errors(f"publishing {event_type}"):
-                ack = await self._js.publish(
-                    event.envelope.nats_subject,
-                    encode(event.envelope),
-                    timeout=self.timeout,
-                    stream=self.stream,
-                    headers=headers,
-                )
-        except nats.js.errors.NoStreamResponseError:
-            raise BusUnavailable(
-                f"publishing {event_type}: no JetStream stream answers on "
-                f"{event.envelope.nats_subject} (is the {self.stream} stream declared? "
-                "`lintas up` declares it)"
-            ) from None
-        except nats.js.errors.APIError as exc:
-            raise PublishRejected(
-                f"publishing {event_type} to stream {self.stream}: JetStream refused it "
-                f"({exc.description or exc.__class__.__name__}, code {exc.err_code})"
-            ) from None
+        seq, duplicate = await publish_bytes(
+            self._js,
+            event.envelope.nats_subject,
+            encode(event.envelope),
+            event_id=event.id,
+            stream=self.stream,
+            ack_timeout_s=self.timeout,
+            what=f"publishing {event_type}",
+        )
         _log.debug(
             "event.published",
             agency=self.agency,
             event_type=event_type,
             case_id=case_id,
-            stream_seq=ack.seq,
-            duplicate=bool(ack.duplicate),
+            stream_seq=seq,
+            duplicate=duplicate,
         )
-        return Published(event, ack.seq, bool(ack.duplicate))
+        return Published(event, seq, duplicate)
