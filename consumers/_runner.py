@@ -15,9 +15,9 @@ What the edge does with each outcome:
     terminated, and nothing later is applied first: letting the exception reach
     FastStream would leave the batch to redelivery while newer messages are pulled and
     applied, which breaks per-case order;
-  - otherwise (a handler bug, an event no fold can take) ``poison_after`` times: the
-    batch is retried one event at a time, and the event that keeps failing is
-    quarantined; the rest are applied;
+  - with a permanent error (an event for a case never opened), or otherwise (a handler
+    bug) ``poison_after`` times: the batch is retried one event at a time, and the event
+    that fails is quarantined; the rest are applied;
 * the batch starts beyond the tracked position (a crashed instance left messages
   unacknowledged, and JetStream delivered newer ones first): the messages in between are
   read from the stream by subject and applied first (see :mod:`._gaps`).
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from lintas.contracts import ContractError, Event, TransientError, decode
+from lintas.contracts import ContractError, Event, PermanentError, TransientError, decode
 from lintas.infra.db import read_position, write_position
 from lintas.infra.quarantine import QuarantineEntry
 
@@ -161,9 +161,10 @@ class ProjectionRunner:
             try:
                 applied += await self._commit_with_retry([(seq, event)], counted, seq, msgs)
             except _Poisoned as poisoned:
-                reason = (
-                    f"{event.type} v{event.envelope.dataversion} could not be applied: "
-                    f"{poisoned.error.__class__.__name__} on {poisoned.attempts} attempts"
+                reason = f"{event.type} v{event.envelope.dataversion} could not be applied: " + (
+                    str(poisoned.error)
+                    if isinstance(poisoned.error, PermanentError)
+                    else f"{poisoned.error.__class__.__name__} on {poisoned.attempts} attempts"
                 )
                 _log.error(
                     "event.poisoned",
@@ -301,7 +302,10 @@ class ProjectionRunner:
                 expected = isinstance(exc, OperationalError | TransientError) or (
                     isinstance(exc, DBAPIError) and exc.connection_invalidated
                 )
-                if not expected and poison_after is not None and attempt >= poison_after:
+                if poison_after is not None and (
+                    isinstance(exc, PermanentError) or (not expected and attempt >= poison_after)
+                ):
+                    # A permanent error says so itself: no point in trying it again.
                     raise _Poisoned(exc, attempt) from exc
                 log = _log.warning if expected else _log.error
                 log(

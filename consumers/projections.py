@@ -12,7 +12,7 @@ from typing import ClassVar, Protocol
 
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from lintas.contracts import Event
+from lintas.contracts import Event, PermanentError
 from lintas.infra.db import UTCDateTime
 
 from . import record as record_fold
@@ -25,6 +25,7 @@ __all__ = [
     "Projection",
     "RecordCaseRow",
     "RecordProjection",
+    "UnknownCase",
     "WorklistProjection",
     "WorklistRow",
     "load_record",
@@ -106,6 +107,15 @@ class RecordCaseRow(SQLModel, table=True):
     doc: str = Field(description="the whole CaseRecord as JSON")
 
 
+class UnknownCase(PermanentError):
+    """An event for a case the record has never seen opened: quarantined, so that it can be
+    retried (``lintas dlq retry``) once the case is known, instead of founding a record
+    with no situation, no opener and no owner."""
+
+    def __init__(self, case_id: str, event_type: str) -> None:
+        super().__init__(f"{event_type} for case {case_id}, which was never opened")
+
+
 class RecordProjection:
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
 
@@ -119,6 +129,8 @@ class RecordProjection:
         }
         records = {cid: CaseRecord.model_validate_json(row.doc) for cid, row in rows.items()}
         for seq, event in batch:
+            if event.case_id not in records and event.type != "case.opened":
+                raise UnknownCase(event.case_id, event.type)
             records[event.case_id] = record_fold.apply(records.get(event.case_id), event, seq)
         for cid, rec in records.items():
             values = {

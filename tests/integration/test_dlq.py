@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,10 +16,11 @@ from lintas.consumers import RecordProjection, load_record
 from lintas.consumers.projections import Batch
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.quarantine import list_entries
+from lintas.infra.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 
-from .helpers import Applied, declare_record, start_record
+from .helpers import declare_record, start_record
 
 pytestmark = pytest.mark.nats
 
@@ -61,13 +63,25 @@ async def test_list_show_and_retry_exactly_once(
         return broken(self, session, batch)
 
     monkeypatch.setattr(RecordProjection, "apply_batch", fails_on_opened)
-    applied = Applied()
-    stop, databases = await start_record(nats_server.url, settings, [applied])
+    stored: list[int] = []
+    three_stored = asyncio.Event()
+
+    async def put_and_count(*args: Any) -> int:
+        entry_id = await quarantine_put(*args)
+        stored.append(entry_id)
+        if len(stored) == 3:
+            three_stored.set()
+        return entry_id
+
+    monkeypatch.setattr("lintas.consumers.app.put", put_and_count)
+    stop, databases = await start_record(nats_server.url, settings, [])
     try:
+        # seq 3 is for a case the record never saw opened (seq 1 is quarantined): it
+        # stays unknown, so it is quarantined too, to be retried once the case exists.
         await kemlu.publish(
             "case.reopened", {"reason": "r"}, case_id="C" + "1" * 26, target="kp2mi"
         )
-        await applied.wait_for(1)  # seq 3 applied: 1 and 2 are behind it, quarantined
+        await asyncio.wait_for(three_stored.wait(), 20)
     finally:
         await stop()
     monkeypatch.undo()  # the bug is fixed
@@ -75,7 +89,11 @@ async def test_list_show_and_retry_exactly_once(
     console = _console()
     assert await dlq_list(console, js, settings, as_json=True) == 0
     listed = {e["stream_seq"]: e for e in json.loads(console.export_text())}
-    assert set(listed) == {1, 2}
+    assert set(listed) == {1, 2, 3}
+    assert listed[3]["reason"] == (
+        "case.reopened v1 could not be applied: case.reopened for case "
+        f"{'C' + '1' * 26}, which was never opened"
+    )
     assert {e["consumer"] for e in listed.values()} == {"record"}
     # Seq 2 breaks its contract on decoding; seq 1 fails only on applying, three times.
     assert listed[1]["reason"] == "case.opened v2 could not be applied: RuntimeError on 3 attempts"
@@ -90,10 +108,12 @@ async def test_list_show_and_retry_exactly_once(
         assert value not in shown
 
     console = _console()
-    assert await dlq_retry(console, js, settings, None) == 1  # --all: one applies, one stays
+    assert await dlq_retry(console, js, settings, None) == 1  # --all: two apply, one stays
     out = console.export_text()
     assert f"retried {poisoned} (record seq 1): case.opened applied to record" in out
+    assert f"retried {listed[3]['id']} (record seq 3): case.reopened applied to record" in out
     assert f"kept {future} (record seq 2): still cannot be applied" in out
+    assert "2 retried, 1 still quarantined" in out
     assert [e.stream_seq async for e in list_entries(js, settings)] == [2]
 
     engine, _ = databases.for_consumer("record")
@@ -117,9 +137,17 @@ def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> No
     from lintas.infra.quarantine import QuarantineEntry
 
     event = make_event(
-        build_data("case.closed", {"reason": "reunified"}),
-        source="kp2mi",
-        target="all",
+        build_data(
+            "case.opened",
+            {
+                "situation": "neglected",
+                "location": {"country": "ID"},
+                "jurisdiction": {"country": "ID"},
+                "risk_level": "low",
+            },
+        ),
+        source="kemensos",
+        target="kp2mi",
         case_id="C" + "2" * 26,
     )
     entry = QuarantineEntry(
@@ -140,7 +168,7 @@ def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> No
             record = load_record(session, "C" + "2" * 26)
     finally:
         databases.dispose()
-    assert (first.applied, first.detail) == (True, "case.closed applied to record")
+    assert (first.applied, first.detail) == (True, "case.opened applied to record")
     assert (second.applied, second.detail) == (True, "already applied by an earlier retry")
     assert record is not None
-    assert [(e.seq, e.type) for e in record.timeline] == [(41, "case.closed")]
+    assert [(e.seq, e.type) for e in record.timeline] == [(41, "case.opened")]
