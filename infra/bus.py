@@ -25,7 +25,15 @@ from .embedded import LOG_NAME, EmbeddedNats
 from .errors import BusUnavailable
 from .settings import Settings
 
-__all__ = ["LOCK_FILE", "PID_FILE", "URL_FILE", "connect", "embedded_url", "open_bus"]
+__all__ = [
+    "LOCK_FILE",
+    "PID_FILE",
+    "URL_FILE",
+    "connect",
+    "embedded_url",
+    "open_bus",
+    "servers",
+]
 
 URL_FILE = "nats.url"
 PID_FILE = "nats.pid"
@@ -99,6 +107,12 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py logs every failed attempt with a traceback; the caller reports once."""
 
 
+def servers(url: str) -> list[str]:
+    """``LINTAS_NATS_URL`` may list a cluster's nodes, comma-separated: any one that is up
+    gets the client in, and it learns the rest."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str, *, attempts: int = 3) -> Client:
     """Connect to ``url`` or raise :class:`BusUnavailable` within a few seconds.
 
@@ -107,7 +121,7 @@ async def connect(url: str, name: str, *, attempts: int = 3) -> Client:
     """
     try:
         return await nats.connect(
-            url,
+            servers=servers(url),
             name=name,
             connect_timeout=2,
             max_reconnect_attempts=attempts,

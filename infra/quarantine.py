@@ -62,7 +62,7 @@ def quarantine_config(settings: Settings) -> StreamConfig:
         deny_purge=True,
         duplicate_window=settings.duplicate_window_s,
         allow_direct=True,
-        num_replicas=1,
+        num_replicas=settings.stream_replicas,
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "ConsumerSpec",
     "TopologyConflict",
     "TopologyNotApplied",
+    "TopologyRefused",
     "agency_consumer",
     "agency_sent_consumer",
     "consumer_config",
@@ -109,6 +110,17 @@ class TopologyNotApplied(TopologyConflict):
         )
 
 
+class TopologyRefused(PermanentError):
+    """JetStream would not create a stream or consumer as asked (retrying cannot help)."""
+
+    def __init__(self, kind: str, name: str, error: nats.js.errors.APIError) -> None:
+        super().__init__(
+            f"JetStream refused to create {kind} {name}: "
+            f"{error.description or error.__class__.__name__} (code {error.err_code}); "
+            "check LINTAS_STREAM_REPLICAS against the number of servers"
+        )
+
+
 def stream_config(settings: Settings) -> StreamConfig:
     """The event log: file-backed, deduplicating, and append-only (no delete, no purge)."""
     return StreamConfig(
@@ -117,7 +129,7 @@ def stream_config(settings: Settings) -> StreamConfig:
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
-        num_replicas=1,
+        num_replicas=settings.stream_replicas,
         duplicate_window=settings.duplicate_window_s,
         deny_delete=True,
         deny_purge=True,
@@ -329,9 +341,12 @@ async def ensure_stream(js: JetStreamManager, settings: Settings) -> str:
                 created = await js.add_stream(want)
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _STREAM_NAME_IN_USE:
-                    raise
+                    raise TopologyRefused("stream", name, exc) from None
                 # Created meanwhile by another process, with another configuration.
                 info = await js.stream_info(name)
+            except nats.js.errors.APIError as exc:
+                # e.g. 10074: more replicas (LINTAS_STREAM_REPLICAS) than servers
+                raise TopologyRefused("stream", name, exc) from None
             else:
                 if differences := stream_differences(created.config, want):
                     raise TopologyNotApplied("stream", name, differences) from None

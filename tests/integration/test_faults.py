@@ -6,6 +6,7 @@ Each prints the lost / duplicated / quarantined counts it asserts on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -77,13 +78,18 @@ async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
 
     publishing = asyncio.create_task(publish_all())
     kills = 0
+    died_on_their_own: list[int] = []
     while kills < KILLS:
         proc = await _start_consumer(nats_server.url, settings, log)
         # The fault is the point here: kill at an arbitrary moment, not when told to.
         await asyncio.sleep(rng.uniform(0.8, 2.0))
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # it may have ended: checked below
+            proc.send_signal(signal.SIGKILL)
+        code = await proc.wait()
+        if code != -signal.SIGKILL:
+            died_on_their_own.append(code)
         kills += 1
+    assert died_on_their_own == [], log.read_text()[-3000:]
     await publishing
 
     survivor = await _start_consumer(nats_server.url, settings, log)
@@ -96,7 +102,7 @@ async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
     except TimeoutError:
         raise AssertionError(log.read_text()[-3000:]) from None
     finally:
-        if survivor.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
             survivor.send_signal(signal.SIGTERM)
         await asyncio.wait_for(survivor.wait(), 30)
 

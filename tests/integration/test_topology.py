@@ -365,3 +365,12 @@ async def test_a_stream_created_without_a_guarantee_is_refused(
     with pytest.raises(TopologyNotApplied, match="stream 'LINTAS'") as caught:
         await ensure_stream(js, settings)
     assert caught.value.differences == {"deny_purge": (False, True)}
+
+
+async def test_more_replicas_than_servers_is_refused_clearly(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    from lintas.infra.topology import TopologyRefused
+
+    with pytest.raises(TopologyRefused, match=r"refused to create stream LINTAS.*REPLICAS"):
+        await ensure_stream(js, settings.model_copy(update={"stream_replicas": 3}))

@@ -170,3 +170,14 @@ def test_max_waiting_is_compared_only_when_we_set_it() -> None:
     assert consumer_differences(_consumer_as_served(max_waiting=1), want) == {
         "max_waiting": (1, 512)
     }
+
+
+def test_a_nats_url_may_list_a_clusters_nodes() -> None:
+    from lintas.infra.bus import servers
+
+    assert servers("nats://a:4222") == ["nats://a:4222"]
+    assert servers("nats://a:4222, nats://b:4222,nats://c:4222,") == [
+        "nats://a:4222",
+        "nats://b:4222",
+        "nats://c:4222",
+    ]
