@@ -18,6 +18,7 @@ from faststream.nats.annotations import JsClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
+from lintas.infra.bus import servers
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.quarantine import QuarantineEntry, put
 from lintas.infra.settings import Settings
@@ -76,7 +77,7 @@ def create_broker(url: str) -> NatsBroker:
     # lintas logs what matters itself, through structlog.
     logger = logging.getLogger("lintas.faststream")
     logger.setLevel(logging.WARNING)
-    return NatsBroker(url, logger=logger, log_level=logging.DEBUG)
+    return NatsBroker(servers(url), logger=logger, log_level=logging.DEBUG)
 
 
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.
