@@ -444,7 +444,10 @@ async def test_relay_rides_out_the_bus_being_down(
             await restarted.stop()
 
     # 0 lost, 0 duplicated, in the order they were committed (so per case too).
-    assert [s.msg_id for s in stored] == [e.id for e in expected]
+    stored_ids = [s.msg_id for s in stored]
+    lost = len({e.id for e in expected} - set(stored_ids))
+    print(f"events={len(expected)} lost={lost} duplicated={len(stored_ids) - len(set(stored_ids))}")
+    assert stored_ids == [e.id for e in expected]
     assert [r.id for r in rows] == [e.id for e in expected]
     assert [r.stream_seq for r in rows] == list(range(1, 10))
     assert rows[3].attempts > 1

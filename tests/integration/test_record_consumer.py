@@ -174,6 +174,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied, tracking.rejected) == (9, 2, 7)
     entries = [entry async for entry in list_entries(js, settings)]
+    print(f"poison={len(bad) + 1} quarantined={len(entries)} good=2 applied={len(applied.events)}")
     assert [(e.consumer, e.stream, e.stream_seq, e.attempts) for e in entries] == [
         ("record", "LINTAS", seq, 1) for seq in range(2, 9)
     ]
