@@ -28,6 +28,7 @@ from lintas.contracts import LintasError, is_agency_id, is_case_id
 from lintas.contracts.schemadocs import SCHEMA_DIR
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.db import ensure_tables
+from lintas.infra.keys import Verifier, init_agency_key, load_registry
 from lintas.infra.logging import configure_logging
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
@@ -77,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--asyncapi", type=Path, default=DEFAULT_ASYNCAPI, help="AsyncAPI document"
         )
+
+    keys = commands.add_parser("keys", help="agencies' signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    key_init = key_commands.add_parser(
+        "init",
+        help="make an agency's key pair: private key 0600 in the data dir, public key "
+        "in its registry",
+    )
+    key_init.add_argument("agency")
+    key_commands.add_parser("list", help="the public keys this data dir trusts")
 
     dlq = commands.add_parser("dlq", help="the quarantine: messages consumers could not apply")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -163,9 +174,10 @@ async def _up(settings: Settings, console: Console) -> int:
         await _declare(url, settings, deployment_consumers(settings.agencies))
         broker = create_broker(url)
         databases = Databases(settings)
-        attach_record(broker, databases, settings)
+        verifier = Verifier(load_registry(settings))
+        attach_record(broker, databases, settings, verifier=verifier)
         for agency in settings.agencies:
-            attach_agency(broker, databases, settings, agency)
+            attach_agency(broker, databases, settings, agency, verifier=verifier)
         await broker.start()
         console.print(
             f"lintas is up on {url}: record + {len(settings.agencies)} agencies "
@@ -198,6 +210,24 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
             else create_agency_app(settings, url, agency)
         )
         await app.run()
+    return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.keys_command == "init":
+        entry = init_agency_key(settings, args.agency)
+        console.print(
+            f"{args.agency}: key {entry.keyid}, valid from {entry.valid_from.isoformat()}; "
+            f"private key in {settings.data_dir / 'keys'} (0600), public key registered",
+            highlight=False,
+        )
+        return 0
+    for entry in load_registry(settings).entries():
+        until = entry.valid_until.isoformat() if entry.valid_until else "no end"
+        console.print(
+            f"{entry.agency:16} {entry.keyid:36} {entry.valid_from.isoformat()} .. {until}",
+            highlight=False,
+        )
     return 0
 
 
@@ -263,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "contracts":
             act = contracts_check if args.contracts_command == "check" else contracts_docs
             return act(console, args.schemas, args.asyncapi)
+        if args.command == "keys":
+            return _keys(settings, args, console)
         if args.command == "dlq":
             return asyncio.run(_dlq(settings, args, console))
         if args.command == "case":

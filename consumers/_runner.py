@@ -5,7 +5,8 @@ transaction, so the events of a case are applied in the order they were publishe
 What the edge does with each outcome:
 
 * applied, or already applied (sequence at or below the tracked position): ack;
-* breaks its contract (not JSON, unknown type or version, wrong fields), or was
+* breaks its contract (not JSON, unknown type or version, wrong fields), is not signed
+  by its source agency (when the runner has a verifier), or was
   delivered ``max_deliver`` times without being applied: quarantined with the reason,
   then acked (the original only once the quarantine stream has stored the copy);
 * the commit fails:
@@ -35,8 +36,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from lintas.contracts import ContractError, Event, PermanentError, TransientError, decode
+from lintas.contracts import (
+    ContractError,
+    Event,
+    PermanentError,
+    SignatureError,
+    TransientError,
+    decode,
+)
 from lintas.infra.db import read_position, write_position
+from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
 
 from ._gaps import StreamGapReader
@@ -90,6 +99,7 @@ class ProjectionRunner:
         gap_limit: int = 256,
         max_deliver: int | None = None,
         poison_after: int = 3,
+        verifier: Verifier | None = None,
     ) -> None:
         self.consumer = consumer
         self.stream = stream
@@ -102,6 +112,7 @@ class ProjectionRunner:
         self.gap_limit = gap_limit
         self.max_deliver = max_deliver
         self.poison_after = poison_after
+        self.verifier = verifier
         self._position: int | None = None  # tracked position, once read
 
     async def handle(self, msgs: Sequence[Any], bus: RunnerBus | None = None) -> None:
@@ -183,7 +194,15 @@ class ProjectionRunner:
         rejected: dict[int, str] = {}
         for item in items:
             try:
-                batch.append((item.seq, decode(item.data, subject=item.subject)))
+                event = decode(item.data, subject=item.subject)
+                if self.verifier is not None:
+                    self.verifier.verify(item.data, event.envelope)
+                batch.append((item.seq, event))
+            except SignatureError as exc:
+                rejected[item.seq] = str(exc)
+                _log.warning(
+                    "message.rejected", consumer=self.consumer, stream_seq=item.seq, reason=str(exc)
+                )
             except ContractError as exc:
                 rejected[item.seq] = str(exc)
                 _log.warning(

@@ -20,6 +20,7 @@ from sqlalchemy.engine.url import make_url
 
 from lintas.infra.bus import servers
 from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.keys import Verifier, load_registry
 from lintas.infra.quarantine import QuarantineEntry, put
 from lintas.infra.settings import Settings
 from lintas.infra.topology import (
@@ -138,6 +139,7 @@ def _runner(
     projection: Projection,
     on_commit: Sequence[OnCommit],
     lock: asyncio.Lock | None = None,
+    verifier: Verifier | None = None,
 ) -> ProjectionRunner:
     engine, sqlite_lock = databases.for_consumer(database)
     lock = sqlite_lock or lock
@@ -150,6 +152,7 @@ def _runner(
         lock=lock,
         on_commit=on_commit,
         max_deliver=settings.max_deliver,
+        verifier=verifier,
     )
 
 
@@ -160,15 +163,18 @@ def attach_agency(
     agency: str,
     *,
     on_commit: Sequence[OnCommit] = (),
+    verifier: Verifier | None = None,
 ) -> list[ProjectionRunner]:
-    """The agency's worklist, fed by what is addressed to it and by its own answers."""
+    """The agency's worklist, fed by what is addressed to it and by its own answers.
+
+    With a ``verifier``, an event not signed by its source agency is quarantined."""
     projection = WorklistProjection(agency)
     # Both consumers write the same rows: one at a time, or two inserts of one item race.
     lock = asyncio.Lock()
     runners = []
     for spec in (agency_consumer(agency), agency_sent_consumer(agency)):
         runner = _runner(
-            databases, settings, spec, f"worklist-{agency}", projection, on_commit, lock
+            databases, settings, spec, f"worklist-{agency}", projection, on_commit, lock, verifier
         )
         attach_runner(broker, runner, spec, settings)
         runners.append(runner)
@@ -181,10 +187,13 @@ def attach_record(
     settings: Settings,
     *,
     on_commit: Sequence[OnCommit] = (),
+    verifier: Verifier | None = None,
 ) -> ProjectionRunner:
-    """The coordination record: every event of every case."""
+    """The coordination record: every event of every case (signed ones, with a verifier)."""
     spec = record_consumer()
-    runner = _runner(databases, settings, spec, "record", RecordProjection(), on_commit)
+    runner = _runner(
+        databases, settings, spec, "record", RecordProjection(), on_commit, verifier=verifier
+    )
     attach_runner(broker, runner, spec, settings)
     return runner
 
@@ -192,7 +201,7 @@ def attach_record(
 def create_agency_app(settings: Settings, url: str, agency: str) -> FastStream:
     broker = create_broker(url)
     databases = Databases(settings)
-    attach_agency(broker, databases, settings, agency)
+    attach_agency(broker, databases, settings, agency, verifier=Verifier(load_registry(settings)))
     app = FastStream(broker)
     app.after_shutdown(databases.dispose)
     return app
@@ -201,7 +210,7 @@ def create_agency_app(settings: Settings, url: str, agency: str) -> FastStream:
 def create_record_app(settings: Settings, url: str) -> FastStream:
     broker = create_broker(url)
     databases = Databases(settings)
-    attach_record(broker, databases, settings)
+    attach_record(broker, databases, settings, verifier=Verifier(load_registry(settings)))
     app = FastStream(broker)
     app.after_shutdown(databases.dispose)
     return app

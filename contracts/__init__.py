@@ -7,6 +7,7 @@ A leaf package: it imports only the standard library and pydantic.
 from . import families as families
 from ._base import PERSONAL_KEY, EventData, personal
 from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name, is_agency_id
+from .canonical import canonical_json, signing_input
 from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
 from .errors import (
     ContractError,
@@ -14,6 +15,7 @@ from .errors import (
     InvalidEventData,
     LintasError,
     PermanentError,
+    SignatureError,
     SubjectError,
     TransientError,
     UnknownEventType,
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidEventData",
     "LintasError",
     "PermanentError",
+    "SignatureError",
     "Subject",
     "SubjectError",
     "TransientError",
@@ -50,6 +53,7 @@ __all__ = [
     "agency_name",
     "all_models",
     "build_data",
+    "canonical_json",
     "case_filter",
     "dataschema_uri",
     "decode",
@@ -67,6 +71,7 @@ __all__ = [
     "outbound_filter",
     "parse_subject",
     "personal",
+    "signing_input",
     "subject_for",
     "uuid7",
     "versions",

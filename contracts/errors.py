@@ -14,6 +14,7 @@ later). Only the consumer edge turns these into ack, nak-with-delay or quarantin
     │       ├── UnknownEventType     no such type in the registry
     │       ├── UnknownVersion       no such version of a known type (e.g. newer than ours)
     │       └── InvalidEventData     the data does not match the model of its type/version
+    │   └── SignatureError           unsigned, wrongly signed, or signed with another's key
     └── TransientError               broker down, timeout, database busy: retry later
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidEventData",
     "LintasError",
     "PermanentError",
+    "SignatureError",
     "SubjectError",
     "TransientError",
     "UnknownEventType",
@@ -87,3 +89,7 @@ class UnknownVersion(ContractError):
 
 class InvalidEventData(ContractError):
     """``data`` does not validate against the model of its type and version."""
+
+
+class SignatureError(PermanentError):
+    """The event's signature does not prove that its ``source`` agency published it as is."""

@@ -26,6 +26,7 @@ from lintas.consumers import (
 from lintas.consumers.projections import Batch
 from lintas.contracts import PermanentError, TransientError
 from lintas.infra.bus import connect, embedded_url, open_bus
+from lintas.infra.keys import Signer, Verifier, ensure_agency_key, load_registry
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
 from lintas.infra.topology import ConsumerSpec, deployment_consumers, staff_consumer
@@ -119,10 +120,17 @@ async def run_demo(
                     all_closed.set()
 
             broker = create_broker(url)
-            attach_record(broker, databases, settings, on_commit=[on_record])
-            publishers = {a: Publisher(js, a, stream=settings.stream) for a in agencies()}
+            # Every demo agency signs with its own key, and every consumer verifies.
             for agency in agencies():
-                attach_agency(broker, databases, settings, agency)
+                ensure_agency_key(settings, agency)
+            verifier = Verifier(load_registry(settings))
+            attach_record(broker, databases, settings, on_commit=[on_record], verifier=verifier)
+            publishers = {
+                a: Publisher(js, a, stream=settings.stream, signer=Signer.load(settings, a))
+                for a in agencies()
+            }
+            for agency in agencies():
+                attach_agency(broker, databases, settings, agency, verifier=verifier)
                 attach_desk(broker, publishers[agency], settings)
             await broker.start()
             try:

@@ -21,6 +21,7 @@ import nats.js.errors
 
 from lintas.contracts import Event, EventData, PermanentError, build_data, make_event
 from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.infra.keys import Signer
 
 __all__ = ["NatsClientClosed", "PublishRejected", "bus", "event_for", "publish_bytes"]
 
@@ -43,12 +44,14 @@ def event_for(
     caused_by: Event | None,
     event_id: str | None,
     time: datetime | None,
+    signer: Signer | None = None,
 ) -> Event:
-    """Validate ``data`` against the newest version and wrap it as ``agency`` publishes it.
+    """Validate ``data`` against the newest version and wrap it as ``agency`` publishes it,
+    signed when a ``signer`` is given.
 
     ``caused_by`` links a reaction to its cause (causation and correlation ids).
     """
-    return make_event(
+    event = make_event(
         build_data(event_type, data),
         source=agency,
         target=target,
@@ -58,6 +61,9 @@ def event_for(
         causationid=caused_by.id if caused_by else None,
         correlationid=(caused_by.envelope.correlationid or caused_by.id) if caused_by else None,
     )
+    if signer is None:
+        return event
+    return Event(signer.sign(event.envelope), event.data)
 
 
 @contextlib.contextmanager

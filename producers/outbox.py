@@ -78,6 +78,7 @@ from sqlmodel import Field, SQLModel
 from lintas.contracts import (
     Event,
     EventData,
+    SignatureError,
     SubjectError,
     TransientError,
     encode,
@@ -85,6 +86,7 @@ from lintas.contracts import (
 )
 from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable
+from lintas.infra.keys import Signer
 
 from ._wire import NatsClientClosed, PublishRejected, bus, event_for, publish_bytes
 
@@ -149,10 +151,13 @@ def ensure_outbox_table(engine: Engine) -> None:
 class Outbox:
     """Adds one agency's events to the agency's own database transactions."""
 
-    def __init__(self, agency: str) -> None:
+    def __init__(self, agency: str, *, signer: Signer | None = None) -> None:
         if not is_agency_id(agency):
             raise SubjectError(f"{agency!r} is not an agency id")
+        if signer is not None and signer.agency != agency:
+            raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
         self.agency = agency
+        self.signer = signer
         self._callbacks: list[Callable[[], None]] = []
 
     def notify(self, callback: Callable[[], None]) -> None:
@@ -189,6 +194,7 @@ class Outbox:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
+            signer=self.signer,
         )
         session.add(
             OutboxRecord(

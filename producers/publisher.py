@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 
-from lintas.contracts import Event, EventData, encode
+from lintas.contracts import Event, EventData, SignatureError, encode
+from lintas.infra.keys import Signer
 
 from ._wire import PublishRejected, event_for, publish_bytes
 
@@ -39,9 +40,20 @@ class Published:
 class Publisher:
     """Publishes as one agency. ``js`` is a nats-py JetStream context."""
 
-    def __init__(self, js: Any, agency: str, *, stream: str = "LINTAS", timeout: float = 5.0):
+    def __init__(
+        self,
+        js: Any,
+        agency: str,
+        *,
+        stream: str = "LINTAS",
+        timeout: float = 5.0,
+        signer: Signer | None = None,
+    ):
+        if signer is not None and signer.agency != agency:
+            raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
         self._js = js
         self.agency = agency
+        self.signer = signer
         self.stream = stream
         self.timeout = timeout
 
@@ -74,6 +86,7 @@ class Publisher:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
+            signer=self.signer,
         )
         seq, duplicate = await publish_bytes(
             self._js,

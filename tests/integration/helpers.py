@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from lintas.consumers import Databases, OnCommit, attach_record, create_broker
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
+from lintas.infra.keys import Signer, Verifier, ensure_agency_key
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
 from lintas.infra.topology import record_consumer
@@ -40,8 +41,21 @@ class Applied:
             await self._changed.wait_for(lambda: len(self.events) >= count)
 
 
-async def publish_case(publisher: Publisher, *, steps: int = 3, at: datetime = T0) -> str:
-    """A case opened by kemlu for kp2mi, then ``steps`` document requests to kemlu."""
+def signed(js: JetStreamContext, settings: Settings, agency: str) -> Publisher:
+    """A Publisher signing with ``agency``'s key in the settings' data dir (made if missing)."""
+    ensure_agency_key(settings, agency)
+    return Publisher(js, agency, stream=settings.stream, signer=Signer.load(settings, agency))
+
+
+async def publish_case(
+    publisher: Publisher,
+    *,
+    steps: int = 3,
+    at: datetime = T0,
+    kp2mi: Publisher | None = None,
+) -> str:
+    """A case opened by ``publisher`` (kemlu) for kp2mi, then ``steps`` document requests
+    from kp2mi to kemlu (through ``kp2mi`` when given, else an unsigned publisher)."""
     case_id = new_case_id()
     await publisher.publish(
         "case.opened",
@@ -55,7 +69,7 @@ async def publish_case(publisher: Publisher, *, steps: int = 3, at: datetime = T
         target="kp2mi",
         time=at,
     )
-    kp2mi = Publisher(publisher._js, "kp2mi", stream=publisher.stream)
+    kp2mi = kp2mi or Publisher(publisher._js, "kp2mi", stream=publisher.stream)
     for step in range(steps):
         await kp2mi.publish(
             "document.requested",
@@ -68,12 +82,12 @@ async def publish_case(publisher: Publisher, *, steps: int = 3, at: datetime = T
 
 
 async def start_record(
-    url: str, settings: Settings, on_commit: Sequence[OnCommit]
+    url: str, settings: Settings, on_commit: Sequence[OnCommit], verifier: Verifier | None = None
 ) -> tuple[Callable[[], object], Databases]:
     """Start a record projector on its own broker; returns (async stop, databases)."""
     databases = Databases(settings)
     broker = create_broker(url)
-    attach_record(broker, databases, settings, on_commit=on_commit)
+    attach_record(broker, databases, settings, on_commit=on_commit, verifier=verifier)
     await broker.start()
 
     async def stop() -> None:

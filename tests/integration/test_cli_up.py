@@ -14,10 +14,10 @@ import pytest
 from sqlmodel import Session
 
 from lintas.consumers import Databases, load_record
+from lintas.infra.keys import ensure_agency_key
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
 
-from .helpers import publish_case
+from .helpers import publish_case, signed
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -31,6 +31,8 @@ async def _line_with(stream: asyncio.StreamReader, text: str, within_s: float) -
 
 
 async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
+    for agency in ("kemlu", "kp2mi"):  # registered before `lintas up` reads the registry
+        ensure_agency_key(settings, agency)
     env = {**os.environ, "LINTAS_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
     env = {k: v for k, v in env.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")}
     proc = await asyncio.create_subprocess_exec(
@@ -51,7 +53,9 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         assert (Path(settings.data_dir) / "nats.url").read_text().strip() == url_text
         nc = await nats.connect(url_text)
         try:
-            case_id = await publish_case(Publisher(nc.jetstream(), "kemlu"), steps=2)
+            js = nc.jetstream()  # `lintas up` verifies: sign as the agencies would
+            kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+            case_id = await publish_case(kemlu, steps=2, kp2mi=kp2mi)
         finally:
             await nc.close()
         databases = Databases(settings)

@@ -25,9 +25,8 @@ from lintas.infra.db import Tracking, ensure_tables
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.quarantine import list_entries
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
 
-from .helpers import declare_record, publish_case
+from .helpers import declare_record, publish_case, signed
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -68,13 +67,14 @@ async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
 ) -> None:
     settings = settings.model_copy(update={"ack_wait_s": 2.0, "batch_size": 64})
     await declare_record(js, settings)
-    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    # Keys before the first consumer starts: it reads the registry once, at start.
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
     rng = random.Random(20261121)
     log = settings.data_dir.parent / "consumer.log"
 
     async def publish_all() -> None:
         for _ in range(CASES):
-            await publish_case(kemlu, steps=STEPS)
+            await publish_case(kemlu, steps=STEPS, kp2mi=kp2mi)
 
     publishing = asyncio.create_task(publish_all())
     kills = 0

@@ -1,0 +1,73 @@
+"""Canonical JSON for signing and hashing: the JSON Canonicalization Scheme (RFC 8785),
+for the JSON lintas envelopes contain.
+
+Exactly: object members sorted by their names' UTF-16 code units; no insignificant
+whitespace; strings as ECMAScript's ``JSON.stringify`` writes them (only ``"``, ``\\``
+and U+0000..U+001F escaped, with the short forms ``\\b \\f \\n \\r \\t``, everything else
+as UTF-8); ``true``, ``false``, ``null``; integers in decimal. Lintas contracts carry no
+floating-point numbers, so a float is refused rather than risk a second serialisation of
+it (RFC 8785 section 3.2.2.3 prescribes ECMAScript's shortest round-trip form).
+
+A signature covers the canonical form of the envelope without its ``signature`` member,
+so any system that implements RFC 8785 can verify a lintas event, and lintas verifies
+what was sent (the parsed bytes), not its own re-encoding of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["canonical_json", "signing_input"]
+
+SIGNATURE_MEMBER = "signature"
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("lintas canonical JSON has no fractional numbers")
+        out.append(str(int(value)))
+    elif isinstance(value, str):
+        # json.dumps with ensure_ascii=False escapes exactly what JSON.stringify does.
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for index, key in enumerate(sorted(value, key=lambda k: str(k).encode("utf-16-be"))):
+            if not isinstance(key, str):
+                raise TypeError(f"object member names must be strings, not {type(key).__name__}")
+            if index:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    else:
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def canonical_json(value: Any) -> bytes:
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode()
+
+
+def signing_input(envelope: Mapping[str, Any]) -> bytes:
+    """What a signature covers: the envelope's canonical form without ``signature``."""
+    return canonical_json({k: v for k, v in envelope.items() if k != SIGNATURE_MEMBER})

@@ -1,0 +1,274 @@
+"""Agencies' Ed25519 signing keys and the public-key registry.
+
+Each agency signs what it publishes with its own private key, which never leaves its data
+directory (``<data_dir>/keys/<agency>.key``, mode 0600, never in the repository). The
+registry lists, per agency, each key id with its public key and validity dates; a
+consumer accepts an event only if it is signed by a key registered for the event's
+``source``, valid at the event's ``time``, over the event's canonical form (RFC 8785,
+see :mod:`lintas.contracts.canonical`).
+
+Registries are JSON files: the one shipped as ``infra/registry/keys.json`` (agencies'
+published keys) and the data directory's own (``<data_dir>/keys/registry.json``: keys made
+here by ``lintas keys init``); a consumer reads both. Key ids are
+``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from lintas.contracts import Envelope, SignatureError, is_agency_id, signing_input
+from lintas.contracts.errors import PermanentError
+
+from .settings import Settings
+
+__all__ = [
+    "SHIPPED_REGISTRY",
+    "KeyEntry",
+    "Registry",
+    "Signer",
+    "SigningKeyError",
+    "Verifier",
+    "ensure_agency_key",
+    "init_agency_key",
+    "load_registry",
+    "local_registry_path",
+    "private_key_path",
+]
+
+SHIPPED_REGISTRY = Path(__file__).resolve().parent / "registry" / "keys.json"
+
+
+class SigningKeyError(PermanentError):
+    """A key that is missing, malformed, or would be overwritten."""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(agency: str, public: Ed25519PublicKey) -> str:
+    return f"{agency}:{hashlib.sha256(_raw_public(public)).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    agency: str
+    keyid: str
+    public_key: Ed25519PublicKey
+    valid_from: datetime
+    valid_until: datetime | None = None
+
+    def valid_at(self, at: datetime) -> bool:
+        return self.valid_from <= at and (self.valid_until is None or at < self.valid_until)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "keyid": self.keyid,
+            "public_key": _b64(_raw_public(self.public_key)),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+        }
+
+
+class Registry:
+    """Public keys by key id; which agency each belongs to."""
+
+    def __init__(self, entries: Iterable[KeyEntry] = ()) -> None:
+        self._by_id: dict[str, KeyEntry] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: KeyEntry) -> None:
+        known = self._by_id.get(entry.keyid)
+        if known is not None and _raw_public(known.public_key) != _raw_public(entry.public_key):
+            raise SigningKeyError(f"key id {entry.keyid} is registered with two different keys")
+        self._by_id[entry.keyid] = entry
+
+    def get(self, keyid: str) -> KeyEntry | None:
+        return self._by_id.get(keyid)
+
+    def entries(self) -> list[KeyEntry]:
+        return sorted(self._by_id.values(), key=lambda e: (e.agency, e.valid_from, e.keyid))
+
+    def to_json(self) -> dict[str, Any]:
+        agencies: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.entries():
+            agencies.setdefault(entry.agency, []).append(entry.to_json())
+        return {"agencies": agencies}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], where: str = "registry") -> Registry:
+        registry = cls()
+        try:
+            for agency, keys in doc.get("agencies", {}).items():
+                if not is_agency_id(agency):
+                    raise SigningKeyError(f"{where}: {agency!r} is not an agency id")
+                for item in keys:
+                    public = Ed25519PublicKey.from_public_bytes(_unb64(item["public_key"]))
+                    if item["keyid"] != key_id(agency, public):
+                        raise SigningKeyError(
+                            f"{where}: key id {item['keyid']} does not match its key"
+                        )
+                    registry.add(
+                        KeyEntry(
+                            agency=agency,
+                            keyid=item["keyid"],
+                            public_key=public,
+                            valid_from=datetime.fromisoformat(item["valid_from"]),
+                            valid_until=(
+                                datetime.fromisoformat(item["valid_until"])
+                                if item.get("valid_until")
+                                else None
+                            ),
+                        )
+                    )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SigningKeyError(f"{where} is malformed ({exc.__class__.__name__})") from None
+        return registry
+
+
+def local_registry_path(settings: Settings) -> Path:
+    return settings.data_dir / "keys" / "registry.json"
+
+
+def private_key_path(settings: Settings, agency: str) -> Path:
+    return settings.data_dir / "keys" / f"{agency}.key"
+
+
+def load_registry(settings: Settings) -> Registry:
+    """The shipped registry and this data directory's, merged."""
+    registry = Registry()
+    for path in (SHIPPED_REGISTRY, local_registry_path(settings)):
+        if path.exists():
+            for entry in Registry.from_json(json.loads(path.read_text()), str(path)).entries():
+                registry.add(entry)
+    return registry
+
+
+def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # Created 0600 from the start: the key is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+def init_agency_key(settings: Settings, agency: str, *, now: datetime | None = None) -> KeyEntry:
+    """Make ``agency``'s key pair: the private key into the data directory (0600), the
+    public key into the local registry. Refuses to overwrite an existing private key."""
+    if not is_agency_id(agency):
+        raise SigningKeyError(f"{agency!r} is not an agency id")
+    path = private_key_path(settings, agency)
+    if path.exists():
+        raise SigningKeyError(
+            f"{path} exists: {agency} already has a key (rotate, do not overwrite)"
+        )
+    private = Ed25519PrivateKey.generate()
+    _write_private(path, private)
+    entry = KeyEntry(
+        agency=agency,
+        keyid=key_id(agency, private.public_key()),
+        public_key=private.public_key(),
+        valid_from=(now or datetime.now(UTC)).replace(microsecond=0),
+    )
+    registry_path = local_registry_path(settings)
+    registry = (
+        Registry.from_json(json.loads(registry_path.read_text()), str(registry_path))
+        if registry_path.exists()
+        else Registry()
+    )
+    registry.add(entry)
+    registry_path.write_text(json.dumps(registry.to_json(), indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def ensure_agency_key(settings: Settings, agency: str) -> None:
+    """``init_agency_key`` unless the agency has a key here already (the demo's own)."""
+    if not private_key_path(settings, agency).exists():
+        init_agency_key(settings, agency, now=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+class Signer:
+    """Signs the envelopes one agency publishes."""
+
+    def __init__(self, agency: str, private_key: Ed25519PrivateKey) -> None:
+        self.agency = agency
+        self._key = private_key
+        self.keyid = key_id(agency, private_key.public_key())
+
+    @classmethod
+    def load(cls, settings: Settings, agency: str) -> Signer:
+        path = private_key_path(settings, agency)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except FileNotFoundError:
+            raise SigningKeyError(
+                f"{agency} has no signing key at {path}: run `lintas keys init {agency}`"
+            ) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SigningKeyError(f"{path} is not an Ed25519 private key")
+        return cls(agency, key)
+
+    def sign(self, envelope: Envelope) -> Envelope:
+        if envelope.source != self.agency:
+            raise SignatureError(f"{self.agency}'s key cannot sign for {envelope.source}")
+        keyed = envelope.model_copy(update={"keyid": self.keyid, "signature": None})
+        doc = json.loads(keyed.model_dump_json(exclude_none=True))
+        signature = _b64(self._key.sign(signing_input(doc)))
+        return keyed.model_copy(update={"signature": signature})
+
+
+class Verifier:
+    """Checks that an event was signed by its source agency, with a key valid then."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def verify(self, raw: bytes, envelope: Envelope) -> None:
+        """``raw`` is the message body as received; ``envelope`` its decoded form."""
+        if envelope.signature is None or envelope.keyid is None:
+            raise SignatureError(f"{envelope.type} from {envelope.source} is not signed")
+        entry = self.registry.get(envelope.keyid)
+        if entry is None:
+            raise SignatureError(f"key {envelope.keyid} is not in the registry")
+        if entry.agency != envelope.source:
+            raise SignatureError(
+                f"{envelope.type} claims to come from {envelope.source} but is signed with "
+                f"{entry.agency}'s key {entry.keyid}"
+            )
+        if not entry.valid_at(envelope.time):
+            raise SignatureError(f"key {entry.keyid} was not valid at {envelope.time.isoformat()}")
+        try:
+            doc = json.loads(raw)
+            entry.public_key.verify(_unb64(envelope.signature), signing_input(doc))
+        except (InvalidSignature, ValueError, TypeError):
+            raise SignatureError(
+                f"{envelope.type} from {envelope.source}: the signature does not match the "
+                "event (altered, or signed by someone else)"
+            ) from None

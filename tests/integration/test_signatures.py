@@ -1,0 +1,85 @@
+"""Signatures on a real bus: only what its source agency signed is applied."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from nats.js import JetStreamContext
+from structlog.testing import capture_logs
+
+from lintas.contracts import SignatureError
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.keys import (
+    Signer,
+    SigningKeyError,
+    Verifier,
+    init_agency_key,
+    load_registry,
+    private_key_path,
+)
+from lintas.infra.quarantine import list_entries
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+from .helpers import Applied, declare_record, publish_case, signed, start_record
+
+pytestmark = pytest.mark.nats
+
+
+def test_keys_init_writes_a_private_key_only_its_owner_can_read(settings: Settings) -> None:
+    entry = init_agency_key(settings, "dukcapil")
+    path = private_key_path(settings, "dukcapil")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert entry.keyid.startswith("dukcapil:")
+    assert load_registry(settings).get(entry.keyid) is not None
+    with pytest.raises(SigningKeyError, match="do not overwrite"):
+        init_agency_key(settings, "dukcapil")
+    with pytest.raises(SigningKeyError, match="not an agency id"):
+        init_agency_key(settings, "nobody")
+
+
+def test_a_publisher_cannot_sign_for_another_agency(settings: Settings) -> None:
+    init_agency_key(settings, "kemlu")
+    with pytest.raises(SignatureError, match="kemlu's key cannot sign what dukcapil publishes"):
+        Publisher(None, "dukcapil", signer=Signer.load(settings, "kemlu"))
+
+
+async def test_only_events_signed_by_their_source_are_applied(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await declare_record(js, settings)
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    case_id = await publish_case(kemlu, steps=1, kp2mi=kp2mi)  # seq 1, 2: good
+    opened = json.loads((await js.get_msg(settings.stream, 1)).data or b"")
+    subject = f"lintas.kemlu.kp2mi.case.opened.{case_id}"
+
+    tampered = dict(opened, data={**opened["data"], "risk_level": "low"})  # 3
+    unsigned = {k: v for k, v in opened.items() if k not in ("signature", "keyid")}  # 4
+    for body in (tampered, unsigned):
+        await js.publish(subject, json.dumps(body).encode(), stream=settings.stream)
+    # kp2mi signs an event claiming to come from kemlu: its key, someone else's name.
+    impostor = Publisher(js, "kemlu", stream=settings.stream)  # 5
+    impostor.signer = Signer.load(settings, "kp2mi")
+    with pytest.raises(SignatureError):  # the Publisher itself refuses to do it ...
+        await impostor.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+    forged = dict(opened, keyid=Signer.load(settings, "kp2mi").keyid)  # ... so forge it by hand
+    await js.publish(subject, json.dumps(forged).encode(), stream=settings.stream)
+    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 6
+
+    applied = Applied()
+    verifier = Verifier(load_registry(settings))
+    with capture_logs():
+        stop, databases = await start_record(nats_server.url, settings, [applied], verifier)
+        try:
+            await applied.wait_for(3)
+        finally:
+            await stop()
+    databases.dispose()
+    assert [seq for seq, _ in applied.events] == [1, 2, 6]
+    reasons = {e.stream_seq: e.reason async for e in list_entries(js, settings)}
+    assert set(reasons) == {3, 4, 5}
+    assert "signature does not match" in reasons[3]
+    assert "is not signed" in reasons[4]
+    assert "signed with kp2mi's key" in reasons[5]
