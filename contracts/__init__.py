@@ -7,7 +7,7 @@ A leaf package: it imports only the standard library and pydantic.
 from . import families as families
 from ._base import PERSONAL_KEY, EventData, personal
 from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name, is_agency_id
-from .canonical import canonical_json, signing_input
+from .canonical import canonical_json, event_hash, message_hash, signing_input
 from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
 from .errors import (
     ContractError,
@@ -59,6 +59,7 @@ __all__ = [
     "decode",
     "derived_uuid7",
     "encode",
+    "event_hash",
     "families",
     "inbound_filters",
     "is_agency_id",
@@ -67,6 +68,7 @@ __all__ = [
     "latest",
     "lookup",
     "make_event",
+    "message_hash",
     "new_case_id",
     "outbound_filter",
     "parse_subject",

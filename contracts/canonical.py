@@ -15,11 +15,12 @@ what was sent (the parsed bytes), not its own re-encoding of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "signing_input"]
+__all__ = ["canonical_json", "event_hash", "message_hash", "signing_input"]
 
 SIGNATURE_MEMBER = "signature"
 
@@ -71,3 +72,25 @@ def canonical_json(value: Any) -> bytes:
 def signing_input(envelope: Mapping[str, Any]) -> bytes:
     """What a signature covers: the envelope's canonical form without ``signature``."""
     return canonical_json({k: v for k, v in envelope.items() if k != SIGNATURE_MEMBER})
+
+
+def event_hash(envelope: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical form of a whole stored envelope, signature included: what
+    the next message of the same case carries as ``prevhash`` (see :func:`message_hash`)."""
+    return "sha256:" + hashlib.sha256(canonical_json(envelope)).hexdigest()
+
+
+def message_hash(raw: bytes) -> str:
+    """``prevhash`` of a stored message: :func:`event_hash` of it when it is a JSON object
+    (so an archive may re-serialise it), else SHA-256 of its bytes (a message that is no
+    event at all still holds its place in the chain, and ``verify`` reports it)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict):
+        try:
+            return event_hash(doc)
+        except (TypeError, ValueError):
+            pass  # JSON, but not what an envelope holds (a fraction): hash the bytes
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

@@ -78,9 +78,9 @@ from sqlmodel import Field, SQLModel
 from lintas.contracts import (
     Event,
     EventData,
-    SignatureError,
     SubjectError,
     TransientError,
+    decode,
     encode,
     is_agency_id,
 )
@@ -88,7 +88,7 @@ from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys import Signer
 
-from ._wire import NatsClientClosed, PublishRejected, bus, event_for, publish_bytes
+from ._wire import NatsClientClosed, PublishRejected, bus, event_for, publish_chained
 
 __all__ = ["NatsClientClosed", "Outbox", "OutboxRecord", "OutboxRelay", "ensure_outbox_table"]
 
@@ -151,13 +151,10 @@ def ensure_outbox_table(engine: Engine) -> None:
 class Outbox:
     """Adds one agency's events to the agency's own database transactions."""
 
-    def __init__(self, agency: str, *, signer: Signer | None = None) -> None:
+    def __init__(self, agency: str) -> None:
         if not is_agency_id(agency):
             raise SubjectError(f"{agency!r} is not an agency id")
-        if signer is not None and signer.agency != agency:
-            raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
         self.agency = agency
-        self.signer = signer
         self._callbacks: list[Callable[[], None]] = []
 
     def notify(self, callback: Callable[[], None]) -> None:
@@ -194,8 +191,9 @@ class Outbox:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
-            signer=self.signer,
         )
+        # Stored unsigned: the signature covers the case's hash chain (prevhash), which is
+        # known only when the relay publishes; the relay signs then.
         session.add(
             OutboxRecord(
                 id=built.id,
@@ -279,9 +277,11 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 30.0,
+        signer: Signer | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
+        self.signer = signer
         self.engine = engine
         self._js = js
         self.stream = stream
@@ -343,15 +343,20 @@ class OutboxRelay:
         return len(acked)
 
     async def _publish(self, row: _Pending) -> tuple[int, bool]:
-        return await publish_bytes(
+        event = decode(row.body.encode(), subject=row.subject)
+        if self.signer is not None and self.signer.agency != event.source:
+            raise PublishRejected(
+                f"event {row.id} is {event.source}'s; this relay signs as {self.signer.agency}"
+            )
+        seq, duplicate, _stored = await publish_chained(
             self._js,
-            row.subject,
-            row.body.encode(),
-            event_id=row.id,
+            event,
+            signer=self.signer,
             stream=self.stream,
             ack_timeout_s=self.timeout,
             what=f"publishing event {row.id}",
         )
+        return seq, duplicate
 
     async def _stored_seq(self, row: _Pending) -> int | None:
         """The stream sequence of ``row`` if it is the last message on its subject.

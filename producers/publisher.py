@@ -20,10 +20,10 @@ from typing import Any
 
 import structlog
 
-from lintas.contracts import Event, EventData, SignatureError, encode
+from lintas.contracts import Event, EventData, SignatureError
 from lintas.infra.keys import Signer
 
-from ._wire import PublishRejected, event_for, publish_bytes
+from ._wire import PublishRejected, event_for, publish_chained
 
 __all__ = ["PublishRejected", "Published", "Publisher"]
 
@@ -86,13 +86,11 @@ class Publisher:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
-            signer=self.signer,
         )
-        seq, duplicate = await publish_bytes(
+        seq, duplicate, event = await publish_chained(
             self._js,
-            event.envelope.nats_subject,
-            encode(event.envelope),
-            event_id=event.id,
+            event,
+            signer=self.signer,
             stream=self.stream,
             ack_timeout_s=self.timeout,
             what=f"publishing {event_type}",
