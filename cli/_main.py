@@ -40,6 +40,7 @@ from lintas.infra.topology import (
     record_consumer,
 )
 
+from ._audit import AUDIT_COMMANDS, add_audit_commands, run_audit
 from ._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
 from ._dlq import dlq_list, dlq_retry, dlq_show
 from .render import case_view, summary_tables
@@ -104,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     case_commands = case.add_subparsers(dest="case_command", required=True, metavar="ACTION")
     show = case_commands.add_parser("show", help="print a case's coordination record")
     show.add_argument("case_id")
+
+    # -- auditors: verify, export, replay, record digest (cli/_audit.py) ----------------------
+    add_audit_commands(commands)
     return parser
 
 
@@ -299,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_dlq(settings, args, console))
         if args.command == "case":
             return _case_show(settings, args.case_id, console)
+        # -- auditors (cli/_audit.py) -----------------------------------------------------------
+        if args.command in AUDIT_COMMANDS:
+            return run_audit(settings, args, console)
     except LintasError as exc:
         console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
         return 1

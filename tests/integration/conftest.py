@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,17 @@ from sqlalchemy.engine.url import make_url
 POSTGRES_ENV = "LINTAS_TEST_POSTGRES_URL"
 
 
-def _postgres_database() -> Iterator[str]:
+@contextmanager
+def postgres_database(prefix: str = "lintas_test") -> Iterator[str | None]:
+    """A new, empty PostgreSQL database, dropped afterwards (None without PostgreSQL)."""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+        yield None
+        return
     url = make_url(base)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
-    name = f"lintas_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -38,5 +42,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """None means the embedded default (one SQLite file per consumer); else a shared URL."""
     if request.param == "sqlite":
         yield None
-    else:
-        yield from _postgres_database()
+        return
+    with postgres_database() as url:
+        if url is None:
+            pytest.skip(f"{POSTGRES_ENV} is not set")
+        yield url

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import lintas.audit
 import lintas.contracts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +45,9 @@ def test_wheel_installs_only_the_lintas_namespace(wheel: Path) -> None:
 
 def test_wheel_maps_each_folder_under_lintas(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("contracts", "producers", "consumers", "infra", "cli", "demo"):
+    for package in ("contracts", "producers", "consumers", "infra", "cli", "demo", "audit"):
         assert f"lintas/{package}/__init__.py" in names, package
+        assert f"lintas/{package}/py.typed" in names or package in ("cli", "demo"), package
     assert "lintas/contracts/families/case.py" in names
     assert "lintas/contracts/schemas/case.opened/v2.json" in names
     assert "lintas/contracts/schemas/envelope.json" in names
@@ -58,3 +60,4 @@ def test_wheel_maps_each_folder_under_lintas(wheel: Path) -> None:
 
 def test_the_installed_package_is_this_checkout() -> None:
     assert Path(lintas.contracts.__file__).resolve().parent == ROOT / "contracts"
+    assert Path(lintas.audit.__file__).resolve().parent == ROOT / "audit"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lintas.contracts import canonical_json, signing_input
 
 

@@ -1,0 +1,500 @@
+"""The export archive: a self-contained, offline-verifiable copy of (part of) the log.
+
+An archive is a directory, or the same three files in one ``.tar.gz`` (``.tgz``) under a
+single top folder named after it::
+
+    manifest.json   what was exported: stream, cut, filters, counts, SHA-256 of the others
+    keys.json       the public keys (registry entries) of every agency present as a source
+    events.jsonl    one line per event, in stream order:
+                    {"seq":12,"subject":"lintas.kemlu.kp2mi.case.opened.C...",
+                     "stored":"2025-03-01T08:00:00.123+00:00","event":{...}}
+
+``event`` is the message body spliced in byte for byte, exactly as the stream stored it
+(a body that is not a one-line JSON object, which lintas never publishes, is kept as
+``body_b64`` instead). ``stored`` is the stream's own timestamp, informational and not
+signed. Nothing in an archive is signed by the exporter (seals are still to come): what
+makes it evidence is that each event is signed by its agency and chained to its case's
+previous event, so the archive can be checked without trusting whoever carried it, as
+far as :mod:`lintas.audit.check` explains.
+
+An archive holds personal data exactly as the stream does (a child's identity in
+``case.opened``): it is written readable by its owner only (0700 / 0600).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from lintas.contracts import PermanentError
+from lintas.infra.keys import Registry, SigningKeyError
+
+from .events import StoredEvent, event_time
+from .stream import StreamCut
+
+__all__ = [
+    "EVENTS_FILE",
+    "FORMAT",
+    "KEYS_FILE",
+    "MANIFEST_FILE",
+    "ArchiveError",
+    "ArchiveReader",
+    "ArchiveWriter",
+    "LineError",
+    "Manifest",
+    "encode_line",
+    "export_archive",
+    "load_keys",
+    "parse_line",
+]
+
+FORMAT = "lintas-archive/1"
+MANIFEST_FILE = "manifest.json"
+KEYS_FILE = "keys.json"
+EVENTS_FILE = "events.jsonl"
+_EVENT_MARK = b',"event":'
+_BODY_MARK = b',"body_b64":'
+_TAR_SUFFIXES = (".tar.gz", ".tgz")
+
+
+class ArchiveError(PermanentError):
+    """Not an archive, or one whose manifest cannot be read."""
+
+
+class LineError(ValueError):
+    """A line of ``events.jsonl`` that is not an event line."""
+
+
+def sha256_text(digest: Any) -> str:
+    return "sha256:" + str(digest.hexdigest())
+
+
+def is_tarball(path: Path) -> bool:
+    return path.name.endswith(_TAR_SUFFIXES)
+
+
+# -- the manifest ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    stream: str
+    created_at: str
+    cut_first_seq: int
+    cut_last_seq: int
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    events_sha256: str
+    keys_sha256: str
+    agencies: tuple[str, ...] = ()
+    case_id: str | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+
+    @property
+    def whole_log(self) -> bool:
+        """Every event of the stream up to the cut: sequences must run 1.. without a gap."""
+        return self.case_id is None and self.time_from is None and self.time_to is None
+
+    @property
+    def anchored(self) -> bool:
+        """Events before the window are left out: a case may begin before the archive."""
+        return self.time_from is not None
+
+    def filters_text(self) -> str:
+        parts = []
+        if self.case_id:
+            parts.append(f"case {self.case_id}")
+        if self.time_from:
+            parts.append(f"event time from {self.time_from.isoformat()}")
+        if self.time_to:
+            parts.append(f"event time to {self.time_to.isoformat()}")
+        return ", ".join(parts) or "none (the whole log)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "created_at": self.created_at,
+            "stream": self.stream,
+            "cut": {"first_seq": self.cut_first_seq, "last_seq": self.cut_last_seq},
+            "filters": {
+                "case": self.case_id,
+                "from": self.time_from.isoformat() if self.time_from else None,
+                "to": self.time_to.isoformat() if self.time_to else None,
+                "time": "event time (the envelope's signed `time`), both ends inclusive",
+            },
+            "events": {
+                "file": EVENTS_FILE,
+                "count": self.count,
+                "first_seq": self.first_seq,
+                "last_seq": self.last_seq,
+                "sha256": self.events_sha256,
+            },
+            "keys": {
+                "file": KEYS_FILE,
+                "sha256": self.keys_sha256,
+                "agencies": list(self.agencies),
+            },
+            "chains": "anchored at the first event of each case in the window"
+            if self.anchored
+            else "complete: every case from its first event",
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Manifest:
+        try:
+            if doc["format"] != FORMAT:
+                raise ArchiveError(f"manifest format {doc['format']!r}, expected {FORMAT!r}")
+            filters, events, keys = doc["filters"], doc["events"], doc["keys"]
+            return cls(
+                stream=str(doc["stream"]),
+                created_at=str(doc["created_at"]),
+                cut_first_seq=int(doc["cut"]["first_seq"]),
+                cut_last_seq=int(doc["cut"]["last_seq"]),
+                count=int(events["count"]),
+                first_seq=None if events["first_seq"] is None else int(events["first_seq"]),
+                last_seq=None if events["last_seq"] is None else int(events["last_seq"]),
+                events_sha256=str(events["sha256"]),
+                keys_sha256=str(keys["sha256"]),
+                agencies=tuple(str(a) for a in keys["agencies"]),
+                case_id=filters["case"],
+                time_from=_instant(filters["from"]),
+                time_to=_instant(filters["to"]),
+            )
+        except ArchiveError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArchiveError(f"{MANIFEST_FILE} is malformed ({exc.__class__.__name__})") from None
+
+
+def _instant(text: Any) -> datetime | None:
+    if text is None:
+        return None
+    value = datetime.fromisoformat(str(text))
+    if value.tzinfo is None:
+        raise ValueError("a filter time without a zone")
+    return value
+
+
+# -- event lines ------------------------------------------------------------------------------
+
+
+def _spliceable(body: bytes) -> bool:
+    if b"\n" in body or b"\r" in body:
+        return False
+    try:
+        body.decode("utf-8")
+        return isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def encode_line(stored: StoredEvent) -> bytes:
+    head: dict[str, Any] = {"seq": stored.seq, "subject": stored.subject}
+    if stored.stored is not None:
+        head["stored"] = stored.stored.isoformat()
+    prefix = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1].encode()
+    if _spliceable(stored.body):
+        return prefix + _EVENT_MARK + stored.body + b"}\n"
+    encoded = json.dumps(base64.b64encode(stored.body).decode()).encode()
+    return prefix + _BODY_MARK + encoded + b"}\n"
+
+
+def parse_line(line: bytes) -> StoredEvent:
+    """The event of one line, its body byte for byte as it was stored.
+
+    The marker cannot occur inside a JSON string of the head (a quote there is escaped),
+    so its first occurrence ends the head.
+    """
+    line = line.rstrip(b"\r\n")
+    head, mark, rest = line.partition(_EVENT_MARK)
+    if mark and rest.endswith(b"}"):
+        body = rest[:-1]
+    else:
+        head, mark, rest = line.partition(_BODY_MARK)
+        if not (mark and rest.endswith(b"}")):
+            raise LineError("is not an archive event line (no event member)")
+        try:
+            body = base64.b64decode(json.loads(rest[:-1]), validate=True)
+        except (ValueError, TypeError):
+            raise LineError("body_b64 is not base64") from None
+    try:
+        meta = json.loads(head + b"}")
+        seq, subject = meta["seq"], meta["subject"]
+        if not (isinstance(seq, int) and isinstance(subject, str)):
+            raise TypeError
+        stored = meta.get("stored")
+        at = datetime.fromisoformat(stored) if isinstance(stored, str) else None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise LineError("its seq / subject / stored members are malformed") from None
+    return StoredEvent(seq=seq, subject=subject, body=body, stored=at)
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def load_keys(raw: bytes) -> tuple[Registry, list[str]]:
+    """The registry in ``keys.json``, entry by entry: an entry that does not hold (a key
+    whose id is not its own, say) is left out and named, so that the events signed with
+    it are the ones that fail, by name."""
+    registry = Registry()
+    problems: list[str] = []
+    try:
+        doc = json.loads(raw)
+        agencies = doc["agencies"]
+        items = [(agency, item) for agency, keys in agencies.items() for item in keys]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return registry, [f"{KEYS_FILE} is malformed"]
+    for agency, item in items:
+        try:
+            for entry in Registry.from_json({"agencies": {agency: [item]}}, KEYS_FILE).entries():
+                registry.add(entry)
+        except SigningKeyError as exc:
+            problems.append(str(exc))
+    return registry, problems
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Written:
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    agencies: set[str] = field(default_factory=set)
+
+
+def _open_private(path: Path) -> IO[bytes]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _in_window(
+    doc: dict[str, Any] | None, time_from: datetime | None, time_to: datetime | None
+) -> bool:
+    if time_from is None and time_to is None:
+        return True
+    at = event_time(doc)
+    if at is None:
+        return True  # a time that cannot be read is kept: verify will say what is wrong
+    return (time_from is None or at >= time_from) and (time_to is None or at <= time_to)
+
+
+def _tar(staging: Path, out: Path) -> None:
+    top = out.name.removesuffix(".tar.gz").removesuffix(".tgz") or "archive"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE):
+                tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class ArchiveWriter:
+    """Writes a new archive at ``out`` (refusing to overwrite): events in, manifest out.
+
+    Everything is written into a hidden sibling first and moved into place by
+    :meth:`finish`, so a failed export leaves no half archive behind.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        time_from: datetime | None = None,
+        time_to: datetime | None = None,
+    ) -> None:
+        if out.exists():
+            raise ArchiveError(f"{out} exists: an archive is never overwritten")
+        self.out = out
+        self.time_from = time_from
+        self.time_to = time_to
+        self.read = 0
+        self._written = _Written()
+        self._digest = hashlib.sha256()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        self._staging.mkdir(mode=0o700)
+        self._sink: IO[bytes] | None = _open_private(self._staging / EVENTS_FILE)
+
+    def add(self, stored: StoredEvent) -> bool:
+        """Write the event if it lies in the event-time window; say whether it did."""
+        assert self._sink is not None, "finished"
+        self.read += 1
+        doc = stored.document()
+        if not _in_window(doc, self.time_from, self.time_to):
+            return False
+        line = encode_line(stored)
+        self._sink.write(line)
+        self._digest.update(line)
+        written = self._written
+        written.count += 1
+        written.first_seq = written.first_seq or stored.seq
+        written.last_seq = stored.seq
+        if doc is not None and isinstance(doc.get("source"), str):
+            written.agencies.add(doc["source"])
+        return True
+
+    def finish(self, *, cut: StreamCut, registry: Registry, case_id: str | None) -> Manifest:
+        """Write the keys of the agencies present and the manifest; move the archive in."""
+        assert self._sink is not None, "finished"
+        self._sink.close()
+        self._sink = None
+        written, staging = self._written, self._staging
+        keys = Registry(e for e in registry.entries() if e.agency in written.agencies)
+        keys_raw = (json.dumps(keys.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        with _open_private(staging / KEYS_FILE) as sink:
+            sink.write(keys_raw)
+        manifest = Manifest(
+            stream=cut.stream,
+            created_at=datetime.now(UTC).isoformat(),
+            cut_first_seq=cut.first_seq,
+            cut_last_seq=cut.last_seq,
+            count=written.count,
+            first_seq=written.first_seq,
+            last_seq=written.last_seq,
+            events_sha256=sha256_text(self._digest),
+            keys_sha256=sha256_text(hashlib.sha256(keys_raw)),
+            agencies=tuple(sorted(written.agencies)),
+            case_id=case_id,
+            time_from=self.time_from,
+            time_to=self.time_to,
+        )
+        with _open_private(staging / MANIFEST_FILE) as sink:
+            sink.write((json.dumps(manifest.to_json(), indent=2) + "\n").encode())
+        if is_tarball(self.out):
+            _tar(staging, self.out)
+            shutil.rmtree(staging)
+        else:
+            staging.rename(self.out)
+        return manifest
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        if self._staging.exists():
+            shutil.rmtree(self._staging)
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+async def export_archive(
+    events: AsyncIterator[StoredEvent],
+    out: Path,
+    *,
+    cut: StreamCut,
+    registry: Registry,
+    case_id: str | None = None,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Write ``events`` (already filtered by case, if any) within the event-time window
+    (both ends inclusive) to a new archive at ``out``. Returns its manifest."""
+    with ArchiveWriter(out, time_from=time_from, time_to=time_to) as writer:
+        async for stored in events:
+            writer.add(stored)
+            if progress is not None:
+                progress(writer.read)
+        return writer.finish(cut=cut, registry=registry, case_id=case_id)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+class ArchiveReader:
+    """An archive (directory or tarball), read without extracting anything to disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if is_tarball(path) and path.is_file():
+            try:
+                self._tar = tarfile.open(path, mode="r:gz")  # noqa: SIM115 - held until close
+                self._index(self._tar)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                self.close()
+                raise ArchiveError(f"{path} is not a readable .tar.gz ({exc})") from None
+        elif not path.is_dir():
+            raise ArchiveError(f"{path} is neither an archive directory nor a .tar.gz")
+        try:
+            self.manifest = Manifest.from_json(json.loads(self.read(MANIFEST_FILE)))
+        except ValueError:
+            self.close()
+            raise ArchiveError(f"{MANIFEST_FILE} is not JSON") from None
+        except ArchiveError:
+            self.close()
+            raise
+        self.events_sha256: str | None = None
+        """Of ``events.jsonl`` as read, once :meth:`events` has read it to the end."""
+        self.lines_read = 0
+
+    def _index(self, tar: tarfile.TarFile) -> None:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) > 2:
+                continue
+            name = parts[-1]
+            if name in self._members:
+                raise ArchiveError(f"{self.path} holds {name} twice")
+            self._members[name] = member
+
+    def _open(self, name: str) -> IO[bytes]:
+        if self._tar is None:
+            try:
+                return (self.path / name).open("rb")
+            except FileNotFoundError:
+                raise ArchiveError(f"{self.path} has no {name}") from None
+        member = self._members.get(name)
+        handle = self._tar.extractfile(member) if member is not None else None
+        if handle is None:
+            raise ArchiveError(f"{self.path} has no {name}")
+        return handle
+
+    def read(self, name: str) -> bytes:
+        with self._open(name) as handle:
+            return handle.read()
+
+    def events(self) -> Iterator[tuple[int, bytes]]:
+        """``(line number, line)`` of ``events.jsonl``, streamed; its digest at the end."""
+        digest = hashlib.sha256()
+        with self._open(EVENTS_FILE) as handle:
+            for number, line in enumerate(handle, start=1):
+                digest.update(line)
+                self.lines_read = number
+                yield number, line
+        self.events_sha256 = sha256_text(digest)
+
+    def close(self) -> None:
+        if self._tar is not None:
+            with contextlib.suppress(OSError):
+                self._tar.close()
+            self._tar = None
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,387 @@
+"""``lintas verify | export | replay | record digest``: what auditors run.
+
+They read the stream (or an exported archive: then no NATS at all) and never the live
+projection databases, except ``record digest``, which only reads the live record to
+compare it with a replay. Key material is never printed: key ids only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from sqlalchemy.engine.url import make_url
+
+from lintas.audit import (
+    ArchiveReader,
+    StoredEvent,
+    StreamCut,
+    StreamReader,
+    Verdict,
+    export_archive,
+    live_record_url,
+    parse_instant,
+    record_digest,
+    replay,
+    verify_archive,
+    verify_stream,
+)
+from lintas.audit.archive import (
+    EVENTS_FILE,
+    KEYS_FILE,
+    ArchiveError,
+    LineError,
+    load_keys,
+    parse_line,
+)
+from lintas.audit.replay import open_fresh_store
+from lintas.contracts import is_case_id
+from lintas.infra.bus import connect, open_bus
+from lintas.infra.keys import Registry, SigningKeyError, load_registry
+from lintas.infra.settings import Settings
+
+__all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
+
+AUDIT_COMMANDS = ("verify", "export", "replay", "record")
+
+T = TypeVar("T")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_audit_commands(commands: Any) -> None:
+    """The auditors' subcommands, on the ``lintas`` subparsers."""
+    verify = commands.add_parser(
+        "verify", help="verify the log: contracts, signatures, hash chains, no gaps"
+    )
+    verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
+    verify.add_argument("--case", dest="case_id", help="only this case's events")
+    verify.add_argument(
+        "--keys",
+        type=Path,
+        help="a key registry (JSON) to verify an archive against instead of its own keys",
+    )
+
+    export = commands.add_parser("export", help="export the log as a self-contained archive")
+    export.add_argument(
+        "--out", type=Path, required=True, help="a new directory, or a file ending .tar.gz"
+    )
+    export.add_argument("--case", dest="case_id", help="only this case")
+    export.add_argument(
+        "--from", dest="time_from", type=_instant, help="event time from (ISO 8601, zoned)"
+    )
+    export.add_argument("--to", dest="time_to", type=_instant, help="event time up to, inclusive")
+
+    rebuild = commands.add_parser(
+        "replay", help="rebuild the coordination record from the log into a fresh database"
+    )
+    rebuild.add_argument(
+        "--database", required=True, help="SQLAlchemy URL of a fresh store, e.g. sqlite:///r.db"
+    )
+    rebuild.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
+    rebuild.add_argument(
+        "--as-of", dest="as_of", type=_instant, help="only events with event time <= this"
+    )
+    rebuild.add_argument("--case", dest="case_id", help="only this case")
+    rebuild.add_argument("--keys", type=Path, help="a key registry (JSON) instead of the usual")
+
+    record = commands.add_parser("record", help="the coordination record")
+    record_commands = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
+    digest = record_commands.add_parser(
+        "digest", help="SHA-256 of the record (the live one, or --database a replay)"
+    )
+    digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
+
+
+def run_audit(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    case_id = getattr(args, "case_id", None)
+    if case_id is not None and not is_case_id(case_id):
+        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    if args.command == "verify":
+        if args.archive is not None:
+            return _verify_archive(settings, args, console)
+        if args.keys is not None:
+            console.print("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
+            return 2
+        return asyncio.run(_verify_stream(settings, args, console))
+    if args.command == "export":
+        return asyncio.run(_export(settings, args, console))
+    if args.command == "replay":
+        return asyncio.run(_replay(settings, args, console))
+    if args.command == "record":
+        return _record_digest(settings, args, console)
+    return 2
+
+
+# -- shared -------------------------------------------------------------------------------------
+
+
+def _progress(console: Console, what: str) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        # Piped or captured output gets the result lines only.
+        disable=not console.is_terminal,
+    )
+
+
+async def _on_stream(settings: Settings, name: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    async with open_bus(settings) as url:
+        nc = await connect(url, name)
+        try:
+            return await work(nc.jetstream())
+        finally:
+            await nc.close()
+
+
+def _registry_file(path: Path) -> Registry:
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        raise SigningKeyError(f"{path} is not JSON") from None
+    return Registry.from_json(doc, str(path))
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _print_verdict(console: Console, verdict: Verdict) -> int:
+    for note in verdict.notes:
+        console.print(note, highlight=False, soft_wrap=True)
+    if verdict.anchored:
+        named = ", ".join(verdict.anchored_cases[:3]) + (", ..." if verdict.anchored > 3 else "")
+        console.print(
+            f"{_count(verdict.anchored, 'case')} began before this partial log: the chain of "
+            "each is anchored at its first event here, whose prevhash is trusted, not checked "
+            f"({named})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if verdict.finding is not None:
+        console.print(
+            f"[red]FAILED[/red] {verdict.source}: "
+            f"{'first bad event' if verdict.finding.event else 'problem'}: {verdict.finding}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(f"({verdict.events} events before it verified)", highlight=False)
+        return 1
+    span = (
+        f"stream seq {verdict.first_seq}..{verdict.last_seq}"
+        if verdict.first_seq is not None
+        else "no events"
+    )
+    console.print(
+        f"[green]verified[/green] {verdict.source}: {_count(verdict.events, 'event')} of "
+        f"{_count(verdict.cases, 'case')} ({span}): contracts, signatures, hash chains and "
+        "sequence hold",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+
+def _verify_archive(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    registry = _registry_file(args.keys) if args.keys is not None else None
+    with ArchiveReader(args.archive) as reader, _progress(console, "verifying") as progress:
+        task = progress.add_task("verify", total=reader.manifest.count)
+        verdict = verify_archive(
+            reader,
+            registry=registry,
+            trusted=load_registry(settings),
+            focus=args.case_id,
+            progress=lambda n: progress.update(task, completed=n),
+        )
+    return _print_verdict(console, verdict)
+
+
+async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    async def work(js: Any) -> Verdict:
+        reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        cut = await reader.cut()
+        with _progress(console, "verifying") as progress:
+            task = progress.add_task("verify", total=None if args.case_id else cut.messages)
+            return await verify_stream(
+                reader.events(cut),
+                cut,
+                load_registry(settings),
+                case_id=args.case_id,
+                progress=lambda n: progress.update(task, completed=n),
+            )
+
+    return _print_verdict(console, await _on_stream(settings, "lintas-verify", work))
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+async def _export(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.time_from and args.time_to and args.time_from > args.time_to:
+        console.print("[red]--from is after --to[/red]")
+        return 2
+    if args.out.exists():
+        console.print(f"[red]{args.out} exists: an archive is never overwritten[/red]")
+        return 1
+
+    async def work(js: Any) -> tuple[Any, StreamCut]:
+        reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        cut = await reader.cut()
+        with _progress(console, "exporting") as progress:
+            task = progress.add_task("export", total=None if args.case_id else cut.messages)
+            manifest = await export_archive(
+                reader.events(cut),
+                args.out,
+                cut=cut,
+                registry=load_registry(settings),
+                case_id=args.case_id,
+                time_from=args.time_from,
+                time_to=args.time_to,
+                progress=lambda n: progress.update(task, completed=n),
+            )
+        return manifest, cut
+
+    manifest, cut = await _on_stream(settings, "lintas-export", work)
+    span = (
+        f"stream seq {manifest.first_seq}..{manifest.last_seq}" if manifest.count else "no events"
+    )
+    console.print(
+        f"exported {manifest.count} events ({span}; stream {cut.stream} cut at seq "
+        f"{cut.last_seq}; filters: {manifest.filters_text()}) to {args.out}\n"
+        f"keys of {len(manifest.agencies)} agencies: {', '.join(manifest.agencies) or 'none'}\n"
+        f"events sha256 {manifest.events_sha256.removeprefix('sha256:')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if manifest.anchored:
+        console.print(
+            "a partial log (--from): cases that began earlier are verified from their first "
+            "event in the archive, taken as the anchor of their chain",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+def _archive_events(reader: ArchiveReader) -> AsyncIterator[StoredEvent]:
+    async def events() -> AsyncIterator[StoredEvent]:
+        for number, line in reader.events():
+            try:
+                stored = parse_line(line)
+            except LineError as exc:
+                raise ArchiveError(
+                    f"{EVENTS_FILE} line {number} {exc}: the archive is damaged "
+                    "(`lintas verify --archive` says more)"
+                ) from None
+            yield stored
+
+    return events()
+
+
+async def _replay(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    url: str = args.database
+    engine = open_fresh_store(url, settings)
+    shown = make_url(url).render_as_string(hide_password=True)
+    as_of: datetime | None = args.as_of
+    try:
+        if args.archive is not None:
+            with ArchiveReader(args.archive) as reader:
+                registry = (
+                    _registry_file(args.keys)
+                    if args.keys is not None
+                    else load_keys(reader.read(KEYS_FILE))[0]
+                )
+                with _progress(console, "replaying") as progress:
+                    task = progress.add_task("replay", total=reader.manifest.count)
+                    result = await replay(
+                        _archive_events(reader),
+                        engine,
+                        url,
+                        registry,
+                        source=f"archive {args.archive}",
+                        as_of=as_of,
+                        case_id=args.case_id,
+                        progress=lambda n: progress.update(task, completed=n),
+                    )
+                if reader.events_sha256 != reader.manifest.events_sha256:
+                    console.print(
+                        "[yellow]the archive's events do not match its manifest: run "
+                        "`lintas verify --archive` before trusting this replay[/yellow]"
+                    )
+        else:
+            registry = (
+                _registry_file(args.keys) if args.keys is not None else load_registry(settings)
+            )
+
+            async def work(js: Any) -> Any:
+                reader = StreamReader(js, settings.stream, case_id=args.case_id)
+                cut = await reader.cut()
+                with _progress(console, "replaying") as progress:
+                    task = progress.add_task("replay", total=None if args.case_id else cut.messages)
+                    return await replay(
+                        reader.events(cut),
+                        engine,
+                        url,
+                        registry,
+                        source=f"stream {settings.stream} up to seq {cut.last_seq}",
+                        as_of=as_of,
+                        case_id=args.case_id,
+                        progress=lambda n: progress.update(task, completed=n),
+                    )
+
+            result = await _on_stream(settings, "lintas-replay", work)
+    finally:
+        engine.dispose()
+    console.print(
+        f"replayed {result.read} events into {shown}: {result.applied} applied, "
+        f"{result.skipped} skipped as the live record would (quarantined)"
+        + (f", {result.after_as_of} after --as-of {as_of.isoformat()}" if as_of else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for reason in result.skipped_reasons[:5]:
+        console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
+    assert result.digest is not None
+    console.print(
+        f"record digest {result.digest.digest} ({result.digest.cases} cases)", highlight=False
+    )
+    return 0
+
+
+# -- record digest ------------------------------------------------------------------------------
+
+
+def _record_digest(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    url = args.database or live_record_url(settings)
+    digest = record_digest(url)
+    console.print(f"record digest {digest.digest} ({digest.cases} cases)", highlight=False)
+    return 0

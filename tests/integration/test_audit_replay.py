@@ -1,0 +1,341 @@
+"""``lintas replay`` and ``lintas record digest``: the record rebuilt from the log alone.
+
+Replays go into fresh SQLite files; the live record is the real record projector
+(FastStream, the consumer edge, quarantine) run over the same stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+from sqlmodel import Session, SQLModel
+from structlog.testing import capture_logs
+
+from lintas.audit import (
+    NotAFreshStore,
+    RecordDigest,
+    StreamReader,
+    live_record_url,
+    record_digest,
+    replay,
+)
+from lintas.audit.replay import open_fresh_store
+from lintas.consumers import CaseRecord, load_records, record
+from lintas.consumers.projections import RecordCaseRow
+from lintas.contracts import canonical_json, decode, new_case_id
+from lintas.infra.db import create_db_engine
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.keys import Verifier, load_registry
+from lintas.infra.settings import Settings
+
+from .conftest import postgres_database
+from .helpers import Applied, declare_record, start_record
+from .test_audit_support import DAY, T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+
+pytestmark = pytest.mark.nats
+
+CASES = 4
+DIGEST = re.compile(r"record digest (sha256:[0-9a-f]{64}) \((\d+) cases\)")
+
+
+@pytest.fixture
+async def log(js: JetStreamContext, settings: Settings) -> list[Sent]:
+    await declare_record(js, settings)
+    return await ChainedAgencies(js, settings).cases(CASES)
+
+
+def _digest(out: str) -> tuple[str, int]:
+    found = DIGEST.findall(out)
+    assert len(found) == 1, out
+    return found[0][0], int(found[0][1])
+
+
+def _url(tmp_path: Path, name: str) -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+async def test_replaying_twice_gives_one_digest_from_the_stream_and_the_archive(
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    digests = []
+    for name in ("one.db", "two.db"):
+        assert await cli("replay", "--database", _url(tmp_path, name)) == 0
+        out = capsys.readouterr().out
+        assert f"replayed {len(log)} events" in out
+        assert f"{len(log)} applied, 0 skipped" in out
+        digests.append(_digest(out))
+    assert await cli("export", "--out", str(tmp_path / "a.tar.gz")) == 0
+    assert (
+        await cli(
+            "replay",
+            "--archive",
+            str(tmp_path / "a.tar.gz"),
+            "--database",
+            _url(tmp_path, "three.db"),
+        )
+        == 0
+    )
+    digests.append(_digest(capsys.readouterr().out))
+    assert digests[0] == digests[1] == digests[2]
+    assert digests[0][1] == CASES
+    # `record digest --database` reads a replayed store back to the same digest.
+    assert await cli("record", "digest", "--database", _url(tmp_path, "one.db")) == 0
+    assert _digest(capsys.readouterr().out) == digests[0]
+
+
+async def test_replay_of_the_whole_stream_equals_the_live_record(
+    nats_server: EmbeddedNats,
+    js: JetStreamContext,
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Including what the live projector quarantines: a forged event and an event of a
+    case never opened are left out of both."""
+    chained = ChainedAgencies(js, cli_env)
+    stray = await chained.publish(
+        "kp2mi",
+        "dukcapil",
+        "document.requested",
+        {"request_id": "doc-9", "kind": "kk"},
+        case_id=new_case_id(),
+        time=T0,
+    )
+    forged = dict(log[0].doc, id="0195f000-0000-7000-8000-0000000000aa")
+    forged["data"] = dict(forged["data"], risk_level="low")  # kemlu's signature no longer holds
+    await js.publish(
+        f"lintas.kemlu.kp2mi.case.opened.{log[0].case_id}",
+        json.dumps(forged).encode(),
+        stream=cli_env.stream,
+    )
+    more = await chained.cases(1)  # and the log goes on after them
+
+    applied = Applied()
+    with capture_logs():
+        stop, databases = await start_record(
+            nats_server.url, cli_env, [applied], Verifier(load_registry(cli_env))
+        )
+        try:
+            await applied.wait_for(len(log) + len(more))
+        finally:
+            await stop()
+    databases.dispose()
+    assert stray.seq not in {seq for seq, _ in applied.events}
+
+    assert await cli("record", "digest") == 0
+    live = _digest(capsys.readouterr().out)
+    assert live == (record_digest(live_record_url(cli_env)).digest, CASES + 1)
+    assert await cli("replay", "--database", _url(tmp_path, "r.db")) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 skipped as the live record would (quarantined)" in out
+    never = f"document.requested for case {stray.case_id}, which was never opened"
+    assert f"stream seq {stray.seq}: {never}" in out
+    assert "signature does not match" in out
+    assert _digest(out) == live
+
+
+async def test_replay_as_of_shows_the_record_as_it_stood_then(
+    js: JetStreamContext, log: list[Sent], settings: Settings, tmp_path: Path
+) -> None:
+    # Case k opens on day k at 08:00 and closes at 13:00. At day 1, 10:30: case 0 is
+    # closed, case 1 has its document issued and nothing else, cases 2 and 3 do not exist.
+    as_of = T0 + DAY + timedelta(hours=2, minutes=30)
+    url = _url(tmp_path, "asof.db")
+    engine = open_fresh_store(url, settings)
+    reader = StreamReader(js, settings.stream)
+    cut = await reader.cut()
+    result = await replay(
+        reader.events(cut), engine, url, load_registry(settings), source="test", as_of=as_of
+    )
+    assert (result.applied, result.after_as_of, result.skipped) == (6 + 3, len(log) - 9, 0)
+    with Session(engine) as session:
+        records = {r.case_id: r for r in load_records(session)}
+    engine.dispose()
+    assert set(records) == {log[0].case_id, log[1].case_id}
+    assert records[log[0].case_id].status == "closed"
+    then = records[log[1].case_id]
+    assert then.status == "open"
+    assert [h.status for h in then.handoffs] == ["completed"]  # the document, no referral yet
+    assert len(then.documents) == 1
+    # Exactly the fold of that case's events up to then, and the digest says so too.
+    expected = None
+    for sent in log:
+        if sent.case_id == log[1].case_id and decode(json.dumps(sent.doc).encode()).time <= as_of:
+            expected = record.apply(expected, decode(json.dumps(sent.doc).encode()), sent.seq)
+    assert then == expected
+    assert result.digest is not None
+    assert result.digest.cases == 2
+
+
+async def test_replay_of_one_case(
+    log: list[Sent], cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case_id = log[2].case_id
+    url = _url(tmp_path, "case.db")
+    assert await cli("replay", "--case", case_id, "--database", url) == 0
+    out = capsys.readouterr().out
+    assert "replayed 6 events" in out
+    assert _digest(out)[1] == 1
+    engine = create_db_engine(url)
+    with Session(engine) as session:
+        assert [r.case_id for r in load_records(session)] == [case_id]
+    engine.dispose()
+
+
+async def test_replay_refuses_the_live_database_and_any_store_not_fresh(
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    live = live_record_url(cli_env)
+    with pytest.raises(NotAFreshStore, match="live projections"):
+        open_fresh_store(live, cli_env)
+    assert await cli("replay", "--database", live) == 1
+    assert "a replay writes to a fresh store" in capsys.readouterr().out
+    assert not (cli_env.db_dir / "record.sqlite").exists()  # not even created
+
+    used = _url(tmp_path, "used.db")
+    assert await cli("replay", "--database", used) == 0
+    capsys.readouterr()
+    assert await cli("replay", "--database", used) == 1
+    assert "already holds a coordination record" in " ".join(capsys.readouterr().out.split())
+
+    shared = _url(tmp_path, "shared.db")
+    monkeypatch.setenv("LINTAS_DATABASE_URL", shared)
+    assert await cli("replay", "--database", shared) == 1
+    assert "that is the live database" in capsys.readouterr().out
+
+
+async def test_an_archive_replays_with_no_bus(
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await cli("replay", "--database", _url(tmp_path, "s.db")) == 0
+    from_stream = _digest(capsys.readouterr().out)
+    assert await cli("export", "--out", str(tmp_path / "a")) == 0
+    monkeypatch.setenv("LINTAS_NATS_URL", "nats://127.0.0.1:1")  # nothing listens there
+    as_of = (T0 + DAY + timedelta(hours=2, minutes=30)).isoformat()
+    assert (
+        await cli("replay", "--archive", str(tmp_path / "a"), "--database", _url(tmp_path, "a.db"))
+        == 0
+    )
+    assert _digest(capsys.readouterr().out) == from_stream
+    assert (
+        await cli(
+            "replay",
+            "--archive",
+            str(tmp_path / "a"),
+            "--as-of",
+            as_of,
+            "--database",
+            _url(tmp_path, "b.db"),
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert _digest(out)[1] == 2
+    assert f"{len(log) - 9} after --as-of" in out
+
+
+def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Path) -> None:
+    """The definition, spelled out: written in any order, read back in case id order."""
+    url = _url(tmp_path, "digest.db")
+    engine = create_db_engine(url)
+    SQLModel.metadata.create_all(engine, tables=[RecordCaseRow.__table__])  # type: ignore[attr-defined]
+    records = [
+        CaseRecord(case_id=new_case_id(), situation="neglected", last_seq=n) for n in (1, 2, 3)
+    ]
+    with Session(engine) as session:
+        for rec in reversed(records):
+            session.add(
+                RecordCaseRow(
+                    case_id=rec.case_id,
+                    status=rec.status,
+                    last_seq=rec.last_seq,
+                    doc=rec.model_dump_json(),
+                )
+            )
+        session.commit()
+    engine.dispose()
+    expected = hashlib.sha256()
+    for rec in sorted(records, key=lambda r: r.case_id):
+        expected.update(canonical_json(rec.model_dump(mode="json")) + b"\n")
+    assert record_digest(url) == RecordDigest("sha256:" + expected.hexdigest(), 3)
+    empty = "sha256:" + hashlib.sha256().hexdigest()
+    assert record_digest(_url(tmp_path, "missing.db")) == RecordDigest(empty, 0)
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str | None]:
+    """A second, empty PostgreSQL database to replay into (None without PostgreSQL)."""
+    with postgres_database("lintas_replay") as url:
+        yield url
+
+
+async def test_live_and_replayed_records_digest_alike_on_either_backend(
+    nats_server: EmbeddedNats,
+    js: JetStreamContext,
+    log: list[Sent],
+    settings: Settings,
+    tmp_path: Path,
+    database_url: str | None,
+    fresh_postgres: str | None,
+) -> None:
+    """The live record in SQLite or PostgreSQL; replays into SQLite and PostgreSQL."""
+    live_settings = settings.model_copy(update={"database_url": database_url})
+    applied = Applied()
+    with capture_logs():
+        stop, databases = await start_record(
+            nats_server.url, live_settings, [applied], Verifier(load_registry(settings))
+        )
+        try:
+            await applied.wait_for(len(log))
+        finally:
+            await stop()
+    databases.dispose()
+    live = record_digest(live_record_url(live_settings))
+    assert live.cases == CASES
+    targets = [_url(tmp_path, "replay.db")] + ([fresh_postgres] if fresh_postgres else [])
+    for url in targets:
+        engine = open_fresh_store(url, live_settings)
+        reader = StreamReader(js, settings.stream)
+        cut = await reader.cut()
+        result = await replay(reader.events(cut), engine, url, load_registry(settings), source="t")
+        engine.dispose()
+        assert result.digest == live, url
+    if database_url is not None:
+        with pytest.raises(NotAFreshStore, match="live database"):
+            open_fresh_store(database_url, live_settings)
+
+
+async def test_replay_of_one_case_from_an_archive(
+    log: list[Sent], cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await cli("export", "--out", str(tmp_path / "a")) == 0
+    assert await cli("replay", "--case", log[2].case_id, "--database", _url(tmp_path, "c1")) == 0
+    from_stream = _digest(capsys.readouterr().out)
+    archive = str(tmp_path / "a")
+    url = _url(tmp_path, "c2")
+    assert (
+        await cli("replay", "--archive", archive, "--case", log[2].case_id, "--database", url) == 0
+    )
+    out = capsys.readouterr().out
+    assert "replayed 6 events" in out
+    assert _digest(out) == from_stream
