@@ -9,8 +9,11 @@
 * replay it (:mod:`.replay`) into a fresh store through the record projection's own fold,
   publishing nothing, and digest a record (replayed or live) so that the two can be compared.
 
-The CLI (``lintas verify | export | replay | record digest``) is in ``cli/_audit.py``;
-docs/AUDIT.md is the auditor's guide. Seals (signed checkpoints) are not built yet.
+* seal it (:mod:`.seals`): signed checkpoints over ranges of the stream (count, last
+  sequence, chained digest), kept in their own stream and checked by ``verify``.
+
+The CLI (``lintas verify | export | replay | record digest | seal``) is in
+``cli/_audit.py``; docs/AUDIT.md is the auditor's guide.
 """
 
 from .archive import ArchiveError, ArchiveReader, ArchiveWriter, Manifest, export_archive
@@ -25,6 +28,7 @@ from .replay import (
     record_digest,
     replay,
 )
+from .seals import Seal, SealChecker, read_seals, seal_stream
 from .stream import StreamCut, StreamReader
 
 __all__ = [
@@ -38,6 +42,8 @@ __all__ = [
     "NotAFreshStore",
     "RecordDigest",
     "ReplayResult",
+    "Seal",
+    "SealChecker",
     "StoredEvent",
     "StreamCut",
     "StreamReader",
@@ -46,8 +52,10 @@ __all__ = [
     "live_record_url",
     "open_fresh_store",
     "parse_instant",
+    "read_seals",
     "record_digest",
     "replay",
+    "seal_stream",
     "verify_archive",
     "verify_stream",
 ]

@@ -20,24 +20,38 @@ a case that began earlier cannot be checked from its first event: its first even
 archive is taken as the chain's *anchor* (its ``prevhash`` is trusted, not checked), every
 later event of the case is checked against it, and the verdict names how many cases were
 anchored. A ``--case`` export, or one ``--to`` a time only, starts at the beginning and is
-checked strictly. What no archive check can catch without signed checkpoints (still to
-come): the last events of a case removed together with a rewritten manifest, or a whole
-archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry
-obtained independently, and compare the verdict's cut with the stream's.
+checked strictly.
+
+Seals (:mod:`.seals`): every seal given is checked for its signature and for following its
+predecessor; over a whole log each seal's range is recomputed (count and chained digest)
+and the log must reach the last seal's last sequence, so removing the tail (with a
+rewritten manifest) or whole cases is named. What no check can catch: the seals and the
+events after the last one both removed from an archive (compare with the seals stream), or
+a whole archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry
+obtained independently.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from lintas.contracts import ContractError, SignatureError, decode, message_hash
 from lintas.infra.keys import Registry, Verifier
 
-from .archive import EVENTS_FILE, KEYS_FILE, ArchiveReader, LineError, load_keys, parse_line
+from .archive import (
+    EVENTS_FILE,
+    KEYS_FILE,
+    SEALS_FILE,
+    ArchiveReader,
+    LineError,
+    load_keys,
+    parse_line,
+)
 from .events import EventRef, StoredEvent
+from .seals import Seal, SealChecker, SealError
 from .stream import StreamCut
 
 __all__ = ["Finding", "LogChecker", "Verdict", "verify_archive", "verify_stream"]
@@ -231,18 +245,31 @@ async def verify_stream(
     *,
     case_id: str | None = None,
     progress: Progress | None = None,
+    seals: Sequence[Seal] | None = None,
 ) -> Verdict:
-    """Verify the stream up to ``cut`` (one case through its subject filter, if given)."""
+    """Verify the stream up to ``cut`` (one case through its subject filter, if given),
+    and the ``seals`` of it (all of them, read before the cut) when given."""
     checker = LogChecker(registry, contiguous_from=None if case_id else 1)
+    sealed = SealChecker(
+        seals or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
+    )
     finding: Finding | None = None
+    if problem := sealed.check_seals(complete=True):
+        finding = Finding(problem)
     read = 0
-    async for stored in events:
+    async for stored in events if finding is None else _nothing():
         finding = checker.check(stored)
+        if finding is None and (problem := sealed.feed(stored)):
+            finding = Finding(problem, checker.last)
         read += 1
         if progress is not None:
             progress(read)
         if finding is not None:
             break
+    if finding is None and (
+        problem := sealed.end(cut.last_seq if case_id else checker.previous_seq)
+    ):
+        finding = Finding(problem, None if case_id else checker.last)
     if finding is None and not cut.empty:
         finding = checker.end_of(cut.last_seq)
     if finding is None and case_id is not None and checker.events == 0:
@@ -250,7 +277,14 @@ async def verify_stream(
     what = f"case {case_id} in stream {cut.stream}" if case_id else f"stream {cut.stream}"
     verdict = checker.verdict(f"{what} up to seq {cut.last_seq}")
     verdict.finding = finding
+    if seals is not None:
+        verdict.notes.append(sealed.note())
     return verdict
+
+
+async def _nothing() -> AsyncIterator[StoredEvent]:
+    return
+    yield
 
 
 # -- an archive ---------------------------------------------------------------------------------
@@ -290,6 +324,8 @@ def _archive_end(reader: ArchiveReader, checker: LogChecker) -> Finding | None:
         )
     if checker.key_problems:
         return Finding(f"{KEYS_FILE} was altered: {'; '.join(checker.key_problems)}")
+    if reader.seals_sha256 != manifest.seals_sha256:
+        return Finding(f"{SEALS_FILE} does not match the SHA-256 in the manifest")
     return None
 
 
@@ -331,6 +367,18 @@ def verify_archive(
     else:
         given = len(registry.entries())
         notes.append(f"keys: the registry given ({given} keys), not the archive's")
+    seal_problem: str | None = None
+    try:
+        seal_list = reader.seals()
+    except SealError as exc:
+        seal_list, seal_problem = [], f"{SEALS_FILE}: {exc}"
+    sealed = SealChecker(
+        seal_list,
+        registry,
+        stream=manifest.stream,
+        digests="strict" if manifest.whole_log else "partial",
+        where="the archive",
+    )
     checker = LogChecker(
         registry,
         contiguous_from=1 if manifest.whole_log else None,
@@ -340,18 +388,24 @@ def verify_archive(
         key_problems=key_problems,
         focus=focus,
     )
-    finding: Finding | None = None
-    for number, line in reader.events():
+    finding: Finding | None = Finding(seal_problem) if seal_problem else None
+    if finding is None and (problem := sealed.check_seals(complete=manifest.whole_log)):
+        finding = Finding(f"{SEALS_FILE}: {problem}")
+    for number, line in reader.events() if finding is None else iter(()):
         try:
             stored = parse_line(line)
         except LineError as exc:
             finding = Finding(f"{EVENTS_FILE} line {number} {exc}", checker.last)
             break
         finding = checker.check(stored)
+        if finding is None and (problem := sealed.feed(stored)):
+            finding = Finding(problem, checker.last)
         if progress is not None:
             progress(number)
         if finding is not None:
             break
+    if finding is None and (problem := sealed.end(checker.previous_seq, tail=manifest.whole_log)):
+        finding = Finding(problem, checker.last)
     if finding is None:
         finding = _archive_end(reader, checker)
     if finding is None and focus is not None and checker.events == checker.passed_over:
@@ -364,5 +418,6 @@ def verify_archive(
             f"case {focus} only: the archive's {checker.passed_over} other events were checked "
             "for sequence and digest, not read"
         )
+    notes.append(sealed.note())
     verdict.notes = notes
     return verdict

@@ -1,4 +1,4 @@
-"""``lintas verify | export | replay | record digest``: what auditors run.
+"""``lintas verify | export | replay | record digest | seal``: what auditors run.
 
 They read the stream (or an exported archive: then no NATS at all) and never the live
 projection databases, except ``record digest``, which only reads the live record to
@@ -48,14 +48,15 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.replay import open_fresh_store
+from lintas.audit.seals import read_seals, seal_stream
 from lintas.contracts import is_case_id
 from lintas.infra.bus import connect, open_bus
-from lintas.infra.keys import Registry, SigningKeyError, load_registry
+from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.settings import Settings
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
-AUDIT_COMMANDS = ("verify", "export", "replay", "record")
+AUDIT_COMMANDS = ("verify", "export", "replay", "record", "seal")
 
 T = TypeVar("T")
 
@@ -110,6 +111,13 @@ def add_audit_commands(commands: Any) -> None:
     )
     digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
 
+    seal = commands.add_parser(
+        "seal", help="publish a signed checkpoint over the stream's events since the last one"
+    )
+    seal.add_argument(
+        "--agency", default="kp2mi", help="the agency whose key signs the seal (default kp2mi)"
+    )
+
 
 def run_audit(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id = getattr(args, "case_id", None)
@@ -129,6 +137,8 @@ def run_audit(settings: Settings, args: argparse.Namespace, console: Console) ->
         return asyncio.run(_replay(settings, args, console))
     if args.command == "record":
         return _record_digest(settings, args, console)
+    if args.command == "seal":
+        return asyncio.run(_seal(settings, args, console))
     return 2
 
 
@@ -225,6 +235,7 @@ def _verify_archive(settings: Settings, args: argparse.Namespace, console: Conso
 async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     async def work(js: Any) -> Verdict:
         reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        seals = await read_seals(js, settings)  # before the cut: every seal lies within it
         cut = await reader.cut()
         with _progress(console, "verifying") as progress:
             task = progress.add_task("verify", total=None if args.case_id else cut.messages)
@@ -234,6 +245,7 @@ async def _verify_stream(settings: Settings, args: argparse.Namespace, console: 
                 load_registry(settings),
                 case_id=args.case_id,
                 progress=lambda n: progress.update(task, completed=n),
+                seals=seals,
             )
 
     return _print_verdict(console, await _on_stream(settings, "lintas-verify", work))
@@ -252,6 +264,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
 
     async def work(js: Any) -> tuple[Any, StreamCut]:
         reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        seals = await read_seals(js, settings)
         cut = await reader.cut()
         with _progress(console, "exporting") as progress:
             task = progress.add_task("export", total=None if args.case_id else cut.messages)
@@ -264,6 +277,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
                 time_from=args.time_from,
                 time_to=args.time_to,
                 progress=lambda n: progress.update(task, completed=n),
+                seals=seals,
             )
         return manifest, cut
 
@@ -275,7 +289,8 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         f"exported {manifest.count} events ({span}; stream {cut.stream} cut at seq "
         f"{cut.last_seq}; filters: {manifest.filters_text()}) to {args.out}\n"
         f"keys of {len(manifest.agencies)} agencies: {', '.join(manifest.agencies) or 'none'}\n"
-        f"events sha256 {manifest.events_sha256.removeprefix('sha256:')}",
+        f"events sha256 {manifest.events_sha256.removeprefix('sha256:')}\n"
+        f"seals: {manifest.seals_count}",
         highlight=False,
         soft_wrap=True,
     )
@@ -384,4 +399,30 @@ def _record_digest(settings: Settings, args: argparse.Namespace, console: Consol
     url = args.database or live_record_url(settings)
     digest = record_digest(url)
     console.print(f"record digest {digest.digest} ({digest.cases} cases)", highlight=False)
+    return 0
+
+
+# -- seal ---------------------------------------------------------------------------------------
+
+
+async def _seal(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    signer = Signer.load(settings, args.agency)
+
+    async def work(js: Any) -> Any:
+        return await seal_stream(js, settings, signer)
+
+    seal = await _on_stream(settings, "lintas-seal", work)
+    if seal is None:
+        console.print(
+            f"nothing to seal: stream {settings.stream} has no events after the last seal",
+            highlight=False,
+        )
+        return 0
+    console.print(
+        f"sealed stream {seal.stream} seq {seal.first_seq}..{seal.last_seq} "
+        f"({_count(seal.count, 'message')}) as seal {seal.seq}, signed by {seal.sealed_by} "
+        f"(key {seal.doc['keyid']})\ndigest {seal.digest}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0

@@ -43,6 +43,7 @@ from lintas.infra.topology import (
 from ._audit import AUDIT_COMMANDS, add_audit_commands, run_audit
 from ._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
 from ._dlq import dlq_list, dlq_retry, dlq_show
+from ._report import add_report_command, run_report
 from .render import case_view, summary_tables
 
 __all__ = ["main"]
@@ -108,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 
     # -- auditors: verify, export, replay, record digest (cli/_audit.py) ----------------------
     add_audit_commands(commands)
+    # -- auditors: one case's HTML report (cli/_report.py) ------------------------------------
+    add_report_command(commands)
     return parser
 
 
@@ -306,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # -- auditors (cli/_audit.py) -----------------------------------------------------------
         if args.command in AUDIT_COMMANDS:
             return run_audit(settings, args, console)
+        # -- auditors: one case's HTML report (cli/_report.py) ----------------------------------
+        if args.command == "report":
+            return asyncio.run(run_report(settings, args, console))
     except LintasError as exc:
         console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
         return 1

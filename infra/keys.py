@@ -243,6 +243,13 @@ class Signer:
         signature = _b64(self._key.sign(signing_input(doc)))
         return keyed.model_copy(update={"signature": signature})
 
+    def sign_document(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON document other than an envelope (a seal), signed as an envelope is: its
+        ``keyid`` set, the signature over its RFC 8785 form without ``signature``."""
+        keyed = {k: v for k, v in doc.items() if k != "signature"}
+        keyed["keyid"] = self.keyid
+        return {**keyed, "signature": _b64(self._key.sign(signing_input(keyed)))}
+
 
 class Verifier:
     """Checks that an event was signed by its source agency, with a key valid then."""
@@ -271,4 +278,24 @@ class Verifier:
             raise SignatureError(
                 f"{envelope.type} from {envelope.source}: the signature does not match the "
                 "event (altered, or signed by someone else)"
+            ) from None
+
+    def verify_document(self, doc: Mapping[str, Any], *, signer: str, at: datetime) -> None:
+        """A document signed with :meth:`Signer.sign_document` by ``signer``'s key valid
+        ``at``; :class:`SignatureError` saying what does not hold."""
+        keyid, signature = doc.get("keyid"), doc.get("signature")
+        if not isinstance(keyid, str) or not isinstance(signature, str):
+            raise SignatureError("not signed")
+        entry = self.registry.get(keyid)
+        if entry is None:
+            raise SignatureError(f"key {keyid} is not in the registry")
+        if entry.agency != signer:
+            raise SignatureError(f"says it is {signer}'s but is signed with {entry.agency}'s key")
+        if not entry.valid_at(at):
+            raise SignatureError(f"key {entry.keyid} was not valid at {at.isoformat()}")
+        try:
+            entry.public_key.verify(_unb64(signature), signing_input(doc))
+        except (InvalidSignature, ValueError, TypeError):
+            raise SignatureError(
+                "the signature does not match (altered, or signed by someone else)"
             ) from None

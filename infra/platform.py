@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .quarantine import ensure_quarantine, quarantine_stream
+from .seals import ensure_seals, seals_stream
 from .settings import Settings
 from .topology import ConsumerSpec, declare
 
@@ -16,7 +17,9 @@ async def declare_platform(
     js: Any, settings: Settings, specs: Iterable[ConsumerSpec]
 ) -> dict[str, str]:
     """The event stream and its consumers, then the quarantine stream they rely on:
-    a consumer that cannot quarantine a poison message stalls rather than drop it."""
+    a consumer that cannot quarantine a poison message stalls rather than drop it; and the
+    seals stream (``lintas seal``)."""
     outcome = await declare(js, settings, specs)
     outcome[quarantine_stream(settings)] = await ensure_quarantine(js, settings)
+    outcome[seals_stream(settings)] = await ensure_seals(js, settings)
     return outcome

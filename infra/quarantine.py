@@ -23,7 +23,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from .errors import bus_errors
 from .settings import Settings
-from .topology import TopologyConflict, TopologyNotApplied, stream_differences
+from .topology import ensure_stream_config
 
 __all__ = [
     "QuarantineEntry",
@@ -67,19 +67,7 @@ def quarantine_config(settings: Settings) -> StreamConfig:
 
 
 async def ensure_quarantine(js: Any, settings: Settings) -> str:
-    want = quarantine_config(settings)
-    name = want.name or ""
-    with bus_errors(f"declaring stream {name}"):
-        try:
-            info = await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            created = await js.add_stream(want)
-            if differences := stream_differences(created.config, want):
-                raise TopologyNotApplied("stream", name, differences) from None
-            return "created"
-    if differences := stream_differences(info.config, want):
-        raise TopologyConflict("stream", name, differences)
-    return "unchanged"
+    return await ensure_stream_config(js, quarantine_config(settings))
 
 
 @dataclass(frozen=True, slots=True)

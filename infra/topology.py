@@ -52,6 +52,7 @@ __all__ = [
     "deployment_consumers",
     "ensure_consumer",
     "ensure_stream",
+    "ensure_stream_config",
     "record_consumer",
     "staff_consumer",
     "stream_config",
@@ -330,9 +331,13 @@ def consumer_differences(existing: ConsumerConfig, wanted: ConsumerConfig) -> Di
 
 
 async def ensure_stream(js: JetStreamManager, settings: Settings) -> str:
-    """Create the stream if missing; ``"created"`` or ``"unchanged"``."""
-    want = stream_config(settings)
-    name = settings.stream
+    """Create the event stream if missing; ``"created"`` or ``"unchanged"``."""
+    return await ensure_stream_config(js, stream_config(settings))
+
+
+async def ensure_stream_config(js: JetStreamManager, want: StreamConfig) -> str:
+    """Create a stream as ``want`` says if missing; report, never overwrite, a different one."""
+    name = want.name or ""
     with bus_errors(f"declaring stream {name}"):
         try:
             info = await js.stream_info(name)
