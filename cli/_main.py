@@ -28,7 +28,15 @@ from lintas.contracts import LintasError, is_agency_id, is_case_id
 from lintas.contracts.schemadocs import SCHEMA_DIR
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.db import ensure_tables
-from lintas.infra.keys import Verifier, init_agency_key, load_registry
+from lintas.infra.keys import (
+    KEYS_BUCKET,
+    Registry,
+    Verifier,
+    init_agency_key,
+    load_registry,
+    publish_registry,
+    trusted_registry,
+)
 from lintas.infra.logging import configure_logging
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
@@ -90,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     key_init.add_argument("agency")
     key_commands.add_parser("list", help="the public keys this data dir trusts")
+    key_commands.add_parser(
+        "publish", help="put the registry's public keys into the LINTAS_KEYS JetStream KV bucket"
+    )
 
     dlq = commands.add_parser("dlq", help="the quarantine: messages consumers could not apply")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -114,10 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> None:
+async def _declare(url: str, settings: Settings, specs: Sequence[ConsumerSpec]) -> Registry:
+    """Declare what the consumers need; return the public keys they are to trust."""
     nc = await connect(url, "lintas-declare")
     try:
-        await declare_platform(nc.jetstream(), settings, specs)
+        js = nc.jetstream()
+        await declare_platform(js, settings, specs)
+        return await trusted_registry(settings, js)
     finally:
         await nc.close()
 
@@ -178,10 +192,10 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
 
 async def _up(settings: Settings, console: Console) -> int:
     async with open_bus(settings) as url:
-        await _declare(url, settings, deployment_consumers(settings.agencies))
+        registry = await _declare(url, settings, deployment_consumers(settings.agencies))
         broker = create_broker(url)
         databases = Databases(settings)
-        verifier = Verifier(load_registry(settings))
+        verifier = Verifier(registry)
         attach_record(broker, databases, settings, verifier=verifier)
         for agency in settings.agencies:
             attach_agency(broker, databases, settings, agency, verifier=verifier)
@@ -210,17 +224,31 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
             if agency == "record"
             else [agency_consumer(agency), agency_sent_consumer(agency)]
         )
-        await _declare(url, settings, specs)
+        registry = await _declare(url, settings, specs)
         app = (
-            create_record_app(settings, url)
+            create_record_app(settings, url, registry)
             if agency == "record"
-            else create_agency_app(settings, url, agency)
+            else create_agency_app(settings, url, agency, registry)
         )
         await app.run()
     return 0
 
 
+async def _publish_keys(settings: Settings, console: Console) -> int:
+    registry = load_registry(settings)
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-keys")
+        try:
+            count = await publish_registry(nc.jetstream(), registry)
+        finally:
+            await nc.close()
+    console.print(f"{len(registry.entries())} keys of {count} agencies in {KEYS_BUCKET}")
+    return 0
+
+
 def _keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.keys_command == "publish":
+        return asyncio.run(_publish_keys(settings, console))
     if args.keys_command == "init":
         entry = init_agency_key(settings, args.agency)
         console.print(

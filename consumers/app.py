@@ -20,7 +20,7 @@ from sqlalchemy.engine.url import make_url
 
 from lintas.infra.bus import servers
 from lintas.infra.db import create_db_engine, ensure_tables
-from lintas.infra.keys import Verifier, load_registry
+from lintas.infra.keys import Registry, Verifier, load_registry
 from lintas.infra.quarantine import QuarantineEntry, put
 from lintas.infra.settings import Settings
 from lintas.infra.topology import (
@@ -198,19 +198,26 @@ def attach_record(
     return runner
 
 
-def create_agency_app(settings: Settings, url: str, agency: str) -> FastStream:
+def create_agency_app(
+    settings: Settings, url: str, agency: str, registry: Registry | None = None
+) -> FastStream:
+    """One agency's consumer app; it trusts ``registry`` (default: the registry files)."""
     broker = create_broker(url)
     databases = Databases(settings)
-    attach_agency(broker, databases, settings, agency, verifier=Verifier(load_registry(settings)))
+    verifier = Verifier(registry or load_registry(settings))
+    attach_agency(broker, databases, settings, agency, verifier=verifier)
     app = FastStream(broker)
     app.after_shutdown(databases.dispose)
     return app
 
 
-def create_record_app(settings: Settings, url: str) -> FastStream:
+def create_record_app(settings: Settings, url: str, registry: Registry | None = None) -> FastStream:
+    """The record projector's app; it trusts ``registry`` (default: the registry files)."""
     broker = create_broker(url)
     databases = Databases(settings)
-    attach_record(broker, databases, settings, verifier=Verifier(load_registry(settings)))
+    attach_record(
+        broker, databases, settings, verifier=Verifier(registry or load_registry(settings))
+    )
     app = FastStream(broker)
     app.after_shutdown(databases.dispose)
     return app

@@ -25,16 +25,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nats.js.api import KeyValueConfig
 
 from lintas.contracts import Envelope, SignatureError, is_agency_id, signing_input
 from lintas.contracts.errors import PermanentError
 
+from .errors import bus_errors
 from .settings import Settings
 
 __all__ = [
+    "KEYS_BUCKET",
     "SHIPPED_REGISTRY",
     "KeyEntry",
     "Registry",
@@ -46,6 +50,9 @@ __all__ = [
     "load_registry",
     "local_registry_path",
     "private_key_path",
+    "publish_registry",
+    "registry_from_kv",
+    "trusted_registry",
 ]
 
 SHIPPED_REGISTRY = Path(__file__).resolve().parent / "registry" / "keys.json"
@@ -299,3 +306,47 @@ class Verifier:
             raise SignatureError(
                 "the signature does not match (altered, or signed by someone else)"
             ) from None
+
+
+# -- the registry in JetStream KV ----------------------------------------------------------
+
+KEYS_BUCKET = "LINTAS_KEYS"
+
+
+async def publish_registry(js: Any, registry: Registry) -> int:
+    """Put each agency's public keys into the ``LINTAS_KEYS`` bucket (one key per agency,
+    with history: a rotation leaves the previous list behind); return the agencies put."""
+    with bus_errors(f"writing the {KEYS_BUCKET} bucket"):
+        try:
+            kv = await js.key_value(KEYS_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(bucket=KEYS_BUCKET, history=16, description="agencies' public keys")
+            )
+        agencies = registry.to_json()["agencies"]
+        for agency, entries in agencies.items():
+            await kv.put(agency, json.dumps(entries, sort_keys=True).encode())
+    return len(agencies)
+
+
+async def registry_from_kv(js: Any) -> Registry:
+    """The public keys in the ``LINTAS_KEYS`` bucket; empty if there is no bucket."""
+    with bus_errors(f"reading the {KEYS_BUCKET} bucket"):
+        try:
+            kv = await js.key_value(KEYS_BUCKET)
+            agencies = await kv.keys()
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+            return Registry()
+        doc: dict[str, Any] = {"agencies": {}}
+        for agency in agencies:
+            entry = await kv.get(agency)
+            doc["agencies"][agency] = json.loads(entry.value or b"[]")
+    return Registry.from_json(doc, f"the {KEYS_BUCKET} bucket")
+
+
+async def trusted_registry(settings: Settings, js: Any) -> Registry:
+    """What a consumer trusts: the shipped registry, the data dir's, and the KV bucket's."""
+    registry = load_registry(settings)
+    for entry in (await registry_from_kv(js)).entries():
+        registry.add(entry)
+    return registry

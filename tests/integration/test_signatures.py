@@ -9,7 +9,7 @@ import pytest
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
-from lintas.contracts import SignatureError
+from lintas.contracts import SignatureError, new_case_id
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.keys import (
     Signer,
@@ -83,3 +83,43 @@ async def test_only_events_signed_by_their_source_are_applied(
     assert "signature does not match" in reasons[3]
     assert "is not signed" in reasons[4]
     assert "signed with kp2mi's key" in reasons[5]
+
+
+async def test_a_consumer_trusts_keys_published_to_the_kv_bucket(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, tmp_path: object
+) -> None:
+    """An agency's key made elsewhere reaches a consumer through JetStream KV alone."""
+    from pathlib import Path
+
+    from lintas.infra.keys import publish_registry, registry_from_kv, trusted_registry
+
+    elsewhere = settings.model_copy(update={"data_dir": Path(str(tmp_path)) / "elsewhere"})
+    assert await registry_from_kv(js) is not None  # no bucket yet: empty, not an error
+    assert (await registry_from_kv(js)).entries() == []
+    kemlu = signed(js, elsewhere, "kemlu")  # key made in another data dir
+    assert await publish_registry(js, load_registry(elsewhere)) == 1
+
+    assert load_registry(settings).entries() == []  # this data dir knows nothing of it ...
+    registry = await trusted_registry(settings, js)  # ... but the bucket does
+    assert [e.agency for e in registry.entries()] == ["kemlu"]
+
+    await declare_record(js, settings)
+    await kemlu.publish(
+        "case.opened",
+        {
+            "situation": "neglected",
+            "location": {"country": "ID"},
+            "jurisdiction": {"country": "ID"},
+            "risk_level": "low",
+        },
+        case_id=new_case_id(),
+        target="kp2mi",
+    )
+    applied = Applied()
+    stop, databases = await start_record(nats_server.url, settings, [applied], Verifier(registry))
+    try:
+        await applied.wait_for(1)
+    finally:
+        await stop()
+    databases.dispose()
+    assert [e async for e in list_entries(js, settings)] == []
