@@ -496,7 +496,6 @@ class ArchiveReader:
         """Of ``events.jsonl`` as read, once :meth:`events` has read it to the end."""
         self.seals_sha256: str | None = None
         """Of ``seals.jsonl`` as read by :meth:`seals` (None: there is none)."""
-        self.lines_read = 0
 
     def _index(self, tar: tarfile.TarFile) -> None:
         for member in tar.getmembers():
@@ -546,7 +545,6 @@ class ArchiveReader:
         with self._open(EVENTS_FILE) as handle:
             for number, line in enumerate(handle, start=1):
                 digest.update(line)
-                self.lines_read = number
                 yield number, line
         self.events_sha256 = sha256_text(digest)
 

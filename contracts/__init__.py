@@ -7,7 +7,7 @@ A leaf package: it imports only the standard library and pydantic.
 from . import families as families
 from ._base import PERSONAL_KEY, EventData, personal
 from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name, is_agency_id
-from .canonical import canonical_json, event_hash, message_hash, signing_input
+from .canonical import canonical_json, event_hash, message_hash, parse_message, signing_input
 from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
 from .errors import (
     ContractError,
@@ -71,6 +71,7 @@ __all__ = [
     "message_hash",
     "new_case_id",
     "outbound_filter",
+    "parse_message",
     "parse_subject",
     "personal",
     "signing_input",

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "event_hash", "message_hash", "signing_input"]
+__all__ = ["canonical_json", "event_hash", "message_hash", "parse_message", "signing_input"]
 
 SIGNATURE_MEMBER = "signature"
 
@@ -80,14 +80,24 @@ def event_hash(envelope: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(envelope)).hexdigest()
 
 
-def message_hash(raw: bytes) -> str:
+_UNPARSED: Any = object()
+
+
+def parse_message(raw: bytes) -> Any:
+    """The JSON a stored message holds, or None when it holds none."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def message_hash(raw: bytes, parsed: Any = _UNPARSED) -> str:
     """``prevhash`` of a stored message: :func:`event_hash` of it when it is a JSON object
     (so an archive may re-serialise it), else SHA-256 of its bytes (a message that is no
-    event at all still holds its place in the chain, and ``verify`` reports it)."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        doc = None
+    event at all still holds its place in the chain, and ``verify`` reports it).
+
+    ``parsed`` is :func:`parse_message` of ``raw`` when the caller has it already."""
+    doc = parse_message(raw) if parsed is _UNPARSED else parsed
     if isinstance(doc, dict):
         try:
             return event_hash(doc)

@@ -33,6 +33,7 @@ from lintas.contracts import (
     encode,
     make_event,
     message_hash,
+    parse_message,
 )
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys import Signer
@@ -169,12 +170,9 @@ async def case_head(js: Any, stream: str, case_id: str, what: str = "") -> CaseH
         except nats.js.errors.NotFoundError:
             return CaseHead()
     data = raw.data or b""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        doc = None
+    doc = parse_message(data)  # once: for its id and its hash
     event_id = doc.get("id") if isinstance(doc, dict) else None
-    return CaseHead(int(raw.seq or 0), message_hash(data), event_id)
+    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id)
 
 
 async def publish_chained(

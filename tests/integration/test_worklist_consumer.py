@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -135,7 +134,6 @@ async def test_two_consumers_share_one_sqlite_file_without_lock_errors(
         await applied.wait_for(80)
     finally:
         await broker.stop()
-        await asyncio.sleep(0)
     engine, _ = databases.for_consumer(f"worklist-{agency}")
     with Session(engine) as session:
         items = load_worklist(session, agency)
