@@ -21,10 +21,12 @@ from .check import Finding, LogChecker, Verdict, verify_archive, verify_stream
 from .events import EventRef, StoredEvent, parse_instant
 from .replay import (
     NotAFreshStore,
+    PersonalSummary,
     RecordDigest,
     ReplayResult,
     live_record_url,
     open_fresh_store,
+    personal_summary,
     record_digest,
     replay,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "LogChecker",
     "Manifest",
     "NotAFreshStore",
+    "PersonalSummary",
     "RecordDigest",
     "ReplayResult",
     "Seal",
@@ -52,6 +55,7 @@ __all__ = [
     "live_record_url",
     "open_fresh_store",
     "parse_instant",
+    "personal_summary",
     "read_seals",
     "record_digest",
     "replay",

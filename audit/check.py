@@ -38,7 +38,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lintas.contracts import ContractError, SignatureError, decode, message_hash
+from lintas.contracts import (
+    ContractError,
+    SignatureError,
+    decode,
+    message_hash,
+    parse_message,
+)
 from lintas.infra.keys import Registry, Verifier
 
 from .archive import (
@@ -166,8 +172,9 @@ class LogChecker:
         return None
 
     def _event(self, stored: StoredEvent, ref: EventRef) -> tuple[str | None, EventRef]:
+        doc = parse_message(stored.body)  # once: contract, signature and hash
         try:
-            event = decode(stored.body, subject=stored.subject)
+            event = decode(stored.body, subject=stored.subject, parsed=doc)
         except ContractError as exc:
             return f"breaks its contract: {exc}", ref
         except Exception as exc:  # a hostile body: its fault, named
@@ -179,14 +186,16 @@ class LogChecker:
         if (low is not None and event.time < low) or (high is not None and event.time > high):
             return f"its time {event.time.isoformat()} lies outside the manifest's window", ref
         try:
-            self.verifier.verify(stored.body, event.envelope)
+            self.verifier.verify(stored.body, event.envelope, parsed=doc)
         except SignatureError as exc:
             cause = f" ({KEYS_FILE}: {'; '.join(self.key_problems)})" if self.key_problems else ""
             return f"signature: {exc}{cause}", ref
-        return self._chain(stored, event.case_id, event.envelope.prevhash), ref
+        own = message_hash(stored.body, doc)  # the hash the case's next message must carry
+        return self._chain(stored, event.case_id, event.envelope.prevhash, own), ref
 
-    def _chain(self, stored: StoredEvent, case_id: str, prevhash: str | None) -> str | None:
-        own = message_hash(stored.body)  # the hash the case's next message must carry
+    def _chain(
+        self, stored: StoredEvent, case_id: str, prevhash: str | None, own: str
+    ) -> str | None:
         head = self._heads.get(case_id)
         if head is None:
             if prevhash is not None:

@@ -18,6 +18,11 @@ signed it) is at or before it, in stream order: the record as the agencies' own 
 say it stood then. An event published late (an outbox catching up) still counts at its
 event time; the stream's arrival time is not used.
 
+A replay never joins a live trace: it is one span (``replay``) at the root of a trace of
+its own, whatever span the caller is in, with links to the traces of the events it
+rebuilds (the ``traceparent`` their envelopes carry, one link per trace, the first
+:data:`MAX_TRACE_LINKS`). It starts no span in a live trace.
+
 The digest of a record (:func:`record_digest`)::
 
     SHA-256 over, for every case in ascending (byte) order of case id,
@@ -30,12 +35,20 @@ database (SQLite or PostgreSQL) or the order they were written in.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from pathlib import Path
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, TracerProvider
 from sqlalchemy import create_engine, func, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -43,25 +56,32 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.consumers.projections import RecordCaseRow, RecordProjection
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import Event, PermanentError, canonical_json, decode
+from lintas.contracts import Event, PermanentError, canonical_json, decode, parse_message
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
-from lintas.infra.keys import Registry, Verifier
+from lintas.infra.keys import Registry, SignatureCheck, Verifier, signatures_hold
 from lintas.infra.settings import Settings
+from lintas.infra.tracing import CASE_ID, EVENT_ID, failed, trace_context, tracer_for
 
 from .events import StoredEvent
 
 __all__ = [
+    "MAX_TRACE_LINKS",
     "NotAFreshStore",
+    "PersonalSummary",
     "RecordDigest",
     "ReplayResult",
     "ReplayRun",
     "live_record_url",
     "open_fresh_store",
+    "personal_summary",
     "record_digest",
     "replay",
 ]
 
 Progress = Callable[[int], None]
+
+MAX_TRACE_LINKS = 64
+"""Live traces a replay span links to at most (a whole-log replay touches every case)."""
 
 
 class NotAFreshStore(PermanentError):
@@ -130,12 +150,49 @@ def record_digest(url: str) -> RecordDigest:
             rows = conn.execution_options(stream_results=True, yield_per=500).execute(query)
             for (doc,) in rows:
                 record = CaseRecord.model_validate_json(doc)
-                digest.update(canonical_json(record.model_dump(mode="json")))
+                # Parsed back from its JSON, the record takes the C encoder's path.
+                digest.update(canonical_json(parse_message(record.model_dump_json().encode())))
                 digest.update(b"\n")
                 cases += 1
         return RecordDigest("sha256:" + digest.hexdigest(), cases)
     finally:
         engine.dispose()
+
+
+# -- a child's data in the record ---------------------------------------------------------------
+
+
+@dataclass
+class PersonalSummary:
+    """What the record says of personal fields: how many in each state, never a value;
+    with ``case_id``, each field of that case."""
+
+    states: dict[str, int] = field(default_factory=dict)
+    erased_cases: int = 0
+    fields: list[tuple[int, str, str, str]] = field(default_factory=list)
+    """(stream seq, event type, field, state) of the one case asked for."""
+
+
+def personal_summary(url: str, case_id: str | None = None) -> PersonalSummary:
+    """Count the personal fields of the record at ``url`` by state (sealed, erased, clear)."""
+    summary = PersonalSummary()
+    engine = create_engine(url)
+    try:
+        query = select(RecordCaseRow.doc)
+        if case_id is not None:
+            query = query.where(RecordCaseRow.case_id == case_id)
+        with engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=500).execute(query)
+            for (doc,) in rows:
+                record = CaseRecord.model_validate_json(doc)
+                summary.erased_cases += record.erasure is not None
+                for p in record.personal:
+                    summary.states[p.state] = summary.states.get(p.state, 0) + 1
+                    if case_id is not None:
+                        summary.fields.append((p.seq, p.type, p.field, p.state))
+    finally:
+        engine.dispose()
+    return summary
 
 
 # -- the fresh store --------------------------------------------------------------------------
@@ -206,6 +263,96 @@ def open_fresh_store(url: str, settings: Settings) -> Engine:
 # -- replay -----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Read:
+    """One event of the selection as read: decoded and ready for its signature check, or
+    the reason it is not applied."""
+
+    seq: int
+    event: Event | None = None
+    check: SignatureCheck | None = None
+    reason: str | None = None
+
+
+# Below this many signatures a batch is checked in this process: a worker process costs
+# more to start than a single case's replay takes.
+_BULK = 512
+
+
+class _Pipeline:
+    """Batches in stream order. The Ed25519 arithmetic, most of a replay's work, runs in
+    worker processes: batch k's signatures are checked there while batch k+1 is read and
+    decoded here, then batch k is folded. At most two batches are held, so memory does not
+    grow with the stream."""
+
+    def __init__(self, engine: Engine, result: ReplayResult, workers: int):
+        self._engine = engine
+        self._result = result
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+        self._in_flight: tuple[list[_Read], asyncio.Future[list[list[bool]]]] | None = None
+
+    async def submit(self, batch: list[_Read]) -> None:
+        checks = [item.check for item in batch if item.check is not None]
+        checked: asyncio.Future[list[list[bool]]]
+        if len(checks) < _BULK or self._broken:
+            checked = asyncio.get_running_loop().create_future()
+            checked.set_result([signatures_hold(checks)])
+        else:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            loop, size = asyncio.get_running_loop(), -(-len(checks) // self._workers)
+            checked = asyncio.gather(
+                *(
+                    loop.run_in_executor(self._pool, signatures_hold, checks[k : k + size])
+                    for k in range(0, len(checks), size)
+                )
+            )
+        previous, self._in_flight = self._in_flight, (batch, checked)
+        if previous is not None:
+            await self._fold(*previous)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: the event loop's threads must not be forked into the workers.
+        return ProcessPoolExecutor(self._workers, mp_context=get_context("spawn"))
+
+    async def drain(self) -> None:
+        previous, self._in_flight = self._in_flight, None
+        if previous is not None:
+            await self._fold(*previous)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _fold(self, batch: list[_Read], checked: asyncio.Future[list[list[bool]]]) -> None:
+        try:
+            results = await checked
+        except BrokenProcessPool:
+            # A worker could not start (a script without a __main__ guard, say) or died:
+            # the checks are done here, slower but the same.
+            self._broken = True
+            results = [signatures_hold([item.check for item in batch if item.check is not None])]
+        held = iter([ok for part in results for ok in part])
+        kept: list[tuple[int, Event]] = []
+        for item in batch:
+            if item.check is not None and not next(held):
+                assert item.event is not None
+                envelope = item.event.envelope
+                item.reason = f"{envelope.type} from {envelope.source}: " + _MISMATCH
+            if item.reason is not None or item.event is None:
+                _skip(self._result, item.seq, item.reason or "not decoded")
+            else:
+                kept.append((item.seq, item.event))
+        if kept:
+            with Session(self._engine) as session:
+                _apply(session, kept, self._result)
+
+
+_MISMATCH = "the signature does not match the event (altered, or signed by someone else)"
+
+
 def _apply(session: Session, batch: list[tuple[int, Event]], result: ReplayResult) -> None:
     """Apply what the live projector would: not the events of a case never opened."""
     wanted = sorted({event.case_id for _, event in batch})
@@ -230,6 +377,18 @@ def _skip(result: ReplayResult, seq: int, reason: str) -> None:
         result.skipped_reasons.append(f"stream seq {seq}: {reason}")
 
 
+def _read(stored: StoredEvent, verifier: Verifier) -> _Read:
+    doc = parse_message(stored.body)
+    try:
+        event = decode(stored.body, subject=stored.subject, parsed=doc)
+        check = verifier.prepare(stored.body, event.envelope)
+    except PermanentError as exc:  # contract and signature errors: quarantined live
+        return _Read(stored.seq, reason=str(exc))
+    except Exception as exc:  # a hostile body: the live edge rejects it too
+        return _Read(stored.seq, reason=f"decoder failed: {exc.__class__.__name__}")
+    return _Read(stored.seq, event, check)
+
+
 async def replay(
     events: AsyncIterator[StoredEvent],
     engine: Engine,
@@ -239,12 +398,65 @@ async def replay(
     source: str,
     as_of: datetime | None = None,
     case_id: str | None = None,
-    batch_size: int = 256,
+    batch_size: int = 2048,
     progress: Progress | None = None,
+    workers: int | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ReplayResult:
     """Fold ``events`` into the fresh store ``engine`` (from :func:`open_fresh_store`, on
-    ``url``) and digest the result. Only the events of ``case_id`` when given."""
+    ``url``) and digest the result. Only the events of ``case_id`` when given.
+
+    ``workers``: processes checking signatures (default: one per CPU, at most 4)."""
+    attributes: dict[str, str | bool] = {"lintas.replay.as_of": as_of is not None}
+    if case_id is not None:
+        attributes[CASE_ID] = case_id
+    span = tracer_for(tracer_provider, "lintas.audit").start_span(
+        "replay",
+        context=Context(),  # a root: never a child of whatever span the caller is in
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+    try:
+        # Current, so the replay's log lines carry its own trace id, never a live one.
+        with trace.use_span(span, end_on_exit=False, record_exception=False):
+            result = await _replay(
+                events,
+                engine,
+                url,
+                registry,
+                source,
+                as_of,
+                case_id,
+                batch_size,
+                progress,
+                span,
+                workers or min(os.cpu_count() or 1, 4),
+            )
+    except BaseException as exc:
+        failed(span, exc)
+        raise
+    finally:
+        span.end()
+    return result
+
+
+async def _replay(
+    events: AsyncIterator[StoredEvent],
+    engine: Engine,
+    url: str,
+    registry: Registry,
+    source: str,
+    as_of: datetime | None,
+    case_id: str | None,
+    batch_size: int,
+    progress: Progress | None,
+    span: Span,
+    workers: int,
+) -> ReplayResult:
     verifier = Verifier(registry)
+    linked: set[int] = set()
     result = ReplayResult()
     with Session(engine) as session:
         run = ReplayRun(
@@ -253,36 +465,33 @@ async def replay(
         session.add(run)
         session.commit()
         run_id = run.id
-    pending: list[tuple[int, Event]] = []
-    seen = 0
-    async for stored in events:
-        seen += 1
-        if progress is not None:
-            progress(seen)
-        if case_id is not None and stored.subject.rsplit(".", 1)[-1] != case_id:
-            continue
-        result.read += 1
-        result.last_seq = stored.seq
-        try:
-            event = decode(stored.body, subject=stored.subject)
-            verifier.verify(stored.body, event.envelope)
-        except PermanentError as exc:  # contract and signature errors: quarantined live
-            _skip(result, stored.seq, str(exc))
-            continue
-        except Exception as exc:  # a hostile body: the live edge rejects it too
-            _skip(result, stored.seq, f"decoder failed: {exc.__class__.__name__}")
-            continue
-        if as_of is not None and event.time > as_of:
-            result.after_as_of += 1
-            continue
-        pending.append((stored.seq, event))
-        if len(pending) >= batch_size:
-            with Session(engine) as session:
-                _apply(session, pending, result)
-            pending = []
-    if pending:
-        with Session(engine) as session:
-            _apply(session, pending, result)
+    pipeline = _Pipeline(engine, result, workers)
+    try:
+        pending: list[_Read] = []
+        seen = 0
+        async for stored in events:
+            seen += 1
+            if progress is not None:
+                progress(seen)
+            if case_id is not None and stored.subject.rsplit(".", 1)[-1] != case_id:
+                continue
+            result.read += 1
+            result.last_seq = stored.seq
+            item = _read(stored, verifier)
+            if item.event is not None and as_of is not None and item.event.time > as_of:
+                result.after_as_of += 1
+                continue
+            if item.event is not None:
+                _link(span, item.event, linked)
+            pending.append(item)
+            if len(pending) >= batch_size:
+                await pipeline.submit(pending)
+                pending = []
+        if pending:
+            await pipeline.submit(pending)
+        await pipeline.drain()
+    finally:
+        pipeline.close()
     result.digest = record_digest(url)
     with Session(engine) as session:
         row = session.get(ReplayRun, run_id)
@@ -293,4 +502,22 @@ async def replay(
         row.digest = result.digest.digest
         session.add(row)
         session.commit()
+    span.set_attributes(
+        {
+            "lintas.replay.read": result.read,
+            "lintas.replay.applied": result.applied,
+            "lintas.replay.skipped": result.skipped,
+            "lintas.replay.traces": len(linked),
+        }
+    )
     return result
+
+
+def _link(span: Span, event: Event, linked: set[int]) -> None:
+    """Link the replay to the live trace ``event`` belongs to, once per trace."""
+    live = trace_context(event.envelope.traceparent, event.envelope.tracestate)
+    if live is None or live.trace_id in linked:
+        return
+    linked.add(live.trace_id)
+    if len(linked) <= MAX_TRACE_LINKS:
+        span.add_link(live, {CASE_ID: event.case_id, EVENT_ID: event.id})

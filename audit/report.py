@@ -15,9 +15,10 @@ the record digest (docs/AUDIT.md) of a record holding this one case, i.e. what
 
 The page never holds a child's identifying data: fields the contract marks
 ``x-lintas-personal`` (the child's identity, document numbers, free-text reasons, notes and
-summaries) are shown as ``[personal: not shown]``, and an event that does not decode shows
-no data at all. Every string is escaped; the page has inline CSS and SVG, no script and no
-external asset.
+summaries) are shown as ``[personal: sealed]`` (carried encrypted) or ``[personal: not
+shown]`` (carried in the clear, before sealing), and as ``[erased]`` once the case was
+erased (its data keys destroyed); an event that does not decode shows no data at all.
+Every string is escaped; the page has inline CSS and SVG, no script and no external asset.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hashlib
 import html
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from lintas.contracts import (
     BROADCAST,
     PERSONAL_KEY,
     Event,
+    Sealed,
     SignatureError,
     canonical_json,
     decode,
@@ -49,7 +51,9 @@ from .check import LogChecker
 from .events import StoredEvent, event_time
 
 __all__ = [
+    "ERASED",
     "PERSONAL",
+    "SEALED",
     "CaseReport",
     "EventCheck",
     "build_report",
@@ -58,6 +62,9 @@ __all__ = [
 ]
 
 PERSONAL = "[personal: not shown]"
+SEALED = "[personal: sealed]"
+ERASED = "[erased]"
+_MASKS = frozenset({PERSONAL, SEALED, ERASED})
 _TYPE = re.compile(r"[a-z][a-z_]{0,40}\.[a-z][a-z_]{0,40}")
 OK = "ok"
 FAILED = "failed"
@@ -137,7 +144,7 @@ def _fields(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str]]:
             continue
         key = f"{prefix}{name}"
         if _is_personal(info):
-            yield key, PERSONAL
+            yield key, SEALED if isinstance(value, Sealed) else PERSONAL
         elif isinstance(value, BaseModel):
             yield from _fields(value, f"{key}.")
         elif isinstance(value, list | tuple) and any(isinstance(v, BaseModel) for v in value):
@@ -216,6 +223,20 @@ async def build_report(
             record = apply(record, event, stored.seq)
         report.events.append(_checked(stored, event, signature, chain, finding, applied))
     report.record = record
+    if record is not None and record.erasure is not None:
+        # The case's keys are destroyed: what was sealed is gone for good, in every copy.
+        report.events = [
+            e
+            if e.data is None
+            else replace(e, data=tuple((k, ERASED if v == SEALED else v) for k, v in e.data))
+            for e in report.events
+        ]
+        report.notes.append(
+            f"the case's personal data was erased at stream seq {record.erasure.seq} by "
+            f"{record.erasure.by} ({record.erasure.officer_role}, {record.erasure.legal_basis}): "
+            "its sealed fields are unreadable everywhere; the events and their verification "
+            "stand"
+        )
     if checker.anchored:
         report.notes.append(
             "the case began before this partial log: its chain is anchored at its first event "
@@ -451,7 +472,7 @@ def _data(check: EventCheck) -> str:
         return '<span class="personal">[not decoded: data not shown]</span>'
     parts = []
     for key, value in check.data:
-        shown = f'<span class="personal">{_e(value)}</span>' if value == PERSONAL else _e(value)
+        shown = f'<span class="personal">{_e(value)}</span>' if value in _MASKS else _e(value)
         parts.append(f"<code>{_e(key)}</code>={shown}")
     return "<br>".join(parts) or '<span class="muted">—</span>'
 
@@ -561,7 +582,8 @@ def render_html(report: CaseReport) -> str:
             banner,
             notes,
             '<p class="muted">A child\'s identifying data (fields the contracts mark '
-            f"x-lintas-personal) is never shown here: {_e(PERSONAL)}.</p>",
+            f"x-lintas-personal) is never shown here: {_e(SEALED)} (encrypted), "
+            f"{_e(PERSONAL)} (in the clear, before sealing), {_e(ERASED)}.</p>",
             "<h2>Timeline</h2>",
             '<p class="muted">One lane per agency; dots are events on their source agency\'s '
             "lane (green verified, red failed); arrows go from the requesting agency to the "

@@ -1,10 +1,13 @@
 """Reading the event stream in stream order, streamed, never the whole log in memory.
 
-The whole log is read by sequence: direct gets of ``window`` consecutive sequences at a
-time, answered in parallel and yielded in order, so memory stays at one window whatever
-the length of the stream. One case is read through its subject filter
-(``lintas.*.*.*.*.<case>``, next-by-subject gets), so its cost follows the case, not the
-stream.
+The whole log is read through an ephemeral push consumer that delivers in stream order
+and is acknowledged every thousand messages (AckAll), with at most a few thousand
+unacknowledged: the fastest way nats-py reads a stream (the ordered consumer's flow
+control answers only every quarter second, which stalls a reader that does work), with
+memory flat whatever the length of the stream. A stream sequence it skips is one the
+stream no longer holds: the checker names it. One case is read through its subject
+filter (``lintas.*.*.*.*.<case>``, next-by-subject direct gets), so its cost follows the
+case, not the stream.
 
 Both stop at the *cut*: the stream's last sequence when the read began; what is published
 meanwhile belongs to the next audit. A direct get may be answered by a replica that lags
@@ -16,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lintas.contracts import PermanentError, case_filter
 from lintas.infra.errors import bus_errors
@@ -29,6 +35,16 @@ from lintas.infra.errors import bus_errors
 from .events import StoredEvent
 
 __all__ = ["NoSuchStream", "StreamCut", "StreamReader"]
+
+# A whole-log read is an ephemeral push consumer acknowledging every _ACK_EVERY messages
+# (AckAll), so at most _IN_FLIGHT messages are on their way or unread: memory stays flat.
+_IN_FLIGHT = 4_096
+_ACK_EVERY = 1_024
+_ACK_WAIT_S = 300.0
+# Direct gets answered in parallel, for readers that may not create a consumer.
+_WINDOW = 64
+# This long without a message, while messages are due, means the server stopped answering.
+_QUIET_S = 30.0
 
 
 class NoSuchStream(PermanentError):
@@ -71,14 +87,15 @@ def _stored(raw: Any) -> StoredEvent:
 class StreamReader:
     """The events of ``stream`` (or of one case) up to the cut, in stream order."""
 
-    def __init__(self, js: Any, stream: str, *, case_id: str | None = None, window: int = 64):
-        if window < 1:
-            raise ValueError("window must be at least 1")
+    def __init__(self, js: Any, stream: str, *, case_id: str | None = None, consumer: bool = True):
+        """``consumer``: read the whole log through an ephemeral consumer (fastest), or,
+        for an identity whose permissions allow no consumer (the auditor on a secured bus),
+        by direct gets of 64 sequences at a time."""
         self._js = js
+        self.consumer = consumer
         self.stream = stream
         self.case_id = case_id
         self.subject_filter = case_filter(case_id) if case_id is not None else None
-        self.window = window
 
     async def cut(self) -> StreamCut:
         with bus_errors(f"reading the state of stream {self.stream}"):
@@ -93,7 +110,8 @@ class StreamReader:
         if cut.empty:
             return
         if self.subject_filter is None:
-            async for stored in self._by_sequence(cut):
+            whole = self._by_consumer(cut) if self.consumer else self._by_sequence(cut)
+            async for stored in whole:
                 yield stored
         else:
             async for stored in self._by_subject(cut, self.subject_filter):
@@ -114,13 +132,71 @@ class StreamReader:
         # From the stream's first sequence: if that is not 1, the checker says what is gone.
         start = max(cut.first_seq, 1)
         while start <= cut.last_seq:
-            end = min(start + self.window - 1, cut.last_seq)
+            end = min(start + _WINDOW - 1, cut.last_seq)
             with bus_errors(f"reading {self.stream} {start}..{end}"):
                 found = await asyncio.gather(*(self._get(s) for s in range(start, end + 1)))
             for stored in found:
                 if stored is not None:
                     yield stored
             start = end + 1
+
+    async def _by_consumer(self, cut: StreamCut) -> AsyncIterator[StoredEvent]:
+        arrived: deque[Msg] = deque()
+        wake = asyncio.Event()
+
+        async def take(msg: Msg) -> None:  # nats-py's cheapest delivery path: no task each
+            arrived.append(msg)
+            wake.set()
+
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            # From the stream's first sequence: if not 1, the checker says what is gone.
+            opt_start_seq=max(cut.first_seq, 1),
+            ack_policy=AckPolicy.ALL,
+            max_ack_pending=_IN_FLIGHT,
+            ack_wait=_ACK_WAIT_S,
+            inactive_threshold=_ACK_WAIT_S,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        with bus_errors(f"reading {self.stream}"):
+            sub = await self._js.subscribe(
+                ">",
+                stream=self.stream,
+                config=config,
+                cb=take,
+                manual_ack=True,
+                pending_msgs_limit=2 * _IN_FLIGHT,
+                pending_bytes_limit=-1,
+            )
+        last = 0
+        try:
+            while True:
+                while not arrived:
+                    wake.clear()
+                    with bus_errors(f"reading {self.stream} up to seq {cut.last_seq}"):
+                        async with asyncio.timeout(_QUIET_S):
+                            await wake.wait()
+                msg = arrived.popleft()
+                meta = msg.metadata
+                seq = meta.sequence.stream
+                if seq <= last:
+                    continue  # redelivered after an ack was lost: read already
+                if seq > cut.last_seq:
+                    return
+                last = seq
+                yield StoredEvent(seq, msg.subject, msg.data, meta.timestamp)
+                if seq == cut.last_seq or meta.num_pending == 0:
+                    return
+                if meta.sequence.consumer % _ACK_EVERY == 0:
+                    with bus_errors(f"reading {self.stream}"):
+                        await msg.ack()  # AckAll: everything up to here; the server sends more
+        finally:
+            # The client leaves an ephemeral consumer to expire; an audit removes its own.
+            with contextlib.suppress(Exception):
+                name = (await sub.consumer_info()).name
+                await sub.unsubscribe()
+                await self._js.delete_consumer(self.stream, name)
 
     async def _next(self, cursor: int, subject_filter: str) -> Any:
         try:

@@ -34,6 +34,7 @@ from lintas.audit import (
     export_archive,
     live_record_url,
     parse_instant,
+    personal_summary,
     record_digest,
     replay,
     verify_archive,
@@ -51,8 +52,10 @@ from lintas.audit.replay import open_fresh_store
 from lintas.audit.seals import read_seals, seal_stream
 from lintas.contracts import is_case_id
 from lintas.infra.bus import connect, open_bus
+from lintas.infra.credentials import uses_credentials
 from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.settings import Settings
+from lintas.infra.telemetry import configure_tracing
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
@@ -158,13 +161,27 @@ def _progress(console: Console, what: str) -> Progress:
     )
 
 
-async def _on_stream(settings: Settings, name: str, work: Callable[[Any], Awaitable[T]]) -> T:
+async def _on_stream(
+    settings: Settings,
+    name: str,
+    work: Callable[[Any], Awaitable[T]],
+    identity: str = "auditor",
+) -> T:
+    """Run ``work`` with a JetStream context, connected as the auditor (who reads the log
+    and may publish nothing), or as ``identity``."""
     async with open_bus(settings) as url:
-        nc = await connect(url, name)
+        nc = await connect(url, name, settings=settings, identity=identity)
         try:
             return await work(nc.jetstream())
         finally:
             await nc.close()
+
+
+def _reader(js: Any, settings: Settings, case_id: str | None) -> StreamReader:
+    # The auditor's permissions on a secured bus allow reads, not consumers: there the
+    # whole log is read by direct gets, slower than through a consumer but allowed.
+    auditor_bound = uses_credentials(settings, "auditor")
+    return StreamReader(js, settings.stream, case_id=case_id, consumer=not auditor_bound)
 
 
 def _registry_file(path: Path) -> Registry:
@@ -234,7 +251,7 @@ def _verify_archive(settings: Settings, args: argparse.Namespace, console: Conso
 
 async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     async def work(js: Any) -> Verdict:
-        reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        reader = _reader(js, settings, args.case_id)
         seals = await read_seals(js, settings)  # before the cut: every seal lies within it
         cut = await reader.cut()
         with _progress(console, "verifying") as progress:
@@ -263,7 +280,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         return 1
 
     async def work(js: Any) -> tuple[Any, StreamCut]:
-        reader = StreamReader(js, settings.stream, case_id=args.case_id)
+        reader = _reader(js, settings, args.case_id)
         seals = await read_seals(js, settings)
         cut = await reader.cut()
         with _progress(console, "exporting") as progress:
@@ -327,6 +344,7 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
     engine = open_fresh_store(url, settings)
     shown = make_url(url).render_as_string(hide_password=True)
     as_of: datetime | None = args.as_of
+    tracing = configure_tracing(settings, "lintas-replay")
     try:
         if args.archive is not None:
             with ArchiveReader(args.archive) as reader:
@@ -346,6 +364,7 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
                         as_of=as_of,
                         case_id=args.case_id,
                         progress=lambda n: progress.update(task, completed=n),
+                        tracer_provider=tracing,
                     )
                 if reader.events_sha256 != reader.manifest.events_sha256:
                     console.print(
@@ -358,7 +377,7 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
             )
 
             async def work(js: Any) -> Any:
-                reader = StreamReader(js, settings.stream, case_id=args.case_id)
+                reader = _reader(js, settings, args.case_id)
                 cut = await reader.cut()
                 with _progress(console, "replaying") as progress:
                     task = progress.add_task("replay", total=None if args.case_id else cut.messages)
@@ -371,11 +390,13 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
                         as_of=as_of,
                         case_id=args.case_id,
                         progress=lambda n: progress.update(task, completed=n),
+                        tracer_provider=tracing,
                     )
 
             result = await _on_stream(settings, "lintas-replay", work)
     finally:
         engine.dispose()
+        tracing.shutdown()
     console.print(
         f"replayed {result.read} events into {shown}: {result.applied} applied, "
         f"{result.skipped} skipped as the live record would (quarantined)"
@@ -389,7 +410,31 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
     console.print(
         f"record digest {result.digest.digest} ({result.digest.cases} cases)", highlight=False
     )
+    _print_personal(console, url, args.case_id)
     return 0
+
+
+_SHOWN = {"sealed": "[sealed]", "erased": "[erased]", "clear": "[in the clear: before sealing]"}
+
+
+def _print_personal(console: Console, url: str, case_id: str | None) -> None:
+    """Where the child's data was, as the replayed record says: never a value."""
+    summary = personal_summary(url, case_id)
+    for seq, event_type, name, state in summary.fields:
+        console.print(
+            f"  seq {seq} {event_type} {name}: {_SHOWN.get(state, state)}",
+            highlight=False,
+            markup=False,
+        )
+    if summary.states:
+        counts = ", ".join(
+            f"{n} {_SHOWN.get(state, state)}" for state, n in sorted(summary.states.items())
+        )
+        console.print(
+            f"personal fields: {counts}; {_count(summary.erased_cases, 'case')} erased",
+            highlight=False,
+            markup=False,
+        )
 
 
 # -- record digest ------------------------------------------------------------------------------
@@ -411,7 +456,8 @@ async def _seal(settings: Settings, args: argparse.Namespace, console: Console) 
     async def work(js: Any) -> Any:
         return await seal_stream(js, settings, signer)
 
-    seal = await _on_stream(settings, "lintas-seal", work)
+    # Sealing reads the whole log and writes the seals stream: the platform's job.
+    seal = await _on_stream(settings, "lintas-seal", work, identity="platform")
     if seal is None:
         console.print(
             f"nothing to seal: stream {settings.stream} has no events after the last seal",

@@ -14,7 +14,7 @@ from rich.text import Text
 from lintas.consumers import CaseRecord
 from lintas.contracts import agency_name
 
-__all__ = ["case_view", "handoff_table", "summary_tables"]
+__all__ = ["case_view", "handoff_table", "privacy_view", "summary_tables"]
 
 
 def _ms(seconds: float | None) -> str:
@@ -53,10 +53,56 @@ def case_view(record: CaseRecord) -> Group:
             entry.type,
             entry.source,
             entry.target,
-            entry.owner or "-",
+            (entry.owner or "-") + ("  [red]refused: no consent[/red]" if entry.refused else ""),
         )
     docs = ", ".join(f"{d.kind} ({d.issuing_office})" for d in record.documents) or "none"
-    return Group(head, handoff_table(record), Text(f"Documents issued: {docs}"), timeline)
+    return Group(
+        head,
+        handoff_table(record),
+        Text(f"Documents issued: {docs}"),
+        privacy_view(record),
+        timeline,
+    )
+
+
+_SHOWN = {"sealed": "[sealed]", "erased": "[erased]", "clear": "[in the clear: before sealing]"}
+
+
+def privacy_view(record: CaseRecord) -> Group:
+    """Who may see the child's data, and where it travelled: never a value."""
+    lines = []
+    for c in record.consents:
+        who = (
+            f"consent {c.consent_id} given by {c.given_by}"
+            if c.consent_id
+            else f"override by {c.officer_role} ({c.legal_basis})"
+        )
+        withdrawn = (
+            f"; withdrawn at seq {c.withdrawn_seq}, told: {', '.join(c.notified or ()) or '-'}"
+            if c.withdrawn_seq
+            else ""
+        )
+        lines.append(
+            f"  seq {c.seq} {who}, recorded by {c.by}: {', '.join(c.scopes)} for "
+            f"{', '.join(c.agencies)}{withdrawn}"
+        )
+    if not lines:
+        lines.append("  no consent recorded")
+    fields = Table(title="Personal data", title_justify="left")
+    for column in ("seq", "event", "field", "as stored"):
+        fields.add_column(column, no_wrap=True)
+    for p in record.personal:
+        fields.add_row(str(p.seq), p.type, p.field, Text(_SHOWN.get(p.state, p.state)))
+    erased = (
+        Text(
+            f"Erased at seq {record.erasure.seq} by {record.erasure.by} "
+            f"({record.erasure.officer_role}, {record.erasure.legal_basis}; requested by "
+            f"{record.erasure.requested_by}): every sealed field is unreadable"
+        )
+        if record.erasure
+        else Text("")
+    )
+    return Group(Text("Consent:\n" + "\n".join(lines)), fields, erased)
 
 
 def handoff_table(record: CaseRecord) -> Table:
@@ -92,7 +138,7 @@ def handoff_table(record: CaseRecord) -> Table:
 def summary_tables(records: Sequence[CaseRecord], titles: dict[str, str]) -> Group:
     """Cases per pathway, and the median time per hand-off of each agency asked."""
     per_pathway = Table(title="Cases per pathway", title_justify="left")
-    for column in ("pathway", "cases", "closed", "hand-offs", "events"):
+    for column in ("pathway", "cases", "closed", "hand-offs", "events", "consents", "sealed"):
         per_pathway.add_column(column)
     grouped: dict[str, list[CaseRecord]] = defaultdict(list)
     for record in records:
@@ -104,6 +150,9 @@ def summary_tables(records: Sequence[CaseRecord], titles: dict[str, str]) -> Gro
             str(sum(r.status == "closed" for r in group)),
             str(sum(len(r.handoffs) for r in group)),
             str(sum(len(r.timeline) for r in group)),
+            f"{sum(1 for r in group for c in r.consents if c.consent_id)} recorded, "
+            f"{sum(1 for r in group for c in r.consents if not c.consent_id)} overridden",
+            str(sum(1 for r in group for p in r.personal if p.state == "sealed")),
         )
     durations: dict[str, list[float]] = defaultdict(list)
     for record in records:

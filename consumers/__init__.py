@@ -1,4 +1,5 @@
-"""lintas.consumers: agency worklists and the coordination record, as projections.
+"""lintas.consumers: agency worklists, the coordination record and hand-off deadlines, as
+projections; and the watchdog that acts on the deadlines.
 
 Pure folds (:mod:`.worklist`, :mod:`.record`) behind thin FastStream subscribers.
 """
@@ -23,6 +24,15 @@ from .projections import (
     load_worklist,
 )
 from .record import CaseRecord, Handoff
+from .watchdog import (
+    Watchdog,
+    WatchdogProjection,
+    attach_watchdog,
+    create_watchdog_app,
+    load_deadlines,
+    start_ticker,
+    watchdog_ticker,
+)
 from .worklist import WorkItem
 
 __all__ = [
@@ -33,18 +43,25 @@ __all__ = [
     "ProjectionRunner",
     "RecordProjection",
     "Step",
+    "Watchdog",
+    "WatchdogProjection",
     "WorkItem",
     "WorklistProjection",
     "attach_agency",
     "attach_record",
     "attach_runner",
+    "attach_watchdog",
     "classify",
     "create_agency_app",
     "create_broker",
     "create_record_app",
+    "create_watchdog_app",
+    "load_deadlines",
     "load_record",
     "load_records",
     "load_worklist",
     "record",
+    "start_ticker",
+    "watchdog_ticker",
     "worklist",
 ]

@@ -21,17 +21,34 @@ What the edge does with each outcome:
     that fails is quarantined; the rest are applied;
 * the batch starts beyond the tracked position (a crashed instance left messages
   unacknowledged, and JetStream delivered newer ones first): the messages in between are
-  read from the stream by subject and applied first (see :mod:`._gaps`).
+  read from the stream by subject and applied first (see :mod:`._gaps`). The same holds
+  *inside* a batch: when two instances share a durable, JetStream hands deliveries out
+  in turn, and a batch may hold 1, 3, 5 while 2 and 4 went to the other instance. So a
+  batch is applied in runs of messages known to follow each other (first deliveries with
+  consecutive consumer sequences, or consecutive stream sequences), each run after
+  filling the gap before it, unless it follows the last message handled. A lone instance
+  gets one run per batch, and reads the stream only after a redelivery.
+
+Tracing: every message taken up is one CONSUMER ``process`` span, a child of its producer's
+span (:mod:`lintas.infra.tracing`). A batch is applied in one transaction, so its spans
+share a start (the batch taken up) and an end (committed, or quarantined), carry the
+batch's size, and say what became of their own message (``lintas.outcome``: ``applied``,
+``already applied``, ``quarantined``). Log lines about one message carry its span, event
+type and case id.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
+from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -43,10 +60,12 @@ from lintas.contracts import (
     SignatureError,
     TransientError,
     decode,
+    parse_message,
 )
 from lintas.infra.db import read_position, write_position
 from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
+from lintas.infra.tracing import OUTCOME, about, process_span, tracer_for
 
 from ._gaps import StreamGapReader
 from .projections import Batch, Projection
@@ -76,6 +95,44 @@ class _Incoming:
     data: bytes
     attempts: int = 1
     headers: Mapping[str, str] = field(default_factory=dict)
+    delivery: int | None = None  # the consumer sequence of this delivery
+
+
+def _follows(previous: _Incoming, item: _Incoming) -> bool:
+    """Whether nothing of the consumer can lie between two delivered messages.
+
+    Consecutive stream sequences, trivially. Otherwise, two first deliveries with
+    consecutive consumer sequences: no delivery went to anyone in between, and JetStream
+    delivers new messages in stream order. A redelivery (which comes back out of order) or
+    a jump in consumer sequences (a delivery to another instance) ends a run.
+    """
+    if item.seq == previous.seq + 1:
+        return True
+    return (
+        previous.delivery is not None
+        and item.delivery == previous.delivery + 1
+        and previous.attempts == 1
+        and item.attempts == 1
+    )
+
+
+def _runs(items: Sequence[_Incoming]) -> list[list[_Incoming]]:
+    runs: list[list[_Incoming]] = [[items[0]]]
+    for previous, item in itertools.pairwise(items):
+        if _follows(previous, item):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+@dataclass(slots=True)
+class _Taken:
+    """A message's process span, its event (None if it did not decode), what became of it."""
+
+    span: Span
+    event: Event | None
+    outcome: str | None = None
 
 
 class _Poisoned(Exception):
@@ -100,8 +157,11 @@ class ProjectionRunner:
         max_deliver: int | None = None,
         poison_after: int = 3,
         verifier: Verifier | None = None,
+        agency: str | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.consumer = consumer
+        self.agency = agency  # whose consumer this is (None: the platform's record)
         self.stream = stream
         self.projection = projection
         self.engine = engine
@@ -113,7 +173,9 @@ class ProjectionRunner:
         self.max_deliver = max_deliver
         self.poison_after = poison_after
         self.verifier = verifier
+        self._tracer = tracer_for(tracer_provider, "lintas.consumers")
         self._position: int | None = None  # tracked position, once read
+        self._last: _Incoming | None = None  # the last message handled, to tell continuity
 
     async def handle(self, msgs: Sequence[Any], bus: RunnerBus | None = None) -> None:
         """Apply one pulled batch of ``nats.aio.msg.Msg`` and acknowledge it."""
@@ -127,33 +189,70 @@ class ProjectionRunner:
                 msg.data,
                 msg.metadata.num_delivered or 1,
                 dict(msg.headers or {}),
+                msg.metadata.sequence.consumer,
             )
             for msg in msgs
         ]
-        if bus.gaps is not None:
-            await self._fill_gap(incoming[0].seq, bus, msgs)
-        await self._process(incoming, bus, msgs)
-        await self._ack(msgs)
+        facts = {"consumer": self.consumer, "agency": self.agency}
+        with structlog.contextvars.bound_contextvars(
+            **{k: v for k, v in facts.items() if v is not None}
+        ):
+            for run in _runs(incoming) if bus.gaps is not None else [incoming]:
+                # A run that follows the last message handled needs no look at the stream:
+                # with filtered consumers that saves a read per filter and batch.
+                if bus.gaps is not None and not (self._last and _follows(self._last, run[0])):
+                    await self._fill_gap(run[0].seq, bus, msgs)
+                await self._process(run, bus, msgs)
+                self._last = run[-1]
+            await self._ack(msgs)
 
     # -- one ordered run of messages ------------------------------------------------------
 
     async def _process(
         self, incoming: Sequence[_Incoming], bus: RunnerBus, msgs: Sequence[Any]
     ) -> None:
-        batch, rejected = self._decode(incoming)
-        if self.max_deliver:
-            exhausted = {i.seq for i in incoming if i.attempts >= self.max_deliver}
-            for seq, _event in [b for b in batch if b[0] in exhausted]:
-                rejected[seq] = f"delivered {self.max_deliver} times without being applied"
-            batch = [b for b in batch if b[0] not in exhausted]
-        by_seq = {i.seq: i for i in incoming}
-        await self._quarantine([(by_seq[s], r) for s, r in sorted(rejected.items())], bus, msgs)
-        last = max(i.seq for i in incoming)
+        spans: dict[int, _Taken] = {}
         try:
-            applied = await self._commit_with_retry(batch, list(rejected), last, msgs)
-        except _Poisoned:
-            applied = await self._one_at_a_time(batch, rejected, last, by_seq, bus, msgs)
-        self._notify(applied)
+            batch, rejected = self._decode(incoming, spans)
+            if self.max_deliver:
+                exhausted = {i.seq for i in incoming if i.attempts >= self.max_deliver}
+                for seq, _event in [b for b in batch if b[0] in exhausted]:
+                    rejected[seq] = f"delivered {self.max_deliver} times without being applied"
+                batch = [b for b in batch if b[0] not in exhausted]
+            by_seq = {i.seq: i for i in incoming}
+            await self._quarantine(
+                [(by_seq[s], r) for s, r in sorted(rejected.items())], bus, msgs, spans
+            )
+            last = max(i.seq for i in incoming)
+            try:
+                applied = await self._commit_with_retry(batch, list(rejected), last, msgs)
+            except _Poisoned:
+                applied = await self._one_at_a_time(batch, rejected, last, by_seq, bus, msgs, spans)
+            fresh = {seq for seq, _event in applied}
+            for seq, taken in spans.items():
+                taken.outcome = taken.outcome or ("applied" if seq in fresh else "already applied")
+        finally:
+            ended = time.time_ns()
+            for taken in spans.values():
+                if taken.outcome is not None:
+                    taken.span.set_attribute(OUTCOME, taken.outcome)
+                taken.span.end(ended)
+        self._notify(applied)  # after the spans ended: a listener sees them exported
+
+    @contextlib.contextmanager
+    def _about(self, spans: Mapping[int, _Taken], seq: int) -> Iterator[None]:
+        """Log lines inside carry the message's span, event type and case id."""
+        if seq not in spans:
+            yield
+            return
+        taken = spans[seq]
+        with about(
+            taken.span,
+            taken.event.envelope if taken.event else None,
+            consumer=self.consumer,
+            agency=self.agency,
+        ):
+            yield
 
     async def _one_at_a_time(
         self,
@@ -163,6 +262,7 @@ class ProjectionRunner:
         by_seq: Mapping[int, _Incoming],
         bus: RunnerBus,
         msgs: Sequence[Any],
+        spans: Mapping[int, _Taken],
     ) -> Batch:
         applied: list[tuple[int, Event]] = []
         uncounted = sorted(rejected)
@@ -177,59 +277,79 @@ class ProjectionRunner:
                     if isinstance(poisoned.error, PermanentError)
                     else f"{poisoned.error.__class__.__name__} on {poisoned.attempts} attempts"
                 )
-                _log.error(
-                    "event.poisoned",
-                    consumer=self.consumer,
-                    stream_seq=seq,
-                    event_type=event.type,
-                    error=poisoned.error.__class__.__name__,
-                )
-                await self._quarantine([(by_seq[seq], reason)], bus, msgs)
+                with self._about(spans, seq):
+                    _log.error(
+                        "event.poisoned",
+                        stream_seq=seq,
+                        error=poisoned.error.__class__.__name__,
+                    )
+                await self._quarantine([(by_seq[seq], reason)], bus, msgs, spans)
                 await self._commit_with_retry([], [*counted, seq], seq, msgs)
         await self._commit_with_retry([], uncounted, last, msgs)
         return applied
 
-    def _decode(self, items: Sequence[_Incoming]) -> tuple[list[tuple[int, Event]], dict[int, str]]:
+    def _decode(
+        self, items: Sequence[_Incoming], spans: dict[int, _Taken]
+    ) -> tuple[list[tuple[int, Event]], dict[int, str]]:
+        """Decode and verify each message, starting its process span (into ``spans``)."""
         batch: list[tuple[int, Event]] = []
         rejected: dict[int, str] = {}
+        started = time.time_ns()
         for item in items:
+            event: Event | None = None
+            log = _log.warning
+            details: dict[str, Any] = {}
             try:
-                event = decode(item.data, subject=item.subject)
+                doc = parse_message(item.data)  # once, for the contract and the signature
+                event = decode(item.data, subject=item.subject, parsed=doc)
                 if self.verifier is not None:
-                    self.verifier.verify(item.data, event.envelope)
-                batch.append((item.seq, event))
+                    self.verifier.verify(item.data, event.envelope, parsed=doc)
             except SignatureError as exc:
                 rejected[item.seq] = str(exc)
-                _log.warning(
-                    "message.rejected", consumer=self.consumer, stream_seq=item.seq, reason=str(exc)
-                )
             except ContractError as exc:
                 rejected[item.seq] = str(exc)
-                _log.warning(
-                    "message.rejected",
-                    consumer=self.consumer,
-                    stream_seq=item.seq,
-                    reason=str(exc),
-                    event_type=exc.event_type,
-                    version=exc.version,
-                    field=exc.field,
-                )
+                details = {"event_type": exc.event_type, "version": exc.version, "field": exc.field}
             except Exception as exc:
                 # Whatever a hostile body makes the decoder do, it is this message's fault:
                 # raising here would leave the whole batch to redelivery behind newer ones.
                 rejected[item.seq] = f"decoder failed: {exc.__class__.__name__}"
-                _log.error(
-                    "message.rejected",
+                log = _log.error
+            spans[item.seq] = _Taken(
+                process_span(
+                    self._tracer,
                     consumer=self.consumer,
+                    agency=self.agency,
+                    envelope=event.envelope if event else None,
+                    subject=item.subject,
                     stream_seq=item.seq,
-                    reason=rejected[item.seq],
-                )
+                    headers=item.headers,
+                    batch_size=len(items),
+                    start_time=started,
+                ),
+                event,
+            )
+            if item.seq not in rejected:
+                assert event is not None
+                batch.append((item.seq, event))
+                continue
+            with self._about(spans, item.seq):
+                log("message.rejected", stream_seq=item.seq, reason=rejected[item.seq], **details)
         return batch, rejected
 
     async def _quarantine(
-        self, items: Sequence[tuple[_Incoming, str]], bus: RunnerBus, msgs: Sequence[Any]
+        self,
+        items: Sequence[tuple[_Incoming, str]],
+        bus: RunnerBus,
+        msgs: Sequence[Any],
+        spans: Mapping[int, _Taken],
     ) -> None:
         quarantine = bus.quarantine
+        for item, reason in items:
+            if item.seq in spans:
+                taken = spans[item.seq]
+                # The reason names types, versions and fields, never values.
+                taken.span.set_status(Status(StatusCode.ERROR, reason))
+                taken.outcome = "quarantined" if quarantine else "rejected"
         if quarantine is None:
             return  # no quarantine here: logged above, and still in the stream
         for item, reason in items:
@@ -248,12 +368,8 @@ class ProjectionRunner:
                 return await quarantine(entry)
 
             entry_id = await self._with_retry(store, msgs, poison_after=None)
-            _log.warning(
-                "message.quarantined",
-                consumer=self.consumer,
-                stream_seq=item.seq,
-                quarantine_id=entry_id,
-            )
+            with self._about(spans, item.seq):
+                _log.warning("message.quarantined", stream_seq=item.seq, quarantine_id=entry_id)
 
     # -- gaps ----------------------------------------------------------------------------------
 

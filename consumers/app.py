@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.annotations import JsClient
+from faststream.nats.security import NatsNKey, NatsSecurity
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
-from lintas.infra.bus import servers
+from lintas.infra.bus import log_nats_error, servers
+from lintas.infra.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys import Registry, Verifier, load_registry
 from lintas.infra.quarantine import QuarantineEntry, put
+from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
+from lintas.infra.telemetry import configure_tracing
 from lintas.infra.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -73,12 +80,45 @@ async def _raw_body(_msg: Any) -> None:
     return None
 
 
-def create_broker(url: str) -> NatsBroker:
+def create_broker(
+    url: str, settings: Settings | None = None, identity: str | None = None
+) -> NatsBroker:
+    """A broker connected as ``identity`` (its nkey, inbox prefix, JetStream API prefix,
+    TLS) when ``settings`` say how; else as an anonymous client of an open bus."""
     # FastStream logs every batch, and its task supervisor every callback, at INFO;
     # lintas logs what matters itself, through structlog.
     logger = logging.getLogger("lintas.faststream")
     logger.setLevel(logging.WARNING)
-    return NatsBroker(servers(url), logger=logger, log_level=logging.DEBUG)
+    options = connect_options(settings, identity) if settings is not None else {}
+    tls = options.get("tls")
+    seed = options.get("nkeys_seed")
+    security = (
+        NatsNKey(seed, ssl_context=tls)
+        if seed
+        else (NatsSecurity(ssl_context=tls) if tls is not None else None)
+    )
+    extra: dict[str, Any] = {}
+    if "inbox_prefix" in options:
+        extra["inbox_prefix"] = options["inbox_prefix"]
+    broker = NatsBroker(
+        servers(url),
+        logger=logger,
+        log_level=logging.DEBUG,
+        security=security,
+        js_options=js_options(identity),
+        error_cb=log_nats_error(identity or "anonymous"),
+        name=f"lintas-{identity}" if identity else "lintas",
+        **extra,
+    )
+    if "inbox_prefix" in options:
+        _INBOXES[broker] = f"{options['inbox_prefix']}.".encode()
+    return broker
+
+
+# FastStream gives each pull subscriber its own inbox prefix (default "_INBOX."), not the
+# connection's: a subscriber of a broker connected as an identity must use that identity's,
+# the only one its permissions let it subscribe to.
+_INBOXES: weakref.WeakKeyDictionary[NatsBroker, bytes] = weakref.WeakKeyDictionary()
 
 
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.
@@ -107,6 +147,7 @@ def attach_batches(
         title=spec.name,
         description=spec.description,
         include_in_schema=in_schema,
+        inbox_prefix=_INBOXES.get(broker, b"_INBOX."),
     )
 
     async def handle(message: NatsMessage, js: JsClient) -> None:
@@ -119,13 +160,24 @@ def attach_batches(
 
 
 def attach_runner(
-    broker: NatsBroker, runner: ProjectionRunner, spec: ConsumerSpec, settings: Settings
+    broker: NatsBroker,
+    runner: ProjectionRunner,
+    spec: ConsumerSpec,
+    settings: Settings,
+    *,
+    reads_as: str | None = None,
 ) -> None:
+    """``reads_as``: the agency whose read service requests close gaps (a secured bus);
+    None reads the stream directly."""
+
     async def handle(msgs: list[Any], js: Any) -> None:
         async def quarantine(entry: QuarantineEntry) -> int:
             return await put(js, settings, entry)
 
-        gaps = StreamGapReader(js, settings.stream, spec.filter_subjects)
+        # The JetStream context FastStream hands over keeps its core client as ``_nc``
+        # (nats-py 2.x): the read service is asked over core request/reply.
+        reads = ServiceReads(js._nc, reads_as) if reads_as else None
+        gaps = StreamGapReader(js, settings.stream, spec.filter_subjects, reads)
         await runner.handle(msgs, RunnerBus(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
@@ -140,6 +192,8 @@ def _runner(
     on_commit: Sequence[OnCommit],
     lock: asyncio.Lock | None = None,
     verifier: Verifier | None = None,
+    agency: str | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ProjectionRunner:
     engine, sqlite_lock = databases.for_consumer(database)
     lock = sqlite_lock or lock
@@ -153,6 +207,8 @@ def _runner(
         on_commit=on_commit,
         max_deliver=settings.max_deliver,
         verifier=verifier,
+        agency=agency,
+        tracer_provider=tracer_provider,
     )
 
 
@@ -164,19 +220,33 @@ def attach_agency(
     *,
     on_commit: Sequence[OnCommit] = (),
     verifier: Verifier | None = None,
+    tracer_provider: TracerProvider | None = None,
+    via_read_service: bool = False,
 ) -> list[ProjectionRunner]:
     """The agency's worklist, fed by what is addressed to it and by its own answers.
 
-    With a ``verifier``, an event not signed by its source agency is quarantined."""
+    With a ``verifier``, an event not signed by its source agency is quarantined. Process
+    spans go to ``tracer_provider`` (default: the global one). With ``via_read_service``
+    (a secured bus, where the agency may not read the stream), gaps after a crash are read
+    through the platform's read service."""
     projection = WorklistProjection(agency)
     # Both consumers write the same rows: one at a time, or two inserts of one item race.
     lock = asyncio.Lock()
     runners = []
     for spec in (agency_consumer(agency), agency_sent_consumer(agency)):
         runner = _runner(
-            databases, settings, spec, f"worklist-{agency}", projection, on_commit, lock, verifier
+            databases,
+            settings,
+            spec,
+            f"worklist-{agency}",
+            projection,
+            on_commit,
+            lock,
+            verifier,
+            agency,
+            tracer_provider,
         )
-        attach_runner(broker, runner, spec, settings)
+        attach_runner(broker, runner, spec, settings, reads_as=agency if via_read_service else None)
         runners.append(runner)
     return runners
 
@@ -188,36 +258,76 @@ def attach_record(
     *,
     on_commit: Sequence[OnCommit] = (),
     verifier: Verifier | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ProjectionRunner:
     """The coordination record: every event of every case (signed ones, with a verifier)."""
     spec = record_consumer()
     runner = _runner(
-        databases, settings, spec, "record", RecordProjection(), on_commit, verifier=verifier
+        databases,
+        settings,
+        spec,
+        "record",
+        RecordProjection(),
+        on_commit,
+        verifier=verifier,
+        tracer_provider=tracer_provider,
     )
     attach_runner(broker, runner, spec, settings)
     return runner
 
 
+def _app(broker: NatsBroker, databases: Databases, owned: SdkTracerProvider | None) -> FastStream:
+    # FastStream's own app logger writes to stdout past any configuration; this one goes
+    # through the process's logging (structlog's format, the personal-data filter).
+    app = FastStream(broker, logger=logging.getLogger("lintas.app"))
+    app.after_shutdown(databases.dispose)
+    if owned is not None:  # the app built it: its last spans are written at shutdown
+        app.after_shutdown(owned.shutdown)
+    return app
+
+
 def create_agency_app(
-    settings: Settings, url: str, agency: str, registry: Registry | None = None
+    settings: Settings,
+    url: str,
+    agency: str,
+    registry: Registry | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastStream:
-    """One agency's consumer app; it trusts ``registry`` (default: the registry files)."""
-    broker = create_broker(url)
+    """One agency's consumer app, connected as the agency; it trusts ``registry`` (default:
+    the registry files). Without a ``tracer_provider`` it builds its own from the settings."""
+    broker = create_broker(url, settings, agency)
     databases = Databases(settings)
     verifier = Verifier(registry or load_registry(settings))
-    attach_agency(broker, databases, settings, agency, verifier=verifier)
-    app = FastStream(broker)
-    app.after_shutdown(databases.dispose)
-    return app
-
-
-def create_record_app(settings: Settings, url: str, registry: Registry | None = None) -> FastStream:
-    """The record projector's app; it trusts ``registry`` (default: the registry files)."""
-    broker = create_broker(url)
-    databases = Databases(settings)
-    attach_record(
-        broker, databases, settings, verifier=Verifier(registry or load_registry(settings))
+    own = None if tracer_provider else configure_tracing(settings, f"lintas-{agency}")
+    attach_agency(
+        broker,
+        databases,
+        settings,
+        agency,
+        verifier=verifier,
+        tracer_provider=tracer_provider or own,
+        via_read_service=uses_credentials(settings, agency),
     )
-    app = FastStream(broker)
-    app.after_shutdown(databases.dispose)
-    return app
+    return _app(broker, databases, own)
+
+
+def create_record_app(
+    settings: Settings,
+    url: str,
+    registry: Registry | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastStream:
+    """The record projector's app, connected as the platform; it trusts ``registry``
+    (default: the registry files). Without a ``tracer_provider`` it builds its own from the
+    settings."""
+    broker = create_broker(url, settings, "platform")
+    databases = Databases(settings)
+    own = None if tracer_provider else configure_tracing(settings, "lintas-record")
+    attach_record(
+        broker,
+        databases,
+        settings,
+        verifier=Verifier(registry or load_registry(settings)),
+        tracer_provider=tracer_provider or own,
+    )
+    return _app(broker, databases, own)

@@ -61,10 +61,14 @@ _ANSWERS: Final[dict[str, tuple[str, StepKind]]] = {
     "tracing.reunified": ("tracing_id", "completed"),
 }
 
-# ... while these come from the requester itself (or its watchdog) to the agency asked.
+# ... while these come from the requester itself, or (the overdue notices) from the
+# platform's watchdog on its behalf, to the agency asked. A notice that names its requester
+# in ``data.requester`` is keyed by it; one that does not (referral.overdue v1) by its source.
 _FROM_REQUESTER: Final[dict[str, tuple[str, StepKind]]] = {
     "referral.revoked": ("referral_id", "revoked"),
     "referral.overdue": ("referral_id", "overdue"),
+    "document.overdue": ("request_id", "overdue"),
+    "rehabilitation.handoff_overdue": ("handoff_id", "overdue"),
 }
 
 
@@ -121,7 +125,7 @@ def classify(event: Event) -> Step | None:
     from_requester = _FROM_REQUESTER.get(event.type)
     if from_requester is not None:
         return Step(
-            event.source,
+            getattr(event.data, "requester", None) or event.source,
             getattr(event.data, from_requester[0]),
             from_requester[1],
             asked=event.target,

@@ -17,6 +17,7 @@ from lintas.infra.db import UTCDateTime
 
 from . import record as record_fold
 from . import worklist as worklist_fold
+from .privacy import AgencyPrivacy
 from .record import CaseRecord
 from .worklist import WorkItem
 
@@ -62,12 +63,17 @@ class WorklistRow(SQLModel, table=True):
 
 
 class WorklistProjection:
-    tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow,)
+    """The agency's worklist, behind its consent gate, beside its case file
+    (:mod:`.privacy`): an event the gate refuses raises, and is quarantined."""
+
+    tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow, *AgencyPrivacy.tables)
 
     def __init__(self, agency: str) -> None:
         self.agency = agency
+        self.privacy = AgencyPrivacy(agency)
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
+        self.privacy.apply_batch(session, batch)
         items: dict[tuple[str, str, str, str], WorkItem | None] = {}
         changed = 0
         for _seq, event in batch:

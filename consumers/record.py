@@ -2,6 +2,13 @@
 
 Pure: :func:`apply` folds one event into a case's record. The record projector keeps
 one per case; replay (for auditors) folds the same events into a fresh store.
+
+The record holds no personal value. Of a child's data it keeps what an auditor needs:
+the case's consents and overrides (scopes, agencies, when withdrawn, who was told), which
+events carried which personal fields and in what state (``sealed``, ``erased`` once the
+case's keys are destroyed, ``clear`` for events published before fields were sealed), the
+erasure itself, and, per timeline entry, why the consent gate refuses it when it does
+(the receiving agency's consumer quarantines such an event; the record shows it).
 """
 
 from __future__ import annotations
@@ -10,12 +17,23 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts import Event
-from lintas.contracts.families import case, document, rehabilitation, repatriation
+from lintas.contracts import Event, Sealed
+from lintas.contracts import gate as gate_rules
+from lintas.contracts.families import case, consent, document, rehabilitation, repatriation
 
 from .handoffs import RANK, TERMINAL, classify
 
-__all__ = ["CaseRecord", "DocumentIssued", "Handoff", "TimelineEntry", "apply"]
+__all__ = [
+    "CaseRecord",
+    "ConsentEntry",
+    "DocumentIssued",
+    "Erasure",
+    "Handoff",
+    "PersonalField",
+    "TimelineEntry",
+    "apply",
+    "consent_book",
+]
 
 
 class Handoff(BaseModel):
@@ -60,6 +78,50 @@ class TimelineEntry(BaseModel):
     source: str
     target: str
     owner: str | None
+    refused: str | None = None
+    """Why the consent gate refuses this event (its receiver quarantines it), if it does."""
+
+
+class ConsentEntry(BaseModel):
+    """A consent recorded, or an override, as the case's broadcast events say."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    at: datetime
+    by: str
+    consent_id: str | None = None  # None: an override
+    given_by: str | None = None
+    officer_role: str | None = None
+    legal_basis: str | None = None
+    scopes: tuple[str, ...]
+    agencies: tuple[str, ...]
+    withdrawn_seq: int | None = None
+    withdrawn_at: datetime | None = None
+    notified: tuple[str, ...] | None = None
+
+
+class PersonalField(BaseModel):
+    """A personal field an event carried: never its value, only its state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    type: str
+    field: str
+    state: str  # "sealed", "erased", or "clear" (published before the field was sealed)
+
+
+class Erasure(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    at: datetime
+    by: str
+    officer_role: str
+    requested_by: str
+    legal_basis: str
+    reason: str
 
 
 class CaseRecord(BaseModel):
@@ -79,6 +141,88 @@ class CaseRecord(BaseModel):
     handoffs: tuple[Handoff, ...] = ()
     documents: tuple[DocumentIssued, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
+    consents: tuple[ConsentEntry, ...] = ()
+    personal: tuple[PersonalField, ...] = ()
+    erasure: Erasure | None = None
+
+
+def consent_book(record: CaseRecord) -> gate_rules.ConsentBook:
+    """The case's consent book (what the gate decides on), rebuilt from the record."""
+    return gate_rules.ConsentBook(
+        grants=tuple(
+            gate_rules.Grant(
+                seq=c.seq,
+                by=c.by,
+                consent_id=c.consent_id,
+                scopes=frozenset(c.scopes),
+                agencies=frozenset(c.agencies),
+                withdrawn_seq=c.withdrawn_seq,
+            )
+            for c in record.consents
+        ),
+        erased_seq=record.erasure.seq if record.erasure else None,
+    )
+
+
+def _consents(record: CaseRecord, event: Event, seq: int) -> tuple[ConsentEntry, ...]:
+    data = event.data
+    if event.target != "all" or any(c.seq == seq for c in record.consents):
+        return record.consents  # only broadcast consents count (as for every gate)
+    if isinstance(data, consent.ConsentRecordedV1):
+        entry = ConsentEntry(
+            seq=seq,
+            at=event.time,
+            by=event.source,
+            consent_id=data.consent_id,
+            given_by=data.given_by,
+            scopes=tuple(data.scopes),
+            agencies=tuple(data.agencies),
+        )
+        return (*record.consents, entry)
+    if isinstance(data, consent.ConsentOverriddenV2):
+        entry = ConsentEntry(
+            seq=seq,
+            at=event.time,
+            by=event.source,
+            officer_role=data.officer_role,
+            legal_basis=data.legal_basis,
+            scopes=tuple(data.scopes),
+            agencies=tuple(data.agencies),
+        )
+        return (*record.consents, entry)
+    if isinstance(data, consent.ConsentWithdrawnV2):
+        notified = tuple(data.notified) if data.notified is not None else None
+        return tuple(
+            c.model_copy(
+                update={"withdrawn_seq": seq, "withdrawn_at": event.time, "notified": notified}
+            )
+            if c.consent_id == data.consent_id and c.withdrawn_seq is None and c.seq < seq
+            else c
+            for c in record.consents
+        )
+    return record.consents
+
+
+def _personal(record: CaseRecord, event: Event, seq: int) -> tuple[PersonalField, ...]:
+    if isinstance(event.data, case.CaseErasedV1):
+        return tuple(
+            p.model_copy(update={"state": "erased"}) if p.state == "sealed" else p
+            for p in record.personal
+        )
+    data = event.data
+    if any(p.seq == seq for p in record.personal):
+        return record.personal
+    carried = tuple(
+        PersonalField(
+            seq=seq,
+            type=event.type,
+            field=name,
+            state="sealed" if isinstance(value, Sealed) else "clear",
+        )
+        for name in sorted(type(data).personal_fields())
+        if (value := getattr(data, name)) is not None
+    )
+    return (*record.personal, *carried) if carried else record.personal
 
 
 def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
@@ -119,7 +263,7 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
 
 def _whereabouts(record: CaseRecord, event: Event) -> str | None:
     data = event.data
-    if isinstance(data, case.CaseOpenedV2):
+    if isinstance(data, case.CaseOpenedV3):
         place = data.location
         return f"{place.name or place.subdivision or 'unknown region'}, {place.country}"
     if isinstance(data, repatriation.RepatriationScheduledV1):
@@ -150,7 +294,8 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     data = event.data
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}
     owner = record.owner
-    if isinstance(data, case.CaseOpenedV2):
+    refused = gate_rules.gate_refusal(consent_book(record), event, at=seq)
+    if isinstance(data, case.CaseOpenedV3):
         owner = record.owner or event.source
         update |= {
             "situation": data.situation,
@@ -162,9 +307,19 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
         owner = data.owner
     elif isinstance(data, case.CaseClosedV1):
         update |= {"status": "closed", "closed_reason": data.reason, "closed_at": event.time}
-    elif isinstance(data, case.CaseReopenedV1):
+    elif isinstance(data, case.CaseReopenedV2):
         update |= {"status": "open", "closed_reason": None, "closed_at": None}
-    elif isinstance(data, document.DocumentIssuedV2):
+    elif isinstance(data, case.CaseErasedV1) and record.erasure is None:
+        update["erasure"] = Erasure(
+            seq=seq,
+            at=event.time,
+            by=event.source,
+            officer_role=data.officer_role,
+            requested_by=data.requested_by,
+            legal_basis=data.legal_basis,
+            reason=data.reason,
+        )
+    elif isinstance(data, document.DocumentIssuedV3):
         # The number identifies the child: the record keeps only that it was issued.
         update["documents"] = (
             *record.documents,
@@ -181,6 +336,8 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     update["owner"] = owner
     update["whereabouts"] = _whereabouts(record, event)
     update["handoffs"] = _handoffs(record, event)
+    update["consents"] = _consents(record, event, seq)
+    update["personal"] = _personal(record, event, seq)
     # In stream order even when an old event comes late (a retried quarantine entry).
     update["timeline"] = _in_order(
         record.timeline,
@@ -191,6 +348,7 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
             source=event.source,
             target=event.target,
             owner=owner,
+            refused=str(refused) if refused is not None else None,
         ),
     )
     return record.model_copy(update=update)

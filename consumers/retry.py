@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from lintas.contracts import ContractError, decode
+from lintas.contracts import ContractError, GateRefused, decode
 from lintas.infra.db import Retried, ensure_tables
 from lintas.infra.quarantine import QuarantineEntry
 
@@ -63,6 +63,11 @@ def retry_entry(entry: QuarantineEntry, databases: Databases) -> RetryOutcome:
             return RetryOutcome(True, "already applied by an earlier retry")
         try:
             projection.apply_batch(session, [(entry.stream_seq, event)])
+        except GateRefused as exc:
+            # Decided as of the event's own place in the log: a consent recorded later does
+            # not cover what was shared before it.
+            session.rollback()
+            return RetryOutcome(False, f"still refused by the consent gate: {exc}")
         except Exception as exc:
             session.rollback()
             return RetryOutcome(False, f"the projection failed again: {exc.__class__.__name__}")

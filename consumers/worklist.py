@@ -3,6 +3,10 @@
 Pure: :func:`apply` takes the item as it stands (or None) and one event, and returns
 the item as it stands after it. It is fed by two consumers of the agency (what others
 ask of it, and what it answered), so it only ever moves a status forward.
+
+Besides hand-offs, a withdrawn consent that names the agency among those notified
+(``consent.withdrawn``'s ``notified``: every agency that received the case's data) puts a
+``consent_withdrawn`` item on its worklist: stop processing the child's data.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts import Event
+from lintas.contracts import BROADCAST, Event
+from lintas.contracts.families import consent
 
 from .handoffs import RANK, Step, classify
 
-__all__ = ["WorkItem", "apply", "item_key"]
+NOTICE = "consent_withdrawn"
+_NOTICE_WHAT = "stop processing the child's data"
+
+__all__ = ["NOTICE", "WorkItem", "apply", "item_key"]
 
 
 class WorkItem(BaseModel):
@@ -38,8 +46,24 @@ class WorkItem(BaseModel):
         return None if self.requested_at is None else (now - self.requested_at).total_seconds()
 
 
+def _notice_id(agency: str, event: Event) -> str | None:
+    """The worklist id of a withdrawal notice for ``agency`` ('~' + the consent id: never a
+    request id, which cannot hold '~')."""
+    data = event.data
+    if (
+        isinstance(data, consent.ConsentWithdrawnV2)
+        and event.target == BROADCAST
+        and agency in (data.notified or ())
+    ):
+        return f"~{data.consent_id}"[:64]
+    return None
+
+
 def item_key(agency: str, event: Event) -> tuple[str, str, str, str] | None:
     """(agency, case, requester, request id) of the item an event touches, if any."""
+    notice = _notice_id(agency, event)
+    if notice is not None:
+        return (agency, event.case_id, event.source, notice)
     step = classify(event)
     if step is None or step.asked != agency:
         return None
@@ -54,6 +78,20 @@ def _advance(current: str, step: Step) -> str:
 
 
 def apply(agency: str, item: WorkItem | None, event: Event) -> WorkItem | None:
+    notice = _notice_id(agency, event)
+    if notice is not None:
+        return item or WorkItem(
+            agency=agency,
+            case_id=event.case_id,
+            requester=event.source,
+            request_id=notice,
+            handoff=NOTICE,
+            what=_NOTICE_WHAT,
+            status="requested",
+            requested_at=event.time,
+            updated_at=event.time,
+            last_event=event.type,
+        )
     step = classify(event)
     if step is None or step.asked != agency:
         return item

@@ -5,15 +5,26 @@ A leaf package: it imports only the standard library and pydantic.
 """
 
 from . import families as families
-from ._base import PERSONAL_KEY, EventData, personal
-from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name, is_agency_id
+from ._base import PERSONAL_KEY, SEALED_KEY, EventData, Sealed, personal
+from .agencies import (
+    BROADCAST,
+    NATIONAL_AGENCIES,
+    PLATFORM_SERVICES,
+    WATCHDOG,
+    agency_name,
+    is_agency_id,
+)
 from .canonical import canonical_json, event_hash, message_hash, parse_message, signing_input
 from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
 from .errors import (
+    CaseErased,
+    ConsentMissing,
     ContractError,
     EnvelopeError,
+    GateRefused,
     InvalidEventData,
     LintasError,
+    NotForAbroad,
     PermanentError,
     SignatureError,
     SubjectError,
@@ -36,14 +47,22 @@ __all__ = [
     "BROADCAST",
     "NATIONAL_AGENCIES",
     "PERSONAL_KEY",
+    "PLATFORM_SERVICES",
+    "SEALED_KEY",
+    "WATCHDOG",
+    "CaseErased",
+    "ConsentMissing",
     "ContractError",
     "Envelope",
     "EnvelopeError",
     "Event",
     "EventData",
+    "GateRefused",
     "InvalidEventData",
     "LintasError",
+    "NotForAbroad",
     "PermanentError",
+    "Sealed",
     "SignatureError",
     "Subject",
     "SubjectError",

@@ -1,9 +1,10 @@
 """An AsyncAPI 3.0 document of the whole bus, generated from the registry.
 
-Channels are the subject patterns: per family, one channel for each national agency as
-target, one for any village, one for any partner abroad, and one for broadcasts. Their
-messages are every registered version of the family's types; payloads are the envelope
-with ``data`` referring to the committed JSON Schema of that type and version.
+Channels are the subject patterns: per family, one channel for each national agency and
+each platform service (the watchdog) as target, one for any village, one for any partner
+abroad, and one for broadcasts. Their messages are every registered version of the
+family's types; payloads are the envelope with ``data`` referring to the committed JSON
+Schema of that type and version.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from . import registry
 from ._base import EventData
-from .agencies import BROADCAST, NATIONAL_AGENCIES, agency_name
+from .agencies import BROADCAST, NATIONAL_AGENCIES, PLATFORM_SERVICES, agency_name
 from .subjects import ROOT
 
 __all__ = ["asyncapi_document"]
@@ -23,6 +24,12 @@ _TARGETS: dict[str, dict[str, str]] = {
         agency: {"token": agency, "title": agency_name(agency)}
         for agency in sorted(NATIONAL_AGENCIES)
     },
+    # A platform service is addressed only by answers to what it sent (KPAI's review of
+    # the watchdog's escalation).
+    **{
+        service: {"token": service, "title": agency_name(service)}
+        for service in sorted(PLATFORM_SERVICES)
+    },
     "village": {"token": "{village}", "title": "a village (desa-<Kemendagri code>)"},
     "partner": {"token": "{partner}", "title": "a partner abroad (<country code>-<agency>)"},
     BROADCAST: {"token": BROADCAST, "title": "every participant (broadcast)"},
@@ -30,7 +37,8 @@ _TARGETS: dict[str, dict[str, str]] = {
 
 _PARAMETERS = {
     "source": {
-        "description": "agency id of the publisher: a national agency, desa-<code> or <cc>-<agency>"
+        "description": "agency id of the publisher: a national agency, desa-<code>, <cc>-<agency> "
+        "or a platform service (watchdog)"
     },
     "action": {"description": "the action of the event type, e.g. requested"},
     "caseId": {"description": "pseudonymous case id: C + 26 Crockford base32 characters"},

@@ -23,9 +23,10 @@ from pydantic import (
 )
 
 from . import registry
-from ._base import EventData
+from ._base import ALLOW_CLEAR, EventData
 from ._types import Timestamp
 from .agencies import BROADCAST, is_agency_id
+from .canonical import _UNPARSED
 from .errors import ContractError, EnvelopeError, InvalidEventData, SubjectError
 from .ids import is_case_id, is_uuid7, uuid7
 from .subjects import subject_for
@@ -55,6 +56,7 @@ class Envelope(BaseModel):
     target: str = Field(description="agency id addressed, or 'all'")
     correlationid: str | None = None
     causationid: str | None = None
+    # W3C trace context of the producer span; inside the signed, hash-chained envelope.
     traceparent: str | None = None
     tracestate: str | None = None
     prevhash: str | None = None
@@ -137,14 +139,20 @@ class Event:
         return self.envelope.time
 
 
+_UNION_TAGS = frozenset({"sealed", "clear"})  # the branches of a sealed field's union
+
+
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "<root>"
-    return field, err["msg"]
+    loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
+    if err["type"] == "lintas_clear_personal":  # a model-level check naming its fields
+        loc.append(str(err.get("ctx", {}).get("fields", "")).partition(",")[0])
+    return ".".join(loc) or "<root>", err["msg"]
 
 
 def build_data(event_type: str, fields: Mapping[str, Any] | EventData) -> EventData:
-    """Validate ``fields`` against the newest version of ``event_type``."""
+    """Validate ``fields`` against the newest version of ``event_type``: a *draft*, whose
+    sealed fields may still hold plaintext (the Publisher seals them)."""
     model = registry.latest(event_type)
     if isinstance(fields, EventData):
         if type(fields) is not model:
@@ -155,7 +163,7 @@ def build_data(event_type: str, fields: Mapping[str, Any] | EventData) -> EventD
             )
         fields = fields.model_dump()
     try:
-        return model.model_validate(dict(fields))
+        return model.model_validate(dict(fields), context={ALLOW_CLEAR: True})
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise InvalidEventData(
@@ -173,6 +181,8 @@ def make_event(
     time: datetime | None = None,
     correlationid: str | None = None,
     causationid: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Event:
     model = type(data)
     try:
@@ -188,6 +198,8 @@ def make_event(
             target=target,
             correlationid=correlationid,
             causationid=causationid,
+            traceparent=traceparent,
+            tracestate=tracestate,
             data=data.model_dump(mode="json", exclude_none=True),
         )
     except SubjectError as exc:
@@ -204,19 +216,32 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json(exclude_none=True).encode()
 
 
-def decode(raw: bytes, *, subject: str | None = None) -> Event:
+def decode(
+    raw: bytes, *, subject: str | None = None, draft: bool = False, parsed: Any = _UNPARSED
+) -> Event:
     """Parse and validate a message body; with ``subject``, it must match the envelope.
 
     ``data`` is validated against the model of the version it was published with, then
     upcast to the newest version: :attr:`Event.data` is always the newest model, while
     the envelope keeps the stored ``dataversion``. Raises a :class:`ContractError`
     subclass naming type, version and field.
+
+    Personal fields of a version that seals them must be sealed, unless ``draft``: an
+    event not yet published (an outbox row), whose plaintext the Publisher seals.
+
+    ``parsed``: :func:`~lintas.contracts.parse_message` of ``raw``, when the caller has
+    it already (it also needs it to verify and hash the message), so it is parsed once.
     """
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError, TypeError) as exc:
-        # ValueError covers bad UTF-8 and bad JSON; RecursionError a hostile nesting depth.
-        raise EnvelopeError(f"not JSON ({exc.__class__.__name__})") from None
+    if parsed is _UNPARSED:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError, TypeError) as exc:
+            # ValueError covers bad UTF-8 and bad JSON; RecursionError a hostile nesting depth.
+            raise EnvelopeError(f"not JSON ({exc.__class__.__name__})") from None
+    elif parsed is None:
+        raise EnvelopeError("not JSON")
+    else:
+        doc = parsed
     if not isinstance(doc, dict):
         raise EnvelopeError("the body is JSON but not an object")
     event_type = doc.get("type") if isinstance(doc.get("type"), str) else None
@@ -234,7 +259,7 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
         ) from exc
     model = registry.lookup(envelope.type, envelope.dataversion)
     try:
-        data = model.model_validate(envelope.data)
+        data = model.model_validate(envelope.data, context={ALLOW_CLEAR: draft})
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise InvalidEventData(
@@ -245,7 +270,8 @@ def decode(raw: bytes, *, subject: str | None = None) -> Event:
         # The stored version validated as published; readers see only the newest.
         upgraded = registry.upcast(envelope.type, envelope.dataversion, dict(envelope.data))
         try:
-            data = newest.model_validate(upgraded)
+            # What an older version carried in the clear stays readable as it was stored.
+            data = newest.model_validate(upgraded, context={ALLOW_CLEAR: True})
         except ValidationError as exc:  # pragma: no cover - the contracts check tests this
             field, msg = _first_error(exc)
             raise InvalidEventData(

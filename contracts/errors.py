@@ -14,17 +14,25 @@ later). Only the consumer edge turns these into ack, nak-with-delay or quarantin
     │       ├── UnknownEventType     no such type in the registry
     │       ├── UnknownVersion       no such version of a known type (e.g. newer than ours)
     │       └── InvalidEventData     the data does not match the model of its type/version
-    │   └── SignatureError           unsigned, wrongly signed, or signed with another's key
+    │   ├── SignatureError           unsigned, wrongly signed, or signed with another's key
+    │   └── GateRefused              the privacy gate refuses it (lintas.contracts.gate)
+    │       ├── ConsentMissing       no consent (or recorded override) covers its scope and target
+    │       ├── NotForAbroad         a field not declared for cross-border sharing, going abroad
+    │       └── CaseErased           personal data for a case whose data was erased
     └── TransientError               broker down, timeout, database busy: retry later
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CaseErased",
+    "ConsentMissing",
     "ContractError",
     "EnvelopeError",
+    "GateRefused",
     "InvalidEventData",
     "LintasError",
+    "NotForAbroad",
     "PermanentError",
     "SignatureError",
     "SubjectError",
@@ -93,3 +101,22 @@ class InvalidEventData(ContractError):
 
 class SignatureError(PermanentError):
     """The event's signature does not prove that its ``source`` agency published it as is."""
+
+
+class GateRefused(PermanentError):
+    """The privacy gate refuses the event: the Publisher publishes nothing, and a receiving
+    consumer quarantines it. The message names types, agencies and fields, never values."""
+
+
+class ConsentMissing(GateRefused):
+    """No ``consent.recorded`` covers the event's scope and target, and no
+    ``consent.overridden`` names them (or the one that did was withdrawn)."""
+
+
+class NotForAbroad(GateRefused):
+    """An event to a partner abroad carries a field its contract does not declare for
+    cross-border sharing."""
+
+
+class CaseErased(GateRefused):
+    """Personal data for a case whose personal data was erased (``case.erased``)."""

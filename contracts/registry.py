@@ -28,6 +28,8 @@ __all__ = [
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 _MODELS: dict[tuple[str, int], type[EventData]] = {}
+# Each type's versions in order: asked of every event decoded, so kept, not recomputed.
+_VERSIONS: dict[str, list[int]] = {}
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 M = TypeVar("M", bound=type[EventData])
@@ -40,6 +42,7 @@ def register(model: M) -> M:
     if key in _MODELS:
         raise RuntimeError(f"{model.TYPE} v{model.VERSION} is registered twice")
     _MODELS[key] = model
+    _VERSIONS[model.TYPE] = sorted([*_VERSIONS.get(model.TYPE, []), model.VERSION])
     return model
 
 
@@ -72,19 +75,26 @@ def lookup(event_type: str, version: int) -> type[EventData]:
 
 
 def versions(event_type: str) -> list[int]:
-    found = sorted(v for (t, v) in _MODELS if t == event_type)
+    found = _VERSIONS.get(event_type)
     if not found:
         raise UnknownEventType("unknown event type", event_type=event_type)
-    return found
+    return list(found)
+
+
+def _newest(event_type: str) -> int:
+    found = _VERSIONS.get(event_type)
+    if not found:
+        raise UnknownEventType("unknown event type", event_type=event_type)
+    return found[-1]
 
 
 def latest(event_type: str) -> type[EventData]:
-    return _MODELS[(event_type, versions(event_type)[-1])]
+    return _MODELS[(event_type, _newest(event_type))]
 
 
 def upcast(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
     """Run the upcasters from ``version`` up to the newest version, in order."""
-    newest = versions(event_type)[-1]
+    newest = _newest(event_type)
     for step in range(version, newest):
         data = _UPCASTERS[(event_type, step)](data)
     return data

@@ -4,6 +4,7 @@ Layout under ``contracts/schemas/`` (shipped in the wheel)::
 
     envelope.json                 the CloudEvents envelope
     <type>/v<N>.json              data of one type and version, $id = the envelope's dataschema
+    cross-border.json             per type and version, the fields it may carry abroad
     published.json                digest of every published version's schema: append-only
 
 The check fails when (a) a committed schema differs from what the models generate, (b) a
@@ -42,6 +43,10 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 LOCK_FILE = "published.json"
 ENVELOPE_FILE = "envelope.json"
+CROSS_BORDER_FILE = "cross-border.json"
+# Regenerated, not locked: the envelope is not versioned, and what may go abroad is a
+# policy of the contracts that can change without a new version of the data.
+_UNLOCKED = frozenset({ENVELOPE_FILE, CROSS_BORDER_FILE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +95,33 @@ def envelope_schema() -> dict[str, Any]:
     }
 
 
+def cross_border_document(models: Iterable[type[EventData]]) -> dict[str, Any]:
+    """For each type and version, the fields it may carry to a partner abroad."""
+    declared = {
+        _lock_key(_relpath(model)): sorted(model.CROSS_BORDER)
+        for model in models
+        if model.CROSS_BORDER
+    }
+    return {
+        "$id": "lintas:schemas/cross-border.json",
+        "title": "lintas fields declared for cross-border sharing",
+        "description": "An event addressed to a partner abroad (<cc>-<agency>) may carry only "
+        "the fields listed for its type and version; a type and version not listed may carry "
+        "none, so it cannot go abroad. The Publisher refuses anything else and the partner's "
+        "consumer quarantines it.",
+        "x-lintas-cross-border": dict(sorted(declared.items())),
+    }
+
+
 def _relpath(model: type[EventData]) -> str:
     return f"{model.TYPE}/v{model.VERSION}.json"
 
 
 def generate(models: Iterable[type[EventData]] | None = None) -> dict[str, dict[str, Any]]:
     """Every schema file, by path relative to the schema directory."""
-    files = {ENVELOPE_FILE: envelope_schema()}
-    for model in models if models is not None else registry.all_models():
+    model_list = list(models if models is not None else registry.all_models())
+    files = {ENVELOPE_FILE: envelope_schema(), CROSS_BORDER_FILE: cross_border_document(model_list)}
+    for model in model_list:
         files[_relpath(model)] = data_schema(model)
     return files
 
@@ -126,7 +150,7 @@ def write_schemas(
     changed_published = [
         _lock_key(rel)
         for rel, doc in files.items()
-        if rel != ENVELOPE_FILE and lock.get(_lock_key(rel), _digest(doc)) != _digest(doc)
+        if rel not in _UNLOCKED and lock.get(_lock_key(rel), _digest(doc)) != _digest(doc)
     ]
     if changed_published:
         raise PublishedVersionChanged(
@@ -141,7 +165,7 @@ def write_schemas(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             written.append(rel)
-        if rel != ENVELOPE_FILE:
+        if rel not in _UNLOCKED:
             lock.setdefault(_lock_key(rel), _digest(doc))
     lock_text = render(dict(sorted(lock.items())))
     lock_path = root / LOCK_FILE
@@ -174,7 +198,7 @@ def check_schemas(
         problems.append(Problem("a", f"{rel} has no model: a registered version was removed"))
     for rel, doc in files.items():
         key = _lock_key(rel)
-        if rel == ENVELOPE_FILE:
+        if rel in _UNLOCKED:
             continue
         if key not in lock:
             problems.append(Problem("a", f"{key} is not in {LOCK_FILE} yet: {hint}"))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 from datetime import date
 
+from opentelemetry.trace import SpanKind, Tracer
+
 from lintas.contracts import BROADCAST, new_case_id
+from lintas.infra.tracing import AGENCY, CASE_ID
 from lintas.producers import Publisher
 
-from .pathways import PATHWAYS, VILLAGE, Pathway, agencies
+from .pathways import PATHWAYS, VILLAGE, Pathway
 
 __all__ = ["open_case", "pathway_for"]
 
@@ -34,11 +37,29 @@ def _child(rng: random.Random) -> dict[str, object]:
     }
 
 
-async def open_case(publishers: dict[str, Publisher], index: int, rng: random.Random) -> str:
-    """Publish ``case.opened`` and the guardian's consent; return the new case id."""
+async def open_case(
+    publishers: dict[str, Publisher], index: int, rng: random.Random, tracer: Tracer
+) -> str:
+    """Publish ``case.opened`` (the child's identity sealed) and the parent's consent, or
+    the officer's override; return the new case id.
+
+    Both within one span (the officer registering the child), so the case's trace has one
+    root and every agency's work on the case hangs under it."""
     pathway = pathway_for(index)
     case_id = new_case_id()
     opener = publishers[pathway.opener]
+    with tracer.start_as_current_span(
+        "case intake",
+        kind=SpanKind.INTERNAL,
+        attributes={AGENCY: pathway.opener, CASE_ID: case_id, "lintas.pathway": pathway.situation},
+        record_exception=False,  # an exception's text could quote the invented child
+        set_status_on_exception=False,
+    ):
+        await _open(opener, pathway, case_id, rng)
+    return case_id
+
+
+async def _open(opener: Publisher, pathway: Pathway, case_id: str, rng: random.Random) -> None:
     await opener.publish(
         "case.opened",
         {
@@ -59,16 +80,32 @@ async def open_case(publishers: dict[str, Publisher], index: int, rng: random.Ra
         case_id=case_id,
         target="kp2mi",
     )
-    await opener.publish(
-        "consent.recorded",
-        {
-            "consent_id": "consent-1",
-            "given_by": "parent" if pathway.situation == "left_behind" else "institution",
-            "child_assent": True,
-            "scopes": ["services", "disclosure_to_agencies"],
-            "agencies": [a for a in agencies() if a != pathway.opener],
-        },
-        case_id=case_id,
-        target=BROADCAST,
-    )
-    return case_id
+    # The child's data goes nowhere without a consent (or an override) naming who gets it:
+    # the opener records it, which gives those agencies the case's data key.
+    scopes = ["services", "disclosure_to_agencies"]
+    if pathway.override is not None:
+        await opener.publish(
+            "consent.overridden",
+            {
+                "officer_role": pathway.override.officer_role,
+                "legal_basis": pathway.override.legal_basis,
+                "reason": pathway.override.reason,
+                "scopes": scopes,
+                "agencies": list(pathway.shared_with),
+            },
+            case_id=case_id,
+            target=BROADCAST,
+        )
+    else:
+        await opener.publish(
+            "consent.recorded",
+            {
+                "consent_id": "consent-1",
+                "given_by": pathway.given_by,
+                "child_assent": True,
+                "scopes": scopes,
+                "agencies": list(pathway.shared_with),
+            },
+            case_id=case_id,
+            target=BROADCAST,
+        )

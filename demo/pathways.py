@@ -13,6 +13,7 @@ __all__ = [
     "PATHWAYS",
     "VILLAGE",
     "ExpectedHandoff",
+    "Override",
     "Pathway",
     "agencies",
     "check_record",
@@ -33,6 +34,16 @@ class ExpectedHandoff:
 
 
 @dataclass(frozen=True, slots=True)
+class Override:
+    """Consent overridden at intake: no parent or guardian can give it (and the law says
+    the child's protection may not wait for one)."""
+
+    officer_role: str
+    legal_basis: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Pathway:
     situation: str
     title: str
@@ -44,6 +55,11 @@ class Pathway:
     risk_level: str
     closed_reason: str
     handoffs: tuple[ExpectedHandoff, ...]
+    shared_with: tuple[str, ...]
+    """The agencies the intake consent (or override) covers: every one a hand-off of the
+    pathway shares the child's data with. A partner abroad needs a consent of its own."""
+    given_by: str = "parent"
+    override: Override | None = None
 
 
 _H = ExpectedHandoff
@@ -70,6 +86,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
             _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
             _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
         ),
+        shared_with=("kp2mi", "dukcapil", "kemensos", VILLAGE),
     ),
     Pathway(
         situation="left_behind",
@@ -85,6 +102,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
             _H("kp2mi", "kemenpppa", "referral", "psychosocial_assessment"),
             _H("kp2mi", "kemnaker", "referral", "community_parenting"),
         ),
+        shared_with=("kp2mi", "kemenpppa", "kemnaker"),
     ),
     Pathway(
         situation="trafficking_victim",
@@ -102,6 +120,12 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
             _H("kp2mi", "kemenpppa", "referral", "protection_services"),
             _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
             _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
+        ),
+        shared_with=("kp2mi", "kpai", "kemenpppa", "kemensos", VILLAGE),
+        override=Override(
+            officer_role="Pelaksana Fungsi Pelindungan WNI, KJRI Jeddah",
+            legal_basis="UU 35/2014 Pasal 59A; UU 21/2007 (TPPO)",
+            reason="child trafficking victim; no parent or guardian can be reached",
         ),
     ),
 )
@@ -134,6 +158,12 @@ def check_record(record: CaseRecord) -> list[str]:
     seqs = [entry.seq for entry in record.timeline]
     if seqs != sorted(set(seqs)):
         problems.append(f"{record.case_id}: timeline not in stream order: {seqs}")
+    refused = [f"{e.type} at seq {e.seq}" for e in record.timeline if e.refused]
+    if refused:
+        problems.append(f"{record.case_id}: shared without consent: {', '.join(refused)}")
+    clear = [f"{p.type}.{p.field}" for p in record.personal if p.state != "sealed"]
+    if clear:
+        problems.append(f"{record.case_id}: personal fields not sealed: {', '.join(clear)}")
     owner = pathway.opener
     for entry in record.timeline:
         if entry.type == "case.assigned":

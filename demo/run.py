@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlmodel import Session
 
 from lintas.consumers import (
@@ -20,20 +22,30 @@ from lintas.consumers import (
     Databases,
     attach_agency,
     attach_record,
+    attach_watchdog,
     create_broker,
+    load_deadlines,
     load_record,
+    start_ticker,
 )
+from lintas.consumers.deadlines import Deadline
 from lintas.consumers.projections import Batch
-from lintas.contracts import PermanentError, TransientError
+from lintas.contracts import WATCHDOG, ConsentMissing, PermanentError, TransientError
 from lintas.infra.bus import connect, embedded_url, open_bus
+from lintas.infra.casekeys import case_keys_for
+from lintas.infra.credentials import js_options
+from lintas.infra.exchange import ensure_exchange_key, load_recipients
 from lintas.infra.keys import Signer, Verifier, ensure_agency_key, load_registry
 from lintas.infra.platform import declare_platform
+from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
+from lintas.infra.telemetry import configure_tracing
 from lintas.infra.topology import ConsumerSpec, deployment_consumers, staff_consumer
+from lintas.infra.tracing import tracer_for
 from lintas.producers import Publisher
 
 from .desk import attach_desk
-from .intake import open_case
+from .intake import open_case, pathway_for
 from .pathways import agencies
 
 __all__ = ["DemoRefused", "DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
@@ -55,6 +67,9 @@ class DemoResult:
     events: int
     elapsed_s: float
     url: str
+    deadlines: list[Deadline]  # the hand-offs the watchdog followed in the demo's cases
+    gate_refusal: str | None = None
+    """What the consent gate said to a referral no consent covers (the demo tries one)."""
 
 
 async def _drained(js: Any, settings: Settings, deadline: float) -> None:
@@ -70,6 +85,42 @@ async def _drained(js: Any, settings: Settings, deadline: float) -> None:
         await asyncio.sleep(0.02)  # the server has no "drained" notification to await
 
 
+async def _try_without_consent(
+    publishers: dict[str, Publisher], opened: list[tuple[int, str]]
+) -> str | None:
+    """Refer one case to an agency its consent does not cover: the gate refuses it.
+
+    Untraced: the probe is the demo's, not work on the case, and stays out of its trace."""
+    kp2mi = publishers["kp2mi"]
+    probe = Publisher(
+        kp2mi._js,
+        kp2mi.agency,
+        stream=kp2mi.stream,
+        signer=kp2mi.signer,
+        keys=kp2mi.privacy.keys,
+        reads=kp2mi.reads,
+        tracer_provider=NoOpTracerProvider(),
+    )
+    for index, case_id in opened:
+        pathway = pathway_for(index)
+        outsider = next(
+            (a for a in agencies() if a not in (*pathway.shared_with, pathway.opener)), None
+        )
+        if outsider is None or pathway.override is not None:
+            continue
+        try:
+            await probe.publish(
+                "referral.requested",
+                {"referral_id": "demo-gate", "service": "shelter"},
+                case_id=case_id,
+                target=outsider,
+            )
+        except ConsentMissing as refused:
+            return str(refused)
+        return None  # published: the gate let it through, which the CLI reports
+    return None
+
+
 def demo_consumers() -> list[ConsumerSpec]:
     return deployment_consumers(agencies()) + [staff_consumer(a) for a in agencies()]
 
@@ -81,7 +132,11 @@ async def run_demo(
     progress: Progress | None = None,
     timeout_s: float = 120.0,
     seed: int = 7,
+    tracer_provider: TracerProvider | None = None,
 ) -> DemoResult:
+    """Run ``cases`` demo cases. Spans go to ``tracer_provider``; without one the demo
+    builds its own from the settings (the span file, or the OTLP collector) and flushes it
+    before returning."""
     if cases < 1:
         raise ValueError("the demo needs at least one case")
     # Invented cases must never land in a real stream (it denies delete and purge), and
@@ -97,11 +152,34 @@ async def run_demo(
             f"another lintas process (lintas up?) is serving {settings.data_dir} on {running}; "
             "stop it, or give the demo its own LINTAS_DATA_DIR"
         )
+    owned: SdkTracerProvider | None = None
+    if tracer_provider is None:
+        tracer_provider = owned = configure_tracing(settings, "lintas-demo")
+    try:
+        return await _run(settings, cases, progress, timeout_s, seed, tracer_provider)
+    finally:
+        if owned is not None:  # writes the last spans (a collector may take a moment)
+            await asyncio.to_thread(owned.shutdown)
+
+
+async def _run(
+    settings: Settings,
+    cases: int,
+    progress: Progress | None,
+    timeout_s: float,
+    seed: int,
+    tracer_provider: TracerProvider,
+) -> DemoResult:
     rng = random.Random(seed)
     started = time.perf_counter()
-    async with open_bus(settings) as url:
-        nc = await connect(url, "lintas-demo")
+    # Every agency on the embedded bus connects as itself, with the permissions a deployment
+    # gives it: it publishes only as itself, reads only its own consumers, and asks the
+    # read service for its cases' heads. The platform declares and runs the record.
+    async with open_bus(settings, agencies=agencies()) as url:
+        nc = await connect(url, "lintas-demo", settings=settings, identity="platform")
         databases = Databases(settings)
+        own: dict[str, Any] = {}
+        brokers = []
         try:
             js = nc.jetstream()
             await declare_platform(js, settings, demo_consumers())
@@ -119,23 +197,73 @@ async def run_demo(
                 if intake_done and wanted <= closed:
                     all_closed.set()
 
-            broker = create_broker(url)
-            # Every demo agency signs with its own key, and every consumer verifies.
-            for agency in agencies():
+            # Every demo agency signs with its own key, and every consumer verifies; each
+            # agency holds an X25519 key pair, so a case's data key can be wrapped for it
+            # (the watchdog holds none: it never sees a child's data).
+            for agency in (*agencies(), WATCHDOG):
                 ensure_agency_key(settings, agency)
-            verifier = Verifier(load_registry(settings))
-            attach_record(broker, databases, settings, on_commit=[on_record], verifier=verifier)
-            publishers = {
-                a: Publisher(js, a, stream=settings.stream, signer=Signer.load(settings, a))
-                for a in agencies()
-            }
             for agency in agencies():
-                attach_agency(broker, databases, settings, agency, verifier=verifier)
+                ensure_exchange_key(settings, agency)
+            recipients = load_recipients(settings)
+            verifier = Verifier(load_registry(settings))
+            record = create_broker(url, settings, "platform")
+            attach_record(
+                record,
+                databases,
+                settings,
+                on_commit=[on_record],
+                verifier=verifier,
+                tracer_provider=tracer_provider,
+            )
+            # The deadline watchdog runs as in `lintas up`: on real time, the demo's staff
+            # answer long before any deadline, so it sends nothing unless something stalls.
+            attach_watchdog(
+                record, databases, settings, verifier=verifier, tracer_provider=tracer_provider
+            )
+            brokers.append(record)
+            publishers = {}
+            for agency in agencies():
+                own[agency] = anc = await connect(
+                    url, f"lintas-demo-{agency}", settings=settings, identity=agency
+                )
+                ajs = anc.jetstream(**js_options(agency))
+                publishers[agency] = Publisher(
+                    ajs,
+                    agency,
+                    stream=settings.stream,
+                    signer=Signer.load(settings, agency),
+                    keys=case_keys_for(ajs, settings, agency, recipients),
+                    reads=ServiceReads(anc, agency),
+                    tracer_provider=tracer_provider,
+                )
+                broker = create_broker(url, settings, agency)
+                attach_agency(
+                    broker,
+                    databases,
+                    settings,
+                    agency,
+                    verifier=verifier,
+                    via_read_service=True,
+                    tracer_provider=tracer_provider,
+                )
                 attach_desk(broker, publishers[agency], settings)
-            await broker.start()
+                brokers.append(broker)
+            intake = tracer_for(tracer_provider, "lintas.demo")
+            for broker in brokers:
+                await broker.start()
+            ticker = await start_ticker(
+                url,
+                databases,
+                settings,
+                Signer.load(settings, WATCHDOG),
+                tracer_provider=tracer_provider,
+            )
             try:
+                opened: list[tuple[int, str]] = []
                 for index in range(cases):
-                    wanted.add(await open_case(publishers, index, rng))
+                    case_id = await open_case(publishers, index, rng, intake)
+                    opened.append((index, case_id))
+                    wanted.add(case_id)
                 intake_done = True
                 if wanted <= closed:
                     all_closed.set()
@@ -147,12 +275,22 @@ async def run_demo(
                         f"{len(wanted & closed)} of {cases} cases closed after {timeout_s:.0f} s"
                     ) from None
                 await _drained(js, settings, deadline)
+                refusal = await _try_without_consent(publishers, opened)
             finally:
-                await broker.stop()
+                await ticker.stop()
+                for broker in brokers:
+                    await broker.stop()
             engine, _ = databases.for_consumer("record")
             with Session(engine) as session:
                 records = [r for cid in sorted(wanted) if (r := load_record(session, cid))]
-            return DemoResult(records, counted[0], time.perf_counter() - started, url)
+            engine, _ = databases.for_consumer("watchdog")
+            with Session(engine) as session:
+                followed = [d for d in load_deadlines(session) if d.case_id in wanted]
+            return DemoResult(
+                records, counted[0], time.perf_counter() - started, url, followed, refusal
+            )
         finally:
             databases.dispose()
+            for agency_nc in own.values():
+                await agency_nc.close()
             await nc.close()

@@ -48,7 +48,7 @@ _VALID_DAYS = {"splp": 30, "citizenship_confirmation": 180}
 
 def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
     data = event.data
-    assert isinstance(data, document.DocumentRequestedV1)
+    assert isinstance(data, document.DocumentRequestedV2)
     days = _VALID_DAYS.get(data.kind)
     return [
         Reaction(
@@ -71,7 +71,7 @@ def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
 
 def _kp2mi(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, case.CaseOpenedV2):
+    if isinstance(data, case.CaseOpenedV3):
         first: dict[str, Reaction] = {
             "undocumented_abroad": Reaction(
                 "document.requested",
@@ -101,7 +101,7 @@ def _kp2mi(event: Event) -> list[Reaction]:
             "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
         )
         return [assigned, first[data.situation]] if data.situation in first else [assigned]
-    if isinstance(data, document.DocumentIssuedV2):
+    if isinstance(data, document.DocumentIssuedV3):
         following = {
             "citizenship_confirmation": Reaction(
                 "document.requested", "kemlu", {"request_id": "doc-splp", "kind": "splp"}
@@ -138,7 +138,7 @@ def _kp2mi(event: Event) -> list[Reaction]:
                 {"referral_id": "ref-prot", "service": "protection_services"},
             )
         ]
-    if isinstance(data, oversight.OversightReviewedV1):
+    if isinstance(data, oversight.OversightReviewedV2):
         return [
             Reaction(
                 "repatriation.requested",
@@ -197,16 +197,29 @@ def _return_home(event: Event, repatriation_id: str, port: str) -> list[Reaction
 
 def _kemlu(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, document.DocumentRequestedV1):
+    if isinstance(data, document.DocumentRequestedV2):
         return _issue(event, "KJRI Kota Kinabalu", "KJRI-KK")
     if isinstance(data, repatriation.RepatriationRequestedV1):
         if data.from_country == "MY":
+            # Across the border only with a consent naming the partner, and only the
+            # fields declared for cross-border sharing (no notes).
             return [
+                Reaction(
+                    "consent.recorded",
+                    BROADCAST,
+                    {
+                        "consent_id": "consent-abroad",
+                        "given_by": "parent",
+                        "child_assent": True,
+                        "scopes": ["services"],
+                        "agencies": [PARTNER],
+                    },
+                ),
                 Reaction(
                     "referral.requested",
                     PARTNER,
                     {"referral_id": "exit-1", "service": "exit_clearance"},
-                )
+                ),
             ]
         return _return_home(event, data.repatriation_id, "Soekarno-Hatta")
     if isinstance(data, referral.ReferralCompletedV1) and data.referral_id == "exit-1":
@@ -216,7 +229,7 @@ def _kemlu(event: Event) -> list[Reaction]:
 
 def _serve(event: Event, assessed: bool = False) -> list[Reaction]:
     data = event.data
-    assert isinstance(data, referral.ReferralRequestedV1)
+    assert isinstance(data, referral.ReferralRequestedV2)
     rid = {"referral_id": data.referral_id}
     reactions = [Reaction("referral.accepted", event.source, rid)]
     if assessed:
@@ -237,7 +250,7 @@ def _serve(event: Event, assessed: bool = False) -> list[Reaction]:
 
 def _kemensos(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, rehabilitation.RehabilitationHandoffRequestedV1):
+    if isinstance(data, rehabilitation.RehabilitationHandoffRequestedV2):
         hid = {"handoff_id": data.handoff_id}
         return [
             Reaction("rehabilitation.handoff_accepted", event.source, hid),

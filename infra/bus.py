@@ -4,6 +4,17 @@ In order: the configured ``LINTAS_NATS_URL``; else the embedded server already s
 data directory (published in ``nats.url`` and ``nats.pid``); else an embedded server started
 over the data directory's store for the duration of the command. An exclusive ``flock`` on
 ``nats.lock`` keeps two processes from starting two servers over one store.
+
+The embedded server runs with authorization on, like a deployment: before it starts (or
+when it already runs and an agency is new), every role and agency the command needs gets
+an identity in the data directory (:mod:`lintas.infra.identities`), and the server runs
+with the generated ``accounts.conf`` (reloaded with SIGHUP when it changes). The process
+that starts the server also runs the read service agencies' publishers and consumers ask
+(:mod:`lintas.infra.reads`), for as long as the server runs.
+
+Errors::
+
+    AccessRefused (permanent)  NATS refused the identity's credentials
 """
 
 from __future__ import annotations
@@ -12,28 +23,47 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
 import nats.errors
+import structlog
 from nats.aio.client import Client
 
+from lintas.contracts.errors import PermanentError
+
+from .access import ACCOUNT
+from .credentials import connect_options, uses_credentials
 from .embedded import LOG_NAME, EmbeddedNats
 from .errors import BusUnavailable
+from .identities import accounts_path, ensure_local_identities
+from .reads import ReadService
 from .settings import Settings
 
 __all__ = [
     "LOCK_FILE",
     "PID_FILE",
     "URL_FILE",
+    "AccessRefused",
     "connect",
     "embedded_url",
+    "log_nats_error",
     "open_bus",
+    "read_service",
     "servers",
 ]
+
+_log = structlog.get_logger("lintas.bus")
+
+
+class AccessRefused(PermanentError):
+    """NATS refused the credentials: an unknown or revoked nkey, a wrong password."""
+
 
 URL_FILE = "nats.url"
 PID_FILE = "nats.pid"
@@ -103,8 +133,18 @@ async def _accepts_tcp(url: str) -> bool:
     return True
 
 
-async def _quiet(_exc: Exception) -> None:
-    """nats-py logs every failed attempt with a traceback; the caller reports once."""
+def log_nats_error(identity: str) -> Callable[[Exception], Awaitable[None]]:
+    """An ``error_cb`` that says when the server refused something as not permitted.
+
+    nats-py reports a permissions violation only here (the request itself just times out),
+    so this log line is where an operator sees a misconfigured or misbehaving identity.
+    """
+
+    async def on_error(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            _log.warning("nats.permission_denied", identity=identity, detail=str(exc))
+
+    return on_error
 
 
 def servers(url: str) -> list[str]:
@@ -113,23 +153,70 @@ def servers(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
-async def connect(url: str, name: str, *, attempts: int = 3) -> Client:
-    """Connect to ``url`` or raise :class:`BusUnavailable` within a few seconds.
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, nats.errors.AuthorizationError) or (
+        "authorization violation" in str(exc).lower()
+    )
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    settings: Settings | None = None,
+    identity: str | None = None,
+    attempts: int = 3,
+    reconnect_forever: bool = False,
+) -> Client:
+    """Connect to ``url`` as ``identity`` (its nkey from ``settings``' credentials dir,
+    TLS as configured), or raise :class:`BusUnavailable` within a few seconds, or
+    :class:`AccessRefused` if the server refuses the credentials.
 
     nats-py's defaults retry a refused first connection for about two minutes and log a
     traceback each time; a command someone is waiting on should say so at once.
+
+    ``reconnect_forever``: the first connection still fails fast, but once connected the
+    client never gives up reconnecting (processes that run for long: the watchdog's
+    ticker, ``lintas watch``). ``attempts=-1`` would also retry the *first* connection
+    forever, hanging a command whose bus is down.
     """
+    options: dict[str, Any] = connect_options(settings, identity) if settings else {}
+    refusals: list[Exception] = []
+    log_error = log_nats_error(identity or name)
+
+    async def on_error(exc: Exception) -> None:
+        if _refused(exc):
+            refusals.append(exc)
+        await log_error(exc)
+
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=servers(url),
             name=name,
             connect_timeout=2,
             max_reconnect_attempts=attempts,
             reconnect_time_wait=0.5,
-            error_cb=_quiet,
+            error_cb=on_error,
+            **options,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
+        if refusals or _refused(exc):
+            who = identity or "an anonymous client"
+            if "nkeys_seed" in options:
+                how = f"the nkey in {options['nkeys_seed']}"
+            elif settings is not None and identity is not None:
+                how = f"no credentials (no {identity}.nk in {settings.nkeys_dir})"
+            else:
+                how = "no credentials"
+            raise AccessRefused(
+                f"NATS at {url} refused {who}, which presented {how}: is its public key in "
+                "the server's authorization (`lintas agency add`, `lintas infra config`)?"
+            ) from None
         raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
+    if reconnect_forever:
+        # nats-py reads the option afresh on every reconnect.
+        nc.options["max_reconnect_attempts"] = -1
+    return nc
 
 
 async def embedded_url(data_dir: Path) -> str | None:
@@ -179,10 +266,73 @@ async def _lock_or_url(settings: Settings) -> int | str:
             os.close(fd)
 
 
+def _adopt_global_store(store_dir: Path) -> None:
+    """Streams made before authorization was on belong to the global account ``$G``; with
+    accounts they belong to ``LINTAS``. JetStream keeps each account's streams in a
+    directory of its name, so the older store is renamed once, before the server starts."""
+    jetstream = store_dir / "jetstream"
+    old, new = jetstream / "$G", jetstream / ACCOUNT
+    if old.is_dir() and not new.exists():
+        old.rename(new)
+        _log.warning("bus.store_adopted", moved=str(old), to=str(new))
+
+
+async def _reload(settings: Settings, url: str, added: list[str]) -> None:
+    """Make the running embedded server read the regenerated ``accounts.conf`` (SIGHUP), and
+    wait until it lets the first new identity in."""
+    try:
+        pid = int((settings.data_dir / PID_FILE).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        return  # not ours to signal, or gone: a server started later reads the file anyway
+    probes = [name for name in added if uses_credentials(settings, name)]
+    if not probes:
+        return  # keys registered from elsewhere: nothing here to log in with
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _LOCK_WAIT_S
+    while True:
+        try:
+            nc = await connect(url, "lintas-reload-probe", settings=settings, identity=probes[0])
+        except AccessRefused:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(_POLL_S)  # the server reloads in its own time: no event to await
+            continue
+        await nc.close()
+        return
+
+
 @asynccontextmanager
-async def open_bus(settings: Settings) -> AsyncIterator[str]:
+async def read_service(settings: Settings, url: str, *, run: bool = True) -> AsyncIterator[None]:
+    """The read service, as the platform, for the block (nothing if not ``run``).
+
+    Every process using the embedded bus runs one (they share the work as a queue group),
+    so agencies always have one; on a configured cluster ``lintas up`` / ``lintas run reads``
+    run it.
+    """
+    if not run:
+        yield
+        return
+    nc = await connect(url, "lintas-reads", settings=settings, identity="platform", attempts=-1)
+    service = ReadService(nc, nc.jetstream(), settings.stream)
+    try:
+        await service.start()
+        yield
+    finally:
+        await service.stop()
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await nc.close()
+
+
+@asynccontextmanager
+async def open_bus(
+    settings: Settings, *, agencies: Iterable[str] = (), changed: Iterable[str] = ()
+) -> AsyncIterator[str]:
     """Yield the NATS URL to use, starting the embedded server for the block if need be.
 
+    On the embedded bus, ``agencies`` (and ``LINTAS_AGENCIES``) get identities first, and
+    the read service runs for the block; ``changed`` names identities whose keys were just
+    changed (``lintas agency add``), which a running server must reload to let in.
     Processes that reuse another's embedded server do not keep it alive: it stops when the
     process that started it ends.
     """
@@ -191,25 +341,43 @@ async def open_bus(settings: Settings) -> AsyncIterator[str]:
         return
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    added = ensure_local_identities(settings, dict.fromkeys((*settings.agencies, *agencies)))
+    added += [name for name in changed if name not in added]
     # Also finds a server orphaned by a killed lintas process (it outlives its lock): reusing
     # it is safe, while a second server over the same store is not.
     url = await embedded_url(data_dir)
-    if url is not None:
+    if url is None:
+        got = await _lock_or_url(settings)
+        if isinstance(got, int):
+            async with _own_server(settings, got) as url:
+                yield url
+            return
+        url = got
+    if added:
+        await _reload(settings, url, added)
+    async with read_service(settings, url):
         yield url
-        return
-    got = await _lock_or_url(settings)
-    if isinstance(got, str):
-        yield got
-        return
+
+
+@asynccontextmanager
+async def _own_server(settings: Settings, lock_fd: int) -> AsyncIterator[str]:
+    data_dir = settings.data_dir
     try:
-        server = EmbeddedNats(settings.nats_store_dir, binary=settings.nats_server_bin)
+        _adopt_global_store(settings.nats_store_dir)
+        server = EmbeddedNats(
+            settings.nats_store_dir,
+            binary=settings.nats_server_bin,
+            config=accounts_path(settings),
+            client_options=connect_options(settings, "platform"),
+        )
         async with server:
             url, pid = server.url, server.pid
             assert pid is not None
             _publish(data_dir, url, pid)
             try:
-                yield url
+                async with read_service(settings, url):
+                    yield url
             finally:
                 _unpublish(data_dir, url, pid)
     finally:
-        os.close(got)  # releases the flock
+        os.close(lock_fd)  # releases the flock

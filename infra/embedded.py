@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import nats
 import nats.errors
@@ -248,7 +249,9 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py logs every failed connect attempt by default; a readiness probe expects some."""
 
 
-async def _jetstream_ready(url: str, within: float) -> Exception | None:
+async def _jetstream_ready(
+    url: str, within: float, client_options: Mapping[str, Any]
+) -> Exception | None:
     """None when ``url`` accepts a client and JetStream answers, else why not."""
     try:
         async with asyncio.timeout(within):
@@ -261,6 +264,7 @@ async def _jetstream_ready(url: str, within: float) -> Exception | None:
                 reconnect_time_wait=0,
                 connect_timeout=1,
                 error_cb=_quiet,
+                **client_options,
             )
             try:
                 await nc.jetstream(timeout=within).account_info()
@@ -277,7 +281,13 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 class EmbeddedNats:
-    """One nats-server process with JetStream over ``store_dir``, on loopback."""
+    """One nats-server process with JetStream over ``store_dir``, on loopback.
+
+    ``config``: a config file the server includes (lintas's generated ``accounts.conf``:
+    users and permissions), which a SIGHUP makes it read again; address and port stay flags.
+    ``client_options``: how the readiness probe connects (the credentials of an identity
+    allowed to ask for JetStream account info, when ``config`` requires them).
+    """
 
     def __init__(
         self,
@@ -287,8 +297,12 @@ class EmbeddedNats:
         binary: Path | None = None,
         host: str = "127.0.0.1",
         server_name: str = "lintas-embedded",
+        config: Path | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         _check_loopback(host)
+        self.config = config
+        self.client_options = dict(client_options or {})
         self.store_dir = store_dir
         self.port = port
         self.host = host
@@ -326,11 +340,23 @@ class EmbeddedNats:
         # A private directory: the ports file of a killed server is never removed, and a
         # leftover file with a recycled pid must not be mistaken for ours.
         self._ports_dir = Path(tempfile.mkdtemp(prefix="lintas-nats-ports-"))
-        args = [
+        if self.config is None:
+            args = ["-n", self.server_name]
+        else:
+            # A reload (SIGHUP, when identities change) is refused if the server name came
+            # from a flag; so it goes in a small file, which includes the config (nats-server
+            # resolves an include next to the including file, absolute or not).
+            wrapper = self.config.with_name(f"{self.config.stem}.embedded.conf")
+            wrapper.write_text(
+                "# Written by lintas when it starts the embedded server: do not edit.\n"
+                f"server_name: {json.dumps(self.server_name)}\n"
+                f"include {json.dumps(self.config.name)}\n"
+            )
+            args = ["-c", str(wrapper)]
+        args += ["-js", "-sd", str(self.store_dir)]
+        args += [
             "-a", self.host,
             "-p", str(self.port if self.port is not None else -1),
-            "-n", self.server_name,
-            "-js", "-sd", str(self.store_dir),
             "--ports_file_dir", str(self._ports_dir),
         ]  # fmt: skip
         log, offset = _open_log(self.log_path)
@@ -366,7 +392,7 @@ class EmbeddedNats:
                 url = url or _read_ports_file(self._ports_dir, proc.pid)
                 remaining = deadline - loop.time()
                 if url is not None and remaining > 0:
-                    why = await _jetstream_ready(url, remaining)
+                    why = await _jetstream_ready(url, remaining, self.client_options)
                     if why is None:
                         return url
                 if loop.time() >= deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .casekeys import case_keys_stream, ensure_case_keys
 from .quarantine import ensure_quarantine, quarantine_stream
 from .seals import ensure_seals, seals_stream
 from .settings import Settings
@@ -17,9 +18,10 @@ async def declare_platform(
     js: Any, settings: Settings, specs: Iterable[ConsumerSpec]
 ) -> dict[str, str]:
     """The event stream and its consumers, then the quarantine stream they rely on:
-    a consumer that cannot quarantine a poison message stalls rather than drop it; and the
-    seals stream (``lintas seal``)."""
+    a consumer that cannot quarantine a poison message stalls rather than drop it; the
+    seals stream (``lintas seal``); and the case key store (``LINTAS_CASE_KEYS``)."""
     outcome = await declare(js, settings, specs)
     outcome[quarantine_stream(settings)] = await ensure_quarantine(js, settings)
     outcome[seals_stream(settings)] = await ensure_seals(js, settings)
+    outcome[case_keys_stream()] = await ensure_case_keys(js, settings)
     return outcome

@@ -5,6 +5,7 @@ Built once, in a composition root (the CLI, a test fixture); never at import tim
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -51,6 +52,48 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(
         default=0.1, gt=0, description="longest a partial batch waits to fill before applying"
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector for spans (Jaeger, Tempo, ...), e.g. "
+        "http://localhost:4318; unset = the local span file under data_dir/traces",
+    )
+    # -- deadlines (the watchdog): how long the agency asked has to answer when the request
+    # names no due date, and how long after that due date KPAI is told. ISO 8601 durations
+    # (P7D, PT12H). A hand-off keeps the deadlines in force when it was requested.
+    due_referral: timedelta = Field(
+        default=timedelta(days=7), description="answer due after a referral.requested"
+    )
+    due_document: timedelta = Field(
+        default=timedelta(days=14), description="answer due after a document.requested"
+    )
+    due_rehabilitation: timedelta = Field(
+        default=timedelta(days=3),
+        description="answer due after a rehabilitation.handoff_requested",
+    )
+    escalate_referral: timedelta = Field(
+        default=timedelta(days=7), description="escalation to KPAI this long after the due date"
+    )
+    escalate_document: timedelta = Field(
+        default=timedelta(days=14), description="escalation to KPAI this long after the due date"
+    )
+    escalate_rehabilitation: timedelta = Field(
+        default=timedelta(days=3), description="escalation to KPAI this long after the due date"
+    )
+    watchdog_tick_s: float = Field(
+        default=30.0, gt=0, description="how often the watchdog looks at the deadlines"
+    )
+    credentials_dir: Path | None = Field(
+        default=None,
+        description="where the NATS nkey seeds (<identity>.nk) of this host are; unset = "
+        "data_dir/auth/nkeys",
+    )
+    nats_tls_ca: Path | None = Field(
+        default=None, description="CA certificate that signed the NATS servers' certificates"
+    )
+    nats_tls_cert: Path | None = Field(
+        default=None, description="client certificate, for servers that verify clients"
+    )
+    nats_tls_key: Path | None = Field(default=None, description="the client certificate's key")
 
     @field_validator("agencies")
     @classmethod
@@ -60,6 +103,20 @@ class Settings(BaseSettings):
             raise ValueError(f"not agency ids: {', '.join(bad)}")
         return value
 
+    @field_validator(
+        "due_referral",
+        "due_document",
+        "due_rehabilitation",
+        "escalate_referral",
+        "escalate_document",
+        "escalate_rehabilitation",
+    )
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration (ISO 8601, like P7D or PT12H)")
+        return value
+
     @property
     def db_dir(self) -> Path:
         return self.data_dir / "db"
@@ -67,6 +124,20 @@ class Settings(BaseSettings):
     @property
     def nats_store_dir(self) -> Path:
         return self.data_dir / "nats"
+
+    @property
+    def span_file(self) -> Path:
+        """Where spans go when no ``otlp_endpoint`` is set (JSON lines; ``lintas trace``)."""
+        return self.data_dir / "traces" / "spans.jsonl"
+
+    @property
+    def auth_dir(self) -> Path:
+        """The access description, generated server configs and secrets of this data dir."""
+        return self.data_dir / "auth"
+
+    @property
+    def nkeys_dir(self) -> Path:
+        return self.credentials_dir or self.auth_dir / "nkeys"
 
     def database_url_for(self, consumer: str) -> str:
         """The projection database of one consumer: shared when configured, else its own file."""

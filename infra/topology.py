@@ -42,10 +42,12 @@ from .settings import Settings
 __all__ = [
     "ConsumerSpec",
     "TopologyConflict",
+    "TopologyMissing",
     "TopologyNotApplied",
     "TopologyRefused",
     "agency_consumer",
     "agency_sent_consumer",
+    "check_consumer",
     "consumer_config",
     "consumer_differences",
     "declare",
@@ -57,6 +59,7 @@ __all__ = [
     "staff_consumer",
     "stream_config",
     "stream_differences",
+    "watchdog_consumer",
 ]
 
 CREATED = "created"
@@ -109,6 +112,10 @@ class TopologyNotApplied(TopologyConflict):
             "nats-server 2.10, which lintas needs: upgrade it, then remove "
             f"the {self.kind} so lintas declares it again"
         )
+
+
+class TopologyMissing(PermanentError):
+    """A consumer this process may bind to but not create does not exist."""
 
 
 class TopologyRefused(PermanentError):
@@ -193,9 +200,17 @@ def record_consumer() -> ConsumerSpec:
     return ConsumerSpec("record", (f"{ROOT}.>",), "every event, for the coordination record")
 
 
+def watchdog_consumer(name: str = "watchdog") -> ConsumerSpec:
+    """The deadline watchdog reads every event: whether a notice is due depends on all that
+    its case holds, and its tracked position must cover the whole case (see
+    ``consumers/watchdog.py``)."""
+    return ConsumerSpec(name, (f"{ROOT}.>",), "every event, for hand-off deadlines")
+
+
 def deployment_consumers(agencies: Iterable[str]) -> list[ConsumerSpec]:
-    """The record projector and, per agency, its inbox and sent consumers."""
-    specs = [record_consumer()]
+    """The record projector, the deadline watchdog and, per agency, its inbox and sent
+    consumers."""
+    specs = [record_consumer(), watchdog_consumer()]
     for agency in agencies:
         specs += [agency_consumer(agency), agency_sent_consumer(agency)]
     return specs
@@ -379,6 +394,24 @@ async def ensure_consumer(
     if differences := consumer_differences(info.config, want):
         raise TopologyConflict("consumer", spec.name, differences)
     return UNCHANGED
+
+
+async def check_consumer(
+    js: JetStreamManager, stream: str, spec: ConsumerSpec, settings: Settings
+) -> None:
+    """Check that the durable consumer exists as lintas declares it, without creating it:
+    what an agency does on a secured bus, where only the platform may create consumers."""
+    want = consumer_config(spec, settings)
+    with bus_errors(f"looking up consumer {spec.name} on {stream}"):
+        try:
+            info = await js.consumer_info(stream, spec.name)
+        except nats.js.errors.NotFoundError:
+            raise TopologyMissing(
+                f"consumer {spec.name!r} does not exist on stream {stream}: the platform "
+                "declares it (`lintas agency add`, or `lintas up`)"
+            ) from None
+    if differences := consumer_differences(info.config, want):
+        raise TopologyConflict("consumer", spec.name, differences)
 
 
 async def declare(

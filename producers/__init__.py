@@ -4,10 +4,12 @@ its own database with the transactional outbox)."""
 from lintas.infra.errors import BusUnavailable
 
 from .outbox import NatsClientClosed, Outbox, OutboxRecord, OutboxRelay, ensure_outbox_table
-from .publisher import Published, Publisher, PublishRejected
+from .publisher import CaseHead, HeadMoved, Published, Publisher, PublishRejected
 
 __all__ = [
     "BusUnavailable",
+    "CaseHead",
+    "HeadMoved",
     "NatsClientClosed",
     "Outbox",
     "OutboxRecord",

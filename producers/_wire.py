@@ -8,21 +8,24 @@ Errors::
     BusUnavailable      no answer, no stream listening yet, connection down: retry later
     └── NatsClientClosed  the nats-py client gave up reconnecting: retry with a new client
     ChainContention     (transient) the case's head kept moving under twenty attempts
+    HeadMoved           (transient) a publish conditional on the case's head found another
+                        event there: look again before deciding to publish
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+from opentelemetry.trace import Span, Tracer
 
 from lintas.contracts import (
+    ContractError,
     Envelope,
     Event,
     EventData,
@@ -32,15 +35,18 @@ from lintas.contracts import (
     case_filter,
     encode,
     make_event,
-    message_hash,
-    parse_message,
 )
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys import Signer
+from lintas.infra.reads import CaseHead, DirectReads, StreamReads
+from lintas.infra.tracing import EVENT_ID, message_context, publishing, trace_headers
 
 __all__ = [
+    "CaseHead",
     "ChainContention",
+    "HeadMoved",
     "NatsClientClosed",
+    "Prepare",
     "PublishRejected",
     "bus",
     "case_head",
@@ -62,6 +68,11 @@ class ChainContention(TransientError):
     """Other events of the case kept arriving first: the case's head never held still."""
 
 
+class HeadMoved(TransientError):
+    """The case's last event is no longer the one the publish was conditional on: something
+    else of the case was stored in between (perhaps this very event, by a retry)."""
+
+
 class NatsClientClosed(BusUnavailable):
     """The nats-py client gave up reconnecting: no publish succeeds until a new client."""
 
@@ -77,12 +88,15 @@ def event_for(
     event_id: str | None,
     time: datetime | None,
     signer: Signer | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Event:
     """Validate ``data`` against the newest version and wrap it as ``agency`` publishes it,
     signed when a ``signer`` is given.
 
-    ``caused_by`` links a reaction to its cause (causation and correlation ids).
+    ``caused_by`` links a reaction to its cause (causation and correlation ids); ``trace``
+    is the producer span's ``traceparent`` / ``tracestate`` (:func:`trace_headers`).
     """
+    trace = trace or {}
     event = make_event(
         build_data(event_type, data),
         source=agency,
@@ -92,6 +106,8 @@ def event_for(
         time=time,
         causationid=caused_by.id if caused_by else None,
         correlationid=(caused_by.envelope.correlationid or caused_by.id) if caused_by else None,
+        traceparent=trace.get("traceparent"),
+        tracestate=trace.get("tracestate"),
     )
     if signer is None:
         return event
@@ -99,11 +115,56 @@ def event_for(
 
 
 @contextlib.contextmanager
+def drafted(
+    tracer: Tracer,
+    agency: str,
+    event_type: str,
+    data: Mapping[str, Any] | EventData,
+    *,
+    case_id: str,
+    target: str,
+    caused_by: Event | None,
+    event_id: str | None,
+    time: datetime | None,
+    operation: str = "publish",
+) -> Iterator[tuple[Span, Event]]:
+    """The PRODUCER span of one event and the event built inside it (:func:`event_for`),
+    carrying the span's trace context and named on it by its id."""
+    with publishing(
+        tracer,
+        agency=agency,
+        event_type=event_type,
+        case_id=case_id,
+        target=target,
+        cause=message_context(caused_by.envelope) if caused_by else None,
+        operation=operation,
+    ) as span:
+        event = event_for(
+            agency,
+            event_type,
+            data,
+            case_id=case_id,
+            target=target,
+            caused_by=caused_by,
+            event_id=event_id,
+            time=time,
+            trace=trace_headers(span),
+        )
+        span.set_attributes({"messaging.message.id": event.id, EVENT_ID: event.id})
+        yield span, event
+
+
+@contextlib.contextmanager
 def bus(what: str) -> Iterator[None]:
-    """:func:`bus_errors`, and two more ways nats-py says the bus is out of reach."""
+    """:func:`bus_errors`, and two more ways nats-py says the bus is out of reach; a
+    :class:`BusUnavailable` raised within (by the read service's client) is named too."""
     with bus_errors(what):
         try:
             yield
+        except BusUnavailable as exc:
+            if str(exc).startswith(what):
+                raise
+            raise type(exc)(f"{what}: {exc}") from exc
         except nats.errors.ConnectionClosedError:
             raise NatsClientClosed(
                 f"{what}: the NATS client is closed (it stopped reconnecting); use a client "
@@ -153,26 +214,15 @@ async def publish_bytes(
 _WRONG_LAST_SEQUENCE = 10071  # JetStream: Nats-Expected-Last-Subject-Sequence did not hold
 
 
-@dataclass(frozen=True, slots=True)
-class CaseHead:
-    """A case's last stored message: its sequence, hash, and event id if it has one."""
-
-    seq: int = 0
-    hash: str | None = None
-    event_id: str | None = None
-
-
 async def case_head(js: Any, stream: str, case_id: str, what: str = "") -> CaseHead:
-    """The last message on a case's subjects; ``CaseHead()`` for a new case."""
+    """The last message on a case's subjects, read on the stream; ``CaseHead()`` for a new case."""
     with bus(f"{what}: reading the head of case {case_id}" if what else f"case {case_id}"):
-        try:
-            raw = await js.get_msg(stream, subject=case_filter(case_id))
-        except nats.js.errors.NotFoundError:
-            return CaseHead()
-    data = raw.data or b""
-    doc = parse_message(data)  # once: for its id and its hash
-    event_id = doc.get("id") if isinstance(doc, dict) else None
-    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id)
+        return await DirectReads(js, stream).head(case_id)
+
+
+Prepare = Callable[[CaseHead], Awaitable[Event]]
+"""What turns the event into the one to publish on top of a case head (the privacy step:
+the consent gate against the case as of that head, and sealing), or refuses it."""
 
 
 async def publish_chained(
@@ -184,22 +234,53 @@ async def publish_chained(
     ack_timeout_s: float,
     what: str,
     attempts: int = 20,
+    prepare: Prepare | None = None,
+    expected_head: CaseHead | None = None,
+    reads: StreamReads | None = None,
 ) -> tuple[int, bool, Event]:
     """Append ``event`` to its case's hash chain; return (sequence, duplicate, as stored).
 
     ``prevhash`` is the hash of the case's last stored event, and the publish holds only
     if that is still the case's last event when it arrives
     (``Nats-Expected-Last-Subject-Sequence`` scoped to the case's subjects). When another
-    event of the case got in first, the head is read again and the event re-signed.
+    event of the case got in first, the head is read again, ``prepare`` runs again against
+    it (so what it decided holds for the case as stored) and the event is re-signed.
+    Personal fields still in the clear are never published: :class:`ContractError`.
+
+    With ``expected_head`` (a head the caller read, and decided on), the event is appended
+    only right after it: one attempt, and :class:`HeadMoved` if anything else of the case
+    was stored since. A compare-and-set on the case's log, for publishers whose decision
+    depends on everything the case holds (the watchdog).
+
+    ``reads``: who reads the case's head (default: this client, on the stream); an agency
+    on a bus with permissions asks the read service (:class:`~lintas.infra.reads.ServiceReads`).
     """
+    reads = reads or DirectReads(js, stream)
     subject = event.envelope.nats_subject
+    draft = event
+    if expected_head is not None:
+        attempts = 1
     for _ in range(attempts):
-        head = await case_head(js, stream, event.case_id, what)
-        if head.event_id == event.id:
+        if expected_head is not None:
+            head = expected_head
+        else:
+            with bus(f"{what}: reading the head of case {draft.case_id}"):
+                head = await reads.head(draft.case_id)
+        if head.event_id == draft.id:
             # A retry of a publish that was stored: it is the head already.
-            with bus(f"reading event {event.id}"):
-                stored = await js.get_msg(stream, seq=head.seq)
-            return head.seq, True, _stored_event(json.loads(stored.data or b"{}"), event)
+            with bus(f"reading event {draft.id}"):
+                stored = await reads.message(head.seq)
+            return head.seq, True, _stored_event(json.loads(stored or b"{}"), draft)
+        event = await prepare(head) if prepare is not None else draft
+        clear = event.data.clear_fields()
+        if clear:
+            raise ContractError(
+                f"personal field {', '.join(clear)} is not sealed: publish through a "
+                "Publisher holding the agency's case keys",
+                event_type=event.type,
+                version=type(event.data).VERSION,
+                field=clear[0],
+            )
         envelope = event.envelope.model_copy(update={"prevhash": head.hash})
         if signer is not None:
             envelope = signer.sign(envelope)
@@ -215,18 +296,35 @@ async def publish_chained(
                 headers={
                     "Nats-Expected-Last-Subject-Sequence": str(head.seq),
                     "Nats-Expected-Last-Subject-Sequence-Subject": case_filter(event.case_id),
+                    **_trace_headers(envelope),
                 },
             )
         except PublishRejected as exc:
             if exc.code == _WRONG_LAST_SEQUENCE:
+                if expected_head is not None:
+                    raise HeadMoved(
+                        f"{what}: case {event.case_id} has events after sequence "
+                        f"{expected_head.seq}"
+                    ) from None
                 continue
             raise
         if duplicate:  # stored earlier under this id, perhaps with another prevhash
             with bus(f"reading event {event.id}"):
-                stored = await js.get_msg(stream, seq=seq)
-            return seq, True, _stored_event(json.loads(stored.data or b"{}"), event)
+                stored = await reads.message(seq)
+            return seq, True, _stored_event(json.loads(stored or b"{}"), event)
         return seq, False, Event(envelope, event.data)
-    raise ChainContention(f"{what}: case {event.case_id} kept changing; {attempts} attempts")
+    raise ChainContention(f"{what}: case {draft.case_id} kept changing; {attempts} attempts")
+
+
+def _trace_headers(envelope: Envelope) -> dict[str, str]:
+    """The envelope's trace context, repeated in the NATS headers for tools that read
+    only those (the envelope's copy is the signed one)."""
+    headers = {}
+    if envelope.traceparent:
+        headers["traceparent"] = envelope.traceparent
+        if envelope.tracestate:
+            headers["tracestate"] = envelope.tracestate
+    return headers
 
 
 def _stored_event(doc: dict[str, Any], event: Event) -> Event:

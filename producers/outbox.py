@@ -15,7 +15,13 @@ its own database, in the same transaction as its own rows, and a relay publishes
     await relay.run(stop)                                      # until stop is set
 
 :meth:`Outbox.add` validates exactly as :class:`~lintas.producers.Publisher` does and
-stores the encoded envelope, byte for byte what will be published. The relay publishes
+stores the encoded envelope, byte for byte what will be published, except that a child's
+personal fields are stored as the agency gave them (in its own database, beside its own
+rows) and sealed by the relay when it publishes (it needs ``keys``, the agency's case
+keys); the relay also applies the Publisher's consent gate then, and once the event is
+stored replaces the row's body with the sealed envelope, so no plaintext stays in the
+outbox. A row the gate refuses holds the outbox like any refused publish, until a consent
+covers it (``outbox.publish_failed`` names why). The relay publishes
 pending rows strictly in the order they were written (``position``), one at a time,
 waiting for each ack, with ``Nats-Msg-Id`` = the event id, then marks them sent with
 their stream sequence. If it crashes between the ack and the mark, it publishes the same
@@ -33,6 +39,11 @@ transactions that overlap may commit in the opposite order to their positions, a
 relay publishes what is committed; an agency that writes one case from two concurrent
 transactions has no order to keep anyway.
 
+Tracing: :meth:`Outbox.add` is a PRODUCER ``create`` span, in whatever span the agency
+system is in (or, with ``caused_by``, in the cause's trace), and its ``traceparent`` is
+stored in the row's envelope. The relay's ``publish`` span is a child of it; consumers'
+spans are children of the ``create`` span, the message's creation context.
+
 Give the relay a NATS client that never stops reconnecting (``max_reconnect_attempts=-1``,
 e.g. ``lintas.infra.bus.connect(url, name, attempts=-1)``): a nats-py client that gave up is
 closed for good, and the relay can only report that (``outbox.publish_failed`` at error
@@ -47,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +68,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import structlog
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import (
     BigInteger,
     Index,
@@ -78,17 +91,37 @@ from sqlmodel import Field, SQLModel
 from lintas.contracts import (
     Event,
     EventData,
+    GateRefused,
+    PermanentError,
     SubjectError,
     TransientError,
     decode,
     encode,
     is_agency_id,
 )
+from lintas.infra.casekeys import CaseKeys
 from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys import Signer
+from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
+from lintas.infra.tracing import (
+    DUPLICATE,
+    EVENT_ID,
+    STREAM_SEQ,
+    message_context,
+    publishing,
+    tracer_for,
+)
 
-from ._wire import NatsClientClosed, PublishRejected, bus, event_for, publish_chained
+from ._privacy import Privacy
+from ._wire import (
+    CaseHead,
+    NatsClientClosed,
+    PublishRejected,
+    bus,
+    drafted,
+    publish_chained,
+)
 
 __all__ = ["NatsClientClosed", "Outbox", "OutboxRecord", "OutboxRelay", "ensure_outbox_table"]
 
@@ -151,10 +184,11 @@ def ensure_outbox_table(engine: Engine) -> None:
 class Outbox:
     """Adds one agency's events to the agency's own database transactions."""
 
-    def __init__(self, agency: str) -> None:
+    def __init__(self, agency: str, *, tracer_provider: TracerProvider | None = None) -> None:
         if not is_agency_id(agency):
             raise SubjectError(f"{agency!r} is not an agency id")
         self.agency = agency
+        self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self._callbacks: list[Callable[[], None]] = []
 
     def notify(self, callback: Callable[[], None]) -> None:
@@ -182,7 +216,8 @@ class Outbox:
         :class:`~lintas.contracts.ContractError` (naming type, version and field), and then
         adds nothing. The same ``event_id`` twice fails at commit (the id is unique).
         """
-        built = event_for(
+        with drafted(
+            self._tracer,
             self.agency,
             event_type,
             data,
@@ -191,26 +226,21 @@ class Outbox:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
-        )
-        # Stored unsigned: the signature covers the case's hash chain (prevhash), which is
-        # known only when the relay publishes; the relay signs then.
-        session.add(
-            OutboxRecord(
-                id=built.id,
-                agency=self.agency,
-                subject=built.envelope.nats_subject,
-                body=encode(built.envelope).decode(),
+            operation="create",
+        ) as (_span, built):
+            # Stored unsigned: the signature covers the case's hash chain (prevhash), which
+            # is known only when the relay publishes; the relay signs then.
+            session.add(
+                OutboxRecord(
+                    id=built.id,
+                    agency=self.agency,
+                    subject=built.envelope.nats_subject,
+                    body=encode(built.envelope).decode(),
+                )
             )
-        )
-        if self._callbacks:
-            self._listen(session)
-        _log.debug(
-            "outbox.added",
-            agency=self.agency,
-            event_id=built.id,
-            event_type=event_type,
-            case_id=case_id,
-        )
+            if self._callbacks:
+                self._listen(session)
+            _log.debug("outbox.added", event_id=built.id)
         return built
 
     def _listen(self, session: Session) -> None:
@@ -263,7 +293,9 @@ class OutboxRelay:
     rows are read per round; ``timeout`` bounds each publish; ``poll_interval_s`` is how
     often an idle relay looks for rows nobody told it about (another process wrote them);
     back-off after a failure doubles from ``min_backoff_s`` up to ``max_backoff_s``, which
-    must stay well below the stream's duplicate window.
+    must stay well below the stream's duplicate window. ``reads``: who looks up case heads
+    and stored rows (default: this client, on the stream; an agency on a bus with
+    permissions passes :class:`~lintas.infra.reads.ServiceReads`).
     """
 
     def __init__(
@@ -278,12 +310,20 @@ class OutboxRelay:
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 30.0,
         signer: Signer | None = None,
+        keys: CaseKeys | None = None,
+        tracer_provider: TracerProvider | None = None,
+        reads: StreamReads | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.signer = signer
+        self.keys = keys
+        self._privacy: dict[str, Privacy] = {}
+        self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
+        self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.engine = engine
         self._js = js
+        self._reads = reads or DirectReads(js, stream)
         self.stream = stream
         self.batch = batch
         self.timeout = timeout
@@ -307,8 +347,8 @@ class OutboxRelay:
         """Publish up to ``batch`` pending rows in order; return how many were sent.
 
         Stops at the first failure and raises it (:class:`BusUnavailable`,
-        :class:`PublishRejected`, or a database error), after marking the rows published
-        before it: the failed row is first again next round.
+        :class:`PublishRejected`, a refusal of the consent gate, or a database error), after
+        marking the rows published before it: the failed row is first again next round.
         """
         rows = await asyncio.to_thread(self._pending, self.batch)
         if not rows:
@@ -325,14 +365,16 @@ class OutboxRelay:
                     seq, duplicate = (
                         (stored, True) if stored is not None else await self._publish(row)
                     )
-                except (BusUnavailable, PublishRejected) as exc:
+                except (BusUnavailable, PermanentError) as exc:
+                    # Refused by the bus or the consent gate: first in line again next round.
                     await self._record_failure(row, exc, published=len(acked))
                     raise
                 acked.append((row, seq))
                 duplicates += duplicate
         finally:
             if acked:
-                await asyncio.to_thread(self._mark_sent, acked)
+                sealed, self._sealed = self._sealed, {}
+                await asyncio.to_thread(self._mark_sent, acked, sealed)
         _log.info(
             "outbox.relayed",
             stream=self.stream,
@@ -342,20 +384,52 @@ class OutboxRelay:
         )
         return len(acked)
 
+    def _privacy_of(self, agency: str) -> Privacy:
+        if agency not in self._privacy:
+            keys = self.keys if self.keys is not None and self.keys.agency == agency else None
+            self._privacy[agency] = Privacy(self._js, agency, self.stream, keys, reads=self._reads)
+        return self._privacy[agency]
+
     async def _publish(self, row: _Pending) -> tuple[int, bool]:
-        event = decode(row.body.encode(), subject=row.subject)
-        if self.signer is not None and self.signer.agency != event.source:
+        draft = decode(row.body.encode(), subject=row.subject, draft=True)
+        if self.signer is not None and self.signer.agency != draft.source:
             raise PublishRejected(
-                f"event {row.id} is {event.source}'s; this relay signs as {self.signer.agency}"
+                f"event {row.id} is {draft.source}'s; this relay signs as {self.signer.agency}"
             )
-        seq, duplicate, _stored = await publish_chained(
-            self._js,
-            event,
-            signer=self.signer,
-            stream=self.stream,
-            ack_timeout_s=self.timeout,
-            what=f"publishing event {row.id}",
-        )
+        privacy = self._privacy_of(draft.source)
+        what = f"publishing event {row.id}"
+        prepared: list[tuple[Event, CaseHead]] = []
+
+        async def prepare(head: CaseHead) -> Event:
+            ready = await privacy.prepare(draft, head, what)
+            prepared[:] = [(ready, head)]
+            return ready
+
+        with publishing(
+            self._tracer,
+            agency=draft.source,
+            event_type=draft.type,
+            case_id=draft.case_id,
+            target=draft.target,
+            cause=message_context(draft.envelope),
+        ) as span:
+            span.set_attributes({"messaging.message.id": draft.id, EVENT_ID: draft.id})
+            seq, duplicate, stored = await publish_chained(
+                self._js,
+                draft,
+                signer=self.signer,
+                stream=self.stream,
+                ack_timeout_s=self.timeout,
+                what=what,
+                reads=self._reads,
+                prepare=prepare,
+            )
+            span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
+        if prepared and not duplicate:
+            privacy.stored(prepared[0][0], prepared[0][1], seq)
+        await privacy.after(prepared[0][0] if prepared else stored, seq, what)
+        if draft.data.clear_fields():
+            self._sealed[row.position] = encode(stored.envelope).decode()
         return seq, duplicate
 
     async def _stored_seq(self, row: _Pending) -> int | None:
@@ -370,15 +444,19 @@ class OutboxRelay:
         try:
             with bus(f"looking up event {row.id}"):
                 async with asyncio.timeout(self.timeout):
-                    last = await self._js.get_last_msg(self.stream, row.subject)
-        except nats.js.errors.NotFoundError:
-            return None
-        except nats.js.errors.APIError:
+                    last = await self._reads.last_on(row.subject)
+        except (nats.js.errors.APIError, ReadRefused):
             return None  # cannot tell: publish, and let the duplicate window judge
-        if (last.headers or {}).get("Nats-Msg-Id") != row.id:
+        if last is None or last[1] != row.id:
             return None
-        _log.info("outbox.found_stored", event_id=row.id, stream_seq=last.seq)
-        return int(last.seq)
+        _log.info("outbox.found_stored", event_id=row.id, stream_seq=last[0])
+        with contextlib.suppress(ValueError, AttributeError, ReadRefused):
+            with bus(f"reading event {row.id}"):
+                body = await self._reads.message(last[0])
+            if json.loads(body or b"{}").get("data") != json.loads(row.body).get("data"):
+                # Stored sealed: the row's plaintext goes, as after an acknowledged publish.
+                self._sealed[row.position] = body.decode()
+        return last[0]
 
     async def _record_failure(self, row: _Pending, exc: Exception, *, published: int) -> None:
         transient = isinstance(exc, BusUnavailable) and not isinstance(exc, NatsClientClosed)
@@ -415,7 +493,7 @@ class OutboxRelay:
                 except Exception as exc:
                     failures += 1
                     delay = self._backoff(failures)
-                    expected = _expected(exc) or isinstance(exc, PublishRejected)
+                    expected = _expected(exc) or isinstance(exc, PublishRejected | GateRefused)
                     (_log.warning if expected else _log.error)(
                         "outbox.retrying",
                         stream=self.stream,
@@ -474,7 +552,7 @@ class OutboxRelay:
         with self.engine.connect() as conn:
             return [_Pending(*row) for row in conn.execute(query)]
 
-    def _mark_sent(self, acked: list[tuple[_Pending, int]]) -> None:
+    def _mark_sent(self, acked: list[tuple[_Pending, int]], sealed: dict[int, str]) -> None:
         c = _TABLE.c
         now = datetime.now(UTC)
         statement = (
@@ -494,6 +572,9 @@ class OutboxRelay:
                     for row, seq in acked
                 ],
             )
+            for position, body in sealed.items():
+                # What was published, sealed: the plaintext leaves the outbox with the event.
+                conn.execute(update(_TABLE).where(c.position == position).values(body=body))
 
     def _mark_failed(self, row: _Pending, error: str) -> int | None:
         c = _TABLE.c

@@ -1,14 +1,29 @@
 """The Publisher: how an agency system puts an event on the bus.
 
 Validates the data against the newest version of its type, wraps it in the envelope,
-sets ``Nats-Msg-Id`` to the event id (JetStream drops a second publish of the same id
-within the duplicate window), publishes to the ``LINTAS`` stream and waits for the ack.
+applies the privacy step (the consent gate, minimisation to partners abroad, sealing of a
+child's data: :mod:`._privacy`), sets ``Nats-Msg-Id`` to the event id (JetStream drops a
+second publish of the same id within the duplicate window), publishes to the ``LINTAS``
+stream and waits for the ack.
+
+Each publish is a PRODUCER span (:mod:`lintas.infra.tracing`) whose ``traceparent`` the
+envelope and the NATS headers carry: published while a consumed event is processed, it
+continues that event's trace; published later with ``caused_by``, it joins the cause's.
 
 Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
 
     ContractError       the event breaks its contract; nothing was published
+    GateRefused         the privacy gate refuses it (no consent covers it, a field not for
+                        abroad, an erased case, not the owner erasing); nothing published
+    NotAKeyHolder       it carries or grants a child's data, and this Publisher has no case
+                        keys, or the case's data key is not wrapped for this agency
+    NoExchangeKey       a consent names an agency with no known X25519 public key
     PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
-    BusUnavailable      no answer, no stream listening yet, connection down: retry later
+    BusUnavailable      no answer, no stream listening yet, connection down: retry later (a
+                        retry with the same ``event_id`` also completes what follows a
+                        stored event: wrapping, revoking or erasing data keys)
+    HeadMoved           (with ``expected_head``) the case has other events since: nothing
+                        was published; read the case again and decide again
 """
 
 from __future__ import annotations
@@ -19,13 +34,30 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from opentelemetry.trace import TracerProvider
 
 from lintas.contracts import Event, EventData, SignatureError
+from lintas.infra.casekeys import CaseKeys
 from lintas.infra.keys import Signer
+from lintas.infra.reads import StreamReads
+from lintas.infra.tracing import (
+    DUPLICATE,
+    STREAM_SEQ,
+    tracer_for,
+)
 
-from ._wire import PublishRejected, event_for, publish_chained
+from ._privacy import Privacy
+from ._wire import (
+    CaseHead,
+    HeadMoved,
+    PublishRejected,
+    bus,
+    case_head,
+    drafted,
+    publish_chained,
+)
 
-__all__ = ["PublishRejected", "Published", "Publisher"]
+__all__ = ["CaseHead", "HeadMoved", "PublishRejected", "Published", "Publisher"]
 
 _log = structlog.get_logger("lintas.producer")
 
@@ -38,7 +70,18 @@ class Published:
 
 
 class Publisher:
-    """Publishes as one agency. ``js`` is a nats-py JetStream context."""
+    """Publishes as one agency. ``js`` is a nats-py JetStream context; spans go to
+    ``tracer_provider`` (default: the process's global one).
+
+    ``keys``: the agency's access to the case key store. Without it the Publisher still
+    applies the consent gate, but refuses anything that carries or grants a child's data.
+
+    ``reads``: where the case heads its hash chain needs (and the case's consents its gate
+    folds) come from. By default this client reads them on the stream, which an agency's
+    permissions do not allow on a secured bus: there it passes
+    :class:`~lintas.infra.reads.ServiceReads` (the platform's read service), which also
+    erases and revokes case keys for it as the log calls for.
+    """
 
     def __init__(
         self,
@@ -48,6 +91,9 @@ class Publisher:
         stream: str = "LINTAS",
         timeout: float = 5.0,
         signer: Signer | None = None,
+        keys: CaseKeys | None = None,
+        tracer_provider: TracerProvider | None = None,
+        reads: StreamReads | None = None,
     ):
         if signer is not None and signer.agency != agency:
             raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
@@ -56,6 +102,10 @@ class Publisher:
         self.signer = signer
         self.stream = stream
         self.timeout = timeout
+        self.tracer_provider = tracer_provider
+        self._tracer = tracer_for(tracer_provider, "lintas.producers")
+        self.reads = reads
+        self.privacy = Privacy(js, agency, stream, keys, reads=reads)
 
     async def publish(
         self,
@@ -67,17 +117,22 @@ class Publisher:
         caused_by: Event | None = None,
         event_id: str | None = None,
         time: datetime | None = None,
+        expected_head: CaseHead | None = None,
     ) -> Published:
         """Publish one event; return its stream sequence once JetStream has stored it.
 
         ``caused_by`` links a reaction to its cause (causation and correlation ids).
         ``event_id`` makes a retried publish idempotent: the same id is stored once.
+        ``expected_head`` (from :meth:`head`) publishes only if the case's last event is
+        still that one, else raises :class:`HeadMoved` having published nothing.
 
-        Raises :class:`~lintas.contracts.ContractError` (nothing is published) or
+        Raises :class:`~lintas.contracts.ContractError` or
+        :class:`~lintas.contracts.GateRefused` (nothing is published), or
         :class:`~lintas.infra.errors.BusUnavailable` (retry later; with the same
         ``event_id`` a retry cannot duplicate).
         """
-        event = event_for(
+        with drafted(
+            self._tracer,
             self.agency,
             event_type,
             data,
@@ -86,21 +141,37 @@ class Publisher:
             caused_by=caused_by,
             event_id=event_id,
             time=time,
-        )
-        seq, duplicate, event = await publish_chained(
-            self._js,
-            event,
-            signer=self.signer,
-            stream=self.stream,
-            ack_timeout_s=self.timeout,
-            what=f"publishing {event_type}",
-        )
-        _log.debug(
-            "event.published",
-            agency=self.agency,
-            event_type=event_type,
-            case_id=case_id,
-            stream_seq=seq,
-            duplicate=duplicate,
-        )
+        ) as (span, event):
+            what = f"publishing {event_type}"
+            draft = event
+            prepared: list[tuple[Event, CaseHead]] = []
+
+            async def prepare(head: CaseHead) -> Event:
+                ready = await self.privacy.prepare(draft, head, what)
+                prepared[:] = [(ready, head)]
+                return ready
+
+            seq, duplicate, event = await publish_chained(
+                self._js,
+                event,
+                signer=self.signer,
+                stream=self.stream,
+                ack_timeout_s=self.timeout,
+                what=what,
+                expected_head=expected_head,
+                reads=self.reads,
+                prepare=prepare,
+            )
+            if prepared and not duplicate:
+                self.privacy.stored(prepared[0][0], prepared[0][1], seq)
+            await self.privacy.after(prepared[0][0] if prepared else event, seq, what)
+            span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
+            _log.debug("event.published", event_id=event.id, stream_seq=seq, duplicate=duplicate)
         return Published(event, seq, duplicate)
+
+    async def head(self, case_id: str) -> CaseHead:
+        """The case's last stored event (sequence and hash): what ``expected_head`` takes."""
+        if self.reads is None:
+            return await case_head(self._js, self.stream, case_id, f"reading case {case_id}")
+        with bus(f"reading the head of case {case_id}"):
+            return await self.reads.head(case_id)

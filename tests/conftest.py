@@ -15,12 +15,14 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.logging import reset_logging
 from lintas.infra.settings import Settings
+
+from ._tracing import SpanCapture
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +30,7 @@ def _fresh_structlog() -> Iterator[None]:
     """CLI tests run main(), which configures structlog for the process (WARNING and up);
     later tests that capture INFO logs must not depend on test order."""
     yield
-    structlog.reset_defaults()
+    reset_logging()
 
 
 @pytest.fixture
@@ -75,3 +77,11 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         max_deliver=5,
         batch_size=16,
     )
+
+
+@pytest.fixture
+def tracing() -> Iterator[SpanCapture]:
+    """An in-memory tracer provider: pass ``tracing.provider``, read ``tracing.spans()``."""
+    capture = SpanCapture()
+    yield capture
+    capture.provider.shutdown()

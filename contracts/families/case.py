@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._base import EventData, personal
+from .._base import EventData, Sealed, personal
 from .._types import AgencyId, CountryCode, RiskLevel, Situation
 from ..registry import register, register_upcaster
+from ..sealed import (
+    SealedText500,
+    SealedText2000,
+    same_fields,
+    sealed,
+    sealed_text,
+    sealed_union,
+)
 
 __all__ = [
+    "ERASURE_ROLES",
     "CaseAssessedV1",
+    "CaseAssessedV2",
     "CaseAssignedV1",
     "CaseClosedV1",
+    "CaseErasedV1",
     "CaseOpenedV1",
     "CaseOpenedV2",
+    "CaseOpenedV3",
     "CaseReopenedV1",
+    "CaseReopenedV2",
     "ChildIdentity",
     "Jurisdiction",
     "Place",
+    "SealedChild",
 ]
 
 
@@ -141,10 +155,37 @@ def case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+if TYPE_CHECKING:
+    SealedChild = Sealed | ChildIdentity
+else:
+    SealedChild = sealed_union(ChildIdentity)
+
+
+@register
+class CaseOpenedV3(EventData):
+    """v3: the child's identity travels sealed (encrypted with the case's data key)."""
+
+    TYPE: ClassVar[Literal["case.opened"]] = "case.opened"
+    VERSION: ClassVar[Literal[3]] = 3
+
+    situation: Situation
+    location: Place
+    jurisdiction: Jurisdiction
+    risk_level: RiskLevel
+    home_village: AgencyId | None = Field(
+        default=None, description="the child's home village as an agency id (desa-<code>)"
+    )
+    child: SealedChild | None = sealed(ChildIdentity, default=None)
+
+
+register_upcaster("case.opened", 2)(same_fields)
+
+
 @register
 class CaseAssignedV1(EventData):
     TYPE: ClassVar[Literal["case.assigned"]] = "case.assigned"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"owner", "officer_ref"})
 
     owner: AgencyId
     officer_ref: str = Field(
@@ -175,9 +216,37 @@ class CaseAssessedV1(EventData):
 
 
 @register
+class CaseAssessedV2(EventData):
+    """v2: the summary travels sealed."""
+
+    TYPE: ClassVar[Literal["case.assessed"]] = "case.assessed"
+    VERSION: ClassVar[Literal[2]] = 2
+
+    risk_level: RiskLevel
+    needs: list[
+        Literal[
+            "documents",
+            "repatriation",
+            "psychosocial",
+            "rehabilitation",
+            "protection",
+            "community_parenting",
+            "family_tracing",
+            "education",
+            "health",
+        ]
+    ] = Field(min_length=1)
+    summary: SealedText2000 | None = sealed_text(2000, default=None)
+
+
+register_upcaster("case.assessed", 1)(same_fields)
+
+
+@register
 class CaseClosedV1(EventData):
     TYPE: ClassVar[Literal["case.closed"]] = "case.closed"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"reason"})
 
     reason: Literal[
         "reintegrated", "reunified", "transferred", "aged_out", "no_longer_needed", "other"
@@ -190,3 +259,47 @@ class CaseReopenedV1(EventData):
     VERSION: ClassVar[Literal[1]] = 1
 
     reason: str = personal(max_length=500)
+
+
+@register
+class CaseReopenedV2(EventData):
+    """v2: the reason travels sealed."""
+
+    TYPE: ClassVar[Literal["case.reopened"]] = "case.reopened"
+    VERSION: ClassVar[Literal[2]] = 2
+
+    reason: SealedText500 = sealed_text(500)
+
+
+register_upcaster("case.reopened", 1)(same_fields)
+
+ERASURE_ROLES: Final = ("data_protection_officer",)
+"""Who may erase a case's personal data: the owning agency's data protection officer
+(*pejabat pelindungan data pribadi*, UU 27/2022 Pasal 53)."""
+
+
+@register
+class CaseErasedV1(EventData):
+    """The case's personal data was erased: its data keys are destroyed everywhere they were
+    kept, so every sealed field of the case is unreadable from now on (crypto-shredding).
+    The events stay in the log, signed and chained, with their ciphertext. Nothing here
+    may identify the child: it outlives the data it erased."""
+
+    TYPE: ClassVar[Literal["case.erased"]] = "case.erased"
+    VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"officer_role", "requested_by", "legal_basis", "reason"}
+    )
+
+    officer_role: Literal["data_protection_officer"] = Field(
+        description="the role of the officer who erased it (only this role may)"
+    )
+    requested_by: Literal["data_subject", "parent", "guardian", "court", "retention_ended"] = Field(
+        description="whose right or which rule the erasure answers"
+    )
+    legal_basis: str = Field(min_length=1, max_length=200, description="e.g. 'UU 27/2022 Pasal 8'")
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="why, for the audit trail; kept after erasure, so never the child's data",
+    )

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from .._base import EventData, personal
 from .._types import AgencyId, RequestId
-from ..registry import register
+from ..registry import register, register_upcaster
+from ..sealed import SealedText500, SealedText1000, same_fields, sealed_text
 
-__all__ = ["ConsentOverriddenV1", "ConsentRecordedV1", "ConsentScope", "ConsentWithdrawnV1"]
+__all__ = [
+    "ConsentOverriddenV1",
+    "ConsentOverriddenV2",
+    "ConsentRecordedV1",
+    "ConsentScope",
+    "ConsentWithdrawnV1",
+    "ConsentWithdrawnV2",
+]
 
 ConsentScope = Literal["services", "disclosure_to_agencies", "tracing", "reporting"]
 
@@ -19,6 +27,9 @@ ConsentScope = Literal["services", "disclosure_to_agencies", "tracing", "reporti
 class ConsentRecordedV1(EventData):
     TYPE: ClassVar[Literal["consent.recorded"]] = "consent.recorded"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"consent_id", "given_by", "child_assent", "scopes", "agencies"}
+    )
 
     consent_id: RequestId
     given_by: Literal["parent", "guardian", "institution"]
@@ -46,3 +57,48 @@ class ConsentOverriddenV1(EventData):
     reason: str = personal(max_length=1000)
     scopes: list[ConsentScope] = Field(min_length=1)
     agencies: list[AgencyId] = Field(min_length=1)
+
+
+@register
+class ConsentWithdrawnV2(EventData):
+    """v2: the reason travels sealed, and the event names the agencies told to stop: every
+    agency that received the case's data (the Publisher works it out from the log and the
+    key store)."""
+
+    TYPE: ClassVar[Literal["consent.withdrawn"]] = "consent.withdrawn"
+    VERSION: ClassVar[Literal[2]] = 2
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"consent_id", "notified"})
+
+    consent_id: RequestId
+    reason: SealedText500 | None = sealed_text(500, default=None)
+    notified: list[AgencyId] | None = Field(
+        default=None,
+        description="agencies that received the case's data and must stop processing it; "
+        "None only on events upcast from v1",
+    )
+
+
+@register_upcaster("consent.withdrawn", 1)
+def consent_withdrawn_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 named nobody: who was told stays unknown (None)."""
+    return {**data, "notified": None}
+
+
+@register
+class ConsentOverriddenV2(EventData):
+    """v2: the reason travels sealed."""
+
+    TYPE: ClassVar[Literal["consent.overridden"]] = "consent.overridden"
+    VERSION: ClassVar[Literal[2]] = 2
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"officer_role", "legal_basis", "scopes", "agencies"}
+    )
+
+    officer_role: str = Field(min_length=1, max_length=120)
+    legal_basis: str = Field(min_length=1, max_length=200, description="e.g. UU 35/2014 Pasal 59")
+    reason: SealedText1000 = sealed_text(1000)
+    scopes: list[ConsentScope] = Field(min_length=1)
+    agencies: list[AgencyId] = Field(min_length=1)
+
+
+register_upcaster("consent.overridden", 1)(same_fields)

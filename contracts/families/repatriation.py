@@ -9,11 +9,13 @@ from pydantic import Field
 
 from .._base import EventData, personal
 from .._types import CountryCode, RequestId, Timestamp
-from ..registry import register
+from ..registry import register, register_upcaster
+from ..sealed import SealedText500, same_fields, sealed_text
 
 __all__ = [
     "RepatriationCompletedV1",
     "RepatriationFailedV1",
+    "RepatriationFailedV2",
     "RepatriationRequestedV1",
     "RepatriationScheduledV1",
 ]
@@ -23,6 +25,7 @@ __all__ = [
 class RepatriationRequestedV1(EventData):
     TYPE: ClassVar[Literal["repatriation.requested"]] = "repatriation.requested"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"repatriation_id", "from_country"})
 
     repatriation_id: RequestId
     from_country: CountryCode
@@ -32,6 +35,9 @@ class RepatriationRequestedV1(EventData):
 class RepatriationScheduledV1(EventData):
     TYPE: ClassVar[Literal["repatriation.scheduled"]] = "repatriation.scheduled"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"repatriation_id", "port_of_entry", "departure_on"}
+    )
 
     repatriation_id: RequestId
     port_of_entry: str = Field(max_length=80, description="e.g. 'Nunukan', 'Soekarno-Hatta'")
@@ -42,6 +48,9 @@ class RepatriationScheduledV1(EventData):
 class RepatriationCompletedV1(EventData):
     TYPE: ClassVar[Literal["repatriation.completed"]] = "repatriation.completed"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"repatriation_id", "port_of_entry", "arrived_at"}
+    )
 
     repatriation_id: RequestId
     port_of_entry: str = Field(max_length=80)
@@ -55,3 +64,17 @@ class RepatriationFailedV1(EventData):
 
     repatriation_id: RequestId
     reason: str = personal(max_length=500)
+
+
+@register
+class RepatriationFailedV2(EventData):
+    """v2: the reason travels sealed."""
+
+    TYPE: ClassVar[Literal["repatriation.failed"]] = "repatriation.failed"
+    VERSION: ClassVar[Literal[2]] = 2
+
+    repatriation_id: RequestId
+    reason: SealedText500 = sealed_text(500)
+
+
+register_upcaster("repatriation.failed", 1)(same_fields)

@@ -17,6 +17,7 @@ __all__ = ["TracingMatchFoundV1", "TracingRequestedV1", "TracingReunifiedV1"]
 class TracingRequestedV1(EventData):
     TYPE: ClassVar[Literal["tracing.requested"]] = "tracing.requested"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"tracing_id", "countries"})
 
     tracing_id: RequestId
     countries: list[CountryCode] = Field(min_length=1)
@@ -26,6 +27,7 @@ class TracingRequestedV1(EventData):
 class TracingMatchFoundV1(EventData):
     TYPE: ClassVar[Literal["tracing.match_found"]] = "tracing.match_found"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"tracing_id", "country"})
 
     tracing_id: RequestId
     country: CountryCode
@@ -35,5 +37,6 @@ class TracingMatchFoundV1(EventData):
 class TracingReunifiedV1(EventData):
     TYPE: ClassVar[Literal["tracing.reunified"]] = "tracing.reunified"
     VERSION: ClassVar[Literal[1]] = 1
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"tracing_id"})
 
     tracing_id: RequestId

@@ -7,10 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import TracerProvider
 
 from lintas.consumers import Databases, OnCommit, attach_record, create_broker
 from lintas.consumers.projections import Batch
-from lintas.contracts import new_case_id
+from lintas.contracts import BROADCAST, PLATFORM_SERVICES, new_case_id
+from lintas.infra.casekeys import case_keys_for
+from lintas.infra.exchange import ensure_exchange_key, load_recipients
 from lintas.infra.keys import Signer, Verifier, ensure_agency_key
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
@@ -40,11 +43,77 @@ class Applied:
         async with asyncio.timeout(within_s), self._changed:
             await self._changed.wait_for(lambda: len(self.events) >= count)
 
+    async def wait_for_seq(self, seq: int, within_s: float = 20.0) -> None:
+        """Until the event at stream sequence ``seq`` (or a later one) is applied: a consumer
+        applies in stream order, so everything of its up to ``seq`` is then applied."""
+        async with asyncio.timeout(within_s), self._changed:
+            await self._changed.wait_for(lambda: any(s >= seq for s, _ in self.events))
 
-def signed(js: JetStreamContext, settings: Settings, agency: str) -> Publisher:
-    """A Publisher signing with ``agency``'s key in the settings' data dir (made if missing)."""
+
+AGENCIES = (
+    "kp2mi",
+    "kemlu",
+    "dukcapil",
+    "kemensos",
+    "kemenpppa",
+    "kemnaker",
+    "kpai",
+    "desa-3525012001",
+    "my-jkm",
+)
+
+
+def signed(
+    js: JetStreamContext,
+    settings: Settings,
+    agency: str,
+    tracer_provider: TracerProvider | None = None,
+) -> Publisher:
+    """A Publisher signing with ``agency``'s key in the settings' data dir (made if missing),
+    holding its case keys (every test agency gets an X25519 key pair, so any can be given
+    a case's data key; a platform service, the watchdog, holds none)."""
     ensure_agency_key(settings, agency)
-    return Publisher(js, agency, stream=settings.stream, signer=Signer.load(settings, agency))
+    for each in AGENCIES:
+        ensure_exchange_key(settings, each)
+    keys = (
+        None
+        if agency in PLATFORM_SERVICES
+        else case_keys_for(js, settings, agency, load_recipients(settings))
+    )
+    return Publisher(
+        js,
+        agency,
+        stream=settings.stream,
+        signer=Signer.load(settings, agency),
+        keys=keys,
+        tracer_provider=tracer_provider,
+    )
+
+
+async def consent(
+    publisher: Publisher,
+    case_id: str,
+    agencies: Sequence[str],
+    *,
+    scopes: Sequence[str] = ("services", "disclosure_to_agencies"),
+    consent_id: str = "consent-1",
+    at: datetime | None = None,
+) -> int:
+    """A parent's consent covering ``agencies``, recorded by ``publisher``; its stream seq."""
+    published = await publisher.publish(
+        "consent.recorded",
+        {
+            "consent_id": consent_id,
+            "given_by": "parent",
+            "child_assent": True,
+            "scopes": list(scopes),
+            "agencies": list(agencies),
+        },
+        case_id=case_id,
+        target=BROADCAST,
+        time=at,
+    )
+    return published.stream_seq
 
 
 async def publish_case(
@@ -82,12 +151,23 @@ async def publish_case(
 
 
 async def start_record(
-    url: str, settings: Settings, on_commit: Sequence[OnCommit], verifier: Verifier | None = None
+    url: str,
+    settings: Settings,
+    on_commit: Sequence[OnCommit],
+    verifier: Verifier | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> tuple[Callable[[], object], Databases]:
     """Start a record projector on its own broker; returns (async stop, databases)."""
     databases = Databases(settings)
     broker = create_broker(url)
-    attach_record(broker, databases, settings, on_commit=on_commit, verifier=verifier)
+    attach_record(
+        broker,
+        databases,
+        settings,
+        on_commit=on_commit,
+        verifier=verifier,
+        tracer_provider=tracer_provider,
+    )
     await broker.start()
 
     async def stop() -> None:

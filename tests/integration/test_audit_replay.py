@@ -7,9 +7,12 @@ Replays go into fresh SQLite files; the live record is the real record projector
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from lintas.audit import (
     record_digest,
     replay,
 )
-from lintas.audit.replay import open_fresh_store
+from lintas.audit.replay import ReplayResult, open_fresh_store
 from lintas.consumers import CaseRecord, load_records, record
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import canonical_json, decode, new_case_id
@@ -40,6 +43,9 @@ from .helpers import Applied, declare_record, start_record
 from .test_audit_support import DAY, T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
 
 pytestmark = pytest.mark.nats
+
+# lintas.audit re-exports the function replay under the module's name.
+replay_module = importlib.import_module("lintas.audit.replay")
 
 CASES = 4
 DIGEST = re.compile(r"record digest (sha256:[0-9a-f]{64}) \((\d+) cases\)")
@@ -158,7 +164,7 @@ async def test_replay_as_of_shows_the_record_as_it_stood_then(
     result = await replay(
         reader.events(cut), engine, url, load_registry(settings), source="test", as_of=as_of
     )
-    assert (result.applied, result.after_as_of, result.skipped) == (6 + 3, len(log) - 9, 0)
+    assert (result.applied, result.after_as_of, result.skipped) == (7 + 4, len(log) - 11, 0)
     with Session(engine) as session:
         records = {r.case_id: r for r in load_records(session)}
     engine.dispose()
@@ -185,7 +191,7 @@ async def test_replay_of_one_case(
     url = _url(tmp_path, "case.db")
     assert await cli("replay", "--case", case_id, "--database", url) == 0
     out = capsys.readouterr().out
-    assert "replayed 6 events" in out
+    assert "replayed 7 events" in out
     assert _digest(out)[1] == 1
     engine = create_db_engine(url)
     with Session(engine) as session:
@@ -250,7 +256,7 @@ async def test_an_archive_replays_with_no_bus(
     )
     out = capsys.readouterr().out
     assert _digest(out)[1] == 2
-    assert f"{len(log) - 9} after --as-of" in out
+    assert f"{len(log) - 11} after --as-of" in out
 
 
 def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Path) -> None:
@@ -337,5 +343,65 @@ async def test_replay_of_one_case_from_an_archive(
         await cli("replay", "--archive", archive, "--case", log[2].case_id, "--database", url) == 0
     )
     out = capsys.readouterr().out
-    assert "replayed 6 events" in out
+    assert "replayed 7 events" in out
     assert _digest(out) == from_stream
+
+
+def _exit_at_once() -> None:
+    os._exit(3)
+
+
+@pytest.mark.parametrize("pool", ["workers", "broken workers"])
+async def test_signatures_checked_in_worker_processes_give_the_same_replay(
+    js: JetStreamContext,
+    log: list[Sent],
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pool: str,
+) -> None:
+    """Batches of many signatures go to worker processes (or, if the workers die, are
+    checked here): the same events are applied and skipped, with the same digest."""
+    opened = log[1]
+    assert opened.doc["type"] == "case.opened"
+    forged = dict(opened.doc, id="0195f000-0000-7000-8000-0000000000bb")
+    forged["data"] = dict(forged["data"], risk_level="low")  # the signature no longer holds
+    await js.publish(
+        f"lintas.kemlu.kp2mi.case.opened.{opened.case_id}",
+        json.dumps(forged).encode(),
+        stream=settings.stream,
+    )
+    await ChainedAgencies(js, settings).cases(2)
+
+    async def run(name: str) -> tuple[ReplayResult, RecordDigest]:
+        url = _url(tmp_path, name)
+        engine = open_fresh_store(url, settings)
+        try:
+            reader = StreamReader(js, settings.stream)
+            result = await replay(
+                reader.events(await reader.cut()),
+                engine,
+                url,
+                load_registry(settings),
+                source="test",
+                batch_size=7,
+                workers=2,
+            )
+        finally:
+            engine.dispose()
+        assert result.digest is not None
+        return result, result.digest
+
+    here, here_digest = await run("here.db")
+    monkeypatch.setattr(replay_module, "_BULK", 1)
+    if pool == "broken workers":
+        monkeypatch.setattr(
+            replay_module._Pipeline,
+            "_new_pool",
+            lambda self: ProcessPoolExecutor(1, initializer=_exit_at_once),
+        )
+    there, there_digest = await run("there.db")
+    assert there_digest == here_digest
+    assert (there.applied, there.skipped) == (here.applied, here.skipped) == (len(log) + 14, 1)
+    assert there.skipped_reasons == here.skipped_reasons
+    assert "signature does not match" in there.skipped_reasons[0]

@@ -183,7 +183,7 @@ async def test_a_tampered_event_shows_failed_with_the_reason(
     page = out.read_text()
     well_formed(page)
     assert page.count('<span class="failed">FAILED</span>') >= 2  # the event, its signature
-    assert "1 of 7 events did not verify" in page
+    assert "1 of 8 events did not verify" in page
     row = next(r for r in page.split("<tr>") if f"<td>{ack.seq}</td>" in r)
     assert "FAILED</span>: signature:" in row
     assert "does not match" in row

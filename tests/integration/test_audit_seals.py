@@ -26,7 +26,7 @@ from .test_audit_verify import Tamper, _export, _verify_fails
 
 pytestmark = pytest.mark.nats
 
-CASES = 4  # x 6 steps = 24 events
+CASES = 4  # x 7 steps = 28 events
 
 
 @pytest.fixture
@@ -55,11 +55,11 @@ async def test_a_seal_covers_the_log_and_verify_checks_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert await cli("seal") == 0
-    assert f"sealed stream {cli_env.stream} seq 1..{len(log)} (24 messages) as seal 1" in _out(
+    assert f"sealed stream {cli_env.stream} seq 1..{len(log)} (28 messages) as seal 1" in _out(
         capsys
     )
     [seal] = await read_seals(js, cli_env)
-    assert (seal.first_seq, seal.last_seq, seal.count, seal.sealed_by) == (1, 24, 24, "kp2mi")
+    assert (seal.first_seq, seal.last_seq, seal.count, seal.sealed_by) == (1, 28, 28, "kp2mi")
     # The digest, as documented: chained over message_hash of every message, from zeros.
     digest = ZERO_DIGEST
     for sent in log:
@@ -69,7 +69,7 @@ async def test_a_seal_covers_the_log_and_verify_checks_it(
     assert seal.prev_digest == ZERO_DIGEST
     assert await cli("verify") == 0
     out = _out(capsys)
-    assert "seals: 1 (stream seq 1..24), 1 recomputed" in out
+    assert "seals: 1 (stream seq 1..28), 1 recomputed" in out
     assert "hash chains and sequence hold" in out
     assert await cli("verify", "--case", log[0].case_id) == 0
     assert "signatures and ranges checked" in _out(capsys)
@@ -87,16 +87,16 @@ async def test_a_second_seal_covers_only_the_new_events_and_nothing_new_seals_no
     assert (await js.stream_info(seals_stream(cli_env))).state.messages == 1
     more = await ChainedAgencies(js, cli_env).cases(1, steps=3)
     assert await cli("seal", "--agency", "kemlu") == 0
-    assert "seq 25..27 (3 messages) as seal 2, signed by kemlu" in _out(capsys)
+    assert "seq 29..31 (3 messages) as seal 2, signed by kemlu" in _out(capsys)
     first, second = await read_seals(js, cli_env)
-    assert (second.first_seq, second.last_seq, second.count) == (25, 27, 3)
+    assert (second.first_seq, second.last_seq, second.count) == (29, 31, 3)
     assert second.prev_digest == first.digest
-    assert [s.seq for s in more] == [25, 26, 27]
+    assert [s.seq for s in more] == [29, 30, 31]
     assert await cli("seal") == 0
     assert await cli("seal") == 0
     assert (await js.stream_info(seals_stream(cli_env))).state.messages == 2
     assert await cli("verify") == 0
-    assert "seals: 2 (stream seq 1..27), 2 recomputed" in _out(capsys)
+    assert "seals: 2 (stream seq 1..31), 2 recomputed" in _out(capsys)
 
 
 async def test_a_seal_with_a_bad_signature_is_named(
@@ -115,7 +115,7 @@ async def test_a_seal_with_a_bad_signature_is_named(
         reader.events(cut), cut, registry, seals=[Seal.from_doc(1, forged)]
     )
     assert verdict.finding is not None
-    assert "seal 1 (stream seq 1..24), sealed by kp2mi: signature: the signature does not" in (
+    assert "seal 1 (stream seq 1..28), sealed by kp2mi: signature: the signature does not" in (
         str(verdict.finding)
     )
     # ... and one that says it is kemlu's, signed with kp2mi's key.
@@ -130,7 +130,7 @@ async def test_a_stream_shorter_than_its_seals_is_named(
     js: JetStreamContext, log: list[Sent], cli_env: Settings
 ) -> None:
     """The stream denies delete and purge; a stream rebuilt without its last events (here:
-    read only up to 20) is still caught by the seal over 1..24."""
+    read only up to 20) is still caught by the seal over 1..28."""
     assert await cli("seal") == 0
     seals = await read_seals(js, cli_env)
     reader = StreamReader(js, cli_env.stream)
@@ -138,7 +138,7 @@ async def test_a_stream_shorter_than_its_seals_is_named(
     short = type(cut)(cut.stream, 1, 20, 20)
     verdict = await verify_stream(reader.events(short), short, load_registry(cli_env), seals=seals)
     assert verdict.finding is not None
-    assert "the stream ends at 20 but seal 1 covers up to 24" in str(verdict.finding)
+    assert "the stream ends at 20 but seal 1 covers up to 28" in str(verdict.finding)
 
 
 async def test_deleting_the_tail_of_an_archive_with_its_manifest_is_caught_by_the_seal(
@@ -159,13 +159,13 @@ async def test_deleting_the_tail_of_an_archive_with_its_manifest_is_caught_by_th
     assert len((archive / "seals.jsonl").read_text().splitlines()) == 1
     capsys.readouterr()
     assert await cli("verify", "--archive", str(archive)) == 0
-    assert "seals: 1 (stream seq 1..24), 1 recomputed" in _out(capsys)
+    assert "seals: 1 (stream seq 1..28), 1 recomputed" in _out(capsys)
     tarball = await _export(tmp_path, name="sealed.tar.gz")
     assert await cli("verify", "--archive", str(tarball)) == 0
     tamper = Tamper(archive)
     _cut_tail(tamper, 3)
     out = await _verify_fails(capsys, "--archive", str(archive))
-    assert "the archive ends at 21 but seal 1 covers up to 24" in out
+    assert "the archive ends at 25 but seal 1 covers up to 28" in out
 
 
 async def test_a_seal_altered_in_an_archive_is_named(
@@ -177,10 +177,10 @@ async def test_a_seal_altered_in_an_archive_is_named(
     assert await cli("seal") == 0
     archive = await _export(tmp_path)
     line = json.loads((archive / "seals.jsonl").read_text())
-    line["seal"]["last_seq"] = 23
+    line["seal"]["last_seq"] = 27
     (archive / "seals.jsonl").write_text(json.dumps(line) + "\n")
     out = await _verify_fails(capsys, "--archive", str(archive))
-    assert "seals.jsonl: seal 1 (stream seq 1..23), sealed by kp2mi: signature:" in out
+    assert "seals.jsonl: seal 1 (stream seq 1..27), sealed by kp2mi: signature:" in out
 
 
 async def test_a_partial_export_carries_the_seals_it_overlaps(
@@ -194,7 +194,7 @@ async def test_a_partial_export_carries_the_seals_it_overlaps(
     await ChainedAgencies(js, cli_env).cases(1, steps=2)
     assert await cli("seal") == 0
     case = await _export(tmp_path, "--case", log[0].case_id)
-    assert len((case / "seals.jsonl").read_text().splitlines()) == 1  # 1..24 only
+    assert len((case / "seals.jsonl").read_text().splitlines()) == 1  # 1..28 only
     capsys.readouterr()
     assert await cli("verify", "--archive", str(case)) == 0
     assert "0 recomputed, 1 not checkable here" in _out(capsys)

@@ -36,9 +36,18 @@ OPENED: dict[str, Any] = {
     "risk_level": "high",
 }
 
+CONSENT: dict[str, Any] = {
+    "consent_id": "consent-1",
+    "given_by": "parent",
+    "child_assent": True,
+    "scopes": ["services", "disclosure_to_agencies"],
+    "agencies": ["kp2mi", "dukcapil", "kemensos"],
+}
+
 # One case's pathway: (source, target, type, data, hours after the case opened).
 STEPS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("kemlu", "kp2mi", "case.opened", OPENED, 0),
+    ("kemlu", "all", "consent.recorded", CONSENT, 0),
     ("kp2mi", "dukcapil", "document.requested", {"request_id": "doc-1", "kind": "nik"}, 1),
     (
         "dukcapil",

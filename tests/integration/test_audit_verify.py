@@ -30,7 +30,7 @@ from .test_audit_support import T0, ChainedAgencies, Sent, cli, cli_env_fixture 
 
 pytestmark = pytest.mark.nats
 
-CASES = 4  # x 6 steps = 24 events, interleaved: case k's events are k+1, k+5, k+9, ...
+CASES = 4  # x 7 steps = 28 events, interleaved: case k's events are k+1, k+5, k+9, ...
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ async def test_verify_passes_on_an_intact_stream_and_one_case(
     assert f"{len(log)} events of {CASES} cases (stream seq 1..{len(log)})" in out
     assert "hash chains and sequence hold" in out
     assert await cli("verify", "--case", log[0].case_id) == 0
-    assert "6 events of 1 case " in " ".join(capsys.readouterr().out.split())
+    assert "7 events of 1 case " in " ".join(capsys.readouterr().out.split())
     nobody = new_case_id()
     out = await _verify_fails(capsys, "--case", nobody)
     assert f"case {nobody} has no events in stream" in out
@@ -150,18 +150,27 @@ async def test_a_case_read_costs_the_case_not_the_stream(
     seqs = [e.seq for e in [x async for x in reader.events(cut)]]
     assert seqs == [s.seq for s in log if s.case_id == case_id]
     # One get per event, then "nothing more" (asked of a replica, then confirmed by the
-    # leader): 24 events in the stream, 6 in the case, 8 requests, each on the case filter.
+    # leader): 28 events in the stream, 7 in the case, 9 requests, each on the case filter.
     assert len(calls) == len(seqs) + 2
     assert {c["subject"] for c in calls} == {f"lintas.*.*.*.*.{case_id}"}
 
 
-async def test_the_whole_stream_is_read_in_order_whatever_the_window(
+async def test_the_whole_stream_is_read_in_order_up_to_the_cut(
     js: JetStreamContext, log: list[Sent], settings: Settings
 ) -> None:
-    for window in (1, 5, 64):
-        reader = StreamReader(js, settings.stream, window=window)
-        cut = await reader.cut()
-        assert [e.seq async for e in reader.events(cut)] == list(range(1, len(log) + 1))
+    consumers = (await js.stream_info(settings.stream)).state.consumer_count
+    reader = StreamReader(js, settings.stream)
+    cut = await reader.cut()
+    # Published after the cut: the next audit's, not this one's.
+    await ChainedAgencies(js, settings).cases(1)
+    read = [e async for e in reader.events(cut)]
+    assert [e.seq for e in read] == list(range(1, len(log) + 1))
+    assert [json.loads(e.body) for e in read] == [s.doc for s in log]
+    assert all(e.stored is not None for e in read)
+    # Read again, it ends at the new cut, and no reader's consumer is left behind.
+    cut = await reader.cut()
+    assert [e.seq async for e in reader.events(cut)] == list(range(1, cut.last_seq + 1))
+    assert (await js.stream_info(settings.stream)).state.consumer_count == consumers
 
 
 # -- export and the intact archive ------------------------------------------------------------
@@ -196,7 +205,7 @@ async def test_an_exported_archive_verifies_offline(
         assert f"{len(log)} events of {CASES} cases" in out
         assert "4 from the archive's keys.json, 4 of them also in this data dir's registry" in out
     assert await cli("verify", "--archive", str(directory), "--case", log[2].case_id) == 0
-    assert "6 events of 1 case " in " ".join(capsys.readouterr().out.split())
+    assert "7 events of 1 case " in " ".join(capsys.readouterr().out.split())
 
 
 async def test_export_refuses_to_overwrite(
@@ -263,16 +272,16 @@ def _at(log: list[Sent], seq: int) -> Sent:
 async def test_flipping_one_byte_of_an_event_is_detected(
     log: list[Sent], archive: Tamper, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    index = archive.index(9)  # a document.issued
+    index = archive.index(13)  # a document.issued
     line = bytearray(archive.lines[index])
     at = line.index(b"Gresik")
     line[at] ^= 0x20  # G -> g
     archive.lines[index] = bytes(line)
     archive.save()
     out = await _verify_fails(capsys, "--archive", str(archive.path))
-    _names(out, _at(log, 9))
+    _names(out, _at(log, 13))
     assert "signature does not match" in out
-    assert "(8 events before it verified)" in out
+    assert "(12 events before it verified)" in out
 
 
 async def test_deleting_an_event_in_the_middle_is_detected(
@@ -329,7 +338,11 @@ async def test_swapping_two_events_of_a_case_is_detected(
         archive.save(fix_manifest=True)
         out = await _verify_fails(capsys, "--archive", str(archive.path))
         assert f"stream seq {a}, event {_at(log, b).doc['id']}, case {case_id}" in out
-        assert "prevhash does not match the case's previous event in the log (stream seq 1)" in out
+        before = max(s.seq for s in log if s.case_id == case_id and s.seq < a)  # its consent
+        assert (
+            f"prevhash does not match the case's previous event in the log (stream seq {before})"
+            in out
+        )
 
 
 async def test_inserting_an_event_signed_with_another_agencys_key_is_detected(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from nats.js import JetStreamContext
 
 from lintas.contracts import message_hash, new_case_id
+from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ensure_stream
 
-from .helpers import signed
+from .helpers import consent, signed
 
 pytestmark = pytest.mark.nats
 
@@ -29,9 +30,7 @@ async def _case_messages(js: JetStreamContext, settings: Settings, case_id: str)
 async def test_concurrent_publishers_keep_each_case_chained(
     js: JetStreamContext, settings: Settings
 ) -> None:
-    import json
-
-    await ensure_stream(js, settings)
+    await declare_platform(js, settings, [])
     case_id, other = new_case_id(), new_case_id()
     kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
     opened = await kemlu.publish(
@@ -46,6 +45,7 @@ async def test_concurrent_publishers_keep_each_case_chained(
         target="kp2mi",
     )
     assert opened.event.envelope.prevhash is None
+    await consent(kemlu, case_id, ["kemensos"], scopes=["services"])
 
     async def requests(publisher: object, prefix: str, case: str) -> None:
         for n in range(15):
@@ -63,12 +63,12 @@ async def test_concurrent_publishers_keep_each_case_chained(
         requests(kp2mi, "k", case_id), requests(kemlu, "r", case_id), requests(kp2mi, "k", other)
     )
     chain = await _case_messages(js, settings, case_id)
-    assert len(chain) == 31
+    assert len(chain) == 32
     docs = [json.loads(raw) for raw in chain]
     assert docs[0].get("prevhash") is None
     for previous, doc in zip(chain, docs[1:], strict=False):
         assert doc["prevhash"] == message_hash(previous)
-    assert len({d["id"] for d in docs}) == 31
+    assert len({d["id"] for d in docs}) == 32
 
 
 async def test_a_retried_publish_returns_what_was_stored(
@@ -76,7 +76,7 @@ async def test_a_retried_publish_returns_what_was_stored(
 ) -> None:
     from lintas.contracts import uuid7
 
-    await ensure_stream(js, settings)
+    await declare_platform(js, settings, [])
     kemlu = signed(js, settings, "kemlu")
     case_id, event_id = new_case_id(), str(uuid7())
     data = {"reason": "no_longer_needed"}
@@ -89,3 +89,46 @@ async def test_a_retried_publish_returns_what_was_stored(
     assert (again.duplicate, again.stream_seq) == (True, first.stream_seq)
     assert again.event.envelope == first.event.envelope
     assert len(await _case_messages(js, settings, case_id)) == 1
+
+
+async def test_a_publish_conditional_on_the_head_is_a_compare_and_set(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    """Two publishers decide on the same head: one event is appended, the other refused."""
+    from lintas.producers import HeadMoved
+
+    await declare_platform(js, settings, [])
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    case_id = new_case_id()
+    # A referral needs a consent covering the agency referred to (the consent gate).
+    await consent(kemlu, case_id, ["kemensos"], scopes=["services"])
+    head = await kp2mi.head(case_id)
+    assert head.seq == 1
+
+    async def publish(publisher: object, referral_id: str) -> object:
+        try:
+            return await publisher.publish(  # type: ignore[attr-defined]
+                "referral.requested",
+                {"referral_id": referral_id, "service": "shelter"},
+                case_id=case_id,
+                target="kemensos",
+                expected_head=head,
+            )
+        except HeadMoved as exc:
+            return exc
+
+    outcomes = await asyncio.gather(publish(kemlu, "a"), publish(kp2mi, "b"))
+    assert sorted(type(o).__name__ for o in outcomes) == ["HeadMoved", "Published"]
+    chain = await _case_messages(js, settings, case_id)
+    assert len(chain) == 2
+    assert json.loads(chain[1])["prevhash"] == message_hash(chain[0])
+    # The head moved: the same head no longer admits anything, not even a retry.
+    with pytest.raises(HeadMoved):
+        await kp2mi.publish(
+            "referral.requested",
+            {"referral_id": "c", "service": "shelter"},
+            case_id=case_id,
+            target="kemensos",
+            expected_head=head,
+        )
+    assert len(await _case_messages(js, settings, case_id)) == 2

@@ -9,15 +9,18 @@ import signal
 import sys
 from pathlib import Path
 
-import nats
 import pytest
+from sqlalchemy import inspect
 from sqlmodel import Session
 
 from lintas.consumers import Databases, load_record
-from lintas.infra.keys import ensure_agency_key
+from lintas.infra.bus import AccessRefused, connect
+from lintas.infra.keys import Signer, ensure_agency_key
+from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
+from lintas.producers import Publisher
 
-from .helpers import publish_case, signed
+from .helpers import publish_case
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -33,7 +36,12 @@ async def _line_with(stream: asyncio.StreamReader, text: str, within_s: float) -
 async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
     for agency in ("kemlu", "kp2mi"):  # registered before `lintas up` reads the registry
         ensure_agency_key(settings, agency)
-    env = {**os.environ, "LINTAS_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "LINTAS_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+        "LINTAS_WATCHDOG_TICK_S": "0.5",
+    }
     env = {k: v for k, v in env.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -51,18 +59,33 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         assert found, line
         url_text = found.group(0)
         assert (Path(settings.data_dir) / "nats.url").read_text().strip() == url_text
-        nc = await nats.connect(url_text)
+        # Authorization is on: no anonymous client gets in...
+        with pytest.raises(AccessRefused, match="refused an anonymous client"):
+            await connect(url_text, "anonymous")
+        # ...and each agency publishes as itself, with the credentials `lintas up` made.
+        publishers, clients = {}, []
         try:
-            js = nc.jetstream()  # `lintas up` verifies: sign as the agencies would
-            kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
-            case_id = await publish_case(kemlu, steps=2, kp2mi=kp2mi)
+            for agency in ("kemlu", "kp2mi"):
+                nc = await connect(url_text, agency, settings=settings, identity=agency)
+                clients.append(nc)
+                publishers[agency] = Publisher(
+                    nc.jetstream(),
+                    agency,
+                    signer=Signer.load(settings, agency),
+                    reads=ServiceReads(nc, agency),
+                )
+            case_id = await publish_case(publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"])
         finally:
-            await nc.close()
+            for nc in clients:
+                await nc.close()
         databases = Databases(settings)
         engine, _ = databases.for_consumer("record")
         record = None
-        async with asyncio.timeout(20):
-            while record is None or len(record.timeline) < 3:
+        # The requests were made in March 2025 with the default deadlines: long past. The
+        # watchdog `lintas up` runs (with the key it made for it) sends both overdue
+        # notices, then both escalations, into the record.
+        async with asyncio.timeout(30):
+            while record is None or len(record.timeline) < 7:
                 await asyncio.sleep(0.05)  # another process writes it: poll its database
                 with Session(engine) as session:
                     record = load_record(session, case_id) if _has_table(engine) else None
@@ -71,7 +94,14 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
             "case.opened",
             "document.requested",
             "document.requested",
+            "document.overdue",
+            "document.overdue",
+            "oversight.escalated",
+            "oversight.escalated",
         ]
+        assert {(e.source, e.target) for e in record.timeline[3:5]} == {("watchdog", "kemlu")}
+        assert {(e.source, e.target) for e in record.timeline[5:]} == {("watchdog", "kpai")}
+        assert (settings.data_dir / "keys" / "watchdog.key").exists()
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
@@ -81,6 +111,4 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
 
 
 def _has_table(engine: object) -> bool:
-    from sqlalchemy import inspect
-
     return inspect(engine).has_table("record_case")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -43,6 +44,14 @@ async def test_demo_records_every_handoff_in_order_with_the_right_owner(
         assert check_record(record) == []
     assert progress[-1][:2] == (cases, cases)
     assert result.events == sum(len(r.timeline) for r in result.records)
+    # The consent gate in action: every pathway shares under a consent or an override,
+    # every personal field travels sealed, and a referral no consent covers is refused.
+    assert result.gate_refusal is not None
+    assert "needs consent for scope 'services'" in result.gate_refusal
+    for record in result.records:
+        assert record.consents, record.case_id
+        assert {p.state for p in record.personal} == {"sealed"}
+        assert all(e.refused is None for e in record.timeline)
 
     sabah = next(r for r in result.records if r.situation == "undocumented_abroad")
     assert sabah.whereabouts == "home: desa-3525012001 (community parenting)"
@@ -53,6 +62,20 @@ async def test_demo_records_every_handoff_in_order_with_the_right_owner(
         "akta_kelahiran",
         "kk",
     ]
+
+    # The watchdog followed every referral, document request and rehabilitation hand-off;
+    # the staff answered each long before its deadline, so it sent nothing.
+    tracked = [
+        (h.requester, h.asked, h.handoff)
+        for p in PATHWAYS
+        for h in p.handoffs
+        if h.handoff in ("referral", "document", "rehabilitation")
+    ]
+    assert Counter((d.requester, d.asked, d.handoff) for d in result.deadlines) == Counter(
+        tracked * 2
+    )
+    assert {d.status for d in result.deadlines} == {"answered"}
+    assert [d for d in result.deadlines if d.overdue_seq or d.escalated_seq] == []
 
     databases = Databases(settings)
     try:
@@ -75,6 +98,7 @@ def test_cli_demo_then_case_show(
     assert main(["demo", "--cases", "3"]) == 0
     out = capsys.readouterr().out
     assert "all 3 coordination records match their pathways" in out
+    assert "0 overdue, 0 escalated to KPAI" in out
     assert "Median time per hand-off" in out
     case_id = out.rsplit("lintas case show ", 1)[1].split()[0]
 
@@ -100,6 +124,9 @@ def test_cli_case_show_errors(
     assert "no case" in capsys.readouterr().out
     assert main(["run", "nobody"]) == 2
     assert "not an agency id" in capsys.readouterr().out
+    # The watchdog signs what it sends: without its key it does not start.
+    assert main(["run", "watchdog"]) == 1
+    assert "lintas keys init watchdog" in capsys.readouterr().out
 
 
 async def test_demo_refuses_a_configured_bus_and_publishes_nothing(
@@ -116,3 +143,34 @@ async def test_demo_refuses_a_data_dir_another_process_serves(settings: Settings
     async with open_bus(settings) as url:  # as `lintas up` would hold it
         with pytest.raises(DemoRefused, match=url):
             await run_demo(settings, 1)
+
+
+async def test_the_demo_runs_every_agency_as_itself_on_an_authorizing_bus(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo exercises the deployment's permissions: each agency publishes and consumes
+    on its own connection, with its own generated nkey, which the server's config lists."""
+    from lintas.demo import run as demo_run
+    from lintas.infra.credentials import public_key, seed_path
+    from lintas.infra.identities import accounts_path
+
+    used: list[str | None] = []
+    real_connect, real_broker = demo_run.connect, demo_run.create_broker
+
+    async def connect(url: str, name: str, **kwargs: Any) -> Any:
+        used.append(kwargs.get("identity"))
+        return await real_connect(url, name, **kwargs)
+
+    def create_broker(url: str, settings: Settings | None = None, identity: Any = None) -> Any:
+        used.append(identity)
+        return real_broker(url, settings, identity)
+
+    monkeypatch.setattr(demo_run, "connect", connect)
+    monkeypatch.setattr(demo_run, "create_broker", create_broker)
+    result = await run_demo(settings, 1, timeout_s=120)
+    assert len(result.records) == 1
+    # The platform twice (declarations, record), every agency twice (publisher, consumers).
+    assert Counter(used) == Counter({"platform": 2, **{a: 2 for a in agencies()}})
+    config = accounts_path(settings).read_text()
+    for identity in ("platform", *agencies()):
+        assert public_key(seed_path(settings, identity)) in config

@@ -18,9 +18,8 @@ from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.quarantine import list_entries
 from lintas.infra.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
 
-from .helpers import declare_record, start_record
+from .helpers import declare_record, signed, start_record
 
 pytestmark = pytest.mark.nats
 
@@ -35,7 +34,7 @@ async def test_list_show_and_retry_exactly_once(
     nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
 ) -> None:
     await declare_record(js, settings)
-    kemlu = Publisher(js, "kemlu", stream=settings.stream)
+    kemlu = signed(js, settings, "kemlu")
     opened = await kemlu.publish(
         "case.opened",
         {
@@ -52,7 +51,7 @@ async def test_list_show_and_retry_exactly_once(
     assert body is not None
     await js.publish(  # a version from the future: can never be applied by this build
         opened.event.envelope.nats_subject,
-        body.replace(b'"dataversion":2', b'"dataversion":7'),
+        body.replace(b'"dataversion":3', b'"dataversion":7'),
         stream=settings.stream,
     )
     broken = RecordProjection.apply_batch
@@ -79,7 +78,10 @@ async def test_list_show_and_retry_exactly_once(
         # seq 3 is for a case the record never saw opened (seq 1 is quarantined): it
         # stays unknown, so it is quarantined too, to be retried once the case exists.
         await kemlu.publish(
-            "case.reopened", {"reason": "r"}, case_id="C" + "1" * 26, target="kp2mi"
+            "document.requested",
+            {"request_id": "doc-1", "kind": "nik"},
+            case_id="C" + "1" * 26,
+            target="kp2mi",
         )
         await asyncio.wait_for(three_stored.wait(), 20)
     finally:
@@ -91,12 +93,12 @@ async def test_list_show_and_retry_exactly_once(
     listed = {e["stream_seq"]: e for e in json.loads(console.export_text())}
     assert set(listed) == {1, 2, 3}
     assert listed[3]["reason"] == (
-        "case.reopened v1 could not be applied: case.reopened for case "
+        "document.requested v2 could not be applied: document.requested for case "
         f"{'C' + '1' * 26}, which was never opened"
     )
     assert {e["consumer"] for e in listed.values()} == {"record"}
     # Seq 2 breaks its contract on decoding; seq 1 fails only on applying, three times.
-    assert listed[1]["reason"] == "case.opened v2 could not be applied: RuntimeError on 3 attempts"
+    assert listed[1]["reason"] == "case.opened v3 could not be applied: RuntimeError on 3 attempts"
     assert "newer than this build" in listed[2]["reason"]
     poisoned, future = listed[1]["id"], listed[2]["id"]
 
@@ -111,7 +113,7 @@ async def test_list_show_and_retry_exactly_once(
     assert await dlq_retry(console, js, settings, None) == 1  # --all: two apply, one stays
     out = console.export_text()
     assert f"retried {poisoned} (record seq 1): case.opened applied to record" in out
-    assert f"retried {listed[3]['id']} (record seq 3): case.reopened applied to record" in out
+    assert f"retried {listed[3]['id']} (record seq 3): document.requested applied to record" in out
     assert f"kept {future} (record seq 2): still cannot be applied" in out
     assert "2 retried, 1 still quarantined" in out
     assert [e.stream_seq async for e in list_entries(js, settings)] == [2]
@@ -120,7 +122,10 @@ async def test_list_show_and_retry_exactly_once(
     with Session(engine) as session:
         record = load_record(session, "C" + "1" * 26)
     assert record is not None
-    assert [(e.seq, e.type) for e in record.timeline] == [(1, "case.opened"), (3, "case.reopened")]
+    assert [(e.seq, e.type) for e in record.timeline] == [
+        (1, "case.opened"),
+        (3, "document.requested"),
+    ]
     assert record.situation == "undocumented_abroad"
 
     # Retrying a retried entry again is impossible (deleted), and would change nothing.

@@ -14,7 +14,7 @@ import pytest
 
 from lintas.contracts.errors import PermanentError
 from lintas.infra import bus, embedded
-from lintas.infra.bus import LOCK_FILE, PID_FILE, URL_FILE, open_bus
+from lintas.infra.bus import LOCK_FILE, PID_FILE, URL_FILE, connect, open_bus
 from lintas.infra.embedded import (
     MIN_NATS_SERVER,
     EmbeddedNats,
@@ -28,6 +28,7 @@ from lintas.infra.embedded import (
 )
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.settings import Settings
+from lintas.infra.topology import ensure_stream
 
 pytestmark = pytest.mark.nats
 
@@ -341,7 +342,8 @@ async def test_starts_one_embedded_server_and_reuses_it(
         pid = int((data / PID_FILE).read_text())
         assert pid == started[0].pid
         assert started[0].store_dir == settings.nats_store_dir
-        nc = await nats.connect(url)
+        # Authorization is on: the platform's generated nkey gets in.
+        nc = await connect(url, "test", settings=settings, identity="platform")
         await nc.jetstream().account_info()
         await nc.close()
 
@@ -429,3 +431,26 @@ async def test_gives_up_when_the_lock_holder_never_publishes(
     finally:
         os.close(holder)
     assert started == []
+
+
+async def test_a_store_made_before_authorization_keeps_its_streams(settings: Settings) -> None:
+    """Streams of an older embedded server (no accounts: the global account) move with the
+    store into the LINTAS account, where the platform finds them."""
+    old = EmbeddedNats(settings.nats_store_dir)
+    await old.start()
+    try:
+        nc = await nats.connect(old.url)
+        js = nc.jetstream()
+        await ensure_stream(js, settings)
+        await js.publish("lintas.kemlu.kp2mi.case.opened.C1", b"{}", stream=settings.stream)
+        await nc.close()
+    finally:
+        await old.stop()
+    async with open_bus(settings) as url:
+        nc = await connect(url, "t", settings=settings, identity="platform")
+        try:
+            info = await nc.jetstream().stream_info(settings.stream)
+        finally:
+            await nc.close()
+    assert info.state.messages == 1
+    assert not (settings.nats_store_dir / "jetstream" / "$G").exists()

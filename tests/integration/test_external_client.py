@@ -98,6 +98,22 @@ async def test_events_built_from_schemas_alone_are_accepted(
                 "risk_level": "medium",
             },
         ),
+        # The parent's consent, recorded where the child was found, for everyone to see:
+        # without it kemlu's consumer would quarantine the referral.
+        envelope(
+            "my-jkm",
+            "all",
+            "consent.recorded",
+            1,
+            case,
+            {
+                "consent_id": "jkm-consent-1",
+                "given_by": "parent",
+                "child_assent": True,
+                "scopes": ["services", "disclosure_to_agencies"],
+                "agencies": ["kemlu", "kp2mi", "my-jkm"],
+            },
+        ),
         envelope(
             "my-jkm",
             "kemlu",
@@ -165,8 +181,9 @@ async def test_events_built_from_schemas_alone_are_accepted(
     await broker.start()
     try:
         await record_applied.wait_for(len(events))
-        # kemlu's inbox: both case.opened and the referral; its sent: accepted, issued.
-        await worklist_applied.wait_for(5)
+        # kemlu's inbox: both case.opened, the consent and the referral; its sent:
+        # accepted, issued.
+        await worklist_applied.wait_for(6)
     finally:
         await broker.stop()
 
@@ -187,10 +204,12 @@ async def test_events_built_from_schemas_alone_are_accepted(
     )
     assert [e.type for e in main.timeline] == [
         "case.opened",
+        "consent.recorded",
         "referral.requested",
         "referral.accepted",
         "document.issued",
     ]
+    assert [e.refused for e in main.timeline] == [None] * 5  # every disclosure consented
     assert [(d.kind, d.issuing_office_code, d.valid_until) for d in main.documents] == [
         ("citizenship_confirmation", "KJRI-TWU", "2030-07-10")
     ]

@@ -25,10 +25,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from lintas.contracts import Event, decode, new_case_id
+from lintas.contracts import ConsentMissing, Event, decode, new_case_id
 from lintas.infra.bus import connect
 from lintas.infra.db import create_db_engine
 from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.platform import declare_platform
+from lintas.infra.sealing import open_field
 from lintas.infra.settings import Settings
 from lintas.infra.topology import ensure_stream
 from lintas.producers import (
@@ -41,9 +43,11 @@ from lintas.producers import (
     ensure_outbox_table,
 )
 
+from .helpers import consent, signed
+
 pytestmark = pytest.mark.nats
 
-SECRET = "SECRET-NOTE"  # in every event's personal notes: must never reach a log line
+SECRET = "SECRET-NOTE"  # in personal notes: must never reach a log line or stay in a row
 
 
 class AgencyCase(SQLModel, table=True):
@@ -66,25 +70,22 @@ def engine(database_url: str | None, tmp_path: Path) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _referral(n: int) -> dict[str, str]:
-    return {
-        "referral_id": f"ref-{n}",
-        "service": "psychosocial_assessment",
-        "notes": f"{SECRET}-{n}",
-    }
+def _request(n: int) -> dict[str, str]:
+    # Shares nothing of the child: no consent needed (the consent gate has its own tests).
+    return {"request_id": f"doc-{n}", "kind": "akta_kelahiran"}
 
 
 def _add(engine: Engine, outbox: Outbox, cases: list[str], count: int) -> list[Event]:
-    """``count`` referrals in one transaction, round-robin over ``cases``."""
+    """``count`` document requests in one transaction, round-robin over ``cases``."""
     with Session(engine) as session:
         start = len(session.exec(select(OutboxRecord)).all())
         events = [
             outbox.add(
                 session,
-                "referral.requested",
-                _referral(start + i),
+                "document.requested",
+                _request(start + i),
                 case_id=cases[(start + i) % len(cases)],
-                target="kemenpppa",
+                target="dukcapil",
             )
             for i in range(count)
         ]
@@ -132,7 +133,7 @@ def _no_event_data(logs: Sequence[Mapping[str, Any]], rows: list[OutboxRecord]) 
     assert SECRET not in json.dumps(logs, default=str)
     for row in rows:
         assert SECRET not in (row.last_error or "")
-        assert "referral_id" not in (row.last_error or "")
+        assert "request_id" not in (row.last_error or "")
 
 
 # 1. one transaction ---------------------------------------------------------------------
@@ -150,7 +151,7 @@ async def test_own_rows_and_events_commit_together_or_not_at_all(
     with Session(engine) as session:
         session.add(AgencyCase(case_id=kept, status="referred"))
         event = outbox.add(
-            session, "referral.requested", _referral(1), case_id=kept, target="kemenpppa"
+            session, "document.requested", _request(1), case_id=kept, target="dukcapil"
         )
         session.commit()
     assert commits == ["woken"]
@@ -160,12 +161,12 @@ async def test_own_rows_and_events_commit_together_or_not_at_all(
     dropped = new_case_id()
     with Session(engine) as session:
         session.add(AgencyCase(case_id=dropped, status="referred"))
-        outbox.add(session, "referral.requested", _referral(2), case_id=dropped, target="kemenpppa")
+        outbox.add(session, "document.requested", _request(2), case_id=dropped, target="dukcapil")
         session.flush()
         session.rollback()
     with Session(engine) as session:
         session.add(AgencyCase(case_id=kept, status="again"))  # its primary key is taken
-        outbox.add(session, "referral.requested", _referral(3), case_id=kept, target="kemenpppa")
+        outbox.add(session, "document.requested", _request(3), case_id=kept, target="dukcapil")
         with pytest.raises(IntegrityError):
             session.commit()
     assert commits == ["woken"]
@@ -306,12 +307,12 @@ async def test_the_loop_survives_a_failed_mark_and_the_stream_keeps_one_copy(
     mark_sent = relay._mark_sent
     calls = 0
 
-    def fails_once(acked: Any) -> None:
+    def fails_once(acked: Any, sealed: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise OperationalError("UPDATE lintas_outbox", {}, Exception("database is locked"))
-        mark_sent(acked)
+        mark_sent(acked, sealed)
 
     monkeypatch.setattr(relay, "_mark_sent", fails_once)
     stop = asyncio.Event()
@@ -508,3 +509,53 @@ async def test_prune_deletes_only_rows_sent_before_the_cut(
     assert await relay.prune(sent_before=max(sent) + timedelta(seconds=1)) == 2
     assert [r.id for r in _rows(engine)] == [later.id]
     assert await relay.pending() == 1
+
+
+# a child's data: gated and sealed by the relay, never left in the outbox ----------------
+
+
+async def test_the_relay_gates_and_seals_and_leaves_no_plaintext_in_the_outbox(
+    engine: Engine, js: JetStreamContext, settings: Settings
+) -> None:
+    await declare_platform(js, settings, [])
+    kp2mi = signed(js, settings, "kp2mi")  # its keys: the relay seals with them
+    case_id = new_case_id()
+    outbox = Outbox("kp2mi")
+    notes = {"referral_id": "r-1", "service": "shelter", "notes": SECRET}
+    with Session(engine) as session:
+        event = outbox.add(
+            session, "referral.requested", notes, case_id=case_id, target="kemenpppa"
+        )
+        session.commit()
+    relay = OutboxRelay(engine, js, stream=settings.stream, keys=kp2mi.privacy.keys)
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(ConsentMissing):
+        await relay.run_once()  # no consent covers kemenpppa yet: held, first in line
+    [row] = _rows(engine)
+    assert (row.sent_at, row.attempts) == (None, 1)
+    assert "needs consent for scope 'services' covering kemenpppa" in (row.last_error or "")
+    assert (await js.stream_info(settings.stream)).state.messages == 0
+
+    await consent(kp2mi, case_id, ["kemenpppa"])
+    with structlog.testing.capture_logs() as more:
+        assert await relay.run_once() == 1
+    [row] = _rows(engine)
+    [_, published] = await _stream(js, settings.stream)  # the consent, the referral
+    assert published.msg_id == event.id
+    assert row.body.encode() == published.data, "the row now holds what was published, sealed"
+    assert SECRET not in row.body
+    assert SECRET.encode() not in published.data
+    sealed = decode(published.data, subject=published.subject).data
+    opened = open_field(
+        sealed, "notes", {1: await _key(js, settings, "kemenpppa", case_id)}, case_id=case_id
+    )
+    assert opened == SECRET
+    _no_event_data([*logs, *more], [row])
+
+
+async def _key(js: JetStreamContext, settings: Settings, agency: str, case_id: str) -> bytes:
+    keys = signed(js, settings, agency).privacy.keys
+    assert keys is not None
+    key = await keys.data_key(case_id)
+    assert key is not None, f"{agency} holds the case's data key"
+    return key

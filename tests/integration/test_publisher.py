@@ -23,6 +23,7 @@ from lintas.producers import BusUnavailable, Publisher, PublishRejected
 pytestmark = pytest.mark.nats
 
 REFERRAL = {"referral_id": "ref-1", "service": "psychosocial_assessment"}
+REQUEST = {"request_id": "doc-1", "kind": "nik"}  # needs no consent: it shares nothing
 
 
 async def _stored(js: JetStreamContext, settings: Settings) -> int:
@@ -35,21 +36,21 @@ async def test_publish_stores_the_envelope_with_dedup_header(
     await ensure_stream(js, settings)
     case_id = new_case_id()
     published = await Publisher(js, "kp2mi", stream=settings.stream).publish(
-        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa"
+        "document.requested", REQUEST, case_id=case_id, target="dukcapil"
     )
     assert published.stream_seq == 1
     assert not published.duplicate
     stored = await js.get_msg(settings.stream, 1)
-    assert stored.subject == f"lintas.kp2mi.kemenpppa.referral.requested.{case_id}"
+    assert stored.subject == f"lintas.kp2mi.dukcapil.document.requested.{case_id}"
     assert stored.headers is not None
     assert stored.headers["Nats-Msg-Id"] == published.event.id
     assert stored.data is not None
     body = json.loads(stored.data)
     assert body["id"] == published.event.id
-    assert (body["source"], body["target"], body["subject"]) == ("kp2mi", "kemenpppa", case_id)
-    assert (body["type"], body["dataversion"]) == ("referral.requested", 1)
-    assert body["dataschema"] == "lintas:schemas/referral.requested/v1.json"
-    assert body["data"] == REFERRAL
+    assert (body["source"], body["target"], body["subject"]) == ("kp2mi", "dukcapil", case_id)
+    assert (body["type"], body["dataversion"]) == ("document.requested", 2)
+    assert body["dataschema"] == "lintas:schemas/document.requested/v2.json"
+    assert body["data"] == REQUEST
 
 
 async def test_same_event_id_is_stored_once(js: JetStreamContext, settings: Settings) -> None:
@@ -58,10 +59,10 @@ async def test_same_event_id_is_stored_once(js: JetStreamContext, settings: Sett
     event_id = str(uuid7())
     case_id = new_case_id()
     first = await publisher.publish(
-        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa", event_id=event_id
+        "document.requested", REQUEST, case_id=case_id, target="dukcapil", event_id=event_id
     )
     again = await publisher.publish(
-        "referral.requested", REFERRAL, case_id=case_id, target="kemenpppa", event_id=event_id
+        "document.requested", REQUEST, case_id=case_id, target="dukcapil", event_id=event_id
     )
     assert again.duplicate
     assert again.stream_seq == first.stream_seq
@@ -76,14 +77,14 @@ async def test_same_event_id_is_stored_once(js: JetStreamContext, settings: Sett
             {"referral_id": "r", "service": "massage"},
             "kemenpppa",
             InvalidEventData,
-            ["referral.requested v1", "'service'"],
+            ["referral.requested v2", "'service'"],
         ),
         (
             "referral.requested",
             {"service": "shelter"},
             "kemenpppa",
             InvalidEventData,
-            ["referral.requested v1", "'referral_id'"],
+            ["referral.requested v2", "'referral_id'"],
         ),
         (
             "referral.requested",
@@ -134,7 +135,7 @@ async def test_no_stream_is_a_bus_error_naming_the_stream(
     publisher = Publisher(js, "kp2mi", stream=settings.stream, timeout=2)
     with pytest.raises(BusUnavailable, match=r"no JetStream stream answers.*LINTAS"):
         await publisher.publish(
-            "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
+            "document.requested", REQUEST, case_id=new_case_id(), target="dukcapil"
         )
 
 
@@ -145,7 +146,7 @@ async def test_a_stream_that_refuses_is_a_permanent_rejection(
     publisher = Publisher(js, "kp2mi", stream="ELSEWHERE")  # the subject is LINTAS's
     with pytest.raises(PublishRejected, match="ELSEWHERE") as raised:
         await publisher.publish(
-            "referral.requested", REFERRAL, case_id=new_case_id(), target="kemenpppa"
+            "document.requested", REQUEST, case_id=new_case_id(), target="dukcapil"
         )
     assert isinstance(raised.value, PermanentError)
     assert await _stored(js, settings) == 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import nats
 import pytest
 
+from lintas.infra.bus import connect
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
@@ -24,8 +24,9 @@ async def test_consumer_and_publisher_resume_after_a_server_restart(
     await server.start()
     port = urlsplit(server.url).port
     assert port is not None
-    # The publisher's connection must outlive the server: reconnect for as long as it takes.
-    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    # The publisher's connection must outlive the server: reconnect for as long as it takes
+    # (what lintas' own long-running clients ask for: the watchdog's ticker, `lintas watch`).
+    nc = await connect(server.url, "publisher", reconnect_forever=True)
     restarted: EmbeddedNats | None = None
     try:
         js = nc.jetstream()

@@ -140,7 +140,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     bad = [
         b"not json at all",  # 2
         b'{"specversion": "1.0"}',  # 3: envelope fields missing
-        good.replace(b'"dataversion":2', b'"dataversion":9'),  # 4: unknown version
+        good.replace(b'"dataversion":3', b'"dataversion":9'),  # 4: unknown version
         good.replace(b'"case.opened"', b'"case.vanished"'),  # 5: unknown type
         good.replace(b'"risk_level":"high"', b'"risk_level":"high","name":"x"'),  # 6: extra
         b"[" * 200_000,  # 7: nesting deep enough to exhaust the JSON parser's recursion
@@ -151,7 +151,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     await js.publish(
         f"lintas.kemlu.kp2mi.case.opened.{other_case}", good, stream=settings.stream
     )  # 8: subject does not match the envelope
-    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 9
+    await kemlu.publish("case.closed", {"reason": "other"}, case_id=case_id, target="all")  # 9
 
     applied = Applied()
     with capture_logs() as logs:
@@ -207,7 +207,7 @@ async def test_a_failing_commit_is_retried_in_place_and_nothing_overtakes_it(
         stop, databases = await start_record(nats_server.url, settings, [applied])
         try:
             await applied.wait_for(2)
-            await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+            await kemlu.publish("case.closed", {"reason": "other"}, case_id=case_id, target="all")
             await applied.wait_for(3)
         finally:
             await stop()
@@ -253,8 +253,13 @@ async def test_after_a_crash_newer_messages_do_not_overtake_the_unacked_ones(
     held = DiesHoldingFirstBatch.held  # 1..k: what the first pulls happened to return
     assert held == list(range(1, len(held) + 1))
 
-    for reason in ("new information", "second look"):  # seq 5, 6
-        await kemlu.publish("case.reopened", {"reason": reason}, case_id=case_id, target="kp2mi")
+    for request in ("doc-a", "doc-b"):  # seq 5, 6
+        await kemlu.publish(
+            "document.requested",
+            {"request_id": request, "kind": "kk"},
+            case_id=case_id,
+            target="kp2mi",
+        )
     applied = Applied()
     with capture_logs() as logs:
         stop, databases = await start_record(nats_server.url, settings, [applied])
@@ -306,6 +311,33 @@ async def test_two_instances_of_one_consumer_apply_every_event_once_in_order(
     dbs_b.dispose()
 
 
+async def test_two_running_instances_get_interleaved_batches_and_miss_nothing(
+    nats_server: EmbeddedNats, js: JetStreamContext, db_settings: Settings
+) -> None:
+    """Both instances wait for messages before any is published: JetStream then hands out
+    deliveries alternately, so a batch can hold 1, 3, 5: what lies between went to the
+    other instance and must be applied before 3, not skipped."""
+    await declare_record(js, db_settings)
+    applied = Applied()
+    first, dbs_a = await start_record(nats_server.url, db_settings, [applied])
+    second, dbs_b = await start_record(nats_server.url, db_settings, [applied])
+    kemlu = Publisher(js, "kemlu", stream=db_settings.stream)
+    try:
+        cases = [await publish_case(kemlu, steps=3) for _ in range(8)]  # 32 events
+        await applied.wait_for_seq(32)
+    finally:
+        await first()
+        await second()
+    seqs = sorted(seq for seq, _ in applied.events)
+    assert seqs == list(range(1, 33)), "every event applied exactly once"
+    engine, _ = dbs_a.for_consumer("record")
+    with Session(engine) as session:
+        records = {r.case_id: r for r in load_records(session)}
+    assert all(len(records[case_id].timeline) == 4 for case_id in cases)
+    dbs_a.dispose()
+    dbs_b.dispose()
+
+
 async def test_an_event_the_handler_always_fails_on_is_quarantined_and_the_rest_applied(
     nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, monkeypatch: Any
 ) -> None:
@@ -325,14 +357,14 @@ async def test_an_event_the_handler_always_fails_on_is_quarantined_and_the_rest_
         stop, databases = await start_record(nats_server.url, settings, [applied])
         try:
             await applied.wait_for(4)
-            await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+            await kemlu.publish("case.closed", {"reason": "other"}, case_id=case_id, target="all")
             await applied.wait_for(5)
         finally:
             await stop()
     assert [seq for seq, _ in applied.events] == [1, 2, 4, 5, 6]
     (entry,) = [e async for e in list_entries(js, settings)]
     assert (entry.stream_seq, entry.consumer) == (3, "record")
-    assert entry.reason == ("document.requested v1 could not be applied: ValueError on 3 attempts")
+    assert entry.reason == ("document.requested v2 could not be applied: ValueError on 3 attempts")
     assert [e["stream_seq"] for e in logs if e["event"] == "event.poisoned"] == [3]
     tracking = _tracking(databases)
     assert (tracking.position, tracking.applied, tracking.rejected) == (6, 5, 1)

@@ -62,11 +62,12 @@ async def test_only_events_signed_by_their_source_are_applied(
     # kp2mi signs an event claiming to come from kemlu: its key, someone else's name.
     impostor = Publisher(js, "kemlu", stream=settings.stream)  # 5
     impostor.signer = Signer.load(settings, "kp2mi")
+    request = {"request_id": "doc-x", "kind": "nik"}
     with pytest.raises(SignatureError):  # the Publisher itself refuses to do it ...
-        await impostor.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")
+        await impostor.publish("document.requested", request, case_id=case_id, target="kp2mi")
     forged = dict(opened, keyid=Signer.load(settings, "kp2mi").keyid)  # ... so forge it by hand
     await js.publish(subject, json.dumps(forged).encode(), stream=settings.stream)
-    await kemlu.publish("case.reopened", {"reason": "r"}, case_id=case_id, target="kp2mi")  # 6
+    await kemlu.publish("document.requested", request, case_id=case_id, target="kp2mi")  # 6
 
     applied = Applied()
     verifier = Verifier(load_registry(settings))

@@ -17,7 +17,7 @@ from lintas.infra.settings import Settings
 from lintas.infra.topology import agency_consumer, agency_sent_consumer
 from lintas.producers import Publisher
 
-from .helpers import T0, Applied
+from .helpers import T0, Applied, consent, signed
 
 pytestmark = pytest.mark.nats
 
@@ -28,11 +28,13 @@ async def test_worklist_tracks_requests_addressed_to_the_agency(
     settings = settings.model_copy(update={"database_url": database_url})
     agency = "kemenpppa"
     await declare_platform(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
-    kp2mi = Publisher(js, "kp2mi", stream=settings.stream)
+    kp2mi = signed(js, settings, "kp2mi")
     pppa = Publisher(js, agency, stream=settings.stream)
     kemnaker = Publisher(js, "kemnaker", stream=settings.stream)
     done, waiting, elsewhere = new_case_id(), new_case_id(), new_case_id()
     due = T0 + timedelta(days=7)
+    for case_id, covered in ((done, agency), (waiting, agency), (elsewhere, "kemnaker")):
+        await consent(kp2mi, case_id, [covered], scopes=["services"], at=T0)
 
     def ref(rid: str) -> dict[str, str]:
         return {"referral_id": rid}
@@ -79,7 +81,7 @@ async def test_worklist_tracks_requests_addressed_to_the_agency(
     attach_agency(broker, databases, settings, agency, on_commit=[applied])
     await broker.start()
     try:
-        await applied.wait_for(4)  # r1 x3 (inbox 1, sent 2), r2 x1
+        await applied.wait_for(7)  # 3 consents (broadcast), r1 x3 (inbox 1, sent 2), r2 x1
     finally:
         await broker.stop()
     engine, _ = databases.for_consumer(f"worklist-{agency}")
@@ -106,12 +108,14 @@ async def test_two_consumers_share_one_sqlite_file_without_lock_errors(
     agency = "dukcapil"
     await declare_platform(js, settings, [agency_consumer(agency), agency_sent_consumer(agency)])
     kp2mi = Publisher(js, "kp2mi", stream=settings.stream)
-    dukcapil = Publisher(js, agency, stream=settings.stream)
+    dukcapil = signed(js, settings, agency)
     cases = [new_case_id() for _ in range(40)]
     for case_id in cases:
         await kp2mi.publish(
             "document.requested", {"request_id": "d", "kind": "nik"}, case_id=case_id, target=agency
         )
+        # The number goes to kp2mi sealed: a consent must cover kp2mi.
+        await consent(dukcapil, case_id, ["kp2mi"], scopes=["disclosure_to_agencies"])
         await dukcapil.publish(
             "document.issued",
             {
@@ -131,7 +135,7 @@ async def test_two_consumers_share_one_sqlite_file_without_lock_errors(
     attach_agency(broker, databases, settings, agency, on_commit=[applied, seen.append])
     await broker.start()
     try:
-        await applied.wait_for(80)
+        await applied.wait_for(160)  # request and consent (inbox), consent and issued (sent)
     finally:
         await broker.stop()
     engine, _ = databases.for_consumer(f"worklist-{agency}")

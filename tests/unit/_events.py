@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lintas.contracts import Event, build_data, make_event, new_case_id
+from lintas.infra.sealing import seal_data
+
+from ._samples import TEST_KEY
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -25,8 +28,9 @@ def ev(
     time: datetime,
     event_id: str | None = None,
 ) -> Event:
+    """An event as published: personal fields sealed with the test key."""
     return make_event(
-        build_data(event_type, data),
+        seal_data(build_data(event_type, data), TEST_KEY, 1, case_id=case_id),
         source=source,
         target=target,
         case_id=case_id,

@@ -1,11 +1,21 @@
 """Minimal valid ``data`` for every registered event type (latest version).
 
-A type added to the registry without a sample here fails test_envelope.py.
+A type added to the registry without a sample here fails test_envelope.py. The samples
+are drafts, as an agency gives them to the Publisher: personal fields in the clear.
+:func:`sealed` seals them as the Publisher would, with a fixed test data key.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lintas.contracts import EventData, build_data, latest
+from lintas.infra.sealing import seal_data
+
+TEST_KEY = bytes(range(32))
+"""The data key of every case in the unit tests (a real one is random, and per case)."""
+FAKE_SEALED: dict[str, Any] = {"alg": "A256GCM", "gen": 1, "iv": "A" * 16, "ct": "B" * 40}
+"""The shape of a sealed value, for schema checks that never open it."""
 
 VILLAGE = "desa-3525012001"
 PARTNER = "my-jkm"
@@ -61,8 +71,24 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "referral.rejected": {"referral_id": "ref-1", "reason": "no capacity"},
     "referral.completed": {"referral_id": "ref-1", "outcome": "served"},
     "referral.revoked": {"referral_id": "ref-1", "reason": "served elsewhere"},
-    "referral.overdue": {"referral_id": "ref-1", "due": "2024-03-08T08:00:00Z"},
-    "document.requested": {"request_id": "doc-1", "kind": "akta_kelahiran"},
+    "referral.overdue": {
+        "referral_id": "ref-1",
+        "requester": "kp2mi",
+        "due": "2024-03-08T08:00:00Z",
+        "escalates_at": "2024-03-15T08:00:00Z",
+    },
+    "document.requested": {
+        "request_id": "doc-1",
+        "kind": "akta_kelahiran",
+        "due": "2024-03-15T08:00:00Z",
+    },
+    "document.overdue": {
+        "request_id": "doc-1",
+        "requester": "kp2mi",
+        "kind": "akta_kelahiran",
+        "due": "2024-03-15T08:00:00Z",
+        "escalates_at": "2024-03-29T08:00:00Z",
+    },
     "document.issued": {
         "request_id": "doc-1",
         "kind": "akta_kelahiran",
@@ -83,7 +109,17 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "arrived_at": "2024-03-05T14:00:00+08:00",
     },
     "repatriation.failed": {"repatriation_id": "rep-1", "reason": "exit clearance refused"},
-    "rehabilitation.handoff_requested": {"handoff_id": "rehab-1", "placement": "Sentra Bogor"},
+    "rehabilitation.handoff_requested": {
+        "handoff_id": "rehab-1",
+        "placement": "Sentra Bogor",
+        "due": "2024-03-04T08:00:00Z",
+    },
+    "rehabilitation.handoff_overdue": {
+        "handoff_id": "rehab-1",
+        "requester": "kp2mi",
+        "due": "2024-03-04T08:00:00Z",
+        "escalates_at": "2024-03-07T08:00:00Z",
+    },
     "rehabilitation.handoff_accepted": {"handoff_id": "rehab-1"},
     "rehabilitation.progress_reported": {
         "handoff_id": "rehab-1",
@@ -98,8 +134,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "oversight.escalated": {
         "escalation_id": "esc-1",
-        "concern": "trafficking",
-        "reason": "recruited with false papers",
+        "concern": "overdue_handoff",
+        "reason": "recruited with false papers; no protection services after two weeks",
+        "overdue": {
+            "handoff": "referral",
+            "request_id": "ref-1",
+            "requester": "kp2mi",
+            "asked": "kemenpppa",
+            "due": "2024-03-08T08:00:00Z",
+        },
     },
     "oversight.reviewed": {
         "escalation_id": "esc-1",
@@ -110,3 +153,25 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "tracing.match_found": {"tracing_id": "tr-1", "country": "MY"},
     "tracing.reunified": {"tracing_id": "tr-1"},
 }
+
+SAMPLES["case.erased"] = {
+    "officer_role": "data_protection_officer",
+    "requested_by": "parent",
+    "legal_basis": "UU 27/2022 Pasal 8",
+    "reason": "the parent asked",
+}
+
+
+def sealed(event_type: str, case_id: str, fields: dict[str, Any] | None = None) -> EventData:
+    """``fields`` (default: the sample) as the Publisher publishes them: sealed."""
+    data = build_data(event_type, SAMPLES[event_type] if fields is None else fields)
+    return seal_data(data, TEST_KEY, 1, case_id=case_id)
+
+
+def on_the_wire(event_type: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sample's ``data`` with each sealed field in sealed shape (not openable)."""
+    data = dict(SAMPLES[event_type] if fields is None else fields)
+    for name in latest(event_type).sealed_fields():
+        if data.get(name) is not None:
+            data[name] = FAKE_SEALED
+    return data

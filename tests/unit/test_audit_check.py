@@ -22,10 +22,10 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.check import verify_archive
-from lintas.contracts import build_data, encode, event_hash, make_event, new_case_id
+from lintas.contracts import encode, event_hash, make_event, new_case_id
 from lintas.infra.keys import KeyEntry, Registry, Signer
 
-from ._samples import SAMPLES
+from ._samples import sealed
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 SIGNERS = {agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi")}
@@ -53,7 +53,7 @@ class Log:
         chain: bool = True,
     ) -> StoredEvent:
         event = make_event(
-            build_data(event_type, SAMPLES[event_type]),
+            sealed(event_type, case_id),
             source=source,
             target=target,
             case_id=case_id,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from html.parser import HTMLParser
 
 from lintas.audit import StoredEvent
-from lintas.audit.report import PERSONAL, build_report, case_record_digest, render_html
+from lintas.audit.report import ERASED, SEALED, build_report, case_record_digest, render_html
 from lintas.contracts import new_case_id
 
 from ._samples import CHILD, SAMPLES
@@ -57,7 +57,7 @@ async def test_each_event_is_checked_and_the_record_folded() -> None:
     assert report.record.case_id == case_id
     assert [e.in_record for e in report.events] == [True, True, True, True, False]
     assert report.digest == case_record_digest(report.record)
-    assert dict(report.events[0].data or ())["child"] == PERSONAL
+    assert dict(report.events[0].data or ())["child"] == SEALED
 
     page = render_html(report)
     parser = HTMLParser()
@@ -85,3 +85,21 @@ async def test_a_case_never_opened_has_no_record() -> None:
     assert report.digest is None
     assert report.ok
     assert "never (validly) opened" in render_html(report)
+
+
+async def test_after_erasure_the_report_shows_erased_where_the_data_was() -> None:
+    case_id = new_case_id()
+    log = Log()
+    log.add("case.opened", case_id, source="kemlu", target="kp2mi")
+    log.add("document.issued", case_id, minutes=1)
+    log.add("case.erased", case_id, source="kemlu", target="all", minutes=2)
+    report = await build_report(_each(log.events), REGISTRY, case_id=case_id, source="t")
+    assert report.ok
+    assert dict(report.events[0].data or ())["child"] == ERASED
+    assert dict(report.events[1].data or ())["number"] == ERASED
+    assert report.record is not None
+    assert report.record.erasure is not None
+    page = render_html(report)
+    assert "personal data was erased at stream seq 3 by kemlu" in page
+    for secret in SECRETS:
+        assert secret not in page, secret

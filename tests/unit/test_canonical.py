@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from lintas.contracts import canonical_json, signing_input
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lintas.contracts import canonical_json, message_hash, parse_message, signing_input
 
 
 def test_members_sort_by_utf16_code_units() -> None:
@@ -41,3 +45,43 @@ def test_no_whitespace_literals_and_integers() -> None:
 def test_a_signature_covers_everything_but_itself() -> None:
     envelope = {"id": "x", "signature": "sig", "keyid": "k", "data": {"z": 1, "a": 2}}
     assert signing_input(envelope) == b'{"data":{"a":2,"z":1},"id":"x","keyid":"k"}'
+
+
+# -- the C encoder's fast path for parsed messages -------------------------------------------
+
+_json_text = st.characters(codec="utf-8") | st.sampled_from(
+    ["\x00", "\x1f", "\x7f", "\u2028", "\ufeff", "\U0001f600", '"', "\\", "\n", "é", "\ufb33"]
+)
+_strings = st.text(_json_text, max_size=12)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _strings,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(_json_text, max_size=6) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values)
+def test_a_parsed_message_is_written_as_the_general_encoder_writes_it(value: object) -> None:
+    raw = json.dumps(value, ensure_ascii=bool(hash(repr(value)) % 2)).encode()
+    parsed = parse_message(raw)
+    assert parsed == value
+    assert canonical_json(parsed) == canonical_json(json.loads(raw))
+    if isinstance(value, dict):
+        assert signing_input(parsed) == signing_input(json.loads(raw))
+        assert message_hash(raw) == message_hash(raw, json.loads(raw))
+
+
+def test_fractions_and_non_ascii_names_take_the_general_encoder() -> None:
+    assert canonical_json(parse_message(b'{"a": 1.0, "b": [2.00]}')) == b'{"a":1,"b":[2]}'
+    with pytest.raises(ValueError, match="fractional"):
+        canonical_json(parse_message(b'{"a": 0.5}'))
+    order = canonical_json(parse_message('{"\ufb33": 1, "\U0001f600": 2}'.encode()))
+    assert order == '{"\U0001f600":2,"\ufb33":1}'.encode()
+    assert type(parse_message(b'{"a": [{"b": 1}]}')) is not dict  # the fast path was taken
+    assert type(parse_message(b'{"a": 1.5}')) is dict
+    assert parse_message(b"{not json") is None
+    assert parse_message(b'{"a": NaN}') is not None  # Python reads it; the encoder refuses it

@@ -1,7 +1,8 @@
 """The nats-server configs shipped in infra/deploy/: valid, on loopback, and as documented.
 
 ``nats-server -t`` parses a config and checks its options without starting anything (and
-without touching the store directory), so the shipped files are checked as they are.
+without touching the store directory), so the shipped files are checked as they are, next
+to the ``accounts.conf`` lintas generates (single-node.conf includes it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from lintas.infra.cluster import (
     read_node_config,
 )
 from lintas.infra.embedded import find_nats_server
+from lintas.infra.identities import accounts_path, ensure_local_identities
+from lintas.infra.settings import Settings
 
 SHIPPED = sorted(DEPLOY_DIR.glob("*.conf"))
 _ROUTE = re.compile(r"nats-route://127\.0\.0\.1:(\d+)")
@@ -31,6 +34,17 @@ _JETSTREAM = re.compile(r"^jetstream\s*\{(.*?)^\}", re.M | re.S)
 _STORE_DIR = re.compile(r'^\s*store_dir:\s*"([^"]+)"', re.M)
 _SYNC = re.compile(r"^\s*sync_interval:\s*(\S+)\s*$", re.M)
 _ANY_ADDRESS = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0):\d+")
+
+
+def _placed(path: Path, directory: Path, text: str | None = None) -> Path:
+    """``path`` (or ``text`` under its name) in ``directory``, next to a generated
+    accounts.conf, as `lintas infra config` lays them out."""
+    settings = Settings(data_dir=directory / "data", agencies=("kemlu", "my-jkm"))
+    ensure_local_identities(settings, settings.agencies)
+    (directory / "accounts.conf").write_text(accounts_path(settings).read_text())
+    placed = directory / path.name
+    placed.write_text(path.read_text() if text is None else text)
+    return placed
 
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
@@ -65,8 +79,8 @@ def test_the_documented_configs_are_shipped() -> None:
 
 @pytest.mark.nats
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_nats_server_accepts_the_shipped_config(path: Path) -> None:
-    done = _check(path)
+def test_nats_server_accepts_the_shipped_config(path: Path, tmp_path: Path) -> None:
+    done = _check(_placed(path, tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is valid" in done.stdout + done.stderr
 
@@ -74,8 +88,9 @@ def test_nats_server_accepts_the_shipped_config(path: Path) -> None:
 @pytest.mark.nats
 def test_nats_server_t_really_checks_sync_interval(tmp_path: Path) -> None:
     """So that a passing ``-t`` above means something for the option that matters most."""
-    bad = tmp_path / "bad.conf"
-    bad.write_text(SINGLE_NODE_CONFIG.read_text().replace('"2m"', "sometimes"))
+    bad = _placed(
+        SINGLE_NODE_CONFIG, tmp_path, SINGLE_NODE_CONFIG.read_text().replace('"2m"', "sometimes")
+    )
     done = _check(bad)
     assert done.returncode != 0
     assert "sync_interval" in done.stdout + done.stderr
@@ -122,6 +137,15 @@ def test_the_single_node_matches_the_embedded_default() -> None:
     assert 'server_name: "lintas-single"' in text
     assert _STORE_DIR.findall(_jetstream_block(text)) == [".lintas/nats"]
     assert "cluster" not in text
+    assert 'include "accounts.conf"' in text  # authorization on, as embedded
+
+
+@pytest.mark.nats
+def test_the_single_node_without_its_accounts_is_not_valid(tmp_path: Path) -> None:
+    """So that the include is real: the shipped file needs the generated authorization."""
+    alone = tmp_path / "single-node.conf"
+    alone.write_text(SINGLE_NODE_CONFIG.read_text())
+    assert _check(alone).returncode != 0
 
 
 def test_localize_moves_every_port_and_the_store_and_nothing_else(tmp_path: Path) -> None:

@@ -29,9 +29,10 @@ from lintas.contracts import (
     uuid7,
 )
 from lintas.contracts.families.case import ChildIdentity
+from lintas.infra.sealing import open_field
 
 from ._events import CASE, T0
-from ._samples import CHILD, SAMPLES
+from ._samples import CHILD, SAMPLES, TEST_KEY, sealed
 
 TYPES = sorted(SAMPLES)
 
@@ -44,7 +45,7 @@ def _event(event_type: str = "referral.requested", **kwargs: Any) -> Event:
         "time": T0,
     }
     options.update(kwargs)
-    return make_event(build_data(event_type, SAMPLES[event_type]), **options)
+    return make_event(sealed(event_type, options["case_id"]), **options)
 
 
 def _doc(event_type: str = "referral.requested") -> dict[str, Any]:
@@ -66,6 +67,21 @@ def test_every_registered_type_has_a_sample() -> None:
 def test_samples_use_the_latest_version_of_each_type() -> None:
     for event_type in TYPES:
         assert type(build_data(event_type, SAMPLES[event_type])) is latest(event_type)
+
+
+def test_a_draft_holds_plaintext_but_never_decodes_from_the_wire() -> None:
+    draft = build_data("case.opened", SAMPLES["case.opened"])
+    assert draft.clear_fields() == ["child"]
+    raw = encode(make_event(draft, source="kemlu", target="kp2mi", case_id=CASE).envelope)
+    with pytest.raises(InvalidEventData) as caught:
+        decode(raw)
+    assert (caught.value.event_type, caught.value.version, caught.value.field) == (
+        "case.opened",
+        3,
+        "data.child",
+    )
+    assert "must be sealed" in str(caught.value)
+    assert decode(raw, draft=True).data == draft  # an outbox row, before the relay seals it
 
 
 @pytest.mark.parametrize("event_type", TYPES)
@@ -110,13 +126,17 @@ def test_encode_leaves_out_unset_optional_fields() -> None:
     assert doc["data"] == {"reason": "reintegrated"}
 
 
-def test_encode_keeps_time_zone_and_nested_personal_data() -> None:
+def test_encode_keeps_time_zone_and_sealed_personal_data() -> None:
     plus8 = timezone(timedelta(hours=8))
     event = _event("case.opened", time=datetime(2024, 3, 1, 16, 0, tzinfo=plus8))
-    decoded = decode(encode(event.envelope))
+    raw = encode(event.envelope)
+    decoded = decode(raw)
     assert decoded.time == T0
     assert decoded.time.utcoffset() == timedelta(hours=8)
-    assert decoded.envelope.data["child"] == CHILD
+    assert decoded.envelope.data["child"]["alg"] == "A256GCM"
+    assert CHILD["full_name"].encode() not in raw
+    opened = open_field(decoded.data, "child", {1: TEST_KEY}, case_id=CASE)
+    assert opened == ChildIdentity.model_validate(CHILD)
 
 
 # -- ids: the event id is also the Nats-Msg-Id -----------------------------------------
@@ -155,21 +175,21 @@ def test_make_event_refuses_an_event_id_that_is_not_uuid7(bad: str) -> None:
         _event(event_id=bad)
     assert caught.value.field == "id"
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
+    assert caught.value.version == 2
 
 
 def test_make_event_refuses_a_naive_time() -> None:
     with pytest.raises(EnvelopeError) as caught:
         _event(time=datetime(2024, 3, 1, 8, 0))
     assert caught.value.field == "time"
-    assert "referral.requested v1" in str(caught.value)
+    assert "referral.requested v2" in str(caught.value)
 
 
 def test_make_event_refuses_a_self_addressed_event() -> None:
     with pytest.raises(SubjectError) as caught:
         _event(target="kp2mi")
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
+    assert caught.value.version == 2
     assert "itself" in str(caught.value)
 
 
@@ -211,13 +231,13 @@ def test_decode_refuses_a_missing_envelope_field(missing: str) -> None:
     if missing != "type":
         assert caught.value.event_type == "referral.requested"
     if missing != "dataversion":
-        assert caught.value.version == 1
+        assert caught.value.version == 2
 
 
 def test_decode_names_type_version_and_field_in_the_message() -> None:
     doc = _doc()
     del doc["id"]
-    with pytest.raises(EnvelopeError, match=r"referral\.requested v1, field 'id'"):
+    with pytest.raises(EnvelopeError, match=r"referral\.requested v2, field 'id'"):
         decode(_raw(doc))
 
 
@@ -272,7 +292,7 @@ def test_decode_refuses_an_unknown_version() -> None:
     assert caught.value.event_type == "referral.requested"
     assert caught.value.version == 99
     assert "referral.requested v99" in str(caught.value)
-    assert "v1" in str(caught.value).split(":", 1)[1]  # says which versions it knows
+    assert "v2" in str(caught.value).split(":", 1)[1]  # says which versions it knows
 
 
 def test_decode_refuses_an_extra_data_field() -> None:
@@ -282,8 +302,8 @@ def test_decode_refuses_an_extra_data_field() -> None:
         decode(_raw(doc))
     assert caught.value.field == "data.child_name"
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
-    assert "referral.requested v1, field 'data.child_name'" in str(caught.value)
+    assert caught.value.version == 2
+    assert "referral.requested v2, field 'data.child_name'" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +313,7 @@ def test_decode_refuses_an_extra_data_field() -> None:
         ("referral.requested", ("service",), "massage", "data.service"),
         ("referral.requested", ("due",), "next week", "data.due"),
         ("case.opened", ("jurisdiction", "country"), "Malaysia", "data.jurisdiction.country"),
-        ("case.opened", ("child", "full_name"), 7, "data.child.full_name"),
+        ("case.opened", ("child", "iv"), 7, "data.child.iv"),
         ("case.assigned", ("owner",), "all", "data.owner"),
         ("tracing.requested", ("countries",), [], "data.countries"),
         ("document.issued", ("issued_on",), "yesterday", "data.issued_on"),
@@ -329,7 +349,7 @@ def test_decode_refuses_a_subject_mismatch() -> None:
         decode(encode(event.envelope), subject=other)
     assert caught.value.field == "subject"
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
+    assert caught.value.version == 2
 
 
 def test_decode_refuses_a_dataschema_mismatch() -> None:
@@ -349,7 +369,7 @@ def test_decode_refuses_a_self_addressed_envelope(with_subject: bool) -> None:
     with pytest.raises(ContractError) as caught:
         decode(_raw(doc), subject=subject)
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
+    assert caught.value.version == 2
 
 
 # -- build_data ------------------------------------------------------------------------
@@ -359,9 +379,9 @@ def test_build_data_names_type_version_and_field() -> None:
     with pytest.raises(InvalidEventData) as caught:
         build_data("referral.requested", {"referral_id": "ref-1", "service": "massage"})
     assert caught.value.event_type == "referral.requested"
-    assert caught.value.version == 1
+    assert caught.value.version == 2
     assert caught.value.field == "service"
-    assert "referral.requested v1, field 'service'" in str(caught.value)
+    assert "referral.requested v2, field 'service'" in str(caught.value)
 
 
 def test_build_data_names_a_nested_field() -> None:
@@ -369,7 +389,7 @@ def test_build_data_names_a_nested_field() -> None:
     with pytest.raises(InvalidEventData) as caught:
         build_data("case.opened", data)
     assert caught.value.field == "child.full_name"
-    assert "case.opened v2, field 'child.full_name'" in str(caught.value)
+    assert "case.opened v3, field 'child.full_name'" in str(caught.value)
 
 
 def test_build_data_names_an_extra_field() -> None:
@@ -460,9 +480,16 @@ def test_personal_fields_of_every_model() -> None:
     assert found == PERSONAL
 
 
+def test_the_latest_version_of_every_type_seals_its_personal_fields() -> None:
+    for event_type in TYPES:
+        model = latest(event_type)
+        assert model.sealed_fields() == model.personal_fields(), event_type
+
+
 def test_child_identity_fields_carry_the_personal_marker() -> None:
     schema = latest("case.opened").model_json_schema()
-    child = schema["$defs"]["ChildIdentity"]["properties"]
+    assert schema["properties"]["child"]["anyOf"][0] == {"oneOf": [{"$ref": "#/$defs/Sealed"}]}
+    child = schema["properties"]["child"]["x-lintas-sealed"]["properties"]
     assert set(child) == {"full_name", "birth_date", "sex", "mother_name", "father_name", "address"}
     for name, prop in child.items():
         assert prop.get("x-lintas-personal") is True, name
@@ -486,7 +513,7 @@ def test_no_personal_data_in_subjects(event_type: str) -> None:
     event = _event(event_type)
     subject = event.envelope.nats_subject
     tokens = subject.split(".")
-    dumped = event.data.model_dump(mode="json")
+    dumped = build_data(event_type, SAMPLES[event_type]).model_dump(mode="json")
     for name in type(event.data).personal_fields():
         assert name not in tokens
         values = _strings(dumped[name])
@@ -504,3 +531,11 @@ def test_family_is_the_type_prefix() -> None:
 def test_time_is_preserved_as_utc_instant() -> None:
     event = _event(time=datetime(2024, 3, 1, 8, 0, tzinfo=UTC))
     assert json.loads(encode(event.envelope))["time"].startswith("2024-03-01T08:00:00")
+
+
+def test_an_escalation_names_an_overdue_handoff_only_for_that_concern() -> None:
+    data = {**SAMPLES["oversight.escalated"], "concern": "trafficking"}
+    with pytest.raises(InvalidEventData, match="overdue_handoff"):
+        build_data("oversight.escalated", data)
+    without = {k: v for k, v in data.items() if k != "overdue"}
+    assert build_data("oversight.escalated", without).model_dump()["overdue"] is None

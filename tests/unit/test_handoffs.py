@@ -17,7 +17,7 @@ OPENS = {
     "repatriation.requested": ("repatriation", "repatriation", "rep-1"),
     "rehabilitation.handoff_requested": ("rehabilitation", "Sentra Bogor", "rehab-1"),
     "rehabilitation.reintegration_handoff": ("reintegration", "community_parenting", "reint-1"),
-    "oversight.escalated": ("oversight", "trafficking", "esc-1"),
+    "oversight.escalated": ("oversight", "overdue_handoff", "esc-1"),
     "tracing.requested": ("tracing", "tracing", "tr-1"),
 }
 
@@ -42,6 +42,8 @@ ANSWERS = {
 FROM_REQUESTER = {
     "referral.revoked": ("revoked", "ref-1"),
     "referral.overdue": ("overdue", "ref-1"),
+    "document.overdue": ("overdue", "doc-1"),
+    "rehabilitation.handoff_overdue": ("overdue", "rehab-1"),
 }
 
 NEITHER = sorted(set(SAMPLES) - set(OPENS) - set(ANSWERS) - set(FROM_REQUESTER))
@@ -56,6 +58,7 @@ def test_the_tables_cover_every_event_type() -> None:
         "case.assessed",
         "case.assigned",
         "case.closed",
+        "case.erased",
         "case.opened",
         "case.reopened",
         "consent.overridden",
@@ -93,6 +96,24 @@ def test_revoked_and_overdue_come_from_the_requester(event_type: str) -> None:
     kind, request_id = FROM_REQUESTER[event_type]
     step = classify(_sample(event_type, "kp2mi", "kemenpppa"))
     assert step == Step(requester="kp2mi", request_id=request_id, kind=kind, asked="kemenpppa")
+
+
+@pytest.mark.parametrize(
+    "event_type", ["referral.overdue", "document.overdue", "rehabilitation.handoff_overdue"]
+)
+def test_the_watchdogs_overdue_notice_is_keyed_by_the_requester_it_names(event_type: str) -> None:
+    # The samples name kp2mi as the requester; the watchdog sends them on its behalf.
+    kind, request_id = FROM_REQUESTER[event_type]
+    step = classify(_sample(event_type, "watchdog", "kemenpppa"))
+    assert step == Step(requester="kp2mi", request_id=request_id, kind=kind, asked="kemenpppa")
+
+
+def test_a_v1_referral_overdue_is_keyed_by_its_source() -> None:
+    data = {"referral_id": "ref-1", "due": "2024-03-08T08:00:00Z"}
+    event = ev("referral.overdue", data, source="kemlu", target="kemenpppa", case_id=CASE, time=T0)
+    step = classify(event)
+    assert step is not None
+    assert (step.requester, step.request_id, step.kind) == ("kemlu", "ref-1", "overdue")
 
 
 @pytest.mark.parametrize("event_type", NEITHER)

@@ -22,7 +22,7 @@ from lintas.contracts.schemadocs import (
     write_schemas,
 )
 
-from ._samples import SAMPLES
+from ._samples import CHILD, SAMPLES, on_the_wire
 
 OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("case.opened", 1): {
@@ -31,11 +31,40 @@ OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "location": "Jawa Timur",
         "risk_level": "medium",
     },
+    ("document.requested", 1): {"request_id": "doc-1", "kind": "nik"},
+    ("rehabilitation.handoff_requested", 1): {"handoff_id": "rehab-1", "placement": "Sentra"},
+    ("referral.overdue", 1): {"referral_id": "ref-1", "due": "2024-03-08T08:00:00Z"},
+    ("oversight.escalated", 1): {
+        "escalation_id": "esc-1",
+        "concern": "trafficking",
+        "reason": "recruited with false papers",
+    },
     ("document.issued", 1): {
         "kind": "kk",
         "number": "3525000000000001",
         "issuing_office": "Disdukcapil Kabupaten Gresik",
         "issued_on": "2025-03-01",
+    },
+    ("case.opened", 2): {**SAMPLES["case.opened"], "child": CHILD},
+    ("document.issued", 2): SAMPLES["document.issued"],
+    ("consent.withdrawn", 1): {"consent_id": "consent-1", "reason": "moved"},
+    # main's v2 (names the overdue hand-off), before v3 sealed its reason.
+    ("oversight.escalated", 2): SAMPLES["oversight.escalated"],
+    # The versions before sealing: the same fields, personal ones in the clear.
+    **{
+        (event_type, 1): SAMPLES[event_type]
+        for event_type in (
+            "case.assessed",
+            "case.reopened",
+            "consent.overridden",
+            "document.rejected",
+            "oversight.reviewed",
+            "referral.rejected",
+            "referral.requested",
+            "referral.revoked",
+            "rehabilitation.progress_reported",
+            "repatriation.failed",
+        )
     },
 }
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -43,7 +72,7 @@ FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 def _sample(model: type[EventData]) -> dict[str, Any]:
     if model is latest(model.TYPE):
-        return SAMPLES[model.TYPE]
+        return on_the_wire(model.TYPE)
     return OLD_SAMPLES[(model.TYPE, model.VERSION)]
 
 
@@ -162,8 +191,8 @@ def test_asyncapi_lists_every_message_on_its_family_channels() -> None:
     assert doc["asyncapi"] == "3.0.0"
     messages = doc["components"]["messages"]
     assert set(messages) == {f"{m.TYPE}.v{m.VERSION}" for m in all_models()}
-    assert messages["case.opened.v2"]["x-lintas-newest-version"] is True
-    assert messages["case.opened.v1"]["x-lintas-newest-version"] is False
+    assert messages["case.opened.v3"]["x-lintas-newest-version"] is True
+    assert messages["case.opened.v2"]["x-lintas-newest-version"] is False
     for name, channel in doc["channels"].items():
         family = name.split(".")[0]
         assert channel["address"].split(".")[3] == family
@@ -174,3 +203,24 @@ def test_asyncapi_lists_every_message_on_its_family_channels() -> None:
     )
     for operation in doc["operations"].values():
         assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
+
+
+def test_the_cross_border_document_lists_what_each_version_may_carry_abroad() -> None:
+    doc = json.loads((SCHEMA_DIR / "cross-border.json").read_text())
+    declared = doc["x-lintas-cross-border"]
+    assert declared["referral.requested/v2"] == ["due", "referral_id", "service"]
+    assert "case.opened/v3" not in declared  # nothing of an intake goes abroad
+    for model in all_models():
+        key = f"{model.TYPE}/v{model.VERSION}"
+        assert declared.get(key, []) == sorted(model.CROSS_BORDER)
+        assert not model.CROSS_BORDER & model.personal_fields(), key  # never personal data
+
+
+def test_a_sealed_field_publishes_the_schema_of_its_plaintext() -> None:
+    schema = _committed(latest("document.issued"))
+    number = schema["properties"]["number"]
+    assert number["x-lintas-personal"] is True
+    assert number["x-lintas-sealed"] == {"maxLength": 64, "type": "string"}
+    assert number["oneOf"] == [{"$ref": "#/$defs/Sealed"}]
+    validator = jsonschema.Draft202012Validator(schema, format_checker=FORMATS)
+    assert not validator.is_valid(SAMPLES["document.issued"]), "plaintext is refused"

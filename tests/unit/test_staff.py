@@ -29,9 +29,10 @@ from lintas.contracts import (
 from lintas.contracts import build_data as build
 from lintas.demo.pathways import PARTNER, PATHWAYS, VILLAGE, Pathway, agencies, check_record
 from lintas.demo.staff import Reaction, react
+from lintas.infra.sealing import seal_data
 
 from ._events import T0, ev
-from ._samples import CHILD
+from ._samples import CHILD, TEST_KEY
 
 LIMIT = 500  # a policy that loops would publish forever
 
@@ -65,7 +66,8 @@ class Bus:
         time = T0 + timedelta(minutes=self.tick())
         at_ms = int(cause.time.timestamp() * 1000) + 1
         return make_event(
-            build(reaction.event_type, reaction.data),
+            # As the agency's Publisher publishes it: personal fields sealed.
+            seal_data(build(reaction.event_type, reaction.data), TEST_KEY, 1, case_id=self.case_id),
             source=agency,
             target=reaction.target,
             case_id=self.case_id,
@@ -101,16 +103,33 @@ def _open(pathway: Pathway) -> Bus:
             time=T0 + timedelta(minutes=bus.tick()),
         )
     )
-    bus.publish(
-        ev(
+    scopes = ["services", "disclosure_to_agencies"]
+    if pathway.override is not None:
+        consent_type, data = (
+            "consent.overridden",
+            {
+                "officer_role": pathway.override.officer_role,
+                "legal_basis": pathway.override.legal_basis,
+                "reason": pathway.override.reason,
+                "scopes": scopes,
+                "agencies": list(pathway.shared_with),
+            },
+        )
+    else:
+        consent_type, data = (
             "consent.recorded",
             {
                 "consent_id": "consent-1",
-                "given_by": "parent" if pathway.situation == "left_behind" else "institution",
+                "given_by": pathway.given_by,
                 "child_assent": True,
-                "scopes": ["services", "disclosure_to_agencies"],
-                "agencies": [a for a in agencies() if a != pathway.opener],
+                "scopes": scopes,
+                "agencies": list(pathway.shared_with),
             },
+        )
+    bus.publish(
+        ev(
+            consent_type,
+            data,
             source=pathway.opener,
             target=BROADCAST,
             case_id=bus.case_id,

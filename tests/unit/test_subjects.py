@@ -209,3 +209,13 @@ def test_agency_names() -> None:
     assert agency_name("desa-3525012001") == "Village 3525012001 (Desa Migran Emas)"
     assert agency_name("my-jkm") == "Partner abroad JKM (MY)"
     assert agency_name("whoever") == "whoever"
+
+
+def test_the_watchdog_is_a_participant_with_its_own_subjects() -> None:
+    assert is_agency_id("watchdog") is True
+    assert "watchdog" not in NATIONAL_AGENCIES  # not a government agency: runs no worklist
+    assert agency_name("watchdog").startswith("lintas deadline watchdog")
+    assert (
+        subject_for("watchdog", "kpai", "oversight.escalated", CASE)
+        == f"lintas.watchdog.kpai.oversight.escalated.{CASE}"
+    )

@@ -1,0 +1,277 @@
+"""What the bench scripts share: realistic events, a filled stream, a table of figures.
+
+Events are about 0.8 KB, of mixed families (case, document, referral), in cases of a
+given size; they are built and signed in worker processes, chained per case, and each
+chunk of cases is interleaved step by step, as many agencies working at once would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import resource
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.js import JetStreamContext
+
+from lintas.contracts import build_data, encode, make_event, message_hash, new_case_id
+from lintas.infra.casekeys import ensure_case_keys
+from lintas.infra.embedded import EmbeddedNats, find_nats_server, nats_server_version
+from lintas.infra.exchange import ensure_exchange_key
+from lintas.infra.keys import Signer, ensure_agency_key
+from lintas.infra.sealing import seal_data
+from lintas.infra.settings import Settings
+from lintas.infra.topology import ensure_stream
+
+AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+CHUNK_CASES = 250  # cases built per worker task; their events are interleaved in the stream
+BENCH_DATA_KEY = bytes(32)  # the bench's invented cases are sealed, never opened
+
+NOTES = (
+    "Anak terlantar tanpa dokumen di perkebunan sawit, tinggal bersama kerabat jauh. "
+    "Perlu asesmen psikososial sebelum pemulangan; koordinasi dengan KJRI untuk SPLP dan "
+    "dengan Dinas Sosial kabupaten asal untuk penjangkauan keluarga. "
+)
+OPENED: dict[str, Any] = {
+    "situation": "undocumented_abroad",
+    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "risk_level": "high",
+    "child": {
+        "full_name": "Siti Nurhaliza binti Ahmad",
+        "birth_date": "2014-05-17",
+        "sex": "f",
+        "mother_name": "Aminah",
+        "address": "Ladang Sawit Felda, Tawau, Sabah",
+    },
+}
+
+
+# -- building the log (in worker processes) ---------------------------------------------------
+
+
+def cycle(k: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """One round of a case's pathway: (source, target, type, data)."""
+    return [
+        ("kp2mi", "dukcapil", "document.requested", {"request_id": f"doc-{k}", "kind": "nik"}),
+        (
+            "dukcapil",
+            "kp2mi",
+            "document.issued",
+            {
+                "request_id": f"doc-{k}",
+                "kind": "nik",
+                "number": "3525010101150001",
+                "issuing_office": "Dinas Kependudukan dan Pencatatan Sipil Kabupaten Gresik",
+                "issued_on": "2025-03-02",
+                "valid_until": "2035-03-02",
+            },
+        ),
+        (
+            "kp2mi",
+            "kemensos",
+            "referral.requested",
+            {
+                "referral_id": f"ref-{k}",
+                "service": "psychosocial_assessment",
+                "due": "2025-04-01T00:00:00Z",
+                "notes": NOTES,
+            },
+        ),
+        ("kemensos", "kp2mi", "referral.accepted", {"referral_id": f"ref-{k}"}),
+        (
+            "kp2mi",
+            "kemensos",
+            "case.assessed",
+            {"risk_level": "medium", "needs": ["documents", "psychosocial"], "summary": NOTES},
+        ),
+    ]
+
+
+CONSENT: dict[str, Any] = {
+    "consent_id": "consent-1",
+    "given_by": "parent",
+    "child_assent": True,
+    "scopes": ["services", "disclosure_to_agencies"],
+    "agencies": ["kp2mi", "dukcapil", "kemensos"],
+}
+
+
+def pathway(size: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+    # The consent first: without it the consent gate lets none of the hand-offs through.
+    steps: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("kemlu", "kp2mi", "case.opened", OPENED),
+        ("kemlu", "all", "consent.recorded", CONSENT),
+    ]
+    k = 0
+    while len(steps) < size - 1:
+        steps.extend(cycle(k))
+        k += 1
+    steps = steps[: max(size - 1, 1)]
+    if size > 1:
+        steps.append(("kp2mi", "kemlu", "case.closed", {"reason": "reintegrated"}))
+    return steps
+
+
+_signers: dict[str, dict[str, Signer]] = {}  # by data dir: each log has its own keys
+
+
+def build_chunk(task: tuple[str, int, list[str], int]) -> list[tuple[str, bytes, str]]:
+    """The events of ``case_ids``, signed and chained, interleaved step by step:
+    (subject, body, event id)."""
+    data_dir, first_index, case_ids, size = task
+    if data_dir not in _signers:
+        settings = Settings(data_dir=Path(data_dir))
+        _signers[data_dir] = {a: Signer.load(settings, a) for a in AGENCIES}
+    signers = _signers[data_dir]
+    steps = pathway(size)
+    datas = [build_data(kind, data) for _, _, kind, data in steps]
+    heads: dict[str, str | None] = dict.fromkeys(case_ids)
+    out: list[tuple[str, bytes, str]] = []
+    for step, (source, target, _, _) in enumerate(steps):
+        for offset, case_id in enumerate(case_ids):
+            at = T0 + timedelta(minutes=first_index + offset, hours=step)
+            # Sealed as a Publisher seals them (one key for the whole bench: it is never read).
+            data = seal_data(datas[step], BENCH_DATA_KEY, 1, case_id=case_id)
+            event = make_event(data, source=source, target=target, case_id=case_id, time=at)
+            envelope = event.envelope.model_copy(update={"prevhash": heads[case_id]})
+            envelope = signers[source].sign(envelope)
+            body = encode(envelope)
+            heads[case_id] = message_hash(body)
+            out.append((envelope.nats_subject, body, envelope.id))
+    return out
+
+
+@dataclass
+class Log:
+    name: str
+    server: EmbeddedNats
+    settings: Settings
+    nc: Any
+    js: JetStreamContext
+    events: int
+    cases: list[str]
+    body_bytes: int
+    fill_s: float
+
+
+async def fill(
+    js: JetStreamContext, settings: Settings, events: int, case_size: int, pool: ProcessPoolExecutor
+) -> tuple[list[str], int]:
+    n_cases = max(events // case_size, 1)
+    case_ids = [new_case_id() for _ in range(n_cases)]
+    tasks = [
+        (str(settings.data_dir), i, case_ids[i : i + CHUNK_CASES], case_size)
+        for i in range(0, n_cases, CHUNK_CASES)
+    ]
+    loop = asyncio.get_running_loop()
+    futures = [loop.run_in_executor(pool, build_chunk, task) for task in tasks]
+    body_bytes = 0
+    for future in futures:
+        acks = []
+        for subject, body, event_id in await future:
+            body_bytes += len(body)
+            acks.append(
+                await js.publish_async(
+                    subject, body, wait_stall=60, headers={"Nats-Msg-Id": event_id}
+                )
+            )
+        await asyncio.gather(*acks)  # raises if JetStream refused one
+    await js.publish_async_completed()
+    return case_ids, body_bytes
+
+
+@dataclass
+class Bus:
+    """A fresh embedded nats-server with the ``LINTAS`` stream, and the agencies' keys."""
+
+    settings: Settings
+    server: EmbeddedNats
+    nc: Any
+    js: JetStreamContext
+
+
+@asynccontextmanager
+async def fresh_bus(root: Path, name: str) -> AsyncIterator[Bus]:
+    settings = Settings(data_dir=root / name)
+    for agency in AGENCIES:
+        ensure_agency_key(settings, agency)
+        ensure_exchange_key(settings, agency)  # a Publisher seals personal fields for them
+    server = EmbeddedNats(settings.nats_store_dir, server_name=f"lintas-bench-{name}")
+    await server.start()
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream(timeout=30, publish_async_max_pending=4000)
+        await ensure_stream(js, settings)
+        await ensure_case_keys(js, settings)
+        yield Bus(settings, server, nc, js)
+    finally:
+        await nc.close()
+        await server.stop()
+
+
+@asynccontextmanager
+async def filled_log(
+    root: Path, name: str, events: int, case_size: int, pool: ProcessPoolExecutor
+) -> AsyncIterator[Log]:
+    async with fresh_bus(root, name) as bus:
+        started = time.perf_counter()
+        cases, body_bytes = await fill(bus.js, bus.settings, events, case_size, pool)
+        fill_s = time.perf_counter() - started
+        info = await bus.js.stream_info(bus.settings.stream)
+        yield Log(
+            name,
+            bus.server,
+            bus.settings,
+            bus.nc,
+            bus.js,
+            info.state.messages,
+            cases,
+            body_bytes,
+            fill_s,
+        )
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS in KiB: VmHWM where /proc has it, else ru_maxrss.
+
+    Not ru_maxrss first: on Linux it survives exec, so a spawned child would report its
+    parent's peak (the fill) until it outgrew it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def rate(events: int, seconds: float) -> str:
+    return f"{events / seconds:>10,.0f} ev/s" if seconds > 0 else "n/a"
+
+
+def mib(kb: int) -> str:
+    return f"{kb / 1024:,.1f} MiB"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def machine() -> Iterator[str]:
+    binary = find_nats_server()
+    version = ".".join(map(str, nats_server_version(binary)))
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    yield f"machine: {os.cpu_count()} cpus, {pages / 2**30:.1f} GiB RAM, {platform.platform()}"
+    yield f"python {platform.python_version()}, nats-server v{version}"

@@ -1,0 +1,184 @@
+"""End-to-end latency benchmark (issue 9, figure 5): figures, never assertions.
+
+    python bench/latency.py [--rate N] [--seconds S] [--quick]
+
+At a steady ``--rate`` of events per second for ``--seconds``, on a fresh embedded
+nats-server each:
+
+* lintas: Kemenlu's Publisher (signed, chained) opens cases for KemenP2MI; latency is from
+  the moment each publish was due to the moment KemenP2MI's agency consumer committed it
+  to its worklist (SQLite, exactly-once tracking, signature checked);
+* raw: ``js.publish`` of bytes of the same size, received by a nats-py push subscriber on
+  the stream; latency from the moment each publish was due to its arrival.
+
+Each publish is started on schedule (a task per event), so a slow publisher shows as
+latency instead of silently lowering the rate (no coordinated omission). Prints p50, p99
+and max, and the rate achieved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import OPENED, fresh_bus, machine
+
+from lintas.consumers import Databases, attach_agency, create_broker
+from lintas.consumers.projections import Batch
+from lintas.contracts import new_case_id
+from lintas.infra.casekeys import case_keys_for
+from lintas.infra.exchange import load_recipients
+from lintas.infra.keys import Signer, Verifier, load_registry
+from lintas.infra.logging import configure_logging
+from lintas.infra.platform import declare_platform
+from lintas.infra.topology import agency_consumer, agency_sent_consumer
+from lintas.producers import Publisher
+
+SOURCE, TARGET = "kemlu", "kp2mi"
+
+
+async def _paced(rate: int, seconds: float, send: Any) -> tuple[dict[int, float], float]:
+    """Start ``send(i)`` at t0 + i/rate for every i; return when each was due, and the
+    time all sends took."""
+    loop = asyncio.get_running_loop()
+    count = int(rate * seconds)
+    due: dict[int, float] = {}
+    tasks = []
+    t0 = loop.time() + 0.2
+    for i in range(count):
+        at = t0 + i / rate
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due[i] = time.perf_counter() - max(0.0, loop.time() - at)
+        tasks.append(asyncio.create_task(send(i)))
+    started = t0
+    await asyncio.gather(*tasks)
+    return due, loop.time() - started
+
+
+def _summary(label: str, latencies: list[float], achieved: float) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return (
+        f"  {label:<34} p50 {statistics.median(ms):7.1f} ms   p99 {p99:7.1f} ms   "
+        f"max {ms[-1]:7.1f} ms   ({achieved:,.0f} ev/s sent)"
+    )
+
+
+async def lintas_latency(root: Path, rate: int, seconds: float) -> tuple[list[float], float]:
+    async with fresh_bus(root, "lintas") as bus:
+        settings, server, js = bus.settings, bus.server, bus.js
+        await declare_platform(
+            js, settings, [agency_consumer(TARGET), agency_sent_consumer(TARGET)]
+        )
+        committed: dict[str, float] = {}
+        expected = int(rate * seconds)
+        done = asyncio.Event()
+
+        def on_commit(batch: Batch) -> None:
+            now = time.perf_counter()
+            for _, event in batch:
+                committed.setdefault(event.case_id, now)
+            if len(committed) >= expected:
+                done.set()
+
+        databases = Databases(settings)
+        broker = create_broker(server.url)
+        verifier = Verifier(load_registry(settings))
+        attach_agency(broker, databases, settings, TARGET, on_commit=[on_commit], verifier=verifier)
+        await broker.start()
+        publisher = Publisher(
+            js,
+            SOURCE,
+            stream=settings.stream,
+            signer=Signer.load(settings, SOURCE),
+            keys=case_keys_for(js, settings, SOURCE, load_recipients(settings)),
+        )
+        cases = [new_case_id() for _ in range(expected)]
+
+        async def send(i: int) -> None:
+            await publisher.publish("case.opened", OPENED, case_id=cases[i], target=TARGET)
+
+        try:
+            due, took = await _paced(rate, seconds, send)
+            await asyncio.wait_for(done.wait(), timeout=300)
+        finally:
+            await broker.stop()
+            databases.dispose()
+        return [committed[cases[i]] - due[i] for i in range(expected)], expected / took
+
+
+async def raw_latency(
+    root: Path, rate: int, seconds: float, size: int
+) -> tuple[list[float], float]:
+    async with fresh_bus(root, "raw") as bus:
+        settings, js = bus.settings, bus.js
+        expected = int(rate * seconds)
+        arrived: dict[int, float] = {}
+        done = asyncio.Event()
+
+        async def on_msg(msg: Any) -> None:
+            arrived[int(msg.headers["i"])] = time.perf_counter()
+            if len(arrived) >= expected:
+                done.set()
+
+        sub = await js.subscribe(
+            "lintas.>", stream=settings.stream, cb=on_msg, ordered_consumer=True
+        )
+        body = b"x" * size
+
+        async def send(i: int) -> None:
+            await js.publish(
+                f"lintas.{SOURCE}.{TARGET}.case.opened.C{i}", body, headers={"i": str(i)}
+            )
+
+        try:
+            due, took = await _paced(rate, seconds, send)
+            await asyncio.wait_for(done.wait(), timeout=300)
+        finally:
+            await sub.unsubscribe()
+        return [arrived[i] - due[i] for i in range(expected)], expected / took
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    for line in machine():
+        print(line)
+    root = Path(tempfile.mkdtemp(prefix="lintas-bench-latency-"))
+    lintas, lintas_rate = await lintas_latency(root, args.rate, args.seconds)
+    raw, raw_rate = await raw_latency(root, args.rate, args.seconds, args.size)
+    print()
+    print(f"== end-to-end latency at {args.rate:,} events/s for {args.seconds:g} s ==")
+    print(_summary("raw nats-py publish -> receive", raw, raw_rate))
+    print(_summary("lintas publish -> applied (kp2mi)", lintas, lintas_rate))
+    lms, rms = sorted(lintas), sorted(raw)
+    return {
+        "latency_lintas_p50_ms": statistics.median(lms) * 1000,
+        "latency_lintas_p99_ms": lms[min(len(lms) - 1, int(len(lms) * 0.99))] * 1000,
+        "latency_raw_p50_ms": statistics.median(rms) * 1000,
+        "latency_raw_p99_ms": rms[min(len(rms) - 1, int(len(rms) * 0.99))] * 1000,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=1_000, help="events per second (1,000)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long (10 s)")
+    parser.add_argument("--size", type=int, default=800, help="raw body bytes (800)")
+    parser.add_argument("--quick", action="store_true", help="2 s at 200 events/s")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rate, args.seconds = 200, 2.0
+    configure_logging("WARNING")
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""``lintas agency add`` and ``lintas infra certs | config``: identities and deployment files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from lintas.contracts import is_agency_id
+from lintas.contracts.agencies import is_partner_abroad
+from lintas.infra.bus import connect, open_bus
+from lintas.infra.certs import issue_certs
+from lintas.infra.deployment import DEFAULT_HUBS, render_deployment
+from lintas.infra.identities import access_path, accounts_path, add_identity
+from lintas.infra.keys import (
+    init_agency_key,
+    load_registry,
+    private_key_path,
+    publish_registry,
+)
+from lintas.infra.platform import declare_platform
+from lintas.infra.settings import Settings
+from lintas.infra.topology import agency_consumer, agency_sent_consumer
+
+__all__ = ["INFRA_COMMANDS", "add_infra_commands", "run_infra"]
+
+INFRA_COMMANDS = ("agency", "infra")
+
+
+def add_infra_commands(commands: Any) -> None:
+    agency = commands.add_parser("agency", help="agencies on the bus: identities and consumers")
+    agency_commands = agency.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
+    add = agency_commands.add_parser(
+        "add",
+        help="register an agency: NATS identity, permissions, durable consumers, signing key",
+    )
+    add.add_argument("name", help="agency id: kp2mi, desa-<code>, <cc>-<agency> abroad, ...")
+    add.add_argument(
+        "--nkey",
+        help="the agency's own public nkey (U...), made on its premises: no seed is made here",
+    )
+
+    infra = commands.add_parser("infra", help="deployment: certificates and server configs")
+    infra_commands = infra.add_subparsers(dest="infra_command", required=True, metavar="ACTION")
+    certs = infra_commands.add_parser(
+        "certs", help="a private CA and the NATS servers' (and clients') TLS certificates"
+    )
+    certs.add_argument("--out", type=Path, required=True, help="directory (the CA is reused)")
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a name or address of the servers (repeat; localhost and loopback always)",
+    )
+    certs.add_argument(
+        "--client", action="append", default=[], help="a client certificate to issue (repeat)"
+    )
+    certs.add_argument(
+        "--no-server", action="store_true", help="only the CA and client certificates"
+    )
+    config = infra_commands.add_parser(
+        "config",
+        help="a deployment directory: cluster and partner configs, authorization, compose",
+    )
+    config.add_argument("--out", type=Path, required=True, help="the deployment directory")
+    config.add_argument(
+        "--hub",
+        action="append",
+        default=[],
+        help="leaf-node URL of the cluster for partners (repeat; default the compose nodes)",
+    )
+    config.add_argument(
+        "--no-seeds",
+        action="store_true",
+        help="do not copy this data dir's nkey seeds (each agency keeps its own)",
+    )
+
+
+async def _agency_add(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    name: str = args.name
+    if not is_agency_id(name):
+        console.print(f"[red]{name!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
+        return 2
+    added = add_identity(settings, name, nkey=args.nkey)
+    lines = []
+    if added.seed is not None:
+        lines.append(f"nkey seed {added.seed} (0600; give it to {name}, keep it off any repo)")
+    lines.append(
+        f"public nkey {added.public_key} "
+        + ("registered" if added.new_key else "was registered already")
+    )
+    if added.leaf_password is not None:
+        lines.append(
+            f"leaf-node password {added.leaf_password} (0600); `lintas infra config` writes "
+            f"{name}'s leaf config with it"
+        )
+    if not private_key_path(settings, name).exists() and not any(
+        entry.agency == name for entry in load_registry(settings).entries()
+    ):
+        entry = init_agency_key(settings, name)
+        lines.append(
+            f"signing key {entry.keyid} (private key in {private_key_path(settings, name)})"
+        )
+    # On the embedded bus the running server reloads its authorization here; a cluster
+    # reloads the configs `lintas infra config` renders (nats-server --signal reload).
+    async with open_bus(settings, agencies=[name], changed=[name]) as url:
+        nc = await connect(url, "lintas-agency-add", settings=settings, identity="platform")
+        try:
+            js = nc.jetstream()
+            specs = [agency_consumer(name), agency_sent_consumer(name)]
+            outcome = await declare_platform(js, settings, specs)
+            agencies = await publish_registry(js, load_registry(settings))
+        finally:
+            await nc.close()
+    lines.append(
+        "consumers "
+        + ", ".join(f"{spec.name} ({outcome[spec.name]})" for spec in specs)
+        + f" on {url}"
+    )
+    lines.append(
+        f"public keys of {agencies} {'agency' if agencies == 1 else 'agencies'} in the "
+        "LINTAS_KEYS bucket"
+    )
+    where = (
+        "its own account, reached through its leaf node" if is_partner_abroad(name) else "LINTAS"
+    )
+    lines.append(f"account: {where}; authorization in {accounts_path(settings)}")
+    console.print(f"[green]{name}[/green] added ({access_path(settings)}):", highlight=False)
+    for line in lines:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if settings.nats_url:
+        console.print(
+            "  the cluster lets it in once its servers reload the authorization: "
+            "`lintas infra config --out DIR`, copy accounts.conf, `nats-server --signal reload`",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+def _certs(args: argparse.Namespace, console: Console) -> int:
+    issued = issue_certs(args.out, hosts=args.host, clients=args.client, server=not args.no_server)
+    console.print(
+        f"{'made' if issued.made_ca else 'reused'} CA {issued.ca} (its key ca-key.pem stays "
+        "with whoever issues certificates: never on a server)",
+        highlight=False,
+    )
+    if issued.server:
+        console.print(
+            f"server certificate {issued.server} (+ server-key.pem, 0600)", highlight=False
+        )
+    for name, path in issued.clients.items():
+        console.print(f"client certificate for {name}: {path}", highlight=False)
+    return 0
+
+
+def _config(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    done = render_deployment(
+        settings, args.out, hub_urls=args.hub or DEFAULT_HUBS, copy_seeds=not args.no_seeds
+    )
+    console.print(f"deployment in {done.directory}:", highlight=False)
+    for path in done.files:
+        console.print(f"  {path.relative_to(done.directory)}", highlight=False)
+    for path in done.secrets:
+        console.print(f"  {path.relative_to(done.directory)}  (secret, 0600)", highlight=False)
+    for warning in done.warnings:
+        console.print(f"[yellow]  {warning}[/yellow]", highlight=False, soft_wrap=True)
+    return 0
+
+
+def run_infra(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.command == "agency":
+        return asyncio.run(_agency_add(settings, args, console))
+    if args.infra_command == "certs":
+        return _certs(args, console)
+    return _config(settings, args, console)

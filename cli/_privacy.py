@@ -1,0 +1,293 @@
+"""``lintas case erase`` and ``lintas case file``: a child's data, erased or looked at.
+
+``erase`` publishes ``case.erased`` as the case's owner (signed with the owner's key from
+this data directory, by an officer in an authorised role), which destroys the case's data
+keys everywhere the key store keeps them; the events stay, signed and chained, with their
+ciphertext. ``file`` shows one agency's case file: each personal field it was sent,
+opened with the agency's own key where a consent gives it the case's data key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import nats.js.errors
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlmodel import Session
+
+from lintas.consumers import load_record
+from lintas.consumers.casefile import read_case_file
+from lintas.consumers.privacy import AgencyPrivacy
+from lintas.consumers.projections import RecordCaseRow
+from lintas.contracts import (
+    BROADCAST,
+    ContractError,
+    case_filter,
+    decode,
+    is_agency_id,
+    is_case_id,
+)
+from lintas.contracts.families.case import ERASURE_ROLES, CaseAssignedV1
+from lintas.infra.bus import connect, open_bus
+from lintas.infra.casekeys import (
+    CaseKeys,
+    case_keys_for,
+    cases_wrapped_for,
+    ensure_case_keys,
+    list_case_keys,
+)
+from lintas.infra.credentials import js_options, uses_credentials
+from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.exchange import exchange_key_path, load_recipients, trusted_recipients
+from lintas.infra.keys import Signer, private_key_path
+from lintas.infra.reads import ServiceReads
+from lintas.infra.settings import Settings
+from lintas.producers import Publisher
+
+__all__ = ["add_privacy_commands", "case_erase", "case_exposed", "case_file"]
+
+_REQUESTED_BY = ("data_subject", "parent", "guardian", "court", "retention_ended")
+
+
+def add_privacy_commands(case_commands: Any) -> None:
+    erase = case_commands.add_parser(
+        "erase",
+        help="erase a case's personal data: destroy its data keys, publish case.erased",
+    )
+    erase.add_argument("case_id")
+    erase.add_argument("--reason", required=True, help="why (kept in the log: no child's data)")
+    erase.add_argument(
+        "--role",
+        required=True,
+        choices=ERASURE_ROLES,
+        help="your role: only a data protection officer may erase",
+    )
+    erase.add_argument(
+        "--agency", help="the agency erasing it (default: the case's owner); must own the case"
+    )
+    erase.add_argument(
+        "--requested-by", choices=_REQUESTED_BY, default="parent", help="whose request or rule"
+    )
+    erase.add_argument(
+        "--legal-basis", default="UU 27/2022 Pasal 8", help="the provision it answers"
+    )
+    show = case_commands.add_parser(
+        "file", help="one agency's case file: the personal fields it was sent, opened if shared"
+    )
+    show.add_argument("case_id")
+    show.add_argument("--agency", required=True, help="whose case file (its key opens it)")
+    exposed = case_commands.add_parser(
+        "exposed",
+        help="the cases an agency's X25519 key opens, and their personal fields (a breach)",
+    )
+    exposed.add_argument("--agency", required=True, help="the agency whose key is in question")
+    exposed.add_argument("--json", action="store_true", help="for scripts")
+
+
+async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
+    """The case's owner as its events say: the opener, or the last assignee."""
+    owner = None
+    cursor = 1
+    while True:
+        try:
+            raw = await js.get_msg(
+                settings.stream, seq=cursor, subject=case_filter(case_id), next=True
+            )
+        except nats.js.errors.NotFoundError:  # the end of the case
+            return owner
+        try:
+            event = decode(raw.data or b"", subject=raw.subject)
+        except ContractError:
+            event = None
+        if event is not None:
+            if event.type == "case.opened" and owner is None:
+                owner = event.source
+            elif isinstance(event.data, CaseAssignedV1):
+                owner = event.data.owner
+        cursor = int(raw.seq or 0) + 1
+
+
+async def case_erase(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    case_id: str = args.case_id
+    if not is_case_id(case_id):
+        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    async with open_bus(settings) as url:
+        # The platform finds the owner and checks the key store; the owner publishes.
+        nc = await connect(url, "lintas-erase", settings=settings, identity="platform")
+        try:
+            js = nc.jetstream()
+            await ensure_case_keys(js, settings)
+            agency = args.agency or await _owner(js, settings, case_id)
+            if agency is None:
+                console.print(f"[red]no case {case_id} in stream {settings.stream}[/red]")
+                return 1
+            if not private_key_path(settings, agency).exists():
+                console.print(
+                    f"[red]{agency} owns case {case_id}, and its signing key is not in "
+                    f"{settings.data_dir / 'keys'}: erase it from {agency}'s system[/red]"
+                )
+                return 1
+            recipients = await trusted_recipients(settings, js)
+            # Published as the owner, connected as itself (on a bus with permissions it may
+            # publish only so; the read service then erases the keys for it).
+            async with open_bus(settings, agencies=[agency]) as agency_url:
+                anc = await connect(
+                    agency_url, f"lintas-erase-{agency}", settings=settings, identity=agency
+                )
+                try:
+                    ajs = anc.jetstream(**js_options(agency))
+                    keys: CaseKeys | None = None
+                    if exchange_key_path(settings, agency).exists():
+                        keys = case_keys_for(ajs, settings, agency, recipients)
+                    publisher = Publisher(
+                        ajs,
+                        agency,
+                        stream=settings.stream,
+                        signer=Signer.load(settings, agency),
+                        keys=keys,
+                        reads=ServiceReads(anc, agency)
+                        if uses_credentials(settings, agency)
+                        else None,
+                    )
+                    published = await publisher.publish(
+                        "case.erased",
+                        {
+                            "officer_role": args.role,
+                            "requested_by": args.requested_by,
+                            "legal_basis": args.legal_basis,
+                            "reason": args.reason,
+                        },
+                        case_id=case_id,
+                        target=BROADCAST,
+                    )
+                finally:
+                    await anc.close()
+            left = [e for e in await list_case_keys(js, case_id) if e.key.count(".") == 2]
+        finally:
+            await nc.close()
+    if left:  # pragma: no cover - erase_case_keys erases what it lists
+        console.print(f"[red]{len(left)} data keys of case {case_id} are still stored[/red]")
+        return 1
+    console.print(
+        f"case {case_id} erased by {agency} ({args.role}) as stream seq "
+        f"{published.stream_seq}{' (published before)' if published.duplicate else ''}: its "
+        "data keys are destroyed in the key store, so every sealed field of the case is "
+        "unreadable from the stream, archives and projections; the events keep their "
+        "ciphertext, signatures and hash chain (`lintas verify` still holds)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+async def case_file(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    case_id: str = args.case_id
+    agency: str = args.agency
+    if not is_case_id(case_id):
+        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    if not is_agency_id(agency):
+        console.print(
+            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
+        )
+        return 2
+    engine = create_db_engine(settings.database_url_for(f"worklist-{agency}"))
+    try:
+        ensure_tables(engine, *AgencyPrivacy.tables)
+        # As the agency itself: on a bus with permissions it reads its own wraps, no others.
+        async with open_bus(settings, agencies=[agency]) as url:
+            nc = await connect(url, "lintas-case-file", settings=settings, identity=agency)
+            try:
+                js = nc.jetstream(**js_options(agency))
+                keys = (
+                    case_keys_for(js, settings, agency, load_recipients(settings))
+                    if exchange_key_path(settings, agency).exists()
+                    else None
+                )
+                fields = await read_case_file(engine, agency, case_id, keys)
+            finally:
+                await nc.close()
+    finally:
+        engine.dispose()
+    if not fields:
+        console.print(f"{agency}'s case file holds no personal field of case {case_id}")
+        return 0
+    table = Table(title=f"Case file of {case_id}, as {agency} sees it", title_justify="left")
+    for column in ("seq", "event", "from", "field", "value"):
+        table.add_column(column)
+    for field in fields:
+        table.add_row(
+            str(field.seq), field.event_type, field.source, field.field, Text(field.shown())
+        )
+    console.print(table)
+    if keys is None:
+        console.print(
+            f"({agency} has no exchange key in {settings.data_dir / 'keys'}: nothing opens here)"
+        )
+    return 0
+
+
+async def case_exposed(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    """What a leak of ``--agency``'s X25519 private key exposes: the cases whose data key is
+    wrapped for it now, with the personal fields the record says each case's events carry
+    (types and fields, never values), for the breach notification (docs/PRIVACY.md)."""
+    agency: str = args.agency
+    if not is_agency_id(agency):
+        console.print(
+            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
+        )
+        return 2
+    async with open_bus(settings) as url:
+        # Listing the key store is the platform's (an agency may read its own wraps only).
+        nc = await connect(url, "lintas-exposed", settings=settings, identity="platform")
+        try:
+            wrapped = await cases_wrapped_for(nc.jetstream(), agency)
+        finally:
+            await nc.close()
+    cases = sorted({entry.key.split(".")[0] for entry in wrapped})
+    engine = create_db_engine(settings.database_url_for("record"))
+    try:
+        ensure_tables(engine, RecordCaseRow)
+        with Session(engine) as session:
+            records = {cid: load_record(session, cid) for cid in cases}
+    finally:
+        engine.dispose()
+    rows: list[dict[str, Any]] = []
+    for case_id in cases:
+        record = records.get(case_id)
+        fields = (
+            sorted({f"{p.type}.{p.field}" for p in record.personal if p.state == "sealed"})
+            if record is not None
+            else []
+        )
+        rows.append(
+            {
+                "case_id": case_id,
+                "owner": record.owner if record else None,
+                "status": record.status if record else None,
+                "sealed_fields": fields,
+                "in_record": record is not None,
+            }
+        )
+    if args.json:
+        console.print_json(json.dumps({"agency": agency, "cases": rows}))
+        return 0
+    table = Table(
+        title=f"Cases whose data key is wrapped for {agency}: {len(rows)}", title_justify="left"
+    )
+    for column in ("case", "owner", "status", "sealed personal fields its events carry"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["case_id"]),
+            str(row["owner"] or "-"),
+            str(row["status"] or "(not in this record)"),
+            ", ".join(row["sealed_fields"]) or "-",
+        )
+    console.print(table)
+    return 0

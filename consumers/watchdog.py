@@ -1,0 +1,469 @@
+"""The deadline watchdog: a projection of hand-off deadlines, and a ticker that publishes
+overdue notices and escalations to KPAI, each exactly once.
+
+Two halves, as any consumer that acts:
+
+* :class:`WatchdogProjection` is an ordinary projection behind the consumer edge (durable
+  ``watchdog`` on ``lintas.>``): it folds every event into ``watchdog_deadline`` rows
+  (:mod:`.deadlines`), in the same transaction as its tracking position. It also records
+  the notices themselves when they come back from the stream (``overdue_seq``,
+  ``escalated_seq``), whoever sent them.
+* :class:`Watchdog` ticks on an injected clock. Each tick reads the tracked position,
+  *then* the open deadlines that are due; for each, it reads the case's head (its last
+  stored event) and acts only if the projection has applied the case up to that head
+  (tracked position >= head): the projection then knows everything the case holds, and
+  says no notice was sent. It publishes the notice **conditional on that head**
+  (``Nats-Expected-Last-Subject-Sequence`` over the case's subjects, the same check that
+  keeps the hash chain). If anything else of the case was stored meanwhile (another
+  replica's notice, an answer) JetStream refuses, and the next tick decides again on a
+  fresh view. After a publish, it notes the sequence in its row, so that it never sends
+  again even if its own consumer could not apply the notice.
+
+Why not deduplication alone: notice ids are derived from the hand-off, so two replicas
+publish the same id, but ``Nats-Msg-Id`` deduplication holds only within the stream's
+duplicate window (two minutes by default); a replica restarted from an old projection, or
+one whose consumer lags, could publish again hours later. The compare-and-set on the
+case's log holds for any time span, and the projection (written with its position) is
+what makes the decision repeatable after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import structlog
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from opentelemetry.trace import TracerProvider
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from lintas.contracts import WATCHDOG, ContractError, TransientError
+from lintas.infra.bus import connect
+from lintas.infra.clock import Clock, SystemClock
+from lintas.infra.credentials import js_options, uses_credentials
+from lintas.infra.db import Tracking, UTCDateTime
+from lintas.infra.keys import Registry, Signer, Verifier, load_registry
+from lintas.infra.reads import ServiceReads
+from lintas.infra.settings import Settings
+from lintas.infra.telemetry import configure_tracing
+from lintas.infra.topology import ConsumerSpec, watchdog_consumer
+from lintas.producers import HeadMoved, Publisher, PublishRejected
+
+from . import deadlines
+from ._runner import OnCommit, ProjectionRunner
+from .app import Databases, _runner, attach_runner, create_broker
+from .deadlines import Action, Deadline, DeadlinePolicy, Key
+from .handoffs import classify
+from .projections import Batch
+
+__all__ = [
+    "DeadlineRow",
+    "RunningTicker",
+    "Tick",
+    "Watchdog",
+    "WatchdogProjection",
+    "attach_watchdog",
+    "create_watchdog_app",
+    "load_deadlines",
+    "start_ticker",
+    "watchdog_ticker",
+]
+
+_log = structlog.get_logger("lintas.watchdog")
+
+
+class DeadlineRow(SQLModel, table=True):
+    __tablename__ = "watchdog_deadline"
+
+    case_id: str = Field(primary_key=True, max_length=32)
+    requester: str = Field(primary_key=True, max_length=64)
+    request_id: str = Field(primary_key=True, max_length=64)
+    handoff: str = Field(max_length=32)
+    what: str | None = Field(default=None, max_length=120)
+    asked: str = Field(max_length=64, index=True)
+    requested_at: datetime = Field(sa_type=UTCDateTime)
+    due: datetime = Field(sa_type=UTCDateTime, index=True)
+    escalate_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    status: str = Field(max_length=16, index=True)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    overdue_seq: int | None = None
+    escalated_seq: int | None = None
+
+
+def _item(row: DeadlineRow) -> Deadline:
+    return Deadline.model_validate(row, from_attributes=True)
+
+
+class WatchdogProjection:
+    tables: ClassVar[tuple[type[SQLModel], ...]] = (DeadlineRow,)
+
+    def __init__(self, policy: DeadlinePolicy) -> None:
+        self.policy = policy
+
+    def apply_batch(self, session: Session, batch: Batch) -> int:
+        rows: dict[Key, DeadlineRow | None] = {}
+
+        def row_of(key: Key) -> DeadlineRow | None:
+            if key not in rows:
+                rows[key] = session.get(DeadlineRow, key)
+            return rows[key]
+
+        changed = 0
+        for seq, event in batch:
+            if event.type == "case.closed":
+                # Rows added in this batch are flushed first (autoflush), so they close too.
+                for open_row in session.exec(
+                    select(DeadlineRow).where(
+                        DeadlineRow.case_id == event.case_id, DeadlineRow.status == "open"
+                    )
+                ):
+                    closed = deadlines.close(_item(open_row), event)
+                    open_row.status, open_row.answered_at = closed.status, closed.answered_at
+                    rows[closed.key] = open_row
+                    changed += 1
+                continue
+            key = deadlines.escalated_key(event)
+            if key is None:
+                step = classify(event)
+                if step is None:
+                    continue
+                key = (event.case_id, step.requester, step.request_id)
+            row = row_of(key)
+            before = None if row is None else _item(row)
+            after = deadlines.apply(before, event, seq, self.policy)
+            if after is None or after == before:
+                continue
+            if row is None:
+                row = DeadlineRow(**after.model_dump())
+                session.add(row)
+                rows[key] = row
+            else:
+                for name, value in after.model_dump().items():
+                    setattr(row, name, value)
+            changed += 1
+        return changed
+
+
+def load_deadlines(session: Session, *, status: str | None = None) -> list[Deadline]:
+    query = select(DeadlineRow).order_by(col(DeadlineRow.due))
+    if status is not None:
+        query = query.where(DeadlineRow.status == status)
+    return [_item(row) for row in session.exec(query)]
+
+
+@dataclass(slots=True)
+class Tick:
+    """What one tick did: the notices it published (kind, hand-off key, stream sequence),
+    and how many due actions it left for a later tick."""
+
+    at: datetime
+    published: list[tuple[str, Key, int]] = field(default_factory=list)
+    lagging: int = 0  # the projection had not applied the case up to its head yet
+    contended: int = 0  # the case's head moved between the decision and the publish
+    failed: int = 0  # refused for good (logged); tried again next tick
+
+
+class Watchdog:
+    """Evaluates the deadlines at ``clock.now()`` on each :meth:`tick`; publishes as the
+    ``watchdog`` participant, through a Publisher signing with its key."""
+
+    def __init__(
+        self,
+        *,
+        publisher: Publisher,
+        engine: Engine,
+        stream: str,
+        consumer: str = "watchdog",
+        lock: asyncio.Lock | None = None,
+        clock: Clock | None = None,
+        limit: int = 256,
+    ) -> None:
+        if publisher.agency != WATCHDOG:
+            raise ValueError(f"the watchdog publishes as {WATCHDOG!r}, not {publisher.agency!r}")
+        self.publisher = publisher
+        self.engine = engine
+        self.stream = stream
+        self.consumer = consumer
+        self.lock = lock or asyncio.Lock()
+        self.clock = clock or SystemClock()
+        self.limit = limit
+
+    async def tick(self) -> Tick:
+        now = self.clock.now()
+        tick = Tick(at=now)
+        async with self.lock:
+            position, due = await asyncio.to_thread(self._due, now)
+        for action in due:
+            await self._act(action, position, tick)
+        if tick.published or tick.failed:
+            _log.info(
+                "watchdog.tick",
+                published=len(tick.published),
+                lagging=tick.lagging,
+                contended=tick.contended,
+                failed=tick.failed,
+            )
+        return tick
+
+    async def run(self, interval_s: float) -> None:
+        """Tick every ``interval_s`` seconds until cancelled; a failed tick is logged and
+        the next one tries again."""
+        while True:
+            try:
+                await self.tick()
+            except TransientError as exc:
+                _log.warning("watchdog.tick_failed", error=str(exc))
+            except Exception:
+                _log.error("watchdog.tick_failed", exc_info=True)
+            await asyncio.sleep(interval_s)
+
+    # -- one action ----------------------------------------------------------------------
+
+    async def _act(self, action: Action, position: int, tick: Tick) -> None:
+        item = action.item
+        head = await self.publisher.head(item.case_id)
+        if head.seq > position:
+            tick.lagging += 1
+            return
+        notice = (
+            deadlines.overdue_notice(item)
+            if action.kind == "overdue"
+            else deadlines.escalation(item)
+        )
+        try:
+            published = await self.publisher.publish(
+                notice.event_type,
+                notice.data,
+                case_id=item.case_id,
+                target=notice.target,
+                event_id=notice.event_id,
+                time=tick.at,
+                expected_head=head,
+            )
+        except HeadMoved:
+            tick.contended += 1
+            return
+        except (ContractError, PublishRejected) as exc:
+            tick.failed += 1
+            _log.error(
+                "watchdog.notice_refused",
+                case_id=item.case_id,
+                handoff=item.handoff,
+                request_id=item.request_id,
+                event_type=notice.event_type,
+                reason=str(exc),
+            )
+            return
+        async with self.lock:
+            await asyncio.to_thread(self._note, item.key, action.kind, published.stream_seq)
+        tick.published.append((action.kind, item.key, published.stream_seq))
+        _log.info(
+            "watchdog.overdue" if action.kind == "overdue" else "watchdog.escalated",
+            case_id=item.case_id,
+            handoff=item.handoff,
+            request_id=item.request_id,
+            requester=item.requester,
+            asked=item.asked,
+            event_type=notice.event_type,
+            stream_seq=published.stream_seq,
+        )
+
+    # -- the projection's side -------------------------------------------------------------
+
+    def _due(self, now: datetime) -> tuple[int, list[Action]]:
+        """The tracked position, then the due actions: in this order, so that every row read
+        is at least as new as the position (PostgreSQL reads each statement afresh)."""
+        with Session(self.engine) as session:
+            tracking = session.exec(
+                select(Tracking).where(
+                    Tracking.consumer == self.consumer, Tracking.stream == self.stream
+                )
+            ).first()
+            position = tracking.position if tracking is not None else 0
+            rows = session.exec(
+                select(DeadlineRow)
+                .where(
+                    DeadlineRow.status == "open",
+                    or_(
+                        and_(col(DeadlineRow.overdue_seq).is_(None), col(DeadlineRow.due) <= now),
+                        and_(
+                            col(DeadlineRow.overdue_seq).is_not(None),
+                            col(DeadlineRow.escalated_seq).is_(None),
+                            col(DeadlineRow.escalate_at) <= now,
+                        ),
+                    ),
+                )
+                .order_by(col(DeadlineRow.due))
+                .limit(self.limit)
+            ).all()
+            items = [_item(row) for row in rows]
+        return position, deadlines.actions(items, now)
+
+    def _note(self, key: Key, kind: str, seq: int) -> None:
+        column = DeadlineRow.overdue_seq if kind == "overdue" else DeadlineRow.escalated_seq
+        case_id, requester, request_id = key
+        with Session(self.engine) as session:
+            session.exec(
+                update(DeadlineRow)
+                .where(
+                    col(DeadlineRow.case_id) == case_id,
+                    col(DeadlineRow.requester) == requester,
+                    col(DeadlineRow.request_id) == request_id,
+                    col(column).is_(None),
+                )
+                .values({column: seq})
+            )
+            session.commit()
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def attach_watchdog(
+    broker: NatsBroker,
+    databases: Databases,
+    settings: Settings,
+    *,
+    on_commit: Sequence[OnCommit] = (),
+    verifier: Verifier | None = None,
+    spec: ConsumerSpec | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> ProjectionRunner:
+    """The watchdog's projection on ``broker`` (durable ``watchdog`` unless ``spec`` says)."""
+    spec = spec or watchdog_consumer()
+    projection = WatchdogProjection(DeadlinePolicy.from_settings(settings))
+    runner = _runner(
+        databases,
+        settings,
+        spec,
+        spec.name,
+        projection,
+        on_commit,
+        verifier=verifier,
+        tracer_provider=tracer_provider,
+    )
+    # Deadlines are hours or days away: the watchdog can wait for fuller batches (fewer
+    # transactions) where agencies' consumers answer in a tenth of a second.
+    pulled = settings.model_copy(update={"fetch_timeout_s": max(settings.fetch_timeout_s, 1.0)})
+    attach_runner(broker, runner, spec, pulled)
+    return runner
+
+
+def watchdog_ticker(
+    databases: Databases,
+    settings: Settings,
+    publisher: Publisher,
+    *,
+    clock: Clock | None = None,
+    consumer: str = "watchdog",
+) -> Watchdog:
+    """The ticker over the projection ``attach_watchdog`` keeps (same database, same lock)."""
+    engine, lock = databases.for_consumer(consumer)
+    return Watchdog(
+        publisher=publisher,
+        engine=engine,
+        stream=settings.stream,
+        consumer=consumer,
+        lock=lock,
+        clock=clock,
+    )
+
+
+class RunningTicker:
+    """A watchdog ticking in the background on its own connection; :meth:`stop` ends both."""
+
+    def __init__(self, nc: Any, task: asyncio.Task[None]) -> None:
+        self._nc = nc
+        self._task = task
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._nc.close()
+
+
+async def start_ticker(
+    url: str,
+    databases: Databases,
+    settings: Settings,
+    signer: Signer,
+    *,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> RunningTicker:
+    """Tick every ``settings.watchdog_tick_s`` over the projection ``attach_watchdog`` keeps
+    in ``databases``, publishing as the watchdog (``signer`` is its key)."""
+    # Its own connection, reconnecting forever: the ticker outlives outages of the bus.
+    # As itself where it has credentials: it may publish only as the watchdog, and asks
+    # the read service for its cases' heads, as an agency does.
+    secured = uses_credentials(settings, WATCHDOG)
+    nc = await connect(
+        url,
+        "lintas-watchdog",
+        settings=settings,
+        identity=WATCHDOG if secured else None,
+        reconnect_forever=True,
+    )
+    publisher = Publisher(
+        nc.jetstream(**js_options(WATCHDOG if secured else None)),
+        WATCHDOG,
+        stream=settings.stream,
+        signer=signer,
+        tracer_provider=tracer_provider,
+        reads=ServiceReads(nc, WATCHDOG) if secured else None,
+    )
+    ticker = watchdog_ticker(databases, settings, publisher, clock=clock)
+    return RunningTicker(nc, asyncio.create_task(ticker.run(settings.watchdog_tick_s)))
+
+
+def create_watchdog_app(
+    settings: Settings,
+    url: str,
+    registry: Registry | None = None,
+    *,
+    signer: Signer | None = None,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastStream:
+    """The watchdog's app: its projection, and its ticker every ``watchdog_tick_s``.
+    Without a ``tracer_provider`` it builds its own from the settings."""
+    signer = signer or Signer.load(settings, WATCHDOG)
+    broker = create_broker(url, settings, "platform")  # it reads every event, as the record does
+    databases = Databases(settings)
+    own = None if tracer_provider else configure_tracing(settings, "lintas-watchdog")
+    tracer_provider = tracer_provider or own
+    attach_watchdog(
+        broker,
+        databases,
+        settings,
+        verifier=Verifier(registry or load_registry(settings)),
+        tracer_provider=tracer_provider,
+    )
+    app = FastStream(broker)
+    running: list[RunningTicker] = []
+
+    async def start() -> None:
+        running.append(
+            await start_ticker(
+                url, databases, settings, signer, clock=clock, tracer_provider=tracer_provider
+            )
+        )
+
+    async def stop() -> None:
+        while running:
+            await running.pop().stop()
+
+    app.after_startup(start)
+    app.on_shutdown(stop)
+    app.after_shutdown(databases.dispose)
+    if own is not None:  # the app built it: its last spans are written at shutdown
+        app.after_shutdown(own.shutdown)
+    return app

@@ -1,0 +1,434 @@
+"""The case key store: each case's data key, wrapped for each agency that may read it.
+
+A JetStream KV bucket, ``LINTAS_CASE_KEYS``, on a backing stream lintas declares itself
+(``KV_LINTAS_CASE_KEYS``) so that entries can be *erased*: JetStream's message delete
+overwrites the stored bytes, where a KV delete or purge only hides them (a deleted value
+stays in the bucket's history, and a purged one in the stream's block files until they are
+compacted). Keys, written once and never updated (an update would leave the old revision
+on disk), each holding no more than a wrapped key or a marker::
+
+    <case>.<gen>             who created the case's data key of generation <gen>, and when
+    <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.sealing)
+    <case>.erased            the case was erased: no data key may be made for it again
+
+An agency reads its wrapped key and unwraps it with its X25519 private key; the data key
+itself is never stored, logged or traced, and lives in memory only while it is used.
+Withdrawing a consent erases the wraps of the agencies it no longer covers; erasing a case
+(``case.erased``) erases every entry of the case: its sealed fields are unreadable
+everywhere from then on, which is what the log's immutability needs (crypto-shredding).
+
+Who may do what on a bus with permissions (:mod:`lintas.infra.access`): an agency writes
+entries (create only: each write expects the key to hold nothing) and reads, by direct
+get, only the case markers and *its own* wraps (the key is in the request's subject, so
+NATS permissions can tell); it cannot list the store or delete from it. Erasing and
+revoking, which need both, are the platform's: the agency asks the read service
+(:meth:`lintas.infra.reads.ServiceReads.erase_keys` / ``revoke_keys``), which does only
+what the log calls for (its owner's ``case.erased``, a ``consent.withdrawn``).
+
+Errors::
+
+    NotAKeyHolder (PermanentError)    this agency holds no wrap of the case's data key
+    NoKeyStore    (PermanentError)    the key store is not declared on this bus
+    NoExchangeKey (PermanentError)    no X25519 public key is known for an agency to wrap for
+    CaseErased    (PermanentError)    the case was erased: no new data key for it
+    BusUnavailable (TransientError)   the bus is out of reach
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import nats.js.errors
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from lintas.contracts import CaseErased, PermanentError
+
+from .errors import bus_errors
+from .exchange import Recipients, load_exchange_key
+from .sealing import new_data_key, unwrap_key, wrap_key
+from .settings import Settings
+from .topology import ensure_stream_config
+
+__all__ = [
+    "CASE_KEYS_BUCKET",
+    "CaseKeyEntry",
+    "CaseKeys",
+    "NoExchangeKey",
+    "NoKeyStore",
+    "NotAKeyHolder",
+    "case_keys_for",
+    "case_keys_stream",
+    "case_keys_stream_config",
+    "cases_wrapped_for",
+    "ensure_case_keys",
+    "erase_case_keys",
+    "list_case_keys",
+    "revoke_case_keys",
+]
+
+CASE_KEYS_BUCKET: Final = "LINTAS_CASE_KEYS"
+CURRENT_GEN: Final = 1  # one data key per case; generations leave room for rotation
+_ERASED: Final = "erased"
+
+
+class NotAKeyHolder(PermanentError):
+    """The agency holds no wrap of the case's data key, so it can neither read the case's
+    sealed fields nor seal new ones for it."""
+
+
+class NoKeyStore(PermanentError):
+    """The case key store is not declared on this bus."""
+
+
+class NoExchangeKey(PermanentError):
+    """No X25519 public key is known for an agency: nothing can be wrapped for it."""
+
+
+def case_keys_stream(bucket: str = CASE_KEYS_BUCKET) -> str:
+    return f"KV_{bucket}"
+
+
+def case_keys_stream_config(settings: Settings, bucket: str = CASE_KEYS_BUCKET) -> StreamConfig:
+    """A KV bucket's stream (one value per key, never replaced), with message delete
+    allowed: erasure."""
+    return StreamConfig(
+        name=case_keys_stream(bucket),
+        description="lintas case data keys, wrapped per agency (erasable)",
+        subjects=[f"$KV.{bucket}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        num_replicas=settings.stream_replicas,
+        max_msgs_per_subject=1,
+        # Create only, on the server's word: a second write to a key is refused, so an
+        # agency allowed to write wraps for others cannot replace anyone's wrap.
+        discard_new_per_subject=True,
+        duplicate_window=120.0,
+        allow_rollup_hdrs=False,
+        deny_delete=False,
+        deny_purge=False,
+        allow_direct=True,
+    )
+
+
+async def ensure_case_keys(js: Any, settings: Settings) -> str:
+    """Declare the case key store; ``"created"`` or ``"unchanged"``."""
+    return await ensure_stream_config(js, case_keys_stream_config(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class CaseKeyEntry:
+    """One entry of a case in the key store (never its value)."""
+
+    key: str
+    seq: int
+
+    @property
+    def agency(self) -> str | None:
+        parts = self.key.split(".")
+        return parts[2] if len(parts) == 3 else None
+
+    @property
+    def gen(self) -> int | None:
+        parts = self.key.split(".")
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def _subject(bucket: str, key: str) -> str:
+    return f"$KV.{bucket}.{key}"
+
+
+_WRONG_LAST_SEQUENCE: Final = 10071
+
+
+async def _create(js: Any, bucket: str, key: str, value: bytes) -> bool:
+    """Write ``key`` only if it holds nothing (False if it does): a KV create, made as a
+    plain JetStream publish so that an agency needs no permission but to publish on the
+    key's subject (a KV handle would read the bucket's stream info first)."""
+    try:
+        await js.publish(
+            _subject(bucket, key), value, headers={"Nats-Expected-Last-Subject-Sequence": "0"}
+        )
+    except nats.js.errors.NoStreamResponseError:
+        raise NoKeyStore(
+            f"the case key store {bucket} is not declared on this bus (`lintas up` declares "
+            "it, as lintas.infra.platform.declare_platform does)"
+        ) from None
+    except nats.js.errors.APIError as exc:
+        if exc.err_code == _WRONG_LAST_SEQUENCE:
+            return False
+        raise
+    return True
+
+
+async def list_case_keys(
+    js: Any, case_id: str, bucket: str = CASE_KEYS_BUCKET
+) -> list[CaseKeyEntry]:
+    """Every entry the store holds for ``case_id``, in the order written."""
+    stream, prefix = case_keys_stream(bucket), _subject(bucket, "")
+    found: list[CaseKeyEntry] = []
+    cursor = 1
+    with bus_errors(f"listing the keys of case {case_id}"):
+        while True:
+            try:
+                raw = await js.get_msg(
+                    stream, seq=cursor, subject=_subject(bucket, f"{case_id}.>"), next=True
+                )
+            except nats.js.errors.NotFoundError:
+                return found
+            found.append(CaseKeyEntry((raw.subject or "").removeprefix(prefix), int(raw.seq or 0)))
+            cursor = int(raw.seq or 0) + 1
+
+
+async def cases_wrapped_for(
+    js: Any, agency: str, bucket: str = CASE_KEYS_BUCKET
+) -> list[CaseKeyEntry]:
+    """Every case whose data key is wrapped for ``agency`` (what it can read, and what a
+    leak of its X25519 private key exposes), in the order the wraps were written."""
+    stream, prefix = case_keys_stream(bucket), _subject(bucket, "")
+    found: list[CaseKeyEntry] = []
+    cursor = 1
+    with bus_errors(f"listing the data keys wrapped for {agency}"):
+        while True:
+            try:
+                raw = await js.get_msg(
+                    stream, seq=cursor, subject=_subject(bucket, f"*.*.{agency}"), next=True
+                )
+            except nats.js.errors.NotFoundError:
+                return found
+            found.append(CaseKeyEntry((raw.subject or "").removeprefix(prefix), int(raw.seq or 0)))
+            cursor = int(raw.seq or 0) + 1
+
+
+async def _erase(js: Any, bucket: str, entries: Iterable[CaseKeyEntry]) -> int:
+    erased = 0
+    for entry in entries:
+        try:
+            # STREAM.MSG.DELETE without no_erase: the server overwrites the stored message.
+            await js.delete_msg(case_keys_stream(bucket), entry.seq)
+            erased += 1
+        except nats.js.errors.NotFoundError:
+            pass  # erased meanwhile by someone else
+    return erased
+
+
+async def revoke_case_keys(
+    js: Any, case_id: str, agencies: Iterable[str], bucket: str = CASE_KEYS_BUCKET
+) -> list[str]:
+    """Erase the wraps of ``agencies``: they can no longer open the case's sealed fields.
+    Returns the agencies whose wrap was erased. Needs no key of its own."""
+    revoked = []
+    with bus_errors(f"revoking data keys of case {case_id}"):
+        for agency in sorted(set(agencies)):
+            try:
+                raw = await js.get_msg(
+                    case_keys_stream(bucket),
+                    subject=_subject(bucket, f"{case_id}.{CURRENT_GEN}.{agency}"),
+                )
+            except nats.js.errors.NotFoundError:
+                continue
+            if await _erase(js, bucket, [CaseKeyEntry("", int(raw.seq or 0))]):
+                revoked.append(agency)
+    return revoked
+
+
+async def erase_case_keys(js: Any, case_id: str, bucket: str = CASE_KEYS_BUCKET) -> int:
+    """Erase every data key of ``case_id`` and leave the erased marker; return how many
+    entries were erased. Idempotent; needs no key of its own (an operator's command)."""
+    with bus_errors(f"erasing the keys of case {case_id}"):
+        # Erased before: erase again whatever appeared since.
+        marker = json.dumps({"erased_at": datetime.now(UTC).isoformat()}).encode()
+        await _create(js, bucket, f"{case_id}.{_ERASED}", marker)
+        total = 0
+        # Twice: a data key made while the first pass ran (before its maker saw the
+        # erasure) is caught by the second; the maker also erases it when it finds out.
+        for _ in range(2):
+            entries = [
+                e
+                for e in await list_case_keys(js, case_id, bucket)
+                if e.key.split(".")[1:] != [_ERASED]
+            ]
+            total += await _erase(js, bucket, entries)
+    return total
+
+
+class CaseKeys:
+    """One agency's access to the case key store: its own wrapped keys (unwrapped with its
+    X25519 private key), and wrapping for others (with their public keys)."""
+
+    def __init__(
+        self,
+        js: Any,
+        agency: str,
+        private_key: X25519PrivateKey,
+        recipients: Recipients,
+        *,
+        bucket: str = CASE_KEYS_BUCKET,
+        cached_cases: int = 1024,
+        cache_s: float = 30.0,
+    ) -> None:
+        self._js = js
+        self.agency = agency
+        self._private = private_key
+        self.recipients = recipients
+        self.bucket = bucket
+        # Data keys this agency seals with, in this process's memory only (never written),
+        # for ``cache_s`` after their last use: a burst of publishes for a case unwraps its
+        # key once. Forgotten at once when this process erases the case.
+        self._sealing: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._cached = cached_cases
+        self._cache_s = cache_s
+
+    def forget(self, case_id: str) -> None:
+        """Drop the case's data key from memory (after erasure)."""
+        self._sealing.pop(case_id, None)
+
+    async def _get(self, key: str) -> bytes | None:
+        # A direct get of the key's last message: the key is in the request's subject, so
+        # an agency's permissions can let it read its own wraps and no one else's.
+        try:
+            raw = await self._js.get_msg(
+                case_keys_stream(self.bucket), subject=_subject(self.bucket, key), direct=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        return bytes(raw.data or b"") or None
+
+    async def data_key(self, case_id: str, gen: int = CURRENT_GEN) -> bytes | None:
+        """The case's data key of generation ``gen`` if it is wrapped for this agency."""
+        with bus_errors(f"reading {self.agency}'s data key of case {case_id}"):
+            value = await self._get(f"{case_id}.{gen}.{self.agency}")
+        if value is None:
+            return None
+        return unwrap_key(
+            json.loads(value), self._private, case_id=case_id, gen=gen, agency=self.agency
+        )
+
+    def _remember(self, case_id: str, key: bytes) -> bytes:
+        self._sealing[case_id] = (key, time.monotonic() + self._cache_s)
+        self._sealing.move_to_end(case_id)
+        while len(self._sealing) > self._cached:
+            self._sealing.popitem(last=False)
+        return key
+
+    def _recalled(self, case_id: str) -> bytes | None:
+        cached = self._sealing.get(case_id)
+        if cached is None:
+            return None
+        if cached[1] < time.monotonic():
+            del self._sealing[case_id]
+            return None
+        return self._remember(case_id, cached[0])
+
+    async def sealing_key(self, case_id: str, *, new_case: bool = False) -> tuple[int, bytes]:
+        """The case's current data key, made now (wrapped for this agency alone) if the case
+        has none yet. The Publisher asks only once its gate has seen the case is not
+        erased; ``new_case``: the case has no event yet (so no key to look up, and it
+        cannot have been erased)."""
+        cached = self._recalled(case_id)
+        if cached is not None:
+            return CURRENT_GEN, cached
+        if not new_case:
+            key = await self.data_key(case_id)
+            if key is not None:
+                return CURRENT_GEN, self._remember(case_id, key)
+        with bus_errors(f"making the data key of case {case_id}"):
+            if not new_case and await self._get(f"{case_id}.{_ERASED}") is not None:
+                raise CaseErased(f"case {case_id} was erased: no data key is made for it again")
+            made = json.dumps({"created_by": self.agency, "at": datetime.now(UTC).isoformat()})
+            if not await _create(self._js, self.bucket, f"{case_id}.{CURRENT_GEN}", made.encode()):
+                # Another agency made it first (between our read and now): ours, if wrapped.
+                key = await self.data_key(case_id)
+                if key is None:
+                    raise NotAKeyHolder(
+                        f"case {case_id} has a data key, not wrapped for {self.agency}: a "
+                        f"consent covering {self.agency} must be recorded by an agency that "
+                        "holds it"
+                    )
+                return CURRENT_GEN, self._remember(case_id, key)
+            key = new_data_key()
+            await self._put_wrap(case_id, self.agency, key)
+        return CURRENT_GEN, self._remember(case_id, key)
+
+    async def _put_wrap(self, case_id: str, agency: str, key: bytes) -> bool:
+        recipient = self.recipients.get(agency)
+        if recipient is None:
+            raise NoExchangeKey(
+                f"no X25519 public key is known for {agency}: it cannot be given case "
+                f"{case_id}'s data key (`lintas keys init {agency}` there, then "
+                "`lintas keys publish`)"
+            )
+        wrapped = wrap_key(
+            key, recipient.public_key, case_id=case_id, gen=CURRENT_GEN, agency=agency
+        )
+        wrapped["kid"] = recipient.kid
+        # False: wrapped already.
+        return await _create(
+            self._js,
+            self.bucket,
+            f"{case_id}.{CURRENT_GEN}.{agency}",
+            json.dumps(wrapped).encode(),
+        )
+
+    def missing_recipients(self, agencies: Iterable[str]) -> list[str]:
+        return sorted(a for a in set(agencies) if self.recipients.get(a) is None)
+
+    async def grant(self, case_id: str, agencies: Iterable[str]) -> list[str]:
+        """Wrap the case's data key for each of ``agencies`` that lacks it; return those.
+
+        Raises :class:`NotAKeyHolder` if this agency holds no wrap of it (when the case has
+        no data key yet, it is made here), :class:`NoExchangeKey` (before wrapping any) if
+        an agency has no known public key."""
+        wanted = sorted(set(agencies) - {self.agency})
+        if not wanted:
+            return []
+        missing = self.missing_recipients(wanted)
+        if missing:
+            raise NoExchangeKey(
+                f"no X25519 public key is known for {', '.join(missing)}: case {case_id}'s "
+                "data key cannot be wrapped for them (`lintas keys init AGENCY` there, then "
+                "`lintas keys publish`)"
+            )
+        _gen, key = await self.sealing_key(case_id)
+        with bus_errors(f"wrapping the data key of case {case_id}"):
+            done = await asyncio.gather(*(self._put_wrap(case_id, a, key) for a in wanted))
+        return [agency for agency, wrapped in zip(wanted, done, strict=True) if wrapped]
+
+    async def erased(self, case_id: str) -> bool:
+        """Whether the case's keys were erased (its marker is in the store)."""
+        with bus_errors(f"reading the key store of case {case_id}"):
+            return await self._get(f"{case_id}.{_ERASED}") is not None
+
+    async def holds(self, case_id: str) -> bool | None:
+        """True if this agency holds the case's data key, None if the case has none yet
+        (this agency would make it), False if another agency made it for others."""
+        if self._recalled(case_id) is not None or await self.data_key(case_id) is not None:
+            return True
+        with bus_errors(f"reading the data key of case {case_id}"):
+            made = await self._get(f"{case_id}.{CURRENT_GEN}")
+        return None if made is None else False
+
+    async def creator(self, case_id: str) -> str | None:
+        """The agency that made the case's data key (None: none made, or erased)."""
+        with bus_errors(f"reading the key store of case {case_id}"):
+            made = await self._get(f"{case_id}.{CURRENT_GEN}")
+        if made is None:
+            return None
+        with contextlib.suppress(ValueError, AttributeError):
+            creator = json.loads(made).get("created_by")
+            return creator if isinstance(creator, str) else None
+        return None
+
+
+def case_keys_for(js: Any, settings: Settings, agency: str, recipients: Recipients) -> CaseKeys:
+    """``agency``'s case keys, with its X25519 private key from the data directory."""
+    return CaseKeys(js, agency, load_exchange_key(settings, agency), recipients)

@@ -1,0 +1,127 @@
+"""Rendering a deployment directory (``lintas infra config --out DIR``).
+
+The shipped templates (``infra/deploy/production/``: three node configs, a partner's leaf
+node, the compose file; and ``infra/deploy/single-node.conf``) are copied into ``DIR``
+next to what is generated from this data directory's access description:
+
+* ``accounts.conf``: every identity's public nkeys and permissions (no demo staff);
+* ``leafnodes.conf``: each partner abroad's leaf-node user, with a bcrypt hash;
+* ``partners/<id>/leaf.conf`` + ``partner.conf`` (SECRET, 0600: the leaf password) +
+  ``ca.pem``: what the partner runs on its own server;
+* ``nkeys/<identity>.nk`` (0600): the seeds made in this data directory, for the compose
+  trial, which runs every identity on one host. In a real deployment each agency keeps
+  its own seed (``lintas agency add NAME --nkey <its public key>``), and none is copied.
+
+Certificates are not made here: ``lintas infra certs --out DIR/certs`` (a private CA) or an
+organisation's own, under the same names.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .access import Access, render_accounts, render_leaf_users, render_partner_leaf
+from .credentials import seed_path
+from .identities import ensure_local_identities, leaf_password_path, load_access
+from .settings import Settings
+
+__all__ = ["PRODUCTION_DIR", "Rendered", "render_deployment"]
+
+PRODUCTION_DIR = Path(__file__).resolve().parent / "deploy" / "production"
+NODE_CONFIGS = ("node-1.conf", "node-2.conf", "node-3.conf")
+DEFAULT_HUBS = ("nats-leaf://nats-1:7422", "nats-leaf://nats-2:7422", "nats-leaf://nats-3:7422")
+
+
+@dataclass(slots=True)
+class Rendered:
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+    secrets: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _write(path: Path, text: str, *, secret: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
+def _copy_secret(source: Path, target: Path) -> None:
+    _write(target, source.read_text(), secret=True)
+
+
+def render_deployment(
+    settings: Settings,
+    out: Path,
+    *,
+    hub_urls: Sequence[str] = DEFAULT_HUBS,
+    copy_seeds: bool = True,
+) -> Rendered:
+    """Write ``out``: templates, generated authorization, partners' leaf configs, seeds.
+
+    Every role and ``LINTAS_AGENCIES`` agency gets an identity first if it has none.
+    """
+    ensure_local_identities(settings, settings.agencies)
+    stored = load_access(settings)
+    # A deployment has no simulated staff: render without the demo's consumers.
+    access = Access(stored.identities, simulated_staff=False)
+    done = Rendered(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*NODE_CONFIGS, "compose.yaml"):
+        shutil.copyfile(PRODUCTION_DIR / name, out / name)
+        done.files.append(out / name)
+    shutil.copyfile(PRODUCTION_DIR.parent / "single-node.conf", out / "single-node.conf")
+    done.files.append(out / "single-node.conf")
+    _write(out / "accounts.conf", render_accounts(access, settings))
+    _write(out / "leafnodes.conf", render_leaf_users(access))
+    done.files += [out / "accounts.conf", out / "leafnodes.conf"]
+    ca = out / "certs" / "ca.pem"
+    if not ca.exists():
+        done.warnings.append(
+            f"no {ca}: make the certificates with `lintas infra certs --out {out / 'certs'}` "
+            "(then run this again, so partners get the CA too)"
+        )
+    for partner in access.partners():
+        where = out / "partners" / partner
+        password_file = leaf_password_path(settings, partner)
+        if not password_file.exists():
+            done.warnings.append(f"{partner}: no leaf password in {password_file}; skipped")
+            continue
+        where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Each leaf node its own server name: the hub tells its leaf nodes apart by it.
+        template = (PRODUCTION_DIR / "partner-leaf.conf").read_text()
+        _write(
+            where / "leaf.conf",
+            template.replace('"lintas-partner-leaf"', f'"lintas-leaf-{partner}"'),
+        )
+        text = render_partner_leaf(
+            access,
+            settings,
+            partner,
+            hub_urls=hub_urls,
+            password=password_file.read_text().strip(),
+            ca_file="ca.pem",
+        )
+        _write(where / "partner.conf", text, secret=True)
+        done.files.append(where / "leaf.conf")
+        done.secrets.append(where / "partner.conf")
+        if ca.exists():
+            shutil.copyfile(ca, where / "ca.pem")
+            done.files.append(where / "ca.pem")
+    if copy_seeds:
+        for identity in sorted(access.identities):
+            seed = seed_path(settings, identity)
+            if seed.exists():
+                target = out / "nkeys" / f"{identity}.nk"
+                (out / "nkeys").mkdir(exist_ok=True, mode=0o700)
+                _copy_secret(seed, target)
+                done.secrets.append(target)
+    return done

@@ -1,0 +1,524 @@
+"""The few reads of the event stream an agency needs, and the service that makes them for it.
+
+An agency's permissions (:mod:`lintas.infra.access`) do not let it read the stream: a
+JetStream direct get or stream message get names its subject in the request body, which
+NATS permissions cannot see, so granting either would hand every agency every event.
+Yet an agency needs four reads:
+
+``head``   the last message of a case (its sequence and hash): each event it publishes
+           carries ``prevhash`` and is published with ``Nats-Expected-Last-Subject-Sequence``;
+``get``    one stored message by sequence: the event it published itself, when a retried
+           publish turns out to be stored already;
+``last``   the last message on one of its own subjects (the outbox relay's "was this stored?");
+``range``  its consumers' messages between two sequences (closing a gap after a crash), or
+           one case's messages it may read (the Publisher's consent gate folds the case's
+           broadcasts).
+
+Besides, two changes to the case key store (:mod:`lintas.infra.casekeys`) that an agency's
+permissions do not allow, made as the platform and only when the log calls for them:
+``erase-keys`` once the case's owner has published ``case.erased``, ``revoke-keys`` for the
+agencies a ``consent.withdrawn`` no longer covers.
+
+:class:`DirectReads` makes them straight on the stream (the platform, or a bus without
+authorization). :class:`ReadService` (run by the platform: ``lintas up``, ``lintas run
+reads``, and every embedded bus) makes them for agencies that ask on
+``lintas_read.<agency>.<operation>``; only that agency may publish there. It answers a body
+only when the message is addressed to the agency, from it, or to ``all`` (what its own
+consumers deliver), and of any other message only its sequence and hash: a hash of a
+signed, id-bearing document reveals nothing of it (a head it may read comes with its subject
+and body too). :class:`ServiceReads` is the agency's
+side. Requests and answers are small JSON documents; bodies travel base64-encoded.
+
+Errors::
+
+    ReadRefused      (permanent) the service will not show that message to this agency
+    BusUnavailable   (transient) no read service answers, or the stream does not
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import nats.errors
+import nats.js.errors
+import structlog
+
+from lintas.contracts import (
+    BROADCAST,
+    ContractError,
+    Event,
+    case_filter,
+    decode,
+    gate,
+    inbound_filters,
+    is_agency_id,
+    is_case_id,
+    message_hash,
+    outbound_filter,
+    parse_message,
+)
+from lintas.contracts.errors import PermanentError
+from lintas.contracts.subjects import ROOT
+
+from .access import READ_ROOT
+from .casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
+from .errors import BusUnavailable, bus_errors
+
+__all__ = [
+    "CaseHead",
+    "DirectReads",
+    "ReadRefused",
+    "ReadService",
+    "ServiceReads",
+    "StoredMessage",
+    "StreamReads",
+    "may_read",
+    "may_read_filter",
+    "readable_filters",
+]
+
+_log = structlog.get_logger("lintas.reads")
+
+# An answer stays well under nats-server's default max_payload (1 MB) once base64'd.
+_MAX_ANSWER_BYTES = 512 * 1024
+_QUEUE = "lintas-read"
+_CONCURRENCY = 64
+
+
+class ReadRefused(PermanentError):
+    """The read service will not show this message to the agency asking (or the request is
+    malformed): asking again cannot help."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseHead:
+    """A case's last stored message: its sequence, hash, and, if the reader may know them
+    (an event it published, one addressed to it, or a broadcast), its event id, subject
+    and body (what the Publisher's consent gate folds when only the head is new to it)."""
+
+    seq: int = 0
+    hash: str | None = None
+    event_id: str | None = None
+    subject: str = ""
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int
+    subject: str
+    data: bytes
+
+
+class StreamReads(Protocol):
+    """The reads a publisher and a consumer need, whoever makes them."""
+
+    async def head(self, case_id: str) -> CaseHead: ...
+
+    async def message(self, seq: int) -> bytes: ...
+
+    async def last_on(self, subject: str) -> tuple[int, str | None] | None: ...
+
+    async def between(
+        self, subject_filter: str, first: int, last: int, limit: int
+    ) -> list[StoredMessage]: ...
+
+
+def readable_filters(agency: str) -> list[str]:
+    """What an agency's own consumers deliver: addressed to it, broadcast, its own."""
+    return [*inbound_filters(agency), outbound_filter(agency)]
+
+
+def may_read_filter(agency: str, subject_filter: str) -> bool:
+    """Whether every subject ``subject_filter`` matches is one of ``agency``'s: one of its
+    :func:`readable_filters`, or one of them narrowed to a single case
+    (``lintas.*.all.*.*.<case>``: the case's broadcasts, which the consent gate folds)."""
+    if subject_filter in readable_filters(agency):
+        return True
+    tokens = subject_filter.split(".")
+    if len(tokens) != 6 or tokens[0] != ROOT or not is_case_id(tokens[5]):
+        return False
+    if any(t in ("", ">") or ("*" in t and t != "*") for t in tokens):
+        return False
+    return tokens[1] == agency or tokens[2] in (agency, BROADCAST)
+
+
+def may_read(agency: str, subject: str) -> bool:
+    """Whether ``subject`` is one of ``agency``'s: from it, to it, or to everyone."""
+    tokens = subject.split(".")
+    return (
+        len(tokens) >= 3
+        and tokens[0] == ROOT
+        and (tokens[1] == agency or tokens[2] in (agency, BROADCAST))
+    )
+
+
+class DirectReads:
+    """The reads, made on the stream itself: for identities allowed to read it.
+
+    nats-py's errors pass through unchanged: each caller names what it was doing (and
+    tells a closed client from an unreachable bus) in its own terms."""
+
+    def __init__(self, js: Any, stream: str) -> None:
+        self._js = js
+        self.stream = stream
+
+    async def _head_raw(self, case_id: str) -> Any | None:
+        try:
+            return await self._js.get_msg(self.stream, subject=case_filter(case_id))
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def head(self, case_id: str) -> CaseHead:
+        raw = await self._head_raw(case_id)
+        return CaseHead() if raw is None else _head_of(raw, visible=True)
+
+    async def message(self, seq: int) -> bytes:
+        raw = await self._js.get_msg(self.stream, seq=seq)
+        return bytes(raw.data or b"")
+
+    async def last_on(self, subject: str) -> tuple[int, str | None] | None:
+        try:
+            raw = await self._js.get_last_msg(self.stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        return int(raw.seq or 0), (raw.headers or {}).get("Nats-Msg-Id")
+
+    async def between(
+        self, subject_filter: str, first: int, last: int, limit: int
+    ) -> list[StoredMessage]:
+        found: list[StoredMessage] = []
+        cursor = first
+        while cursor <= last and len(found) < limit:
+            try:
+                raw = await self._js.get_msg(
+                    self.stream, seq=cursor, subject=subject_filter, next=True, direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                break
+            if raw.seq is None or raw.seq > last:
+                break
+            found.append(StoredMessage(raw.seq, raw.subject or "", raw.data or b""))
+            cursor = raw.seq + 1
+        return found
+
+
+def _head_of(raw: Any, *, visible: bool) -> CaseHead:
+    data = bytes(raw.data or b"")
+    doc = parse_message(data)  # once: for its id and its hash
+    event_id = doc.get("id") if visible and isinstance(doc, dict) else None
+    if not visible:
+        return CaseHead(int(raw.seq or 0), message_hash(data, doc))
+    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class _Refusal(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_CASE = re.compile(r"^[A-Z0-9]+$")
+
+
+def _int(request: dict[str, Any], name: str) -> int:
+    value = request.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Refusal(400, f"{name} must be a non-negative integer")
+    return value
+
+
+class ReadService:
+    """Answers agencies' reads on ``lintas_read.<agency>.<operation>`` (a queue group:
+    run as many as you like). ``start`` subscribes, ``stop`` drains."""
+
+    def __init__(self, nc: Any, js: Any, stream: str) -> None:
+        self._nc = nc
+        self._reads = DirectReads(js, stream)
+        self._sub: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._ops: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "head": self._op_head,
+            "get": self._op_get,
+            "last": self._op_last,
+            "range": self._op_range,
+            "erase-keys": self._op_erase_keys,
+            "revoke-keys": self._op_revoke_keys,
+        }
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{READ_ROOT}.*.*", queue=_QUEUE, cb=self._on_msg)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(nats.errors.Error):  # the connection may be going too
+                await sub.unsubscribe()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_msg(self, msg: Any) -> None:
+        # One task per request: a slow stream read must not hold up everyone else's.
+        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, msg: Any) -> None:
+        async with self._slots:
+            _, agency, op = [*msg.subject.split("."), "", ""][:3]
+            try:
+                if not is_agency_id(agency) or op not in self._ops:
+                    raise _Refusal(400, f"no operation {op!r} for {agency!r}")
+                try:
+                    request = json.loads(msg.data or b"{}")
+                except ValueError:
+                    raise _Refusal(400, "the request is not JSON") from None
+                if not isinstance(request, dict):
+                    raise _Refusal(400, "the request is not a JSON object")
+                with bus_errors(f"reading {self._reads.stream} for {agency}"):
+                    answer = await self._ops[op](agency, request)
+            except _Refusal as refusal:
+                answer = {"error": str(refusal), "code": refusal.code}
+            except BusUnavailable as exc:
+                answer = {"error": str(exc), "code": 503}
+            except Exception as exc:  # a bug here must not kill the service for everyone
+                _log.exception("reads.failed", agency=agency, op=op)
+                answer = {"error": f"the read service failed ({type(exc).__name__})", "code": 500}
+            if msg.reply:
+                with contextlib.suppress(nats.errors.Error):  # the asker is gone: it asks again
+                    await msg.respond(json.dumps(answer).encode())
+
+    async def _op_head(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        case_id = request.get("case")
+        if not isinstance(case_id, str) or not is_case_id(case_id):
+            raise _Refusal(400, "case must be a lintas case id")
+        raw = await self._reads._head_raw(case_id)
+        if raw is None:
+            return {"seq": 0, "hash": None, "id": None}
+        head = _head_of(raw, visible=may_read(agency, raw.subject or ""))
+        answer: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "id": head.event_id}
+        if head.subject:  # only what the agency may read: its own, its inbound, broadcasts
+            answer |= {"subject": head.subject, "data": _b64(head.body)}
+        return answer
+
+    async def _op_get(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        seq = _int(request, "seq")
+        try:
+            raw = await self._reads._js.get_msg(self._reads.stream, seq=seq)
+        except nats.js.errors.NotFoundError:
+            raise _Refusal(404, f"no message at seq {seq}") from None
+        if not may_read(agency, raw.subject or ""):
+            raise _Refusal(403, f"seq {seq} is not addressed to {agency}")
+        return {"seq": seq, "subject": raw.subject, "data": _b64(bytes(raw.data or b""))}
+
+    async def _op_last(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        subject = request.get("subject")
+        if not isinstance(subject, str) or "*" in subject or ">" in subject:
+            raise _Refusal(400, "subject must be one literal subject")
+        if not may_read(agency, subject):
+            raise _Refusal(403, f"{subject} is not one of {agency}'s subjects")
+        found = await self._reads.last_on(subject)
+        if found is None:
+            return {"seq": 0, "msg_id": None}
+        return {"seq": found[0], "msg_id": found[1]}
+
+    async def _op_range(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        subject_filter = request.get("filter")
+        if not isinstance(subject_filter, str) or not may_read_filter(agency, subject_filter):
+            raise _Refusal(403, f"{subject_filter!r} is not one of {agency}'s filters")
+        first, last, limit = (_int(request, n) for n in ("first", "last", "limit"))
+        assert isinstance(subject_filter, str)
+        messages: list[dict[str, Any]] = []
+        size = 0
+        cursor = first
+        while cursor <= last and len(messages) < limit and size < _MAX_ANSWER_BYTES:
+            batch = await self._reads.between(subject_filter, cursor, last, 1)
+            if not batch:
+                break
+            found = batch[0]
+            messages.append({"seq": found.seq, "subject": found.subject, "data": _b64(found.data)})
+            size += len(found.data) + len(found.subject)
+            cursor = found.seq + 1
+        truncated = size >= _MAX_ANSWER_BYTES and cursor <= last and len(messages) < limit
+        return {"messages": messages, "complete": not truncated}
+
+    # -- the case key store: what the log calls for, done as the platform ------------------
+
+    async def _case_events(self, subject_filter: str, last: int) -> list[tuple[int, Event]]:
+        events = []
+        cursor = 1
+        while cursor <= last:
+            batch = await self._reads.between(subject_filter, cursor, last, 256)
+            if not batch:
+                break
+            for found in batch:
+                with contextlib.suppress(ContractError):  # quarantined everywhere: not counted
+                    events.append((found.seq, decode(found.data, subject=found.subject)))
+            cursor = batch[-1].seq + 1
+        return events
+
+    async def _op_erase_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Erase a case's data keys, if its owner's ``case.erased`` is on the log."""
+        case_id = _case_of(request)
+        erasures = [
+            (seq, event)
+            for seq, event in await self._case_events(
+                f"{ROOT}.*.{BROADCAST}.case.erased.{case_id}", 2**63
+            )
+        ]
+        if not erasures:
+            raise _Refusal(409, f"case {case_id} has no case.erased on the log: its keys stay")
+        first = erasures[0][0]
+        owner = gate.owner_of(e for _, e in await self._case_events(case_filter(case_id), first))
+        if not any(owner in (None, e.source) for _, e in erasures):
+            raise _Refusal(403, f"case {case_id} was not erased by its owner ({owner})")
+        try:
+            erased = await erase_case_keys(self._reads._js, case_id)
+        except NoKeyStore as exc:
+            raise _Refusal(409, str(exc)) from None
+        _log.info("reads.keys_erased", agency=agency, case_id=case_id, entries=erased)
+        return {"erased": erased}
+
+    async def _op_revoke_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Erase the wraps of the agencies the withdrawal at ``seq`` no longer covers."""
+        case_id, seq = _case_of(request), _int(request, "seq")
+        try:
+            raw = await self._reads._js.get_msg(self._reads.stream, seq=seq)
+        except nats.js.errors.NotFoundError:
+            raise _Refusal(404, f"no message at seq {seq}") from None
+        expected = f"{ROOT}.*.{BROADCAST}.consent.withdrawn.{case_id}".split(".")
+        tokens = (raw.subject or "").split(".")
+        if len(tokens) != len(expected) or any(
+            e not in ("*", t) for e, t in zip(expected, tokens, strict=True)
+        ):
+            raise _Refusal(409, f"seq {seq} is no consent.withdrawn of case {case_id}")
+        try:
+            withdrawal = decode(bytes(raw.data or b""), subject=raw.subject)
+        except ContractError as exc:
+            raise _Refusal(409, f"seq {seq} is no valid event: {exc}") from None
+        book = gate.fold_all(await self._case_events(f"{ROOT}.*.{BROADCAST}.*.*.{case_id}", seq))
+        lost = gate.lost_readers(book, seq, withdrawal.source)
+        revoked = await revoke_case_keys(self._reads._js, case_id, lost) if lost else []
+        _log.info("reads.keys_revoked", agency=agency, case_id=case_id, revoked=revoked)
+        return {"revoked": revoked}
+
+
+def _case_of(request: dict[str, Any]) -> str:
+    case_id = request.get("case")
+    if not isinstance(case_id, str) or not is_case_id(case_id):
+        raise _Refusal(400, "case must be a lintas case id")
+    return case_id
+
+
+# -- an agency's side ------------------------------------------------------------------------
+
+
+class ServiceReads:
+    """The reads, asked of the read service as ``agency``."""
+
+    def __init__(self, nc: Any, agency: str, *, timeout: float = 5.0) -> None:
+        if not is_agency_id(agency):
+            raise ValueError(f"{agency!r} is not an agency id")
+        self._nc = nc
+        self.agency = agency
+        self.timeout = timeout
+
+    async def _ask(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        subject = f"{READ_ROOT}.{self.agency}.{op}"
+        try:
+            with bus_errors(f"asking the read service ({subject})"):
+                reply = await self._nc.request(
+                    subject, json.dumps(request).encode(), timeout=self.timeout
+                )
+        except BusUnavailable as exc:
+            if isinstance(exc.__cause__, nats.errors.NoRespondersError):
+                raise BusUnavailable(
+                    f"no read service answers on {subject}: the platform runs it (`lintas up`, "
+                    "`lintas run reads`, or any embedded bus)"
+                ) from None
+            raise
+        try:
+            answer = json.loads(reply.data)
+        except ValueError:
+            raise BusUnavailable(f"the read service answered {subject} with non-JSON") from None
+        if not isinstance(answer, dict):
+            raise BusUnavailable(f"the read service answered {subject} with {answer!r}")
+        code = answer.get("code")
+        if code is None:
+            return answer
+        message = f"read service: {answer.get('error')}"
+        if code in (503, 500):
+            raise BusUnavailable(message)
+        raise ReadRefused(message)
+
+    async def head(self, case_id: str) -> CaseHead:
+        answer = await self._ask("head", {"case": case_id})
+        return CaseHead(
+            int(answer["seq"]),
+            answer.get("hash"),
+            answer.get("id"),
+            answer.get("subject") or "",
+            _unb64(answer["data"]) if answer.get("data") else b"",
+        )
+
+    async def message(self, seq: int) -> bytes:
+        answer = await self._ask("get", {"seq": seq})
+        return _unb64(answer["data"])
+
+    async def last_on(self, subject: str) -> tuple[int, str | None] | None:
+        answer = await self._ask("last", {"subject": subject})
+        seq = int(answer["seq"])
+        return None if seq == 0 else (seq, answer.get("msg_id"))
+
+    async def between(
+        self, subject_filter: str, first: int, last: int, limit: int
+    ) -> list[StoredMessage]:
+        found: list[StoredMessage] = []
+        cursor = first
+        while cursor <= last and len(found) < limit:
+            answer = await self._ask(
+                "range",
+                {
+                    "filter": subject_filter,
+                    "first": cursor,
+                    "last": last,
+                    "limit": limit - len(found),
+                },
+            )
+            messages: Sequence[dict[str, Any]] = answer.get("messages") or []
+            for item in messages:
+                found.append(StoredMessage(int(item["seq"]), item["subject"], _unb64(item["data"])))
+            if answer.get("complete", True) or not messages:
+                break
+            cursor = found[-1].seq + 1
+        return found
+
+    async def erase_keys(self, case_id: str) -> int:
+        """Have the platform erase the case's data keys (it checks the owner's
+        ``case.erased`` is on the log); return how many entries it erased."""
+        answer = await self._ask("erase-keys", {"case": case_id})
+        return int(answer.get("erased", 0))
+
+    async def revoke_keys(self, case_id: str, seq: int) -> list[str]:
+        """Have the platform erase the wraps the withdrawal at ``seq`` ends."""
+        answer = await self._ask("revoke-keys", {"case": case_id, "seq": seq})
+        return [str(a) for a in answer.get("revoked", [])]

@@ -1,0 +1,360 @@
+"""What the Publisher does for a child's data, around each publish.
+
+Before (every attempt, against the case's head, so the decision holds atomically with the
+publish: a consent withdrawn after the head moved it, and JetStream refuses the publish)::
+
+    consent.* and case.erased     must be addressed to 'all' (every agency's gate needs them)
+    the gate                      consent covering scope and target, nothing personal for an
+                                  erased case (lintas.contracts.gate)
+    minimisation                  only declared fields to a partner abroad
+    case.erased                   only by the case's owner
+    consent.withdrawn             'notified' = every agency that received the case's data
+    sealing                       plaintext personal fields sealed with the case's data key
+                                  (made now, for this agency alone, if the case has none)
+
+After the event is stored (again on a retried publish, so a retry completes it)::
+
+    consent.recorded / overridden   the data key wrapped for the agencies it covers
+    consent.withdrawn               the wraps of agencies it no longer covers erased
+    case.erased                     every data key of the case erased
+
+The case's consent book is folded from its broadcast events, read from the stream and
+cached per case: up to the head a publish was decided on, then past the event it stored
+(which JetStream put right after that head). A publish reads the stream for it only when
+more than the head came in since; the head itself is already at hand.
+
+Where it reads, and who changes the key store, follows the Publisher's ``reads``:
+
+* none (this client reads the stream: the platform, tests, a bus without permissions):
+  the case's events on the stream, and the key store's erasures and revocations made
+  here;
+* :class:`~lintas.infra.reads.ServiceReads` (an agency on a bus with permissions): what
+  the read service discloses to the agency, no more. The consent book needs only the
+  case's broadcasts, which every agency may read, and the head's body comes only when the
+  head is one of them (or the agency's own, or addressed to it); a head the agency may not
+  read is no broadcast, so it changes no book. The owner check of ``case.erased`` and the
+  ``notified`` list of ``consent.withdrawn`` see the case's events the agency may read.
+  Erasing and revoking keys are asked of the read service, which does them as the
+  platform once it finds on the log the event that calls for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lintas.contracts import (
+    BROADCAST,
+    ContractError,
+    Event,
+    GateRefused,
+    case_filter,
+    decode,
+)
+from lintas.contracts import gate as gate_rules
+from lintas.contracts.agencies import is_partner_abroad
+from lintas.contracts.families import case, consent
+from lintas.infra.casekeys import (
+    CaseKeys,
+    NoExchangeKey,
+    NotAKeyHolder,
+    erase_case_keys,
+    revoke_case_keys,
+)
+from lintas.infra.reads import DirectReads, ReadRefused, ServiceReads, StreamReads
+from lintas.infra.sealing import seal_data
+
+from ._wire import CaseHead, bus
+
+__all__ = ["NotAuthorised", "Privacy"]
+
+_BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
+_KEYED = frozenset({"consent.recorded", "consent.overridden"})
+
+
+class NotAuthorised(GateRefused):
+    """An agency that may not do this for the case (erase it, unless it owns it)."""
+
+
+def _broadcasts(case_id: str) -> str:
+    return f"lintas.*.{BROADCAST}.*.*.{case_id}"
+
+
+def _folded(
+    book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
+) -> gate_rules.ConsentBook:
+    if subject.split(".")[2:3] != [BROADCAST]:
+        return book  # only broadcast consents count, and only they are read
+    try:
+        event = decode(body, subject=subject)
+    except ContractError:
+        return book  # every consumer quarantines it: no gate counts it
+    return gate_rules.fold(book, event, seq)
+
+
+class Privacy:
+    """The consent gate, minimisation, sealing and key handling of one agency's Publisher.
+
+    ``keys`` is the agency's access to the case key store; without it, the Publisher can
+    publish nothing that carries or grants a child's data (it says so)."""
+
+    def __init__(
+        self,
+        js: Any,
+        agency: str,
+        stream: str,
+        keys: CaseKeys | None,
+        *,
+        reads: StreamReads | None = None,
+        cached_cases: int = 4096,
+    ) -> None:
+        if keys is not None and keys.agency != agency:
+            raise ValueError(f"{keys.agency}'s case keys cannot serve {agency}'s Publisher")
+        self._js = js
+        self.agency = agency
+        self.stream = stream
+        self.keys = keys
+        self._reads: StreamReads = reads or DirectReads(js, stream)
+        # Through the read service: only what it discloses, and key erasure asked of it.
+        self._service = reads if isinstance(reads, ServiceReads) else None
+        self._cached = cached_cases
+        self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int]] = OrderedDict()
+
+    # -- reading the case ------------------------------------------------------------------
+
+    async def _walk(
+        self, subject_filter: str, first: int, last: int, what: str
+    ) -> AsyncIterator[tuple[int, bytes, str]]:
+        cursor = first
+        while cursor <= last:
+            with bus(what):
+                batch = await self._reads.between(subject_filter, cursor, last, 256)
+            if not batch:
+                return
+            for found in batch:
+                if found.seq > last or found.seq < cursor:
+                    return
+                yield found.seq, found.data, found.subject
+            cursor = batch[-1].seq + 1
+
+    async def book(
+        self, case_id: str, head: int, what: str, last: CaseHead | None = None
+    ) -> gate_rules.ConsentBook:
+        """The case's consent book as of stream sequence ``head`` (its last event, ``last``
+        when at hand)."""
+        book, read = self._books.pop(case_id, (gate_rules.ConsentBook(), 0))
+        if read > head:  # cannot happen on an append-only stream; start over rather than guess
+            book, read = gate_rules.ConsentBook(), 0
+        if last is not None and last.seq == head and read == head - 1:
+            book = _folded(book, head, last.body, last.subject)  # only the head is new
+        else:
+            async for seq, body, subject in self._walk(
+                _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
+            ):
+                book = _folded(book, seq, body, subject)
+        self._keep(case_id, book, max(read, head))
+        return book
+
+    def _keep(self, case_id: str, book: gate_rules.ConsentBook, read: int) -> None:
+        self._books[case_id] = (book, read)
+        self._books.move_to_end(case_id)
+        while len(self._books) > self._cached:
+            self._books.popitem(last=False)
+
+    def stored(self, event: Event, head: CaseHead, seq: int) -> None:
+        """``event`` was stored at ``seq`` right after ``head`` (the publish that held only
+        if ``head`` was still the case's last event): the cached book moves past it."""
+        cached = self._books.get(event.case_id)
+        if cached is not None and cached[1] == head.seq and seq == head.seq + 1:
+            self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq)
+
+    def _case_filters(self, case_id: str) -> list[str]:
+        """The case's events this Publisher may read: all of them on the stream, or through
+        the read service those from, to, or broadcast by anyone to, this agency."""
+        if self._service is None:
+            return [case_filter(case_id)]
+        return [
+            f"lintas.{self.agency}.*.*.*.{case_id}",
+            f"lintas.*.{self.agency}.*.*.{case_id}",
+            _broadcasts(case_id),
+        ]
+
+    async def _case_events(self, case_id: str, head: int, what: str) -> list[Event]:
+        found: dict[int, tuple[bytes, str]] = {}
+        for subject_filter in self._case_filters(case_id):
+            async for seq, body, subject in self._walk(
+                subject_filter, 1, head, f"{what}: reading case {case_id}"
+            ):
+                found[seq] = (body, subject)
+        events = []
+        for seq in sorted(found):
+            body, subject = found[seq]
+            try:
+                events.append(decode(body, subject=subject))
+            except ContractError:
+                continue
+        return events
+
+    # -- before ------------------------------------------------------------------------------
+
+    async def prepare(self, event: Event, head: CaseHead, what: str) -> Event:
+        """The event as it may be published on top of ``head``; raises what refuses it."""
+        if event.type in _BROADCAST_ONLY and event.target != BROADCAST:
+            raise ContractError(
+                f"is addressed to {event.target}; it must go to everyone ('all'), since every "
+                "agency's consent gate needs it",
+                event_type=event.type,
+                field="target",
+            )
+        personal = gate_rules.carries_personal(event)
+        needed = gate_rules.requirement(event.type, event.target, personal)
+        if personal or needed is not None or event.type in _BROADCAST_ONLY:
+            book = await self.book(event.case_id, head.seq, what, head)
+            refused = gate_rules.refusal(
+                book, event.type, event.source, event.target, personal=personal
+            )
+            if refused is not None:
+                if book.erased() and self.keys is not None:
+                    # Anything made before we saw it (best effort: the erasure's own
+                    # publisher erased them already, and the refusal is what matters).
+                    with contextlib.suppress(ReadRefused):
+                        await self._erase_keys(event.case_id, what)
+                raise refused
+        present = [k for k, v in event.envelope.data.items() if v is not None]
+        refused_abroad = gate_rules.border_refusal(
+            event.type, event.envelope.dataversion, present, event.target
+        )
+        if refused_abroad is not None:
+            raise refused_abroad
+        if isinstance(event.data, case.CaseErasedV1):
+            await self._may_erase(event, head, what)
+        if isinstance(event.data, consent.ConsentWithdrawnV2):
+            event = await self._with_notified(event, head, what)
+        if event.type in _KEYED:
+            await self._can_grant(event)
+        return await self._sealed(event, head)
+
+    async def _may_erase(self, event: Event, head: CaseHead, what: str) -> None:
+        if head.seq == 0:
+            return  # nothing of the case yet: nothing to erase, and no owner to ask
+        owner = gate_rules.owner_of(await self._case_events(event.case_id, head.seq, what))
+        if owner is None:
+            raise NotAuthorised(
+                f"case.erased from {self.agency}: no case.opened or case.assigned of case "
+                f"{event.case_id} that {self.agency} may read names it the owner, and only "
+                "the case's owner may erase it"
+            )
+        if owner != self.agency:
+            raise NotAuthorised(
+                f"case.erased from {self.agency}: only the case's owner ({owner}) may erase "
+                f"case {event.case_id}"
+            )
+
+    async def _with_notified(self, event: Event, head: CaseHead, what: str) -> Event:
+        data = event.data
+        assert isinstance(data, consent.ConsentWithdrawnV2)
+        book = await self.book(event.case_id, head.seq, what, head)
+        received = {
+            e.target
+            for e in await self._case_events(event.case_id, head.seq, what)
+            if e.target != BROADCAST
+        }
+        covered = {
+            agency for g in book.grants if g.consent_id == data.consent_id for agency in g.agencies
+        }
+        # Who was given the case's data key: the agency that made it, and every agency a
+        # grant to read named (read from the book, not by listing the key store, which an
+        # agency may not do).
+        keyed = {a for g in book.grants if g.scopes & gate_rules.READ_SCOPES for a in g.agencies}
+        creator = await self.keys.creator(event.case_id) if self.keys is not None else None
+        holders = {a for a in keyed if not is_partner_abroad(a)}
+        if creator is not None:
+            holders.add(creator)
+        told = (received | covered | holders | set(data.notified or ())) - {self.agency}
+        notified = sorted(told)
+        doc = {**event.envelope.data, "notified": notified}
+        return Event(
+            event.envelope.model_copy(update={"data": doc}),
+            data.model_copy(update={"notified": notified}),
+        )
+
+    async def _can_grant(self, event: Event) -> None:
+        data = event.data
+        assert isinstance(data, consent.ConsentRecordedV1 | consent.ConsentOverriddenV2)
+        # Partners abroad never get the key: a consent naming only them (and this agency)
+        # gives it to no one, and needs no key here.
+        readers = {a for a in data.agencies if not is_partner_abroad(a)} - {self.agency}
+        if not set(data.scopes) & gate_rules.READ_SCOPES or not readers:
+            return
+        if self.keys is None:
+            raise NotAKeyHolder(
+                f"{event.type} gives {', '.join(sorted(readers))} the case's data key: publish "
+                "it through a Publisher holding the agency's case keys"
+            )
+        missing = self.keys.missing_recipients(readers)
+        if missing:
+            raise NoExchangeKey(
+                f"{event.type}: no X25519 public key is known for {', '.join(missing)}, so "
+                "the case's data key cannot reach them (`lintas keys init AGENCY` there, "
+                "then `lintas keys publish`)"
+            )
+        if await self.keys.holds(event.case_id) is False:
+            raise NotAKeyHolder(
+                f"{event.type} from {self.agency}: case {event.case_id}'s data key is held by "
+                "other agencies; a consent is recorded by an agency that holds it (the one "
+                "that opened the case, or one a consent already covers)"
+            )
+
+    async def _sealed(self, event: Event, head: CaseHead) -> Event:
+        clear = event.data.clear_fields()
+        if not clear:
+            return event
+        if self.keys is None:
+            raise NotAKeyHolder(
+                f"{event.type} carries personal data ({', '.join(clear)}), which is sealed "
+                "with the case's data key: publish it through a Publisher holding the "
+                "agency's case keys"
+            )
+        gen, key = await self.keys.sealing_key(event.case_id, new_case=head.seq == 0)
+        data = seal_data(event.data, key, gen, case_id=event.case_id)
+        doc = data.model_dump(mode="json", exclude_none=True)
+        return Event(event.envelope.model_copy(update={"data": doc}), data)
+
+    # -- after -------------------------------------------------------------------------------
+
+    async def _erase_keys(self, case_id: str, what: str) -> None:
+        self._books.pop(case_id, None)
+        if self.keys is not None:
+            self.keys.forget(case_id)
+        with bus(f"{what}: erasing the keys of case {case_id}"):
+            if self._service is not None:
+                await self._service.erase_keys(case_id)
+            else:
+                await erase_case_keys(self._js, case_id)
+
+    async def after(self, event: Event, seq: int, what: str) -> None:
+        """Grant, revoke or erase data keys as the stored event says (idempotent)."""
+        data = event.data
+        case_id = event.case_id
+        if isinstance(data, case.CaseErasedV1):
+            await self._erase_keys(case_id, what)
+            return
+        if event.type not in gate_rules.CONSENT_TYPES:
+            return
+        book = await self.book(case_id, seq, what)
+        if isinstance(data, consent.ConsentWithdrawnV2):
+            lost = gate_rules.lost_readers(book, seq, self.agency)
+            if lost:
+                with bus(f"{what}: revoking data keys of case {case_id}"):
+                    if self._service is not None:
+                        await self._service.revoke_keys(case_id, seq)
+                    else:
+                        await revoke_case_keys(self._js, case_id, lost)
+            return
+        if self.keys is None or book.erased():
+            return
+        grant = next((g for g in book.grants if g.seq == seq), None)
+        if grant is not None and grant.scopes & gate_rules.READ_SCOPES:
+            await self.keys.grant(case_id, grant.agencies & book.readers())

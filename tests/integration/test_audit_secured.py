@@ -1,0 +1,35 @@
+"""The auditors' commands on the embedded default, where authorization is on: the auditor
+may read the log but create no consumer, so the whole log is read by direct gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lintas.demo import PATHWAYS, run_demo
+from lintas.infra.credentials import uses_credentials
+from lintas.infra.settings import Settings
+
+from .test_audit_support import cli
+
+pytestmark = pytest.mark.nats
+
+
+async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = await run_demo(settings, len(PATHWAYS), timeout_s=120)
+    assert uses_credentials(settings, "auditor")  # the demo's bus: authorization on
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("LINTAS_NATS_URL", raising=False)
+    capsys.readouterr()
+    assert await cli("verify") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{result.events} events of {len(PATHWAYS)} cases" in out, out
+    assert await cli("replay", "--database", f"sqlite:///{tmp_path / 'r.db'}") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{result.events} applied, 0 skipped" in out, out

@@ -1,0 +1,345 @@
+"""A child's data on a real bus: the consent gate at both ends, withdrawal, sealing, and
+minimisation across the border (erasure: test_erasure.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+from rich.console import Console
+from sqlmodel import Session
+from structlog.testing import capture_logs
+
+from lintas.cli._dlq import dlq_retry
+from lintas.consumers import Databases, attach_agency, create_broker, load_worklist
+from lintas.consumers.casefile import NOT_SHARED, read_case_file
+from lintas.consumers.worklist import NOTICE
+from lintas.contracts import (
+    BROADCAST,
+    ConsentMissing,
+    NotForAbroad,
+    Sealed,
+    build_data,
+    decode,
+    encode,
+    make_event,
+    new_case_id,
+)
+from lintas.contracts.families.case import ChildIdentity
+from lintas.infra.casekeys import NotAKeyHolder, case_keys_stream
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.exchange import load_exchange_key
+from lintas.infra.keys import Signer, Verifier, load_registry
+from lintas.infra.platform import declare_platform
+from lintas.infra.quarantine import QuarantineEntry, list_entries
+from lintas.infra.sealing import SealBroken, open_field, seal_data, unwrap_key
+from lintas.infra.settings import Settings
+from lintas.infra.topology import agency_consumer, agency_sent_consumer, record_consumer
+from lintas.producers import Publisher
+
+from .helpers import T0, Applied, consent, signed
+
+pytestmark = pytest.mark.nats
+
+CHILD = {
+    "full_name": "Putri Kinanti-PRIVACY-TEST",
+    "birth_date": "2016-04-09",
+    "mother_name": "Sumiati-PRIVACY-TEST",
+    "address": "Dusun Krajan RT 03-PRIVACY-TEST",
+}
+OPENED = {
+    "situation": "undocumented_abroad",
+    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "risk_level": "high",
+    "child": CHILD,
+}
+REFERRAL = {"referral_id": "ref-1", "service": "shelter"}
+
+
+@asynccontextmanager
+async def consumers(
+    url: str, settings: Settings, agencies: Sequence[str], applied: Applied
+) -> AsyncIterator[Databases]:
+    """The agencies' consumers (verifying signatures), until the block ends."""
+    databases = Databases(settings)
+    broker = create_broker(url)
+    verifier = Verifier(load_registry(settings))
+    for agency in agencies:
+        attach_agency(broker, databases, settings, agency, on_commit=[applied], verifier=verifier)
+    await broker.start()
+    try:
+        yield databases
+    finally:
+        await broker.stop()
+
+
+async def _declare(js: JetStreamContext, settings: Settings, agencies: Sequence[str]) -> None:
+    specs = [record_consumer()]
+    for agency in agencies:
+        specs += [agency_consumer(agency), agency_sent_consumer(agency)]
+    await declare_platform(js, settings, specs)
+
+
+async def _messages(js: JetStreamContext, settings: Settings) -> int:
+    return int((await js.stream_info(settings.stream)).state.messages)
+
+
+async def _raw_publish(js: JetStreamContext, settings: Settings, event: Any) -> int:
+    """What a client bypassing the Publisher does: a valid, signed envelope straight onto
+    the subject, no gate (no chain either; the consumer does not check it)."""
+    envelope = Signer.load(settings, event.source).sign(event.envelope)
+    ack = await js.publish(
+        envelope.nats_subject,
+        encode(envelope),
+        stream=settings.stream,
+        headers={"Nats-Msg-Id": envelope.id},
+    )
+    return int(ack.seq)
+
+
+def _quarantined(entries: Sequence[QuarantineEntry], consumer: str) -> dict[int, str]:
+    return {e.stream_seq: e.reason for e in entries if e.consumer == consumer}
+
+
+def _worklist(databases: Databases, agency: str) -> list[Any]:
+    engine, _ = databases.for_consumer(f"worklist-{agency}")
+    with Session(engine) as session:
+        return load_worklist(session, agency)
+
+
+# -- the gate at both ends ----------------------------------------------------------------
+
+
+async def test_a_referral_without_consent_is_refused_by_the_publisher_and_the_consumer(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await _declare(js, settings, ["kemensos"])
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    case_id = new_case_id()
+    await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
+
+    # 1. The Publisher refuses, and nothing reaches the stream.
+    before = await _messages(js, settings)
+    with pytest.raises(ConsentMissing, match="scope 'services' covering kemensos"):
+        await kp2mi.publish("referral.requested", REFERRAL, case_id=case_id, target="kemensos")
+    assert await _messages(js, settings) == before
+
+    # 2. A client that bypasses the Publisher: signed, valid, and quarantined by the
+    #    receiving agency's consumer, which applies what follows.
+    bypass = make_event(
+        build_data("referral.requested", REFERRAL),
+        source="kp2mi",
+        target="kemensos",
+        case_id=case_id,
+        time=T0,
+    )
+    bypassed = await _raw_publish(js, settings, bypass)
+    await consent(kemlu, case_id, ["kp2mi", "kemensos"], at=T0)
+    # 3. With the consent recorded, the same referral (a new one) passes both ends.
+    later = await kp2mi.publish(
+        "referral.requested",
+        {**REFERRAL, "referral_id": "ref-2"},
+        case_id=case_id,
+        target="kemensos",
+    )
+
+    applied = Applied()
+    async with consumers(nats_server.url, settings, ["kemensos"], applied) as databases:
+        await applied.wait_for(2)  # the consent and the later referral, in stream order
+        items = _worklist(databases, "kemensos")
+    databases.dispose()
+    assert later.stream_seq in {seq for seq, _ in applied.events}
+    assert bypassed not in {seq for seq, _ in applied.events}
+    reasons = _quarantined([e async for e in list_entries(js, settings)], "agency-kemensos")
+    assert list(reasons) == [bypassed]
+    assert "needs consent for scope 'services' covering kemensos" in reasons[bypassed]
+    assert [(i.request_id, i.status) for i in items] == [("ref-2", "requested")]
+
+    # Retrying it changes nothing: the consent came after it, and covers only what follows.
+    console = Console(record=True, width=200)
+    assert await dlq_retry(console, js, settings, None) == 1
+    assert "still refused by the consent gate" in console.export_text()
+    assert [e.stream_seq async for e in list_entries(js, settings)] == [bypassed]
+
+
+# -- withdrawal -----------------------------------------------------------------------------
+
+
+async def test_withdrawal_stops_sharing_at_once_and_notifies_every_agency_that_received_data(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    agencies = ["kp2mi", "kemensos", "kemenpppa"]
+    await _declare(js, settings, agencies)
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    case_id = new_case_id()
+    await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
+    await consent(kemlu, case_id, agencies, at=T0)
+    notes = {**REFERRAL, "notes": "sleeps badly-PRIVACY-TEST"}
+    await kp2mi.publish("referral.requested", notes, case_id=case_id, target="kemensos")
+    kemensos_keys = signed(js, settings, "kemensos").privacy.keys
+    assert kemensos_keys is not None
+    assert await kemensos_keys.data_key(case_id) is not None  # the consent gave it the key
+
+    withdrawn = await kemlu.publish(
+        "consent.withdrawn",
+        {"consent_id": "consent-1", "reason": "the mother asked"},
+        case_id=case_id,
+        target=BROADCAST,
+    )
+    # Told: every agency that received the case's data (addressed, or given the key).
+    assert withdrawn.event.envelope.data["notified"] == ["kemenpppa", "kemensos", "kp2mi"]
+    # At once: kp2mi's Publisher read the case's consents a moment ago, and still refuses.
+    with pytest.raises(ConsentMissing, match="the consent that covered it was withdrawn"):
+        await kp2mi.publish(
+            "referral.requested",
+            {**REFERRAL, "referral_id": "ref-2"},
+            case_id=case_id,
+            target="kemensos",
+        )
+    # The key store no longer gives kemensos (or anyone it covered) the case's data key.
+    assert await kemensos_keys.data_key(case_id) is None
+    assert await kp2mi.privacy.keys.data_key(case_id) is None  # type: ignore[union-attr]
+    assert await kemlu.privacy.keys.data_key(case_id) is not None  # type: ignore[union-attr]
+
+    applied = Applied()
+    async with consumers(nats_server.url, settings, agencies, applied) as databases:
+        await applied.wait_for(9)  # kp2mi 3 in, 1 sent; kemensos 3; kemenpppa 2
+        notices = {a: [i for i in _worklist(databases, a) if i.handoff == NOTICE] for a in agencies}
+        engine, _ = databases.for_consumer("worklist-kemensos")
+        shown = await read_case_file(engine, "kemensos", case_id, kemensos_keys)
+    databases.dispose()
+    for agency in agencies:
+        [notice] = notices[agency]
+        assert (notice.requester, notice.request_id, notice.status) == (
+            "kemlu",
+            "~consent-1",
+            "requested",
+        )
+    assert [(f.event_type, f.field, f.access) for f in shown] == [
+        ("referral.requested", "notes", NOT_SHARED),
+        ("consent.withdrawn", "reason", NOT_SHARED),
+    ]
+    assert all("PRIVACY-TEST" not in f.shown() for f in shown)
+
+
+# -- sealing: who can read -----------------------------------------------------------------
+
+
+async def test_an_agency_outside_the_consent_cannot_decrypt_and_sees_not_shared_with_you(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await _declare(js, settings, ["kemensos"])
+    kemlu = signed(js, settings, "kemlu")
+    case_id = new_case_id()
+    # An intake addressed to kemensos (no consent needed to open a case), but the parent's
+    # consent covers kp2mi only.
+    opened = await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kemensos")
+    await consent(kemlu, case_id, ["kp2mi"])
+    stored = decode((await js.get_msg(settings.stream, opened.stream_seq)).data or b"")
+    assert isinstance(stored.data.child, Sealed)
+    for value in CHILD.values():
+        assert value.encode() not in (await js.get_msg(settings.stream, opened.stream_seq)).data
+
+    kp2mi_keys = signed(js, settings, "kp2mi").privacy.keys
+    kemensos_keys = signed(js, settings, "kemensos").privacy.keys
+    assert kp2mi_keys is not None
+    assert kemensos_keys is not None
+    kp2mi_key = await kp2mi_keys.data_key(case_id)
+    assert kp2mi_key is not None
+    assert open_field(stored.data, "child", {1: kp2mi_key}, case_id=case_id) == ChildIdentity(
+        **CHILD
+    )
+    # kemensos holds no wrap, and kp2mi's wrap does not open with kemensos's private key.
+    assert await kemensos_keys.data_key(case_id) is None
+    wrapped = await js.get_msg(
+        case_keys_stream(), subject=f"$KV.LINTAS_CASE_KEYS.{case_id}.1.kp2mi"
+    )
+    with pytest.raises(SealBroken):
+        unwrap_key(
+            json.loads(wrapped.data or b""),
+            load_exchange_key(settings, "kemensos"),
+            case_id=case_id,
+            gen=1,
+            agency="kp2mi",
+        )
+
+    applied = Applied()
+    with capture_logs() as logs:
+        async with consumers(nats_server.url, settings, ["kemensos"], applied) as databases:
+            await applied.wait_for(2)
+            engine, _ = databases.for_consumer("worklist-kemensos")
+            [field] = await read_case_file(engine, "kemensos", case_id, kemensos_keys)
+            [own] = await read_case_file(engine, "kemensos", case_id, None)  # no keys at all
+        databases.dispose()
+    assert (field.event_type, field.field, field.access, field.value) == (
+        "case.opened",
+        "child",
+        NOT_SHARED,
+        None,
+    )
+    assert field.ciphertext == stored.data.child.ct
+    assert field.shown().startswith("[not shared with you] ")
+    assert own.access == NOT_SHARED
+    assert not [e for e in logs if e.get("log_level") == "error"]
+
+
+# -- minimisation across the border --------------------------------------------------------
+
+
+async def test_only_declared_fields_go_to_a_partner_abroad_at_both_ends(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
+) -> None:
+    await _declare(js, settings, ["my-jkm"])
+    kemlu = signed(js, settings, "kemlu")
+    case_id = new_case_id()
+    await kemlu.publish("case.opened", {**OPENED, "child": None}, case_id=case_id, target="kp2mi")
+    await consent(kemlu, case_id, ["my-jkm"], scopes=["services"])
+    with_notes = {**REFERRAL, "notes": "the mother's phone-PRIVACY-TEST"}
+    before = await _messages(js, settings)
+    with pytest.raises(NotForAbroad, match="carries notes, not declared for cross-border"):
+        await kemlu.publish("referral.requested", with_notes, case_id=case_id, target="my-jkm")
+    assert await _messages(js, settings) == before
+    # The partner never gets the case's data key either.
+    jkm_keys = signed(js, settings, "my-jkm").privacy.keys
+    assert jkm_keys is not None
+    assert await jkm_keys.data_key(case_id) is None
+
+    # Bypassing the Publisher: sealed notes, signed by kemlu; the partner quarantines it.
+    kemlu_keys = kemlu.privacy.keys
+    assert kemlu_keys is not None
+    gen, key = await kemlu_keys.sealing_key(case_id)
+    sealed = seal_data(build_data("referral.requested", with_notes), key, gen, case_id=case_id)
+    bypassed = await _raw_publish(
+        js, settings, make_event(sealed, source="kemlu", target="my-jkm", case_id=case_id)
+    )
+    fine = await kemlu.publish("referral.requested", REFERRAL, case_id=case_id, target="my-jkm")
+
+    applied = Applied()
+    async with consumers(nats_server.url, settings, ["my-jkm"], applied) as databases:
+        await applied.wait_for(2)  # the consent and the referral without notes
+        items = _worklist(databases, "my-jkm")
+    databases.dispose()
+    reasons = _quarantined([e async for e in list_entries(js, settings)], "agency-my-jkm")
+    assert list(reasons) == [bypassed]
+    assert "carries notes, not declared for cross-border sharing" in reasons[bypassed]
+    assert "PRIVACY-TEST" not in reasons[bypassed]
+    assert [(i.request_id, i.status) for i in items] == [("ref-1", "requested")]
+    assert fine.stream_seq > bypassed
+
+
+async def test_a_publisher_without_case_keys_shares_no_child_data(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    await declare_platform(js, settings, [])
+    bare = Publisher(js, "kemlu", stream=settings.stream)
+    before = await _messages(js, settings)
+    with pytest.raises(NotAKeyHolder, match="carries personal data \\(child\\)"):
+        await bare.publish("case.opened", OPENED, case_id=new_case_id(), target="kp2mi")
+    with pytest.raises(NotAKeyHolder, match="gives kp2mi the case's data key"):
+        await consent(bare, new_case_id(), ["kp2mi"])
+    assert await _messages(js, settings) == before

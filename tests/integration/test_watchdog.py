@@ -1,0 +1,506 @@
+"""The deadline watchdog on a real nats-server and a real database: overdue notices and
+escalations fire once, at the right logical time, across restarts and two replicas.
+
+Time is a ManualClock: a deadline days away passes by setting the clock; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+from sqlmodel import Session
+
+from lintas.consumers import Databases, Watchdog, attach_watchdog, create_broker, watchdog_ticker
+from lintas.consumers.watchdog import load_deadlines
+from lintas.contracts import Event, decode, new_case_id
+from lintas.contracts import gate as gate_rules
+from lintas.infra.clock import ManualClock
+from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.keys import Verifier, load_registry
+from lintas.infra.platform import declare_platform
+from lintas.infra.settings import Settings
+from lintas.infra.topology import watchdog_consumer
+from lintas.producers import Publisher
+
+from .helpers import T0, Applied, consent, signed
+
+pytestmark = pytest.mark.nats
+
+DUE = T0 + timedelta(days=2)  # the referral's own due date
+ESCALATE = DUE + timedelta(days=3)  # settings.escalate_referral below
+
+
+@pytest.fixture
+def deadline_settings(settings: Settings, database_url: str | None) -> Settings:
+    # Odd durations, so that no test passes by matching a default.
+    return settings.model_copy(
+        update={
+            "database_url": database_url,
+            "due_document": timedelta(days=5),
+            "escalate_referral": timedelta(days=3),
+            "escalate_document": timedelta(days=4),
+            "escalate_rehabilitation": timedelta(hours=30),
+            "due_rehabilitation": timedelta(days=1),
+        }
+    )
+
+
+@dataclasses.dataclass
+class Replica:
+    """One watchdog process: its consumer (on its own broker) and its ticker."""
+
+    ticker: Watchdog
+    applied: Applied
+    stop: Any
+
+
+class Platform:
+    def __init__(self, url: str, js: JetStreamContext, settings: Settings) -> None:
+        self.url, self.js, self.settings = url, js, settings
+        self.kemlu = signed(js, settings, "kemlu")
+        self.kp2mi = signed(js, settings, "kp2mi")
+        self.kemenpppa = signed(js, settings, "kemenpppa")
+        self.dukcapil = signed(js, settings, "dukcapil")
+        self.kemensos = signed(js, settings, "kemensos")
+        self.watchdog = signed(js, settings, "watchdog")
+        self.clock = ManualClock(T0)
+        self.replicas: list[Replica] = []
+
+    async def start(
+        self,
+        settings: Settings | None = None,
+        *,
+        durable: str = "watchdog",
+        applied: Applied | None = None,
+    ) -> Replica:
+        """``applied``: shared by replicas of one durable, which apply different batches."""
+        settings = settings or self.settings
+        databases = Databases(settings)
+        broker = create_broker(self.url)
+        applied = applied or Applied()
+        attach_watchdog(
+            broker,
+            databases,
+            settings,
+            on_commit=[applied],
+            verifier=Verifier(load_registry(self.settings)),
+            spec=watchdog_consumer(durable),
+        )
+        await broker.start()
+        # Each replica publishes on its own connection, as separate processes would.
+        import nats
+
+        nc = await nats.connect(self.url)
+        publisher = Publisher(
+            nc.jetstream(),
+            "watchdog",
+            stream=settings.stream,
+            signer=self.watchdog.signer,
+        )
+        ticker = watchdog_ticker(databases, settings, publisher, clock=self.clock, consumer=durable)
+
+        async def stop() -> None:
+            await broker.stop()
+            await nc.close()
+            databases.dispose()
+
+        replica = Replica(ticker, applied, stop)
+        self.replicas.append(replica)
+        return replica
+
+    async def stop(self, replica: Replica) -> None:
+        await replica.stop()
+        self.replicas.remove(replica)
+
+    async def open_case(self) -> str:
+        case_id = new_case_id()
+        await self.kemlu.publish(
+            "case.opened",
+            {
+                "situation": "undocumented_abroad",
+                "location": {"country": "MY", "subdivision": "MY-12"},
+                "jurisdiction": {"country": "MY"},
+                "risk_level": "high",
+            },
+            case_id=case_id,
+            target="kp2mi",
+            time=T0 - timedelta(hours=1),
+        )
+        # The parent's consent to the hand-offs these tests make (the consent gate's).
+        await consent(
+            self.kemlu,
+            case_id,
+            ["kp2mi", "kemenpppa", "dukcapil", "kemensos"],
+            at=T0 - timedelta(minutes=30),
+        )
+        return case_id
+
+    async def refer(self, case_id: str, referral_id: str = "ref-psy") -> None:
+        await self.kp2mi.publish(
+            "referral.requested",
+            {
+                "referral_id": referral_id,
+                "service": "psychosocial_assessment",
+                "due": DUE.isoformat(),
+            },
+            case_id=case_id,
+            target="kemenpppa",
+            time=T0,
+        )
+
+    async def events(self) -> list[tuple[int, Event, bytes]]:
+        info = await self.js.stream_info(self.settings.stream)
+        found = []
+        for seq in range(1, info.state.last_seq + 1):
+            raw = await self.js.get_msg(self.settings.stream, seq)
+            found.append((seq, decode(raw.data or b"", subject=raw.subject), raw.data or b""))
+        return found
+
+    async def notices(self) -> list[Event]:
+        return [e for _, e, _ in await self.events() if e.source == "watchdog"]
+
+
+@pytest.fixture
+async def platform(
+    nats_server: EmbeddedNats, js: JetStreamContext, deadline_settings: Settings
+) -> AsyncIterator[Platform]:
+    await declare_platform(js, deadline_settings, [watchdog_consumer()])
+    platform = Platform(nats_server.url, js, deadline_settings)
+    try:
+        yield platform
+    finally:
+        for replica in list(platform.replicas):
+            await platform.stop(replica)
+
+
+async def _stream_len(platform: Platform) -> int:
+    return int((await platform.js.stream_info(platform.settings.stream)).state.last_seq)
+
+
+async def _caught_up(platform: Platform, replica: Replica) -> None:
+    """Until the replica's projection has applied everything in the stream."""
+    await replica.applied.wait_for_seq(await _stream_len(platform))
+
+
+def _types(notices: list[Event]) -> list[str]:
+    return [n.type for n in notices]
+
+
+async def test_overdue_then_escalation_fire_once_at_their_logical_time(
+    platform: Platform,
+) -> None:
+    replica = await platform.start()
+    case_id = await platform.open_case()
+    await platform.refer(case_id)
+    await _caught_up(platform, replica)
+
+    platform.clock.set(DUE - timedelta(seconds=1))
+    assert (await replica.ticker.tick()).published == []
+
+    platform.clock.set(DUE)
+    tick = await replica.ticker.tick()
+    assert [(kind, key) for kind, key, _ in tick.published] == [
+        ("overdue", (case_id, "kp2mi", "ref-psy"))
+    ]
+    # Ticking again at once, before the consumer has even seen the notice: nothing more.
+    platform.clock.advance(timedelta(hours=1))
+    assert (await replica.ticker.tick()).published == []
+    await _caught_up(platform, replica)
+    assert (await replica.ticker.tick()).published == []
+
+    platform.clock.set(ESCALATE - timedelta(seconds=1))
+    assert (await replica.ticker.tick()).published == []
+    platform.clock.set(ESCALATE)
+    assert [k for k, _, _ in (await replica.ticker.tick()).published] == ["escalate"]
+    await _caught_up(platform, replica)
+    platform.clock.advance(timedelta(days=30))
+    assert (await replica.ticker.tick()).published == []
+
+    overdue, escalated = await platform.notices()
+    assert (overdue.type, overdue.target, overdue.time) == ("referral.overdue", "kemenpppa", DUE)
+    assert overdue.data.model_dump() == {
+        "referral_id": "ref-psy",
+        "requester": "kp2mi",
+        "due": DUE,
+        "escalates_at": ESCALATE,
+    }
+    assert (escalated.type, escalated.target, escalated.time) == (
+        "oversight.escalated",
+        "kpai",
+        ESCALATE,
+    )
+    data = escalated.data.model_dump()
+    assert data["concern"] == "overdue_handoff"
+    assert data["overdue"] == {
+        "handoff": "referral",
+        "request_id": "ref-psy",
+        "requester": "kp2mi",
+        "asked": "kemenpppa",
+        "due": DUE,
+    }
+    # Nothing of the child: no reason (v3 needs none when ``overdue`` names the hand-off),
+    # so the watchdog, which holds no case key, seals nothing and no consent is needed.
+    assert escalated.envelope.dataversion == 3
+    assert data["reason"] is None
+    assert "reason" not in escalated.envelope.data
+    assert not gate_rules.carries_personal(escalated)
+    assert not gate_rules.carries_personal(overdue)
+    # Signed by the watchdog's own key, chained into the case like any event.
+    verifier = Verifier(load_registry(platform.settings))
+    for seq, event, raw in await platform.events():
+        if event.source == "watchdog":
+            verifier.verify(raw, event.envelope)
+            assert event.envelope.keyid is not None
+            assert event.envelope.keyid.startswith("watchdog:")
+            assert event.envelope.prevhash is not None, seq
+    with Session(replica.ticker.engine) as session:
+        (item,) = load_deadlines(session)
+    assert (item.status, item.overdue_seq is not None, item.escalated_seq is not None) == (
+        "open",
+        True,
+        True,
+    )
+
+
+async def test_nothing_fires_for_handoffs_answered_in_time(platform: Platform) -> None:
+    replica = await platform.start()
+    answered = await platform.open_case()
+    await platform.refer(answered)
+    await platform.kemenpppa.publish(
+        "referral.accepted",
+        {"referral_id": "ref-psy"},
+        case_id=answered,
+        target="kp2mi",
+        time=DUE - timedelta(hours=1),
+    )
+    revoked = await platform.open_case()
+    await platform.refer(revoked)
+    await platform.kp2mi.publish(
+        "referral.revoked",
+        {"referral_id": "ref-psy", "reason": "served elsewhere"},
+        case_id=revoked,
+        target="kemenpppa",
+        time=T0 + timedelta(hours=5),
+    )
+    closed = await platform.open_case()
+    await platform.kp2mi.publish(
+        "document.requested",
+        {"request_id": "doc-nik", "kind": "nik"},
+        case_id=closed,
+        target="dukcapil",
+        time=T0,
+    )
+    await platform.kp2mi.publish(
+        "case.closed", {"reason": "no_longer_needed"}, case_id=closed, target="all", time=T0
+    )
+    # Someone else's answer does not count: only the agency asked answers.
+    wrong = await platform.open_case()
+    await platform.refer(wrong)
+    await platform.dukcapil.publish(
+        "referral.accepted", {"referral_id": "ref-psy"}, case_id=wrong, target="kp2mi", time=T0
+    )
+    await _caught_up(platform, replica)
+    for days in (3, 10, 60):
+        platform.clock.set(T0 + timedelta(days=days))
+        await replica.ticker.tick()
+        await _caught_up(platform, replica)
+    notices = await platform.notices()
+    assert [(n.type, n.case_id) for n in notices] == [
+        ("referral.overdue", wrong),
+        ("oversight.escalated", wrong),
+    ]
+
+
+async def test_default_due_dates_per_kind_and_an_override(platform: Platform) -> None:
+    replica = await platform.start()
+    case_id = await platform.open_case()
+    # No due date: settings.due_document (5 days) after the request.
+    await platform.kp2mi.publish(
+        "document.requested",
+        {"request_id": "doc-akta", "kind": "akta_kelahiran"},
+        case_id=case_id,
+        target="dukcapil",
+        time=T0,
+    )
+    # Its own due date (12 hours) rather than settings.due_rehabilitation (1 day).
+    await platform.kp2mi.publish(
+        "rehabilitation.handoff_requested",
+        {"handoff_id": "rehab-1", "placement": "Sentra Bogor", "due": (T0 + timedelta(hours=12))},
+        case_id=case_id,
+        target="kemensos",
+        time=T0,
+    )
+    await _caught_up(platform, replica)
+
+    platform.clock.set(T0 + timedelta(hours=12))
+    tick = await replica.ticker.tick()
+    assert [key[2] for _, key, _ in tick.published] == ["rehab-1"]
+    await _caught_up(platform, replica)
+    platform.clock.set(T0 + timedelta(days=5) - timedelta(seconds=1))
+    tick = await replica.ticker.tick()
+    # The hand-off's escalation: 30 hours after its due date.
+    assert [(k, key[2]) for k, key, _ in tick.published] == [("escalate", "rehab-1")]
+    await _caught_up(platform, replica)
+    platform.clock.set(T0 + timedelta(days=5))
+    tick = await replica.ticker.tick()
+    assert [(k, key[2]) for k, key, _ in tick.published] == [("overdue", "doc-akta")]
+
+    rehab, escalation, document = await platform.notices()
+    assert (rehab.type, rehab.target) == ("rehabilitation.handoff_overdue", "kemensos")
+    assert rehab.data.model_dump()["escalates_at"] == T0 + timedelta(hours=42)
+    assert escalation.type == "oversight.escalated"
+    assert (document.type, document.target) == ("document.overdue", "dukcapil")
+    assert document.data.model_dump() == {
+        "request_id": "doc-akta",
+        "requester": "kp2mi",
+        "kind": "akta_kelahiran",
+        "due": T0 + timedelta(days=5),
+        "escalates_at": T0 + timedelta(days=9),
+    }
+
+
+async def test_a_restarted_watchdog_sends_nothing_twice(platform: Platform) -> None:
+    first = await platform.start()
+    case_id = await platform.open_case()
+    await platform.refer(case_id)
+    await _caught_up(platform, first)
+    platform.clock.set(DUE + timedelta(minutes=1))
+    assert len((await first.ticker.tick()).published) == 1
+    # Stopped before its consumer saw its own notice: the next process learns it from
+    # the stream.
+    await platform.stop(first)
+
+    second = await platform.start()
+    await platform.kp2mi.publish(
+        "case.assessed",
+        {"risk_level": "medium", "needs": ["protection"]},
+        case_id=case_id,
+        target="kemenpppa",
+        time=DUE + timedelta(minutes=2),
+    )
+    await _caught_up(platform, second)
+    assert (await second.ticker.tick()).published == []
+    platform.clock.set(ESCALATE + timedelta(hours=1))
+    assert [k for k, _, _ in (await second.ticker.tick()).published] == ["escalate"]
+    await platform.stop(second)
+
+    third = await platform.start()
+    await platform.kp2mi.publish(
+        "case.assessed",
+        {"risk_level": "high", "needs": ["protection"]},
+        case_id=case_id,
+        target="kemenpppa",
+        time=ESCALATE + timedelta(hours=2),
+    )
+    await _caught_up(platform, third)
+    platform.clock.advance(timedelta(days=60))
+    assert (await third.ticker.tick()).published == []
+    assert _types(await platform.notices()) == ["referral.overdue", "oversight.escalated"]
+
+
+async def _race(platform: Platform, replicas: list[Replica], rounds: int = 3) -> None:
+    """Every replica ticks at once, several times; the first round before their consumers
+    could see any notice, the others after."""
+    for _ in range(rounds):
+        await asyncio.gather(*(r.ticker.tick() for r in replicas))
+        await asyncio.gather(*(_caught_up(platform, r) for r in replicas))
+
+
+async def test_two_replicas_send_one_of_each(platform: Platform) -> None:
+    # One durable, one database: what two processes on one deployment share.
+    a = await platform.start()
+    b = await platform.start(applied=a.applied)
+    cases = [await platform.open_case() for _ in range(4)]
+    for case_id in cases:
+        await platform.refer(case_id)
+    await asyncio.gather(_caught_up(platform, a), _caught_up(platform, b))
+    platform.clock.set(DUE)
+    await _race(platform, [a, b])
+    platform.clock.set(ESCALATE)
+    await _race(platform, [a, b])
+    platform.clock.advance(timedelta(days=30))
+    await _race(platform, [a, b])
+    notices = await platform.notices()
+    assert sorted((n.case_id, n.type) for n in notices) == sorted(
+        (case_id, kind) for case_id in cases for kind in ("oversight.escalated", "referral.overdue")
+    )
+
+
+async def test_two_replicas_with_their_own_projections_send_one_of_each(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """The worst case: two replicas that share nothing but the bus (each its own durable and
+    database). The conditional publish alone keeps one notice per hand-off."""
+    other = platform.settings.model_copy(
+        update={"data_dir": tmp_path / "other", "database_url": None}
+    )
+    await declare_platform(platform.js, other, [watchdog_consumer("watchdog-b")])
+    a = await platform.start()
+    b = await platform.start(other, durable="watchdog-b")
+    cases = [await platform.open_case() for _ in range(4)]
+    for case_id in cases:
+        await platform.refer(case_id)
+    await asyncio.gather(_caught_up(platform, a), _caught_up(platform, b))
+    platform.clock.set(ESCALATE)  # both deadlines passed: overdue first, escalation after
+    for _ in range(4):
+        ticks = await asyncio.gather(a.ticker.tick(), b.ticker.tick())
+        await asyncio.gather(_caught_up(platform, a), _caught_up(platform, b))
+    assert ticks[0].published == ticks[1].published == []
+    notices = await platform.notices()
+    assert sorted((n.case_id, n.type) for n in notices) == sorted(
+        (case_id, kind) for case_id in cases for kind in ("oversight.escalated", "referral.overdue")
+    )
+
+
+async def test_a_projection_behind_its_case_does_not_act(platform: Platform) -> None:
+    replica = await platform.start()
+    case_id = await platform.open_case()
+    await platform.refer(case_id)
+    await _caught_up(platform, replica)
+    await platform.stop(replica)
+    # Answered while the watchdog was away: its projection does not know yet.
+    await platform.kemenpppa.publish(
+        "referral.accepted",
+        {"referral_id": "ref-psy"},
+        case_id=case_id,
+        target="kp2mi",
+        time=DUE - timedelta(hours=1),
+    )
+    databases = Databases(platform.settings)
+    try:
+        ticker = watchdog_ticker(
+            databases, platform.settings, platform.watchdog, clock=platform.clock
+        )
+        platform.clock.set(DUE + timedelta(days=1))
+        tick = await ticker.tick()
+    finally:
+        databases.dispose()
+    assert (tick.published, tick.lagging) == ([], 1)
+    assert await platform.notices() == []
+
+
+async def test_an_answer_after_the_overdue_notice_stops_the_escalation(platform: Platform) -> None:
+    replica = await platform.start()
+    case_id = await platform.open_case()
+    await platform.refer(case_id)
+    await _caught_up(platform, replica)
+    platform.clock.set(DUE + timedelta(hours=1))
+    assert len((await replica.ticker.tick()).published) == 1
+    await platform.kemenpppa.publish(
+        "referral.rejected",
+        {"referral_id": "ref-psy", "reason": "no capacity in the region"},
+        case_id=case_id,
+        target="kp2mi",
+        time=DUE + timedelta(hours=2),
+    )
+    await _caught_up(platform, replica)
+    platform.clock.set(ESCALATE + timedelta(days=1))
+    assert (await replica.ticker.tick()).published == []
+    assert _types(await platform.notices()) == ["referral.overdue"]

@@ -1,0 +1,111 @@
+"""The log format: JSON lines off a terminal, console lines on one; the context every line
+carries; the personal-data stripping processor."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import structlog
+
+from lintas.infra.logging import REMOVED, configure_logging, strip_personal
+from lintas.infra.tracing import publishing
+
+from .._tracing import SpanCapture
+from ._events import CASE
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_strip_personal_replaces_personal_keys_wherever_they_are_nested() -> None:
+    event = {
+        "event": "x",
+        "case_id": CASE,
+        "full_name": "Ayu Saputra",
+        "payload": {"child": {"full_name": "Ayu"}, "kind": "nik", "number": "3525"},
+        "items": [{"address": "Dusun 3"}, {"service": "kk"}],
+    }
+    assert strip_personal(None, "info", event) == {
+        "event": "x",
+        "case_id": CASE,
+        "full_name": REMOVED,
+        "payload": {"child": REMOVED, "kind": "nik", "number": REMOVED},
+        "items": [{"address": REMOVED}, {"service": "kk"}],
+    }
+
+
+def test_every_line_carries_trace_span_agency_event_type_and_case() -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", stream=out)  # a StringIO is no terminal: JSON lines
+    capture = SpanCapture()
+    with publishing(
+        capture.provider.get_tracer("t"),
+        agency="kp2mi",
+        event_type="referral.requested",
+        case_id=CASE,
+        target="kemenpppa",
+    ) as span:
+        structlog.get_logger("lintas.test").info("event.published", stream_seq=4)
+        logging.getLogger("some.library").warning("a library speaks")
+    structlog.get_logger("lintas.test").info("outside")
+    mine, library, outside = _lines(out)
+    context = span.get_span_context()
+    expected = {
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "agency": "kp2mi",
+        "event_type": "referral.requested",
+        "case_id": CASE,
+    }
+    assert mine.items() >= (expected | {"event": "event.published", "stream_seq": 4}).items()
+    assert mine["level"] == "info"
+    assert mine["logger"] == "lintas.test"
+    assert mine["timestamp"].endswith("Z")
+    # A library's standard-library logging gets the same treatment.
+    assert library.items() >= (expected | {"event": "a library speaks"}).items()
+    assert library["level"] == "warning"
+    assert library["logger"] == "some.library"
+    assert not {"trace_id", "span_id", "agency", "case_id"} & outside.keys()
+
+
+def test_personal_keys_are_stripped_from_the_rendered_lines_of_any_logger() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    structlog.get_logger("lintas.test").warning(
+        "oops", child={"full_name": "Ayu Saputra"}, notes="lives with grandmother", kind="nik"
+    )
+    logging.getLogger("other").warning("plain %s", "text", extra={"address": "Dusun 3"})
+    rendered = out.getvalue()
+    assert "Ayu" not in rendered
+    assert "grandmother" not in rendered
+    [line, _plain] = _lines(out)
+    assert line["child"] == REMOVED
+    assert line["notes"] == REMOVED
+    assert line["kind"] == "nik"
+
+
+def test_a_terminal_gets_readable_lines_not_json() -> None:
+    out = _Terminal()
+    configure_logging("INFO", stream=out)
+    structlog.get_logger("lintas.test").info("consumer.started", consumer="record")
+    [line] = out.getvalue().splitlines()
+    assert "consumer.started" in line
+    assert "consumer" in line
+    assert "record" in line
+    assert not line.lstrip().startswith("{")
+
+
+def test_below_the_level_nothing_is_written() -> None:
+    out = io.StringIO()
+    configure_logging("WARNING", stream=out)
+    structlog.get_logger("lintas.test").info("chatter")
+    assert out.getvalue() == ""

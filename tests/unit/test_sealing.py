@@ -1,0 +1,78 @@
+"""Field sealing and data-key wrapping, without a key store or a broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from lintas.contracts import Sealed, build_data, encode, make_event, new_case_id
+from lintas.contracts.families.case import ChildIdentity
+from lintas.infra.sealing import (
+    SealBroken,
+    new_data_key,
+    open_field,
+    open_value,
+    seal_data,
+    unwrap_key,
+    wrap_key,
+)
+
+from ._samples import CHILD, SAMPLES
+
+
+def test_sealed_fields_open_with_the_data_key_and_only_with_it() -> None:
+    case_id, key = new_case_id(), new_data_key()
+    data = seal_data(build_data("case.opened", SAMPLES["case.opened"]), key, 1, case_id=case_id)
+    assert isinstance(data.child, Sealed)
+    assert data.clear_fields() == []
+    raw = encode(make_event(data, source="kemlu", target="kp2mi", case_id=case_id).envelope)
+    for value in CHILD.values():
+        assert str(value).encode() not in raw or value == "f"
+    assert open_field(data, "child", {1: key}, case_id=case_id) == ChildIdentity(**CHILD)
+    assert open_field(data, "child", {}, case_id=case_id) is None, "no key: nothing, no error"
+    with pytest.raises(SealBroken):
+        open_field(data, "child", {1: new_data_key()}, case_id=case_id)
+
+
+def test_a_sealed_value_is_bound_to_its_case_event_type_and_field() -> None:
+    case_id, key = new_case_id(), new_data_key()
+    issued = seal_data(
+        build_data("document.issued", SAMPLES["document.issued"]), key, 1, case_id=case_id
+    )
+    assert isinstance(issued.number, Sealed)
+    kwargs = {"case_id": case_id, "event_type": "document.issued", "field": "number"}
+    assert open_value(key, issued.number, **kwargs) == SAMPLES["document.issued"]["number"]
+    for moved in (
+        {**kwargs, "case_id": new_case_id()},
+        {**kwargs, "event_type": "document.rejected"},
+        {**kwargs, "field": "reason"},
+    ):
+        with pytest.raises(SealBroken):
+            open_value(key, issued.number, **moved)
+    flipped = issued.number.model_copy(update={"ct": "A" + issued.number.ct[1:]})
+    with pytest.raises(SealBroken):
+        open_value(key, flipped, **kwargs)
+
+
+def test_two_seals_of_one_value_differ() -> None:
+    case_id, key = new_case_id(), new_data_key()
+    draft = build_data("case.reopened", SAMPLES["case.reopened"])
+    first = seal_data(draft, key, 1, case_id=case_id)
+    second = seal_data(draft, key, 1, case_id=case_id)
+    assert first.reason != second.reason  # a fresh nonce each time
+
+
+def test_a_wrapped_data_key_opens_only_for_its_agency() -> None:
+    case_id, key = new_case_id(), new_data_key()
+    kp2mi, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    wrapped = wrap_key(key, kp2mi.public_key(), case_id=case_id, gen=1, agency="kp2mi")
+    assert json.dumps(wrapped).find(key.hex()) == -1
+    assert unwrap_key(wrapped, kp2mi, case_id=case_id, gen=1, agency="kp2mi") == key
+    with pytest.raises(SealBroken):
+        unwrap_key(wrapped, other, case_id=case_id, gen=1, agency="kp2mi")
+    with pytest.raises(SealBroken):  # bound to the agency it was wrapped for
+        unwrap_key(wrapped, kp2mi, case_id=case_id, gen=1, agency="kemensos")
+    with pytest.raises(SealBroken):
+        unwrap_key(wrapped, kp2mi, case_id=new_case_id(), gen=1, agency="kp2mi")
