@@ -20,8 +20,14 @@ event time; the stream's arrival time is not used.
 
 A replay never joins a live trace: it is one span (``replay``) at the root of a trace of
 its own, whatever span the caller is in, with links to the traces of the events it
-rebuilds (the ``traceparent`` their envelopes carry, one link per trace, the first
+rebuilds (the ``traceparent`` their envelopes carry, one link per trace, at most
 :data:`MAX_TRACE_LINKS`). It starts no span in a live trace.
+
+A selection of more than a few thousand events is split by case across worker processes
+(:mod:`._shards`): each case's events still fold in stream order, in one process, and the
+result is the same as in one process (the tests hold the digests equal). A worker that
+dies after applying batches fails the replay (:class:`ReplayWorkerDied`): the store is
+then incomplete, never silently short.
 
 The digest of a record (:func:`record_digest`)::
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,14 +61,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from lintas.consumers.projections import RecordCaseRow, RecordProjection
+from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import Event, PermanentError, canonical_json, decode, parse_message
+from lintas.contracts import PermanentError, canonical_json, parse_message
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
-from lintas.infra.keys import Registry, SignatureCheck, Verifier, signatures_hold
+from lintas.infra.keys import Registry
 from lintas.infra.settings import Settings
 from lintas.infra.tracing import CASE_ID, EVENT_ID, failed, trace_context, tracer_for
 
+from . import _shards
+from ._shards import MAX_REASONS, Message, Shard, ShardJob, ShardReport, shard_of
 from .events import StoredEvent
 
 __all__ = [
@@ -71,6 +80,7 @@ __all__ = [
     "RecordDigest",
     "ReplayResult",
     "ReplayRun",
+    "ReplayWorkerDied",
     "live_record_url",
     "open_fresh_store",
     "personal_summary",
@@ -119,6 +129,8 @@ class ReplayResult:
     skipped_reasons: list[str] = field(default_factory=list)
     after_as_of: int = 0
     last_seq: int | None = None
+    workers: int = 0
+    """Worker processes the selection was split across (0: replayed in this process)."""
     digest: RecordDigest | None = None
 
 
@@ -149,14 +161,30 @@ def record_digest(url: str) -> RecordDigest:
         with engine.connect() as conn:
             rows = conn.execution_options(stream_results=True, yield_per=500).execute(query)
             for (doc,) in rows:
-                record = CaseRecord.model_validate_json(doc)
-                # Parsed back from its JSON, the record takes the C encoder's path.
-                digest.update(canonical_json(parse_message(record.model_dump_json().encode())))
+                digest.update(_record_form(doc))
                 digest.update(b"\n")
                 cases += 1
         return RecordDigest("sha256:" + digest.hexdigest(), cases)
     finally:
         engine.dispose()
+
+
+_RECORD_FIELDS = frozenset(CaseRecord.model_fields)
+
+
+def _record_form(doc: str) -> bytes:
+    """``canonical_json(CaseRecord.model_dump(mode="json"))`` of a stored record.
+
+    The projection stores ``model_dump_json()``, which parses back to exactly that dump:
+    it is canonicalised as parsed (the C encoder's path), without a round trip through the
+    model that would cost more than the rest of the digest. A document not in the current
+    shape (written before a field was added) goes through the model, which fills defaults.
+    """
+    parsed = parse_message(doc.encode())
+    if not isinstance(parsed, dict) or parsed.keys() != _RECORD_FIELDS:
+        record = CaseRecord.model_validate_json(doc)
+        parsed = parse_message(record.model_dump_json().encode())
+    return canonical_json(parsed)
 
 
 # -- a child's data in the record ---------------------------------------------------------------
@@ -262,131 +290,161 @@ def open_fresh_store(url: str, settings: Settings) -> Engine:
 
 # -- replay -----------------------------------------------------------------------------------
 
+# Below this many events a replay runs in this process: starting worker processes costs
+# more than a selection this small (a case, say) takes to replay.
+_BULK = 4096
 
-@dataclass(slots=True)
-class _Read:
-    """One event of the selection as read: decoded and ready for its signature check, or
-    the reason it is not applied."""
-
-    seq: int
-    event: Event | None = None
-    check: SignatureCheck | None = None
-    reason: str | None = None
+# Batches a shard may have queued before the reader waits for it: bounds memory, yet lets
+# the reader go on while the workers start.
+_QUEUED = 4
 
 
-# Below this many signatures a batch is checked in this process: a worker process costs
-# more to start than a single case's replay takes.
-_BULK = 512
+class ReplayWorkerDied(RuntimeError):
+    """A worker process died after it had applied batches: the store is incomplete (replay
+    again into a fresh one)."""
 
 
-class _Pipeline:
-    """Batches in stream order. The Ed25519 arithmetic, most of a replay's work, runs in
-    worker processes: batch k's signatures are checked there while batch k+1 is read and
-    decoded here, then batch k is folded. At most two batches are held, so memory does not
-    grow with the stream."""
+class _Shards:
+    """Hands each shard its cases' messages in batches, in stream order, and gathers what
+    the shards report. Worker processes when the selection is big; else, or when they
+    cannot start, one shard in this process: the same code."""
 
-    def __init__(self, engine: Engine, result: ReplayResult, workers: int):
+    def __init__(self, job: ShardJob, engine: Engine, result: ReplayResult, span: Span):
+        self._job = job
         self._engine = engine
         self._result = result
-        self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._broken = False
-        self._in_flight: tuple[list[_Read], asyncio.Future[list[list[bool]]]] | None = None
+        self._span = span
+        self._linked: set[int] = set()
+        self._reasons: list[tuple[int, str]] = []
+        self._local: Shard | None = None
+        self._pools: list[ProcessPoolExecutor] = []
+        self._queued: list[deque[tuple[list[Message], asyncio.Future[ShardReport]]]] = []
+        self._reported = False
 
-    async def submit(self, batch: list[_Read]) -> None:
-        checks = [item.check for item in batch if item.check is not None]
-        checked: asyncio.Future[list[list[bool]]]
-        if len(checks) < _BULK or self._broken:
-            checked = asyncio.get_running_loop().create_future()
-            checked.set_result([signatures_hold(checks)])
+    def start(self, workers: int, bulk: bool) -> None:
+        """Workers start in the background: batches queue for them meanwhile."""
+        if bulk and workers > 1:
+            self._pools = [self._new_pool() for _ in range(workers)]
+            self._queued = [deque() for _ in self._pools]
+            self._result.workers = workers
         else:
-            if self._pool is None:
-                self._pool = self._new_pool()
-            loop, size = asyncio.get_running_loop(), -(-len(checks) // self._workers)
-            checked = asyncio.gather(
-                *(
-                    loop.run_in_executor(self._pool, signatures_hold, checks[k : k + size])
-                    for k in range(0, len(checks), size)
-                )
-            )
-        previous, self._in_flight = self._in_flight, (batch, checked)
-        if previous is not None:
-            await self._fold(*previous)
+            self._local = Shard(self._job, self._engine)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: the event loop's threads must not be forked into the workers.
-        return ProcessPoolExecutor(self._workers, mp_context=get_context("spawn"))
+        return ProcessPoolExecutor(
+            1,
+            mp_context=get_context("spawn"),
+            initializer=_shards.start_worker,
+            initargs=(self._job,),
+        )
+
+    async def submit(self, batch: list[Message]) -> None:
+        if self._local is not None:
+            self._merge(self._local.apply(batch))
+            return
+        parts: list[list[Message]] = [[] for _ in self._pools]
+        for message in batch:
+            parts[shard_of(message[1], len(parts))].append(message)
+        loop = asyncio.get_running_loop()
+        for pool, queued, part in zip(self._pools, self._queued, parts, strict=True):
+            if part:
+                try:
+                    future = loop.run_in_executor(pool, _shards.apply_in_worker, part)
+                except BrokenProcessPool as exc:  # known broken already: said in _next
+                    future = loop.create_future()
+                    future.set_exception(exc)
+                queued.append((part, future))
+        for queued in self._queued:
+            while len(queued) > _QUEUED:
+                await self._next(queued)
+                if self._local is not None:
+                    return
+
+    async def _next(self, queued: deque[tuple[list[Message], asyncio.Future[ShardReport]]]) -> None:
+        _part, future = queued[0]
+        try:
+            report = await future
+        except BrokenProcessPool:
+            if self._reported:
+                raise ReplayWorkerDied(
+                    "a replay worker process died: the store is incomplete; replay again "
+                    "into a fresh one"
+                ) from None
+            await self._fall_back()
+            return
+        queued.popleft()
+        self._reported = True
+        self._merge(report)
+
+    async def _fall_back(self) -> None:
+        """No worker could start (a script without a __main__ guard, say): everything
+        queued is applied here instead, slower but the same. Only if no worker applied
+        anything: a worker that did holds records not yet written."""
+        waiting = [list(queued) for queued in self._queued]
+        outcomes = await asyncio.gather(
+            *(future for queued in waiting for _, future in queued), return_exceptions=True
+        )
+        self.close()
+        if any(not isinstance(outcome, BaseException) for outcome in outcomes):
+            raise ReplayWorkerDied(
+                "a replay worker process died while others applied batches: the store is "
+                "incomplete; replay again into a fresh one"
+            )
+        self._queued = []
+        self._result.workers = 0
+        self._local = Shard(self._job, self._engine)
+        for queued in waiting:
+            for part, _ in queued:
+                self._merge(self._local.apply(part))
 
     async def drain(self) -> None:
-        previous, self._in_flight = self._in_flight, None
-        if previous is not None:
-            await self._fold(*previous)
+        """Wait for every batch, then for every shard to write what it holds."""
+        for queued in self._queued:
+            while queued and self._local is None:
+                await self._next(queued)
+        if self._local is not None:
+            self._local.flush()
+            return
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(pool, _shards.flush_in_worker) for pool in self._pools)
+        )
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for queued in self._queued:
+            for _, future in queued:
+                # Retrieved, so that no "exception was never retrieved" is logged later.
+                if future.done() and not future.cancelled():
+                    future.exception()
+                else:
+                    future.cancel()
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools = []
+        if self._local is not None:
+            self._local.close()
 
-    async def _fold(self, batch: list[_Read], checked: asyncio.Future[list[list[bool]]]) -> None:
-        try:
-            results = await checked
-        except BrokenProcessPool:
-            # A worker could not start (a script without a __main__ guard, say) or died:
-            # the checks are done here, slower but the same.
-            self._broken = True
-            results = [signatures_hold([item.check for item in batch if item.check is not None])]
-        held = iter([ok for part in results for ok in part])
-        kept: list[tuple[int, Event]] = []
-        for item in batch:
-            if item.check is not None and not next(held):
-                assert item.event is not None
-                envelope = item.event.envelope
-                item.reason = f"{envelope.type} from {envelope.source}: " + _MISMATCH
-            if item.reason is not None or item.event is None:
-                _skip(self._result, item.seq, item.reason or "not decoded")
-            else:
-                kept.append((item.seq, item.event))
-        if kept:
-            with Session(self._engine) as session:
-                _apply(session, kept, self._result)
+    def _merge(self, report: ShardReport) -> None:
+        result = self._result
+        result.applied += report.applied
+        result.skipped += report.skipped
+        result.after_as_of += report.after_as_of
+        if report.reasons:
+            # Shards report out of stream order: keep the first ones of the stream.
+            self._reasons = sorted([*self._reasons, *report.reasons])[:MAX_REASONS]
+            result.skipped_reasons = [f"stream seq {seq}: {why}" for seq, why in self._reasons]
+        for traceparent, tracestate, case_id, event_id in report.links:
+            live = trace_context(traceparent, tracestate)
+            if live is None or live.trace_id in self._linked:
+                continue
+            if len(self._linked) < MAX_TRACE_LINKS:
+                self._linked.add(live.trace_id)
+                self._span.add_link(live, {CASE_ID: case_id, EVENT_ID: event_id})
 
-
-_MISMATCH = "the signature does not match the event (altered, or signed by someone else)"
-
-
-def _apply(session: Session, batch: list[tuple[int, Event]], result: ReplayResult) -> None:
-    """Apply what the live projector would: not the events of a case never opened."""
-    wanted = sorted({event.case_id for _, event in batch})
-    known = set(
-        session.exec(select(RecordCaseRow.case_id).where(col(RecordCaseRow.case_id).in_(wanted)))
-    )
-    kept: list[tuple[int, Event]] = []
-    for seq, event in batch:
-        if event.case_id not in known and event.type != "case.opened":
-            _skip(result, seq, f"{event.type} for case {event.case_id}, which was never opened")
-            continue
-        known.add(event.case_id)
-        kept.append((seq, event))
-    RecordProjection().apply_batch(session, kept)
-    session.commit()
-    result.applied += len(kept)
-
-
-def _skip(result: ReplayResult, seq: int, reason: str) -> None:
-    result.skipped += 1
-    if len(result.skipped_reasons) < 20:
-        result.skipped_reasons.append(f"stream seq {seq}: {reason}")
-
-
-def _read(stored: StoredEvent, verifier: Verifier) -> _Read:
-    doc = parse_message(stored.body)
-    try:
-        event = decode(stored.body, subject=stored.subject, parsed=doc)
-        check = verifier.prepare(stored.body, event.envelope)
-    except PermanentError as exc:  # contract and signature errors: quarantined live
-        return _Read(stored.seq, reason=str(exc))
-    except Exception as exc:  # a hostile body: the live edge rejects it too
-        return _Read(stored.seq, reason=f"decoder failed: {exc.__class__.__name__}")
-    return _Read(stored.seq, event, check)
+    @property
+    def traces(self) -> int:
+        return len(self._linked)
 
 
 async def replay(
@@ -406,7 +464,9 @@ async def replay(
     """Fold ``events`` into the fresh store ``engine`` (from :func:`open_fresh_store`, on
     ``url``) and digest the result. Only the events of ``case_id`` when given.
 
-    ``workers``: processes checking signatures (default: one per CPU, at most 4)."""
+    ``workers``: processes a selection of more than a few thousand events is split across,
+    by case (default: one per CPU, at most 4); each decodes, checks signatures, folds and
+    writes its cases (:mod:`._shards`)."""
     attributes: dict[str, str | bool] = {"lintas.replay.as_of": as_of is not None}
     if case_id is not None:
         attributes[CASE_ID] = case_id
@@ -455,8 +515,6 @@ async def _replay(
     span: Span,
     workers: int,
 ) -> ReplayResult:
-    verifier = Verifier(registry)
-    linked: set[int] = set()
     result = ReplayResult()
     with Session(engine) as session:
         run = ReplayRun(
@@ -465,33 +523,33 @@ async def _replay(
         session.add(run)
         session.commit()
         run_id = run.id
-    pipeline = _Pipeline(engine, result, workers)
+    shards = _Shards(ShardJob(url, registry, as_of, MAX_TRACE_LINKS), engine, result, span)
     try:
-        pending: list[_Read] = []
+        pending: list[Message] = []
+        started = False
         seen = 0
         async for stored in events:
             seen += 1
             if progress is not None:
                 progress(seen)
-            if case_id is not None and stored.subject.rsplit(".", 1)[-1] != case_id:
+            if case_id is not None and stored.subject.rpartition(".")[2] != case_id:
                 continue
             result.read += 1
             result.last_seq = stored.seq
-            item = _read(stored, verifier)
-            if item.event is not None and as_of is not None and item.event.time > as_of:
-                result.after_as_of += 1
-                continue
-            if item.event is not None:
-                _link(span, item.event, linked)
-            pending.append(item)
-            if len(pending) >= batch_size:
-                await pipeline.submit(pending)
+            pending.append((stored.seq, stored.subject, stored.body))
+            if len(pending) >= (batch_size if started else max(batch_size, _BULK)):
+                if not started:
+                    shards.start(workers, bulk=True)
+                    started = True
+                await shards.submit(pending)
                 pending = []
+        if not started:
+            shards.start(workers, bulk=False)
         if pending:
-            await pipeline.submit(pending)
-        await pipeline.drain()
+            await shards.submit(pending)
+        await shards.drain()
     finally:
-        pipeline.close()
+        shards.close()
     result.digest = record_digest(url)
     with Session(engine) as session:
         row = session.get(ReplayRun, run_id)
@@ -507,17 +565,7 @@ async def _replay(
             "lintas.replay.read": result.read,
             "lintas.replay.applied": result.applied,
             "lintas.replay.skipped": result.skipped,
-            "lintas.replay.traces": len(linked),
+            "lintas.replay.traces": shards.traces,
         }
     )
     return result
-
-
-def _link(span: Span, event: Event, linked: set[int]) -> None:
-    """Link the replay to the live trace ``event`` belongs to, once per trace."""
-    live = trace_context(event.envelope.traceparent, event.envelope.tracestate)
-    if live is None or live.trace_id in linked:
-        return
-    linked.add(live.trace_id)
-    if len(linked) <= MAX_TRACE_LINKS:
-        span.add_link(live, {CASE_ID: event.case_id, EVENT_ID: event.id})

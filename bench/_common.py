@@ -11,6 +11,7 @@ import asyncio
 import os
 import platform
 import resource
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -255,6 +256,40 @@ def peak_rss_kb() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class ChildPeaks:
+    """The peak RSS (VmHWM, KiB) of each child process this one starts while it runs:
+    sampled from /proc every ``every_s`` until stopped, the last sample of a child being
+    within ``every_s`` of its exit. Empty where /proc is not there."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.peaks: dict[int, int] = {}
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(self._every_s):
+            for stat in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    fields = dict(
+                        line.split(":", 1) for line in stat.read_text().splitlines() if ":" in line
+                    )
+                except OSError:
+                    continue
+                if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
+                    pid = int(stat.parent.name)
+                    self.peaks[pid] = int(fields["VmHWM"].split()[0])
 
 
 def rate(events: int, seconds: float) -> str:

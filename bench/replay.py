@@ -13,7 +13,8 @@ measures, in the same run:
    consumer), both decode-free;
 2. a single-case replay (same case size) on the small and on the big stream;
 3. the peak RSS of the full replay of the big stream (run in a fresh child process, so the
-   peak is the replay's alone, not the fill's).
+   peak is the replay's alone, not the fill's), and of each worker process it splits the
+   cases across (sampled from /proc).
 
 Targets (issue 5): replay >= 0.5x the raw rate; single-case times within 1.5x; they are
 printed beside the figures, not asserted.
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from _common import Log, filled_log, machine, met, mib, peak_rss_kb, rate
+from _common import ChildPeaks, Log, filled_log, machine, met, mib, peak_rss_kb, rate
 from nats.js import JetStreamContext
 
 from lintas.audit import StreamReader, replay
@@ -115,9 +116,10 @@ def _full_replay_child(url: str, data_dir: str, db: str) -> dict[str, Any]:
         nc = await nats.connect(url)
         try:
             before = peak_rss_kb()
-            elapsed, result = await _replay_once(
-                nc.jetstream(timeout=30), Settings(data_dir=Path(data_dir)), Path(db), None
-            )
+            with ChildPeaks() as workers:
+                elapsed, result = await _replay_once(
+                    nc.jetstream(timeout=30), Settings(data_dir=Path(data_dir)), Path(db), None
+                )
             peak = peak_rss_kb()
         finally:
             await nc.close()
@@ -130,6 +132,7 @@ def _full_replay_child(url: str, data_dir: str, db: str) -> dict[str, Any]:
             "cases": result.digest.cases if result.digest else 0,
             "rss_before_kb": before,
             "rss_peak_kb": peak,
+            "workers_peak_kb": sorted(workers.peaks.values()),
         }
 
     return asyncio.run(run())
@@ -230,6 +233,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"== 3. peak memory of the full replay ({n:,} events, fresh process) ==")
     print(f"  RSS after imports and connect          {mib(full['rss_before_kb'])}")
     print(f"  peak RSS (VmHWM)                       {mib(full['rss_peak_kb'])}")
+    for k, kb in enumerate(full["workers_peak_kb"], 1):
+        print(f"  peak RSS of replay worker {k}            {mib(kb)}")
+    if full["workers_peak_kb"]:
+        total = full["rss_peak_kb"] + sum(full["workers_peak_kb"])
+        print(f"  all processes (sum of peaks)           {mib(total)}")
     print(
         f"  growth during replay                   "
         f"{mib(full['rss_peak_kb'] - full['rss_before_kb'])}"

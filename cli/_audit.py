@@ -400,7 +400,8 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
     console.print(
         f"replayed {result.read} events into {shown}: {result.applied} applied, "
         f"{result.skipped} skipped as the live record would (quarantined)"
-        + (f", {result.after_as_of} after --as-of {as_of.isoformat()}" if as_of else ""),
+        + (f", {result.after_as_of} after --as-of {as_of.isoformat()}" if as_of else "")
+        + (f" (split by case across {result.workers} processes)" if result.workers else ""),
         highlight=False,
         soft_wrap=True,
     )

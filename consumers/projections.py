@@ -6,7 +6,7 @@ session the runner opened, beside the tracking row; the runner commits both at o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar, Protocol
 
@@ -123,21 +123,40 @@ class UnknownCase(PermanentError):
 
 
 class RecordProjection:
+    """The coordination record: one row per case holding its :class:`CaseRecord`.
+
+    :meth:`apply_batch` is :meth:`rows`, :meth:`fold` and :meth:`store` in one session;
+    replay's shards, which alone write their cases, run them in separate transactions so
+    that folding holds no database lock."""
+
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
-        case_ids = sorted({event.case_id for _, event in batch})
-        rows = {
-            row.case_id: row
-            for row in session.exec(
-                select(RecordCaseRow).where(col(RecordCaseRow.case_id).in_(case_ids))
-            )
-        }
+        rows = self.rows(session, {event.case_id for _, event in batch})
+        self.store(session, rows, self.fold(rows, batch))
+        return len(batch)
+
+    @staticmethod
+    def rows(session: Session, case_ids: Iterable[str]) -> dict[str, RecordCaseRow]:
+        wanted = sorted(set(case_ids))
+        query = select(RecordCaseRow).where(col(RecordCaseRow.case_id).in_(wanted))
+        return {row.case_id: row for row in session.exec(query)}
+
+    @staticmethod
+    def fold(rows: Mapping[str, RecordCaseRow], batch: Batch) -> dict[str, CaseRecord]:
+        """The records of the batch's cases after it; :class:`UnknownCase` for an event
+        of a case neither in ``rows`` nor opened earlier in the batch."""
         records = {cid: CaseRecord.model_validate_json(row.doc) for cid, row in rows.items()}
         for seq, event in batch:
             if event.case_id not in records and event.type != "case.opened":
                 raise UnknownCase(event.case_id, event.type)
             records[event.case_id] = record_fold.apply(records.get(event.case_id), event, seq)
+        return records
+
+    @staticmethod
+    def store(
+        session: Session, rows: Mapping[str, RecordCaseRow], records: Mapping[str, CaseRecord]
+    ) -> None:
         for cid, rec in records.items():
             values = {
                 "situation": rec.situation,
@@ -151,10 +170,9 @@ class RecordProjection:
             row = rows.get(cid)
             if row is None:
                 row = RecordCaseRow(case_id=cid, status=rec.status, last_seq=rec.last_seq, doc="")
-                session.add(row)
             for name, value in values.items():
                 setattr(row, name, value)
-        return len(batch)
+            session.add(row)
 
 
 def load_record(session: Session, case_id: str) -> CaseRecord | None:

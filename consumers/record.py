@@ -148,6 +148,24 @@ class CaseRecord(BaseModel):
 
 def consent_book(record: CaseRecord) -> gate_rules.ConsentBook:
     """The case's consent book (what the gate decides on), rebuilt from the record."""
+    # Asked once per event folded, while a case's consents change a few times in its
+    # life: kept by the identity of the consents the book was built from. The entry holds
+    # those objects, so their ids cannot be reused while it is kept.
+    cached = _BOOKS.get(id(record.consents))
+    if cached is not None and cached[0] is record.consents and cached[1] is record.erasure:
+        return cached[2]
+    book = _build_book(record)
+    if len(_BOOKS) >= _BOOKS_KEPT:
+        del _BOOKS[next(iter(_BOOKS))]
+    _BOOKS[id(record.consents)] = (record.consents, record.erasure, book)
+    return book
+
+
+_BOOKS: dict[int, tuple[tuple[ConsentEntry, ...], Erasure | None, gate_rules.ConsentBook]] = {}
+_BOOKS_KEPT = 4096
+
+
+def _build_book(record: CaseRecord) -> gate_rules.ConsentBook:
     return gate_rules.ConsentBook(
         grants=tuple(
             gate_rules.Grant(
@@ -166,7 +184,9 @@ def consent_book(record: CaseRecord) -> gate_rules.ConsentBook:
 
 def _consents(record: CaseRecord, event: Event, seq: int) -> tuple[ConsentEntry, ...]:
     data = event.data
-    if event.target != "all" or any(c.seq == seq for c in record.consents):
+    if event.target != "all" or (
+        record.last_seq >= seq and any(c.seq == seq for c in record.consents)
+    ):
         return record.consents  # only broadcast consents count (as for every gate)
     if isinstance(data, consent.ConsentRecordedV1):
         entry = ConsentEntry(
@@ -210,7 +230,7 @@ def _personal(record: CaseRecord, event: Event, seq: int) -> tuple[PersonalField
             for p in record.personal
         )
     data = event.data
-    if any(p.seq == seq for p in record.personal):
+    if record.last_seq >= seq and any(p.seq == seq for p in record.personal):
         return record.personal
     carried = tuple(
         PersonalField(
@@ -229,10 +249,8 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
     step = classify(event)
     if step is None:
         return record.handoffs
-    existing = {h.key: h for h in record.handoffs}
-    current = existing.get(step.key) or Handoff(
-        key=step.key, requester=step.requester, asked=step.asked
-    )
+    found = next((h for h in record.handoffs if h.key == step.key), None)
+    current = found or Handoff(key=step.key, requester=step.requester, asked=step.asked)
     if step.kind != "requested" and current.handoff is not None and step.asked != current.asked:
         # Only the agency asked can answer (or be told of revocation): anyone else's
         # answer to someone else's request changes nothing in the record.
@@ -256,8 +274,8 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
         if wanted in TERMINAL and current.closed_at is None:
             update["closed_at"] = event.time
     updated = current.model_copy(update=update)
-    if step.key in existing:
-        return tuple(updated if h.key == step.key else h for h in record.handoffs)
+    if found is not None:
+        return tuple(updated if h is found else h for h in record.handoffs)
     return (*record.handoffs, updated)
 
 

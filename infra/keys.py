@@ -126,6 +126,11 @@ class Registry:
     def get(self, keyid: str) -> KeyEntry | None:
         return self._by_id.get(keyid)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Public keys are OpenSSL objects, which do not pickle: a registry crosses to a
+        # worker process (replay's shards) as its JSON form.
+        return (Registry.from_json, (self.to_json(),))
+
     def entries(self) -> list[KeyEntry]:
         return sorted(self._by_id.values(), key=lambda e: (e.agency, e.valid_from, e.keyid))
 

@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -25,11 +27,12 @@ from lintas.audit import (
     NotAFreshStore,
     RecordDigest,
     StreamReader,
+    _shards,
     live_record_url,
     record_digest,
     replay,
 )
-from lintas.audit.replay import ReplayResult, open_fresh_store
+from lintas.audit.replay import ReplayResult, ReplayWorkerDied, open_fresh_store
 from lintas.consumers import CaseRecord, load_records, record
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import canonical_json, decode, new_case_id
@@ -267,14 +270,15 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
     records = [
         CaseRecord(case_id=new_case_id(), situation="neglected", last_seq=n) for n in (1, 2, 3)
     ]
+    # One stored before ``erasure`` was a field: it digests as the current model reads it.
+    older = json.loads(records[1].model_dump_json())
+    del older["erasure"]
+    docs = [records[0].model_dump_json(), json.dumps(older), records[2].model_dump_json()]
     with Session(engine) as session:
-        for rec in reversed(records):
+        for rec, doc in reversed(list(zip(records, docs, strict=True))):
             session.add(
                 RecordCaseRow(
-                    case_id=rec.case_id,
-                    status=rec.status,
-                    last_seq=rec.last_seq,
-                    doc=rec.model_dump_json(),
+                    case_id=rec.case_id, status=rec.status, last_seq=rec.last_seq, doc=doc
                 )
             )
         session.commit()
@@ -347,12 +351,46 @@ async def test_replay_of_one_case_from_an_archive(
     assert _digest(out) == from_stream
 
 
-def _exit_at_once() -> None:
+def _exit_at_once(*_: object) -> None:
     os._exit(3)
 
 
+def _die_at_second_batch(job: _shards.ShardJob) -> None:
+    """A worker that applies one batch, then dies."""
+    _shards.start_worker(job)
+    shard = _shards._WORKER
+    assert shard is not None
+    apply, calls = shard.apply, [0]
+
+    def apply_once(batch: Any) -> _shards.ShardReport:
+        calls[0] += 1
+        if calls[0] > 1:
+            os._exit(3)
+        return apply(batch)
+
+    shard.apply = apply_once  # type: ignore[method-assign]
+
+
+async def _replay_all(
+    js: JetStreamContext, settings: Settings, url: str, **options: Any
+) -> ReplayResult:
+    engine = open_fresh_store(url, settings)
+    try:
+        reader = StreamReader(js, settings.stream)
+        return await replay(
+            reader.events(await reader.cut()),
+            engine,
+            url,
+            load_registry(settings),
+            source="test",
+            **options,
+        )
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("pool", ["workers", "broken workers"])
-async def test_signatures_checked_in_worker_processes_give_the_same_replay(
+async def test_a_replay_sharded_by_case_across_worker_processes_is_the_same_replay(
     js: JetStreamContext,
     log: list[Sent],
     settings: Settings,
@@ -360,8 +398,9 @@ async def test_signatures_checked_in_worker_processes_give_the_same_replay(
     monkeypatch: pytest.MonkeyPatch,
     pool: str,
 ) -> None:
-    """Batches of many signatures go to worker processes (or, if the workers die, are
-    checked here): the same events are applied and skipped, with the same digest."""
+    """A big selection is split by case across worker processes that decode, check, fold
+    and store (or, if no worker starts, applied here): the same events are applied and
+    skipped, with the same digest and the same first reasons."""
     opened = log[1]
     assert opened.doc["type"] == "case.opened"
     forged = dict(opened.doc, id="0195f000-0000-7000-8000-0000000000bb")
@@ -373,35 +412,42 @@ async def test_signatures_checked_in_worker_processes_give_the_same_replay(
     )
     await ChainedAgencies(js, settings).cases(2)
 
-    async def run(name: str) -> tuple[ReplayResult, RecordDigest]:
-        url = _url(tmp_path, name)
-        engine = open_fresh_store(url, settings)
-        try:
-            reader = StreamReader(js, settings.stream)
-            result = await replay(
-                reader.events(await reader.cut()),
-                engine,
-                url,
-                load_registry(settings),
-                source="test",
-                batch_size=7,
-                workers=2,
-            )
-        finally:
-            engine.dispose()
-        assert result.digest is not None
-        return result, result.digest
-
-    here, here_digest = await run("here.db")
+    here = await _replay_all(js, settings, _url(tmp_path, "here.db"), batch_size=7, workers=2)
+    assert here.workers == 0  # a small selection: in this process
     monkeypatch.setattr(replay_module, "_BULK", 1)
     if pool == "broken workers":
         monkeypatch.setattr(
-            replay_module._Pipeline,
+            replay_module._Shards,
             "_new_pool",
-            lambda self: ProcessPoolExecutor(1, initializer=_exit_at_once),
+            lambda self: ProcessPoolExecutor(1, initializer=_exit_at_once, initargs=(None,)),
         )
-    there, there_digest = await run("there.db")
-    assert there_digest == here_digest
+    there = await _replay_all(js, settings, _url(tmp_path, "there.db"), batch_size=7, workers=2)
+    assert there.workers == (2 if pool == "workers" else 0)
+    assert there.digest == here.digest is not None
     assert (there.applied, there.skipped) == (here.applied, here.skipped) == (len(log) + 14, 1)
     assert there.skipped_reasons == here.skipped_reasons
     assert "signature does not match" in there.skipped_reasons[0]
+
+
+async def test_a_worker_that_dies_after_applying_fails_the_replay(
+    js: JetStreamContext,
+    log: list[Sent],
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its batches cannot be told applied or not: the replay says the store is incomplete
+    rather than finishing with a record that lacks them."""
+    monkeypatch.setattr(replay_module, "_BULK", 1)
+    monkeypatch.setattr(
+        replay_module._Shards,
+        "_new_pool",
+        lambda self: ProcessPoolExecutor(
+            1,
+            mp_context=get_context("spawn"),
+            initializer=_die_at_second_batch,
+            initargs=(self._job,),
+        ),
+    )
+    with pytest.raises(ReplayWorkerDied, match="incomplete"):
+        await _replay_all(js, settings, _url(tmp_path, "died.db"), batch_size=3, workers=2)
