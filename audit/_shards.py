@@ -44,7 +44,7 @@ MAX_REASONS = 20
 
 # Records a shard holds between batches: enough for the cases active at once in a busy
 # log, few enough (a record is some tens of KB as objects) that memory stays flat.
-_HELD = 1000
+_HELD = 256
 
 _MISMATCH = "the signature does not match the event (altered, or signed by someone else)"
 
