@@ -8,24 +8,31 @@ through the same processors, so it is rendered alike and filtered alike.
 
 Log calls pass ids, types and counts only. As a second line of defence
 :func:`strip_personal` replaces the value of any key named like an identifying field of a
-child, wherever it is nested.
+child, wherever it is nested, and :func:`safe_exceptions` renders a logged exception as
+its frames and types, keeping the message only of lintas' own errors (written to name
+fields, never to quote values): another library's message may quote its input (pydantic's
+does), and a child's name with it. No renderer prints local variables.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import IO, Any, Final
 
 import structlog
 from opentelemetry import trace
 
+from lintas.contracts.errors import LintasError
+
 __all__ = [
     "PERSONAL_KEYS",
     "add_trace_context",
     "configure_logging",
     "reset_logging",
+    "safe_exceptions",
     "strip_personal",
 ]
 
@@ -67,6 +74,48 @@ def strip_personal(
     return event_dict
 
 
+WITHHELD: Final = "[message withheld: it may quote data]"
+
+
+def _exception(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple):
+        return exc_info[1] if isinstance(exc_info[1], BaseException) else None
+    return sys.exc_info()[1] if exc_info else None
+
+
+def _render(exc: BaseException, seen: set[int]) -> list[str]:
+    seen.add(id(exc))
+    lines: list[str] = []
+    if exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        lines += _render(exc.__cause__, seen)
+        lines.append("\nThe above exception was the direct cause of the following:\n")
+    elif (
+        exc.__context__ is not None
+        and not exc.__suppress_context__
+        and id(exc.__context__) not in seen
+    ):
+        lines += _render(exc.__context__, seen)
+        lines.append("\nDuring handling of the above exception, another one occurred:\n")
+    lines.append("Traceback (most recent call last):\n")
+    lines += traceback.format_list(traceback.extract_tb(exc.__traceback__))
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    lines.append(f"{kind}: {exc if isinstance(exc, LintasError) else WITHHELD}\n")
+    return lines
+
+
+def safe_exceptions(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace ``exc_info`` with ``exception``: the traceback's frames (code, not values)
+    and each exception's type, with its message only if it is a :class:`LintasError`."""
+    exc = _exception(event_dict.pop("exc_info", None))
+    if exc is not None:
+        event_dict["exception"] = "".join(_render(exc, set())).rstrip("\n")
+    return event_dict
+
+
 def add_trace_context(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -98,6 +147,7 @@ _SHARED: Final[list[Any]] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     add_trace_context,
+    safe_exceptions,
     strip_personal,
 ]
 
@@ -112,11 +162,16 @@ def configure_logging(
     """
     target = stream if stream is not None else sys.stderr
     as_json = (not target.isatty()) if json is None else json
-    # JSON gets the traceback as a string; the console renderer draws it itself.
+    # safe_exceptions has made any traceback a string already: neither renderer formats
+    # one itself (the console one would print local variables).
     rendering: list[Any] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        [structlog.processors.JSONRenderer()]
         if as_json
-        else [structlog.dev.ConsoleRenderer(colors=target.isatty())]
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=target.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     handler = _Handler(stream)
     handler.setFormatter(

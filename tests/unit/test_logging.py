@@ -109,3 +109,36 @@ def test_below_the_level_nothing_is_written() -> None:
     configure_logging("WARNING", stream=out)
     structlog.get_logger("lintas.test").info("chatter")
     assert out.getvalue() == ""
+
+
+def _fails_on(child_name: str) -> None:
+    from lintas.contracts.families.case import ChildIdentity
+
+    ChildIdentity.model_validate({"full_name": child_name, "birth_date": "not a date"})
+
+
+def test_a_logged_exception_keeps_its_frames_and_type_but_not_a_quoted_value() -> None:
+    """pydantic quotes its input in its message; lintas' own errors name fields only."""
+    from pydantic import ValidationError
+
+    from lintas.contracts import ConsentMissing
+
+    name = " ".join(["Ayu", "Saputra"])  # not in the source, which frames quote
+    for out in (io.StringIO(), _Terminal()):
+        configure_logging("INFO", stream=out)
+        log = structlog.get_logger("lintas.test")
+        try:
+            try:
+                _fails_on(name)
+            except ValidationError as exc:
+                raise ConsentMissing(
+                    "referral.requested needs consent for scope 'services'"
+                ) from exc
+        except ConsentMissing:
+            log.error("handler.failed", exc_info=True)
+        logging.getLogger("other").error("stdlib", exc_info=True)  # no exception: nothing
+        rendered = out.getvalue()
+        assert "Ayu" not in rendered
+        assert "_fails_on" in rendered  # the frames are there
+        assert "pydantic_core._pydantic_core.ValidationError: [message withheld" in rendered
+        assert "ConsentMissing: referral.requested needs consent for scope 'services'" in rendered
