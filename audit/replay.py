@@ -63,7 +63,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import PermanentError, canonical_json, parse_message
+from lintas.contracts import PermanentError, TransientError, canonical_json, parse_message
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
 from lintas.infra.keys import Registry
 from lintas.infra.settings import Settings
@@ -299,7 +299,7 @@ _BULK = 4096
 _QUEUED = 4
 
 
-class ReplayWorkerDied(RuntimeError):
+class ReplayWorkerDied(TransientError):
     """A worker process died after it had applied batches: the store is incomplete (replay
     again into a fresh one)."""
 
