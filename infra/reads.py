@@ -108,10 +108,6 @@ class CaseHead:
     event_id: str | None = None
     subject: str = ""
     body: bytes = b""
-    prevhash: str | None = None
-    """The hash of the case's message before this one (None: the case's first), readable
-    whoever may read the head: a publisher that knows that message knows nothing else of
-    the case was stored in between."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +214,9 @@ def _head_of(raw: Any, *, visible: bool) -> CaseHead:
     data = bytes(raw.data or b"")
     doc = parse_message(data)  # once: for its id and its hash
     event_id = doc.get("id") if visible and isinstance(doc, dict) else None
-    prevhash = doc.get("prevhash") if isinstance(doc, dict) else None
-    prevhash = prevhash if isinstance(prevhash, str) else None
-    seq, digest = int(raw.seq or 0), message_hash(data, doc)
     if not visible:
-        return CaseHead(seq, digest, prevhash=prevhash)
-    return CaseHead(seq, digest, event_id, raw.subject or "", data, prevhash)
+        return CaseHead(int(raw.seq or 0), message_hash(data, doc))
+    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data)
 
 
 def _b64(data: bytes) -> str:
@@ -322,12 +315,7 @@ class ReadService:
         if raw is None:
             return {"seq": 0, "hash": None, "id": None}
         head = _head_of(raw, visible=may_read(agency, raw.subject or ""))
-        answer: dict[str, Any] = {
-            "seq": head.seq,
-            "hash": head.hash,
-            "id": head.event_id,
-            "prevhash": head.prevhash,
-        }
+        answer: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "id": head.event_id}
         if head.subject:  # only what the agency may read: its own, its inbound, broadcasts
             answer |= {"subject": head.subject, "data": _b64(head.body)}
         return answer
@@ -490,7 +478,6 @@ class ServiceReads:
             answer.get("id"),
             answer.get("subject") or "",
             _unb64(answer["data"]) if answer.get("data") else b"",
-            answer.get("prevhash"),
         )
 
     async def message(self, seq: int) -> bytes:

@@ -52,8 +52,6 @@ from lintas.contracts import (
     GateRefused,
     case_filter,
     decode,
-    encode,
-    message_hash,
 )
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.agencies import is_partner_abroad
@@ -122,11 +120,7 @@ class Privacy:
         # Through the read service: only what it discloses, and key erasure asked of it.
         self._service = reads if isinstance(reads, ServiceReads) else None
         self._cached = cached_cases
-        # Per case: its book, the last sequence of the case it covers, and that message's
-        # hash when known (a head that chains onto it is the only new event).
-        self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int, str | None]] = (
-            OrderedDict()
-        )
+        self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int]] = OrderedDict()
 
     # -- reading the case ------------------------------------------------------------------
 
@@ -150,45 +144,36 @@ class Privacy:
     ) -> gate_rules.ConsentBook:
         """The case's consent book as of stream sequence ``head`` (its last event, ``last``
         when at hand)."""
-        book, read, known = self._books.pop(case_id, (gate_rules.ConsentBook(), 0, None))
+        book, read = self._books.pop(case_id, (gate_rules.ConsentBook(), 0))
         if read > head:  # cannot happen on an append-only stream; start over rather than guess
-            book, read, known = gate_rules.ConsentBook(), 0, None
-        at_head = last is not None and last.seq == head
-        if read == head:
-            pass
-        elif at_head and last is not None and known is not None and last.prevhash == known:
-            # The head chains right onto the last event the book has seen: it is the only
-            # new event of the case, and it is at hand.
-            book = _folded(book, head, last.body, last.subject)
+            book, read = gate_rules.ConsentBook(), 0
+        # Only the stream's order says nothing else is new: a head's ``prevhash`` is what
+        # its publisher wrote, which no consumer checks and anyone may forge.
+        if last is not None and last.seq == head and read == head - 1:
+            book = _folded(book, head, last.body, last.subject)  # only the head is new
         else:
             async for seq, body, subject in self._walk(
                 _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
             ):
                 book = _folded(book, seq, body, subject)
-        if read < head:
-            known = last.hash if at_head and last is not None else None
-        self._keep(case_id, book, max(read, head), known)
+        self._keep(case_id, book, max(read, head))
         return book
 
-    def _keep(
-        self, case_id: str, book: gate_rules.ConsentBook, read: int, known: str | None
-    ) -> None:
-        self._books[case_id] = (book, read, known)
+    def _keep(self, case_id: str, book: gate_rules.ConsentBook, read: int) -> None:
+        self._books[case_id] = (book, read)
         self._books.move_to_end(case_id)
         while len(self._books) > self._cached:
             self._books.popitem(last=False)
 
-    def stored(self, event: Event, head: CaseHead, seq: int, as_stored: Event) -> None:
-        """``event`` was stored (signed and chained: ``as_stored``) at ``seq`` right after
-        ``head`` (the publish that held only if ``head`` was still the case's last event):
-        the cached book moves past it.
+    def stored(self, event: Event, head: CaseHead, seq: int) -> None:
+        """``event`` was stored at ``seq`` right after ``head`` (the publish that held only
+        if ``head`` was still the case's last event): the cached book moves past it.
 
-        Other cases' events may lie between the two sequences; none of this case's can
-        (the publish held), and only this case's events fold into its book."""
+        Other cases' events may lie between the two sequences; none of this case's can:
+        the server held the publish to ``Nats-Expected-Last-Subject-Sequence``."""
         cached = self._books.get(event.case_id)
         if cached is not None and cached[1] == head.seq and seq > head.seq:
-            digest = message_hash(encode(as_stored.envelope))
-            self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq, digest)
+            self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq)
 
     def _case_filters(self, case_id: str) -> list[str]:
         """The case's events this Publisher may read: all of them on the stream, or through

@@ -426,7 +426,7 @@ class OutboxRelay:
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
-            privacy.stored(prepared[0][0], prepared[0][1], seq, stored)
+            privacy.stored(prepared[0][0], prepared[0][1], seq)
         await privacy.after(prepared[0][0] if prepared else stored, seq, what)
         if draft.data.clear_fields():
             self._sealed[row.position] = encode(stored.envelope).decode()

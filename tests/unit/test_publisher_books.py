@@ -6,7 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from lintas.contracts import BROADCAST, build_data, encode, make_event, message_hash, new_case_id
+from lintas.contracts import (
+    BROADCAST,
+    build_data,
+    decode,
+    encode,
+    make_event,
+    message_hash,
+    new_case_id,
+)
 from lintas.infra.reads import CaseHead, StoredMessage
 from lintas.producers._privacy import Privacy
 
@@ -22,14 +30,22 @@ class _Log:
         """Reads of the case's broadcasts (a read may take more than one)."""
 
     def add(
-        self, seq: int, event_type: str, data: dict[str, Any], source: str, target: str
+        self,
+        seq: int,
+        event_type: str,
+        data: dict[str, Any],
+        source: str,
+        target: str,
+        prevhash: str | None = None,
     ) -> CaseHead:
-        prevhash = message_hash(self.messages[-1][2]) if self.messages else None
+        """Stored at ``seq``, chained onto the case's last message unless ``prevhash``."""
+        if prevhash is None and self.messages:
+            prevhash = message_hash(self.messages[-1][2])
         event = make_event(build_data(event_type, data), source=source, target=target, case_id=CASE)
         body = encode(event.envelope.model_copy(update={"prevhash": prevhash}))
         subject = event.envelope.nats_subject
         self.messages.append((seq, subject, body))
-        return CaseHead(seq, message_hash(body), event.id, subject, body, prevhash)
+        return CaseHead(seq, message_hash(body), event.id, subject, body)
 
     async def between(
         self, subject_filter: str, first: int, last: int, limit: int
@@ -63,64 +79,66 @@ def _withdrawal(log: _Log, seq: int) -> CaseHead:
     )
 
 
-def _assignment(log: _Log, seq: int) -> CaseHead:
-    return log.add(
-        seq, "case.assigned", {"owner": "kp2mi", "officer_ref": "off-1"}, "kemlu", "kp2mi"
-    )
+def _assignment(log: _Log, seq: int, prevhash: str | None = None) -> CaseHead:
+    data = {"owner": "kp2mi", "officer_ref": "off-1"}
+    return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash)
 
 
 def _privacy(log: _Log) -> Privacy:
     return Privacy(None, "kp2mi", "LINTAS", None, reads=log)  # type: ignore[arg-type]
 
 
-def test_a_head_chained_onto_the_known_event_is_folded_without_reading_the_case() -> None:
+def test_the_next_message_of_the_stream_is_folded_from_the_head_without_reading() -> None:
     async def run() -> None:
         log = _Log()
         privacy = _privacy(log)
-        first = _consent(log, 10)
-        book = await privacy.book(CASE, 10, "test", first)  # first sight: read
+        book = await privacy.book(CASE, 10, "test", _consent(log, 10))  # first sight: read
         read = log.walks
         assert read > 0
         assert book.covering("services", "kemensos") is not None
-        # Other cases' events at 11-19; then only the withdrawal, chained onto seq 10.
-        head = _withdrawal(log, 20)
-        book = await privacy.book(CASE, 20, "test", head)
-        assert log.walks == read  # the head was enough
-        assert book.covering("services", "kemensos") is None  # and it was folded
+        head = _withdrawal(log, 11)  # nothing at all stored between: the head is all
+        book = await privacy.book(CASE, 11, "test", head)
+        assert log.walks == read
+        assert book.covering("services", "kemensos") is None
 
     asyncio.run(run())
 
 
-def test_two_new_events_of_the_case_are_read_whatever_the_head_says() -> None:
-    """The head chains onto an event this Publisher never saw: the withdrawal before it
-    must be read, or the gate would still let kemensos have the data."""
+def test_a_head_that_claims_to_follow_the_known_event_is_not_taken_at_its_word() -> None:
+    """A message's prevhash is what its publisher wrote: one published without the
+    expected-sequence header can name the event the book knows while a withdrawal lies
+    between. The case is read, and the withdrawal counts."""
 
     async def run() -> None:
         log = _Log()
         privacy = _privacy(log)
-        await privacy.book(CASE, 10, "test", _consent(log, 10))
+        known = _consent(log, 10)
+        await privacy.book(CASE, 10, "test", known)
         read = log.walks
         _withdrawal(log, 20)
-        head = _assignment(log, 30)  # not a broadcast: the head alone says nothing
-        book = await privacy.book(CASE, 30, "test", head)
+        assert known.hash is not None
+        forged = _assignment(log, 30, prevhash=known.hash)  # no expected-sequence header
+        book = await privacy.book(CASE, 30, "test", forged)
         assert log.walks > read
         assert book.covering("services", "kemensos") is None
 
     asyncio.run(run())
 
 
-def test_a_case_first_seen_is_read_even_when_its_head_names_no_previous_event() -> None:
-    """An event with no prevhash may still follow others (published before the chain):
-    only a hash this Publisher knows lets it skip the read."""
+def test_after_its_own_publish_the_book_moves_past_it_whatever_lies_between() -> None:
+    """The server held the publish to the case's head: no event of the case can lie
+    between, however many of other cases do."""
 
     async def run() -> None:
         log = _Log()
         privacy = _privacy(log)
-        _consent(log, 10)
-        head = _assignment(log, 11)
-        unchained = CaseHead(head.seq, head.hash, head.event_id, head.subject, head.body, None)
-        book = await privacy.book(CASE, 11, "test", unchained)
-        assert log.walks > 0
+        head = _consent(log, 10)
+        await privacy.book(CASE, 10, "test", head)
+        read = log.walks
+        mine = _assignment(log, 57)  # other cases' events at 11-56
+        privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
+        book = await privacy.book(CASE, 57, "test", mine)
+        assert log.walks == read
         assert book.covering("services", "kemensos") is not None
 
     asyncio.run(run())
