@@ -8,9 +8,10 @@ only reads the stream and hands the bodies over, so the CPUs share the work rath
 wait on one process that folds.
 
 Shards own disjoint rows. A shard holds the records of its recent cases between batches
-(a bounded write-back cache: :class:`_Records`) and writes them when they are pushed out
-and at the end (:meth:`Shard.flush`), in short transactions, so on SQLite two shards take
-turns only for those writes, and a record is neither parsed nor written per batch.
+(a bounded write-back cache: :class:`_Records`) and reads and writes the store only for
+records it does not hold or pushes out, and at the end (:meth:`Shard.flush`), in short
+transactions with no fold inside: on SQLite, where every transaction takes the write lock,
+shards take turns only for those.
 
 :class:`Shard` is the same in a worker and in the reader's own process (a small selection,
 or where worker processes cannot start).
@@ -18,6 +19,7 @@ or where worker processes cannot start).
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ from lintas.consumers.record import CaseRecord
 from lintas.contracts import Event, PermanentError, decode, parse_message
 from lintas.infra.db import create_db_engine
 from lintas.infra.keys import Registry, SignatureCheck, Verifier, signatures_hold
+from lintas.infra.tracing import trace_context
 
 __all__ = ["MAX_REASONS", "Message", "Shard", "ShardJob", "ShardReport", "shard_of"]
 
@@ -78,9 +81,12 @@ class ShardReport:
     seen, up to the job's ``max_links`` over the shard's life."""
 
     def skip(self, seq: int, reason: str) -> None:
+        # Reasons come out of stream order within a batch (decoding before folding): the
+        # first ones of the stream are kept.
         self.skipped += 1
-        if len(self.reasons) < MAX_REASONS:
-            self.reasons.append((seq, reason))
+        if len(self.reasons) < MAX_REASONS or seq < self.reasons[-1][0]:
+            bisect.insort(self.reasons, (seq, reason))
+            del self.reasons[MAX_REASONS:]
 
 
 @dataclass(slots=True)
@@ -99,7 +105,7 @@ class Shard:
         self._own_engine = engine is None
         self._engine = engine if engine is not None else create_db_engine(job.url)
         self._verifier = Verifier(job.registry)
-        self._traces: set[str] = set()
+        self._traces: set[int] = set()
         self._records = _Records(self._engine, _HELD)
 
     def close(self) -> None:
@@ -144,14 +150,14 @@ class Shard:
         return _Read(seq, event, check)
 
     def _link(self, event: Event, report: ShardReport) -> None:
-        traceparent = event.envelope.traceparent
-        if traceparent is None or len(self._traces) >= self._job.max_links:
+        envelope = event.envelope
+        if envelope.traceparent is None or len(self._traces) >= self._job.max_links:
             return
-        trace_id = traceparent[3:35]
-        if trace_id in self._traces:
+        live = trace_context(envelope.traceparent, envelope.tracestate)
+        if live is None or live.trace_id in self._traces:
             return
-        self._traces.add(trace_id)
-        report.links.append((traceparent, event.envelope.tracestate, event.case_id, event.id))
+        self._traces.add(live.trace_id)
+        report.links.append((envelope.traceparent, envelope.tracestate, event.case_id, event.id))
 
     def _store(self, batch: list[tuple[int, Event]], report: ShardReport) -> None:
         """Apply what the live projector would: not the events of a case never opened."""

@@ -23,7 +23,7 @@ its own, whatever span the caller is in, with links to the traces of the events 
 rebuilds (the ``traceparent`` their envelopes carry, one link per trace, at most
 :data:`MAX_TRACE_LINKS`). It starts no span in a live trace.
 
-A selection of more than a few thousand events is split by case across worker processes
+A whole-log selection of a few thousand events or more is split by case across worker processes
 (:mod:`._shards`): each case's events still fold in stream order, in one process, and the
 result is the same as in one process (the tests hold the digests equal). A worker that
 dies after applying batches fails the replay (:class:`ReplayWorkerDied`): the store is
@@ -52,10 +52,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any, get_args
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, TracerProvider
+from pydantic import BaseModel
 from sqlalchemy import create_engine, func, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -169,7 +171,35 @@ def record_digest(url: str) -> RecordDigest:
         engine.dispose()
 
 
-_RECORD_FIELDS = frozenset(CaseRecord.model_fields)
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+_SHAPES: dict[type[BaseModel], tuple[frozenset[str], dict[str, type[BaseModel]]]] = {}
+
+
+def _in_shape(value: Any, model: type[BaseModel]) -> bool:
+    """Whether ``value`` (parsed JSON) has exactly the fields of ``model`` and of every
+    model nested in it: what ``model_dump`` of the current model gives."""
+    shape = _SHAPES.get(model)
+    if shape is None:
+        nested = {
+            name: found[0]
+            for name, info in model.model_fields.items()
+            if (found := _models_in(info.annotation))
+        }
+        shape = _SHAPES[model] = (frozenset(model.model_fields), nested)
+    fields, nested = shape
+    if not isinstance(value, dict) or value.keys() != fields:
+        return False
+    for name, inner in nested.items():
+        item = value[name]
+        items = item if isinstance(item, list) else [] if item is None else [item]
+        if not all(_in_shape(one, inner) for one in items):
+            return False
+    return True
 
 
 def _record_form(doc: str) -> bytes:
@@ -178,10 +208,11 @@ def _record_form(doc: str) -> bytes:
     The projection stores ``model_dump_json()``, which parses back to exactly that dump:
     it is canonicalised as parsed (the C encoder's path), without a round trip through the
     model that would cost more than the rest of the digest. A document not in the current
-    shape (written before a field was added) goes through the model, which fills defaults.
+    shape, at any depth (written before a field was added), goes through the model, which
+    fills the defaults.
     """
     parsed = parse_message(doc.encode())
-    if not isinstance(parsed, dict) or parsed.keys() != _RECORD_FIELDS:
+    if not _in_shape(parsed, CaseRecord):
         record = CaseRecord.model_validate_json(doc)
         parsed = parse_message(record.model_dump_json().encode())
     return canonical_json(parsed)
@@ -380,13 +411,16 @@ class _Shards:
     async def _fall_back(self) -> None:
         """No worker could start (a script without a __main__ guard, say): everything
         queued is applied here instead, slower but the same. Only if no worker applied
-        anything: a worker that did holds records not yet written."""
+        anything, and the store holds no record: a worker that did may have written some
+        records and hold others."""
         waiting = [list(queued) for queued in self._queued]
         outcomes = await asyncio.gather(
             *(future for queued in waiting for _, future in queued), return_exceptions=True
         )
         self.close()
-        if any(not isinstance(outcome, BaseException) for outcome in outcomes):
+        with Session(self._engine) as session:
+            written = session.exec(select(func.count()).select_from(RecordCaseRow)).one()
+        if written or any(not isinstance(outcome, BaseException) for outcome in outcomes):
             raise ReplayWorkerDied(
                 "a replay worker process died while others applied batches: the store is "
                 "incomplete; replay again into a fresh one"
@@ -407,9 +441,15 @@ class _Shards:
             self._local.flush()
             return
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(pool, _shards.flush_in_worker) for pool in self._pools)
-        )
+        try:
+            await asyncio.gather(
+                *(loop.run_in_executor(pool, _shards.flush_in_worker) for pool in self._pools)
+            )
+        except BrokenProcessPool:
+            raise ReplayWorkerDied(
+                "a replay worker process died writing its records: the store is incomplete; "
+                "replay again into a fresh one"
+            ) from None
 
     def close(self) -> None:
         for queued in self._queued:
@@ -539,7 +579,8 @@ async def _replay(
             pending.append((stored.seq, stored.subject, stored.body))
             if len(pending) >= (batch_size if started else max(batch_size, _BULK)):
                 if not started:
-                    shards.start(workers, bulk=True)
+                    # One case is one shard's work: its replay stays in this process.
+                    shards.start(workers, bulk=case_id is None)
                     started = True
                 await shards.submit(pending)
                 pending = []

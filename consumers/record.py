@@ -13,6 +13,7 @@ erasure itself, and, per timeline entry, why the consent gate refuses it when it
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -155,14 +156,16 @@ def consent_book(record: CaseRecord) -> gate_rules.ConsentBook:
     if cached is not None and cached[0] is record.consents and cached[1] is record.erasure:
         return cached[2]
     book = _build_book(record)
-    if len(_BOOKS) >= _BOOKS_KEPT:
-        del _BOOKS[next(iter(_BOOKS))]
-    _BOOKS[id(record.consents)] = (record.consents, record.erasure, book)
+    with _BOOKS_LOCK:  # projectors fold in worker threads
+        if len(_BOOKS) >= _BOOKS_KEPT:
+            del _BOOKS[next(iter(_BOOKS))]
+        _BOOKS[id(record.consents)] = (record.consents, record.erasure, book)
     return book
 
 
 _BOOKS: dict[int, tuple[tuple[ConsentEntry, ...], Erasure | None, gate_rules.ConsentBook]] = {}
 _BOOKS_KEPT = 4096
+_BOOKS_LOCK = threading.Lock()
 
 
 def _build_book(record: CaseRecord) -> gate_rules.ConsentBook:

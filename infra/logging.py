@@ -113,7 +113,25 @@ def safe_exceptions(
     exc = _exception(event_dict.pop("exc_info", None))
     if exc is not None:
         event_dict["exception"] = "".join(_render(exc, set())).rstrip("\n")
+        message = event_dict.get("event")
+        if isinstance(message, str):
+            # A library's own line may quote the exception too (asyncio's "Task exception
+            # was never retrieved" holds the task's repr, and with it the exception's).
+            event_dict["event"] = _without(message, exc)
     return event_dict
+
+
+def _without(message: str, exc: BaseException) -> str:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not isinstance(current, LintasError):
+            for quoted in (repr(current), str(current)):
+                if len(quoted) >= 4:  # shorter, it would garble the line more than hide
+                    message = message.replace(quoted, WITHHELD)
+        current = current.__cause__ or current.__context__
+    return message
 
 
 def add_trace_context(

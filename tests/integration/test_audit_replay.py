@@ -35,6 +35,7 @@ from lintas.audit import (
 from lintas.audit.replay import ReplayResult, ReplayWorkerDied, open_fresh_store
 from lintas.consumers import CaseRecord, load_records, record
 from lintas.consumers.projections import RecordCaseRow
+from lintas.consumers.record import DocumentIssued
 from lintas.contracts import canonical_json, decode, new_case_id
 from lintas.infra.db import create_db_engine
 from lintas.infra.embedded import EmbeddedNats
@@ -267,13 +268,24 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
     url = _url(tmp_path, "digest.db")
     engine = create_db_engine(url)
     SQLModel.metadata.create_all(engine, tables=[RecordCaseRow.__table__])  # type: ignore[attr-defined]
+    issued = DocumentIssued(
+        kind="passport",
+        issued_by="kemlu",
+        issuing_office="KBRI Kuala Lumpur",
+        issued_on="2025-01-02",
+        at=T0,
+    )
     records = [
-        CaseRecord(case_id=new_case_id(), situation="neglected", last_seq=n) for n in (1, 2, 3)
+        CaseRecord(case_id=new_case_id(), situation="neglected", last_seq=n, documents=(issued,))
+        for n in (1, 2, 3)
     ]
-    # One stored before ``erasure`` was a field: it digests as the current model reads it.
+    # Stored before ``erasure``, and before a document's ``issuing_office_code``, were
+    # fields: they digest as the current model reads them.
     older = json.loads(records[1].model_dump_json())
     del older["erasure"]
-    docs = [records[0].model_dump_json(), json.dumps(older), records[2].model_dump_json()]
+    nested = json.loads(records[2].model_dump_json())
+    del nested["documents"][0]["issuing_office_code"]
+    docs = [records[0].model_dump_json(), json.dumps(older), json.dumps(nested)]
     with Session(engine) as session:
         for rec, doc in reversed(list(zip(records, docs, strict=True))):
             session.add(
@@ -371,6 +383,14 @@ def _die_at_second_batch(job: _shards.ShardJob) -> None:
     shard.apply = apply_once  # type: ignore[method-assign]
 
 
+def _die_at_flush(job: _shards.ShardJob) -> None:
+    """A worker that applies every batch, then dies writing what it holds."""
+    _shards.start_worker(job)
+    shard = _shards._WORKER
+    assert shard is not None
+    shard.flush = lambda: os._exit(3)  # type: ignore[method-assign]
+
+
 async def _replay_all(
     js: JetStreamContext, settings: Settings, url: str, **options: Any
 ) -> ReplayResult:
@@ -429,24 +449,24 @@ async def test_a_replay_sharded_by_case_across_worker_processes_is_the_same_repl
     assert "signature does not match" in there.skipped_reasons[0]
 
 
+@pytest.mark.parametrize("when", ["at its second batch", "writing its records"])
 async def test_a_worker_that_dies_after_applying_fails_the_replay(
     js: JetStreamContext,
     log: list[Sent],
     settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    when: str,
 ) -> None:
     """Its batches cannot be told applied or not: the replay says the store is incomplete
     rather than finishing with a record that lacks them."""
     monkeypatch.setattr(replay_module, "_BULK", 1)
+    dies = _die_at_second_batch if when == "at its second batch" else _die_at_flush
     monkeypatch.setattr(
         replay_module._Shards,
         "_new_pool",
         lambda self: ProcessPoolExecutor(
-            1,
-            mp_context=get_context("spawn"),
-            initializer=_die_at_second_batch,
-            initargs=(self._job,),
+            1, mp_context=get_context("spawn"), initializer=dies, initargs=(self._job,)
         ),
     )
     with pytest.raises(ReplayWorkerDied, match="incomplete"):

@@ -142,3 +142,17 @@ def test_a_logged_exception_keeps_its_frames_and_type_but_not_a_quoted_value() -
         assert "_fails_on" in rendered  # the frames are there
         assert "pydantic_core._pydantic_core.ValidationError: [message withheld" in rendered
         assert "ConsentMissing: referral.requested needs consent for scope 'services'" in rendered
+
+
+def test_a_librarys_own_line_quoting_the_exception_withholds_it_too() -> None:
+    """asyncio logs a task's repr, exception included, in the line itself."""
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    name = " ".join(["Siti", "Aminah"])
+    try:
+        raise ValueError(f"full_name={name}")
+    except ValueError as exc:
+        logging.getLogger("asyncio").error("Task exception: exception=%r", exc, exc_info=True)
+    rendered = out.getvalue()
+    assert "Siti" not in rendered
+    assert "Task exception: exception=[message withheld" in rendered
