@@ -45,18 +45,28 @@ async def test_the_shipped_cluster_forms_on_free_ports_and_survives_a_follower(
 
         # One seed URL is enough once connected: the cluster tells the client the others.
         seed = cluster.node(follower).url
-        reconnected = asyncio.Event()
+        reconnected, discovered = asyncio.Event(), asyncio.Event()
 
         async def on_reconnect() -> None:
             reconnected.set()
 
+        async def on_discovered() -> None:
+            discovered.set()
+
         nc = await nats.connect(
-            seed, error_cb=_quiet, reconnected_cb=on_reconnect, reconnect_time_wait=0.2
+            seed,
+            error_cb=_quiet,
+            reconnected_cb=on_reconnect,
+            discovered_server_cb=on_discovered,
+            reconnect_time_wait=0.2,
         )
         try:
-            await nc.flush()
-            known = {f"nats://{uri.netloc}" for uri in nc.servers}
-            assert known == set(cluster.urls)
+            # The seed announces its peers as their routes come up, perhaps after the
+            # connect: each announcement is awaited until the client knows every node.
+            async with asyncio.timeout(10):
+                while {f"nats://{uri.netloc}" for uri in nc.servers} != set(cluster.urls):
+                    await discovered.wait()
+                    discovered.clear()
 
             await cluster.kill(follower)
             assert not cluster.node(follower).running
