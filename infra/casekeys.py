@@ -174,19 +174,7 @@ async def list_case_keys(
     js: Any, case_id: str, bucket: str = CASE_KEYS_BUCKET
 ) -> list[CaseKeyEntry]:
     """Every entry the store holds for ``case_id``, in the order written."""
-    stream, prefix = case_keys_stream(bucket), _subject(bucket, "")
-    found: list[CaseKeyEntry] = []
-    cursor = 1
-    with bus_errors(f"listing the keys of case {case_id}"):
-        while True:
-            try:
-                raw = await js.get_msg(
-                    stream, seq=cursor, subject=_subject(bucket, f"{case_id}.>"), next=True
-                )
-            except nats.js.errors.NotFoundError:
-                return found
-            found.append(CaseKeyEntry((raw.subject or "").removeprefix(prefix), int(raw.seq or 0)))
-            cursor = int(raw.seq or 0) + 1
+    return await _entries(js, bucket, f"{case_id}.>", f"listing the keys of case {case_id}")
 
 
 async def cases_wrapped_for(
@@ -194,14 +182,21 @@ async def cases_wrapped_for(
 ) -> list[CaseKeyEntry]:
     """Every case whose data key is wrapped for ``agency`` (what it can read, and what a
     leak of its X25519 private key exposes), in the order the wraps were written."""
+    return await _entries(
+        js, bucket, f"*.*.{agency}", f"listing the data keys wrapped for {agency}"
+    )
+
+
+async def _entries(js: Any, bucket: str, keys: str, what: str) -> list[CaseKeyEntry]:
+    """The entries whose key matches ``keys`` (a subject filter below the bucket)."""
     stream, prefix = case_keys_stream(bucket), _subject(bucket, "")
     found: list[CaseKeyEntry] = []
     cursor = 1
-    with bus_errors(f"listing the data keys wrapped for {agency}"):
+    with bus_errors(what):
         while True:
             try:
                 raw = await js.get_msg(
-                    stream, seq=cursor, subject=_subject(bucket, f"*.*.{agency}"), next=True
+                    stream, seq=cursor, subject=_subject(bucket, keys), next=True
                 )
             except nats.js.errors.NotFoundError:
                 return found
