@@ -195,8 +195,8 @@ class _Records:
         if missing:
             with Session(self._engine) as session:
                 rows = RecordProjection.rows(session, missing)
-            for cid, row in rows.items():
-                self._held[cid] = CaseRecord.model_validate_json(row.doc)
+            for cid, doc in rows.items():
+                self._held[cid] = CaseRecord.model_validate_json(doc)
         for cid in case_ids & self._held.keys():
             self._held.move_to_end(cid)
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger
-from sqlmodel import Field, Session, SQLModel, col, update
+from sqlalchemy import BigInteger, Table, insert
+from sqlmodel import Field, Session, SQLModel, col, select, update
 
 from lintas.contracts import BROADCAST, Event, Sealed
 from lintas.contracts import gate as gate_rules
@@ -67,6 +68,11 @@ class CaseFileRow(SQLModel, table=True):
     time: datetime = Field(sa_type=UTCDateTime)
     state: str = Field(max_length=16, description="sealed, erased, or clear")
     sealed: str | None = Field(default=None, description="the Sealed value as JSON")
+
+
+# Core tables: batches are written with Core statements (see AgencyPrivacy._insert).
+_BOOK_TABLE: Table = PrivacyCaseRow.__table__  # type: ignore[attr-defined]
+_FILE_TABLE: Table = CaseFileRow.__table__  # type: ignore[attr-defined]
 
 
 def _dump(book: gate_rules.ConsentBook) -> str:
@@ -109,57 +115,84 @@ class AgencyPrivacy:
         )
 
     def apply_batch(self, session: Session, batch: Sequence[tuple[int, Event]]) -> None:
-        """Gate, fold and file the batch in order; raises the first refusal. One read per
-        case whose book the batch needs; most answers need none."""
-        rows: dict[str, PrivacyCaseRow | None] = {}
-        books: dict[str, gate_rules.ConsentBook] = {}
+        """Gate, fold and file the batch in order; raises the first refusal. One read of
+        the books the batch needs, one of the fields it may have filed already, and the new
+        fields written in bulk (per-row ORM objects cost more than the rest of the batch)."""
+        needs: list[tuple[int, Event, bool, bool]] = []
+        for seq, event in batch:
+            personal = gate_rules.carries_personal(event)
+            needs.append((seq, event, personal, self._needs_book(event, personal)))
+        rows = self._rows(session, {e.case_id for _, e, _, book in needs if book})
+        books = {case_id: _load(row) for case_id, row in rows.items()}
+        filed = self._filed(session, [(seq, e) for seq, e, personal, _ in needs if personal])
+        fields: list[dict[str, Any]] = []
         changed: set[str] = set()
         with session.no_autoflush:
-            for seq, event in batch:
-                personal = gate_rules.carries_personal(event)
-                if not self._needs_book(event, personal):
+            for seq, event, personal, needs_book in needs:
+                if not needs_book:
                     if personal:
-                        self._file(session, seq, event)
+                        fields += self._fields(seq, event, filed)
                     continue
                 case_id = event.case_id
-                if case_id not in books:
-                    rows[case_id] = session.get(PrivacyCaseRow, (self.agency, case_id))
-                    books[case_id] = _load(rows[case_id])
-                book = books[case_id]
+                book = books.setdefault(case_id, gate_rules.ConsentBook())
                 if event.target == self.agency:
                     refused = gate_rules.gate_refusal(book, event, at=seq)
                     if refused is not None:
                         raise refused
                 if personal:
-                    self._file(session, seq, event)
+                    fields += self._fields(seq, event, filed)
                 folded = gate_rules.fold(book, event, seq).about(self.agency)
                 if folded != book:
                     books[case_id] = folded
                     changed.add(case_id)
                 if event.type == "case.erased":
+                    self._insert(session, fields)  # the fields filed so far are erased too
+                    fields = []
                     self._erase(session, case_id)
-            for case_id in sorted(changed):
-                self._store(session, case_id, rows[case_id], books[case_id])
+            self._insert(session, fields)
+            new = [
+                {"agency": self.agency, "case_id": c, "book": _dump(b), "erased_seq": b.erased_seq}
+                for c, b in sorted(books.items())
+                if c in changed and c not in rows
+            ]
+            if new:
+                session.connection().execute(insert(_BOOK_TABLE), new)
+            for case_id in sorted(changed & rows.keys()):
+                rows[case_id].book = _dump(books[case_id])
+                rows[case_id].erased_seq = books[case_id].erased_seq
 
-    def _store(
-        self,
-        session: Session,
-        case_id: str,
-        row: PrivacyCaseRow | None,
-        book: gate_rules.ConsentBook,
-    ) -> None:
-        if row is None:
-            session.add(
-                PrivacyCaseRow(
-                    agency=self.agency,
-                    case_id=case_id,
-                    book=_dump(book),
-                    erased_seq=book.erased_seq,
-                )
-            )
-        else:
-            row.book = _dump(book)
-            row.erased_seq = book.erased_seq
+    def _rows(self, session: Session, case_ids: set[str]) -> dict[str, PrivacyCaseRow]:
+        if not case_ids:
+            return {}
+        query = select(PrivacyCaseRow).where(
+            col(PrivacyCaseRow.agency) == self.agency,
+            col(PrivacyCaseRow.case_id).in_(sorted(case_ids)),
+        )
+        return {row.case_id: row for row in session.exec(query)}
+
+    def _filed(
+        self, session: Session, personal: Sequence[tuple[int, Event]]
+    ) -> set[tuple[str, int, str]]:
+        """The fields already filed of the batch's own broadcasts: they reach both of the
+        agency's consumers, and are filed by whichever applies them first."""
+        twice = [
+            (seq, e) for seq, e in personal if e.source == self.agency and e.target == BROADCAST
+        ]
+        if not twice:
+            return set()
+        query = select(CaseFileRow.case_id, CaseFileRow.seq, CaseFileRow.field).where(
+            col(CaseFileRow.agency) == self.agency,
+            col(CaseFileRow.case_id).in_(sorted({e.case_id for _, e in twice})),
+            col(CaseFileRow.seq).in_(sorted({seq for seq, _ in twice})),
+        )
+        return {(case_id, seq, name) for case_id, seq, name in session.exec(query)}
+
+    @staticmethod
+    def _insert(session: Session, fields: list[dict[str, Any]]) -> None:
+        if fields:
+            session.flush()
+            # Core, not the ORM's bulk insert: it builds an object's state per row.
+            session.connection().execute(insert(_FILE_TABLE), fields)
 
     def _erase(self, session: Session, case_id: str) -> None:
         session.flush()  # rows added earlier in this batch are erased too
@@ -173,31 +206,31 @@ class AgencyPrivacy:
             .values(state="erased", sealed=None)
         )
 
-    def _file(self, session: Session, seq: int, event: Event) -> None:
-        """File the event's personal fields if it reached or came from this agency. An
-        agency's own broadcast reaches both of its consumers: it is filed once."""
+    def _fields(
+        self, seq: int, event: Event, filed: set[tuple[str, int, str]]
+    ) -> list[dict[str, Any]]:
+        """The rows of the event's personal fields if it reached or came from this agency,
+        but those ``filed`` already."""
         if self.agency not in (event.source, event.target) and event.target != BROADCAST:
-            return
-        twice = event.source == self.agency and event.target == BROADCAST
+            return []
         data = event.data
+        rows = []
         for name in sorted(type(data).personal_fields()):
             value = getattr(data, name)
-            if value is None:
-                continue
-            key = (self.agency, event.case_id, seq, name)
-            if twice and session.get(CaseFileRow, key) is not None:
+            if value is None or (event.case_id, seq, name) in filed:
                 continue
             sealed = value.model_dump_json() if isinstance(value, Sealed) else None
-            session.add(
-                CaseFileRow(
-                    agency=self.agency,
-                    case_id=event.case_id,
-                    seq=seq,
-                    field=name,
-                    event_type=event.type,
-                    source=event.source,
-                    time=event.time,
-                    state="sealed" if sealed else "clear",
-                    sealed=sealed,
-                )
+            rows.append(
+                {
+                    "agency": self.agency,
+                    "case_id": event.case_id,
+                    "seq": seq,
+                    "field": name,
+                    "event_type": event.type,
+                    "source": event.source,
+                    "time": event.time,
+                    "state": "sealed" if sealed else "clear",
+                    "sealed": sealed,
+                }
             )
+        return rows

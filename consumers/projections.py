@@ -6,10 +6,14 @@ session the runner opened, beside the tracking row; the runner commits both at o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+from sqlalchemy import bindparam
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import update as sa_update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.contracts import Event, PermanentError
@@ -131,34 +135,60 @@ class RecordProjection:
 
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
 
+    def __init__(self, held: int = 4096) -> None:
+        # The records last written, with their JSON: a record read back as the very JSON
+        # written is not parsed again. Keyed by the text, so the cache cannot go stale: a
+        # row another instance rewrote (or a rolled-back write) reads back different.
+        self._held: OrderedDict[str, tuple[str, CaseRecord]] = OrderedDict()
+        self._capacity = held
+
     def apply_batch(self, session: Session, batch: Batch) -> int:
-        rows = self.rows(session, {event.case_id for _, event in batch})
-        self.store(session, rows, self.fold(rows, batch))
+        docs = self.rows(session, {event.case_id for _, event in batch})
+        records = self.fold({cid: self._parsed(cid, doc) for cid, doc in docs.items()}, batch)
+        for cid, doc in self.store(session, docs, records).items():
+            self._held[cid] = (doc, records[cid])
+            self._held.move_to_end(cid)
+        while len(self._held) > self._capacity:
+            self._held.popitem(last=False)
         return len(batch)
 
-    @staticmethod
-    def rows(session: Session, case_ids: Iterable[str]) -> dict[str, RecordCaseRow]:
-        wanted = sorted(set(case_ids))
-        query = select(RecordCaseRow).where(col(RecordCaseRow.case_id).in_(wanted))
-        return {row.case_id: row for row in session.exec(query)}
+    def _parsed(self, case_id: str, doc: str) -> CaseRecord:
+        held = self._held.get(case_id)
+        if held is not None and held[0] == doc:
+            self._held.move_to_end(case_id)
+            return held[1]
+        return CaseRecord.model_validate_json(doc)
 
     @staticmethod
-    def fold(rows: Mapping[str, RecordCaseRow], batch: Batch) -> dict[str, CaseRecord]:
+    def rows(session: Session, case_ids: Iterable[str]) -> dict[str, str]:
+        """The stored records (as JSON) of those of ``case_ids`` the store holds."""
+        wanted = sorted(set(case_ids))
+        query = select(RecordCaseRow.case_id, RecordCaseRow.doc).where(
+            col(RecordCaseRow.case_id).in_(wanted)
+        )
+        return dict(session.exec(query).all())
+
+    @staticmethod
+    def fold(records: Mapping[str, CaseRecord], batch: Batch) -> dict[str, CaseRecord]:
         """The records of the batch's cases after it; :class:`UnknownCase` for an event
-        of a case neither in ``rows`` nor opened earlier in the batch."""
-        records = {cid: CaseRecord.model_validate_json(row.doc) for cid, row in rows.items()}
+        of a case neither in ``records`` nor opened earlier in the batch."""
+        after = dict(records)
         for seq, event in batch:
-            if event.case_id not in records and event.type != "case.opened":
+            if event.case_id not in after and event.type != "case.opened":
                 raise UnknownCase(event.case_id, event.type)
-            records[event.case_id] = record_fold.apply(records.get(event.case_id), event, seq)
-        return records
+            after[event.case_id] = record_fold.apply(after.get(event.case_id), event, seq)
+        return after
 
     @staticmethod
     def store(
-        session: Session, rows: Mapping[str, RecordCaseRow], records: Mapping[str, CaseRecord]
-    ) -> None:
-        for cid, rec in records.items():
-            values = {
+        session: Session, stored: Collection[str], records: Mapping[str, CaseRecord]
+    ) -> dict[str, str]:
+        """Write ``records``: an update of those ``stored`` already, an insert of the rest
+        (Core statements, one per kind: ORM objects cost more per row than the fold).
+        Returns the JSON written of each."""
+        values = [
+            {
+                "row_case_id": cid,
                 "situation": rec.situation,
                 "owner": rec.owner,
                 "status": rec.status,
@@ -167,12 +197,26 @@ class RecordProjection:
                 "last_seq": rec.last_seq,
                 "doc": rec.model_dump_json(),
             }
-            row = rows.get(cid)
-            if row is None:
-                row = RecordCaseRow(case_id=cid, status=rec.status, last_seq=rec.last_seq, doc="")
-            for name, value in values.items():
-                setattr(row, name, value)
-            session.add(row)
+            for cid, rec in sorted(records.items())
+        ]
+        table = RecordCaseRow.__table__  # type: ignore[attr-defined]
+        connection = session.connection()
+        updates = [v for v in values if v["row_case_id"] in stored]
+        if updates:
+            columns: dict[str, Any] = {name: bindparam(name) for name in _RECORD_COLUMNS}
+            query = sa_update(table).where(table.c.case_id == bindparam("row_case_id"))
+            connection.execute(query.values(columns), updates)
+        inserts = [
+            {"case_id": v["row_case_id"], **{k: v[k] for k in _RECORD_COLUMNS}}
+            for v in values
+            if v["row_case_id"] not in stored
+        ]
+        if inserts:
+            connection.execute(sa_insert(table), inserts)
+        return {str(v["row_case_id"]): str(v["doc"]) for v in values}
+
+
+_RECORD_COLUMNS = ("situation", "owner", "status", "whereabouts", "opened_at", "last_seq", "doc")
 
 
 def load_record(session: Session, case_id: str) -> CaseRecord | None:

@@ -1,0 +1,78 @@
+"""The projections' batch writes on a real SQLite store: what they file, once, and erase;
+and the record projector's parsed-record cache against rows rewritten behind its back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, select
+
+from lintas.consumers.privacy import AgencyPrivacy, CaseFileRow, PrivacyCaseRow
+from lintas.consumers.projections import RecordCaseRow, RecordProjection, load_record
+from lintas.infra.db import create_db_engine
+
+from .test_privacy_folds import CASE, CONSENT, ERASED, OPENED, WITHDRAWN
+
+
+def _engine(tmp_path: Path) -> Engine:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def _apply(engine: Engine, projection: AgencyPrivacy | RecordProjection, batch: list) -> None:
+    with Session(engine) as session:
+        projection.apply_batch(session, batch)
+        session.commit()
+
+
+def _filed(engine: Engine) -> list[tuple[str, int, str, str, bool]]:
+    with Session(engine) as session:
+        rows = session.exec(select(CaseFileRow).order_by(CaseFileRow.seq, CaseFileRow.field))
+        return [(r.agency, r.seq, r.field, r.state, r.sealed is not None) for r in rows]
+
+
+def test_an_agencys_own_broadcast_reaching_both_its_consumers_is_filed_once(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(tmp_path)
+    privacy = AgencyPrivacy("kemlu")
+    # Its sent consumer: everything kemlu published; its inbound one: the broadcasts.
+    _apply(engine, privacy, [(1, OPENED), (2, CONSENT), (3, WITHDRAWN)])
+    _apply(engine, privacy, [(2, CONSENT), (3, WITHDRAWN)])
+    assert _filed(engine) == [
+        ("kemlu", 1, "child", "sealed", True),
+        ("kemlu", 3, "reason", "sealed", True),
+    ]
+
+
+def test_an_erasure_erases_the_fields_filed_before_it_in_the_same_batch(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    privacy = AgencyPrivacy("kp2mi")
+    _apply(engine, privacy, [(1, OPENED)])
+    _apply(engine, privacy, [(2, CONSENT), (3, WITHDRAWN), (4, ERASED)])
+    assert _filed(engine) == [
+        ("kp2mi", 1, "child", "erased", False),
+        ("kp2mi", 3, "reason", "erased", False),
+    ]
+    with Session(engine) as session:
+        book = session.exec(select(PrivacyCaseRow)).one()
+    assert book.erased_seq == 4
+
+
+def test_the_record_projector_rereads_a_record_rewritten_behind_its_back(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    projection = RecordProjection()
+    _apply(engine, projection, [(1, OPENED), (2, CONSENT)])
+    # Another instance (another process) applied the withdrawal meanwhile.
+    _apply(engine, RecordProjection(), [(3, WITHDRAWN)])
+    _apply(engine, projection, [(4, ERASED)])
+    with Session(engine) as session:
+        record = load_record(session, CASE)
+        rows = session.exec(select(RecordCaseRow)).all()
+    assert record is not None
+    assert record.last_seq == 4
+    assert [c.consent_id for c in record.consents] == ["c-1"]
+    assert record.consents[0].withdrawn_seq == 3  # the other instance's write was read back
+    assert [(r.case_id, r.last_seq, r.status) for r in rows] == [(CASE, 4, record.status)]
