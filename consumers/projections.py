@@ -78,30 +78,43 @@ class WorklistProjection:
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
         self.privacy.apply_batch(session, batch)
+        keyed = [
+            (key, event)
+            for _seq, event in batch
+            if (key := worklist_fold.item_key(self.agency, event)) is not None
+        ]
+        rows = self._rows(session, {event.case_id for _, event in keyed})
         items: dict[tuple[str, str, str, str], WorkItem | None] = {}
-        changed = 0
-        for _seq, event in batch:
-            key = worklist_fold.item_key(self.agency, event)
-            if key is None:
-                continue
+        for key, event in keyed:
             if key not in items:
-                row = session.get(WorklistRow, key)
+                row = rows.get(key)
                 items[key] = (
                     None if row is None else WorkItem.model_validate(row, from_attributes=True)
                 )
             items[key] = worklist_fold.apply(self.agency, items[key], event)
-            changed += 1
         for key, item in items.items():
             if item is None:
                 continue
-            row = session.get(WorklistRow, key)
+            row = rows.get(key)
             values = item.model_dump()
             if row is None:
                 session.add(WorklistRow(**values))
             else:
                 for name, value in values.items():
                     setattr(row, name, value)
-        return changed
+        return len(keyed)
+
+    def _rows(
+        self, session: Session, case_ids: set[str]
+    ) -> dict[tuple[str, str, str, str], WorklistRow]:
+        """The agency's stored items of these cases, by key: one read per batch."""
+        if not case_ids:
+            return {}
+        query = select(WorklistRow).where(
+            col(WorklistRow.agency) == self.agency,
+            col(WorklistRow.case_id).in_(sorted(case_ids)),
+        )
+        return {(r.agency, r.case_id, r.requester, r.request_id): r for r in session.exec(query)}
 
 
 class RecordCaseRow(SQLModel, table=True):
