@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import nats.errors
 import structlog
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from sqlalchemy.engine import Engine
@@ -413,7 +414,17 @@ class ProjectionRunner:
         for msg in msgs[:-1]:
             await msg.ack()
         # Acks on one connection arrive in order: once the last is confirmed, all are.
-        await msgs[-1].ack_sync()
+        try:
+            await msgs[-1].ack_sync()
+        except nats.errors.TimeoutError:
+            # Committed: whatever the server did not take is redelivered after ack_wait,
+            # found at or below the tracked position, and acked then. Nothing is lost.
+            _log.warning(
+                "batch.ack_unconfirmed",
+                consumer=self.consumer,
+                stream_seqs=f"{msgs[0].metadata.sequence.stream}.."
+                f"{msgs[-1].metadata.sequence.stream}",
+            )
 
     async def _commit_with_retry(
         self, batch: Batch, rejected: list[int], last: int, msgs: Sequence[Any]
