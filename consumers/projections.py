@@ -148,21 +148,21 @@ class RecordProjection:
 
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
 
-    def __init__(self, held: int = 4096) -> None:
-        # The records last written, with their JSON: a record read back as the very JSON
-        # written is not parsed again. Keyed by the text, so the cache cannot go stale: a
-        # row another instance rewrote (or a rolled-back write) reads back different.
+    def __init__(self, held_bytes: int = 8 * 2**20) -> None:
+        # The records last written, by case, with their JSON: a record that reads back as
+        # the very JSON written is not parsed again. Checked against the text, so the cache
+        # cannot go stale: a row another instance rewrote (or a rolled-back write) reads
+        # back different and is parsed. Bounded by the JSON's size (a parsed record takes
+        # a few times more).
         self._held: OrderedDict[str, tuple[str, CaseRecord]] = OrderedDict()
-        self._capacity = held
+        self._held_bytes = 0
+        self._capacity = held_bytes
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
         docs = self.rows(session, {event.case_id for _, event in batch})
         records = self.fold({cid: self._parsed(cid, doc) for cid, doc in docs.items()}, batch)
         for cid, doc in self.store(session, docs, records).items():
-            self._held[cid] = (doc, records[cid])
-            self._held.move_to_end(cid)
-        while len(self._held) > self._capacity:
-            self._held.popitem(last=False)
+            self._hold(cid, doc, records[cid])
         return len(batch)
 
     def _parsed(self, case_id: str, doc: str) -> CaseRecord:
@@ -171,6 +171,16 @@ class RecordProjection:
             self._held.move_to_end(case_id)
             return held[1]
         return CaseRecord.model_validate_json(doc)
+
+    def _hold(self, case_id: str, doc: str, record: CaseRecord) -> None:
+        old = self._held.pop(case_id, None)
+        if old is not None:
+            self._held_bytes -= len(old[0])
+        self._held[case_id] = (doc, record)
+        self._held_bytes += len(doc)
+        while self._held_bytes > self._capacity and self._held:
+            _, (dropped, _) = self._held.popitem(last=False)
+            self._held_bytes -= len(dropped)
 
     @staticmethod
     def rows(session: Session, case_ids: Iterable[str]) -> dict[str, str]:
@@ -218,7 +228,12 @@ class RecordProjection:
         if updates:
             columns: dict[str, Any] = {name: bindparam(name) for name in _RECORD_COLUMNS}
             query = sa_update(table).where(table.c.case_id == bindparam("row_case_id"))
-            connection.execute(query.values(columns), updates)
+            updated = connection.execute(query.values(columns), updates).rowcount
+            if updated != len(updates):  # a row read above is gone: never drop a record
+                raise RuntimeError(
+                    f"the record store lost {len(updates) - updated} of the batch's records "
+                    "while it was applied"
+                )
         inserts = [
             {"case_id": v["row_case_id"], **{k: v[k] for k in _RECORD_COLUMNS}}
             for v in values

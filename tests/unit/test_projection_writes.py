@@ -3,15 +3,20 @@ and the record projector's parsed-record cache against rows rewritten behind its
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from lintas.consumers.privacy import AgencyPrivacy, CaseFileRow, PrivacyCaseRow
 from lintas.consumers.projections import RecordCaseRow, RecordProjection, load_record
+from lintas.consumers.record import CaseRecord
+from lintas.contracts import BROADCAST, new_case_id
 from lintas.infra.db import create_db_engine
 
+from ._events import at, ev
 from .test_privacy_folds import CASE, CONSENT, ERASED, OPENED, WITHDRAWN
 
 
@@ -76,3 +81,50 @@ def test_the_record_projector_rereads_a_record_rewritten_behind_its_back(tmp_pat
     assert [c.consent_id for c in record.consents] == ["c-1"]
     assert record.consents[0].withdrawn_seq == 3  # the other instance's write was read back
     assert [(r.case_id, r.last_seq, r.status) for r in rows] == [(CASE, 4, record.status)]
+
+
+def test_the_record_projector_parses_a_record_it_wrote_only_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(tmp_path)
+    parsed: list[str] = []
+    real = CaseRecord.model_validate_json
+
+    def counted(doc: str | bytes) -> CaseRecord:
+        parsed.append(str(doc))
+        return real(doc)
+
+    monkeypatch.setattr(CaseRecord, "model_validate_json", counted)
+    projection = RecordProjection()
+    _apply(engine, projection, [(1, OPENED)])
+    _apply(engine, projection, [(2, CONSENT)])
+    _apply(engine, projection, [(3, WITHDRAWN)])
+    assert parsed == []  # each batch found the JSON it wrote last
+    tight = RecordProjection(held_bytes=1)  # holds nothing: every record is parsed
+    _apply(engine, tight, [(4, ERASED)])
+    assert len(parsed) == 1
+
+
+def test_a_batch_updates_one_book_and_inserts_another(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    privacy = AgencyPrivacy("kp2mi")
+    _apply(engine, privacy, [(1, OPENED), (2, CONSENT)])
+    other = new_case_id()
+    data = CONSENT.data.model_dump(mode="json", exclude_none=True)
+    consent = ev(
+        "consent.recorded", data, source="kemlu", target=BROADCAST, case_id=other, time=at(6)
+    )
+    _apply(engine, privacy, [(3, WITHDRAWN), (4, consent)])
+    with Session(engine) as session:
+        books = {b.case_id: json.loads(b.book) for b in session.exec(select(PrivacyCaseRow))}
+    assert books[CASE][0][-1] == 3  # withdrawn at 3
+    assert books[other][0][0] == 4  # granted at 4, not withdrawn
+    assert books[other][0][-1] is None
+
+
+def test_a_record_row_gone_before_its_update_fails_the_batch(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    record = RecordProjection.fold({}, [(1, OPENED)])
+    with Session(engine) as session, pytest.raises(RuntimeError, match="lost 1 of"):
+        # Read as stored, gone by the update: the record must not vanish unnoticed.
+        RecordProjection.store(session, {CASE}, record)
