@@ -110,9 +110,13 @@ class WorklistProjection:
         """The agency's stored items of these cases, by key: one read per batch."""
         if not case_ids:
             return {}
-        query = select(WorklistRow).where(
-            col(WorklistRow.agency) == self.agency,
-            col(WorklistRow.case_id).in_(sorted(case_ids)),
+        query = (
+            select(WorklistRow)
+            .where(
+                col(WorklistRow.agency) == self.agency,
+                col(WorklistRow.case_id).in_(sorted(case_ids)),
+            )
+            .with_for_update()  # as the gate's books (privacy.py): both consumers write them
         )
         return {(r.agency, r.case_id, r.requester, r.request_id): r for r in session.exec(query)}
 
