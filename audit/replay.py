@@ -58,7 +58,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 from pydantic import BaseModel
-from sqlalchemy import create_engine, func, inspect
+from sqlalchemy import BigInteger, create_engine, func, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -111,8 +111,8 @@ class ReplayRun(SQLModel, table=True):
     case_id: str | None = Field(default=None, max_length=32)
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    applied: int = 0
-    skipped: int = 0
+    applied: int = Field(default=0, sa_type=BigInteger)
+    skipped: int = Field(default=0, sa_type=BigInteger)
     digest: str | None = Field(default=None, max_length=80)
 
 

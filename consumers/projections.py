@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import bindparam
+from sqlalchemy import BigInteger, bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -130,7 +130,7 @@ class RecordCaseRow(SQLModel, table=True):
     status: str = Field(max_length=16, index=True)
     whereabouts: str | None = Field(default=None, max_length=200)
     opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_seq: int
+    last_seq: int = Field(sa_type=BigInteger)
     doc: str = Field(description="the whole CaseRecord as JSON")
 
 

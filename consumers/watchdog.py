@@ -40,7 +40,7 @@ import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from opentelemetry.trace import TracerProvider
-from sqlalchemy import and_, or_, update
+from sqlalchemy import BigInteger, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -93,8 +93,8 @@ class DeadlineRow(SQLModel, table=True):
     escalate_at: datetime = Field(sa_type=UTCDateTime, index=True)
     status: str = Field(max_length=16, index=True)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    overdue_seq: int | None = None
-    escalated_seq: int | None = None
+    overdue_seq: int | None = Field(default=None, sa_type=BigInteger)
+    escalated_seq: int | None = Field(default=None, sa_type=BigInteger)
 
 
 def _item(row: DeadlineRow) -> Deadline:

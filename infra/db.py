@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import BigInteger, DateTime, TypeDecorator, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -54,9 +54,14 @@ class Tracking(SQLModel, table=True):
 
     consumer: str = Field(primary_key=True, max_length=64)
     stream: str = Field(primary_key=True, max_length=64)
-    position: int = Field(default=0, description="last applied stream sequence")
-    applied: int = Field(default=0, description="events applied to the projection")
-    rejected: int = Field(default=0, description="messages that broke their contract")
+    # Stream sequences and counts are 64-bit: a plain int is a 32-bit INTEGER on PostgreSQL.
+    position: int = Field(default=0, sa_type=BigInteger, description="last applied stream sequence")
+    applied: int = Field(
+        default=0, sa_type=BigInteger, description="events applied to the projection"
+    )
+    rejected: int = Field(
+        default=0, sa_type=BigInteger, description="messages that broke their contract"
+    )
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
 
 
@@ -68,7 +73,7 @@ class Retried(SQLModel, table=True):
 
     consumer: str = Field(primary_key=True, max_length=64)
     stream: str = Field(primary_key=True, max_length=64)
-    stream_seq: int = Field(primary_key=True)
+    stream_seq: int = Field(primary_key=True, sa_type=BigInteger)
     retried_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
 
 
