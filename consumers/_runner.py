@@ -64,6 +64,7 @@ from lintas.contracts import (
     parse_message,
 )
 from lintas.infra.db import read_position, write_position
+from lintas.infra.errors import BUS_ERRORS
 from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
 from lintas.infra.tracing import OUTCOME, about, process_span, tracer_for
@@ -77,6 +78,13 @@ OnCommit = Callable[[Batch], None]
 Quarantine = Callable[[QuarantineEntry], Awaitable[int]]
 
 _log = structlog.get_logger("lintas.consumer")
+
+# The bus, not the message, failed an acknowledgement (not a bug such as acking twice).
+_ACK_LOST: tuple[type[BaseException], ...] = (
+    *BUS_ERRORS,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+)
 
 T = TypeVar("T")
 
@@ -411,17 +419,18 @@ class ProjectionRunner:
 
     async def _ack(self, msgs: Sequence[Any]) -> None:
         """Only after the commit: a crash before this line means redelivery, then a skip."""
-        for msg in msgs[:-1]:
-            await msg.ack()
-        # Acks on one connection arrive in order: once the last is confirmed, all are.
         try:
+            for msg in msgs[:-1]:
+                await msg.ack()
+            # Acks on one connection arrive in order: once the last is confirmed, all are.
             await msgs[-1].ack_sync()
-        except nats.errors.TimeoutError:
+        except _ACK_LOST as exc:
             # Committed: whatever the server did not take is redelivered after ack_wait,
             # found at or below the tracked position, and acked then. Nothing is lost.
             _log.warning(
                 "batch.ack_unconfirmed",
                 consumer=self.consumer,
+                error=type(exc).__name__,
                 stream_seqs=f"{msgs[0].metadata.sequence.stream}.."
                 f"{msgs[-1].metadata.sequence.stream}",
             )

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import BigInteger, bindparam
+from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -77,6 +77,7 @@ class WorklistProjection:
         self.privacy = AgencyPrivacy(agency)
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
+        self._lock_cases(session, {event.case_id for _, event in batch})
         self.privacy.apply_batch(session, batch)
         keyed = [
             (key, event)
@@ -104,6 +105,26 @@ class WorklistProjection:
                     setattr(row, name, value)
         return len(keyed)
 
+    def _lock_cases(self, session: Session, case_ids: set[str]) -> None:
+        """On PostgreSQL, hold the batch's cases for this agency until the commit.
+
+        The agency's inbound and sent consumers write the same books, case-file fields and
+        work items, under separate tracking rows. In one process they share a lock; across
+        instances, a transaction lock per (agency, case), always taken in sorted order,
+        makes the second wait for the first, rows that do not exist yet included (a
+        ``FOR UPDATE`` cannot lock those, and both would insert). SQLite has one writer at
+        a time already."""
+        if not case_ids or session.get_bind().dialect.name != "postgresql":
+            return
+        keys = sorted(f"{self.agency}/{case_id}" for case_id in case_ids)
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                "FROM unnest(CAST(:keys AS text[])) AS k"
+            ),
+            {"keys": keys},
+        )
+
     def _rows(
         self, session: Session, case_ids: set[str]
     ) -> dict[tuple[str, str, str, str], WorklistRow]:
@@ -116,7 +137,8 @@ class WorklistProjection:
                 col(WorklistRow.agency) == self.agency,
                 col(WorklistRow.case_id).in_(sorted(case_ids)),
             )
-            .with_for_update()  # as the gate's books (privacy.py): both consumers write them
+            .order_by(*WorklistRow.__table__.primary_key.columns)  # type: ignore[attr-defined]
+            .with_for_update()  # rows in one order everywhere: see _lock_cases
         )
         return {(r.agency, r.case_id, r.requester, r.request_id): r for r in session.exec(query)}
 

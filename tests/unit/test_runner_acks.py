@@ -12,7 +12,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import nats.errors
+import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
+from structlog.testing import capture_logs
 
 from lintas.consumers._runner import ProjectionRunner
 from lintas.consumers.projections import RecordProjection, load_record
@@ -29,6 +32,7 @@ class _Msg:
     subject: str
     delivered: int = 1
     confirm: bool = True
+    fails: type[Exception] | None = None  # what the (unconfirmed) ack raises
     acks: list[str] = field(default_factory=list)
 
     @property
@@ -46,26 +50,27 @@ class _Msg:
 
     async def ack(self) -> None:
         self.acks.append("ack")
+        if not self.confirm and self.fails is not None:
+            raise self.fails
 
     async def ack_sync(self) -> None:
         self.acks.append("ack_sync")
         if not self.confirm:
-            raise nats.errors.TimeoutError
+            raise self.fails or nats.errors.TimeoutError
 
 
-def _msgs(*, delivered: int = 1, confirm: bool = True) -> list[_Msg]:
+def _msgs(
+    *, delivered: int = 1, confirm: bool = True, fails: type[Exception] | None = None
+) -> list[_Msg]:
     return [
-        _Msg(seq, encode(event.envelope), event.envelope.nats_subject, delivered, confirm)
+        _Msg(seq, encode(event.envelope), event.envelope.nats_subject, delivered, confirm, fails)
         for seq, event in ((1, OPENED), (2, CONSENT))
     ]
 
 
-async def test_an_unconfirmed_ack_leaves_the_batch_applied_and_its_redelivery_is_skipped(
-    tmp_path: Path,
-) -> None:
+def _runner(tmp_path: Path, applied: list[int]) -> tuple[ProjectionRunner, Engine]:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'record.db'}")
     SQLModel.metadata.create_all(engine)
-    applied: list[int] = []
     runner = ProjectionRunner(
         consumer="record",
         stream="LINTAS",
@@ -73,8 +78,18 @@ async def test_an_unconfirmed_ack_leaves_the_batch_applied_and_its_redelivery_is
         engine=engine,
         on_commit=[lambda batch: applied.extend(seq for seq, _ in batch)],
     )
+    return runner, engine
+
+
+async def test_an_unconfirmed_ack_leaves_the_batch_applied_and_its_redelivery_is_skipped(
+    tmp_path: Path,
+) -> None:
+    applied: list[int] = []
+    runner, engine = _runner(tmp_path, applied)
     first = _msgs(confirm=False)
-    await runner.handle(first)  # the server never confirms: no exception
+    with capture_logs() as logs:
+        await runner.handle(first)  # the server never confirms: no exception
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["batch.ack_unconfirmed"]
     assert [m.acks for m in first] == [["ack"], ["ack_sync"]]
     again = _msgs(delivered=2)
     await runner.handle(again)  # redelivered after ack_wait: acked, not applied again
@@ -85,3 +100,21 @@ async def test_an_unconfirmed_ack_leaves_the_batch_applied_and_its_redelivery_is
         record = load_record(session, CASE)
     assert record is not None
     assert record.last_seq == 2
+
+
+async def test_a_connection_lost_while_acking_leaves_the_batch_applied(tmp_path: Path) -> None:
+    applied: list[int] = []
+    runner, _ = _runner(tmp_path, applied)
+    lost = _msgs(confirm=False, fails=nats.errors.ConnectionClosedError)
+    with capture_logs() as logs:
+        await runner.handle(lost)
+    assert [e.get("error") for e in logs if e["event"] == "batch.ack_unconfirmed"] == [
+        "ConnectionClosedError"
+    ]
+    assert applied == [1, 2]
+
+
+async def test_an_ack_that_fails_for_a_bug_still_raises(tmp_path: Path) -> None:
+    runner, _ = _runner(tmp_path, [])
+    with pytest.raises(nats.errors.MsgAlreadyAckdError):
+        await runner.handle(_msgs(confirm=False, fails=nats.errors.MsgAlreadyAckdError))
