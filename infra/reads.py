@@ -198,8 +198,12 @@ class DirectReads:
         cursor = first
         while cursor <= last and len(found) < limit:
             try:
+                # From the stream's leader, not by direct get: any replica answers a direct
+                # get from its own store (ADR-31: no read-after-write coherency), and one
+                # not yet at ``last`` would say "nothing more" early. The consent gate's
+                # walk and a consumer's gap fill would then miss events that are stored.
                 raw = await self._js.get_msg(
-                    self.stream, seq=cursor, subject=subject_filter, next=True, direct=True
+                    self.stream, seq=cursor, subject=subject_filter, next=True
                 )
             except nats.js.errors.NotFoundError:
                 break
