@@ -224,8 +224,7 @@ class _Records:
         if not records:
             return
         with Session(self._engine) as session:
-            rows = RecordProjection.rows(session, records)
-            RecordProjection.store(session, rows, records)
+            RecordProjection.store(session, RecordProjection.stored(session, records), records)
             session.commit()
 
 

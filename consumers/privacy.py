@@ -164,17 +164,12 @@ class AgencyPrivacy:
     def _rows(self, session: Session, case_ids: set[str]) -> dict[str, PrivacyCaseRow]:
         if not case_ids:
             return {}
-        # Locked to the commit, in one order: the agency's other consumer (in another
-        # instance, on PostgreSQL) may fold the same book at once, and the later write
-        # would drop the earlier one's consent. (WorklistProjection also holds the cases.)
-        query = (
-            select(PrivacyCaseRow)
-            .where(
-                col(PrivacyCaseRow.agency) == self.agency,
-                col(PrivacyCaseRow.case_id).in_(sorted(case_ids)),
-            )
-            .order_by(col(PrivacyCaseRow.case_id))
-            .with_for_update()
+        # Read unlocked: the agency's other consumer may fold the same books at once (in
+        # another instance, on PostgreSQL), so WorklistProjection, which applies this, holds
+        # the batch's cases for the agency until the commit.
+        query = select(PrivacyCaseRow).where(
+            col(PrivacyCaseRow.agency) == self.agency,
+            col(PrivacyCaseRow.case_id).in_(sorted(case_ids)),
         )
         return {row.case_id: row for row in session.exec(query)}
 

@@ -111,9 +111,9 @@ class WorklistProjection:
         The agency's inbound and sent consumers write the same books, case-file fields and
         work items, under separate tracking rows. In one process they share a lock; across
         instances, a transaction lock per (agency, case), always taken in sorted order,
-        makes the second wait for the first, rows that do not exist yet included (a
-        ``FOR UPDATE`` cannot lock those, and both would insert). SQLite has one writer at
-        a time already."""
+        makes the second wait for the first before it reads, rows that do not exist yet
+        included (a ``FOR UPDATE`` could not lock those, and both would insert). Nothing
+        else writes these rows. SQLite has one writer at a time already."""
         if not case_ids or session.get_bind().dialect.name != "postgresql":
             return
         keys = sorted(f"{self.agency}/{case_id}" for case_id in case_ids)
@@ -131,14 +131,9 @@ class WorklistProjection:
         """The agency's stored items of these cases, by key: one read per batch."""
         if not case_ids:
             return {}
-        query = (
-            select(WorklistRow)
-            .where(
-                col(WorklistRow.agency) == self.agency,
-                col(WorklistRow.case_id).in_(sorted(case_ids)),
-            )
-            .order_by(*WorklistRow.__table__.primary_key.columns)  # type: ignore[attr-defined]
-            .with_for_update()  # rows in one order everywhere: see _lock_cases
+        query = select(WorklistRow).where(  # the cases are held: see _lock_cases
+            col(WorklistRow.agency) == self.agency,
+            col(WorklistRow.case_id).in_(sorted(case_ids)),
         )
         return {(r.agency, r.case_id, r.requester, r.request_id): r for r in session.exec(query)}
 
@@ -235,9 +230,8 @@ class RecordProjection:
         """Write ``records``: an update of those ``stored`` already, an insert of the rest
         (Core statements, one per kind: ORM objects cost more per row than the fold).
         Returns the JSON written of each."""
-        values = [
-            {
-                "row_case_id": cid,
+        values = {
+            cid: {
                 "situation": rec.situation,
                 "owner": rec.owner,
                 "status": rec.status,
@@ -247,12 +241,13 @@ class RecordProjection:
                 "doc": rec.model_dump_json(),
             }
             for cid, rec in sorted(records.items())
-        ]
+        }
         table = RecordCaseRow.__table__  # type: ignore[attr-defined]
         connection = session.connection()
-        updates = [v for v in values if v["row_case_id"] in stored]
+        updates = [{"row_case_id": cid, **v} for cid, v in values.items() if cid in stored]
         if updates:
-            columns: dict[str, Any] = {name: bindparam(name) for name in _RECORD_COLUMNS}
+            names = [name for name in updates[0] if name != "row_case_id"]
+            columns: dict[str, Any] = {name: bindparam(name) for name in names}
             query = sa_update(table).where(table.c.case_id == bindparam("row_case_id"))
             updated = connection.execute(query.values(columns), updates).rowcount
             if updated != len(updates):  # a row read above is gone: never drop a record
@@ -260,17 +255,18 @@ class RecordProjection:
                     f"the record store lost {len(updates) - updated} of the batch's records "
                     "while it was applied"
                 )
-        inserts = [
-            {"case_id": v["row_case_id"], **{k: v[k] for k in _RECORD_COLUMNS}}
-            for v in values
-            if v["row_case_id"] not in stored
-        ]
+        inserts = [{"case_id": cid, **v} for cid, v in values.items() if cid not in stored]
         if inserts:
             connection.execute(sa_insert(table), inserts)
-        return {str(v["row_case_id"]): str(v["doc"]) for v in values}
+        return {cid: str(v["doc"]) for cid, v in values.items()}
 
-
-_RECORD_COLUMNS = ("situation", "owner", "status", "whereabouts", "opened_at", "last_seq", "doc")
+    @staticmethod
+    def stored(session: Session, case_ids: Iterable[str]) -> set[str]:
+        """Which of ``case_ids`` the store holds a record of (their records unread)."""
+        query = select(RecordCaseRow.case_id).where(
+            col(RecordCaseRow.case_id).in_(sorted(set(case_ids)))
+        )
+        return set(session.exec(query).all())
 
 
 def load_record(session: Session, case_id: str) -> CaseRecord | None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
-from lintas.consumers.privacy import AgencyPrivacy, PrivacyCaseRow
+from lintas.consumers.privacy import PrivacyCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
@@ -24,8 +23,6 @@ from ..unit.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
 from .conftest import POSTGRES_ENV, postgres_database
 
 pytestmark = pytest.mark.postgres
-
-Projection = AgencyPrivacy | WorklistProjection
 
 
 def _consent(case_id: str, consent_id: str, minutes: float) -> Event:
@@ -43,18 +40,18 @@ def _lock_waiters(session: Session, pid: int) -> int:
     return int(session.execute(query, {"pid": pid}).scalar_one())
 
 
-def _at_once(engine: Engine, make: Callable[[], Projection], first: Batch, second: Batch) -> None:
+def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
     """``first`` applied and held uncommitted while another instance applies ``second``;
     then ``first`` commits, and ``second`` must finish without an error."""
     holder = Session(engine)
-    make().apply_batch(holder, first)
+    WorklistProjection("kp2mi").apply_batch(holder, first)
     holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
     failed: list[BaseException] = []
 
     def other_instance() -> None:
         try:
             with Session(engine) as session:
-                make().apply_batch(session, second)
+                WorklistProjection("kp2mi").apply_batch(session, second)
                 session.commit()
         except BaseException as exc:
             failed.append(exc)
@@ -94,12 +91,11 @@ def engine() -> Engine:
 
 def test_two_consumers_folding_one_book_at_once_lose_neither_consent(engine: Engine) -> None:
     with Session(engine) as session:
-        AgencyPrivacy("kp2mi").apply_batch(session, [(1, OPENED), (2, CONSENT)])
+        WorklistProjection("kp2mi").apply_batch(session, [(1, OPENED), (2, CONSENT)])
         session.commit()
     # Instance A's inbound consumer folds the withdrawal, instance B's sent one consent 2.
     _at_once(
         engine,
-        lambda: AgencyPrivacy("kp2mi"),
         [(3, WITHDRAWN)],
         [(4, _consent(CASE, "c-2", 4))],
     )
@@ -110,7 +106,6 @@ def test_two_consumers_creating_one_book_at_once_lose_neither_consent(engine: En
     case_id = new_case_id()  # no book yet: both would insert it
     _at_once(
         engine,
-        lambda: WorklistProjection("kp2mi"),
         [(1, _consent(case_id, "c-1", 1))],
         [(2, _consent(case_id, "c-2", 2))],
     )
