@@ -18,6 +18,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from lintas.contracts.subjects import inbound_filters
+from lintas.infra.bus import connect
 from lintas.infra import embedded
 from lintas.infra.embedded import EmbeddedNats, UnsupportedNatsServer, find_nats_server
 from lintas.infra.settings import Settings
@@ -96,3 +97,16 @@ async def test_a_consumer_of_several_subjects_is_refused_not_left_reading_everyt
         await declare(old_js, settings, [sent, spec])
     assert not isinstance(again.value, TopologyNotApplied)
     assert set(again.value.differences) == {"filter_subjects"}
+
+
+@requires_old_server
+async def test_lintas_refuses_to_connect_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As an external server (LINTAS_NATS_URL) it is refused at connect, before a stream
+    or consumer is declared on it."""
+    assert OLD_SERVER is not None
+    monkeypatch.setattr(embedded, "find_nats_server", lambda binary: binary)
+    async with EmbeddedNats(tmp_path / "old-store", binary=OLD_SERVER) as server:
+        with pytest.raises(UnsupportedNatsServer, match=r"nats-server v2\.9\.\d+; lintas needs"):
+            await connect(server.url, "lintas-test", attempts=0)
