@@ -26,7 +26,8 @@ reads``, and every embedded bus) makes them for agencies that ask on
 only when the message is addressed to the agency, from it, or to ``all`` (what its own
 consumers deliver), and of any other message only its sequence and hash: a hash of a
 signed, id-bearing document reveals nothing of it (a head it may read comes with its subject
-and body too). :class:`ServiceReads` is the agency's
+and body too). A head also comes with the case's sequence before it, when the server held
+the head's publish to it. :class:`ServiceReads` is the agency's
 side. Requests and answers are small JSON documents; bodies travel base64-encoded.
 
 Errors::
@@ -42,7 +43,7 @@ import base64
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +90,8 @@ _log = structlog.get_logger("lintas.reads")
 # An answer stays well under nats-server's default max_payload (1 MB) once base64'd.
 _MAX_ANSWER_BYTES = 512 * 1024
 _QUEUE = "lintas-read"
+_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 _CONCURRENCY = 64
 
 
@@ -101,13 +104,18 @@ class ReadRefused(PermanentError):
 class CaseHead:
     """A case's last stored message: its sequence, hash, and, if the reader may know them
     (an event it published, one addressed to it, or a broadcast), its event id, subject
-    and body (what the Publisher's consent gate folds when only the head is new to it)."""
+    and body (what the Publisher's consent gate folds when only the head is new to it).
+
+    ``prior``: the case's message before it, as the server checked it when it stored the
+    head (the head was published with ``Nats-Expected-Last-Subject-Sequence`` scoped to
+    the case's subjects, as every lintas publish is); None when it was not published so."""
 
     seq: int = 0
     hash: str | None = None
     event_id: str | None = None
     subject: str = ""
     body: bytes = b""
+    prior: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +186,7 @@ class DirectReads:
 
     async def head(self, case_id: str) -> CaseHead:
         raw = await self._head_raw(case_id)
-        return CaseHead() if raw is None else _head_of(raw, visible=True)
+        return CaseHead() if raw is None else _head_of(raw, case_id, visible=True)
 
     async def message(self, seq: int) -> bytes:
         raw = await self._js.get_msg(self.stream, seq=seq)
@@ -214,13 +222,29 @@ class DirectReads:
         return found
 
 
-def _head_of(raw: Any, *, visible: bool) -> CaseHead:
+def _head_of(raw: Any, case_id: str, *, visible: bool) -> CaseHead:
     data = bytes(raw.data or b"")
     doc = parse_message(data)  # once: for its id and its hash
     event_id = doc.get("id") if visible and isinstance(doc, dict) else None
+    prior = _prior(raw.headers or {}, case_id)
     if not visible:
-        return CaseHead(int(raw.seq or 0), message_hash(data, doc))
-    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data)
+        return CaseHead(int(raw.seq or 0), message_hash(data, doc), prior=prior)
+    return CaseHead(
+        int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data, prior
+    )
+
+
+def _prior(headers: Mapping[str, str], case_id: str) -> int | None:
+    """The case's previous sequence that the server held the stored message to, if it did.
+
+    Only a check over all of the case's subjects says nothing of the case lies between: a
+    narrower filter (or none: the message's own subject) leaves the rest unchecked. The
+    stored headers are what the server checked, since nats-server 2.11, the floor lintas
+    connects to (:data:`~lintas.infra.embedded.MIN_NATS_SERVER`)."""
+    if headers.get(_EXPECTED_SUBJECT) != case_filter(case_id):
+        return None
+    value = headers.get(_EXPECTED_SEQ, "")
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _b64(data: bytes) -> str:
@@ -318,8 +342,13 @@ class ReadService:
         raw = await self._reads._head_raw(case_id)
         if raw is None:
             return {"seq": 0, "hash": None, "id": None}
-        head = _head_of(raw, visible=may_read(agency, raw.subject or ""))
-        answer: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "id": head.event_id}
+        head = _head_of(raw, case_id, visible=may_read(agency, raw.subject or ""))
+        answer: dict[str, Any] = {
+            "seq": head.seq,
+            "hash": head.hash,
+            "id": head.event_id,
+            "prior": head.prior,
+        }
         if head.subject:  # only what the agency may read: its own, its inbound, broadcasts
             answer |= {"subject": head.subject, "data": _b64(head.body)}
         return answer
@@ -482,6 +511,7 @@ class ServiceReads:
             answer.get("id"),
             answer.get("subject") or "",
             _unb64(answer["data"]) if answer.get("data") else b"",
+            answer["prior"] if type(answer.get("prior")) is int else None,
         )
 
     async def message(self, seq: int) -> bytes:

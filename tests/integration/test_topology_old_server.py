@@ -18,8 +18,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from lintas.contracts.subjects import inbound_filters
-from lintas.infra.bus import connect
 from lintas.infra import embedded
+from lintas.infra.bus import connect
 from lintas.infra.embedded import EmbeddedNats, UnsupportedNatsServer, find_nats_server
 from lintas.infra.settings import Settings
 from lintas.infra.topology import (
