@@ -306,7 +306,7 @@ class ProjectionRunner:
         started = time.time_ns()
         for item in items:
             event: Event | None = None
-            log = _log.warning
+            level = "warning"  # named, not looked up: each lookup on structlog's proxy binds
             details: dict[str, Any] = {}
             try:
                 doc = parse_message(item.data)  # once, for the contract and the signature
@@ -322,7 +322,7 @@ class ProjectionRunner:
                 # Whatever a hostile body makes the decoder do, it is this message's fault:
                 # raising here would leave the whole batch to redelivery behind newer ones.
                 rejected[item.seq] = f"decoder failed: {exc.__class__.__name__}"
-                log = _log.error
+                level = "error"
             spans[item.seq] = _Taken(
                 process_span(
                     self._tracer,
@@ -342,7 +342,9 @@ class ProjectionRunner:
                 batch.append((item.seq, event))
                 continue
             with self._about(spans, item.seq):
-                log("message.rejected", stream_seq=item.seq, reason=rejected[item.seq], **details)
+                getattr(_log, level)(
+                    "message.rejected", stream_seq=item.seq, reason=rejected[item.seq], **details
+                )
         return batch, rejected
 
     async def _quarantine(
