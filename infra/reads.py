@@ -43,7 +43,7 @@ import base64
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,8 +90,10 @@ _log = structlog.get_logger("lintas.reads")
 # An answer stays well under nats-server's default max_payload (1 MB) once base64'd.
 _MAX_ANSWER_BYTES = 512 * 1024
 _QUEUE = "lintas-read"
-_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
-_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+_EXPECTED_SEQ = b"Nats-Expected-Last-Subject-Sequence"
+_EXPECTED_SUBJECT = b"Nats-Expected-Last-Subject-Sequence-Subject"
+_EXPECTED = (_EXPECTED_SEQ, _EXPECTED_SUBJECT)
+_EXPECTED_ANY_CASE = frozenset(key.lower() for key in _EXPECTED)
 _CONCURRENCY = 64
 
 
@@ -226,7 +228,7 @@ def _head_of(raw: Any, case_id: str, *, visible: bool) -> CaseHead:
     data = bytes(raw.data or b"")
     doc = parse_message(data)  # once: for its id and its hash
     event_id = doc.get("id") if visible and isinstance(doc, dict) else None
-    prior = _prior(raw.headers or {}, case_id)
+    prior = _prior(raw.hdrs, case_id)
     if not visible:
         return CaseHead(int(raw.seq or 0), message_hash(data, doc), prior=prior)
     return CaseHead(
@@ -234,17 +236,44 @@ def _head_of(raw: Any, case_id: str, *, visible: bool) -> CaseHead:
     )
 
 
-def _prior(headers: Mapping[str, str], case_id: str) -> int | None:
+def _prior(hdrs: str | bytes | None, case_id: str) -> int | None:
     """The case's previous sequence that the server held the stored message to, if it did.
 
+    ``hdrs`` is the stored header block as the server answers it (base64): read here, not
+    from nats-py's dict, which keeps the last of a repeated key where the server checks
+    the first. Anything this cannot read as the server would says nothing: a key repeated
+    or in another case, a folded or malformed line, a value with spaces or leading zeros.
     Only a check over all of the case's subjects says nothing of the case lies between: a
     narrower filter (or none: the message's own subject) leaves the rest unchecked. The
-    stored headers are what the server checked, since nats-server 2.11, the floor lintas
-    connects to (:data:`~lintas.infra.embedded.MIN_NATS_SERVER`)."""
-    if headers.get(_EXPECTED_SUBJECT) != case_filter(case_id):
+    server checks these headers since nats-server 2.11, the floor lintas connects to
+    (:data:`~lintas.infra.embedded.MIN_NATS_SERVER`)."""
+    if not hdrs:
         return None
-    value = headers.get(_EXPECTED_SEQ, "")
-    return int(value) if value.isascii() and value.isdigit() else None
+    try:
+        block = base64.b64decode(hdrs, validate=True)
+    except ValueError:
+        return None
+    lines = block.split(b"\r\n")
+    if lines[0] != b"NATS/1.0":
+        return None
+    found: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        key, colon, value = line.partition(b":")
+        if not colon or key != key.strip() or not key:
+            return None  # folded, or not a header line
+        if key.lower() in _EXPECTED_ANY_CASE:
+            if key not in _EXPECTED or key in found:
+                return None  # said twice, or in a case the server does not read
+            found[key] = value.removeprefix(b" ")
+    held = found.get(_EXPECTED_SEQ)
+    scope = found.get(_EXPECTED_SUBJECT)
+    if held is None or scope != case_filter(case_id).encode():
+        return None
+    if not (held.isdigit() and len(held) <= 19 and (held == b"0" or held[:1] != b"0")):
+        return None
+    return int(held)
 
 
 def _b64(data: bytes) -> str:

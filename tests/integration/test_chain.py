@@ -19,6 +19,7 @@ from lintas.contracts import (
     message_hash,
     new_case_id,
 )
+from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.keys import Signer
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
@@ -227,3 +228,71 @@ async def test_a_head_the_server_held_to_the_case_spares_the_gate_a_read(
     with pytest.raises(ConsentMissing):
         await refer(3)
     assert reads.walks > walks
+
+
+async def _hpub(url: str, subject: str, header_lines: list[str], body: bytes) -> None:
+    """Publish with a header block written out, as no client's dict of headers can: a key
+    said twice. Then PING: once PONG is back, the server has taken the publish."""
+    host, _, port = url.removeprefix("nats://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        assert (await reader.readline()).startswith(b"INFO ")
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
+        block = ("NATS/1.0\r\n" + "".join(f"{line}\r\n" for line in header_lines) + "\r\n").encode()
+        writer.write(f"HPUB {subject} {len(block)} {len(block) + len(body)}\r\n".encode())
+        writer.write(block + body + b"\r\nPING\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 10) == b"PONG\r\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_head_whose_hold_is_said_twice_is_not_taken_at_its_word(
+    js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    """The server checks the first of a repeated expected-sequence header (the true one
+    here); nats-py's dict keeps the last, which names the event the gate knows, as if the
+    withdrawal stored between were not there. The gate reads the case, and refuses."""
+    await declare_platform(js, settings, [])
+    case_id = new_case_id()
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    await consent(kemlu, case_id, ["kp2mi", "kemensos"])
+    referral = {"referral_id": "ref-1", "service": "shelter"}
+    known = await kp2mi.publish("referral.requested", referral, case_id=case_id, target="kemensos")
+    withdrawn = await kemlu.publish(
+        "consent.withdrawn",
+        {"consent_id": "consent-1", "notified": ["kemensos"]},
+        case_id=case_id,
+        target=BROADCAST,
+    )
+    envelope = make_event(
+        build_data("document.requested", REQUEST),
+        source="kemlu",
+        target="dukcapil",
+        case_id=case_id,
+    ).envelope
+    envelope = Signer.load(settings, "kemlu").sign(envelope)
+    before = (await js.stream_info(settings.stream)).state.last_seq
+    await _hpub(
+        nats_server.url,
+        envelope.nats_subject,
+        [
+            f"Nats-Msg-Id: {envelope.id}",
+            f"Nats-Expected-Last-Subject-Sequence: {withdrawn.stream_seq}",
+            f"Nats-Expected-Last-Subject-Sequence: {known.stream_seq}",
+            f"Nats-Expected-Last-Subject-Sequence-Subject: {case_filter(case_id)}",
+        ],
+        encode(envelope),
+    )
+    stored = await js.get_msg(settings.stream, subject=case_filter(case_id))
+    assert stored.seq == before + 1  # the server took it: the first value held
+    assert stored.headers is not None
+    assert stored.headers["Nats-Expected-Last-Subject-Sequence"] == str(known.stream_seq)
+    with pytest.raises(ConsentMissing):
+        await kp2mi.publish(
+            "referral.requested",
+            {"referral_id": "ref-2", "service": "shelter"},
+            case_id=case_id,
+            target="kemensos",
+        )
