@@ -242,7 +242,8 @@ def _prior(hdrs: str | bytes | None, case_id: str) -> int | None:
     ``hdrs`` is the stored header block as the server answers it (base64): read here, not
     from nats-py's dict, which keeps the last of a repeated key where the server checks
     the first. Anything this cannot read as the server would says nothing: a key repeated
-    or in another case, a folded or malformed line, a value with spaces or leading zeros.
+    or in another case, or found inside another line, a folded or malformed line, a bare
+    CR or LF, a value with spaces or leading zeros.
     Only a check over all of the case's subjects says nothing of the case lies between: a
     narrower filter (or none: the message's own subject) leaves the rest unchecked. The
     server checks these headers since nats-server 2.11, the floor lintas connects to
@@ -254,7 +255,12 @@ def _prior(hdrs: str | bytes | None, case_id: str) -> int | None:
     except ValueError:
         return None
     lines = block.split(b"\r\n")
-    if lines[0] != b"NATS/1.0":
+    if lines[0] != b"NATS/1.0" or any(b"\r" in line or b"\n" in line for line in lines):
+        return None
+    # Neither key anywhere but at the start of its one line (another key or a value that
+    # holds it might be read by some server version as the one it checks).
+    lowered = block.lower()
+    if lowered.count(_EXPECTED_SEQ.lower()) != 2 or lowered.count(_EXPECTED_SUBJECT.lower()) != 1:
         return None
     found: dict[bytes, bytes] = {}
     for line in lines[1:]:

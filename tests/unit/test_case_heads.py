@@ -57,6 +57,11 @@ def test_a_publish_held_to_the_case_names_the_case_sequence_before_it() -> None:
         (f"{SEQ}: {'9' * 20}", f"{SUBJECT}: {FILTER}"),
         (f"{SEQ}: \u0661\u0667", f"{SUBJECT}: {FILTER}"),  # digits, not ASCII ones
         (f"{SEQ}: 17", f"{SUBJECT}:  {FILTER}"),
+        # A key inside another key or a value, or after a bare line feed.
+        (f"X-{SEQ}: 20", f"{SEQ}: 17", f"{SUBJECT}: {FILTER}"),
+        (f"X: {SEQ}: 20", f"{SEQ}: 17", f"{SUBJECT}: {FILTER}"),
+        (f"X: a\n{SEQ}: 20", f"{SEQ}: 17", f"{SUBJECT}: {FILTER}"),
+        (f"X: a\r{SEQ}: 20", f"{SEQ}: 17", f"{SUBJECT}: {FILTER}"),
         # Folded or malformed lines.
         (f"{SEQ}: 17", f"{SUBJECT}: {FILTER}", " continued"),
         (f"{SEQ}: 17", f"{SUBJECT}: {FILTER}", "no colon"),
