@@ -312,7 +312,9 @@ async def _up(settings: Settings, console: Console) -> int:
         async with read_service(settings, url, run=bool(settings.nats_url)):
             for broker in brokers:
                 await broker.start()
-            ticker = await start_ticker(url, databases, settings, signer, tracer_provider=tracing)
+            ticker = await start_ticker(
+                url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
+            )
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
                 f"({', '.join(settings.agencies)}). Ctrl-C stops."

@@ -43,7 +43,7 @@ from lintas.infra.casekeys import (
 from lintas.infra.credentials import js_options, uses_credentials
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.exchange import exchange_key_path, load_recipients, trusted_recipients
-from lintas.infra.keys import Signer, private_key_path
+from lintas.infra.keys import Signer, Verifier, private_key_path, trusted_registry
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
@@ -133,6 +133,7 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
                 )
                 return 1
             recipients = await trusted_recipients(settings, js)
+            verifier = Verifier(await trusted_registry(settings, js))
             # Published as the owner, connected as itself (on a bus with permissions it may
             # publish only so; the read service then erases the keys for it).
             async with open_bus(settings, agencies=[agency]) as agency_url:
@@ -153,6 +154,7 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
                         reads=ServiceReads(anc, agency)
                         if uses_credentials(settings, agency)
                         else None,
+                        verifier=verifier,
                     )
                     published = await publisher.publish(
                         "case.erased",

@@ -398,9 +398,11 @@ async def start_ticker(
     *,
     clock: Clock | None = None,
     tracer_provider: TracerProvider | None = None,
+    verifier: Verifier | None = None,
 ) -> RunningTicker:
     """Tick every ``settings.watchdog_tick_s`` over the projection ``attach_watchdog`` keeps
-    in ``databases``, publishing as the watchdog (``signer`` is its key)."""
+    in ``databases``, publishing as the watchdog (``signer`` is its key; its gate counts
+    what ``verifier`` finds signed, as :class:`~lintas.producers.Publisher` says)."""
     # Its own connection, reconnecting forever: the ticker outlives outages of the bus.
     # As itself where it has credentials: it may publish only as the watchdog, and asks
     # the read service for its cases' heads, as an agency does.
@@ -419,6 +421,7 @@ async def start_ticker(
         signer=signer,
         tracer_provider=tracer_provider,
         reads=ServiceReads(nc, WATCHDOG) if secured else None,
+        verifier=verifier,
     )
     ticker = watchdog_ticker(databases, settings, publisher, clock=clock)
     return RunningTicker(nc, asyncio.create_task(ticker.run(settings.watchdog_tick_s)))
@@ -440,20 +443,21 @@ def create_watchdog_app(
     databases = Databases(settings)
     own = None if tracer_provider else configure_tracing(settings, "lintas-watchdog")
     tracer_provider = tracer_provider or own
-    attach_watchdog(
-        broker,
-        databases,
-        settings,
-        verifier=Verifier(registry or load_registry(settings)),
-        tracer_provider=tracer_provider,
-    )
+    verifier = Verifier(registry or load_registry(settings))
+    attach_watchdog(broker, databases, settings, verifier=verifier, tracer_provider=tracer_provider)
     app = FastStream(broker)
     running: list[RunningTicker] = []
 
     async def start() -> None:
         running.append(
             await start_ticker(
-                url, databases, settings, signer, clock=clock, tracer_provider=tracer_provider
+                url,
+                databases,
+                settings,
+                signer,
+                clock=clock,
+                tracer_provider=tracer_provider,
+                verifier=verifier,
             )
         )
 

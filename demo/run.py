@@ -100,6 +100,7 @@ async def _try_without_consent(
         keys=kp2mi.privacy.keys,
         reads=kp2mi.reads,
         tracer_provider=NoOpTracerProvider(),
+        verifier=kp2mi.verifier,
     )
     for index, case_id in opened:
         pathway = pathway_for(index)
@@ -235,6 +236,7 @@ async def _run(
                     keys=case_keys_for(ajs, settings, agency, recipients),
                     reads=ServiceReads(anc, agency),
                     tracer_provider=tracer_provider,
+                    verifier=verifier,
                 )
                 broker = create_broker(url, settings, agency)
                 attach_agency(
@@ -257,6 +259,7 @@ async def _run(
                 settings,
                 Signer.load(settings, WATCHDOG),
                 tracer_provider=tracer_provider,
+                verifier=verifier,
             )
             try:
                 opened: list[tuple[int, str]] = []

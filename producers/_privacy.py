@@ -48,13 +48,17 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 from lintas.contracts import (
     BROADCAST,
     ContractError,
     Event,
     GateRefused,
+    SignatureError,
     case_filter,
     decode,
+    parse_message,
 )
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.agencies import is_partner_abroad
@@ -66,6 +70,7 @@ from lintas.infra.casekeys import (
     erase_case_keys,
     revoke_case_keys,
 )
+from lintas.infra.keys import Verifier
 from lintas.infra.reads import DirectReads, ReadRefused, ServiceReads, StreamReads
 from lintas.infra.sealing import seal_data
 
@@ -73,8 +78,13 @@ from ._wire import CaseHead, bus
 
 __all__ = ["NotAuthorised", "Privacy"]
 
+_log = structlog.get_logger("lintas.producer")
+
 _BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
 _KEYED = frozenset({"consent.recorded", "consent.overridden"})
+# What grants (consents) or authorises (the owner an erasure needs) counts only signed by
+# its source; what restricts (a withdrawal, an erasure) counts as soon as it decodes.
+_VOUCHED = _KEYED | {"case.opened", "case.assigned"}
 
 
 class NotAuthorised(GateRefused):
@@ -83,18 +93,6 @@ class NotAuthorised(GateRefused):
 
 def _broadcasts(case_id: str) -> str:
     return f"lintas.*.{BROADCAST}.*.*.{case_id}"
-
-
-def _folded(
-    book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
-) -> gate_rules.ConsentBook:
-    if subject.split(".")[2:3] != [BROADCAST]:
-        return book  # only broadcast consents count, and only they are read
-    try:
-        event = decode(body, subject=subject)
-    except ContractError:
-        return book  # every consumer quarantines it: no gate counts it
-    return gate_rules.fold(book, event, seq)
 
 
 class Privacy:
@@ -111,6 +109,7 @@ class Privacy:
         keys: CaseKeys | None,
         *,
         reads: StreamReads | None = None,
+        verifier: Verifier | None = None,
         cached_cases: int = 4096,
     ) -> None:
         if keys is not None and keys.agency != agency:
@@ -122,10 +121,45 @@ class Privacy:
         self._reads: StreamReads = reads or DirectReads(js, stream)
         # Through the read service: only what it discloses, and key erasure asked of it.
         self._service = reads if isinstance(reads, ServiceReads) else None
+        self._verifier = verifier
         self._cached = cached_cases
         self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int]] = OrderedDict()
 
     # -- reading the case ------------------------------------------------------------------
+
+    def _read(self, body: bytes, subject: str, seq: int) -> Event | None:
+        """The stored event, or None where no gate may count it: it breaks its contract
+        (every consumer quarantines it), or it would grant or authorise without its
+        source's valid signature (with a ``verifier``; a restriction still counts, so
+        that a key missing here never lets data through)."""
+        try:
+            doc = parse_message(body)
+            event = decode(body, subject=subject, parsed=doc)
+        except ContractError:
+            return None
+        if self._verifier is None or event.type not in _VOUCHED:
+            return event
+        try:
+            self._verifier.verify(body, event.envelope, parsed=doc)
+        except SignatureError as exc:
+            _log.warning(
+                "gate.unsigned_event_ignored",
+                agency=self.agency,
+                event_type=event.type,
+                case_id=event.case_id,
+                stream_seq=seq,
+                reason=str(exc),
+            )
+            return None
+        return event
+
+    def _folded(
+        self, book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
+    ) -> gate_rules.ConsentBook:
+        if subject.split(".")[2:3] != [BROADCAST]:
+            return book  # only broadcast consents count, and only they are read
+        event = self._read(body, subject, seq)
+        return book if event is None else gate_rules.fold(book, event, seq)
 
     async def _walk(
         self, subject_filter: str, first: int, last: int, what: str
@@ -154,12 +188,12 @@ class Privacy:
         # sequence it held the head's publish to. A head's ``prevhash`` is what its
         # publisher wrote, which no consumer checks and anyone may forge.
         if last is not None and last.seq == head and read in (head - 1, last.prior):
-            book = _folded(book, head, last.body, last.subject)  # only the head is new
+            book = self._folded(book, head, last.body, last.subject)  # only the head is new
         else:
             async for seq, body, subject in self._walk(
                 _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
             ):
-                book = _folded(book, seq, body, subject)
+                book = self._folded(book, seq, body, subject)
         self._keep(case_id, book, max(read, head))
         return book
 
@@ -200,10 +234,9 @@ class Privacy:
         events = []
         for seq in sorted(found):
             body, subject = found[seq]
-            try:
-                events.append(decode(body, subject=subject))
-            except ContractError:
-                continue
+            event = self._read(body, subject, seq)
+            if event is not None:
+                events.append(event)
         return events
 
     # -- before ------------------------------------------------------------------------------

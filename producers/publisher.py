@@ -38,7 +38,7 @@ from opentelemetry.trace import TracerProvider
 
 from lintas.contracts import Event, EventData, SignatureError
 from lintas.infra.casekeys import CaseKeys
-from lintas.infra.keys import Signer
+from lintas.infra.keys import Signer, Verifier
 from lintas.infra.reads import StreamReads
 from lintas.infra.tracing import (
     DUPLICATE,
@@ -81,6 +81,12 @@ class Publisher:
     permissions do not allow on a secured bus: there it passes
     :class:`~lintas.infra.reads.ServiceReads` (the platform's read service), which also
     erases and revokes case keys for it as the log calls for.
+
+    ``verifier``: the consents its gate counts, and the events that name the case's owner
+    (whom only an erasure may come from), count only signed by their source with a key
+    the registry holds, as consumers apply only such events. A withdrawal or an erasure
+    restricts even when it cannot be checked here. Without a verifier the gate counts
+    every event that keeps its contract.
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Publisher:
         keys: CaseKeys | None = None,
         tracer_provider: TracerProvider | None = None,
         reads: StreamReads | None = None,
+        verifier: Verifier | None = None,
     ):
         if signer is not None and signer.agency != agency:
             raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
@@ -105,7 +112,8 @@ class Publisher:
         self.tracer_provider = tracer_provider
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.reads = reads
-        self.privacy = Privacy(js, agency, stream, keys, reads=reads)
+        self.verifier = verifier
+        self.privacy = Privacy(js, agency, stream, keys, reads=reads, verifier=verifier)
 
     async def publish(
         self,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from rich.console import Console
 from sqlmodel import Session
@@ -165,6 +166,58 @@ async def test_a_referral_without_consent_is_refused_by_the_publisher_and_the_co
     assert await dlq_retry(console, js, settings, None) == 1
     assert "still refused by the consent gate" in console.export_text()
     assert [e.stream_seq async for e in list_entries(js, settings)] == [bypassed]
+
+
+async def test_a_consent_signed_with_a_key_not_its_source_s_opens_no_verifying_gate(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    """As every consumer quarantines it, a Publisher given a verifier does not count it."""
+    await _declare(js, settings, ["kemensos"])
+    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
+    case_id = new_case_id()
+    await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
+    impostor = Signer("kemlu", Ed25519PrivateKey.generate())  # kemlu's name, not its key
+    forged = make_event(
+        build_data(
+            "consent.recorded",
+            {
+                "consent_id": "consent-1",
+                "given_by": "parent",
+                "child_assent": True,
+                "scopes": ["services"],
+                "agencies": ["kp2mi", "kemensos"],
+            },
+        ),
+        source="kemlu",
+        target=BROADCAST,
+        case_id=case_id,
+        time=T0,
+    )
+    envelope = impostor.sign(forged.envelope)
+    await js.publish(
+        envelope.nats_subject,
+        encode(envelope),
+        stream=settings.stream,
+        headers={"Nats-Msg-Id": envelope.id},
+    )
+    verifying = Publisher(
+        js,
+        "kp2mi",
+        stream=settings.stream,
+        signer=kp2mi.signer,
+        keys=kp2mi.privacy.keys,
+        verifier=Verifier(load_registry(settings)),
+    )
+    before = await _messages(js, settings)
+    refused = pytest.raises(ConsentMissing, match="scope 'services' covering kemensos")
+    with capture_logs() as logs, refused:
+        await verifying.publish("referral.requested", REFERRAL, case_id=case_id, target="kemensos")
+    assert await _messages(js, settings) == before
+    ignored = [e for e in logs if e["event"] == "gate.unsigned_event_ignored"]
+    assert [(e["event_type"], e["log_level"]) for e in ignored] == [("consent.recorded", "warning")]
+    assert "not in the registry" in ignored[0]["reason"]
+    # Without a verifier the gate counts what decodes, forged or not.
+    await kp2mi.publish("referral.requested", REFERRAL, case_id=case_id, target="kemensos")
 
 
 # -- withdrawal -----------------------------------------------------------------------------

@@ -4,7 +4,11 @@ case's broadcasts must be read again."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lintas.contracts import (
     BROADCAST,
@@ -15,8 +19,9 @@ from lintas.contracts import (
     message_hash,
     new_case_id,
 )
+from lintas.infra.keys import KeyEntry, Registry, Signer, Verifier
 from lintas.infra.reads import CaseHead, StoredMessage
-from lintas.producers._privacy import Privacy
+from lintas.producers._privacy import NotAuthorised, Privacy
 
 CASE = new_case_id()
 
@@ -38,13 +43,16 @@ class _Log:
         target: str,
         prevhash: str | None = None,
         prior: int | None = None,
+        signer: Signer | None = None,
     ) -> CaseHead:
         """Stored at ``seq``, chained onto the case's last message unless ``prevhash``;
-        ``prior``: the case's sequence the server held its publish to."""
+        ``prior``: the case's sequence the server held its publish to; signed by
+        ``signer`` (if any)."""
         if prevhash is None and self.messages:
             prevhash = message_hash(self.messages[-1][2])
         event = make_event(build_data(event_type, data), source=source, target=target, case_id=CASE)
-        body = encode(event.envelope.model_copy(update={"prevhash": prevhash}))
+        envelope = event.envelope.model_copy(update={"prevhash": prevhash})
+        body = encode(signer.sign(envelope) if signer is not None else envelope)
         subject = event.envelope.nats_subject
         self.messages.append((seq, subject, body))
         return CaseHead(seq, message_hash(body), event.id, subject, body, prior)
@@ -56,11 +64,18 @@ class _Log:
         return [
             StoredMessage(seq, subject, body)
             for seq, subject, body in self.messages
-            if first <= seq <= last and subject.split(".")[2] == BROADCAST
+            if first <= seq <= last and _matches(subject_filter, subject)
         ][:limit]
 
 
-def _consent(log: _Log, seq: int) -> CaseHead:
+def _matches(subject_filter: str, subject: str) -> bool:
+    wanted, tokens = subject_filter.split("."), subject.split(".")
+    return len(wanted) == len(tokens) and all(
+        w in ("*", t) for w, t in zip(wanted, tokens, strict=True)
+    )
+
+
+def _consent(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
     data = {
         "consent_id": "c-1",
         "given_by": "parent",
@@ -68,16 +83,17 @@ def _consent(log: _Log, seq: int) -> CaseHead:
         "scopes": ["services"],
         "agencies": ["kp2mi", "kemensos"],
     }
-    return log.add(seq, "consent.recorded", data, "kemlu", BROADCAST)
+    return log.add(seq, "consent.recorded", data, "kemlu", BROADCAST, signer=signer)
 
 
-def _withdrawal(log: _Log, seq: int) -> CaseHead:
+def _withdrawal(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
     return log.add(
         seq,
         "consent.withdrawn",
         {"consent_id": "c-1", "notified": ["kemensos"]},
         "kemlu",
         BROADCAST,
+        signer=signer,
     )
 
 
@@ -88,8 +104,17 @@ def _assignment(
     return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash, prior)
 
 
-def _privacy(log: _Log) -> Privacy:
-    return Privacy(None, "kp2mi", "LINTAS", None, reads=log)  # type: ignore[arg-type]
+def _privacy(log: _Log, verifier: Verifier | None = None) -> Privacy:
+    return Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=verifier)  # type: ignore[arg-type]
+
+
+KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
+IMPOSTOR = Signer("kemlu", Ed25519PrivateKey.generate())  # kemlu's name, not its key
+VERIFIER = Verifier(
+    Registry(
+        [KeyEntry("kemlu", KEMLU.keyid, KEMLU._key.public_key(), datetime(2000, 1, 1, tzinfo=UTC))]
+    )
+)
 
 
 def test_the_next_message_of_the_stream_is_folded_from_the_head_without_reading() -> None:
@@ -186,5 +211,72 @@ def test_a_head_held_to_another_event_of_the_case_is_not_enough() -> None:
         book = await privacy.book(CASE, 30, "test", head)
         assert log.walks > read
         assert book.covering("services", "kemensos") is None
+
+    asyncio.run(run())
+
+
+def test_with_a_verifier_a_consent_not_signed_by_its_source_opens_nothing() -> None:
+    async def run() -> None:
+        log = _Log()
+        forged = _consent(log, 10, IMPOSTOR)
+        book = await _privacy(log, VERIFIER).book(CASE, 10, "test", forged)
+        assert book.covering("services", "kemensos") is None
+        unsigned = _Log()
+        head = _consent(unsigned, 10)
+        book = await _privacy(unsigned, VERIFIER).book(CASE, 10, "test", head)
+        assert book.covering("services", "kemensos") is None
+        signed = _Log()
+        head = _consent(signed, 10, KEMLU)
+        book = await _privacy(signed, VERIFIER).book(CASE, 10, "test", head)
+        assert book.covering("services", "kemensos") is not None
+        # Without a verifier, what decodes counts (as before this check).
+        book = await _privacy(log).book(CASE, 10, "test", forged)
+        assert book.covering("services", "kemensos") is not None
+
+    asyncio.run(run())
+
+
+def test_a_withdrawal_restricts_even_when_its_signature_does_not_hold() -> None:
+    """Fail closed: a key missing from this registry must not let data through."""
+
+    async def run() -> None:
+        log = _Log()
+        privacy = _privacy(log, VERIFIER)
+        await privacy.book(CASE, 10, "test", _consent(log, 10, KEMLU))
+        head = _withdrawal(log, 20, IMPOSTOR)
+        book = await privacy.book(CASE, 20, "test", head)
+        assert book.covering("services", "kemensos") is None
+
+    asyncio.run(run())
+
+
+def test_with_a_verifier_an_owner_named_without_its_source_s_key_may_not_erase() -> None:
+    """Only the case's owner may erase it, and an assignment that says so counts only
+    signed by its source."""
+
+    async def run() -> None:
+        log = _Log()
+        owned = {"owner": "kemlu", "officer_ref": "off-1"}
+        log.add(1, "case.assigned", owned, "kemlu", "kp2mi", signer=KEMLU)
+        taken = {"owner": "kp2mi", "officer_ref": "off-2"}
+        head = log.add(2, "case.assigned", taken, "kemlu", "kp2mi", signer=IMPOSTOR)
+        erasure = make_event(
+            build_data(
+                "case.erased",
+                {
+                    "officer_role": "data_protection_officer",
+                    "requested_by": "parent",
+                    "legal_basis": "UU 27/2022 Pasal 8",
+                    "reason": "the parent asked",
+                },
+            ),
+            source="kp2mi",
+            target=BROADCAST,
+            case_id=CASE,
+        )
+        with pytest.raises(NotAuthorised, match=r"only the case's owner \(kemlu\)"):
+            await _privacy(log, VERIFIER).prepare(erasure, head, "test")
+        # Without a verifier the forged assignment counts.
+        assert await _privacy(log).prepare(erasure, head, "test") is not None
 
     asyncio.run(run())
