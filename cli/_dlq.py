@@ -11,6 +11,7 @@ from rich.table import Table
 from lintas.consumers.app import Databases
 from lintas.consumers.retry import retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
+from lintas.infra.keys import Verifier, trusted_registry
 from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.settings import Settings
 
@@ -101,11 +102,13 @@ async def dlq_retry(console: Console, js: Any, settings: Settings, entry_id: int
             console.print(f"[red]no quarantine entry {entry_id}[/red]")
             return 1
         entries = [found]
+    # What the consumers trust, as it is now: a key published since lets a message through.
+    verifier = Verifier(await trusted_registry(settings, js))
     databases = Databases(settings)
     failed = 0
     try:
         for entry in entries:
-            outcome = retry_entry(entry, databases)
+            outcome = retry_entry(entry, databases, verifier=verifier)
             if outcome.applied:
                 assert entry.id is not None
                 await delete_entry(js, settings, entry.id)

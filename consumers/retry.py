@@ -1,6 +1,8 @@
 """Applying a quarantined message again, as the consumer that failed would have.
 
-The effect lands in that consumer's own projection, exactly once: a ``lintas_retried``
+It is decoded and its signature checked again (with the registry as it is now, so a
+message quarantined before its source's key was published can be applied), then the effect
+lands in that consumer's own projection, exactly once: a ``lintas_retried``
 row keyed by (consumer, stream, sequence) is written in the same transaction, so a second
 retry of the same entry changes nothing. The tracking position is left alone (it is
 already past the message).
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from lintas.contracts import ContractError, GateRefused, decode
+from lintas.contracts import ContractError, GateRefused, SignatureError, decode, parse_message
 from lintas.infra.db import Retried, ensure_tables
+from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
 
 from .app import Databases
@@ -40,13 +43,23 @@ def projection_for(consumer: str) -> tuple[str, Projection] | None:
     return None
 
 
-def retry_entry(entry: QuarantineEntry, databases: Databases) -> RetryOutcome:
+def retry_entry(
+    entry: QuarantineEntry, databases: Databases, *, verifier: Verifier | None
+) -> RetryOutcome:
+    """Apply ``entry`` as its consumer would now: decoded, its signature checked by
+    ``verifier`` (None only where the consumer checks none), then folded."""
     target = projection_for(entry.consumer)
     if target is None:
         return RetryOutcome(False, f"consumer {entry.consumer!r} has no projection to retry into")
     database, projection = target
     try:
-        event = decode(entry.body, subject=entry.subject)
+        doc = parse_message(entry.body)
+        event = decode(entry.body, subject=entry.subject, parsed=doc)
+        if verifier is not None:
+            # A key published since (`lintas keys publish`) lets it through; a forgery stays.
+            verifier.verify(entry.body, event.envelope, parsed=doc)
+    except SignatureError as exc:
+        return RetryOutcome(False, f"its signature still does not hold: {exc}")
     except ContractError as exc:
         return RetryOutcome(False, f"still cannot be applied: {exc}")
     except Exception as exc:

@@ -37,8 +37,9 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   replies arrive; never to ``lintas.>`` (core NATS would hand it every event in flight).
 * the **auditor** reads the event, seals and key streams (info, direct and stream gets) and
   publishes nothing else: no event, no seal, no consumer.
-* the **operator** reads stream and consumer state, and the quarantine, which it may also
-  delete entries from (``lintas dlq retry``).
+* the **operator** reads stream and consumer state, the quarantine, which it may also
+  delete entries from (``lintas dlq retry``), and the public-key registry (a retried
+  message's signature is checked again).
 * the **platform** (declaring streams and consumers, the record projector, the read service,
   seals, the key registry) may do anything in ``LINTAS`` except publish events and delete the
   event or seals stream.
@@ -164,6 +165,8 @@ RULES: Mapping[str, Rule] = {
             "{api}.CONSUMER.INFO.*.*",
             *(t.replace("{s}", "{quarantine}") for t in _READ_STREAM),
             "{api}.STREAM.MSG.DELETE.{quarantine}",  # lintas dlq retry removes what it applied
+            # The public keys: lintas dlq retry checks a message's signature again.
+            *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
         ),
         subscribe=("_INBOX.operator.>",),
     ),

@@ -210,8 +210,10 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             assert other_head.hash is not None
             assert other_head.event_id is None
             assert other_head.prior == 0  # the case's first message
-            # ...read the public-key registry
+            # ...read the public-key registry (the operator too: `lintas dlq retry` checks
+            # a retried message's signature)
             assert (await registry_from_kv(desa.js())).entries()
+            assert (await registry_from_kv(operator.js())).entries()
             # ...quarantine what it cannot apply; the operator reads and removes it
             await kemlu.js().publish(
                 f"lintas.kemlu.dukcapil.case.opened.{new_case_id()}", b"{not json", stream="LINTAS"

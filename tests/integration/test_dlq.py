@@ -166,8 +166,9 @@ def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> No
     )
     databases = Databases(settings)
     try:
-        first = retry_entry(entry, databases)
-        second = retry_entry(entry, databases)
+        # Unsigned, as a consumer that checks no signatures applies it.
+        first = retry_entry(entry, databases, verifier=None)
+        second = retry_entry(entry, databases, verifier=None)
         engine, _ = databases.for_consumer("record")
         with Session(engine) as session:
             record = load_record(session, "C" + "2" * 26)
@@ -177,3 +178,47 @@ def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> No
     assert (second.applied, second.detail) == (True, "already applied by an earlier retry")
     assert record is not None
     assert [(e.seq, e.type) for e in record.timeline] == [(41, "case.opened")]
+
+
+async def test_a_retry_checks_the_signature_again(js: JetStreamContext, settings: Settings) -> None:
+    """A message quarantined for its signature is applied on retry only once it holds: a
+    forgery stays; one whose source's key was missing goes through once the key is known."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lintas.contracts import build_data, encode, make_event
+    from lintas.infra.keys import Signer, ensure_agency_key
+    from lintas.infra.quarantine import QuarantineEntry
+
+    await declare_record(js, settings)
+    ensure_agency_key(settings, "kemlu")
+    opened = {
+        "situation": "neglected",
+        "location": {"country": "ID"},
+        "jurisdiction": {"country": "ID"},
+        "risk_level": "low",
+    }
+
+    async def quarantined(signer: Signer, seq: int, case_id: str) -> int:
+        event = make_event(
+            build_data("case.opened", opened), source="kemlu", target="kp2mi", case_id=case_id
+        )
+        entry = QuarantineEntry(
+            consumer="record",
+            stream="LINTAS",
+            stream_seq=seq,
+            subject=event.envelope.nats_subject,
+            attempts=1,
+            reason="signature",
+            body=encode(signer.sign(event.envelope)),
+        )
+        return await quarantine_put(js, settings, entry)
+
+    forged = await quarantined(Signer("kemlu", Ed25519PrivateKey.generate()), 5, "C" + "3" * 26)
+    genuine = await quarantined(Signer.load(settings, "kemlu"), 6, "C" + "4" * 26)
+    console = _console()
+    assert await dlq_retry(console, js, settings, None) == 1
+    out = console.export_text()
+    assert f"kept {forged} (record seq 5): its signature still does not hold" in out
+    assert "is not in the registry" in out
+    assert f"retried {genuine} (record seq 6): case.opened applied to record" in out
+    assert [e.id async for e in list_entries(js, settings)] == [forged]
