@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+from opentelemetry.trace import Tracer, TracerProvider
 from rich.console import Console
 from rich.table import Table
 
 from lintas.consumers.app import Databases
-from lintas.consumers.retry import retry_entry
+from lintas.consumers.retry import RetryOutcome, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
 from lintas.infra.keys import Verifier, trusted_registry
 from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.settings import Settings
+from lintas.infra.tracing import OUTCOME, process_span, tracer_for
 
 __all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body"]
 
@@ -93,7 +96,15 @@ async def dlq_show(console: Console, js: Any, settings: Settings, entry_id: int)
     return 0
 
 
-async def dlq_retry(console: Console, js: Any, settings: Settings, entry_id: int | None) -> int:
+async def dlq_retry(
+    console: Console,
+    js: Any,
+    settings: Settings,
+    entry_id: int | None,
+    tracer_provider: TracerProvider | None = None,
+) -> int:
+    """Apply quarantined entries again; each retry is a CONSUMER span of its event's trace
+    (``lintas.outcome`` applied or kept), so the trace shows when the event was applied."""
     if entry_id is None:
         entries = [entry async for entry in list_entries(js, settings)]
     else:
@@ -104,11 +115,14 @@ async def dlq_retry(console: Console, js: Any, settings: Settings, entry_id: int
         entries = [found]
     # What the consumers trust, as it is now: a key published since lets a message through.
     verifier = Verifier(await trusted_registry(settings, js))
+    tracer = tracer_for(tracer_provider, "lintas.cli")
     databases = Databases(settings)
     failed = 0
     try:
         for entry in entries:
+            started = time.time_ns()
             outcome = retry_entry(entry, databases, verifier=verifier)
+            _retry_span(tracer, entry, outcome, started)
             if outcome.applied:
                 assert entry.id is not None
                 await delete_entry(js, settings, entry.id)
@@ -123,3 +137,21 @@ async def dlq_retry(console: Console, js: Any, settings: Settings, entry_id: int
         databases.dispose()
     console.print(f"{len(entries) - failed} retried, {failed} still quarantined")
     return 1 if failed else 0
+
+
+def _retry_span(
+    tracer: Tracer, entry: QuarantineEntry, outcome: RetryOutcome, started: int
+) -> None:
+    agency = entry.consumer.partition("-")[2] if entry.consumer != "record" else None
+    span = process_span(
+        tracer,
+        consumer=entry.consumer,
+        agency=agency or None,
+        envelope=outcome.event.envelope if outcome.event is not None else None,
+        subject=entry.subject,
+        stream_seq=entry.stream_seq,
+        start_time=started,
+        operation="retry",
+    )
+    span.set_attribute(OUTCOME, "applied" if outcome.applied else "kept")
+    span.end()

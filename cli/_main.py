@@ -464,7 +464,13 @@ async def _dlq(settings: Settings, args: argparse.Namespace, console: Console) -
                 return await dlq_list(console, js, settings, args.json)
             if args.dlq_command == "show":
                 return await dlq_show(console, js, settings, args.id)
-            return await dlq_retry(console, js, settings, None if args.all else args.id)
+            tracing = configure_tracing(settings, "lintas-dlq")
+            try:
+                return await dlq_retry(
+                    console, js, settings, None if args.all else args.id, tracing
+                )
+            finally:
+                tracing.shutdown()  # the retries' spans, written before the command ends
         finally:
             await nc.close()
 

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from lintas.contracts import ContractError, GateRefused, SignatureError, decode, parse_message
+from lintas.contracts import (
+    ContractError,
+    Event,
+    GateRefused,
+    SignatureError,
+    decode,
+    parse_message,
+)
 from lintas.infra.db import Retried, ensure_tables
 from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
@@ -30,6 +37,8 @@ __all__ = ["RetryOutcome", "projection_for", "retry_entry"]
 class RetryOutcome:
     applied: bool
     detail: str
+    event: Event | None = None
+    """The entry's event, once it decoded (whatever became of it then)."""
 
 
 def projection_for(consumer: str) -> tuple[str, Projection] | None:
@@ -52,6 +61,7 @@ def retry_entry(
     if target is None:
         return RetryOutcome(False, f"consumer {entry.consumer!r} has no projection to retry into")
     database, projection = target
+    event: Event | None = None
     try:
         doc = parse_message(entry.body)
         event = decode(entry.body, subject=entry.subject, parsed=doc)
@@ -59,7 +69,7 @@ def retry_entry(
             # A key published since (`lintas keys publish`) lets it through; a forgery stays.
             verifier.verify(entry.body, event.envelope, parsed=doc)
     except SignatureError as exc:
-        return RetryOutcome(False, f"its signature still does not hold: {exc}")
+        return RetryOutcome(False, f"its signature still does not hold: {exc}", event)
     except ContractError as exc:
         return RetryOutcome(False, f"still cannot be applied: {exc}")
     except Exception as exc:
@@ -73,16 +83,18 @@ def retry_entry(
         try:
             session.flush()
         except IntegrityError:
-            return RetryOutcome(True, "already applied by an earlier retry")
+            return RetryOutcome(True, "already applied by an earlier retry", event)
         try:
             projection.apply_batch(session, [(entry.stream_seq, event)])
         except GateRefused as exc:
             # Decided as of the event's own place in the log: a consent recorded later does
             # not cover what was shared before it.
             session.rollback()
-            return RetryOutcome(False, f"still refused by the consent gate: {exc}")
+            return RetryOutcome(False, f"still refused by the consent gate: {exc}", event)
         except Exception as exc:
             session.rollback()
-            return RetryOutcome(False, f"the projection failed again: {exc.__class__.__name__}")
+            return RetryOutcome(
+                False, f"the projection failed again: {exc.__class__.__name__}", event
+            )
         session.commit()
-    return RetryOutcome(True, f"{event.type} applied to {database}")
+    return RetryOutcome(True, f"{event.type} applied to {database}", event)

@@ -245,10 +245,12 @@ def process_span(
     headers: Mapping[str, str] | None = None,
     batch_size: int = 1,
     start_time: int | None = None,
+    operation: str = "process",
 ) -> Span:
     """A CONSUMER span (started, not current) for one message ``consumer`` takes up:
     a child of the message's producer span, and linked to it. ``envelope`` is None for a
-    message that did not decode; then only the headers and subject describe it."""
+    message that did not decode; then only the headers and subject describe it.
+    ``operation`` names it: ``process``, or ``retry`` (``lintas dlq retry``)."""
     producer = message_context(envelope, headers)
     attributes: dict[str, Any]
     if envelope is not None:
@@ -277,7 +279,7 @@ def process_span(
                 target=parsed.target,
             )
     attributes |= {
-        "messaging.operation.name": "process",
+        "messaging.operation.name": operation,
         "messaging.operation.type": "process",
         CONSUMER: consumer,
     }
@@ -287,7 +289,7 @@ def process_span(
         attributes["messaging.batch.message_count"] = batch_size
     template = attributes.get("messaging.destination.template", "(undecodable)")
     return tracer.start_span(
-        f"process {template}",
+        f"{operation} {template}",
         # A message without a producer span starts a trace of its own, whatever ran here.
         context=trace.set_span_in_context(NonRecordingSpan(producer)) if producer else Context(),
         kind=SpanKind.CONSUMER,

@@ -19,6 +19,7 @@ from lintas.infra.quarantine import list_entries
 from lintas.infra.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 
+from .._tracing import SpanCapture
 from .helpers import declare_record, signed, start_record
 
 pytestmark = pytest.mark.nats
@@ -216,9 +217,20 @@ async def test_a_retry_checks_the_signature_again(js: JetStreamContext, settings
     forged = await quarantined(Signer("kemlu", Ed25519PrivateKey.generate()), 5, "C" + "3" * 26)
     genuine = await quarantined(Signer.load(settings, "kemlu"), 6, "C" + "4" * 26)
     console = _console()
-    assert await dlq_retry(console, js, settings, None) == 1
+    capture = SpanCapture()
+    assert await dlq_retry(console, js, settings, None, capture.provider) == 1
     out = console.export_text()
     assert f"kept {forged} (record seq 5): its signature still does not hold" in out
     assert "is not in the registry" in out
     assert f"retried {genuine} (record seq 6): case.opened applied to record" in out
     assert [e.id async for e in list_entries(js, settings)] == [forged]
+    # Each retry is a span of its event's trace, saying what became of it.
+    spans = {(s.attributes or {})["lintas.stream.sequence"]: s for s in capture.spans()}
+    assert set(spans) == {5, 6}
+    for seq, outcome, case_id in ((5, "kept", "C" + "3" * 26), (6, "applied", "C" + "4" * 26)):
+        attributes = spans[seq].attributes or {}
+        assert spans[seq].name == "retry lintas.kemlu.kp2mi.case.opened.{case_id}"
+        assert attributes["lintas.outcome"] == outcome
+        assert attributes["lintas.case.id"] == case_id
+        assert attributes["messaging.operation.name"] == "retry"
+        assert attributes["messaging.consumer.group.name"] == "record"
