@@ -41,7 +41,7 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -270,6 +270,7 @@ class CaseKeys:
         bucket: str = CASE_KEYS_BUCKET,
         cached_cases: int = 1024,
         cache_s: float = 30.0,
+        lag_retries_s: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
     ) -> None:
         self._js = js
         self.agency = agency
@@ -282,6 +283,7 @@ class CaseKeys:
         self._sealing: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._cached = cached_cases
         self._cache_s = cache_s
+        self._lag_retries_s = tuple(lag_retries_s)
 
     def forget(self, case_id: str) -> None:
         """Drop the case's data key from memory (after erasure)."""
@@ -307,6 +309,22 @@ class CaseKeys:
         return unwrap_key(
             json.loads(value), self._private, case_id=case_id, gen=gen, agency=self.agency
         )
+
+    async def _data_key_settled(self, case_id: str) -> bytes | None:
+        """:meth:`data_key`, where the store says the case has one: looked for again a few
+        times (under half a second in all) before this agency's wrap is taken to be absent.
+
+        A replica of a replicated store may answer a direct get before it holds what the
+        leader stored a moment ago (no read-after-write coherency, NATS ADR-31), and a
+        direct get naming the key is the one read an agency's permissions allow. A wrap
+        just written for this agency would otherwise read as "not a key holder"."""
+        key = await self.data_key(case_id)
+        for pause in self._lag_retries_s:
+            if key is not None:
+                break
+            await asyncio.sleep(pause)
+            key = await self.data_key(case_id)
+        return key
 
     def _remember(self, case_id: str, key: bytes) -> bytes:
         self._sealing[case_id] = (key, time.monotonic() + self._cache_s)
@@ -342,7 +360,7 @@ class CaseKeys:
             made = json.dumps({"created_by": self.agency, "at": datetime.now(UTC).isoformat()})
             if not await _create(self._js, self.bucket, f"{case_id}.{CURRENT_GEN}", made.encode()):
                 # Another agency made it first (between our read and now): ours, if wrapped.
-                key = await self.data_key(case_id)
+                key = await self._data_key_settled(case_id)
                 if key is None:
                     raise NotAKeyHolder(
                         f"case {case_id} has a data key, not wrapped for {self.agency}: a "
@@ -410,7 +428,11 @@ class CaseKeys:
             return True
         with bus_errors(f"reading the data key of case {case_id}"):
             made = await self._get(f"{case_id}.{CURRENT_GEN}")
-        return None if made is None else False
+        if made is None:
+            return None
+        # The case has a key: ours may be on its way to this replica (the store's writes
+        # reach a replica in order, and the marker is written before any wrap).
+        return await self._data_key_settled(case_id) is not None
 
     async def creator(self, case_id: str) -> str | None:
         """The agency that made the case's data key (None: none made, or erased)."""
