@@ -26,8 +26,7 @@ reads``, and every embedded bus) makes them for agencies that ask on
 only when the message is addressed to the agency, from it, or to ``all`` (what its own
 consumers deliver), and of any other message only its sequence and hash: a hash of a
 signed, id-bearing document reveals nothing of it (a head it may read comes with its subject
-and body too). A head also comes with the case's sequence before it, when the server held
-the head's publish to it. :class:`ServiceReads` is the agency's
+and body too). :class:`ServiceReads` is the agency's
 side. Requests and answers are small JSON documents; bodies travel base64-encoded.
 
 Errors::
@@ -90,10 +89,6 @@ _log = structlog.get_logger("lintas.reads")
 # An answer stays well under nats-server's default max_payload (1 MB) once base64'd.
 _MAX_ANSWER_BYTES = 512 * 1024
 _QUEUE = "lintas-read"
-_EXPECTED_SEQ = b"Nats-Expected-Last-Subject-Sequence"
-_EXPECTED_SUBJECT = b"Nats-Expected-Last-Subject-Sequence-Subject"
-_EXPECTED = (_EXPECTED_SEQ, _EXPECTED_SUBJECT)
-_EXPECTED_ANY_CASE = frozenset(key.lower() for key in _EXPECTED)
 _CONCURRENCY = 64
 
 
@@ -106,18 +101,13 @@ class ReadRefused(PermanentError):
 class CaseHead:
     """A case's last stored message: its sequence, hash, and, if the reader may know them
     (an event it published, one addressed to it, or a broadcast), its event id, subject
-    and body (what the Publisher's consent gate folds when only the head is new to it).
-
-    ``prior``: the case's message before it, as the server checked it when it stored the
-    head (the head was published with ``Nats-Expected-Last-Subject-Sequence`` scoped to
-    the case's subjects, as every lintas publish is); None when it was not published so."""
+    and body (what the Publisher's consent gate folds when only the head is new to it)."""
 
     seq: int = 0
     hash: str | None = None
     event_id: str | None = None
     subject: str = ""
     body: bytes = b""
-    prior: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +178,7 @@ class DirectReads:
 
     async def head(self, case_id: str) -> CaseHead:
         raw = await self._head_raw(case_id)
-        return CaseHead() if raw is None else _head_of(raw, case_id, visible=True)
+        return CaseHead() if raw is None else _head_of(raw, visible=True)
 
     async def message(self, seq: int) -> bytes:
         raw = await self._js.get_msg(self.stream, seq=seq)
@@ -224,62 +214,13 @@ class DirectReads:
         return found
 
 
-def _head_of(raw: Any, case_id: str, *, visible: bool) -> CaseHead:
+def _head_of(raw: Any, *, visible: bool) -> CaseHead:
     data = bytes(raw.data or b"")
     doc = parse_message(data)  # once: for its id and its hash
     event_id = doc.get("id") if visible and isinstance(doc, dict) else None
-    prior = _prior(raw.hdrs, case_id)
     if not visible:
-        return CaseHead(int(raw.seq or 0), message_hash(data, doc), prior=prior)
-    return CaseHead(
-        int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data, prior
-    )
-
-
-def _prior(hdrs: str | bytes | None, case_id: str) -> int | None:
-    """The case's previous sequence that the server held the stored message to, if it did.
-
-    ``hdrs`` is the stored header block as the server answers it (base64): read here, not
-    from nats-py's dict, which keeps the last of a repeated key where the server checks
-    the first. Anything this cannot read as the server would says nothing: a key repeated
-    or in another case, or found inside another line, a folded or malformed line, a bare
-    CR or LF, a value with spaces or leading zeros.
-    Only a check over all of the case's subjects says nothing of the case lies between: a
-    narrower filter (or none: the message's own subject) leaves the rest unchecked. The
-    server checks these headers since nats-server 2.11, the floor lintas connects to
-    (:data:`~lintas.infra.embedded.MIN_NATS_SERVER`)."""
-    if not hdrs:
-        return None
-    try:
-        block = base64.b64decode(hdrs, validate=True)
-    except ValueError:
-        return None
-    lines = block.split(b"\r\n")
-    if lines[0] != b"NATS/1.0" or any(b"\r" in line or b"\n" in line for line in lines):
-        return None
-    # Neither key anywhere but at the start of its one line (another key or a value that
-    # holds it might be read by some server version as the one it checks).
-    lowered = block.lower()
-    if lowered.count(_EXPECTED_SEQ.lower()) != 2 or lowered.count(_EXPECTED_SUBJECT.lower()) != 1:
-        return None
-    found: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        key, colon, value = line.partition(b":")
-        if not colon or key != key.strip() or not key:
-            return None  # folded, or not a header line
-        if key.lower() in _EXPECTED_ANY_CASE:
-            if key not in _EXPECTED or key in found:
-                return None  # said twice, or in a case the server does not read
-            found[key] = value.removeprefix(b" ")
-    held = found.get(_EXPECTED_SEQ)
-    scope = found.get(_EXPECTED_SUBJECT)
-    if held is None or scope != case_filter(case_id).encode():
-        return None
-    if not (held.isdigit() and len(held) <= 19 and (held == b"0" or held[:1] != b"0")):
-        return None
-    return int(held)
+        return CaseHead(int(raw.seq or 0), message_hash(data, doc))
+    return CaseHead(int(raw.seq or 0), message_hash(data, doc), event_id, raw.subject or "", data)
 
 
 def _b64(data: bytes) -> str:
@@ -377,13 +318,8 @@ class ReadService:
         raw = await self._reads._head_raw(case_id)
         if raw is None:
             return {"seq": 0, "hash": None, "id": None}
-        head = _head_of(raw, case_id, visible=may_read(agency, raw.subject or ""))
-        answer: dict[str, Any] = {
-            "seq": head.seq,
-            "hash": head.hash,
-            "id": head.event_id,
-            "prior": head.prior,
-        }
+        head = _head_of(raw, visible=may_read(agency, raw.subject or ""))
+        answer: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "id": head.event_id}
         if head.subject:  # only what the agency may read: its own, its inbound, broadcasts
             answer |= {"subject": head.subject, "data": _b64(head.body)}
         return answer
@@ -546,7 +482,6 @@ class ServiceReads:
             answer.get("id"),
             answer.get("subject") or "",
             _unb64(answer["data"]) if answer.get("data") else b"",
-            answer["prior"] if type(answer.get("prior")) is int else None,
         )
 
     async def message(self, seq: int) -> bytes:

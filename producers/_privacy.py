@@ -21,10 +21,7 @@ After the event is stored (again on a retried publish, so a retry completes it):
 The case's consent book is folded from its broadcast events, read from the stream and
 cached per case: up to the head a publish was decided on, then past the event it stored
 (which JetStream put right after that head). A publish reads the stream for it only when
-more than the head came in since; the head itself is already at hand. Whether more came
-in, the server tells: a head published (by any agency) on top of the case's message the
-book was folded to says so in its stored ``Nats-Expected-Last-Subject-Sequence``
-(:attr:`~lintas.infra.reads.CaseHead.prior`).
+more than the head came in since; the head itself is already at hand.
 
 Where it reads, and who changes the key store, follows the Publisher's ``reads``:
 
@@ -184,10 +181,10 @@ class Privacy:
         book, read = self._books.pop(case_id, (gate_rules.ConsentBook(), 0))
         if read > head:  # cannot happen on an append-only stream; start over rather than guess
             book, read = gate_rules.ConsentBook(), 0
-        # Only the server says nothing else is new: the stream's order, or the case's
-        # sequence it held the head's publish to. A head's ``prevhash`` is what its
-        # publisher wrote, which no consumer checks and anyone may forge.
-        if last is not None and last.seq == head and read in (head - 1, last.prior):
+        # Only the stream's order says nothing else is new: a head's ``prevhash`` is what
+        # its publisher wrote, which no consumer checks and anyone may forge; nor are its
+        # stored expected-sequence headers proof (PERFORMANCE.md: tried and dropped).
+        if last is not None and last.seq == head and read == head - 1:
             book = self._folded(book, head, last.body, last.subject)  # only the head is new
         else:
             async for seq, body, subject in self._walk(

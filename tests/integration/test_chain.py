@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -23,7 +22,6 @@ from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.keys import Signer
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
 
 from .helpers import consent, signed
 
@@ -149,87 +147,6 @@ async def test_a_publish_conditional_on_the_head_is_a_compare_and_set(
     assert len(await _case_messages(js, settings, case_id)) == 2
 
 
-class _Counted:
-    """A Publisher's reads of the case's broadcasts, counted."""
-
-    def __init__(self, publisher: Publisher) -> None:
-        self.walks = 0
-        reads = publisher.privacy._reads
-        between = reads.between
-
-        async def counted(*args: Any) -> Any:
-            self.walks += 1
-            return await between(*args)
-
-        reads.between = counted  # type: ignore[method-assign]
-
-
-async def test_a_head_the_server_held_to_the_case_spares_the_gate_a_read(
-    js: JetStreamContext, settings: Settings
-) -> None:
-    """Another agency's publish on top of the event the gate last saw, other cases'
-    events between: the head's stored expected sequence says nothing else is new. A head
-    held only to a narrower filter says nothing, so a withdrawal before it still counts."""
-    await declare_platform(js, settings, [])
-    case_id = new_case_id()
-    kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
-    reads = _Counted(kp2mi)
-    await consent(kemlu, case_id, ["kp2mi", "kemensos"])
-
-    async def refer(n: int) -> int:
-        published = await kp2mi.publish(
-            "referral.requested",
-            {"referral_id": f"ref-{n}", "service": "shelter"},
-            case_id=case_id,
-            target="kemensos",
-        )
-        return published.stream_seq
-
-    await kemlu.publish("document.requested", REQUEST, case_id=case_id, target="dukcapil")
-    await refer(1)
-    walks = reads.walks
-    assert walks > 0  # first sight of the case, two events in: its broadcasts are read
-    other = signed(js, settings, "dukcapil")
-    for _ in range(3):
-        await other.publish("document.requested", REQUEST, case_id=new_case_id(), target="kp2mi")
-    request = await kemlu.publish("document.requested", REQUEST, case_id=case_id, target="dukcapil")
-    stored = await js.get_msg(settings.stream, request.stream_seq)
-    assert stored.headers is not None
-    assert stored.headers["Nats-Expected-Last-Subject-Sequence-Subject"] == case_filter(case_id)
-    mine = await refer(2)
-    assert reads.walks == walks
-
-    # Held to kp2mi's referral subject alone: true of that subject, silent about the
-    # withdrawal stored on another subject of the case in between.
-    await kemlu.publish(
-        "consent.withdrawn",
-        {"consent_id": "consent-1", "notified": ["kemensos"]},
-        case_id=case_id,
-        target=BROADCAST,
-    )
-    narrow = f"lintas.kp2mi.kemensos.referral.requested.{case_id}"
-    envelope = make_event(
-        build_data("document.requested", REQUEST),
-        source="kemlu",
-        target="dukcapil",
-        case_id=case_id,
-    ).envelope
-    envelope = Signer.load(settings, "kemlu").sign(envelope)
-    await js.publish(
-        envelope.nats_subject,
-        encode(envelope),
-        stream=settings.stream,
-        headers={
-            "Nats-Msg-Id": envelope.id,
-            "Nats-Expected-Last-Subject-Sequence": str(mine),
-            "Nats-Expected-Last-Subject-Sequence-Subject": narrow,
-        },
-    )
-    with pytest.raises(ConsentMissing):
-        await refer(3)
-    assert reads.walks > walks
-
-
 async def _hpub(url: str, subject: str, header_lines: list[str], body: bytes) -> None:
     """Publish with a header block written out, as no client's dict of headers can: a key
     said twice. Then PING: once PONG is back, the server has taken the publish."""
@@ -251,8 +168,9 @@ async def _hpub(url: str, subject: str, header_lines: list[str], body: bytes) ->
 async def test_a_head_whose_hold_is_said_twice_is_not_taken_at_its_word(
     js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats
 ) -> None:
-    """The server checks the first of a repeated expected-sequence header (the true one
-    here); nats-py's dict keeps the last, which names the event the gate knows, as if the
+    """A head's stored expected-sequence headers are no proof that nothing of the case lies
+    before it: the server checks the first of a repeated header (the true one here), and
+    nats-py's dict keeps the last, which names the event the gate knows, as if the
     withdrawal stored between were not there. The gate reads the case, and refuses."""
     await declare_platform(js, settings, [])
     case_id = new_case_id()

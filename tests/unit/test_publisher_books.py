@@ -42,12 +42,10 @@ class _Log:
         source: str,
         target: str,
         prevhash: str | None = None,
-        prior: int | None = None,
         signer: Signer | None = None,
     ) -> CaseHead:
         """Stored at ``seq``, chained onto the case's last message unless ``prevhash``;
-        ``prior``: the case's sequence the server held its publish to; signed by
-        ``signer`` (if any)."""
+        signed by ``signer`` (if any)."""
         if prevhash is None and self.messages:
             prevhash = message_hash(self.messages[-1][2])
         event = make_event(build_data(event_type, data), source=source, target=target, case_id=CASE)
@@ -55,7 +53,7 @@ class _Log:
         body = encode(signer.sign(envelope) if signer is not None else envelope)
         subject = event.envelope.nats_subject
         self.messages.append((seq, subject, body))
-        return CaseHead(seq, message_hash(body), event.id, subject, body, prior)
+        return CaseHead(seq, message_hash(body), event.id, subject, body)
 
     async def between(
         self, subject_filter: str, first: int, last: int, limit: int
@@ -97,11 +95,9 @@ def _withdrawal(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
     )
 
 
-def _assignment(
-    log: _Log, seq: int, prevhash: str | None = None, prior: int | None = None
-) -> CaseHead:
+def _assignment(log: _Log, seq: int, prevhash: str | None = None) -> CaseHead:
     data = {"owner": "kp2mi", "officer_ref": "off-1"}
-    return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash, prior)
+    return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash)
 
 
 def _privacy(log: _Log, verifier: Verifier | None = None) -> Privacy:
@@ -169,48 +165,6 @@ def test_after_its_own_publish_the_book_moves_past_it_whatever_lies_between() ->
         book = await privacy.book(CASE, 57, "test", mine)
         assert log.walks == read
         assert book.covering("services", "kemensos") is not None
-
-    asyncio.run(run())
-
-
-def test_a_head_the_server_held_to_the_known_event_is_folded_without_reading() -> None:
-    """Another agency's publish on top of the event the book knows, with other cases'
-    events between: its stored expected sequence says nothing else of the case is new."""
-
-    async def run() -> None:
-        log = _Log()
-        privacy = _privacy(log)
-        await privacy.book(CASE, 10, "test", _consent(log, 10))
-        read = log.walks
-        head = log.add(
-            40,
-            "consent.withdrawn",
-            {"consent_id": "c-1", "notified": ["kemensos"]},
-            "kemlu",
-            BROADCAST,
-            prior=10,
-        )
-        book = await privacy.book(CASE, 40, "test", head)
-        assert log.walks == read
-        assert book.covering("services", "kemensos") is None
-
-    asyncio.run(run())
-
-
-def test_a_head_held_to_another_event_of_the_case_is_not_enough() -> None:
-    """The server held the head to an event the book has not seen: that one (and any
-    before it) is read."""
-
-    async def run() -> None:
-        log = _Log()
-        privacy = _privacy(log)
-        await privacy.book(CASE, 10, "test", _consent(log, 10))
-        read = log.walks
-        _withdrawal(log, 20)
-        head = _assignment(log, 30, prior=20)
-        book = await privacy.book(CASE, 30, "test", head)
-        assert log.walks > read
-        assert book.covering("services", "kemensos") is None
 
     asyncio.run(run())
 
