@@ -55,6 +55,7 @@ from lintas.contracts import (
     SignatureError,
     case_filter,
     decode,
+    encode,
     parse_message,
 )
 from lintas.contracts import gate as gate_rules
@@ -124,17 +125,17 @@ class Privacy:
 
     # -- reading the case ------------------------------------------------------------------
 
-    def _read(self, body: bytes, subject: str, seq: int) -> Event | None:
+    def _read(self, body: bytes, subject: str, seq: int, *, vouched: bool = True) -> Event | None:
         """The stored event, or None where no gate may count it: it breaks its contract
-        (every consumer quarantines it), or it would grant or authorise without its
-        source's valid signature (with a ``verifier``; a restriction still counts, so
-        that a key missing here never lets data through)."""
+        (every consumer quarantines it), or (``vouched``, with a ``verifier``) it would
+        grant or authorise without its source's valid signature. A restriction still
+        counts, so that a key missing here never lets data through."""
         try:
             doc = parse_message(body)
             event = decode(body, subject=subject, parsed=doc)
         except ContractError:
             return None
-        if self._verifier is None or event.type not in _VOUCHED:
+        if not vouched or self._verifier is None or event.type not in _VOUCHED:
             return event
         try:
             self._verifier.verify(body, event.envelope, parsed=doc)
@@ -205,10 +206,18 @@ class Privacy:
         if ``head`` was still the case's last event): the cached book moves past it.
 
         Other cases' events may lie between the two sequences; none of this case's can:
-        the server held the publish to ``Nats-Expected-Last-Subject-Sequence``."""
+        the server held the publish to ``Nats-Expected-Last-Subject-Sequence``. ``event``
+        is the event as stored (signed): with a ``verifier``, a grant of its own counts
+        only as the consumers will count it, signed with a key of the registry."""
         cached = self._books.get(event.case_id)
-        if cached is not None and cached[1] == head.seq and seq > head.seq:
-            self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq)
+        if cached is None or cached[1] != head.seq or seq <= head.seq:
+            return
+        if self._verifier is not None and event.type in _VOUCHED:
+            checked = self._read(encode(event.envelope), event.envelope.nats_subject, seq)
+            if checked is None:
+                self._books.pop(event.case_id)  # read again, as stored, when next needed
+                return
+        self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq)
 
     def _case_filters(self, case_id: str) -> list[str]:
         """The case's events this Publisher may read: all of them on the stream, or through
@@ -221,7 +230,11 @@ class Privacy:
             _broadcasts(case_id),
         ]
 
-    async def _case_events(self, case_id: str, head: int, what: str) -> list[Event]:
+    async def _case_events(
+        self, case_id: str, head: int, what: str, *, vouched: bool
+    ) -> list[Event]:
+        """The case's events this Publisher may read, up to ``head``, that keep their
+        contracts; ``vouched``: only those :meth:`_read` finds signed where it must."""
         found: dict[int, tuple[bytes, str]] = {}
         for subject_filter in self._case_filters(case_id):
             async for seq, body, subject in self._walk(
@@ -231,7 +244,7 @@ class Privacy:
         events = []
         for seq in sorted(found):
             body, subject = found[seq]
-            event = self._read(body, subject, seq)
+            event = self._read(body, subject, seq, vouched=vouched)
             if event is not None:
                 events.append(event)
         return events
@@ -278,7 +291,9 @@ class Privacy:
     async def _may_erase(self, event: Event, head: CaseHead, what: str) -> None:
         if head.seq == 0:
             return  # nothing of the case yet: nothing to erase, and no owner to ask
-        owner = gate_rules.owner_of(await self._case_events(event.case_id, head.seq, what))
+        # Who may erase: an owner only as named with its source's signature.
+        events = await self._case_events(event.case_id, head.seq, what, vouched=True)
+        owner = gate_rules.owner_of(events)
         if owner is None:
             raise NotAuthorised(
                 f"case.erased from {self.agency}: no case.opened or case.assigned of case "
@@ -297,7 +312,9 @@ class Privacy:
         book = await self.book(event.case_id, head.seq, what, head)
         received = {
             e.target
-            for e in await self._case_events(event.case_id, head.seq, what)
+            # Who is told: everyone the case's events went to, checked or not (telling
+            # one agency too many restricts nothing).
+            for e in await self._case_events(event.case_id, head.seq, what, vouched=False)
             if e.target != BROADCAST
         }
         covered = {

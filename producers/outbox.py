@@ -102,7 +102,7 @@ from lintas.contracts import (
 from lintas.infra.casekeys import CaseKeys
 from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import Signer
+from lintas.infra.keys import Signer, Verifier
 from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
 from lintas.infra.tracing import (
     DUPLICATE,
@@ -295,7 +295,8 @@ class OutboxRelay:
     back-off after a failure doubles from ``min_backoff_s`` up to ``max_backoff_s``, which
     must stay well below the stream's duplicate window. ``reads``: who looks up case heads
     and stored rows (default: this client, on the stream; an agency on a bus with
-    permissions passes :class:`~lintas.infra.reads.ServiceReads`).
+    permissions passes :class:`~lintas.infra.reads.ServiceReads`). ``verifier``: what the
+    gate counts, as :class:`~lintas.producers.Publisher` says.
     """
 
     def __init__(
@@ -313,11 +314,13 @@ class OutboxRelay:
         keys: CaseKeys | None = None,
         tracer_provider: TracerProvider | None = None,
         reads: StreamReads | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.signer = signer
         self.keys = keys
+        self.verifier = verifier
         self._privacy: dict[str, Privacy] = {}
         self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
@@ -387,7 +390,9 @@ class OutboxRelay:
     def _privacy_of(self, agency: str) -> Privacy:
         if agency not in self._privacy:
             keys = self.keys if self.keys is not None and self.keys.agency == agency else None
-            self._privacy[agency] = Privacy(self._js, agency, self.stream, keys, reads=self._reads)
+            self._privacy[agency] = Privacy(
+                self._js, agency, self.stream, keys, reads=self._reads, verifier=self.verifier
+            )
         return self._privacy[agency]
 
     async def _publish(self, row: _Pending) -> tuple[int, bool]:
@@ -426,7 +431,7 @@ class OutboxRelay:
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
-            privacy.stored(prepared[0][0], prepared[0][1], seq)
+            privacy.stored(stored, prepared[0][1], seq)
         await privacy.after(prepared[0][0] if prepared else stored, seq, what)
         if draft.data.clear_fields():
             self._sealed[row.position] = encode(stored.envelope).decode()

@@ -19,16 +19,27 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from lintas.contracts import ConsentMissing, Event, decode, new_case_id
+from lintas.contracts import (
+    BROADCAST,
+    ConsentMissing,
+    Event,
+    build_data,
+    decode,
+    encode,
+    make_event,
+    new_case_id,
+)
 from lintas.infra.bus import connect
 from lintas.infra.db import create_db_engine
 from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.keys import Signer, Verifier, load_registry
 from lintas.infra.platform import declare_platform
 from lintas.infra.sealing import open_field
 from lintas.infra.settings import Settings
@@ -551,6 +562,52 @@ async def test_the_relay_gates_and_seals_and_leaves_no_plaintext_in_the_outbox(
     )
     assert opened == SECRET
     _no_event_data([*logs, *more], [row])
+
+
+async def test_a_verifying_relay_counts_no_consent_signed_with_another_key(
+    engine: Engine, js: JetStreamContext, settings: Settings
+) -> None:
+    await declare_platform(js, settings, [])
+    kp2mi = signed(js, settings, "kp2mi")
+    case_id = new_case_id()
+    forged = make_event(
+        build_data(
+            "consent.recorded",
+            {
+                "consent_id": "c-1",
+                "given_by": "parent",
+                "child_assent": True,
+                "scopes": ["services"],
+                "agencies": ["kp2mi", "kemenpppa"],
+            },
+        ),
+        source="kemlu",
+        target=BROADCAST,
+        case_id=case_id,
+    )
+    envelope = Signer("kemlu", Ed25519PrivateKey.generate()).sign(forged.envelope)
+    await js.publish(envelope.nats_subject, encode(envelope), stream=settings.stream)
+    with Session(engine) as session:
+        Outbox("kp2mi").add(
+            session,
+            "referral.requested",
+            {"referral_id": "r-1", "service": "shelter"},
+            case_id=case_id,
+            target="kemenpppa",
+        )
+        session.commit()
+    relay = OutboxRelay(
+        engine,
+        js,
+        stream=settings.stream,
+        keys=kp2mi.privacy.keys,
+        verifier=Verifier(load_registry(settings)),
+    )
+    with pytest.raises(ConsentMissing):
+        await relay.run_once()
+    [row] = _rows(engine)
+    assert row.sent_at is None
+    assert (await js.stream_info(settings.stream)).state.messages == 1  # the forgery alone
 
 
 async def _key(js: JetStreamContext, settings: Settings, agency: str, case_id: str) -> bytes:

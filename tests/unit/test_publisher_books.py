@@ -105,10 +105,13 @@ def _privacy(log: _Log, verifier: Verifier | None = None) -> Privacy:
 
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
+KP2MI = Signer("kp2mi", Ed25519PrivateKey.generate())
 IMPOSTOR = Signer("kemlu", Ed25519PrivateKey.generate())  # kemlu's name, not its key
+STRANGER = Signer("kp2mi", Ed25519PrivateKey.generate())  # a kp2mi key the registry lacks
 VERIFIER = Verifier(
     Registry(
-        [KeyEntry("kemlu", KEMLU.keyid, KEMLU._key.public_key(), datetime(2000, 1, 1, tzinfo=UTC))]
+        KeyEntry(s.agency, s.keyid, s._key.public_key(), datetime(2000, 1, 1, tzinfo=UTC))
+        for s in (KEMLU, KP2MI)
     )
 )
 
@@ -232,5 +235,52 @@ def test_with_a_verifier_an_owner_named_without_its_source_s_key_may_not_erase()
             await _privacy(log, VERIFIER).prepare(erasure, head, "test")
         # Without a verifier the forged assignment counts.
         assert await _privacy(log).prepare(erasure, head, "test") is not None
+
+    asyncio.run(run())
+
+
+def test_its_own_grant_moves_the_verifying_book_only_if_the_registry_holds_its_key() -> None:
+    """What it stored counts as the consumers will count it: signed with a key they know."""
+
+    async def run() -> None:
+        for signer, reread in ((KP2MI, False), (STRANGER, True)):
+            log = _Log()
+            privacy = _privacy(log, VERIFIER)
+            head = _consent(log, 10, KEMLU)
+            await privacy.book(CASE, 10, "test", head)
+            walks = log.walks
+            data = {
+                "consent_id": "c-2",
+                "given_by": "parent",
+                "child_assent": True,
+                "scopes": ["services"],
+                "agencies": ["kp2mi", "kpai"],
+            }
+            mine = log.add(57, "consent.recorded", data, "kp2mi", BROADCAST, signer=signer)
+            privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
+            book = await privacy.book(CASE, 57, "test", mine)
+            assert (log.walks > walks) is reread
+            assert (book.covering("services", "kpai") is None) is reread
+
+    asyncio.run(run())
+
+
+def test_a_withdrawal_notifies_whom_unchecked_events_went_to() -> None:
+    """The owner an erasure needs must be vouched for; whom a withdrawal tells need not:
+    telling one agency too many restricts nothing."""
+
+    async def run() -> None:
+        log = _Log()
+        assigned = {"owner": "kemlu", "officer_ref": "off-1"}
+        log.add(1, "case.assigned", assigned, "kemlu", "dukcapil", signer=IMPOSTOR)
+        head = _consent(log, 2, KEMLU)
+        withdrawal = make_event(
+            build_data("consent.withdrawn", {"consent_id": "c-1", "notified": []}),
+            source="kp2mi",
+            target=BROADCAST,
+            case_id=CASE,
+        )
+        ready = await _privacy(log, VERIFIER).prepare(withdrawal, head, "test")
+        assert "dukcapil" in ready.envelope.data["notified"]
 
     asyncio.run(run())
