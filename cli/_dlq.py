@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lintas.consumers.app import Databases
-from lintas.consumers.retry import RetryOutcome, retry_entry
+from lintas.consumers.retry import RetryOutcome, agency_of, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
-from lintas.infra.keys import Verifier, trusted_registry
+from lintas.infra.errors import BusUnavailable
+from lintas.infra.keys import Verifier, load_registry, trusted_registry
 from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.settings import Settings
 from lintas.infra.tracing import OUTCOME, process_span, tracer_for
@@ -114,7 +115,20 @@ async def dlq_retry(
             return 1
         entries = [found]
     # What the consumers trust, as it is now: a key published since lets a message through.
-    verifier = Verifier(await trusted_registry(settings, js))
+    try:
+        registry = await trusted_registry(settings, js)
+    except BusUnavailable as exc:
+        # An authorization written before the operator could read the key bucket, say:
+        # the data dir's registry alone keeps more entries, never applies a forgery.
+        console.print(
+            f"[yellow]cannot read the public-key bucket ({exc}); checking signatures "
+            "against this data dir's registry only. If the operator may not read "
+            "KV_LINTAS_KEYS, regenerate the server's authorization (`lintas infra "
+            "config`, DEPLOYMENT.md)[/yellow]",
+            highlight=False,
+        )
+        registry = load_registry(settings)
+    verifier = Verifier(registry)
     tracer = tracer_for(tracer_provider, "lintas.cli")
     databases = Databases(settings)
     failed = 0
@@ -142,11 +156,10 @@ async def dlq_retry(
 def _retry_span(
     tracer: Tracer, entry: QuarantineEntry, outcome: RetryOutcome, started: int
 ) -> None:
-    agency = entry.consumer.partition("-")[2] if entry.consumer != "record" else None
     span = process_span(
         tracer,
         consumer=entry.consumer,
-        agency=agency or None,
+        agency=agency_of(entry.consumer),
         envelope=outcome.event.envelope if outcome.event is not None else None,
         subject=entry.subject,
         stream_seq=entry.stream_seq,

@@ -470,7 +470,8 @@ async def _dlq(settings: Settings, args: argparse.Namespace, console: Console) -
                     console, js, settings, None if args.all else args.id, tracing
                 )
             finally:
-                tracing.shutdown()  # the retries' spans, written before the command ends
+                # The retries' spans, written before the command ends.
+                await asyncio.to_thread(tracing.shutdown)
         finally:
             await nc.close()
 

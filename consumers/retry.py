@@ -30,7 +30,7 @@ from lintas.infra.quarantine import QuarantineEntry
 from .app import Databases
 from .projections import Projection, RecordProjection, WorklistProjection
 
-__all__ = ["RetryOutcome", "projection_for", "retry_entry"]
+__all__ = ["RetryOutcome", "agency_of", "projection_for", "retry_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +41,21 @@ class RetryOutcome:
     """The entry's event, once it decoded (whatever became of it then)."""
 
 
+def agency_of(consumer: str) -> str | None:
+    """Whose consumer it is: the agency of ``agency-<a>`` and ``sent-<a>``, else None."""
+    for prefix in ("agency-", "sent-"):
+        if consumer.startswith(prefix):
+            return consumer.removeprefix(prefix) or None
+    return None
+
+
 def projection_for(consumer: str) -> tuple[str, Projection] | None:
     """The database and projection behind a consumer name, or None if not a projection."""
     if consumer == "record":
         return "record", RecordProjection()
-    for prefix in ("agency-", "sent-"):
-        if consumer.startswith(prefix):
-            agency = consumer.removeprefix(prefix)
-            return f"worklist-{agency}", WorklistProjection(agency)
+    agency = agency_of(consumer)
+    if agency is not None:
+        return f"worklist-{agency}", WorklistProjection(agency)
     return None
 
 

@@ -310,15 +310,16 @@ class CaseKeys:
             json.loads(value), self._private, case_id=case_id, gen=gen, agency=self.agency
         )
 
-    async def _data_key_settled(self, case_id: str) -> bytes | None:
+    async def _data_key_settled(self, case_id: str, *, missed: bool = False) -> bytes | None:
         """:meth:`data_key`, where the store says the case has one: looked for again a few
         times (under half a second in all) before this agency's wrap is taken to be absent.
 
         A replica of a replicated store may answer a direct get before it holds what the
         leader stored a moment ago (no read-after-write coherency, NATS ADR-31), and a
         direct get naming the key is the one read an agency's permissions allow. A wrap
-        just written for this agency would otherwise read as "not a key holder"."""
-        key = await self.data_key(case_id)
+        just written for this agency would otherwise read as "not a key holder".
+        ``missed``: the caller has just read it and not found it."""
+        key = None if missed else await self.data_key(case_id)
         for pause in self._lag_retries_s:
             if key is not None:
                 break
@@ -432,7 +433,7 @@ class CaseKeys:
             return None
         # The case has a key: ours may be on its way to this replica (the store's writes
         # reach a replica in order, and the marker is written before any wrap).
-        return await self._data_key_settled(case_id) is not None
+        return await self._data_key_settled(case_id, missed=True) is not None
 
     async def creator(self, case_id: str) -> str | None:
         """The agency that made the case's data key (None: none made, or erased)."""

@@ -7,8 +7,9 @@ in its log tail instead. Errors raised by one module only are defined in that mo
     LintasError
     ├── EmbeddedNatsError          (infra.embedded) the embedded server would not start
     │   ├── NatsBinaryNotFound     (infra.embedded; also a PermanentError) nothing to launch
-    │   ├── UnsupportedNatsServer  (infra.embedded; also a PermanentError) older than 2.10,
-    │   │                          or its version cannot be read
+    │   ├── UnsupportedNatsServer  (infra.embedded; also a PermanentError) older than 2.11,
+    │   │                          or its version cannot be read (the binary, or the
+    │   │                          server ``infra.bus.connect`` reached)
     │   └── PortInUse              (infra.embedded; also a PermanentError) the port is taken
     ├── PermanentError
     │   └── TopologyConflict       (infra.topology) a stream/consumer exists with another config

@@ -109,7 +109,7 @@ class TopologyNotApplied(TopologyConflict):
         return (
             f"{self.kind} {self.name!r} was created, but the server did not apply the "
             f"configuration ({_detail(self.differences)}); it is probably older than "
-            "nats-server 2.10, which lintas needs: upgrade it, then remove "
+            "nats-server 2.10 (lintas needs 2.11): upgrade it, then remove "
             f"the {self.kind} so lintas declares it again"
         )
 

@@ -234,3 +234,51 @@ async def test_a_retry_checks_the_signature_again(js: JetStreamContext, settings
         assert attributes["lintas.case.id"] == case_id
         assert attributes["messaging.operation.name"] == "retry"
         assert attributes["messaging.consumer.group.name"] == "record"
+
+
+async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_dir(
+    js: JetStreamContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An authorization written before the operator could read the key bucket: the retry
+    says so, and checks signatures against the data dir's registry instead."""
+    from lintas.contracts import build_data, encode, make_event
+    from lintas.infra.errors import BusUnavailable
+    from lintas.infra.keys import Signer, ensure_agency_key
+    from lintas.infra.quarantine import QuarantineEntry
+
+    async def refused(*_args: Any) -> Any:
+        raise BusUnavailable("reading the LINTAS_KEYS bucket: no answer")
+
+    monkeypatch.setattr("lintas.cli._dlq.trusted_registry", refused)
+    await declare_record(js, settings)
+    ensure_agency_key(settings, "kemlu")
+    event = make_event(
+        build_data(
+            "case.opened",
+            {
+                "situation": "neglected",
+                "location": {"country": "ID"},
+                "jurisdiction": {"country": "ID"},
+                "risk_level": "low",
+            },
+        ),
+        source="kemlu",
+        target="kp2mi",
+        case_id="C" + "5" * 26,
+    )
+    entry = QuarantineEntry(
+        consumer="record",
+        stream="LINTAS",
+        stream_seq=7,
+        subject=event.envelope.nats_subject,
+        attempts=1,
+        reason="a bug",
+        body=encode(Signer.load(settings, "kemlu").sign(event.envelope)),
+    )
+    genuine = await quarantine_put(js, settings, entry)
+    console = _console()
+    assert await dlq_retry(console, js, settings, None) == 0
+    out = console.export_text()
+    assert "cannot read the public-key bucket" in out
+    assert "lintas infra config" in out
+    assert f"retried {genuine} (record seq 7): case.opened applied to record" in out

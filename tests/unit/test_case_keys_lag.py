@@ -70,6 +70,7 @@ async def test_a_wrap_the_replica_has_not_yet_is_found_by_looking_again() -> Non
     assert store.reads == 4
     store, keys, _ = _store(lag=3)
     assert await keys.holds(CASE) is True
+    assert store.reads == 4  # the first read, then three looks again
 
 
 async def test_a_wrap_that_never_comes_is_not_a_key_holder_after_a_few_looks() -> None:
@@ -79,3 +80,4 @@ async def test_a_wrap_that_never_comes_is_not_a_key_holder_after_a_few_looks() -
     assert store.reads == 2 + 4  # before the create, after it, and four looks again
     store, keys, _ = _store(lag=100)
     assert await keys.holds(CASE) is False
+    assert store.reads == 1 + 4
