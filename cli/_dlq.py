@@ -11,12 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from lintas.consumers.app import Databases
-from lintas.consumers.retry import RetryOutcome, agency_of, retry_entry
+from lintas.consumers.retry import RetryOutcome, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys import Verifier, load_registry, trusted_registry
 from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.settings import Settings
+from lintas.infra.topology import agency_of
 from lintas.infra.tracing import OUTCOME, process_span, tracer_for
 
 __all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body"]
@@ -122,9 +123,9 @@ async def dlq_retry(
         # the data dir's registry alone keeps more entries, never applies a forgery.
         console.print(
             f"[yellow]cannot read the public-key bucket ({exc}); checking signatures "
-            "against this data dir's registry only. If the operator may not read "
-            "KV_LINTAS_KEYS, regenerate the server's authorization (`lintas infra "
-            "config`, DEPLOYMENT.md)[/yellow]",
+            "against this data dir's registry only. The bus may be down, or the operator "
+            "may not read KV_LINTAS_KEYS yet: then render the server's authorization "
+            "again (`lintas infra config`, DEPLOYMENT.md)[/yellow]",
             highlight=False,
         )
         registry = load_registry(settings)

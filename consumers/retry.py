@@ -26,11 +26,12 @@ from lintas.contracts import (
 from lintas.infra.db import Retried, ensure_tables
 from lintas.infra.keys import Verifier
 from lintas.infra.quarantine import QuarantineEntry
+from lintas.infra.topology import agency_of
 
 from .app import Databases
 from .projections import Projection, RecordProjection, WorklistProjection
 
-__all__ = ["RetryOutcome", "agency_of", "projection_for", "retry_entry"]
+__all__ = ["RetryOutcome", "projection_for", "retry_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +40,6 @@ class RetryOutcome:
     detail: str
     event: Event | None = None
     """The entry's event, once it decoded (whatever became of it then)."""
-
-
-def agency_of(consumer: str) -> str | None:
-    """Whose consumer it is: the agency of ``agency-<a>`` and ``sent-<a>``, else None."""
-    for prefix in ("agency-", "sent-"):
-        if consumer.startswith(prefix):
-            return consumer.removeprefix(prefix) or None
-    return None
 
 
 def projection_for(consumer: str) -> tuple[str, Projection] | None:

@@ -45,6 +45,7 @@ from lintas.infra.db import Tracking
 from lintas.infra.errors import bus_errors
 from lintas.infra.quarantine import quarantine_stream
 from lintas.infra.settings import Settings
+from lintas.infra.topology import agency_of
 
 from .projections import WorklistRow
 from .watchdog import DeadlineRow
@@ -338,13 +339,6 @@ def _rate(now: float, before: float, seconds: float) -> float:
     return round(max(0.0, now - before) / seconds, 3) if seconds > 0 else 0.0
 
 
-def _agency_of(consumer: str) -> str | None:
-    for prefix in ("agency-", "sent-"):
-        if consumer.startswith(prefix):
-            return consumer.removeprefix(prefix)
-    return None
-
-
 def build_status(
     settings: Settings,
     current: BusSample,
@@ -374,7 +368,7 @@ def build_status(
         )
         for name, sample in sorted(current.consumers.items())
     }
-    seen = [a for c in current.consumers if (a := _agency_of(c)) is not None]
+    seen = [a for c in current.consumers if (a := agency_of(c)) is not None]
     everyone = list(dict.fromkeys([*agencies, *sorted(seen)]))
     statuses: dict[str, AgencyStatus] = {}
     for agency in everyone:

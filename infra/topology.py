@@ -46,6 +46,7 @@ __all__ = [
     "TopologyNotApplied",
     "TopologyRefused",
     "agency_consumer",
+    "agency_of",
     "agency_sent_consumer",
     "check_consumer",
     "consumer_config",
@@ -194,6 +195,15 @@ def agency_sent_consumer(agency: str) -> ConsumerSpec:
     return ConsumerSpec(
         f"sent-{agency}", (outbound_filter(agency),), f"events {agency} published itself"
     )
+
+
+def agency_of(consumer: str) -> str | None:
+    """Whose worklist a consumer feeds: ``a`` for :func:`agency_consumer` and
+    :func:`agency_sent_consumer` names (``agency-<a>``, ``sent-<a>``), else None."""
+    for prefix in ("agency-", "sent-"):
+        if consumer.startswith(prefix):
+            return consumer.removeprefix(prefix) or None
+    return None
 
 
 def record_consumer() -> ConsumerSpec:

@@ -212,7 +212,7 @@ class Privacy:
         cached = self._books.get(event.case_id)
         if cached is None or cached[1] != head.seq or seq <= head.seq:
             return
-        if self._verifier is not None and event.type in _VOUCHED:
+        if self._verifier is not None and event.type in _KEYED:  # only grants fold here
             checked = self._read(encode(event.envelope), event.envelope.nats_subject, seq)
             if checked is None:
                 self._books.pop(event.case_id)  # read again, as stored, when next needed

@@ -10,7 +10,10 @@ its own database, in the same transaction as its own rows, and a relay publishes
         outbox.add(session, "document.issued", {...}, case_id=case_id, target="kp2mi")
         session.commit()                                       # both, or neither
 
-    relay = OutboxRelay(engine, js, stream="LINTAS")
+    relay = OutboxRelay(
+        engine, js, stream="LINTAS", signer=signer, keys=keys,
+        verifier=Verifier(registry),                           # the gate counts signed consents
+    )
     outbox.notify(relay.wake)                                  # optional: no poll delay
     await relay.run(stop)                                      # until stop is set
 

@@ -241,6 +241,10 @@ async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_d
 ) -> None:
     """An authorization written before the operator could read the key bucket: the retry
     says so, and checks signatures against the data dir's registry instead."""
+    from dataclasses import replace
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from lintas.contracts import build_data, encode, make_event
     from lintas.infra.errors import BusUnavailable
     from lintas.infra.keys import Signer, ensure_agency_key
@@ -276,9 +280,16 @@ async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_d
         body=encode(Signer.load(settings, "kemlu").sign(event.envelope)),
     )
     genuine = await quarantine_put(js, settings, entry)
+    impostor = Signer("kemlu", Ed25519PrivateKey.generate())
+    forged = await quarantine_put(
+        js,
+        settings,
+        replace(entry, stream_seq=8, body=encode(impostor.sign(event.envelope))),
+    )
     console = _console()
-    assert await dlq_retry(console, js, settings, None) == 0
+    assert await dlq_retry(console, js, settings, None) == 1
     out = console.export_text()
     assert "cannot read the public-key bucket" in out
     assert "lintas infra config" in out
     assert f"retried {genuine} (record seq 7): case.opened applied to record" in out
+    assert f"kept {forged} (record seq 8): its signature still does not hold" in out

@@ -220,6 +220,37 @@ async def test_a_consent_signed_with_a_key_not_its_source_s_opens_no_verifying_g
     await kp2mi.publish("referral.requested", REFERRAL, case_id=case_id, target="kemensos")
 
 
+async def test_a_verifying_publisher_s_own_consent_moves_its_book_without_a_read(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    """What it stored, signed, is what its book folds: checked as the consumers will
+    check it, so the book moves past it with no read of the case."""
+    await _declare(js, settings, [])
+    kemlu = signed(js, settings, "kemlu")  # its key made, in the data dir's registry
+    verifying = Publisher(
+        js,
+        "kemlu",
+        stream=settings.stream,
+        signer=kemlu.signer,
+        keys=kemlu.privacy.keys,
+        verifier=Verifier(load_registry(settings)),
+    )
+    case_id = new_case_id()
+    await verifying.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
+    walks = 0
+    between = verifying.privacy._reads.between
+
+    async def counted(*args: Any) -> Any:
+        nonlocal walks
+        walks += 1
+        return await between(*args)
+
+    verifying.privacy._reads.between = counted  # type: ignore[method-assign]
+    seq = await consent(verifying, case_id, ["kp2mi", "kemensos"])
+    assert verifying.privacy._books[case_id][1] == seq
+    assert walks == 0
+
+
 # -- withdrawal -----------------------------------------------------------------------------
 
 
