@@ -6,15 +6,23 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from opentelemetry.trace import TracerProvider
 
 from lintas.consumers import Databases, OnCommit, attach_record, create_broker
 from lintas.consumers.projections import Batch
-from lintas.contracts import BROADCAST, PLATFORM_SERVICES, new_case_id
+from lintas.contracts import (
+    BROADCAST,
+    PLATFORM_SERVICES,
+    build_data,
+    encode,
+    make_event,
+    new_case_id,
+)
 from lintas.infra.casekeys import case_keys_for
 from lintas.infra.exchange import ensure_exchange_key, load_recipients
-from lintas.infra.keys import Signer, Verifier, ensure_agency_key
+from lintas.infra.keys import Signer, Verifier, ensure_agency_key, load_registry
 from lintas.infra.platform import declare_platform
 from lintas.infra.settings import Settings
 from lintas.infra.topology import record_consumer
@@ -68,10 +76,13 @@ def signed(
     settings: Settings,
     agency: str,
     tracer_provider: TracerProvider | None = None,
+    *,
+    verify: bool = False,
 ) -> Publisher:
     """A Publisher signing with ``agency``'s key in the settings' data dir (made if missing),
     holding its case keys (every test agency gets an X25519 key pair, so any can be given
-    a case's data key; a platform service, the watchdog, holds none)."""
+    a case's data key; a platform service, the watchdog, holds none). ``verify``: its gate
+    checks signatures against the data dir's registry as it is now."""
     ensure_agency_key(settings, agency)
     for each in AGENCIES:
         ensure_exchange_key(settings, each)
@@ -87,6 +98,37 @@ def signed(
         signer=Signer.load(settings, agency),
         keys=keys,
         tracer_provider=tracer_provider,
+        verifier=Verifier(load_registry(settings)) if verify else None,
+    )
+
+
+async def forge_consent(
+    js: JetStreamContext, settings: Settings, case_id: str, agencies: Sequence[str]
+) -> None:
+    """A consent covering ``agencies`` in KemLu's name, signed with a key no registry
+    holds, put straight on the stream: what a verifying gate must not count."""
+    forged = make_event(
+        build_data(
+            "consent.recorded",
+            {
+                "consent_id": "consent-1",
+                "given_by": "parent",
+                "child_assent": True,
+                "scopes": ["services"],
+                "agencies": list(agencies),
+            },
+        ),
+        source="kemlu",
+        target=BROADCAST,
+        case_id=case_id,
+        time=T0,
+    )
+    envelope = Signer("kemlu", Ed25519PrivateKey.generate()).sign(forged.envelope)
+    await js.publish(
+        envelope.nats_subject,
+        encode(envelope),
+        stream=settings.stream,
+        headers={"Nats-Msg-Id": envelope.id},
     )
 
 

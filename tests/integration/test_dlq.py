@@ -7,15 +7,21 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from rich.console import Console
 from sqlmodel import Session
 
 from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
 from lintas.consumers import RecordProjection, load_record
+from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch
+from lintas.consumers.retry import retry_entry
+from lintas.contracts import build_data, encode, make_event
 from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.quarantine import list_entries
+from lintas.infra.errors import BusUnavailable
+from lintas.infra.keys import Signer, ensure_agency_key
+from lintas.infra.quarantine import QuarantineEntry, list_entries
 from lintas.infra.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 
@@ -29,6 +35,37 @@ CHILD = {"full_name": "Ayu Lestari", "birth_date": "2014-05-02", "address": "Dus
 
 def _console() -> Console:
     return Console(record=True, width=200)
+
+
+def _opened(
+    seq: int,
+    case_id: str,
+    *,
+    source: str = "kemlu",
+    signer: Signer | None = None,
+    attempts: int = 1,
+    reason: str = "a bug",
+) -> QuarantineEntry:
+    """A quarantined ``case.opened`` of ``source`` (signed by ``signer``, if any) for the
+    record, at stream sequence ``seq``."""
+    data = {
+        "situation": "neglected",
+        "location": {"country": "ID"},
+        "jurisdiction": {"country": "ID"},
+        "risk_level": "low",
+    }
+    envelope = make_event(
+        build_data("case.opened", data), source=source, target="kp2mi", case_id=case_id
+    ).envelope
+    return QuarantineEntry(
+        consumer="record",
+        stream="LINTAS",
+        stream_seq=seq,
+        subject=envelope.nats_subject,
+        attempts=attempts,
+        reason=reason,
+        body=encode(signer.sign(envelope) if signer is not None else envelope),
+    )
 
 
 async def test_list_show_and_retry_exactly_once(
@@ -137,34 +174,7 @@ async def test_list_show_and_retry_exactly_once(
 
 
 def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> None:
-    from lintas.consumers.app import Databases
-    from lintas.consumers.retry import retry_entry
-    from lintas.contracts import build_data, encode, make_event
-    from lintas.infra.quarantine import QuarantineEntry
-
-    event = make_event(
-        build_data(
-            "case.opened",
-            {
-                "situation": "neglected",
-                "location": {"country": "ID"},
-                "jurisdiction": {"country": "ID"},
-                "risk_level": "low",
-            },
-        ),
-        source="kemensos",
-        target="kp2mi",
-        case_id="C" + "2" * 26,
-    )
-    entry = QuarantineEntry(
-        consumer="record",
-        stream="LINTAS",
-        stream_seq=41,
-        subject=event.envelope.nats_subject,
-        attempts=3,
-        reason="a bug",
-        body=encode(event.envelope),
-    )
+    entry = _opened(41, "C" + "2" * 26, source="kemensos", attempts=3)
     databases = Databases(settings)
     try:
         # Unsigned, as a consumer that checks no signatures applies it.
@@ -184,34 +194,11 @@ def test_retrying_the_same_entry_twice_applies_it_once(settings: Settings) -> No
 async def test_a_retry_checks_the_signature_again(js: JetStreamContext, settings: Settings) -> None:
     """A message quarantined for its signature is applied on retry only once it holds: a
     forgery stays; one whose source's key was missing goes through once the key is known."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from lintas.contracts import build_data, encode, make_event
-    from lintas.infra.keys import Signer, ensure_agency_key
-    from lintas.infra.quarantine import QuarantineEntry
-
     await declare_record(js, settings)
     ensure_agency_key(settings, "kemlu")
-    opened = {
-        "situation": "neglected",
-        "location": {"country": "ID"},
-        "jurisdiction": {"country": "ID"},
-        "risk_level": "low",
-    }
 
     async def quarantined(signer: Signer, seq: int, case_id: str) -> int:
-        event = make_event(
-            build_data("case.opened", opened), source="kemlu", target="kp2mi", case_id=case_id
-        )
-        entry = QuarantineEntry(
-            consumer="record",
-            stream="LINTAS",
-            stream_seq=seq,
-            subject=event.envelope.nats_subject,
-            attempts=1,
-            reason="signature",
-            body=encode(signer.sign(event.envelope)),
-        )
+        entry = _opened(seq, case_id, signer=signer, reason="signature")
         return await quarantine_put(js, settings, entry)
 
     forged = await quarantined(Signer("kemlu", Ed25519PrivateKey.generate()), 5, "C" + "3" * 26)
@@ -241,14 +228,6 @@ async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_d
 ) -> None:
     """An authorization written before the operator could read the key bucket: the retry
     says so, and checks signatures against the data dir's registry instead."""
-    from dataclasses import replace
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from lintas.contracts import build_data, encode, make_event
-    from lintas.infra.errors import BusUnavailable
-    from lintas.infra.keys import Signer, ensure_agency_key
-    from lintas.infra.quarantine import QuarantineEntry
 
     async def refused(*_args: Any) -> Any:
         raise BusUnavailable("reading the LINTAS_KEYS bucket: no answer")
@@ -256,36 +235,11 @@ async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_d
     monkeypatch.setattr("lintas.cli._dlq.trusted_registry", refused)
     await declare_record(js, settings)
     ensure_agency_key(settings, "kemlu")
-    event = make_event(
-        build_data(
-            "case.opened",
-            {
-                "situation": "neglected",
-                "location": {"country": "ID"},
-                "jurisdiction": {"country": "ID"},
-                "risk_level": "low",
-            },
-        ),
-        source="kemlu",
-        target="kp2mi",
-        case_id="C" + "5" * 26,
+    genuine = await quarantine_put(
+        js, settings, _opened(7, "C" + "5" * 26, signer=Signer.load(settings, "kemlu"))
     )
-    entry = QuarantineEntry(
-        consumer="record",
-        stream="LINTAS",
-        stream_seq=7,
-        subject=event.envelope.nats_subject,
-        attempts=1,
-        reason="a bug",
-        body=encode(Signer.load(settings, "kemlu").sign(event.envelope)),
-    )
-    genuine = await quarantine_put(js, settings, entry)
     impostor = Signer("kemlu", Ed25519PrivateKey.generate())
-    forged = await quarantine_put(
-        js,
-        settings,
-        replace(entry, stream_seq=8, body=encode(impostor.sign(event.envelope))),
-    )
+    forged = await quarantine_put(js, settings, _opened(8, "C" + "5" * 26, signer=impostor))
     console = _console()
     assert await dlq_retry(console, js, settings, None) == 1
     out = console.export_text()

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -27,19 +26,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.contracts import (
-    BROADCAST,
     ConsentMissing,
     Event,
-    build_data,
     decode,
-    encode,
-    make_event,
     new_case_id,
 )
 from lintas.infra.bus import connect
 from lintas.infra.db import create_db_engine
 from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Signer, Verifier, load_registry
+from lintas.infra.keys import Verifier, load_registry
 from lintas.infra.platform import declare_platform
 from lintas.infra.sealing import open_field
 from lintas.infra.settings import Settings
@@ -54,7 +49,7 @@ from lintas.producers import (
     ensure_outbox_table,
 )
 
-from .helpers import consent, signed
+from .helpers import consent, forge_consent, signed
 
 pytestmark = pytest.mark.nats
 
@@ -570,23 +565,7 @@ async def test_a_verifying_relay_counts_no_consent_signed_with_another_key(
     await declare_platform(js, settings, [])
     kp2mi = signed(js, settings, "kp2mi")
     case_id = new_case_id()
-    forged = make_event(
-        build_data(
-            "consent.recorded",
-            {
-                "consent_id": "c-1",
-                "given_by": "parent",
-                "child_assent": True,
-                "scopes": ["services"],
-                "agencies": ["kp2mi", "kemenpppa"],
-            },
-        ),
-        source="kemlu",
-        target=BROADCAST,
-        case_id=case_id,
-    )
-    envelope = Signer("kemlu", Ed25519PrivateKey.generate()).sign(forged.envelope)
-    await js.publish(envelope.nats_subject, encode(envelope), stream=settings.stream)
+    await forge_consent(js, settings, case_id, ["kp2mi", "kemenpppa"])
     with Session(engine) as session:
         Outbox("kp2mi").add(
             session,

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from rich.console import Console
 from sqlmodel import Session
@@ -42,7 +41,7 @@ from lintas.infra.settings import Settings
 from lintas.infra.topology import agency_consumer, agency_sent_consumer, record_consumer
 from lintas.producers import Publisher
 
-from .helpers import T0, Applied, consent, signed
+from .helpers import T0, Applied, consent, forge_consent, signed
 
 pytestmark = pytest.mark.nats
 
@@ -176,38 +175,8 @@ async def test_a_consent_signed_with_a_key_not_its_source_s_opens_no_verifying_g
     kemlu, kp2mi = signed(js, settings, "kemlu"), signed(js, settings, "kp2mi")
     case_id = new_case_id()
     await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
-    impostor = Signer("kemlu", Ed25519PrivateKey.generate())  # kemlu's name, not its key
-    forged = make_event(
-        build_data(
-            "consent.recorded",
-            {
-                "consent_id": "consent-1",
-                "given_by": "parent",
-                "child_assent": True,
-                "scopes": ["services"],
-                "agencies": ["kp2mi", "kemensos"],
-            },
-        ),
-        source="kemlu",
-        target=BROADCAST,
-        case_id=case_id,
-        time=T0,
-    )
-    envelope = impostor.sign(forged.envelope)
-    await js.publish(
-        envelope.nats_subject,
-        encode(envelope),
-        stream=settings.stream,
-        headers={"Nats-Msg-Id": envelope.id},
-    )
-    verifying = Publisher(
-        js,
-        "kp2mi",
-        stream=settings.stream,
-        signer=kp2mi.signer,
-        keys=kp2mi.privacy.keys,
-        verifier=Verifier(load_registry(settings)),
-    )
+    await forge_consent(js, settings, case_id, ["kp2mi", "kemensos"])
+    verifying = signed(js, settings, "kp2mi", verify=True)
     before = await _messages(js, settings)
     refused = pytest.raises(ConsentMissing, match="scope 'services' covering kemensos")
     with capture_logs() as logs, refused:
@@ -226,15 +195,7 @@ async def test_a_verifying_publisher_s_own_consent_moves_its_book_without_a_read
     """What it stored, signed, is what its book folds: checked as the consumers will
     check it, so the book moves past it with no read of the case."""
     await _declare(js, settings, [])
-    kemlu = signed(js, settings, "kemlu")  # its key made, in the data dir's registry
-    verifying = Publisher(
-        js,
-        "kemlu",
-        stream=settings.stream,
-        signer=kemlu.signer,
-        keys=kemlu.privacy.keys,
-        verifier=Verifier(load_registry(settings)),
-    )
+    verifying = signed(js, settings, "kemlu", verify=True)  # its key in the registry
     case_id = new_case_id()
     await verifying.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
     walks = 0

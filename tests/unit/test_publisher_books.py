@@ -73,15 +73,23 @@ def _matches(subject_filter: str, subject: str) -> bool:
     )
 
 
-def _consent(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
+def _consent(
+    log: _Log,
+    seq: int,
+    signer: Signer | None = None,
+    *,
+    source: str = "kemlu",
+    consent_id: str = "c-1",
+    agencies: tuple[str, ...] = ("kp2mi", "kemensos"),
+) -> CaseHead:
     data = {
-        "consent_id": "c-1",
+        "consent_id": consent_id,
         "given_by": "parent",
         "child_assent": True,
         "scopes": ["services"],
-        "agencies": ["kp2mi", "kemensos"],
+        "agencies": list(agencies),
     }
-    return log.add(seq, "consent.recorded", data, "kemlu", BROADCAST, signer=signer)
+    return log.add(seq, "consent.recorded", data, source, BROADCAST, signer=signer)
 
 
 def _withdrawal(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
@@ -249,14 +257,9 @@ def test_its_own_grant_moves_the_verifying_book_only_if_the_registry_holds_its_k
             head = _consent(log, 10, KEMLU)
             await privacy.book(CASE, 10, "test", head)
             walks = log.walks
-            data = {
-                "consent_id": "c-2",
-                "given_by": "parent",
-                "child_assent": True,
-                "scopes": ["services"],
-                "agencies": ["kp2mi", "kpai"],
-            }
-            mine = log.add(57, "consent.recorded", data, "kp2mi", BROADCAST, signer=signer)
+            mine = _consent(
+                log, 57, signer, source="kp2mi", consent_id="c-2", agencies=("kp2mi", "kpai")
+            )
             privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
             book = await privacy.book(CASE, 57, "test", mine)
             assert (log.walks > walks) is reread
