@@ -10,6 +10,7 @@ opened with the agency's own key where a consent gives it the case's data key.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
@@ -28,10 +29,11 @@ from lintas.contracts import (
     ContractError,
     case_filter,
     decode,
+    gate,
     is_agency_id,
     is_case_id,
 )
-from lintas.contracts.families.case import ERASURE_ROLES, CaseAssignedV1
+from lintas.contracts.families.case import ERASURE_ROLES
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.casekeys import (
     CaseKeys,
@@ -89,7 +91,7 @@ def add_privacy_commands(case_commands: Any) -> None:
 
 
 async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
-    """The case's owner as its events say: the opener, or the last assignee."""
+    """The case's owner as its events say (:func:`lintas.contracts.gate.owner_of`)."""
     owner = None
     cursor = 1
     while True:
@@ -99,15 +101,8 @@ async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
             )
         except nats.js.errors.NotFoundError:  # the end of the case
             return owner
-        try:
-            event = decode(raw.data or b"", subject=raw.subject)
-        except ContractError:
-            event = None
-        if event is not None:
-            if event.type == "case.opened" and owner is None:
-                owner = event.source
-            elif isinstance(event.data, CaseAssignedV1):
-                owner = event.data.owner
+        with contextlib.suppress(ContractError):
+            owner = gate.owner_after(owner, decode(raw.data or b"", subject=raw.subject))
         cursor = int(raw.seq or 0) + 1
 
 

@@ -314,18 +314,15 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     record = record or CaseRecord(case_id=event.case_id)
     data = event.data
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}
-    owner = record.owner
+    owner = gate_rules.owner_after(record.owner, event)
     refused = gate_rules.gate_refusal(consent_book(record), event, at=seq)
     if isinstance(data, case.CaseOpenedV3):
-        owner = record.owner or event.source
         update |= {
             "situation": data.situation,
             "jurisdiction": data.jurisdiction.country,
             "opened_by": event.source,
             "opened_at": event.time,
         }
-    elif isinstance(data, case.CaseAssignedV1):
-        owner = data.owner
     elif isinstance(data, case.CaseClosedV1):
         update |= {"status": "closed", "closed_reason": data.reason, "closed_at": event.time}
     elif isinstance(data, case.CaseReopenedV2):

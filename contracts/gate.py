@@ -32,6 +32,12 @@ Minimisation: an event addressed to a partner abroad (``<cc>-<agency>``) may car
 fields its version declares for cross-border sharing (``EventData.CROSS_BORDER``, published
 in ``contracts/schemas/cross-border.json``).
 
+Who owns a case (whom an erasure must come from, and whom the record names): the agency
+that opened it, until a ``case.assigned`` hands it on. An assignment counts only from the
+case's owner, or from the coordinating ministry (:data:`COORDINATOR`, KemenP2MI, which
+coordinates every case and its return); any other agency's ``case.assigned`` stays on the
+log and changes no owner, so no agency can make itself owner and then erase a case.
+
 Who may read a case's sealed fields follows the same book: the agencies covered by an
 active grant with a scope in :data:`READ_SCOPES` hold the case's data key, except partners
 abroad, who never do.
@@ -51,6 +57,7 @@ from .families import consent
 
 __all__ = [
     "CONSENT_TYPES",
+    "COORDINATOR",
     "OVERDUE_NOTICES",
     "OVERSIGHT",
     "READ_SCOPES",
@@ -63,6 +70,7 @@ __all__ = [
     "fold_all",
     "gate_refusal",
     "lost_readers",
+    "owner_after",
     "owner_of",
     "refusal",
     "requirement",
@@ -78,6 +86,7 @@ OVERDUE_NOTICES: Final = frozenset(
     {"referral.overdue", "document.overdue", "rehabilitation.handoff_overdue"}
 )
 OVERSIGHT: Final = "kpai"
+COORDINATOR: Final = "kp2mi"
 """The child-protection commission: escalations to it need no consent (its mandate)."""
 
 
@@ -174,15 +183,22 @@ def lost_readers(book: ConsentBook, seq: int, by: str) -> frozenset[str]:
     return book.readers(at=seq) - book.readers() - {by}
 
 
+def owner_after(owner: str | None, event: Event) -> str | None:
+    """The case's owner once ``event`` is folded, ``owner`` being the one before it."""
+    if event.type == "case.opened":
+        return event.source if owner is None else owner
+    if event.type == "case.assigned" and event.source in (owner, COORDINATOR):
+        return getattr(event.data, "owner", owner)
+    return owner
+
+
 def owner_of(events: Iterable[Event]) -> str | None:
     """The case's owner as its events (in stream order) say: the agency that opened it,
-    or the one it was last assigned to; None if neither is among them."""
+    or the one it was last assigned to by its owner or the coordinator; None if none is
+    named among them."""
     owner = None
     for event in events:
-        if event.type == "case.opened" and owner is None:
-            owner = event.source
-        elif event.type == "case.assigned":
-            owner = getattr(event.data, "owner", owner)
+        owner = owner_after(owner, event)
     return owner
 
 

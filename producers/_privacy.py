@@ -8,6 +8,7 @@ publish: a consent withdrawn after the head moved it, and JetStream refuses the 
                                   erased case (lintas.contracts.gate)
     minimisation                  only declared fields to a partner abroad
     case.erased                   only by the case's owner
+    case.assigned                 only by the case's owner or the coordinator (KemenP2MI)
     consent.withdrawn             'notified' = every agency that received the case's data
     sealing                       plaintext personal fields sealed with the case's data key
                                   (made now, for this agency alone, if the case has none)
@@ -80,13 +81,15 @@ _log = structlog.get_logger("lintas.producer")
 
 _BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
 _KEYED = frozenset({"consent.recorded", "consent.overridden"})
-# What grants (consents) or authorises (the owner an erasure needs) counts only signed by
-# its source; what restricts (a withdrawal, an erasure) counts as soon as it decodes.
+# What grants (consents) or authorises (the owner an erasure or assignment needs)
+# counts only signed by its source; what restricts (a withdrawal, an erasure) counts as
+# soon as it decodes.
 _VOUCHED = _KEYED | {"case.opened", "case.assigned"}
 
 
 class NotAuthorised(GateRefused):
-    """An agency that may not do this for the case (erase it, unless it owns it)."""
+    """An agency that may not do this for the case: erase it, unless it owns it; assign
+    it, unless it owns it or is the coordinator."""
 
 
 def _broadcasts(case_id: str) -> str:
@@ -280,30 +283,32 @@ class Privacy:
         )
         if refused_abroad is not None:
             raise refused_abroad
-        if isinstance(event.data, case.CaseErasedV1):
-            await self._may_erase(event, head, what)
+        if isinstance(event.data, case.CaseErasedV1) and head.seq > 0:
+            # With nothing of the case yet there is nothing to erase, and no owner to ask.
+            await self._must_own(event, head, what, "erase")
+        if isinstance(event.data, case.CaseAssignedV1) and self.agency != gate_rules.COORDINATOR:
+            await self._must_own(event, head, what, "assign")
         if isinstance(event.data, consent.ConsentWithdrawnV2):
             event = await self._with_notified(event, head, what)
         if event.type in _KEYED:
             await self._can_grant(event)
         return await self._sealed(event, head)
 
-    async def _may_erase(self, event: Event, head: CaseHead, what: str) -> None:
-        if head.seq == 0:
-            return  # nothing of the case yet: nothing to erase, and no owner to ask
-        # Who may erase: an owner only as named with its source's signature.
+    async def _must_own(self, event: Event, head: CaseHead, what: str, verb: str) -> None:
+        # The owner counts only as named with its source's signature.
         events = await self._case_events(event.case_id, head.seq, what, vouched=True)
         owner = gate_rules.owner_of(events)
+        also = f" or {gate_rules.COORDINATOR}, which coordinates cases," if verb == "assign" else ""
         if owner is None:
             raise NotAuthorised(
-                f"case.erased from {self.agency}: no case.opened or case.assigned of case "
+                f"{event.type} from {self.agency}: no case.opened or case.assigned of case "
                 f"{event.case_id} that {self.agency} may read names it the owner, and only "
-                "the case's owner may erase it"
+                f"the case's owner{also} may {verb} it"
             )
         if owner != self.agency:
             raise NotAuthorised(
-                f"case.erased from {self.agency}: only the case's owner ({owner}) may erase "
-                f"case {event.case_id}"
+                f"{event.type} from {self.agency}: only the case's owner ({owner}){also} may "
+                f"{verb} case {event.case_id}"
             )
 
     async def _with_notified(self, event: Event, head: CaseHead, what: str) -> Event:

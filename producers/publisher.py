@@ -14,7 +14,8 @@ Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
 
     ContractError       the event breaks its contract; nothing was published
     GateRefused         the privacy gate refuses it (no consent covers it, a field not for
-                        abroad, an erased case, not the owner erasing); nothing published
+                        abroad, an erased case, not the owner erasing or assigning, unless
+                        the coordinator assigns); nothing published
     NotAKeyHolder       it carries or grants a child's data, and this Publisher has no case
                         keys, or the case's data key is not wrapped for this agency
     NoExchangeKey       a consent names an agency with no known X25519 public key

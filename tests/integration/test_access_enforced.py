@@ -33,7 +33,16 @@ from lintas.consumers import (
     create_broker,
     load_worklist,
 )
-from lintas.contracts import BROADCAST, Sealed, message_hash, new_case_id
+from lintas.contracts import (
+    BROADCAST,
+    GateRefused,
+    Sealed,
+    build_data,
+    encode,
+    make_event,
+    message_hash,
+    new_case_id,
+)
 from lintas.infra.bus import AccessRefused, connect
 from lintas.infra.casekeys import (
     CASE_KEYS_BUCKET,
@@ -630,6 +639,93 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
         print("\n" + tally.summary("the case key store"))
     assert tally.allowed == []
     assert len(tally.tried) >= 10
+
+
+async def _put_signed(
+    client: Client, settings: Settings, event_type: str, data: Any, case_id: str
+) -> None:
+    """An event signed with the client's own key, put straight on the stream (no
+    Publisher, so none of its checks): what a rogue agency system can do."""
+    agency = client.identity
+    event = make_event(
+        build_data(event_type, data), source=agency, target=BROADCAST, case_id=case_id, time=T0
+    )
+    envelope = Signer.load(settings, agency).sign(event.envelope)
+    await client.js().publish(
+        envelope.nats_subject,
+        encode(envelope),
+        stream=settings.stream,
+        headers={"Nats-Msg-Id": envelope.id},
+    )
+
+
+async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path: Path) -> None:
+    """Only the owner or the coordinator assigns a case: Dukcapil's Publisher refuses to
+    take it, and when Dukcapil signs the assignment and its erasure itself, the read
+    service still erases no key, and the owner is still the opener."""
+    async with secured_hub(tmp_path) as hub:
+        settings = hub.settings
+        platform, service = await _platform(hub)
+        for agency in AGENCIES:
+            ensure_exchange_key(settings, agency)
+        recipients = load_recipients(settings)
+        kemlu, kp2mi, dukcapil = [
+            await Client.open(hub.url, settings, a) for a in ("kemlu", "kp2mi", "dukcapil")
+        ]
+        try:
+            case_id = new_case_id()
+            opener = _keyed_publisher(kemlu, settings, recipients)
+            await opener.publish(
+                "case.opened",
+                {
+                    "situation": "undocumented_abroad",
+                    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+                    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+                    "risk_level": "high",
+                    "child": {"full_name": "Wulan Sari-OWNER-TEST", "birth_date": "2014-02-03"},
+                },
+                case_id=case_id,
+                target="kp2mi",
+                time=T0,
+            )
+            key = await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
+            assert key is not None
+            taken = {"owner": "dukcapil", "officer_ref": "DUK-1"}
+            with pytest.raises(GateRefused, match="or kp2mi, which coordinates cases"):
+                await _publisher(dukcapil, settings).publish(
+                    "case.assigned", taken, case_id=case_id, target=BROADCAST
+                )
+
+            await _put_signed(dukcapil, settings, "case.assigned", taken, case_id)
+            erasure = {
+                "officer_role": "data_protection_officer",
+                "requested_by": "parent",
+                "legal_basis": "UU 27/2022 Pasal 8",
+                "reason": "taken to be erased",
+            }
+            await _put_signed(dukcapil, settings, "case.erased", erasure, case_id)
+            with pytest.raises(ReadRefused, match=r"not erased by its owner \(kemlu\)"):
+                await ServiceReads(dukcapil.conn, "dukcapil").erase_keys(case_id)
+            assert (
+                await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
+                == key
+            )
+            with pytest.raises(GateRefused, match="only the case's owner may erase it"):
+                await _publisher(dukcapil, settings).publish(
+                    "case.erased", erasure, case_id=case_id, target=BROADCAST
+                )
+
+            # The coordinator takes the case on without being its owner (nor reading it).
+            await _publisher(kp2mi, settings).publish(
+                "case.assigned",
+                {"owner": "kp2mi", "officer_ref": "P2MI-7"},
+                case_id=case_id,
+                target=BROADCAST,
+            )
+        finally:
+            await service.stop()
+            for client in (kemlu, kp2mi, dukcapil, platform):
+                await client.close()
 
 
 async def test_unknown_keys_and_wrong_passwords_cannot_connect(

@@ -234,3 +234,23 @@ def test_an_escalation_to_kpai_is_never_held_back_for_want_of_a_consent() -> Non
     assert isinstance(
         gate_refusal(ConsentBook(), _event("oversight.escalated", "kemensos")), ConsentMissing
     )
+
+
+def _assigned(owner: str, source: str):
+    return _event("case.assigned", BROADCAST, {"owner": owner, "officer_ref": "O-1"}, source=source)
+
+
+def test_an_assignment_counts_only_from_the_owner_or_the_coordinator() -> None:
+    opened = _event("case.opened", "kp2mi", source="kemlu")
+    owner_of = gate_rules.owner_of
+    assert owner_of([opened]) == "kemlu"
+    assert owner_of([opened, _assigned("dukcapil", "dukcapil")]) == "kemlu"
+    assert owner_of([opened, _assigned("kemensos", "kemlu")]) == "kemensos"
+    assert owner_of([opened, _assigned("kemensos", "kemlu"), _assigned("kemlu", "kemlu")]) == (
+        "kemensos"
+    )
+    assert owner_of([opened, _assigned(gate_rules.COORDINATOR, gate_rules.COORDINATOR)]) == "kp2mi"
+    assert owner_of([opened, _assigned("kemensos", gate_rules.COORDINATOR)]) == "kemensos"
+    # Before any opening, only the coordinator names an owner.
+    assert owner_of([_assigned("dukcapil", "dukcapil")]) is None
+    assert owner_of([_assigned("kemensos", "kp2mi"), opened]) == "kemensos"

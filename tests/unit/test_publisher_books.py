@@ -222,7 +222,7 @@ def test_with_a_verifier_an_owner_named_without_its_source_s_key_may_not_erase()
     async def run() -> None:
         log = _Log()
         owned = {"owner": "kemlu", "officer_ref": "off-1"}
-        log.add(1, "case.assigned", owned, "kemlu", "kp2mi", signer=KEMLU)
+        log.add(1, "case.assigned", owned, "kp2mi", BROADCAST, signer=KP2MI)
         taken = {"owner": "kp2mi", "officer_ref": "off-2"}
         head = log.add(2, "case.assigned", taken, "kemlu", "kp2mi", signer=IMPOSTOR)
         erasure = make_event(
@@ -285,5 +285,31 @@ def test_a_withdrawal_notifies_whom_unchecked_events_went_to() -> None:
         )
         ready = await _privacy(log, VERIFIER).prepare(withdrawal, head, "test")
         assert "dukcapil" in ready.envelope.data["notified"]
+
+    asyncio.run(run())
+
+
+def test_only_the_owner_or_the_coordinator_may_assign_the_case() -> None:
+    """Dukcapil may not take a case it does not own; the owner (kemlu, named by the
+    coordinator) may hand it on; the coordinator assigns without reading the case."""
+
+    async def run() -> None:
+        log = _Log()
+        owned = {"owner": "kemlu", "officer_ref": "off-1"}
+        head = log.add(1, "case.assigned", owned, "kp2mi", BROADCAST, signer=KP2MI)
+
+        def assignment(source: str, owner: str) -> Any:
+            data = build_data("case.assigned", {"owner": owner, "officer_ref": "off-2"})
+            return make_event(data, source=source, target=BROADCAST, case_id=CASE)
+
+        def privacy(agency: str) -> Privacy:
+            return Privacy(None, agency, "LINTAS", None, reads=log, verifier=VERIFIER)  # type: ignore[arg-type]
+
+        with pytest.raises(NotAuthorised, match=r"only the case's owner \(kemlu\) or kp2mi"):
+            await privacy("dukcapil").prepare(assignment("dukcapil", "dukcapil"), head, "test")
+        assert await privacy("kemlu").prepare(assignment("kemlu", "kemensos"), head, "test")
+        walks = log.walks
+        assert await privacy("kp2mi").prepare(assignment("kp2mi", "kp2mi"), head, "test")
+        assert log.walks == walks
 
     asyncio.run(run())

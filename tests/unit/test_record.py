@@ -76,6 +76,16 @@ def test_reassignment_moves_the_owner() -> None:
     assert [entry.owner for entry in record.timeline] == ["kemlu", "kp2mi", "kemensos"]
 
 
+def test_only_the_owner_or_the_coordinator_moves_the_owner() -> None:
+    """Dukcapil's assignment of the case to itself stays in the timeline and moves
+    nothing; the owner hands it on; the coordinator (kp2mi) takes it back."""
+    taken = e("case.assigned", {"owner": "dukcapil", "officer_ref": "DUK-1"}, "dukcapil", "all", 2)
+    handed = e("case.assigned", {"owner": "kemensos", "officer_ref": "SOS-1"}, "kemlu", "all", 3)
+    record = fold([OPENED, taken, handed, ASSIGNED])
+    assert [entry.owner for entry in record.timeline] == ["kemlu", "kemlu", "kemensos", "kp2mi"]
+    assert [entry.source for entry in record.timeline][1] == "dukcapil"
+
+
 def test_whereabouts_follow_repatriation() -> None:
     scheduled = e(
         "repatriation.scheduled",
