@@ -29,7 +29,7 @@ from lintas.consumers import (
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import WATCHDOG, LintasError, is_agency_id, is_case_id
 from lintas.contracts.schemadocs import SCHEMA_DIR
-from lintas.infra.bus import connect, open_bus, read_service
+from lintas.infra.bus import connect, open_bus, read_service, registry_source
 from lintas.infra.credentials import js_options, uses_credentials
 from lintas.infra.db import ensure_tables
 from lintas.infra.exchange import (
@@ -289,7 +289,7 @@ async def _up(settings: Settings, console: Console) -> int:
         signer = _watchdog_key(settings, console)
         registry = await _declare(url, settings, deployment_consumers(settings.agencies))
         databases = Databases(settings)
-        verifier = Verifier(registry)
+        verifier = Verifier(registry, refresh=registry_source(url, settings, "platform"))
         tracing = configure_tracing(settings, "lintas-up")
         record = create_broker(url, settings, "platform")
         attach_record(record, databases, settings, verifier=verifier, tracer_provider=tracing)

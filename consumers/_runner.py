@@ -6,7 +6,8 @@ What the edge does with each outcome:
 
 * applied, or already applied (sequence at or below the tracked position): ack;
 * breaks its contract (not JSON, unknown type or version, wrong fields), is not signed
-  by its source agency (when the runner has a verifier), or was
+  by its source agency (when the runner has a verifier; a key id the verifier lacks, it
+  first looks up afresh if it can, see :meth:`~lintas.infra.keys.Verifier.learn`), or was
   delivered ``max_deliver`` times without being applied: quarantined with the reason,
   then acked (the original only once the quarantine stream has stored the copy);
 * the commit fails:
@@ -65,7 +66,7 @@ from lintas.contracts import (
 )
 from lintas.infra.db import read_position, write_position
 from lintas.infra.errors import BUS_ERRORS
-from lintas.infra.keys import Verifier
+from lintas.infra.keys import UnknownKey, Verifier
 from lintas.infra.quarantine import QuarantineEntry
 from lintas.infra.tracing import OUTCOME, about, process_span, tracer_for
 
@@ -222,7 +223,16 @@ class ProjectionRunner:
     ) -> None:
         spans: dict[int, _Taken] = {}
         try:
-            batch, rejected = self._decode(incoming, spans)
+            unknown: list[_Incoming] | None = [] if self._learns else None
+            batch, rejected = self._decode(incoming, spans, unknown)
+            if unknown:
+                # Signed with a key this verifier does not hold: published since it was
+                # built, perhaps. Learn the registry afresh, then decide for good.
+                assert self.verifier is not None
+                await self.verifier.learn()
+                more, also_rejected = self._decode(unknown, spans)
+                batch = sorted([*batch, *more], key=lambda b: b[0])
+                rejected |= also_rejected
             if self.max_deliver:
                 exhausted = {i.seq for i in incoming if i.attempts >= self.max_deliver}
                 for seq, _event in [b for b in batch if b[0] in exhausted]:
@@ -297,10 +307,18 @@ class ProjectionRunner:
         await self._commit_with_retry([], uncounted, last, msgs)
         return applied
 
+    @property
+    def _learns(self) -> bool:
+        return self.verifier is not None and self.verifier.refreshes
+
     def _decode(
-        self, items: Sequence[_Incoming], spans: dict[int, _Taken]
+        self,
+        items: Sequence[_Incoming],
+        spans: dict[int, _Taken],
+        unknown: list[_Incoming] | None = None,
     ) -> tuple[list[tuple[int, Event]], dict[int, str]]:
-        """Decode and verify each message, starting its process span (into ``spans``)."""
+        """Decode and verify each message, starting its process span (into ``spans``);
+        one signed with a key the registry lacks goes to ``unknown`` instead, if given."""
         batch: list[tuple[int, Event]] = []
         rejected: dict[int, str] = {}
         started = time.time_ns()
@@ -313,6 +331,11 @@ class ProjectionRunner:
                 event = decode(item.data, subject=item.subject, parsed=doc)
                 if self.verifier is not None:
                     self.verifier.verify(item.data, event.envelope, parsed=doc)
+            except UnknownKey as exc:
+                if unknown is not None:
+                    unknown.append(item)
+                    continue
+                rejected[item.seq] = str(exc)
             except SignatureError as exc:
                 rejected[item.seq] = str(exc)
             except ContractError as exc:

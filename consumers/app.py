@@ -22,7 +22,7 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
-from lintas.infra.bus import log_nats_error, servers
+from lintas.infra.bus import log_nats_error, registry_source, servers
 from lintas.infra.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys import Registry, Verifier, load_registry
@@ -297,7 +297,9 @@ def create_agency_app(
     the registry files). Without a ``tracer_provider`` it builds its own from the settings."""
     broker = create_broker(url, settings, agency)
     databases = Databases(settings)
-    verifier = Verifier(registry or load_registry(settings))
+    verifier = Verifier(
+        registry or load_registry(settings), refresh=registry_source(url, settings, agency)
+    )
     own = None if tracer_provider else configure_tracing(settings, f"lintas-{agency}")
     attach_agency(
         broker,
@@ -327,7 +329,9 @@ def create_record_app(
         broker,
         databases,
         settings,
-        verifier=Verifier(registry or load_registry(settings)),
+        verifier=Verifier(
+            registry or load_registry(settings), refresh=registry_source(url, settings, "platform")
+        ),
         tracer_provider=tracer_provider or own,
     )
     return _app(broker, databases, own)

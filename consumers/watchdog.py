@@ -45,7 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.contracts import WATCHDOG, ContractError, TransientError
-from lintas.infra.bus import connect
+from lintas.infra.bus import connect, registry_source
 from lintas.infra.clock import Clock, SystemClock
 from lintas.infra.credentials import js_options, uses_credentials
 from lintas.infra.db import Tracking, UTCDateTime
@@ -443,7 +443,9 @@ def create_watchdog_app(
     databases = Databases(settings)
     own = None if tracer_provider else configure_tracing(settings, "lintas-watchdog")
     tracer_provider = tracer_provider or own
-    verifier = Verifier(registry or load_registry(settings))
+    verifier = Verifier(
+        registry or load_registry(settings), refresh=registry_source(url, settings, "platform")
+    )
     attach_watchdog(broker, databases, settings, verifier=verifier, tracer_provider=tracer_provider)
     app = FastStream(broker)
     running: list[RunningTicker] = []

@@ -39,10 +39,11 @@ from nats.aio.client import Client
 from lintas.contracts.errors import PermanentError
 
 from .access import ACCOUNT
-from .credentials import connect_options, uses_credentials
+from .credentials import connect_options, js_options, uses_credentials
 from .embedded import LOG_NAME, MIN_NATS_SERVER, EmbeddedNats, UnsupportedNatsServer
 from .errors import BusUnavailable
 from .identities import accounts_path, ensure_local_identities
+from .keys import Registry, trusted_registry
 from .reads import ReadService
 from .settings import Settings
 
@@ -56,6 +57,7 @@ __all__ = [
     "log_nats_error",
     "open_bus",
     "read_service",
+    "registry_source",
     "servers",
 ]
 
@@ -219,6 +221,23 @@ async def connect(
         # nats-py reads the option afresh on every reconnect.
         nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+def registry_source(
+    url: str, settings: Settings, identity: str
+) -> Callable[[], Awaitable[Registry]]:
+    """What a long-running :class:`~lintas.infra.keys.Verifier` refreshes from: the
+    registry :func:`~lintas.infra.keys.trusted_registry` reads, on a short connection of
+    its own as ``identity`` (a refresh is rare: the runner's may be busy or reconnecting)."""
+
+    async def read() -> Registry:
+        nc = await connect(url, f"lintas-{identity}-keys", settings=settings, identity=identity)
+        try:
+            return await trusted_registry(settings, nc.jetstream(**js_options(identity)))
+        finally:
+            await nc.close()
+
+    return read
 
 
 async def _refuse_old_server(nc: Client, url: str) -> None:

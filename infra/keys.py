@@ -9,23 +9,37 @@ see :mod:`lintas.contracts.canonical`).
 
 Registries are JSON files: the one shipped as ``infra/registry/keys.json`` (agencies'
 published keys) and the data directory's own (``<data_dir>/keys/registry.json``: keys made
-here by ``lintas keys init``); a consumer reads both. Key ids are
+here by ``lintas keys init``); a consumer reads both, and the ``LINTAS_KEYS`` bucket
+(:func:`trusted_registry`). Key ids are
 ``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``.
+
+A long-running :class:`Verifier` given a ``refresh`` reads its registry again when it
+meets a key id it does not hold (:class:`UnknownKey`), at most once per
+``refresh_interval_s``: a key published while it runs counts without a restart.
+
+Errors::
+
+    SignatureError          (lintas.contracts) the event is not signed as its source must
+    └── UnknownKey          signed with a key id the registry does not hold
+    SigningKeyError         a key or a registry file that does not hold
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import nats.js.errors
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -40,7 +54,7 @@ from lintas.contracts import (
     parse_message,
     signing_input,
 )
-from lintas.contracts.errors import PermanentError
+from lintas.contracts.errors import PermanentError, TransientError
 
 from .errors import bus_errors
 from .settings import Settings
@@ -53,6 +67,7 @@ __all__ = [
     "SignatureCheck",
     "Signer",
     "SigningKeyError",
+    "UnknownKey",
     "Verifier",
     "bucket_values",
     "ensure_agency_key",
@@ -67,6 +82,13 @@ __all__ = [
 ]
 
 SHIPPED_REGISTRY = Path(__file__).resolve().parent / "registry" / "keys.json"
+
+
+_log = structlog.get_logger("lintas.keys")
+
+
+class UnknownKey(SignatureError):
+    """Signed with a key id the registry does not hold (yet, perhaps)."""
 
 
 class SigningKeyError(PermanentError):
@@ -320,10 +342,62 @@ def signatures_hold(checks: Sequence[SignatureCheck]) -> list[bool]:
 
 
 class Verifier:
-    """Checks that an event was signed by its source agency, with a key valid then."""
+    """Checks that an event was signed by its source agency, with a key valid then.
 
-    def __init__(self, registry: Registry) -> None:
+    ``refresh`` (for a process that runs for long): reads the registry to trust afresh,
+    as :func:`trusted_registry` does; :meth:`check` then learns a key published since
+    this verifier was built."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        refresh: Callable[[], Awaitable[Registry]] | None = None,
+        refresh_interval_s: float = 5.0,
+    ) -> None:
         self.registry = registry
+        self._refresh = refresh
+        self._interval = refresh_interval_s
+        self._refreshed_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def refreshes(self) -> bool:
+        return self._refresh is not None
+
+    async def learn(self) -> bool:
+        """Read the registry afresh, unless that was done less than ``refresh_interval_s``
+        ago; whether it was read. A bus that does not answer leaves the registry as it was
+        (what it would have let through stays quarantined, for ``lintas dlq retry``)."""
+        if self._refresh is None:
+            return False
+        async with self._lock:
+            now = time.monotonic()
+            if self._refreshed_at is not None and now - self._refreshed_at < self._interval:
+                return False
+            self._refreshed_at = now
+            try:
+                registry = await self._refresh()
+            except (TransientError, PermanentError) as exc:
+                _log.warning("keys.refresh_failed", error=exc.__class__.__name__)
+                return False
+            known = {e.keyid for e in self.registry.entries()}
+            self.registry = registry
+            _log.info(
+                "keys.refreshed",
+                learned=sum(1 for e in registry.entries() if e.keyid not in known),
+            )
+            return True
+
+    async def check(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
+        """:meth:`verify`, learning the registry afresh first if the key is unknown."""
+        try:
+            self.verify(raw, envelope, parsed=parsed)
+        except UnknownKey:
+            if not self.refreshes:
+                raise
+            await self.learn()  # or another caller just did
+            self.verify(raw, envelope, parsed=parsed)
 
     def verify(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
         """``raw`` is the message body as received; ``envelope`` its decoded form;
@@ -345,7 +419,7 @@ class Verifier:
             raise SignatureError(f"{envelope.type} from {envelope.source} is not signed")
         entry = self.registry.get(envelope.keyid)
         if entry is None:
-            raise SignatureError(f"key {envelope.keyid} is not in the registry")
+            raise UnknownKey(f"key {envelope.keyid} is not in the registry")
         if entry.agency != envelope.source:
             raise SignatureError(
                 f"{envelope.type} claims to come from {envelope.source} but is signed with "

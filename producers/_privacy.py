@@ -128,11 +128,14 @@ class Privacy:
 
     # -- reading the case ------------------------------------------------------------------
 
-    def _read(self, body: bytes, subject: str, seq: int, *, vouched: bool = True) -> Event | None:
+    async def _read(
+        self, body: bytes, subject: str, seq: int, *, vouched: bool = True
+    ) -> Event | None:
         """The stored event, or None where no gate may count it: it breaks its contract
         (every consumer quarantines it), or (``vouched``, with a ``verifier``) it would
-        grant or authorise without its source's valid signature. A restriction still
-        counts, so that a key missing here never lets data through."""
+        grant or authorise without its source's valid signature (a key id the verifier
+        lacks, it looks up afresh first, as consumers do). A restriction still counts, so
+        that a key missing here never lets data through."""
         try:
             doc = parse_message(body)
             event = decode(body, subject=subject, parsed=doc)
@@ -141,7 +144,7 @@ class Privacy:
         if not vouched or self._verifier is None or event.type not in _VOUCHED:
             return event
         try:
-            self._verifier.verify(body, event.envelope, parsed=doc)
+            await self._verifier.check(body, event.envelope, parsed=doc)
         except SignatureError as exc:
             _log.warning(
                 "gate.unsigned_event_ignored",
@@ -154,12 +157,12 @@ class Privacy:
             return None
         return event
 
-    def _folded(
+    async def _folded(
         self, book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
     ) -> gate_rules.ConsentBook:
         if subject.split(".")[2:3] != [BROADCAST]:
             return book  # only broadcast consents count, and only they are read
-        event = self._read(body, subject, seq)
+        event = await self._read(body, subject, seq)
         return book if event is None else gate_rules.fold(book, event, seq)
 
     async def _walk(
@@ -189,12 +192,12 @@ class Privacy:
         # its publisher wrote, which no consumer checks and anyone may forge; nor are its
         # stored expected-sequence headers proof (PERFORMANCE.md: tried and dropped).
         if last is not None and last.seq == head and read == head - 1:
-            book = self._folded(book, head, last.body, last.subject)  # only the head is new
+            book = await self._folded(book, head, last.body, last.subject)  # only the head is new
         else:
             async for seq, body, subject in self._walk(
                 _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
             ):
-                book = self._folded(book, seq, body, subject)
+                book = await self._folded(book, seq, body, subject)
         self._keep(case_id, book, max(read, head))
         return book
 
@@ -204,7 +207,7 @@ class Privacy:
         while len(self._books) > self._cached:
             self._books.popitem(last=False)
 
-    def stored(self, event: Event, head: CaseHead, seq: int) -> None:
+    async def stored(self, event: Event, head: CaseHead, seq: int) -> None:
         """``event`` was stored at ``seq`` right after ``head`` (the publish that held only
         if ``head`` was still the case's last event): the cached book moves past it.
 
@@ -216,7 +219,7 @@ class Privacy:
         if cached is None or cached[1] != head.seq or seq <= head.seq:
             return
         if self._verifier is not None and event.type in _KEYED:  # only grants fold here
-            checked = self._read(encode(event.envelope), event.envelope.nats_subject, seq)
+            checked = await self._read(encode(event.envelope), event.envelope.nats_subject, seq)
             if checked is None:
                 self._books.pop(event.case_id)  # read again, as stored, when next needed
                 return
@@ -247,7 +250,7 @@ class Privacy:
         events = []
         for seq in sorted(found):
             body, subject = found[seq]
-            event = self._read(body, subject, seq, vouched=vouched)
+            event = await self._read(body, subject, seq, vouched=vouched)
             if event is not None:
                 events.append(event)
         return events

@@ -12,8 +12,8 @@ its own database, in the same transaction as its own rows, and a relay publishes
 
     relay = OutboxRelay(
         engine, js, stream="LINTAS", signer=signer, keys=keys,
-        verifier=Verifier(registry),                           # the gate counts signed consents
-    )
+        verifier=Verifier(registry, refresh=registry_source(url, settings, "dukcapil")),
+    )                                                          # the gate counts signed consents
     outbox.notify(relay.wake)                                  # optional: no poll delay
     await relay.run(stop)                                      # until stop is set
 
@@ -434,7 +434,7 @@ class OutboxRelay:
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
-            privacy.stored(stored, prepared[0][1], seq)
+            await privacy.stored(stored, prepared[0][1], seq)
         await privacy.after(prepared[0][0] if prepared else stored, seq, what)
         if draft.data.clear_fields():
             self._sealed[row.position] = encode(stored.envelope).decode()

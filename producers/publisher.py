@@ -172,7 +172,7 @@ class Publisher:
                 prepare=prepare,
             )
             if prepared and not duplicate:
-                self.privacy.stored(event, prepared[0][1], seq)
+                await self.privacy.stored(event, prepared[0][1], seq)
             await self.privacy.after(prepared[0][0] if prepared else event, seq, what)
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
             _log.debug("event.published", event_id=event.id, stream_seq=seq, duplicate=duplicate)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
 from lintas.contracts import SignatureError, new_case_id
+from lintas.infra.bus import registry_source
 from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.keys import (
+    Registry,
     Signer,
     SigningKeyError,
     Verifier,
     init_agency_key,
     load_registry,
     private_key_path,
+    publish_registry,
 )
 from lintas.infra.quarantine import list_entries
 from lintas.infra.settings import Settings
@@ -124,3 +129,40 @@ async def test_a_consumer_trusts_keys_published_to_the_kv_bucket(
         await stop()
     databases.dispose()
     assert [e async for e in list_entries(js, settings)] == []
+
+
+async def test_a_running_consumer_learns_a_key_published_after_it_started(
+    nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings, tmp_path: Path
+) -> None:
+    """A consumer meeting a key id it lacks reads the registry afresh (once per interval):
+    KemLu's key, published while it runs, counts; a key no registry holds is still
+    quarantined, without a second read."""
+    await declare_record(js, settings)
+    source = registry_source(nats_server.url, settings, "platform")
+    reads: list[int] = []
+
+    async def refresh() -> Registry:
+        registry = await source()
+        reads.append(len(registry.entries()))
+        return registry
+
+    applied = Applied()
+    verifier = Verifier(Registry(), refresh=refresh, refresh_interval_s=3600)
+    stop, databases = await start_record(nats_server.url, settings, [applied], verifier)
+    try:
+        elsewhere = settings.model_copy(update={"data_dir": tmp_path / "elsewhere"})
+        kemlu = signed(js, elsewhere, "kemlu")  # made in another data dir, after the start
+        await publish_registry(js, load_registry(elsewhere))
+        await publish_case(kemlu, steps=0)  # seq 1
+        stranger = Signer("kemlu", Ed25519PrivateKey.generate())  # in no registry
+        await publish_case(Publisher(js, "kemlu", stream=settings.stream, signer=stranger), steps=0)
+        await publish_case(kemlu, steps=0)  # seq 3
+        await applied.wait_for(2)
+    finally:
+        await stop()
+    databases.dispose()
+    assert [seq for seq, _ in applied.events] == [1, 3]
+    reasons = {e.stream_seq: e.reason async for e in list_entries(js, settings)}
+    assert set(reasons) == {2}
+    assert "is not in the registry" in reasons[2]
+    assert reads == [1]

@@ -172,7 +172,7 @@ def test_after_its_own_publish_the_book_moves_past_it_whatever_lies_between() ->
         await privacy.book(CASE, 10, "test", head)
         read = log.walks
         mine = _assignment(log, 57)  # other cases' events at 11-56
-        privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
+        await privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
         book = await privacy.book(CASE, 57, "test", mine)
         assert log.walks == read
         assert book.covering("services", "kemensos") is not None
@@ -260,7 +260,7 @@ def test_its_own_grant_moves_the_verifying_book_only_if_the_registry_holds_its_k
             mine = _consent(
                 log, 57, signer, source="kp2mi", consent_id="c-2", agencies=("kp2mi", "kpai")
             )
-            privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
+            await privacy.stored(decode(mine.body, subject=mine.subject), head, 57)
             book = await privacy.book(CASE, 57, "test", mine)
             assert (log.walks > walks) is reread
             assert (book.covering("services", "kpai") is None) is reread
@@ -313,3 +313,24 @@ def test_only_the_owner_or_the_coordinator_may_assign_the_case() -> None:
         assert log.walks == walks
 
     asyncio.run(run())
+
+
+def test_a_consent_signed_with_a_key_published_later_counts_once_learned() -> None:
+    """The gate's verifier, built before KemLu's key was published, reads it afresh."""
+
+    async def run() -> None:
+        log = _Log()
+        head = _consent(log, 10, KEMLU)
+        stale = Verifier(Registry(), refresh=_later(VERIFIER.registry))
+        privacy = Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
+        book = await privacy.book(CASE, 10, "test", head)
+        assert book.covering("services", "kemensos") is not None
+
+    asyncio.run(run())
+
+
+def _later(registry: Registry) -> Any:
+    async def refresh() -> Registry:
+        return registry
+
+    return refresh
