@@ -91,7 +91,8 @@ def add_privacy_commands(case_commands: Any) -> None:
 
 
 async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
-    """The case's owner as its events say (:func:`lintas.contracts.gate.owner_of`)."""
+    """The case's owner as its events say (:func:`lintas.contracts.gate.owner_of`), to pick
+    whose key signs by default; signatures unchecked: the owner's Publisher decides."""
     owner = None
     cursor = 1
     while True:

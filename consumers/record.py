@@ -327,7 +327,12 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
         update |= {"status": "closed", "closed_reason": data.reason, "closed_at": event.time}
     elif isinstance(data, case.CaseReopenedV2):
         update |= {"status": "open", "closed_reason": None, "closed_at": None}
-    elif isinstance(data, case.CaseErasedV1) and record.erasure is None:
+    elif (
+        isinstance(data, case.CaseErasedV1)
+        and record.erasure is None
+        and owner in (None, event.source)
+    ):
+        # Only the owner erases (as the read service, which alone destroys the keys, holds).
         update["erasure"] = Erasure(
             seq=seq,
             at=event.time,

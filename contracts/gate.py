@@ -86,8 +86,9 @@ OVERDUE_NOTICES: Final = frozenset(
     {"referral.overdue", "document.overdue", "rehabilitation.handoff_overdue"}
 )
 OVERSIGHT: Final = "kpai"
-COORDINATOR: Final = "kp2mi"
 """The child-protection commission: escalations to it need no consent (its mandate)."""
+COORDINATOR: Final = "kp2mi"
+"""KemenP2MI coordinates every case: it may assign any case, owner or not."""
 
 
 @dataclass(frozen=True, slots=True)

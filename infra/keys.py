@@ -15,7 +15,7 @@ here by ``lintas keys init``); a consumer reads both, and the ``LINTAS_KEYS`` bu
 
 A long-running :class:`Verifier` given a ``refresh`` reads its registry again when it
 meets a key id it does not hold (:class:`UnknownKey`), at most once per
-``refresh_interval_s``: a key published while it runs counts without a restart.
+``refresh_interval_s`` (1 s): a key published while it runs counts without a restart.
 
 Errors::
 
@@ -54,7 +54,7 @@ from lintas.contracts import (
     parse_message,
     signing_input,
 )
-from lintas.contracts.errors import PermanentError, TransientError
+from lintas.contracts.errors import PermanentError
 
 from .errors import bus_errors
 from .settings import Settings
@@ -353,13 +353,16 @@ class Verifier:
         registry: Registry,
         *,
         refresh: Callable[[], Awaitable[Registry]] | None = None,
-        refresh_interval_s: float = 5.0,
+        refresh_interval_s: float = 1.0,
     ) -> None:
         self.registry = registry
         self._refresh = refresh
         self._interval = refresh_interval_s
         self._refreshed_at: float | None = None
         self._lock = asyncio.Lock()
+        self.generation = 0
+        """Counts the refreshes that brought keys this verifier lacked: what was decided
+        for want of a key may be decided again."""
 
     @property
     def refreshes(self) -> bool:
@@ -367,8 +370,9 @@ class Verifier:
 
     async def learn(self) -> bool:
         """Read the registry afresh, unless that was done less than ``refresh_interval_s``
-        ago; whether it was read. A bus that does not answer leaves the registry as it was
-        (what it would have let through stays quarantined, for ``lintas dlq retry``)."""
+        ago (a sender of made-up key ids must not have every event read it); whether it
+        was read. A refresh that fails leaves the registry as it was: what it would have
+        let through stays quarantined, for ``lintas dlq retry``."""
         if self._refresh is None:
             return False
         async with self._lock:
@@ -378,15 +382,15 @@ class Verifier:
             self._refreshed_at = now
             try:
                 registry = await self._refresh()
-            except (TransientError, PermanentError) as exc:
+            except Exception as exc:  # best effort, whatever the bus or the bucket holds
                 _log.warning("keys.refresh_failed", error=exc.__class__.__name__)
                 return False
             known = {e.keyid for e in self.registry.entries()}
+            learned = sum(1 for e in registry.entries() if e.keyid not in known)
             self.registry = registry
-            _log.info(
-                "keys.refreshed",
-                learned=sum(1 for e in registry.entries() if e.keyid not in known),
-            )
+            if learned:
+                self.generation += 1
+                _log.info("keys.refreshed", learned=learned)
             return True
 
     async def check(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:

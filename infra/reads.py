@@ -14,6 +14,12 @@ Yet an agency needs four reads:
            one case's messages it may read (the Publisher's consent gate folds the case's
            broadcasts).
 
+And one answer the log gives that an agency cannot work out from what it may read:
+
+``owner``  the case's owner as of a sequence (:func:`lintas.contracts.gate.owner_of` over
+           all the case's events): the Publisher's gate lets only the owner erase or hand on
+           a case, and an agency that owns a case by assignment may not read its opening.
+
 Besides, two changes to the case key store (:mod:`lintas.infra.casekeys`) that an agency's
 permissions do not allow, made as the platform and only when the log calls for them:
 ``erase-keys`` once the case's owner has published ``case.erased``, ``revoke-keys`` for the
@@ -170,9 +176,9 @@ class DirectReads:
         self._js = js
         self.stream = stream
         # nats-py's get_msg parses each message's headers with the standard library's
-        # email parser, which heads and walks never need: a third of a head read's CPU
-        # (PERFORMANCE.md). They ask the API themselves, as get_msg would, where the
-        # context shows how (a nats-py JetStreamContext); anything else goes through it.
+        # email parser, which heads and walks never need: about a third of a head read's
+        # client CPU, measured (PERFORMANCE.md). They ask the API themselves, as get_msg
+        # would, where the context shows how (nats-py's); anything else goes through it.
         nc, prefix = getattr(js, "_nc", None), getattr(js, "_prefix", None)
         self._api = (
             (nc, f"{prefix}.STREAM.MSG.GET.{stream}", float(getattr(js, "_timeout", 5)))
@@ -190,7 +196,9 @@ class DirectReads:
                 subject=request.get("last_by_subj") or request.get("next_by_subj"),
                 next="next_by_subj" in request,
             )
-            return StoredMessage(int(raw.seq or 0), raw.subject or "", bytes(raw.data or b""))
+            if raw.seq is None:  # as get_msg has it; never from a server
+                raise nats.js.errors.NotFoundError
+            return StoredMessage(int(raw.seq), raw.subject or "", bytes(raw.data or b""))
         nc, subject, timeout = self._api
         try:
             reply = await nc.request(subject, json.dumps(request).encode(), timeout=timeout)
@@ -295,6 +303,7 @@ class ReadService:
             "get": self._op_get,
             "last": self._op_last,
             "range": self._op_range,
+            "owner": self._op_owner,
             "erase-keys": self._op_erase_keys,
             "revoke-keys": self._op_revoke_keys,
         }
@@ -409,6 +418,12 @@ class ReadService:
                     events.append((found.seq, decode(found.data, subject=found.subject)))
             cursor = batch[-1].seq + 1
         return events
+
+    async def _op_owner(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The case's owner on the whole log up to ``upto``: only an agency id."""
+        case_id, upto = _case_of(request), _int(request, "upto")
+        events = await self._case_events(case_filter(case_id), upto)
+        return {"owner": gate.owner_of(e for _, e in events)}
 
     async def _op_erase_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
         """Erase a case's data keys, if its owner's ``case.erased`` is on the log."""
@@ -545,6 +560,12 @@ class ServiceReads:
                 break
             cursor = found[-1].seq + 1
         return found
+
+    async def owner(self, case_id: str, upto: int) -> str | None:
+        """The case's owner as its whole log says, up to sequence ``upto``."""
+        answer = await self._ask("owner", {"case": case_id, "upto": upto})
+        owner = answer.get("owner")
+        return owner if isinstance(owner, str) else None
 
     async def erase_keys(self, case_id: str) -> int:
         """Have the platform erase the case's data keys (it checks the owner's

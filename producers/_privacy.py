@@ -3,7 +3,8 @@
 Before (every attempt, against the case's head, so the decision holds atomically with the
 publish: a consent withdrawn after the head moved it, and JetStream refuses the publish)::
 
-    consent.* and case.erased     must be addressed to 'all' (every agency's gate needs them)
+    consent.*, case.erased and    must be addressed to 'all' (every agency's gate needs them)
+      case.assigned
     the gate                      consent covering scope and target, nothing personal for an
                                   erased case (lintas.contracts.gate)
     minimisation                  only declared fields to a partner abroad
@@ -80,6 +81,9 @@ __all__ = ["NotAuthorised", "Privacy"]
 _log = structlog.get_logger("lintas.producer")
 
 _BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
+# Who owns a case is every agency's business too: an owner that never saw its case handed
+# on would go on deciding as its owner.
+_TO_EVERYONE = _BROADCAST_ONLY | {"case.assigned"}
 _KEYED = frozenset({"consent.recorded", "consent.overridden"})
 # What grants (consents) or authorises (the owner an erasure or assignment needs)
 # counts only signed by its source; what restricts (a withdrawal, an erasure) counts as
@@ -125,6 +129,7 @@ class Privacy:
         self._verifier = verifier
         self._cached = cached_cases
         self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int]] = OrderedDict()
+        self._generation = 0  # the verifier's, when the cached books were folded
 
     # -- reading the case ------------------------------------------------------------------
 
@@ -185,6 +190,10 @@ class Privacy:
     ) -> gate_rules.ConsentBook:
         """The case's consent book as of stream sequence ``head`` (its last event, ``last``
         when at hand)."""
+        if self._verifier is not None and self._verifier.generation != self._generation:
+            # Keys were learned since: a consent ignored for want of its key counts now.
+            self._generation = self._verifier.generation
+            self._books.clear()
         book, read = self._books.pop(case_id, (gate_rules.ConsentBook(), 0))
         if read > head:  # cannot happen on an append-only stream; start over rather than guess
             book, read = gate_rules.ConsentBook(), 0
@@ -220,6 +229,8 @@ class Privacy:
             return
         if self._verifier is not None and event.type in _KEYED:  # only grants fold here
             checked = await self._read(encode(event.envelope), event.envelope.nats_subject, seq)
+            if self._books.get(event.case_id) is not cached:
+                return  # folded or dropped meanwhile: read again when next needed
             if checked is None:
                 self._books.pop(event.case_id)  # read again, as stored, when next needed
                 return
@@ -259,10 +270,10 @@ class Privacy:
 
     async def prepare(self, event: Event, head: CaseHead, what: str) -> Event:
         """The event as it may be published on top of ``head``; raises what refuses it."""
-        if event.type in _BROADCAST_ONLY and event.target != BROADCAST:
+        if event.type in _TO_EVERYONE and event.target != BROADCAST:
             raise ContractError(
                 f"is addressed to {event.target}; it must go to everyone ('all'), since every "
-                "agency's consent gate needs it",
+                "agency's gate needs it",
                 event_type=event.type,
                 field="target",
             )
@@ -298,15 +309,21 @@ class Privacy:
         return await self._sealed(event, head)
 
     async def _must_own(self, event: Event, head: CaseHead, what: str, verb: str) -> None:
-        # The owner counts only as named with its source's signature.
-        events = await self._case_events(event.case_id, head.seq, what, vouched=True)
-        owner = gate_rules.owner_of(events)
+        if self._service is not None:
+            # What this agency may read need not hold the opening (a case it was handed),
+            # nor an assignment addressed to others: the platform looks at the whole log.
+            with bus(f"{what}: asking the owner of case {event.case_id}"):
+                owner = await self._service.owner(event.case_id, head.seq)
+        else:
+            # The owner counts only as named with its source's signature.
+            events = await self._case_events(event.case_id, head.seq, what, vouched=True)
+            owner = gate_rules.owner_of(events)
         also = f" or {gate_rules.COORDINATOR}, which coordinates cases," if verb == "assign" else ""
         if owner is None:
             raise NotAuthorised(
                 f"{event.type} from {self.agency}: no case.opened or case.assigned of case "
-                f"{event.case_id} that {self.agency} may read names it the owner, and only "
-                f"the case's owner{also} may {verb} it"
+                f"{event.case_id} names its owner, and only the case's owner{also} may "
+                f"{verb} it"
             )
         if owner != self.agency:
             raise NotAuthorised(

@@ -662,7 +662,8 @@ async def _put_signed(
 async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path: Path) -> None:
     """Only the owner or the coordinator assigns a case: Dukcapil's Publisher refuses to
     take it, and when Dukcapil signs the assignment and its erasure itself, the read
-    service still erases no key, and the owner is still the opener."""
+    service still erases no key, and the owner is still the opener. Handed the case by its
+    owner, Dukcapil may hand it on, though it may not read the case's opening."""
     async with secured_hub(tmp_path) as hub:
         settings = hub.settings
         platform, service = await _platform(hub)
@@ -691,7 +692,8 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
             key = await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
             assert key is not None
             taken = {"owner": "dukcapil", "officer_ref": "DUK-1"}
-            with pytest.raises(GateRefused, match="or kp2mi, which coordinates cases"):
+            refused = r"only the case's owner \(kemlu\) or kp2mi, which coordinates cases"
+            with pytest.raises(GateRefused, match=refused):
                 await _publisher(dukcapil, settings).publish(
                     "case.assigned", taken, case_id=case_id, target=BROADCAST
                 )
@@ -710,18 +712,33 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
                 await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
                 == key
             )
-            with pytest.raises(GateRefused, match="only the case's owner may erase it"):
+            with pytest.raises(GateRefused, match=r"only the case's owner \(kemlu\) may erase"):
                 await _publisher(dukcapil, settings).publish(
                     "case.erased", erasure, case_id=case_id, target=BROADCAST
                 )
 
-            # The coordinator takes the case on without being its owner (nor reading it).
+            # The owner hands the case to Dukcapil, which hands it on, having never seen
+            # the opening (kemlu -> kp2mi): the read service names the owner.
+            await _publisher(kemlu, settings).publish(
+                "case.assigned", taken, case_id=case_id, target=BROADCAST
+            )
+            await _publisher(dukcapil, settings).publish(
+                "case.assigned",
+                {"owner": "kemlu", "officer_ref": "KJRI-2"},
+                case_id=case_id,
+                target=BROADCAST,
+            )
+            # The coordinator takes the case on without being its owner (nor asking).
             await _publisher(kp2mi, settings).publish(
                 "case.assigned",
                 {"owner": "kp2mi", "officer_ref": "P2MI-7"},
                 case_id=case_id,
                 target=BROADCAST,
             )
+            with pytest.raises(GateRefused, match=r"only the case's owner \(kp2mi\)"):
+                await _publisher(kemlu, settings).publish(
+                    "case.assigned", taken, case_id=case_id, target=BROADCAST
+                )
         finally:
             await service.stop()
             for client in (kemlu, kp2mi, dukcapil, platform):

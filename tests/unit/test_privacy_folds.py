@@ -63,7 +63,7 @@ WITHDRAWN = _e(
 LATE_REFERRAL = _e(
     "referral.requested", "kp2mi", "kemensos", 4, {"referral_id": "r-2", "service": "shelter"}
 )
-ERASED = _e("case.erased", "kp2mi", BROADCAST, 5)
+ERASED = _e("case.erased", "kemlu", BROADCAST, 5)  # by the case's owner, its opener
 
 
 def test_the_record_keeps_consents_withdrawals_and_who_was_told() -> None:
@@ -96,7 +96,7 @@ def test_the_record_keeps_where_personal_data_was_and_marks_it_erased() -> None:
     assert record.erasure is not None
     assert (record.erasure.seq, record.erasure.by, record.erasure.officer_role) == (
         4,
-        "kp2mi",
+        "kemlu",
         "data_protection_officer",
     )
     before = _fold(OPENED, CONSENT)

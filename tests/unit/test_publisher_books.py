@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lintas.contracts import (
     BROADCAST,
+    ContractError,
     build_data,
     decode,
     encode,
@@ -325,6 +326,37 @@ def test_a_consent_signed_with_a_key_published_later_counts_once_learned() -> No
         privacy = Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
         book = await privacy.book(CASE, 10, "test", head)
         assert book.covering("services", "kemensos") is not None
+
+    asyncio.run(run())
+
+
+def test_a_consent_ignored_for_want_of_its_key_counts_once_a_key_is_learned() -> None:
+    """The refresh came too soon to be made again: the consent is ignored, and the book
+    that ignored it is not kept once the verifier has learned keys."""
+
+    async def run() -> None:
+        log = _Log()
+        head = _consent(log, 10, KEMLU)
+        stale = Verifier(Registry(), refresh=_later(Registry()), refresh_interval_s=3600)
+        await stale.learn()  # found nothing new; no other read within the hour
+        privacy = Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
+        assert (await privacy.book(CASE, 10, "test", head)).covering("services", "kemensos") is None
+        stale._refresh, stale._refreshed_at = _later(VERIFIER.registry), None
+        assert await stale.learn()  # as a consumer sharing the verifier would
+        book = await privacy.book(CASE, 10, "test", head)
+        assert book.covering("services", "kemensos") is not None
+
+    asyncio.run(run())
+
+
+def test_an_assignment_goes_to_everyone() -> None:
+    async def run() -> None:
+        log = _Log()
+        head = log.add(1, "case.assigned", {"owner": "kemlu", "officer_ref": "o"}, "kp2mi", "all")
+        data = build_data("case.assigned", {"owner": "kemensos", "officer_ref": "off-2"})
+        to_one = make_event(data, source="kp2mi", target="kemensos", case_id=CASE)
+        with pytest.raises(ContractError, match="must go to everyone"):
+            await _privacy(log).prepare(to_one, head, "test")
 
     asyncio.run(run())
 

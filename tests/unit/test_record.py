@@ -9,7 +9,7 @@ from lintas.consumers.record import CaseRecord, DocumentIssued, Handoff, Timelin
 from lintas.contracts import Event
 
 from ._events import CASE, at, ev
-from ._samples import CHILD, VILLAGE
+from ._samples import CHILD, SAMPLES, VILLAGE
 
 
 def e(event_type: str, data: dict[str, Any], source: str, target: str, minutes: float) -> Event:
@@ -84,6 +84,20 @@ def test_only_the_owner_or_the_coordinator_moves_the_owner() -> None:
     record = fold([OPENED, taken, handed, ASSIGNED])
     assert [entry.owner for entry in record.timeline] == ["kemlu", "kemlu", "kemensos", "kp2mi"]
     assert [entry.source for entry in record.timeline][1] == "dukcapil"
+
+
+def test_only_the_owner_s_erasure_is_the_record_s() -> None:
+    """Dukcapil's case.erased stays in the timeline; the record keeps no erasure for it
+    (the read service erases no key for it either), and the owner's still counts."""
+    erasure = SAMPLES["case.erased"]
+    by_dukcapil = e("case.erased", erasure, "dukcapil", "all", 6)
+    by_owner = e("case.erased", erasure, "kp2mi", "all", 7)
+    record = fold([OPENED, ASSIGNED, by_dukcapil])
+    assert record.erasure is None
+    assert [entry.source for entry in record.timeline][-1] == "dukcapil"
+    record = fold([OPENED, ASSIGNED, by_dukcapil, by_owner])
+    assert record.erasure is not None
+    assert (record.erasure.by, record.erasure.seq) == ("kp2mi", 4)
 
 
 def test_whereabouts_follow_repatriation() -> None:

@@ -48,15 +48,19 @@ def test_an_unknown_key_is_learned_once_per_interval() -> None:
             await verifier.check(body, envelope)
         assert reads == ["read", "read"]
         assert {"event": "keys.refreshed", "learned": 1, "log_level": "info"} in logs
+        assert verifier.generation == 1
         await verifier.check(body, envelope)
         assert reads == ["read", "read"]  # known now: nothing read
 
     asyncio.run(run())
 
 
-def test_a_refresh_that_fails_leaves_the_registry_and_refuses() -> None:
+@pytest.mark.parametrize(
+    "failure", [BusUnavailable("no answer"), ValueError("a bucket value that is not JSON")]
+)
+def test_a_refresh_that_fails_leaves_the_registry_and_refuses(failure: Exception) -> None:
     async def refresh() -> Registry:
-        raise BusUnavailable("no answer")
+        raise failure
 
     async def run() -> None:
         body, envelope = _signed()
@@ -64,7 +68,8 @@ def test_a_refresh_that_fails_leaves_the_registry_and_refuses() -> None:
         with capture_logs() as logs, pytest.raises(UnknownKey):
             await verifier.check(body, envelope)
         assert logs[0]["event"] == "keys.refresh_failed"
-        assert logs[0]["error"] == "BusUnavailable"
+        assert logs[0]["error"] == type(failure).__name__
+        assert verifier.generation == 0
 
     asyncio.run(run())
 
