@@ -36,7 +36,9 @@ Who owns a case (whom an erasure must come from, and whom the record names): the
 that opened it, until a ``case.assigned`` hands it on. An assignment counts only from the
 case's owner, or from the coordinating ministry (:data:`COORDINATOR`, KemenP2MI, which
 coordinates every case and its return); any other agency's ``case.assigned`` stays on the
-log and changes no owner, so no agency can make itself owner and then erase a case.
+log and changes no owner, so no agency can make itself owner and then erase a case; a
+``case.erased`` counts as the case's erasure only from its owner then
+(:func:`owners_erasure`).
 
 Who may read a case's sealed fields follows the same book: the agencies covered by an
 active grant with a scope in :data:`READ_SCOPES` hold the case's data key, except partners
@@ -72,6 +74,7 @@ __all__ = [
     "lost_readers",
     "owner_after",
     "owner_of",
+    "owners_erasure",
     "refusal",
     "requirement",
 ]
@@ -201,6 +204,18 @@ def owner_of(events: Iterable[Event]) -> str | None:
     for event in events:
         owner = owner_after(owner, event)
     return owner
+
+
+def owners_erasure(events: Iterable[tuple[int, Event]]) -> int | None:
+    """The stream sequence of the case's erasure (its first ``case.erased`` made by whoever
+    owned the case then; by anyone, while no event names an owner), or None. The record
+    keeps that erasure, and the case's keys are erased for it, for no other."""
+    owner = None
+    for seq, event in events:
+        if event.type == "case.erased" and owner in (None, event.source):
+            return seq
+        owner = owner_after(owner, event)
+    return None
 
 
 def fold_all(events: Iterable[tuple[int, Event]], book: ConsentBook | None = None) -> ConsentBook:

@@ -43,7 +43,7 @@ from .credentials import connect_options, js_options, uses_credentials
 from .embedded import LOG_NAME, MIN_NATS_SERVER, EmbeddedNats, UnsupportedNatsServer
 from .errors import BusUnavailable
 from .identities import accounts_path, ensure_local_identities
-from .keys import Registry, trusted_registry
+from .keys import Registry, Verifier, trusted_registry
 from .reads import ReadService
 from .settings import Settings
 
@@ -355,7 +355,12 @@ async def read_service(settings: Settings, url: str, *, run: bool = True) -> Asy
         yield
         return
     nc = await connect(url, "lintas-reads", settings=settings, identity="platform", attempts=-1)
-    service = ReadService(nc, nc.jetstream(), settings.stream)
+    js = nc.jetstream()
+    # Whom a case's owner is, it counts from signed events only, as the record does.
+    verifier = Verifier(
+        await trusted_registry(settings, js), refresh=registry_source(url, settings, "platform")
+    )
+    service = ReadService(nc, js, settings.stream, verifier=verifier)
     try:
         await service.start()
         yield

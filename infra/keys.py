@@ -383,7 +383,7 @@ class Verifier:
             try:
                 registry = await self._refresh()
             except Exception as exc:  # best effort, whatever the bus or the bucket holds
-                _log.warning("keys.refresh_failed", error=exc.__class__.__name__)
+                _log.warning("keys.refresh_failed", error=exc.__class__.__name__, exc_info=True)
                 return False
             known = {e.keyid for e in self.registry.entries()}
             learned = sum(1 for e in registry.entries() if e.keyid not in known)

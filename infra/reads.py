@@ -60,6 +60,7 @@ from lintas.contracts import (
     BROADCAST,
     ContractError,
     Event,
+    SignatureError,
     case_filter,
     decode,
     gate,
@@ -76,6 +77,7 @@ from lintas.contracts.subjects import ROOT
 from .access import READ_ROOT
 from .casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 from .errors import BusUnavailable, bus_errors
+from .keys import Verifier
 
 __all__ = [
     "CaseHead",
@@ -288,12 +290,22 @@ def _int(request: dict[str, Any], name: str) -> int:
     return value
 
 
+# What decides who owns a case and whether its keys go: counted only signed, as the record
+# counts events (consumers apply only signed ones).
+_SIGNED_ONLY = frozenset({"case.opened", "case.assigned", "case.erased"})
+
+
 class ReadService:
     """Answers agencies' reads on ``lintas_read.<agency>.<operation>`` (a queue group:
-    run as many as you like). ``start`` subscribes, ``stop`` drains."""
+    run as many as you like). ``start`` subscribes, ``stop`` drains.
 
-    def __init__(self, nc: Any, js: Any, stream: str) -> None:
+    ``verifier``: the openings, assignments and erasures that decide a case's owner and
+    its keys count only signed by their source, as the record counts them (without one,
+    every one that decodes)."""
+
+    def __init__(self, nc: Any, js: Any, stream: str, *, verifier: Verifier | None = None) -> None:
         self._nc = nc
+        self._verifier = verifier
         self._reads = DirectReads(js, stream)
         self._sub: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -407,6 +419,9 @@ class ReadService:
     # -- the case key store: what the log calls for, done as the platform ------------------
 
     async def _case_events(self, subject_filter: str, last: int) -> list[tuple[int, Event]]:
+        """The case's events that keep their contracts (quarantined everywhere else), up
+        to ``last``; an opening, assignment or erasure only if it holds its source's
+        signature (with a verifier)."""
         events = []
         cursor = 1
         while cursor <= last:
@@ -414,8 +429,13 @@ class ReadService:
             if not batch:
                 break
             for found in batch:
-                with contextlib.suppress(ContractError):  # quarantined everywhere: not counted
-                    events.append((found.seq, decode(found.data, subject=found.subject)))
+                try:
+                    event = decode(found.data, subject=found.subject)
+                    if self._verifier is not None and event.type in _SIGNED_ONLY:
+                        await self._verifier.check(found.data, event.envelope)
+                except (ContractError, SignatureError):
+                    continue
+                events.append((found.seq, event))
             cursor = batch[-1].seq + 1
         return events
 
@@ -426,19 +446,15 @@ class ReadService:
         return {"owner": gate.owner_of(e for _, e in events)}
 
     async def _op_erase_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Erase a case's data keys, if its owner's ``case.erased`` is on the log."""
+        """Erase a case's data keys, if its owner's ``case.erased`` is on the log (the
+        erasure the record keeps: :func:`lintas.contracts.gate.owners_erasure`)."""
         case_id = _case_of(request)
-        erasures = [
-            (seq, event)
-            for seq, event in await self._case_events(
-                f"{ROOT}.*.{BROADCAST}.case.erased.{case_id}", 2**63
-            )
-        ]
+        erasures = await self._case_events(f"{ROOT}.*.{BROADCAST}.case.erased.{case_id}", 2**63)
         if not erasures:
             raise _Refusal(409, f"case {case_id} has no case.erased on the log: its keys stay")
-        first = erasures[0][0]
-        owner = gate.owner_of(e for _, e in await self._case_events(case_filter(case_id), first))
-        if not any(owner in (None, e.source) for _, e in erasures):
+        events = await self._case_events(case_filter(case_id), erasures[-1][0])
+        if gate.owners_erasure(events) is None:
+            owner = gate.owner_of(e for _, e in events)
             raise _Refusal(403, f"case {case_id} was not erased by its owner ({owner})")
         try:
             erased = await erase_case_keys(self._reads._js, case_id)

@@ -34,8 +34,9 @@ Where it reads, and who changes the key store, follows the Publisher's ``reads``
   the read service discloses to the agency, no more. The consent book needs only the
   case's broadcasts, which every agency may read, and the head's body comes only when the
   head is one of them (or the agency's own, or addressed to it); a head the agency may not
-  read is no broadcast, so it changes no book. The owner check of ``case.erased`` and the
-  ``notified`` list of ``consent.withdrawn`` see the case's events the agency may read.
+  read is no broadcast, so it changes no book. The owner check of ``case.erased`` and
+  ``case.assigned`` asks the read service, which sees the whole log; the ``notified`` list
+  of ``consent.withdrawn`` sees the case's events the agency may read.
   Erasing and revoking keys are asked of the read service, which does them as the
   platform once it finds on the log the event that calls for them.
 """
@@ -128,8 +129,9 @@ class Privacy:
         self._service = reads if isinstance(reads, ServiceReads) else None
         self._verifier = verifier
         self._cached = cached_cases
-        self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int]] = OrderedDict()
-        self._generation = 0  # the verifier's, when the cached books were folded
+        # Per case: its book, the sequence it was folded to, and the verifier's generation
+        # when the fold began (a consent ignored for want of a key learned since counts).
+        self._books: OrderedDict[str, tuple[gate_rules.ConsentBook, int, int]] = OrderedDict()
 
     # -- reading the case ------------------------------------------------------------------
 
@@ -190,12 +192,10 @@ class Privacy:
     ) -> gate_rules.ConsentBook:
         """The case's consent book as of stream sequence ``head`` (its last event, ``last``
         when at hand)."""
-        if self._verifier is not None and self._verifier.generation != self._generation:
-            # Keys were learned since: a consent ignored for want of its key counts now.
-            self._generation = self._verifier.generation
-            self._books.clear()
-        book, read = self._books.pop(case_id, (gate_rules.ConsentBook(), 0))
-        if read > head:  # cannot happen on an append-only stream; start over rather than guess
+        generation = self._generation()
+        book, read, folded_in = self._books.pop(case_id, (gate_rules.ConsentBook(), 0, generation))
+        if read > head or folded_in != generation:
+            # read > head cannot happen on an append-only stream: start over, not guess.
             book, read = gate_rules.ConsentBook(), 0
         # Only the stream's order says nothing else is new: a head's ``prevhash`` is what
         # its publisher wrote, which no consumer checks and anyone may forge; nor are its
@@ -207,11 +207,14 @@ class Privacy:
                 _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
             ):
                 book = await self._folded(book, seq, body, subject)
-        self._keep(case_id, book, max(read, head))
+        self._keep(case_id, book, max(read, head), generation)
         return book
 
-    def _keep(self, case_id: str, book: gate_rules.ConsentBook, read: int) -> None:
-        self._books[case_id] = (book, read)
+    def _generation(self) -> int:
+        return 0 if self._verifier is None else self._verifier.generation
+
+    def _keep(self, case_id: str, book: gate_rules.ConsentBook, read: int, generation: int) -> None:
+        self._books[case_id] = (book, read, generation)
         self._books.move_to_end(case_id)
         while len(self._books) > self._cached:
             self._books.popitem(last=False)
@@ -234,7 +237,7 @@ class Privacy:
             if checked is None:
                 self._books.pop(event.case_id)  # read again, as stored, when next needed
                 return
-        self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq)
+        self._keep(event.case_id, gate_rules.fold(cached[0], event, seq), seq, cached[2])
 
     def _case_filters(self, case_id: str) -> list[str]:
         """The case's events this Publisher may read: all of them on the stream, or through
@@ -289,7 +292,7 @@ class Privacy:
                     # Anything made before we saw it (best effort: the erasure's own
                     # publisher erased them already, and the refusal is what matters).
                     with contextlib.suppress(ReadRefused):
-                        await self._erase_keys(event.case_id, what)
+                        await self._erase_keys(event.case_id, head.seq, what)
                 raise refused
         present = [k for k, v in event.envelope.data.items() if v is not None]
         refused_abroad = gate_rules.border_refusal(
@@ -405,22 +408,28 @@ class Privacy:
 
     # -- after -------------------------------------------------------------------------------
 
-    async def _erase_keys(self, case_id: str, what: str) -> None:
+    async def _erase_keys(self, case_id: str, upto: int, what: str) -> None:
+        """Erase the case's keys if its owner's erasure is on the log up to ``upto`` (the
+        read service checks that itself)."""
         self._books.pop(case_id, None)
         if self.keys is not None:
             self.keys.forget(case_id)
-        with bus(f"{what}: erasing the keys of case {case_id}"):
-            if self._service is not None:
+        if self._service is not None:
+            with bus(f"{what}: erasing the keys of case {case_id}"):
                 await self._service.erase_keys(case_id)
-            else:
-                await erase_case_keys(self._js, case_id)
+            return
+        events = await self._case_events(case_id, upto, what, vouched=True)
+        if gate_rules.owners_erasure(enumerate(events)) is None:
+            return  # a case.erased from another agency than the owner: no key goes
+        with bus(f"{what}: erasing the keys of case {case_id}"):
+            await erase_case_keys(self._js, case_id)
 
     async def after(self, event: Event, seq: int, what: str) -> None:
         """Grant, revoke or erase data keys as the stored event says (idempotent)."""
         data = event.data
         case_id = event.case_id
         if isinstance(data, case.CaseErasedV1):
-            await self._erase_keys(case_id, what)
+            await self._erase_keys(case_id, seq, what)
             return
         if event.type not in gate_rules.CONSENT_TYPES:
             return

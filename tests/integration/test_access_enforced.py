@@ -100,7 +100,9 @@ async def _platform(hub: Hub) -> tuple[Client, ReadService]:
     for agency in AGENCIES:
         ensure_agency_key(hub.settings, agency)
     await publish_registry(js, load_registry(hub.settings))
-    reads = ReadService(platform.conn, js, hub.settings.stream)
+    reads = ReadService(
+        platform.conn, js, hub.settings.stream, verifier=Verifier(load_registry(hub.settings))
+    )
     await reads.start()
     return platform, reads
 
@@ -662,8 +664,9 @@ async def _put_signed(
 async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path: Path) -> None:
     """Only the owner or the coordinator assigns a case: Dukcapil's Publisher refuses to
     take it, and when Dukcapil signs the assignment and its erasure itself, the read
-    service still erases no key, and the owner is still the opener. Handed the case by its
-    owner, Dukcapil may hand it on, though it may not read the case's opening."""
+    service still erases no key, and the owner is still the opener (an unsigned assignment
+    counts for no one). Handed the case by its owner, Dukcapil may hand it on, though it may
+    not read the case's opening; and the owner then erases it, keys and all."""
     async with secured_hub(tmp_path) as hub:
         settings = hub.settings
         platform, service = await _platform(hub)
@@ -692,6 +695,18 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
             key = await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
             assert key is not None
             taken = {"owner": "dukcapil", "officer_ref": "DUK-1"}
+            # An assignment without its source's signature names no owner (consumers
+            # quarantine it, and the record never sees it): here, the owner's own, unsigned.
+            unsigned = make_event(
+                build_data("case.assigned", taken),
+                source="kemlu",
+                target=BROADCAST,
+                case_id=case_id,
+                time=T0,
+            ).envelope
+            await kemlu.js().publish(
+                unsigned.nats_subject, encode(unsigned), stream=settings.stream
+            )
             refused = r"only the case's owner \(kemlu\) or kp2mi, which coordinates cases"
             with pytest.raises(GateRefused, match=refused):
                 await _publisher(dukcapil, settings).publish(
@@ -739,6 +754,14 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
                 await _publisher(kemlu, settings).publish(
                     "case.assigned", taken, case_id=case_id, target=BROADCAST
                 )
+            # Its owner now, KemenP2MI erases it: Dukcapil's erasure before, by no owner,
+            # does not stand in the way, and the keys go.
+            await _publisher(kp2mi, settings).publish(
+                "case.erased", erasure, case_id=case_id, target=BROADCAST
+            )
+            assert [e.key for e in await list_case_keys(platform.js(), case_id)] == [
+                f"{case_id}.erased"
+            ]
         finally:
             await service.stop()
             for client in (kemlu, kp2mi, dukcapil, platform):

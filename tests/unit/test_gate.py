@@ -254,3 +254,17 @@ def test_an_assignment_counts_only_from_the_owner_or_the_coordinator() -> None:
     # Before any opening, only the coordinator names an owner.
     assert owner_of([_assigned("dukcapil", "dukcapil")]) is None
     assert owner_of([_assigned("kemensos", "kp2mi"), opened]) == "kemensos"
+
+
+def test_the_erasure_is_the_first_by_whoever_owned_the_case_then() -> None:
+    opened = _event("case.opened", "kp2mi", source="kemlu")
+    erased_by = {
+        a: _event("case.erased", BROADCAST, SAMPLES["case.erased"], source=a)
+        for a in ("kemlu", "dukcapil")
+    }
+    erasure = gate_rules.owners_erasure
+    assert erasure(enumerate([opened, erased_by["dukcapil"]])) is None
+    assert erasure(enumerate([opened, erased_by["dukcapil"], erased_by["kemlu"]])) == 2
+    handed = _assigned("dukcapil", "kemlu")
+    assert erasure(enumerate([opened, erased_by["dukcapil"], handed, erased_by["dukcapil"]])) == 3
+    assert erasure(enumerate([erased_by["dukcapil"]])) == 0  # no owner named yet
