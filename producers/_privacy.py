@@ -408,9 +408,10 @@ class Privacy:
 
     # -- after -------------------------------------------------------------------------------
 
-    async def _erase_keys(self, case_id: str, upto: int, what: str) -> None:
+    async def _erase_keys(self, case_id: str, upto: int, what: str, *, own: bool = False) -> None:
         """Erase the case's keys if its owner's erasure is on the log up to ``upto`` (the
-        read service checks that itself)."""
+        read service checks that itself); ``own``: it is this Publisher's stored erasure,
+        which its gate let through only from the owner."""
         self._books.pop(case_id, None)
         if self.keys is not None:
             self.keys.forget(case_id)
@@ -418,9 +419,10 @@ class Privacy:
             with bus(f"{what}: erasing the keys of case {case_id}"):
                 await self._service.erase_keys(case_id)
             return
-        events = await self._case_events(case_id, upto, what, vouched=True)
-        if gate_rules.owners_erasure(enumerate(events)) is None:
-            return  # a case.erased from another agency than the owner: no key goes
+        if not own:
+            events = await self._case_events(case_id, upto, what, vouched=True)
+            if gate_rules.owners_erasure(enumerate(events)) is None:
+                return  # a case.erased from another agency than the owner: no key goes
         with bus(f"{what}: erasing the keys of case {case_id}"):
             await erase_case_keys(self._js, case_id)
 
@@ -429,7 +431,7 @@ class Privacy:
         data = event.data
         case_id = event.case_id
         if isinstance(data, case.CaseErasedV1):
-            await self._erase_keys(case_id, seq, what)
+            await self._erase_keys(case_id, seq, what, own=True)
             return
         if event.type not in gate_rules.CONSENT_TYPES:
             return

@@ -494,6 +494,23 @@ def _keyed_publisher(client: Client, settings: Settings, recipients: Recipients)
     )
 
 
+async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:
+    """A case opened for kp2mi with a child's identity (sealed: the opener makes its key)."""
+    return await publisher.publish(
+        "case.opened",
+        {
+            "situation": "undocumented_abroad",
+            "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+            "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+            "risk_level": "high",
+            "child": {"full_name": f"Wulan Sari-{tag}", "birth_date": "2014-02-03"},
+        },
+        case_id=case_id,
+        target="kp2mi",
+        time=T0,
+    )
+
+
 async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -519,19 +536,7 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
             # -- legitimate: the opener makes the key, a consent wraps it for kp2mi --------
             case_id = new_case_id()
             publisher = _keyed_publisher(kemlu, settings, recipients)
-            opened = await publisher.publish(
-                "case.opened",
-                {
-                    "situation": "undocumented_abroad",
-                    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-                    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
-                    "risk_level": "high",
-                    "child": {"full_name": "Wulan Sari-ACCESS-TEST", "birth_date": "2014-02-03"},
-                },
-                case_id=case_id,
-                target="kp2mi",
-                time=T0,
-            )
+            opened = await _open_with_child(publisher, case_id, "ACCESS-TEST")
             assert isinstance(opened.event.data.child, Sealed)
             await publisher.publish(
                 "consent.recorded",
@@ -679,19 +684,7 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
         try:
             case_id = new_case_id()
             opener = _keyed_publisher(kemlu, settings, recipients)
-            await opener.publish(
-                "case.opened",
-                {
-                    "situation": "undocumented_abroad",
-                    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-                    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
-                    "risk_level": "high",
-                    "child": {"full_name": "Wulan Sari-OWNER-TEST", "birth_date": "2014-02-03"},
-                },
-                case_id=case_id,
-                target="kp2mi",
-                time=T0,
-            )
+            await _open_with_child(opener, case_id, "OWNER-TEST")
             key = await case_keys_for(kemlu.js(), settings, "kemlu", recipients).data_key(case_id)
             assert key is not None
             taken = {"owner": "dukcapil", "officer_ref": "DUK-1"}
