@@ -34,7 +34,7 @@ from lintas.consumers.projections import RecordProjection
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import Event, PermanentError, decode, parse_message
 from lintas.infra.db import create_db_engine
-from lintas.infra.keys import Registry, SignatureCheck, Verifier, signatures_hold
+from lintas.infra.keys import Registry, Verifier
 from lintas.infra.tracing import trace_context
 
 __all__ = ["MAX_REASONS", "Message", "Shard", "ShardJob", "ShardReport", "shard_of"]
@@ -48,8 +48,6 @@ MAX_REASONS = 20
 # Records a shard holds between batches: enough for the cases active at once in a busy
 # log, few enough (a record is some tens of KB as objects) that memory stays flat.
 _HELD = 256
-
-_MISMATCH = "the signature does not match the event (altered, or signed by someone else)"
 
 
 def shard_of(subject: str, shards: int) -> int:
@@ -89,14 +87,6 @@ class ShardReport:
             del self.reasons[MAX_REASONS:]
 
 
-@dataclass(slots=True)
-class _Read:
-    seq: int
-    event: Event | None = None
-    check: SignatureCheck | None = None
-    reason: str | None = None
-
-
 class Shard:
     """Decodes, checks, folds and stores the messages of its cases, batch by batch."""
 
@@ -114,40 +104,27 @@ class Shard:
 
     def apply(self, batch: Sequence[Message]) -> ShardReport:
         report = ShardReport()
-        reads: list[_Read] = []
-        for seq, subject, body in batch:
-            item = self._read(seq, subject, body)
-            if item.event is not None:
-                if self._job.as_of is not None and item.event.time > self._job.as_of:
-                    report.after_as_of += 1
-                    continue
-                self._link(item.event, report)
-            reads.append(item)
-        held = iter(signatures_hold([item.check for item in reads if item.check is not None]))
         kept: list[tuple[int, Event]] = []
-        for item in reads:
-            if item.check is not None and not next(held):
-                assert item.event is not None
-                envelope = item.event.envelope
-                item.reason = f"{envelope.type} from {envelope.source}: {_MISMATCH}"
-            if item.reason is not None or item.event is None:
-                report.skip(item.seq, item.reason or "not decoded")
-            else:
-                kept.append((item.seq, item.event))
+        for seq, subject, body in batch:
+            doc = parse_message(body)
+            try:
+                event = decode(body, subject=subject, parsed=doc)
+                if self._job.as_of is not None and event.time > self._job.as_of:
+                    report.after_as_of += 1  # past the cut: its signature does not matter
+                    continue
+                # Over the document parsed for decoding: one parse per message.
+                self._verifier.verify(body, event.envelope, parsed=doc)
+            except PermanentError as exc:  # contract and signature errors: quarantined live
+                report.skip(seq, str(exc))
+                continue
+            except Exception as exc:  # a hostile body: the live edge rejects it too
+                report.skip(seq, f"decoder failed: {exc.__class__.__name__}")
+                continue
+            self._link(event, report)
+            kept.append((seq, event))
         if kept:
             self._store(kept, report)
         return report
-
-    def _read(self, seq: int, subject: str, body: bytes) -> _Read:
-        doc = parse_message(body)
-        try:
-            event = decode(body, subject=subject, parsed=doc)
-            check = self._verifier.prepare(body, event.envelope)
-        except PermanentError as exc:  # contract and signature errors: quarantined live
-            return _Read(seq, reason=str(exc))
-        except Exception as exc:  # a hostile body: the live edge rejects it too
-            return _Read(seq, reason=f"decoder failed: {exc.__class__.__name__}")
-        return _Read(seq, event, check)
 
     def _link(self, event: Event, report: ShardReport) -> None:
         envelope = event.envelope

@@ -32,11 +32,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import nats.js.errors
 import structlog
@@ -64,7 +64,6 @@ __all__ = [
     "SHIPPED_REGISTRY",
     "KeyEntry",
     "Registry",
-    "SignatureCheck",
     "Signer",
     "SigningKeyError",
     "UnknownKey",
@@ -77,7 +76,6 @@ __all__ = [
     "private_key_path",
     "publish_registry",
     "registry_from_kv",
-    "signatures_hold",
     "trusted_registry",
 ]
 
@@ -303,15 +301,6 @@ _MISMATCH = (
 )
 
 
-class SignatureCheck(NamedTuple):
-    """One signature to check, in plain values so that it can cross to a worker process."""
-
-    public_key: bytes
-    signature: str
-    body: bytes
-    """The message as received: the worker parses and canonicalises it, off the reader."""
-
-
 def _verify_key(public: bytes) -> VerifyKey:
     key = _VERIFY_KEYS.get(public)
     if key is None:
@@ -333,12 +322,6 @@ def _holds(public: bytes, signature: str, doc: Any) -> bool:
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True
-
-
-def signatures_hold(checks: Sequence[SignatureCheck]) -> list[bool]:
-    """Whether each signature is valid over its body's RFC 8785 form; needs nothing but
-    the checks, so it runs in any process."""
-    return [_holds(public, signature, parse_message(body)) for public, signature, body in checks]
 
 
 class Verifier:
@@ -410,12 +393,6 @@ class Verifier:
         doc = parsed if parsed is not None else parse_message(raw)
         if not _holds(_raw_public(entry.public_key), envelope.signature or "", doc):
             raise SignatureError(_MISMATCH.format(type=envelope.type, source=envelope.source))
-
-    def prepare(self, raw: bytes, envelope: Envelope) -> SignatureCheck:
-        """Everything :meth:`verify` checks but the signature itself, which
-        :func:`signatures_hold` checks on the result, in any process."""
-        entry = self._entry(envelope)
-        return SignatureCheck(_raw_public(entry.public_key), envelope.signature or "", raw)
 
     def _entry(self, envelope: Envelope) -> KeyEntry:
         """The registry's key that must have signed ``envelope``."""
