@@ -54,7 +54,7 @@ from typing import Final
 from . import registry
 from .agencies import BROADCAST, is_partner_abroad
 from .envelope import Event
-from .errors import CaseErased, ConsentMissing, GateRefused, NotForAbroad
+from .errors import CaseErased, ConsentMissing, ContractError, GateRefused, NotForAbroad
 from .families import consent
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "OVERDUE_NOTICES",
     "OVERSIGHT",
     "READ_SCOPES",
+    "TO_EVERYONE",
     "ConsentBook",
     "Grant",
     "Requirement",
@@ -72,6 +73,7 @@ __all__ = [
     "fold_all",
     "gate_refusal",
     "lost_readers",
+    "misaddressed",
     "owner_after",
     "owner_of",
     "owners_erasure",
@@ -92,6 +94,9 @@ OVERSIGHT: Final = "kpai"
 """The child-protection commission: escalations to it need no consent (its mandate)."""
 COORDINATOR: Final = "kp2mi"
 """KemenP2MI coordinates every case: it may assign any case, owner or not."""
+TO_EVERYONE: Final = CONSENT_TYPES | {"case.erased", "case.assigned"}
+"""What every agency's gate decides on (a case's consents, its erasure, who owns it): only
+ever addressed to ``all``, since a gate counts only the broadcasts it receives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +234,18 @@ def fold_all(events: Iterable[tuple[int, Event]], book: ConsentBook | None = Non
 class Requirement:
     scope: str
     agency: str
+
+
+def misaddressed(event_type: str, target: str) -> ContractError | None:
+    """Why an event of ``event_type`` may not go to ``target`` alone, if it may not."""
+    if event_type in TO_EVERYONE and target != BROADCAST:
+        return ContractError(
+            f"is addressed to {target}; it must go to everyone ('all'), since every "
+            "agency's gate needs it",
+            event_type=event_type,
+            field="target",
+        )
+    return None
 
 
 def requirement(event_type: str, target: str, personal: bool) -> Requirement | None:

@@ -82,9 +82,6 @@ __all__ = ["NotAuthorised", "Privacy"]
 _log = structlog.get_logger("lintas.producer")
 
 _BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
-# Who owns a case is every agency's business too: an owner that never saw its case handed
-# on would go on deciding as its owner.
-_TO_EVERYONE = _BROADCAST_ONLY | {"case.assigned"}
 _KEYED = frozenset({"consent.recorded", "consent.overridden"})
 # What grants (consents) or authorises (the owner an erasure or assignment needs)
 # counts only signed by its source; what restricts (a withdrawal, an erasure) counts as
@@ -273,13 +270,10 @@ class Privacy:
 
     async def prepare(self, event: Event, head: CaseHead, what: str) -> Event:
         """The event as it may be published on top of ``head``; raises what refuses it."""
-        if event.type in _TO_EVERYONE and event.target != BROADCAST:
-            raise ContractError(
-                f"is addressed to {event.target}; it must go to everyone ('all'), since every "
-                "agency's gate needs it",
-                event_type=event.type,
-                field="target",
-            )
+        # Checked when an event is built too; here for an outbox row stored before that.
+        misaddressed = gate_rules.misaddressed(event.type, event.target)
+        if misaddressed is not None:
+            raise misaddressed
         personal = gate_rules.carries_personal(event)
         needed = gate_rules.requirement(event.type, event.target, personal)
         if personal or needed is not None or event.type in _BROADCAST_ONLY:

@@ -36,6 +36,7 @@ from lintas.contracts import (
     encode,
     make_event,
 )
+from lintas.contracts import gate as gate_rules
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys import Signer
 from lintas.infra.reads import CaseHead, DirectReads, StreamReads
@@ -96,6 +97,10 @@ def event_for(
     ``caused_by`` links a reaction to its cause (causation and correlation ids); ``trace``
     is the producer span's ``traceparent`` / ``tracestate`` (:func:`trace_headers`).
     """
+    # Before anything is stored: a misaddressed outbox row would hold its relay for good.
+    misaddressed = gate_rules.misaddressed(event_type, target)
+    if misaddressed is not None:
+        raise misaddressed
     trace = trace or {}
     event = make_event(
         build_data(event_type, data),

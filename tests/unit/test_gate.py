@@ -268,3 +268,17 @@ def test_the_erasure_is_the_first_by_whoever_owned_the_case_then() -> None:
     handed = _assigned("dukcapil", "kemlu")
     assert erasure(enumerate([opened, erased_by["dukcapil"], handed, erased_by["dukcapil"]])) == 3
     assert erasure(enumerate([erased_by["dukcapil"]])) == 0  # no owner named yet
+
+
+@pytest.mark.parametrize("event_type", sorted(gate_rules.TO_EVERYONE))
+def test_what_every_gate_needs_goes_to_everyone_or_nowhere(event_type: str) -> None:
+    assert gate_rules.misaddressed(event_type, BROADCAST) is None
+    refused = gate_rules.misaddressed(event_type, "kemensos")
+    assert refused is not None
+    assert (refused.event_type, refused.field) == (event_type, "target")
+    assert "kemensos" in str(refused)
+
+
+def test_other_events_may_go_to_one_agency() -> None:
+    assert gate_rules.misaddressed("referral.requested", "kemensos") is None
+    assert gate_rules.misaddressed("case.opened", "kp2mi") is None

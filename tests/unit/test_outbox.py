@@ -23,6 +23,20 @@ from lintas.contracts import (
 from lintas.producers import Outbox, OutboxRecord, OutboxRelay
 
 REFERRAL = {"referral_id": "ref-1", "service": "psychosocial_assessment"}
+CONSENT = {
+    "consent_id": "consent-1",
+    "given_by": "parent",
+    "child_assent": True,
+    "scopes": ["services"],
+    "agencies": ["kemensos"],
+}
+ASSIGNMENT = {"owner": "kemensos", "officer_ref": "off-2"}
+ERASURE = {
+    "officer_role": "data_protection_officer",
+    "requested_by": "parent",
+    "legal_basis": "UU 27/2022 Pasal 8",
+    "reason": "the parent asked",
+}
 T = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
@@ -93,6 +107,11 @@ def test_add_links_a_reaction_to_its_cause_like_the_publisher() -> None:
         ("referral.teleported", REFERRAL, "kemenpppa", UnknownEventType, ["referral.teleported"]),
         ("referral.requested", REFERRAL, "kp2mi", ContractError, ["referral.requested", "itself"]),
         ("referral.requested", REFERRAL, "Not An Agency", ContractError, ["referral.requested"]),
+        # Every gate needs these: a row addressed to one agency could never be relayed, and
+        # would hold every row after it.
+        ("consent.recorded", CONSENT, "kemensos", ContractError, ["'target'", "'all'"]),
+        ("case.erased", ERASURE, "kemensos", ContractError, ["case.erased", "'all'"]),
+        ("case.assigned", ASSIGNMENT, "kemensos", ContractError, ["case.assigned"]),
     ],
 )
 def test_bad_input_names_type_and_field_and_adds_nothing(
@@ -108,6 +127,24 @@ def test_bad_input_names_type_and_field_and_adds_nothing(
         assert not session.new
     for word in words:
         assert word in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data"),
+    [
+        ("consent.recorded", CONSENT),
+        ("case.erased", ERASURE),
+        ("case.assigned", ASSIGNMENT),
+    ],
+)
+def test_what_every_gate_needs_is_added_when_addressed_to_all(
+    event_type: str, data: dict[str, object]
+) -> None:
+    with Session() as session:
+        event = Outbox("kp2mi").add(session, event_type, data, case_id=new_case_id(), target="all")
+        [record] = _records(session)
+    assert record.subject.split(".")[2] == "all"
+    assert event.type == event_type
 
 
 def test_a_case_id_that_is_not_one_adds_nothing() -> None:
