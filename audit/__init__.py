@@ -1,7 +1,8 @@
 """lintas.audit: what auditors run against the event log, never against the live database.
 
-* read the log from the JetStream stream (in stream order, streamed: direct gets by
-  sequence, or by a case's subject filter) or from an exported archive (:mod:`.archive`);
+* read the log from the JetStream stream (in stream order, streamed: through an ephemeral
+  consumer, by batched direct gets, or by a case's subject filter) or from an exported
+  archive (:mod:`.archive`);
 * verify it (:mod:`.check`): every event decodes under its contract, is signed by its
   source agency with a registered key valid at its time, sits in its case's hash chain
   (``prevhash``), and no stream sequence is missing;

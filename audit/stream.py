@@ -4,10 +4,15 @@ The whole log is read through an ephemeral push consumer that delivers in stream
 and is acknowledged every thousand messages (AckAll), with at most a few thousand
 unacknowledged: the fastest way nats-py reads a stream (the ordered consumer's flow
 control answers only every quarter second, which stalls a reader that does work), with
-memory flat whatever the length of the stream. A stream sequence it skips is one the
-stream no longer holds: the checker names it. One case is read through its subject
-filter (``lintas.*.*.*.*.<case>``, next-by-subject direct gets), so its cost follows the
-case, not the stream.
+memory flat whatever the length of the stream. A reader that may not create a consumer
+(the auditor on a secured bus) reads the whole log by *batched* direct gets (nats-server
+2.11 and newer answer one request with up to a few thousand messages, then an
+end-of-batch status), one batch at a time, at about a consumer's rate; where a batch
+cannot go on (nothing found, an error, messages lost on the way) the rest is read by
+direct gets of one sequence each, which ask the stream leader before calling a sequence
+missing. A stream sequence either read skips is one the stream no longer holds: the
+checker names it. One case is read through its subject filter (``lintas.*.*.*.*.<case>``,
+next-by-subject direct gets), so its cost follows the case, not the stream.
 
 Both stop at the *cut*: the stream's last sequence when the read began; what is published
 meanwhile belongs to the next audit. A direct get may be answered by a replica that lags
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,8 +47,12 @@ __all__ = ["NoSuchStream", "StreamCut", "StreamReader"]
 _IN_FLIGHT = 4_096
 _ACK_EVERY = 1_024
 _ACK_WAIT_S = 300.0
-# Direct gets answered in parallel, for readers that may not create a consumer.
+# For readers that may not create a consumer: messages asked for in one batched direct
+# get (at most some MB on their way at once), and single direct gets answered in parallel.
+_BATCH = 4_096
 _WINDOW = 64
+# Batches in a row that may end without a message read before single gets take over.
+_STALLS = 3
 # This long without a message, while messages are due, means the server stopped answering.
 _QUIET_S = 30.0
 
@@ -84,13 +94,68 @@ def _stored(raw: Any) -> StoredEvent:
     )
 
 
+_END_OF_BATCH = "204"
+
+
+def _direct_api(js: Any, stream: str) -> tuple[Any, str] | None:
+    """The client and the direct-get subject of ``stream``, where the context shows them
+    (nats-py's does); else None, and the log is read by single gets."""
+    nc, prefix = getattr(js, "_nc", None), getattr(js, "_prefix", None)
+    if nc is None or not isinstance(prefix, str):
+        return None
+    return nc, f"{prefix}.DIRECT.GET.{stream}"
+
+
+class _Batch:
+    """The answers to one batched direct get, as they arrive on its own inbox.
+
+    Each message names the sequence of the one sent before it in the batch
+    (``Nats-Last-Sequence``, 0 for the first): a message lost on the way (a slow client)
+    breaks that chain, and the batch ends at the last message of an unbroken chain."""
+
+    def __init__(self) -> None:
+        self._arrived: deque[Msg] = deque()
+        self._wake = asyncio.Event()
+        self._previous = 0
+        self.ended_with: str | None = None
+        """The status that ended the batch: "204" (end of batch), "404" (nothing found),
+        another, or None when it ended on a break in the chain."""
+
+    async def take(self, msg: Msg) -> None:  # no task per message, as for the consumer
+        self._arrived.append(msg)
+        self._wake.set()
+
+    async def next(self, stream: str) -> StoredEvent | None:
+        """The batch's next message, or None when the batch has ended."""
+        while not self._arrived:
+            self._wake.clear()
+            with bus_errors(f"reading {stream} by batched direct gets"):
+                async with asyncio.timeout(_QUIET_S):
+                    await self._wake.wait()
+        msg = self._arrived.popleft()
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is not None:
+            self.ended_with = status
+            return None
+        try:
+            seq = int(headers["Nats-Sequence"])
+            follows = int(headers.get("Nats-Last-Sequence", "0"))
+        except (KeyError, ValueError):
+            return None  # not an answer this reader understands: the batch ends here
+        if follows != self._previous:
+            return None
+        self._previous = seq
+        return StoredEvent(seq, headers.get("Nats-Subject", ""), msg.data, _stored_at(headers))
+
+
 class StreamReader:
     """The events of ``stream`` (or of one case) up to the cut, in stream order."""
 
     def __init__(self, js: Any, stream: str, *, case_id: str | None = None, consumer: bool = True):
         """``consumer``: read the whole log through an ephemeral consumer (fastest), or,
         for an identity whose permissions allow no consumer (the auditor on a secured bus),
-        by direct gets of 64 sequences at a time."""
+        by batched direct gets."""
         self._js = js
         self.consumer = consumer
         self.stream = stream
@@ -131,6 +196,44 @@ class StreamReader:
     async def _by_sequence(self, cut: StreamCut) -> AsyncIterator[StoredEvent]:
         # From the stream's first sequence: if that is not 1, the checker says what is gone.
         start = max(cut.first_seq, 1)
+        api = _direct_api(self._js, self.stream)
+        if api is not None:
+            async for stored in self._by_batch(cut, start, *api):
+                yield stored
+                start = stored.seq + 1
+        async for stored in self._by_get(cut, start):
+            yield stored
+
+    async def _by_batch(
+        self, cut: StreamCut, start: int, nc: Any, subject: str
+    ) -> AsyncIterator[StoredEvent]:
+        """Batched direct gets from ``start`` towards the cut, while they make progress;
+        what they leave (see the module doc) is for :meth:`_by_get`."""
+        stalls = 0
+        while start <= cut.last_seq and stalls < _STALLS:
+            wanted = min(_BATCH, cut.last_seq - start + 1)
+            batch = _Batch()
+            with bus_errors(f"reading {self.stream} from seq {start}"):
+                sub = await nc.subscribe(nc.new_inbox(), cb=batch.take)
+            try:
+                request = json.dumps({"seq": start, "batch": wanted}).encode()
+                with bus_errors(f"reading {self.stream} from seq {start}"):
+                    await nc.publish(subject, request, reply=sub.subject)
+                read = 0
+                while (stored := await batch.next(self.stream)) is not None:
+                    if stored.seq > cut.last_seq:
+                        return
+                    yield stored
+                    start = stored.seq + 1
+                    read += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            stalls = 0 if read else stalls + 1
+            if batch.ended_with not in (None, _END_OF_BATCH):
+                return  # not found here, or refused: the single gets ask the leader
+
+    async def _by_get(self, cut: StreamCut, start: int) -> AsyncIterator[StoredEvent]:
         while start <= cut.last_seq:
             end = min(start + _WINDOW - 1, cut.last_seq)
             with bus_errors(f"reading {self.stream} {start}..{end}"):

@@ -9,8 +9,9 @@ measures, in the same run:
 
 1. a full replay (``lintas.audit`` replay into a fresh SQLite file) of the big stream, in
    events/s, against a raw nats-py ordered read of the same stream (an ordered push consumer,
-   and direct gets 64 at a time, as StreamReader reads where it may not create a
-   consumer), both decode-free;
+   and direct gets 64 at a time), both decode-free, beside lintas' StreamReader alone,
+   through a consumer and by batched direct gets (as it reads where it may not create a
+   consumer);
 2. a single-case replay (same case size) on the small and on the big stream;
 3. the peak RSS of the full replay of the big stream (run in a fresh child process, so the
    peak is the replay's alone, not the fill's), and of each worker process it splits the
@@ -77,9 +78,10 @@ async def raw_direct(log: Log, window: int = 64) -> float:
     return time.perf_counter() - started
 
 
-async def reader_only(log: Log) -> float:
-    """Seconds for lintas' StreamReader alone (no decode, no store)."""
-    reader = StreamReader(log.js, log.settings.stream)
+async def reader_only(log: Log, consumer: bool = True) -> float:
+    """Seconds for lintas' StreamReader alone (no decode, no store): through a consumer, or
+    as a reader that may create none (the auditor on a secured bus) reads."""
+    reader = StreamReader(log.js, log.settings.stream, consumer=consumer)
     started = time.perf_counter()
     cut = await reader.cut()
     async for _ in reader.events(cut):
@@ -179,6 +181,7 @@ async def run(args: argparse.Namespace) -> None:
             raw_push = await raw_ordered(big)
             raw_get = await raw_direct(big)
             read_s = await reader_only(big)
+            read_batched_s = await reader_only(big, consumer=False)
             full = await full_replay(big, root)
 
             case_times: dict[str, list[float]] = {"small": [], "big": []}
@@ -202,6 +205,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  raw ordered consumer (push, no decode) {raw_push:8.2f}s {rate(n, raw_push)}")
     print(f"  raw direct gets, 64 at a time          {raw_get:8.2f}s {rate(n, raw_get)}")
     print(f"  lintas StreamReader only               {read_s:8.2f}s {rate(n, read_s)}")
+    print(
+        f"  lintas StreamReader, no consumer       {read_batched_s:8.2f}s "
+        f"{rate(n, read_batched_s)}  (batched direct gets: the auditor on a secured bus)"
+    )
     print(
         f"  lintas replay -> fresh SQLite          {full['elapsed']:8.2f}s "
         f"{rate(full['read'], full['elapsed'])}"

@@ -1,5 +1,5 @@
 """The auditors' commands on the embedded default, where authorization is on: the auditor
-may read the log but create no consumer, so the whole log is read by direct gets."""
+may read the log but create no consumer, so the whole log is read by batched direct gets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lintas.audit import StreamReader
+from lintas.audit.events import StoredEvent
 from lintas.demo import PATHWAYS, run_demo
 from lintas.infra.credentials import uses_credentials
 from lintas.infra.settings import Settings
@@ -26,6 +28,13 @@ async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
     assert uses_credentials(settings, "auditor")  # the demo's bus: authorization on
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("LINTAS_NATS_URL", raising=False)
+    single: list[int] = []
+
+    async def one_by_one(self: StreamReader, seq: int) -> StoredEvent | None:
+        single.append(seq)
+        return None
+
+    monkeypatch.setattr(StreamReader, "_get", one_by_one)  # not needed: all in batches
     capsys.readouterr()
     assert await cli("verify") == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -33,3 +42,4 @@ async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
     assert await cli("replay", "--database", f"sqlite:///{tmp_path / 'r.db'}") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"{result.events} applied, 0 skipped" in out, out
+    assert single == []

@@ -1,0 +1,116 @@
+"""StreamReader without a consumer (the auditor on a secured bus): batched direct gets on a
+real nats-server read the log exactly as a consumer does, gaps, cut and lost messages
+included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+
+from lintas.audit import StreamCut, StreamReader
+from lintas.audit import stream as stream_module
+from lintas.audit.events import StoredEvent
+
+pytestmark = pytest.mark.nats
+
+STREAM = "AUDITED"
+
+
+async def _log(js: JetStreamContext, messages: int) -> None:
+    await js.add_stream(name=STREAM, subjects=["audited.>"], allow_direct=True)
+    for n in range(1, messages + 1):
+        await js.publish(f"audited.case-{n % 3}", f"event {n}".encode())
+
+
+async def _read(js: JetStreamContext, cut: StreamCut, *, consumer: bool) -> list[StoredEvent]:
+    return [stored async for stored in StreamReader(js, STREAM, consumer=consumer).events(cut)]
+
+
+def _single_gets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sequences read one by one (the reader's fallback), recorded as it reads them."""
+    asked: list[int] = []
+    single = StreamReader._get
+
+    async def get(self: StreamReader, seq: int) -> StoredEvent | None:
+        asked.append(seq)
+        return await single(self, seq)
+
+    monkeypatch.setattr(StreamReader, "_get", get)
+    return asked
+
+
+def _same(batched: list[StoredEvent], consumed: list[StoredEvent]) -> None:
+    assert [(e.seq, e.subject, e.body) for e in batched] == [
+        (e.seq, e.subject, e.body) for e in consumed
+    ]
+    assert all(e.stored is not None for e in batched)
+
+
+async def test_batches_read_the_log_as_a_consumer_does_across_a_deleted_message(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "_BATCH", 4)  # many batches, one ending mid-gap
+    await _log(js, 30)
+    await js.delete_msg(STREAM, 7)
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    batched = await _read(js, cut, consumer=False)
+    assert asked == []  # every message came in a batch
+    assert [e.seq for e in batched] == [n for n in range(1, 31) if n != 7]
+    _same(batched, await _read(js, cut, consumer=True))
+
+
+async def test_a_deleted_tail_is_asked_of_the_leader_one_sequence_at_a_time(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _log(js, 12)
+    for seq in (11, 12):
+        await js.delete_msg(STREAM, seq)
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    assert cut.last_seq == 12  # the stream still says it held 12
+    batched = await _read(js, cut, consumer=False)
+    assert asked == [11, 12]  # nothing found there in a batch: confirmed, then reported gone
+    assert [e.seq for e in batched] == list(range(1, 11))
+    _same(batched, await _read(js, cut, consumer=True))
+
+
+async def test_nothing_published_after_the_cut_is_read(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _log(js, 5)
+    cut = await StreamReader(js, STREAM).cut()
+    for n in range(6, 10):
+        await js.publish("audited.later", f"event {n}".encode())
+    asked = _single_gets(monkeypatch)
+    assert [e.seq for e in await _read(js, cut, consumer=False)] == [1, 2, 3, 4, 5]
+    assert asked == []
+
+
+async def test_a_message_lost_on_its_way_is_asked_for_again(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow client may lose messages sent to its inbox: the chain of ``Nats-Last-Sequence``
+    breaks there, and the reader asks again from the last message it holds."""
+    monkeypatch.setattr(stream_module, "_BATCH", 8)
+    await _log(js, 20)
+    take = stream_module._Batch.take
+    lost: list[int] = []
+
+    async def lose_once(self: Any, msg: Any) -> None:
+        seq = int((msg.headers or {}).get("Nats-Sequence", 0))
+        if seq in (6, 14) and seq not in lost:  # one mid-batch, then a batch's first
+            lost.append(seq)
+            return
+        await take(self, msg)
+
+    monkeypatch.setattr(stream_module._Batch, "take", lose_once)
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    batched = await _read(js, cut, consumer=False)
+    assert lost == [6, 14]
+    assert asked == []
+    assert [e.seq for e in batched] == list(range(1, 21))  # each once, in order
+    _same(batched, await _read(js, cut, consumer=True))
