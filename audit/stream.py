@@ -7,12 +7,13 @@ control answers only every quarter second, which stalls a reader that does work)
 memory flat whatever the length of the stream. A reader that may not create a consumer
 (the auditor on a secured bus) reads the whole log by *batched* direct gets (nats-server
 2.11 and newer answer one request with up to a few thousand messages, then an
-end-of-batch status), one batch at a time, at about a consumer's rate; where a batch
-cannot go on (nothing found, an error, messages lost on the way) the rest is read by
-direct gets of one sequence each, which ask the stream leader before calling a sequence
-missing. A stream sequence either read skips is one the stream no longer holds: the
-checker names it. One case is read through its subject filter (``lintas.*.*.*.*.<case>``,
-next-by-subject direct gets), so its cost follows the case, not the stream.
+end-of-batch status), one batch at a time, at about two thirds of a consumer's rate; a
+sequence a batch skips, and whatever a batch cannot go on to read (nothing found, an
+error, answers lost on the way), is read by direct gets of one sequence each, which ask
+the stream leader before calling a sequence missing. A stream sequence either read skips
+is one the stream no longer holds: the checker names it. One case is read through its
+subject filter (``lintas.*.*.*.*.<case>``) by batched next-by-subject direct gets, the
+end confirmed by the leader, so its cost follows the case, not the stream.
 
 Both stop at the *cut*: the stream's last sequence when the read began; what is published
 meanwhile belongs to the next audit. A direct get may be answered by a replica that lags
@@ -26,7 +27,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -118,30 +119,34 @@ class _Batch:
         self._wake = asyncio.Event()
         self._previous = 0
         self.ended_with: str | None = None
-        """The status that ended the batch: "204" (end of batch), "404" (nothing found),
-        another, or None when it ended on a break in the chain."""
+        """What ended the batch: the server's status ("204" end of batch, "404" nothing
+        found, or another), "timeout", or None for a break in the chain."""
 
     async def take(self, msg: Msg) -> None:  # no task per message, as for the consumer
         self._arrived.append(msg)
         self._wake.set()
 
-    async def next(self, stream: str) -> StoredEvent | None:
+    async def next(self) -> StoredEvent | None:
         """The batch's next message, or None when the batch has ended."""
         while not self._arrived:
             self._wake.clear()
-            with bus_errors(f"reading {stream} by batched direct gets"):
+            try:
                 async with asyncio.timeout(_QUIET_S):
                     await self._wake.wait()
+            except TimeoutError:  # answers lost (on a reconnect, say): single gets go on
+                self.ended_with = "timeout"
+                return None
         msg = self._arrived.popleft()
         headers = msg.headers or {}
-        status = headers.get("Status")
-        if status is not None:
-            self.ended_with = status
+        if "Nats-Sequence" not in headers:
+            # The server's own answer. A stored message may carry a header named Status
+            # too (a publisher chose it), and is read as the message it is.
+            self.ended_with = headers.get("Status", "")
             return None
         try:
             seq = int(headers["Nats-Sequence"])
             follows = int(headers.get("Nats-Last-Sequence", "0"))
-        except (KeyError, ValueError):
+        except ValueError:
             return None  # not an answer this reader understands: the batch ends here
         if follows != self._previous:
             return None
@@ -198,17 +203,21 @@ class StreamReader:
         start = max(cut.first_seq, 1)
         api = _direct_api(self._js, self.stream)
         if api is not None:
-            async for stored in self._by_batch(cut, start, *api):
+            # Closed at once if the caller stops early: the batch's inbox goes with it.
+            async with contextlib.aclosing(self._by_batch(cut, start, *api)) as batches:
+                async for stored in batches:
+                    yield stored
+                    start = stored.seq + 1
+        async with contextlib.aclosing(self._by_get(cut, start)) as singles:
+            async for stored in singles:
                 yield stored
-                start = stored.seq + 1
-        async for stored in self._by_get(cut, start):
-            yield stored
 
     async def _by_batch(
-        self, cut: StreamCut, start: int, nc: Any, subject: str
-    ) -> AsyncIterator[StoredEvent]:
-        """Batched direct gets from ``start`` towards the cut, while they make progress;
-        what they leave (see the module doc) is for :meth:`_by_get`."""
+        self, cut: StreamCut, start: int, nc: Any, subject: str, subject_filter: str | None = None
+    ) -> AsyncGenerator[StoredEvent, None]:
+        """Batched direct gets from ``start`` towards the cut (of the messages on
+        ``subject_filter`` only, when given), while they make progress; what they leave
+        (see the module doc) is for the single gets."""
         stalls = 0
         while start <= cut.last_seq and stalls < _STALLS:
             wanted = min(_BATCH, cut.last_seq - start + 1)
@@ -216,13 +225,21 @@ class StreamReader:
             with bus_errors(f"reading {self.stream} from seq {start}"):
                 sub = await nc.subscribe(nc.new_inbox(), cb=batch.take)
             try:
-                request = json.dumps({"seq": start, "batch": wanted}).encode()
+                # By subject (">" for the whole log), so that a deleted message where a batch
+                # starts is skipped, not answered "not found" (nats-server 2.11 before 2.11.9).
+                asked = {"seq": start, "batch": wanted, "next_by_subj": subject_filter or ">"}
+                request = json.dumps(asked).encode()
                 with bus_errors(f"reading {self.stream} from seq {start}"):
                     await nc.publish(subject, request, reply=sub.subject)
                 read = 0
-                while (stored := await batch.next(self.stream)) is not None:
+                while (stored := await batch.next()) is not None:
                     if stored.seq > cut.last_seq:
                         return
+                    if subject_filter is None and stored.seq > start:
+                        # A gap, on the word of whichever replica answered: asked of the
+                        # leader, as the single gets ask it, before it is called missing.
+                        async for found in self._by_get(cut, start, stored.seq - 1):
+                            yield found
                     yield stored
                     start = stored.seq + 1
                     read += 1
@@ -233,9 +250,14 @@ class StreamReader:
             if batch.ended_with not in (None, _END_OF_BATCH):
                 return  # not found here, or refused: the single gets ask the leader
 
-    async def _by_get(self, cut: StreamCut, start: int) -> AsyncIterator[StoredEvent]:
-        while start <= cut.last_seq:
-            end = min(start + _WINDOW - 1, cut.last_seq)
+    async def _by_get(
+        self, cut: StreamCut, start: int, last: int | None = None
+    ) -> AsyncGenerator[StoredEvent, None]:
+        """Single direct gets of ``start`` up to ``last`` (the cut's last sequence if None),
+        each confirmed by the stream leader where it finds nothing."""
+        last = cut.last_seq if last is None else last
+        while start <= last:
+            end = min(start + _WINDOW - 1, last)
             with bus_errors(f"reading {self.stream} {start}..{end}"):
                 found = await asyncio.gather(*(self._get(s) for s in range(start, end + 1)))
             for stored in found:
@@ -317,6 +339,13 @@ class StreamReader:
 
     async def _by_subject(self, cut: StreamCut, subject_filter: str) -> AsyncIterator[StoredEvent]:
         cursor = 1
+        api = _direct_api(self._js, self.stream)
+        if api is not None:  # the case's messages in batches; the leader has the last word
+            batches = self._by_batch(cut, cursor, *api, subject_filter)
+            async with contextlib.aclosing(batches):
+                async for stored in batches:
+                    yield stored
+                    cursor = stored.seq + 1
         while cursor <= cut.last_seq:
             with bus_errors(f"reading {subject_filter} from {self.stream} at {cursor}"):
                 raw = await self._next(cursor, subject_filter)

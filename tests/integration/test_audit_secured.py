@@ -43,3 +43,7 @@ async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
     out = " ".join(capsys.readouterr().out.split())
     assert f"{result.events} applied, 0 skipped" in out, out
     assert single == []
+    case = result.records[0]
+    assert await cli("verify", "--case", case.case_id) == 0  # a case's batches, as the auditor
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{len(case.timeline)} events of 1 case" in out, out

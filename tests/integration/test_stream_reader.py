@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from lintas.audit import StreamCut, StreamReader
 from lintas.audit import stream as stream_module
 from lintas.audit.events import StoredEvent
+from lintas.contracts import new_case_id
 
 pytestmark = pytest.mark.nats
 
@@ -57,7 +58,7 @@ async def test_batches_read_the_log_as_a_consumer_does_across_a_deleted_message(
     asked = _single_gets(monkeypatch)
     cut = await StreamReader(js, STREAM).cut()
     batched = await _read(js, cut, consumer=False)
-    assert asked == []  # every message came in a batch
+    assert asked == [7]  # every message came in a batch; the gap was confirmed by the leader
     assert [e.seq for e in batched] == [n for n in range(1, 31) if n != 7]
     _same(batched, await _read(js, cut, consumer=True))
 
@@ -80,13 +81,43 @@ async def test_a_deleted_tail_is_asked_of_the_leader_one_sequence_at_a_time(
 async def test_nothing_published_after_the_cut_is_read(
     js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _log(js, 5)
+    await _log(js, 10)
+    await js.delete_msg(STREAM, 8)  # so the batch of the 10 sequences runs on past the cut
     cut = await StreamReader(js, STREAM).cut()
-    for n in range(6, 10):
+    for n in range(11, 16):
         await js.publish("audited.later", f"event {n}".encode())
     asked = _single_gets(monkeypatch)
-    assert [e.seq for e in await _read(js, cut, consumer=False)] == [1, 2, 3, 4, 5]
+    assert [e.seq for e in await _read(js, cut, consumer=False)] == [1, 2, 3, 4, 5, 6, 7, 9, 10]
+    assert asked == [8]
+
+
+async def test_a_batch_may_start_on_a_deleted_message(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "_BATCH", 4)
+    await _log(js, 12)
+    await js.delete_msg(STREAM, 5)  # where the second batch starts
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    batched = await _read(js, cut, consumer=False)
+    assert asked == [5]
+    _same(batched, await _read(js, cut, consumer=True))
+
+
+async def test_a_stored_status_header_is_read_as_the_message_it_is(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever publishes chooses a message's headers: one named like the server's status
+    must not end a batch."""
+    await _log(js, 6)
+    await js.publish("audited.odd", b"event 7", headers={"Status": "404"})
+    await js.publish("audited.odd", b"event 8", headers={"Status": "204"})
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    batched = await _read(js, cut, consumer=False)
     assert asked == []
+    assert [e.seq for e in batched] == list(range(1, 9))
+    _same(batched, await _read(js, cut, consumer=True))
 
 
 async def test_a_message_lost_on_its_way_is_asked_for_again(
@@ -114,3 +145,46 @@ async def test_a_message_lost_on_its_way_is_asked_for_again(
     assert asked == []
     assert [e.seq for e in batched] == list(range(1, 21))  # each once, in order
     _same(batched, await _read(js, cut, consumer=True))
+
+
+async def test_one_case_is_read_in_batches_and_its_end_asked_of_the_leader(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "_BATCH", 4)
+    await js.add_stream(name=STREAM, subjects=["lintas.>"], allow_direct=True)
+    cases = [new_case_id() for _ in range(3)]
+    for n in range(1, 31):
+        await js.publish(f"lintas.kemlu.kp2mi.case.assessed.{cases[n % 3]}", f"e{n}".encode())
+    single: list[int] = []
+    one_by_one = StreamReader._next
+
+    async def next_of(self: StreamReader, cursor: int, subject_filter: str) -> Any:
+        single.append(cursor)
+        return await one_by_one(self, cursor, subject_filter)
+
+    monkeypatch.setattr(StreamReader, "_next", next_of)
+    reader = StreamReader(js, STREAM, case_id=cases[1])
+    cut = await reader.cut()
+    read = [stored async for stored in reader.events(cut)]
+    assert [e.seq for e in read] == list(range(1, 31, 3))
+    assert {e.subject.rpartition(".")[2] for e in read} == {cases[1]}
+    assert [e.body for e in read] == [f"e{n}".encode() for n in range(1, 31, 3)]
+    assert single == [29]  # only the end, confirmed by the leader
+
+
+async def test_a_batch_whose_answers_never_come_leaves_the_rest_to_single_gets(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers lost whole (a reconnect between request and reply): after the quiet time
+    the reader goes on one sequence at a time rather than failing the audit."""
+    monkeypatch.setattr(stream_module, "_QUIET_S", 0.2)
+    await _log(js, 6)
+
+    async def never(self: Any, msg: Any) -> None:
+        pass
+
+    monkeypatch.setattr(stream_module._Batch, "take", never)
+    asked = _single_gets(monkeypatch)
+    cut = await StreamReader(js, STREAM).cut()
+    assert [e.seq for e in await _read(js, cut, consumer=False)] == list(range(1, 7))
+    assert asked == list(range(1, 7))
