@@ -6,7 +6,8 @@ Fills one embedded nats-server's ``LINTAS`` stream with realistic events (signed
 chained, about 0.8 KB, mixed families, 5,000 cases by default), then consumes all of
 it, one consumer after the other, each from a durable consumer of its own:
 
-* raw: a nats-py pull consumer, ``fetch`` 256 at a time, ``json.loads`` and ``ack`` each;
+* raw: a nats-py pull consumer, ``fetch`` 256 at a time, ``json.loads`` and ``ack`` each,
+  first and again after the lintas runs (the ratios are against the mean of the two);
 * plain FastStream: a per-message push subscriber doing the same decode, acked by
   FastStream after each message;
 * lintas: KemenP2MI's agency consumers (its inbound and its sent durables: in these
@@ -55,15 +56,15 @@ AGENCY = "kp2mi"
 
 
 async def raw_pull(log: Log) -> float:
-    """Seconds for a nats-py pull consumer to fetch, decode and ack every event."""
+    """Seconds for a nats-py pull consumer (a fresh durable each time) to fetch, decode and
+    ack every event."""
     stream = log.settings.stream
+    durable = f"bench-raw-{uuid.uuid4().hex[:6]}"
     await log.js.add_consumer(
         stream,
-        ConsumerConfig(
-            durable_name="bench-raw", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000
-        ),
+        ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000),
     )
-    sub = await log.js.pull_subscribe_bind("bench-raw", stream=stream)
+    sub = await log.js.pull_subscribe_bind(durable, stream=stream)
     started = time.perf_counter()
     done = 0
     while done < log.events:
@@ -190,7 +191,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         async with filled_log(root, "consume", args.events, args.case_size, pool) as log:
             pool.shutdown()
             n = log.events
-            raw_s = await raw_pull(log)
+            raw_before = await raw_pull(log)
             plain_s = await plain_faststream(log)
             runs: list[tuple[str, float]] = []
             for which in ("agency", "record"):
@@ -201,9 +202,14 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                         runs.append(
                             (f"{which}, PostgreSQL", await lintas_consumer(log, which, pg_url))
                         )
+            # Again after the lintas runs: the machine's speed drifts, and the ratios are
+            # taken against the mean of the two (both printed, so the drift shows).
+            raw_after = await raw_pull(log)
+    raw_s = (raw_before + raw_after) / 2
     print()
     print(f"== consume: {n:,} events, {n // args.case_size:,} cases of {args.case_size} ==")
     print(_line("raw nats-py pull, json.loads, ack", raw_s, n))
+    print(f"    (before the lintas runs {rate(n, raw_before)}, after {rate(n, raw_after)})")
     print(_line("plain FastStream per-message, json.loads", plain_s, n))
     labels: dict[str, Callable[[str], str]] = {
         "agency": lambda db: f"lintas {AGENCY} agency consumers, {db}",

@@ -8,7 +8,8 @@ each ``LINTAS`` stream with signed, hash-chained events of many cases (mixed fam
 measures, in the same run:
 
 1. a full replay (``lintas.audit`` replay into a fresh SQLite file) of the big stream, in
-   events/s, against a raw nats-py ordered read of the same stream (an ordered push consumer,
+   events/s, against a raw nats-py ordered read of the same stream (read before and after
+   the replay, the ratio against the mean; an ordered push consumer,
    and direct gets 64 at a time), both decode-free, beside lintas' StreamReader alone,
    through a consumer and by batched direct gets (as it reads where it may not create a
    consumer);
@@ -178,11 +179,15 @@ async def run(args: argparse.Namespace) -> None:
             if args.profile:
                 await _profile(small, root)
 
-            raw_push = await raw_ordered(big)
+            raw_before = await raw_ordered(big)
             raw_get = await raw_direct(big)
             read_s = await reader_only(big)
             read_batched_s = await reader_only(big, consumer=False)
             full = await full_replay(big, root)
+            # Again after the replay: the machine's speed drifts, and the ratio is taken
+            # against the mean of the two (both printed, so the drift shows).
+            raw_after = await raw_ordered(big)
+            raw_push = (raw_before + raw_after) / 2
 
             case_times: dict[str, list[float]] = {"small": [], "big": []}
             case_events: dict[str, int] = {}
@@ -203,6 +208,7 @@ async def run(args: argparse.Namespace) -> None:
     print()
     print(f"== 1. full replay vs raw nats-py read ({n:,}-event stream) ==")
     print(f"  raw ordered consumer (push, no decode) {raw_push:8.2f}s {rate(n, raw_push)}")
+    print(f"    (before the replay {rate(n, raw_before)}, after {rate(n, raw_after)})")
     print(f"  raw direct gets, 64 at a time          {raw_get:8.2f}s {rate(n, raw_get)}")
     print(f"  lintas StreamReader only               {read_s:8.2f}s {rate(n, read_s)}")
     print(
