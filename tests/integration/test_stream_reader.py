@@ -4,8 +4,13 @@ included."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
+import nats
+import nats.errors
 import pytest
 from nats.js import JetStreamContext
 
@@ -13,6 +18,7 @@ from lintas.audit import StreamCut, StreamReader
 from lintas.audit import stream as stream_module
 from lintas.audit.events import StoredEvent
 from lintas.contracts import new_case_id
+from lintas.infra.cluster import LoopbackCluster
 
 pytestmark = pytest.mark.nats
 
@@ -40,6 +46,10 @@ def _single_gets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(StreamReader, "_get", get)
     return asked
+
+
+async def _quiet(_exc: Exception) -> None:
+    pass
 
 
 def _same(batched: list[StoredEvent], consumed: list[StoredEvent]) -> None:
@@ -188,3 +198,35 @@ async def test_a_batch_whose_answers_never_come_leaves_the_rest_to_single_gets(
     cut = await StreamReader(js, STREAM).cut()
     assert [e.seq for e in await _read(js, cut, consumer=False)] == list(range(1, 7))
     assert asked == list(range(1, 7))
+
+
+@pytest.mark.slow
+async def test_on_a_three_node_cluster_any_replica_may_answer_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replica of an R3 stream answers direct gets: batches from any of them, with a
+    follower down part of the time, read what the leader holds, in order, each once."""
+    monkeypatch.setattr(stream_module, "_BATCH", 16)
+    async with asyncio.timeout(60), LoopbackCluster(tmp_path / "cluster") as cluster:
+        nc = await nats.connect(cluster.urls, error_cb=_quiet)
+        try:
+            js = nc.jetstream(timeout=10)
+            await js.add_stream(
+                name=STREAM, subjects=["audited.>"], num_replicas=3, allow_direct=True
+            )
+            for n in range(1, 201):
+                await js.publish(f"audited.case-{n % 7}", f"event {n}".encode())
+            await js.delete_msg(STREAM, 50)
+            cut = await StreamReader(js, STREAM).cut()
+            everyone = await _read(js, cut, consumer=False)
+            consumed = await _read(js, cut, consumer=True)
+            _same(everyone, consumed)
+            assert [e.seq for e in everyone] == [n for n in range(1, 201) if n != 50]
+            leader = (await js.stream_info(STREAM)).cluster
+            assert leader is not None
+            follower = next(name for name in cluster.nodes if name != leader.leader)
+            await cluster.kill(follower)
+            _same(await _read(js, cut, consumer=False), consumed)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await nc.close()
