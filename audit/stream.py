@@ -181,10 +181,11 @@ class StreamReader:
             return
         if self.subject_filter is None:
             whole = self._by_consumer(cut) if self.consumer else self._by_sequence(cut)
-            async for stored in whole:
-                yield stored
         else:
-            async for stored in self._by_subject(cut, self.subject_filter):
+            whole = self._by_subject(cut, self.subject_filter)
+        # Closed at once if the caller stops early: a consumer or an inbox goes with it.
+        async with contextlib.aclosing(whole):
+            async for stored in whole:
                 yield stored
 
     async def _get(self, seq: int) -> StoredEvent | None:
@@ -198,7 +199,7 @@ class StreamReader:
                 return None
         return _stored(raw)
 
-    async def _by_sequence(self, cut: StreamCut) -> AsyncIterator[StoredEvent]:
+    async def _by_sequence(self, cut: StreamCut) -> AsyncGenerator[StoredEvent, None]:
         # From the stream's first sequence: if that is not 1, the checker says what is gone.
         start = max(cut.first_seq, 1)
         api = _direct_api(self._js, self.stream)
@@ -232,7 +233,8 @@ class StreamReader:
                 with bus_errors(f"reading {self.stream} from seq {start}"):
                     await nc.publish(subject, request, reply=sub.subject)
                 read = 0
-                while (stored := await batch.next()) is not None:
+                # All that was asked for has come: the end-of-batch status need not be awaited.
+                while read < wanted and (stored := await batch.next()) is not None:
                     if stored.seq > cut.last_seq:
                         return
                     if subject_filter is None and stored.seq > start:
@@ -247,8 +249,10 @@ class StreamReader:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             stalls = 0 if read else stalls + 1
+            if batch.ended_with == "timeout" and read:
+                continue  # answers lost after some came: asked for again from there
             if batch.ended_with not in (None, _END_OF_BATCH):
-                return  # not found here, or refused: the single gets ask the leader
+                return  # not found here, refused, or nothing came: the single gets go on
 
     async def _by_get(
         self, cut: StreamCut, start: int, last: int | None = None
@@ -265,7 +269,7 @@ class StreamReader:
                     yield stored
             start = end + 1
 
-    async def _by_consumer(self, cut: StreamCut) -> AsyncIterator[StoredEvent]:
+    async def _by_consumer(self, cut: StreamCut) -> AsyncGenerator[StoredEvent, None]:
         arrived: deque[Msg] = deque()
         wake = asyncio.Event()
 
@@ -337,7 +341,9 @@ class StreamReader:
         except nats.js.errors.NotFoundError:
             return None
 
-    async def _by_subject(self, cut: StreamCut, subject_filter: str) -> AsyncIterator[StoredEvent]:
+    async def _by_subject(
+        self, cut: StreamCut, subject_filter: str
+    ) -> AsyncGenerator[StoredEvent, None]:
         cursor = 1
         api = _direct_api(self._js, self.stream)
         if api is not None:  # the case's messages in batches; the leader has the last word

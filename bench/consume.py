@@ -7,7 +7,7 @@ chained, about 0.8 KB, mixed families, 5,000 cases by default), then consumes al
 it, one consumer after the other, each from a durable consumer of its own:
 
 * raw: a nats-py pull consumer, ``fetch`` 256 at a time, ``json.loads`` and ``ack`` each,
-  first and again after the lintas runs (the ratios are against the mean of the two);
+  first and again after the lintas runs (the ratios are against the mean of the two times);
 * plain FastStream: a per-message push subscriber doing the same decode, acked by
   FastStream after each message;
 * lintas: KemenP2MI's agency consumers (its inbound and its sent durables: in these
@@ -74,6 +74,7 @@ async def raw_pull(log: Log) -> float:
             done += 1
     elapsed = time.perf_counter() - started
     await sub.unsubscribe()
+    await log.js.delete_consumer(stream, durable)
     return elapsed
 
 
@@ -209,7 +210,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     print()
     print(f"== consume: {n:,} events, {n // args.case_size:,} cases of {args.case_size} ==")
     print(_line("raw nats-py pull, json.loads, ack", raw_s, n))
-    print(f"    (before the lintas runs {rate(n, raw_before)}, after {rate(n, raw_after)})")
+    print(
+        f"    (the mean time of two runs: before the lintas runs {rate(n, raw_before)}, "
+        f"after {rate(n, raw_after)})"
+    )
     print(_line("plain FastStream per-message, json.loads", plain_s, n))
     labels: dict[str, Callable[[str], str]] = {
         "agency": lambda db: f"lintas {AGENCY} agency consumers, {db}",

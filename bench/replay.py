@@ -8,8 +8,8 @@ each ``LINTAS`` stream with signed, hash-chained events of many cases (mixed fam
 measures, in the same run:
 
 1. a full replay (``lintas.audit`` replay into a fresh SQLite file) of the big stream, in
-   events/s, against a raw nats-py ordered read of the same stream (read before and after
-   the replay, the ratio against the mean; an ordered push consumer,
+   events/s, against a raw nats-py ordered read of the same stream (an ordered push
+   consumer, read before and after the replay, the ratio against the mean of the two times;
    and direct gets 64 at a time), both decode-free, beside lintas' StreamReader alone,
    through a consumer and by batched direct gets (as it reads where it may not create a
    consumer);
@@ -208,7 +208,10 @@ async def run(args: argparse.Namespace) -> None:
     print()
     print(f"== 1. full replay vs raw nats-py read ({n:,}-event stream) ==")
     print(f"  raw ordered consumer (push, no decode) {raw_push:8.2f}s {rate(n, raw_push)}")
-    print(f"    (before the replay {rate(n, raw_before)}, after {rate(n, raw_after)})")
+    print(
+        f"    (the mean time of two reads: before the replay {rate(n, raw_before)}, "
+        f"after {rate(n, raw_after)})"
+    )
     print(f"  raw direct gets, 64 at a time          {raw_get:8.2f}s {rate(n, raw_get)}")
     print(f"  lintas StreamReader only               {read_s:8.2f}s {rate(n, read_s)}")
     print(
