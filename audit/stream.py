@@ -38,6 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lintas.contracts import PermanentError, case_filter
 from lintas.infra.errors import bus_errors
+from lintas.infra.reads import jetstream_api
 
 from .events import StoredEvent
 
@@ -99,12 +100,10 @@ _END_OF_BATCH = "204"
 
 
 def _direct_api(js: Any, stream: str) -> tuple[Any, str] | None:
-    """The client and the direct-get subject of ``stream``, where the context shows them
-    (nats-py's does); else None, and the log is read by single gets."""
-    nc, prefix = getattr(js, "_nc", None), getattr(js, "_prefix", None)
-    if nc is None or not isinstance(prefix, str):
-        return None
-    return nc, f"{prefix}.DIRECT.GET.{stream}"
+    """The client and the direct-get subject of ``stream``; None where the context shows
+    neither, and the log is read by single gets."""
+    api = jetstream_api(js)
+    return None if api is None else (api[0], f"{api[1]}.DIRECT.GET.{stream}")
 
 
 class _Batch:

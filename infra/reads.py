@@ -87,6 +87,7 @@ __all__ = [
     "ServiceReads",
     "StoredMessage",
     "StreamReads",
+    "jetstream_api",
     "may_read",
     "may_read_filter",
     "readable_filters",
@@ -168,6 +169,15 @@ def may_read(agency: str, subject: str) -> bool:
     )
 
 
+def jetstream_api(js: Any) -> tuple[Any, str] | None:
+    """The client and the JetStream API prefix behind ``js``, for requests made on the API
+    directly, where the context shows them (nats-py's does); else None."""
+    nc, prefix = getattr(js, "_nc", None), getattr(js, "_prefix", None)
+    if nc is None or not isinstance(prefix, str):
+        return None
+    return nc, prefix
+
+
 class DirectReads:
     """The reads, made on the stream itself: for identities allowed to read it.
 
@@ -181,10 +191,10 @@ class DirectReads:
         # email parser, which heads and walks never need: about a third of a head read's
         # client CPU, measured (PERFORMANCE.md). They ask the API themselves, as get_msg
         # would, where the context shows how (nats-py's); anything else goes through it.
-        nc, prefix = getattr(js, "_nc", None), getattr(js, "_prefix", None)
+        api = jetstream_api(js)
         self._api = (
-            (nc, f"{prefix}.STREAM.MSG.GET.{stream}", float(getattr(js, "_timeout", 5)))
-            if nc is not None and isinstance(prefix, str)
+            (api[0], f"{api[1]}.STREAM.MSG.GET.{stream}", float(getattr(js, "_timeout", 5)))
+            if api is not None
             else None
         )
 
