@@ -39,12 +39,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import nats
 from _common import ChildPeaks, Log, filled_log, machine, met, mib, peak_rss_kb, rate
 from nats.js import JetStreamContext
 
 from lintas.audit import StreamReader, replay
 from lintas.audit.replay import open_fresh_store
+from lintas.infra.bus import connect
 from lintas.infra.keys import load_registry
 from lintas.infra.settings import Settings
 
@@ -81,13 +81,18 @@ async def raw_direct(log: Log, window: int = 64) -> float:
 
 async def reader_only(log: Log, consumer: bool = True) -> float:
     """Seconds for lintas' StreamReader alone (no decode, no store): through a consumer, or
-    as a reader that may create none (the auditor on a secured bus) reads."""
-    reader = StreamReader(log.js, log.settings.stream, consumer=consumer)
-    started = time.perf_counter()
-    cut = await reader.cut()
-    async for _ in reader.events(cut):
-        pass
-    return time.perf_counter() - started
+    as a reader that may create none (the auditor on a secured bus) reads; on a client of
+    lintas' own, as ``lintas replay`` connects."""
+    nc = await connect(log.server.url, "bench-reader")
+    try:
+        reader = StreamReader(nc.jetstream(timeout=30), log.settings.stream, consumer=consumer)
+        started = time.perf_counter()
+        cut = await reader.cut()
+        async for _ in reader.events(cut):
+            pass
+        return time.perf_counter() - started
+    finally:
+        await nc.close()
 
 
 async def _replay_once(
@@ -116,7 +121,7 @@ def _full_replay_child(url: str, data_dir: str, db: str) -> dict[str, Any]:
     """In a fresh process: a full replay, its time and the process's peak RSS."""
 
     async def run() -> dict[str, Any]:
-        nc = await nats.connect(url)
+        nc = await connect(url, "bench-replay")  # as `lintas replay` connects
         try:
             before = peak_rss_kb()
             with ChildPeaks() as workers:
@@ -150,10 +155,16 @@ async def full_replay(log: Log, root: Path) -> dict[str, Any]:
 
 
 async def case_replay(log: Log, root: Path, case_id: str, repeat: int) -> tuple[float, Any]:
-    elapsed, result = await _replay_once(
-        log.js, log.settings, root / f"case-{log.name}-{repeat}.sqlite", case_id
-    )
-    return elapsed, result
+    nc = await connect(log.server.url, "bench-case-replay")
+    try:
+        return await _replay_once(
+            nc.jetstream(timeout=30),
+            log.settings,
+            root / f"case-{log.name}-{repeat}.sqlite",
+            case_id,
+        )
+    finally:
+        await nc.close()
 
 
 # -- the run ----------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ from sqlalchemy.engine.url import make_url
 from lintas.infra.bus import log_nats_error, registry_source, servers
 from lintas.infra.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.headers import read_headers_fast
 from lintas.infra.keys import Registry, Verifier, load_registry
 from lintas.infra.quarantine import QuarantineEntry, put
-from lintas.infra.reads import ServiceReads
+from lintas.infra.reads import ServiceReads, jetstream_api
 from lintas.infra.settings import Settings
 from lintas.infra.telemetry import configure_tracing
 from lintas.infra.topology import (
@@ -151,6 +152,11 @@ def attach_batches(
     )
 
     async def handle(message: NatsMessage, js: JsClient) -> None:
+        # The broker's client, which FastStream connects, reads the next batches' headers
+        # fast (infra.headers): a no-op once it does.
+        api = jetstream_api(js)
+        if api is not None:
+            read_headers_fast(api[0])
         # A batch subscriber's raw message is the pulled list of nats-py messages.
         msgs = cast("list[Any]", message.raw_message)
         if msgs:

@@ -42,6 +42,7 @@ from .access import ACCOUNT
 from .credentials import connect_options, js_options, uses_credentials
 from .embedded import LOG_NAME, MIN_NATS_SERVER, EmbeddedNats, UnsupportedNatsServer
 from .errors import BusUnavailable
+from .headers import read_headers_fast
 from .identities import accounts_path, ensure_local_identities
 from .keys import Registry, Verifier, trusted_registry
 from .reads import ReadService
@@ -217,6 +218,7 @@ async def connect(
             ) from None
         raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
     await _refuse_old_server(nc, url)
+    read_headers_fast(nc)
     if reconnect_forever:
         # nats-py reads the option afresh on every reconnect.
         nc.options["max_reconnect_attempts"] = -1
