@@ -90,9 +90,10 @@ class Step:
 
 def _what(event: Event, handoff: str) -> str:
     data = event.data
+    # Fields only: a pydantic model's missing attribute costs a raised AttributeError.
+    fields = type(data).model_fields
     for attr in ("service", "kind", "to", "concern", "placement"):
-        value = getattr(data, attr, None)
-        if isinstance(value, str):
+        if attr in fields and isinstance(value := getattr(data, attr), str):
             return value
     return handoff
 

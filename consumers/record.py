@@ -18,7 +18,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts import Event, Sealed
+from lintas.contracts import Event, EventData, Sealed
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.families import case, consent, document, rehabilitation, repatriation
 
@@ -242,17 +242,29 @@ def _personal(record: CaseRecord, event: Event, seq: int) -> tuple[PersonalField
             field=name,
             state="sealed" if isinstance(value, Sealed) else "clear",
         )
-        for name in sorted(type(data).personal_fields())
+        for name in _personal_names(type(data))
         if (value := getattr(data, name)) is not None
     )
     return (*record.personal, *carried) if carried else record.personal
+
+
+_PERSONAL_NAMES: dict[type[EventData], tuple[str, ...]] = {}
+
+
+def _personal_names(model: type[EventData]) -> tuple[str, ...]:
+    # In name order, worked out once per model (asked for every event folded).
+    names = _PERSONAL_NAMES.get(model)
+    if names is None:
+        names = _PERSONAL_NAMES[model] = tuple(sorted(model.personal_fields()))
+    return names
 
 
 def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
     step = classify(event)
     if step is None:
         return record.handoffs
-    found = next((h for h in record.handoffs if h.key == step.key), None)
+    key = step.key
+    found = next((h for h in record.handoffs if h.key == key), None)
     current = found or Handoff(key=step.key, requester=step.requester, asked=step.asked)
     if step.kind != "requested" and current.handoff is not None and step.asked != current.asked:
         # Only the agency asked can answer (or be told of revocation): anyone else's

@@ -134,7 +134,8 @@ class ConsentBook:
 
     def covering(self, scope: str, agency: str, at: int | None = None) -> Grant | None:
         return next(
-            (g for g in self.active(at) if scope in g.scopes and agency in g.agencies), None
+            (g for g in self.grants if scope in g.scopes and agency in g.agencies and g.active(at)),
+            None,
         )
 
     def readers(self, at: int | None = None) -> frozenset[str]:
@@ -310,8 +311,8 @@ def gate_refusal(book: ConsentBook, event: Event, at: int | None = None) -> Gate
     refused = refusal(
         book, event.type, event.source, event.target, personal=carries_personal(event), at=at
     )
-    if refused is not None:
-        return refused
+    if refused is not None or not is_partner_abroad(event.target):
+        return refused  # (the fields of an event to an agency at home are not looked at)
     present = [k for k, v in event.envelope.data.items() if v is not None]
     return border_refusal(event.type, event.envelope.dataversion, present, event.target)
 

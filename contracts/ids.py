@@ -17,6 +17,9 @@ __all__ = ["derived_uuid7", "is_case_id", "is_uuid7", "new_case_id", "uuid7"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CASE_ID = re.compile(r"C[0-9A-HJKMNP-TV-Z]{26}")
+# A UUID's canonical text (lowercase, hyphenated) with version 7 and the RFC 4122
+# variant: what uuid.UUID(value) parses to version 7 and prints back as ``value``.
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -63,12 +66,9 @@ def derived_uuid7(seed: str, ms: int) -> uuid.UUID:
 
 
 def is_uuid7(value: str) -> bool:
-    try:
-        parsed = uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
     # Exact canonical form: the id is the Nats-Msg-Id, and JetStream dedups by exact string.
-    return parsed.version == 7 and str(parsed) == value
+    # A pattern, not uuid.UUID: checked for every event read, in a seventh of the time.
+    return isinstance(value, str) and _UUID7.fullmatch(value) is not None
 
 
 def _base32(value: int, length: int) -> str:

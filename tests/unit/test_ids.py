@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import uuid
 
@@ -114,6 +115,32 @@ def test_is_uuid7_refuses_non_canonical_spellings() -> None:
 
 def test_is_uuid7_refuses_uppercase() -> None:
     assert is_uuid7(str(uuid7()).upper()) is False
+
+
+def _uuid7_by_parsing(value: str) -> bool:
+    """The definition is_uuid7 implements: parses as a version-7 UUID and prints back as
+    itself (its canonical text)."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return parsed.version == 7 and str(parsed) == value
+
+
+def test_is_uuid7_agrees_with_parsing() -> None:
+    rng = random.Random(9562)
+    hexdigits = "0123456789abcdefABCDEF-{}:xg \n\u0663"
+    accepted = 0
+    for _ in range(20000):
+        base = list(str(uuid7()))
+        for _ in range(rng.randrange(3)):  # a few characters changed, or none
+            base[rng.randrange(len(base))] = rng.choice(hexdigits)
+        text = "".join(base)
+        if rng.random() < 0.05:
+            text = rng.choice(["{" + text + "}", "urn:uuid:" + text, text.replace("-", "")])
+        assert is_uuid7(text) == _uuid7_by_parsing(text), text
+        accepted += is_uuid7(text)
+    assert 2000 < accepted < 18000  # both answers were compared, often
 
 
 def test_case_ids_match_the_crockford_pattern() -> None:
