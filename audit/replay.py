@@ -65,7 +65,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import PermanentError, TransientError, canonical_json, parse_message
+from lintas.contracts import PermanentError, TransientError, parse_message
+from lintas.infra import fastjcs
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
 from lintas.infra.keys import Registry
 from lintas.infra.settings import Settings
@@ -215,7 +216,7 @@ def _record_form(doc: str) -> bytes:
     if not _in_shape(parsed, CaseRecord):
         record = CaseRecord.model_validate_json(doc)
         parsed = parse_message(record.model_dump_json().encode())
-    return canonical_json(parsed)
+    return fastjcs.canonical_json(parsed)
 
 
 # -- a child's data in the record ---------------------------------------------------------------

@@ -26,7 +26,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "event_hash", "message_hash", "parse_message", "signing_input"]
+__all__ = [
+    "ascii_names",
+    "canonical_json",
+    "event_hash",
+    "message_hash",
+    "parse_message",
+    "parsed_plain",
+    "signing_input",
+    "signing_members",
+]
 
 SIGNATURE_MEMBER = "signature"
 
@@ -89,12 +98,20 @@ def _not_plain(_: str) -> Any:
 _PLAIN_DECODER = json.JSONDecoder(parse_float=_not_plain, parse_constant=_not_plain)
 
 
-def _ascii_names(value: Any) -> bool:
+def ascii_names(value: Any) -> bool:
+    """Whether every object member name anywhere in ``value`` is ASCII."""
     if isinstance(value, dict):
-        return all(k.isascii() and _ascii_names(v) for k, v in value.items())
+        return all(k.isascii() and ascii_names(v) for k, v in value.items())
     if isinstance(value, list):
-        return all(_ascii_names(v) for v in value)
+        return all(ascii_names(v) for v in value)
     return True
+
+
+def parsed_plain(value: Any) -> bool:
+    """Whether ``value`` is an object :func:`parse_message` read with no fraction anywhere
+    inside: its canonical form is a sorted, compact JSON encoder's output when its member
+    names are ASCII (:func:`ascii_names`), as :func:`canonical_json` uses."""
+    return type(value) is _Plain
 
 
 def canonical_json(value: Any) -> bytes:
@@ -102,17 +119,23 @@ def canonical_json(value: Any) -> bytes:
         text = json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
         )
-        if text.isascii() or _ascii_names(value):
+        if text.isascii() or ascii_names(value):
             return text.encode()
     out: list[str] = []
     _encode(value, out)
     return "".join(out).encode()
 
 
+def signing_members(envelope: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The members a signature covers: all but ``signature`` (still :func:`parsed_plain`
+    when the envelope is)."""
+    members = {k: v for k, v in envelope.items() if k != SIGNATURE_MEMBER}
+    return _Plain(members) if type(envelope) is _Plain else members
+
+
 def signing_input(envelope: Mapping[str, Any]) -> bytes:
     """What a signature covers: the envelope's canonical form without ``signature``."""
-    members = {k: v for k, v in envelope.items() if k != SIGNATURE_MEMBER}
-    return canonical_json(_Plain(members) if type(envelope) is _Plain else members)
+    return canonical_json(signing_members(envelope))
 
 
 def event_hash(envelope: Mapping[str, Any]) -> str:

@@ -56,6 +56,7 @@ from lintas.contracts import (
 )
 from lintas.contracts.errors import PermanentError
 
+from . import fastjcs
 from .errors import bus_errors
 from .settings import Settings
 
@@ -284,7 +285,7 @@ class Signer:
         keyed = envelope.model_copy(update={"keyid": self.keyid, "signature": None})
         # What a verifier reads back: the JSON of the body, not the model's values.
         doc = parse_message(keyed.model_dump_json(exclude_none=True).encode())
-        signature = _b64(self._key.sign(signing_input(doc)))
+        signature = _b64(self._key.sign(fastjcs.signing_input(doc)))
         return keyed.model_copy(update={"signature": signature})
 
     def sign_document(self, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,7 +319,7 @@ def _holds(public: bytes, signature: str, doc: Any) -> bool:
     try:
         if not isinstance(doc, dict):
             return False
-        _verify_key(public).verify(signing_input(doc), _unb64(signature))
+        _verify_key(public).verify(fastjcs.signing_input(doc), _unb64(signature))
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True
