@@ -207,10 +207,10 @@ def _record_form(doc: str) -> bytes:
     """``canonical_json(CaseRecord.model_dump(mode="json"))`` of a stored record.
 
     The projection stores ``model_dump_json()``, which parses back to exactly that dump:
-    it is canonicalised as parsed (the C encoder's path), without a round trip through the
-    model that would cost more than the rest of the digest. A document not in the current
-    shape, at any depth (written before a field was added), goes through the model, which
-    fills the defaults.
+    it is canonicalised as parsed (orjson's path, :mod:`lintas.infra.fastjcs`), without a
+    round trip through the model that would cost more than the rest of the digest. A
+    document not in the current shape, at any depth (written before a field was added),
+    goes through the model, which fills the defaults.
     """
     parsed = parse_message(doc.encode())
     if not _in_shape(parsed, CaseRecord):

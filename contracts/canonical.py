@@ -110,7 +110,9 @@ def ascii_names(value: Any) -> bool:
 def parsed_plain(value: Any) -> bool:
     """Whether ``value`` is an object :func:`parse_message` read with no fraction anywhere
     inside: its canonical form is a sorted, compact JSON encoder's output when its member
-    names are ASCII (:func:`ascii_names`), as :func:`canonical_json` uses."""
+    names are ASCII (:func:`ascii_names`), as :func:`canonical_json` uses. A parsed
+    document is read, never changed: a value put into it later would be written by that
+    encoder however it pleases, not checked as here."""
     return type(value) is _Plain
 
 

@@ -32,7 +32,7 @@ def canonical_json(value: Any) -> bytes:
     if _contract.parsed_plain(value):
         try:
             out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # orjson.JSONEncodeError: beyond what orjson writes
+        except orjson.JSONEncodeError:  # beyond what orjson writes
             pass
         else:
             if out.isascii() or _contract.ascii_names(value):

@@ -36,13 +36,15 @@ class _HeaderParser:
     def parsebytes(self, raw: bytes) -> dict[str, str] | Message:
         if _SIMPLE.fullmatch(raw) is None:
             return self._fallback.parsebytes(raw)
-        # Later lines of one name win, as in nats-py's own dict of the email parser's items.
+        # Later lines of one name win, as in nats-py's own dicts of the email parser's
+        # items; values as that parser gives them (leading blanks off), which nats-py
+        # strips further where it strips them.
         headers: dict[str, str] = {}
         for line in raw.decode("ascii").split("\r\n"):
             if not line:
                 break
             name, _, value = line.partition(":")
-            headers[name] = value.strip()
+            headers[name] = value.lstrip(" \t")
         return headers
 
 

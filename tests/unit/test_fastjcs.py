@@ -70,6 +70,7 @@ def test_an_envelope_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> No
         b'{"big": 18446744073709551616}',  # beyond 64 bits
         b'{"\\u00e9": 1, "e": 2}',  # a name beyond ASCII: sorted by UTF-16 units
         b'{"a": 1.0}',  # a number written with a fraction: not plain
+        b'{"deep": ' + b"[" * 300 + b"]" * 300 + b"}",  # past orjson's nesting limit
     ],
 )
 def test_what_orjson_cannot_write_goes_to_the_contracts(

@@ -19,13 +19,15 @@ class _Client:
         self._hdr_parser: Any = BytesParser()
 
 
-def _as_nats_py(parser: Any, raw: bytes) -> dict[str, str] | str:
-    # nats-py's own reading of a parser's answer (Client._process_headers), which hands
-    # an error to the client's error callback (a value beyond ASCII comes as a Header).
+def _as_nats_py(parser: Any, raw: bytes) -> tuple[object, object]:
+    """nats-py's two readings of a parser's answer (Client._process_headers), in order:
+    stripped (a message's headers), and as given (those after a status line)."""
+    items = list(parser.parsebytes(raw).items())
     try:
-        return {k.strip(): v.strip() for k, v in parser.parsebytes(raw).items()}
-    except AttributeError as exc:
-        return f"error: {exc}"
+        stripped: object = list({k.strip(): v.strip() for k, v in items}.items())
+    except AttributeError as exc:  # a value beyond ASCII comes as a Header: nats-py's
+        stripped = f"error: {exc}"  # error callback is told
+    return stripped, [(k, str(v)) for k, v in dict(items).items()]
 
 
 class _Refuse(BytesParser):
@@ -51,6 +53,7 @@ SIMPLE = [
     b"K:\r\n\r\n",
     b"K:v\r\n\r\n",
     b"K:  padded\t \r\n\r\n",
+    b"K:\t tab first\r\n\r\n",
     b"Twice: first\r\nTwice: second\r\n\r\n",
     b"From: someone\r\n\r\n",
     b"Colons: a:b:c\r\n\r\n",

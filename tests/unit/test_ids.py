@@ -113,6 +113,12 @@ def test_is_uuid7_refuses_non_canonical_spellings() -> None:
     assert is_uuid7(value.replace("-", "")) is False
 
 
+def test_is_uuid7_refuses_what_is_not_text() -> None:
+    value = uuid7()
+    for other in (None, value, str(value).encode(), value.int):
+        assert is_uuid7(other) is False  # type: ignore[arg-type]
+
+
 def test_is_uuid7_refuses_uppercase() -> None:
     assert is_uuid7(str(uuid7()).upper()) is False
 
