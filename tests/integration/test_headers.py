@@ -4,6 +4,7 @@ the agency consumers' brokers) see the headers nats-py's email parser would give
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -65,14 +66,23 @@ async def _stored_headers(nc: Client, stream: str, count: int) -> list[dict[str,
         await sub.unsubscribe()
 
 
+@pytest.fixture
+async def plain(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[Client]:
+    """A plain nats-py client, on a stream holding the published HEADERS."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        await ensure_stream(nc.jetstream(), settings)
+        await _publish(nc.jetstream(), "lintas.a.b.case.opened.C1")
+        yield nc
+    finally:
+        await nc.close()
+
+
 async def test_connect_reads_the_headers_the_email_parser_reads(
-    nats_server: EmbeddedNats, settings: Settings
+    nats_server: EmbeddedNats, settings: Settings, plain: Client
 ) -> None:
-    plain = await nats.connect(nats_server.url)
     fast = await connect(nats_server.url, "headers-test")
     try:
-        await ensure_stream(plain.jetstream(), settings)
-        await _publish(plain.jetstream(), "lintas.a.b.case.opened.C1")
         fallback = _recording(fast)
         expected = await _stored_headers(plain, settings.stream, len(HEADERS))
         got = await _stored_headers(fast, settings.stream, len(HEADERS))
@@ -85,19 +95,15 @@ async def test_connect_reads_the_headers_the_email_parser_reads(
         assert fallback.stored() == []
     finally:
         await fast.close()
-        await plain.close()
 
 
 async def test_a_direct_get_reads_the_same_headers(
-    nats_server: EmbeddedNats, settings: Settings
+    nats_server: EmbeddedNats, settings: Settings, plain: Client
 ) -> None:
-    plain = await nats.connect(nats_server.url)
     fast = await nats.connect(nats_server.url)
     read_headers_fast(fast)
     fallback = _recording(fast)
     try:
-        await ensure_stream(plain.jetstream(), settings)
-        await _publish(plain.jetstream(), "lintas.a.b.case.opened.C1")
         for seq in range(1, len(HEADERS) + 1):
             want = await plain.jetstream().get_msg(settings.stream, seq, direct=True)
             got = await fast.jetstream().get_msg(settings.stream, seq, direct=True)
@@ -107,7 +113,6 @@ async def test_a_direct_get_reads_the_same_headers(
         assert fallback.asked == []
     finally:
         await fast.close()
-        await plain.close()
 
 
 async def test_an_agency_consumer_broker_reads_headers_fast(
