@@ -33,6 +33,7 @@ from lintas.consumers import record as record_fold
 from lintas.consumers.projections import RecordProjection
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import Event, PermanentError, decode, parse_message
+from lintas.infra.collector import relax_collector
 from lintas.infra.db import create_db_engine
 from lintas.infra.keys import Registry, Verifier
 from lintas.infra.tracing import trace_context
@@ -211,9 +212,11 @@ _WORKER: Shard | None = None
 
 
 def start_worker(job: ShardJob) -> None:
-    """The worker's initializer: its shard, for its life."""
+    """The worker's initializer: its shard, for its life, and a collector that stays out
+    of the way of the bulk work (:mod:`lintas.infra.collector`)."""
     global _WORKER
     _WORKER = Shard(job)
+    relax_collector()
 
 
 def ready() -> bool:

@@ -67,6 +67,7 @@ from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import PermanentError, TransientError, parse_message
 from lintas.infra import fastjcs
+from lintas.infra.collector import relaxed_collector
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
 from lintas.infra.keys import Registry
 from lintas.infra.settings import Settings
@@ -507,7 +508,8 @@ async def replay(
 
     ``workers``: processes a selection of more than a few thousand events is split across,
     by case (default: one per CPU, at most 4); each decodes, checks signatures, folds and
-    writes its cases (:mod:`._shards`)."""
+    writes its cases (:mod:`._shards`). While it runs, this process's cyclic garbage
+    collector runs less often (:func:`lintas.infra.collector.relaxed_collector`)."""
     attributes: dict[str, str | bool] = {"lintas.replay.as_of": as_of is not None}
     if case_id is not None:
         attributes[CASE_ID] = case_id
@@ -521,7 +523,7 @@ async def replay(
     )
     try:
         # Current, so the replay's log lines carry its own trace id, never a live one.
-        with trace.use_span(span, end_on_exit=False, record_exception=False):
+        with trace.use_span(span, end_on_exit=False, record_exception=False), relaxed_collector():
             result = await _replay(
                 events,
                 engine,
