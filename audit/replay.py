@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -353,6 +354,7 @@ class _Shards:
         self._pools: list[ProcessPoolExecutor] = []
         self._queued: list[deque[tuple[list[Message], asyncio.Future[ShardReport]]]] = []
         self._reported = False
+        self._exiting: threading.Thread | None = None
 
     def start(self, workers: int, bulk: bool) -> None:
         """Workers start in the background: batches queue for them meanwhile."""
@@ -453,6 +455,16 @@ class _Shards:
                 "replay again into a fresh one"
             ) from None
 
+    def release(self) -> None:
+        """Once drained: the workers exit (each takes a moment to tear down) while the
+        caller goes on; :meth:`close` waits for them."""
+        pools, self._pools = self._pools, []
+        if pools:
+            self._exiting = threading.Thread(
+                target=_shut_down, args=(pools,), name="lintas-replay-exit", daemon=True
+            )
+            self._exiting.start()
+
     def close(self) -> None:
         for queued in self._queued:
             for _, future in queued:
@@ -461,9 +473,10 @@ class _Shards:
                     future.exception()
                 else:
                     future.cancel()
-        for pool in self._pools:
-            pool.shutdown(wait=True, cancel_futures=True)
+        _shut_down(self._pools)
         self._pools = []
+        if self._exiting is not None:
+            self._exiting.join()
         if self._local is not None:
             self._local.close()
 
@@ -487,6 +500,11 @@ class _Shards:
     @property
     def traces(self) -> int:
         return len(self._linked)
+
+
+def _shut_down(pools: list[ProcessPoolExecutor]) -> None:
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 async def replay(
@@ -592,9 +610,10 @@ async def _replay(
         if pending:
             await shards.submit(pending)
         await shards.drain()
+        shards.release()  # the workers exit while the record is digested
+        result.digest = record_digest(url)
     finally:
         shards.close()
-    result.digest = record_digest(url)
     with Session(engine) as session:
         row = session.get(ReplayRun, run_id)
         assert row is not None

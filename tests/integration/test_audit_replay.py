@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
@@ -443,6 +443,7 @@ async def test_a_replay_sharded_by_case_across_worker_processes_is_the_same_repl
         )
     there = await _replay_all(js, settings, _url(tmp_path, "there.db"), batch_size=7, workers=2)
     assert there.workers == (2 if pool == "workers" else 0)
+    assert active_children() == []  # they exit while the record is digested; waited for
     assert there.digest == here.digest is not None
     assert (there.applied, there.skipped) == (here.applied, here.skipped) == (len(log) + 14, 1)
     assert there.skipped_reasons == here.skipped_reasons
