@@ -280,7 +280,7 @@ class ChildPeaks:
     def _run(self) -> None:
         me = str(os.getpid())
         while not self._stop.wait(self._every_s):
-            for stat in Path("/proc").glob("[0-9]*/status"):
+            for stat in self._statuses():
                 try:
                     fields = dict(
                         line.split(":", 1) for line in stat.read_text().splitlines() if ":" in line
@@ -290,6 +290,18 @@ class ChildPeaks:
                 if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
                     pid = int(stat.parent.name)
                     self.peaks[pid] = int(fields["VmHWM"].split()[0])
+
+    @staticmethod
+    def _statuses() -> list[Path]:
+        # The kernel lists each thread's children: reading only theirs keeps the sampler's
+        # cost (in the process it measures) off the figures; every process's status took
+        # 2 ms a sample on a machine running 84. Else, where that list is missing, all.
+        try:
+            tasks = Path(f"/proc/{os.getpid()}/task").iterdir()
+            pids = {pid for task in tasks for pid in (task / "children").read_text().split()}
+        except OSError:
+            return list(Path("/proc").glob("[0-9]*/status"))
+        return [Path("/proc", pid, "status") for pid in sorted(pids)]
 
 
 def rate(events: int, seconds: float) -> str:

@@ -34,3 +34,4 @@ def test_every_bench_runs_quick() -> None:
     for header in HEADERS:
         assert header in done.stdout, done.stdout
     assert "ratio lintas / raw" in done.stdout  # the figures come with their ratios
+    assert "peak RSS of replay worker 2" in done.stdout  # the sampler found the workers
