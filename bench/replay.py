@@ -48,7 +48,10 @@ from lintas.infra.bus import connect
 from lintas.infra.keys import load_registry
 from lintas.infra.settings import Settings
 
-CASE_REPEATS = 5  # single-case replays per stream; the median is reported
+# Single-case replays per stream; the median is reported. Each takes some tens of ms, and
+# one in five or so is slowed twofold by the shared machine: five gave medians from 1.18
+# to 1.53 for the same code.
+CASE_REPEATS = 11
 
 # -- measurements -----------------------------------------------------------------------------
 
