@@ -4,6 +4,7 @@ runs, in a replay worker for its life; cycles are still collected."""
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -48,7 +49,32 @@ def test_the_last_of_nested_blocks_restores() -> None:
     with relaxed_collector():
         pass
     assert gc.get_threshold()[0] == ALLOCATIONS  # the outer block still runs
+    assert gc.get_freeze_count() > 0
     outer.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_overlapping_blocks_in_threads_restore_once_both_are_out() -> None:
+    before = gc.get_threshold()
+    entered, first_out, second_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def second() -> None:
+        with relaxed_collector():
+            entered.set()
+            first_out.wait(timeout=10)
+            seen.append(gc.get_threshold()[0])  # the first block has left; this one runs
+        second_out.set()
+
+    with relaxed_collector():
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert entered.wait(timeout=10)
+    first_out.set()
+    assert second_out.wait(timeout=10)
+    thread.join()
+    assert seen == [ALLOCATIONS]
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
 
@@ -61,21 +87,28 @@ def test_restored_when_the_block_fails() -> None:
     assert gc.get_freeze_count() == 0
 
 
-def test_what_the_process_froze_itself_stays_frozen() -> None:
+def test_a_process_that_froze_objects_itself_keeps_its_scheme() -> None:
     gc.freeze()
-    frozen = gc.get_freeze_count()
+    node = _Node()  # made after the process's own freeze, alive while the block runs
+    gone = weakref.ref(node)
     with relaxed_collector():
-        pass
-    assert gc.get_freeze_count() >= frozen
+        assert gc.get_threshold()[0] == ALLOCATIONS
+    assert gc.get_freeze_count() > 0  # its own freeze stands
+    del node
+    gc.collect()
+    assert gone() is None  # not frozen for good by the block
 
 
-def test_cycles_made_in_the_block_are_still_collected() -> None:
+def test_cycles_made_in_the_block_are_still_collected_unasked() -> None:
     with relaxed_collector():
+        assert gc.isenabled()
         node = _Node()
         gone = weakref.ref(node)
         del node
-        gc.collect()
+        # Enough new containers for the youngest generation to be collected on its own.
+        kept = [[] for _ in range(2 * ALLOCATIONS)]
         assert gone() is None
+        del kept
 
 
 def _collector_state() -> tuple[tuple[int, int, int], int]:
