@@ -355,6 +355,7 @@ class _Shards:
         self._queued: list[deque[tuple[list[Message], asyncio.Future[ShardReport]]]] = []
         self._reported = False
         self._exiting: threading.Thread | None = None
+        self._exit_failed: BaseException | None = None
 
     def start(self, workers: int, bulk: bool) -> None:
         """Workers start in the background: batches queue for them meanwhile."""
@@ -458,12 +459,17 @@ class _Shards:
     def release(self) -> None:
         """Once drained: the workers exit (each takes a moment to tear down) while the
         caller goes on; :meth:`close` waits for them."""
-        pools, self._pools = self._pools, []
-        if pools:
-            self._exiting = threading.Thread(
-                target=_shut_down, args=(pools,), name="lintas-replay-exit", daemon=True
-            )
-            self._exiting.start()
+        if not self._pools:
+            return
+        exiting = threading.Thread(
+            target=self._exit, args=(self._pools,), name="lintas-replay-exit", daemon=True
+        )
+        exiting.start()  # (if it cannot start, the pools are still there for close)
+        self._pools = []
+        self._exiting = exiting
+
+    def _exit(self, pools: list[ProcessPoolExecutor]) -> None:
+        self._exit_failed = _shut_down(pools)
 
     def close(self) -> None:
         for queued in self._queued:
@@ -473,12 +479,16 @@ class _Shards:
                     future.exception()
                 else:
                     future.cancel()
-        _shut_down(self._pools)
+        failed = _shut_down(self._pools)
         self._pools = []
         if self._exiting is not None:
             self._exiting.join()
+            self._exiting = None
+            failed = failed or self._exit_failed
         if self._local is not None:
             self._local.close()
+        if failed is not None:
+            raise failed
 
     def _merge(self, report: ShardReport) -> None:
         result = self._result
@@ -502,9 +512,16 @@ class _Shards:
         return len(self._linked)
 
 
-def _shut_down(pools: list[ProcessPoolExecutor]) -> None:
+def _shut_down(pools: list[ProcessPoolExecutor]) -> BaseException | None:
+    """Shut every pool down, even after one fails to; the first failure, to be raised
+    once everything is closed."""
+    failed: BaseException | None = None
     for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException as exc:
+            failed = failed or exc
+    return failed
 
 
 async def replay(

@@ -4,19 +4,24 @@ skips, whatever their signature."""
 
 from __future__ import annotations
 
+import importlib
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lintas.audit._shards import Shard, ShardJob
-from lintas.audit.replay import open_fresh_store
+from lintas.audit.replay import ReplayResult, open_fresh_store
 from lintas.contracts import BROADCAST, Event, encode
 from lintas.infra.keys import KeyEntry, Registry, Signer
 from lintas.infra.settings import Settings
 
 from ._events import at, ev
 from .test_privacy_folds import CASE, OPENED
+
+replay_module = importlib.import_module("lintas.audit.replay")
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
 STRANGER = Signer("kemlu", Ed25519PrivateKey.generate())  # in no registry
@@ -75,3 +80,29 @@ def test_past_the_cut_nothing_is_checked_or_counted_as_skipped(tmp_path: Path) -
     )
     assert (report.applied, report.skipped, report.after_as_of) == (1, 1, 3)
     assert [seq for seq, _ in report.reasons] == [2]
+
+
+class _Pool:
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+        self.shut = threading.Event()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.shut.set()
+        if self.fails:
+            raise OSError("the pipe to the worker broke")
+
+
+def test_workers_exiting_after_the_replay_are_all_waited_for_and_a_failure_raised() -> None:
+    """The workers exit in the background while the record is digested: close still shuts
+    every pool down when one fails to, and says so."""
+    shards = replay_module._Shards(None, None, ReplayResult(), None)  # type: ignore[arg-type]
+    failing, fine = _Pool(fails=True), _Pool(fails=False)
+    shards._pools = [failing, fine]  # type: ignore[list-item]
+    shards.release()
+    assert shards._pools == []
+    with pytest.raises(OSError, match="pipe to the worker broke"):
+        shards.close()
+    assert failing.shut.is_set()
+    assert fine.shut.is_set()
+    shards.close()  # closed already: nothing left to raise
