@@ -49,8 +49,8 @@ from lintas.infra.keys import load_registry
 from lintas.infra.settings import Settings
 
 # Single-case replays per stream; the median is reported. Each takes some tens of ms, and
-# one in five or so is slowed twofold by the shared machine: five gave medians from 1.18
-# to 1.53 for the same code.
+# one in five or so is slowed twofold by the shared machine: with five, the big/small
+# ratio of the medians went from 1.18 to 1.53 for the same code.
 CASE_REPEATS = 11
 
 # -- measurements -----------------------------------------------------------------------------

@@ -441,9 +441,11 @@ async def test_a_replay_sharded_by_case_across_worker_processes_is_the_same_repl
             "_new_pool",
             lambda self: ProcessPoolExecutor(1, initializer=_exit_at_once, initargs=(None,)),
         )
+    children = set(active_children())
     there = await _replay_all(js, settings, _url(tmp_path, "there.db"), batch_size=7, workers=2)
     assert there.workers == (2 if pool == "workers" else 0)
-    assert active_children() == []  # they exit while the record is digested; waited for
+    # They exit while the record is digested, and are waited for.
+    assert set(active_children()) <= children
     assert there.digest == here.digest is not None
     assert (there.applied, there.skipped) == (here.applied, here.skipped) == (len(log) + 14, 1)
     assert there.skipped_reasons == here.skipped_reasons

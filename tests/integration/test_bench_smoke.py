@@ -3,6 +3,7 @@ about speed (issue 9: CI runs a small smoke run of bench/, no targets asserted).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,4 +35,5 @@ def test_every_bench_runs_quick() -> None:
     for header in HEADERS:
         assert header in done.stdout, done.stdout
     assert "ratio lintas / raw" in done.stdout  # the figures come with their ratios
-    assert "peak RSS of replay worker 2" in done.stdout  # the sampler found the workers
+    if (os.cpu_count() or 1) > 1:  # else the replay runs in one process
+        assert "peak RSS of replay worker 2" in done.stdout  # the sampler found the workers
