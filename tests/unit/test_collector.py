@@ -3,6 +3,7 @@ runs, in a replay worker for its life; cycles are still collected."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import threading
 import weakref
@@ -13,10 +14,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from lintas.audit import _shards
 from lintas.infra.collector import ALLOCATIONS, relaxed_collector
 from lintas.infra.keys import Registry
+from lintas.infra.settings import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +128,20 @@ def test_a_replay_worker_runs_relaxed_for_its_life(tmp_path: Path) -> None:
         threshold, frozen = worker.submit(_collector_state).result(timeout=60)
     assert threshold[0] == ALLOCATIONS
     assert frozen > 0
+
+
+def test_the_audit_commands_run_relaxed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lintas.cli import _audit
+
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    def record_digest(*_: object) -> int:
+        seen.append(gc.get_threshold()[0])
+        return 0
+
+    monkeypatch.setattr(_audit, "_record_digest", record_digest)
+    args = argparse.Namespace(command="record", case_id=None)
+    assert _audit.run_audit(Settings(data_dir=tmp_path), args, Console()) == 0
+    assert seen == [ALLOCATIONS]
+    assert gc.get_threshold() == before
