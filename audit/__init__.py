@@ -17,9 +17,16 @@ The CLI (``lintas verify | export | replay | record digest | seal``) is in
 ``cli/_audit.py``; docs/AUDIT.md is the auditor's guide.
 """
 
-from .archive import ArchiveError, ArchiveReader, ArchiveWriter, Manifest, export_archive
-from .check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lintas.infra.lazy import lazy_exports
+
 from .events import EventRef, StoredEvent, parse_instant
+
+# Bound now: the function shares its module's name, so once anything imported the module
+# (a replay worker does) a lazy lookup would find the module instead.
 from .replay import (
     NotAFreshStore,
     PersonalSummary,
@@ -32,8 +39,36 @@ from .replay import (
     record_digest,
     replay,
 )
-from .seals import Seal, SealChecker, read_seals, seal_stream
-from .stream import StreamCut, StreamReader
+
+if TYPE_CHECKING:
+    from .archive import ArchiveError, ArchiveReader, ArchiveWriter, Manifest, export_archive
+    from .check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+    from .seals import Seal, SealChecker, read_seals, seal_stream
+    from .stream import StreamCut, StreamReader
+
+# Imported on first use (lintas.infra.lazy): a replay worker needs only the replay's own
+# modules, not the archive, the checker and the stream reader.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ArchiveError": "archive",
+        "ArchiveReader": "archive",
+        "ArchiveWriter": "archive",
+        "Manifest": "archive",
+        "export_archive": "archive",
+        "Finding": "check",
+        "LogChecker": "check",
+        "Verdict": "check",
+        "verify_archive": "check",
+        "verify_stream": "check",
+        "Seal": "seals",
+        "SealChecker": "seals",
+        "read_seals": "seals",
+        "seal_stream": "seals",
+        "StreamCut": "stream",
+        "StreamReader": "stream",
+    },
+)
 
 __all__ = [
     "ArchiveError",

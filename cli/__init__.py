@@ -3,6 +3,17 @@
 Settings are read here, once; clients and servers are created here, never at import.
 """
 
-from ._main import main
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lintas`` command with ``argv`` (default: the process's arguments)."""
+    # Imported here, not with the package: a process that `multiprocessing` spawns from
+    # the `lintas` script (a replay's workers) runs the script again, and needs none of it.
+    from ._main import main as run
+
+    return run(argv)
