@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,12 @@ def _same(batched: list[StoredEvent], consumed: list[StoredEvent]) -> None:
         (e.seq, e.subject, e.body) for e in consumed
     ]
     assert all(e.stored is not None for e in batched)
+    # The consumer reads when each was stored off the reply subject (nanoseconds, as a
+    # float of seconds), a direct get off a header: the same instant, to the microsecond.
+    for got, read in zip(batched, consumed, strict=True):
+        assert read.stored is not None
+        assert got.stored is not None
+        assert abs(read.stored - got.stored) <= timedelta(microseconds=1)
 
 
 async def test_batches_read_the_log_as_a_consumer_does_across_a_deleted_message(
