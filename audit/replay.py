@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import operator
 import os
 import threading
 from collections import deque
@@ -51,10 +52,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, get_args
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, TracerProvider
@@ -180,45 +183,66 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
-_SHAPES: dict[type[BaseModel], tuple[frozenset[str], dict[str, type[BaseModel]]]] = {}
+_Shape = tuple[frozenset[str], tuple[tuple[str, type[BaseModel]], ...]]
+"""A model's field names, and (name, model) of each field that holds models."""
+
+_SHAPES: dict[type[BaseModel], _Shape] = {}
 
 
-def _in_shape(value: Any, model: type[BaseModel]) -> bool:
-    """Whether ``value`` (parsed JSON) has exactly the fields of ``model`` and of every
-    model nested in it: what ``model_dump`` of the current model gives."""
+def _shape(model: type[BaseModel]) -> _Shape:
     shape = _SHAPES.get(model)
     if shape is None:
-        nested = {
-            name: found[0]
+        nested = tuple(
+            (name, found[0])
             for name, info in model.model_fields.items()
             if (found := _models_in(info.annotation))
-        }
+        )
         shape = _SHAPES[model] = (frozenset(model.model_fields), nested)
-    fields, nested = shape
-    if not isinstance(value, dict) or value.keys() != fields:
-        return False
-    for name, inner in nested.items():
-        item = value[name]
-        items = item if isinstance(item, list) else [] if item is None else [item]
-        if not all(_in_shape(one, inner) for one in items):
+    return shape
+
+
+def _in_shape(items: list[Any], model: type[BaseModel]) -> bool:
+    """Whether each of ``items`` (parsed JSON) is an object with exactly the fields of
+    ``model`` and of every model nested in it, as ``model_dump`` of the current model
+    gives, and holds no float (which no record field is) at any depth."""
+    fields, nested = _shape(model)
+    # Item by item in C (map), not in a Python loop: a record holds some hundred objects.
+    try:
+        if not all(map(operator.eq, map(dict.keys, items), repeat(fields))):
             return False
+    except TypeError:  # an item that is no object
+        return False
+    if float in map(type, chain.from_iterable(map(dict.values, items))):
+        return False
+    for name, inner in nested:
+        for item in items:
+            value = item[name]
+            if value is not None and not _in_shape(
+                value if type(value) is list else [value], inner
+            ):
+                return False
     return True
 
 
 def _record_form(doc: str) -> bytes:
     """``canonical_json(CaseRecord.model_dump(mode="json"))`` of a stored record.
 
-    The projection stores ``model_dump_json()``, which parses back to exactly that dump:
-    it is canonicalised as parsed (orjson's path, :mod:`lintas.infra.fastjcs`), without a
-    round trip through the model that would cost more than the rest of the digest. A
+    The projection stores ``model_dump_json()``, which parses back to exactly that dump, so
+    a document in the current shape is canonicalised as parsed, without a round trip
+    through the model that would cost more than the rest of the digest. It is parsed and
+    written by orjson: with every member name a field name (ASCII) and no float anywhere,
+    orjson's sorted output is RFC 8785's (:mod:`lintas.infra.fastjcs` says why). A
     document not in the current shape, at any depth (written before a field was added),
-    goes through the model, which fills the defaults.
+    or that orjson refuses, goes through the model, which fills the defaults.
     """
-    parsed = parse_message(doc.encode())
-    if not _in_shape(parsed, CaseRecord):
-        record = CaseRecord.model_validate_json(doc)
-        parsed = parse_message(record.model_dump_json().encode())
-    return fastjcs.canonical_json(parsed)
+    try:
+        parsed = orjson.loads(doc)
+        if type(parsed) is dict and _in_shape([parsed], CaseRecord):
+            return orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    record = CaseRecord.model_validate_json(doc)
+    return fastjcs.canonical_json(parse_message(record.model_dump_json().encode()))
 
 
 # -- a child's data in the record ---------------------------------------------------------------

@@ -279,13 +279,24 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
         CaseRecord(case_id=new_case_id(), situation="neglected", last_seq=n, documents=(issued,))
         for n in (1, 2, 3)
     ]
+    # Written beyond ASCII, escapes included: RFC 8785 writes it as UTF-8, "\n" escaped.
+    records.append(
+        CaseRecord(
+            case_id=new_case_id(),
+            whereabouts='Kota Kinabalu, Sabah — \u00e9\u4e2d \U0001f600\n\t\x7f\x01"\\',
+            last_seq=4,
+        )
+    )
     # Stored before ``erasure``, and before a document's ``issuing_office_code``, were
     # fields: they digest as the current model reads them.
     older = json.loads(records[1].model_dump_json())
     del older["erasure"]
     nested = json.loads(records[2].model_dump_json())
     del nested["documents"][0]["issuing_office_code"]
-    docs = [records[0].model_dump_json(), json.dumps(older), json.dumps(nested)]
+    # A number written as a float (by hand, say): read as the model reads it, an integer.
+    floated = records[3].model_dump_json().replace('"last_seq":4', '"last_seq":4.0')
+    assert floated != records[3].model_dump_json()
+    docs = [records[0].model_dump_json(), json.dumps(older), json.dumps(nested), floated]
     with Session(engine) as session:
         for rec, doc in reversed(list(zip(records, docs, strict=True))):
             session.add(
@@ -298,7 +309,7 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
     expected = hashlib.sha256()
     for rec in sorted(records, key=lambda r: r.case_id):
         expected.update(canonical_json(rec.model_dump(mode="json")) + b"\n")
-    assert record_digest(url) == RecordDigest("sha256:" + expected.hexdigest(), 3)
+    assert record_digest(url) == RecordDigest("sha256:" + expected.hexdigest(), 4)
     empty = "sha256:" + hashlib.sha256().hexdigest()
     assert record_digest(_url(tmp_path, "missing.db")) == RecordDigest(empty, 0)
     assert not (tmp_path / "missing.db").exists()
