@@ -48,27 +48,26 @@ if TYPE_CHECKING:
 
 # Imported on first use (lintas.infra.lazy): a replay worker needs only the replay's own
 # modules, not the archive, the checker and the stream reader.
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "ArchiveError": "archive",
-        "ArchiveReader": "archive",
-        "ArchiveWriter": "archive",
-        "Manifest": "archive",
-        "export_archive": "archive",
-        "Finding": "check",
-        "LogChecker": "check",
-        "Verdict": "check",
-        "verify_archive": "check",
-        "verify_stream": "check",
-        "Seal": "seals",
-        "SealChecker": "seals",
-        "read_seals": "seals",
-        "seal_stream": "seals",
-        "StreamCut": "stream",
-        "StreamReader": "stream",
-    },
-)
+_HOMES = {
+    "ArchiveError": "archive",
+    "ArchiveReader": "archive",
+    "ArchiveWriter": "archive",
+    "Manifest": "archive",
+    "export_archive": "archive",
+    "Finding": "check",
+    "LogChecker": "check",
+    "Verdict": "check",
+    "verify_archive": "check",
+    "verify_stream": "check",
+    "Seal": "seals",
+    "SealChecker": "seals",
+    "read_seals": "seals",
+    "seal_stream": "seals",
+    "StreamCut": "stream",
+    "StreamReader": "stream",
+}
+if not TYPE_CHECKING:  # type checkers read the imports above, and flag a name not there
+    __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 __all__ = [
     "ArchiveError",

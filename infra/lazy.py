@@ -6,9 +6,16 @@ small module of it pay for them all. A replay worker process needs the record's 
 every agency consumer too, a third of its start-up, twice per replay (one per worker).
 
 A lazy package keeps its public surface as it was (``__all__``, ``from pkg import Name``,
-``pkg.Name``, ``dir(pkg)``, and the names for type checkers under ``TYPE_CHECKING``); a
-name's module is imported the first time the name is asked for, and the name is then bound
-in the package, so later lookups are plain attribute reads.
+``pkg.Name``, ``dir(pkg)``); a name's module is imported the first time the name is asked
+for, and the name is then bound in the package, so later lookups are plain attribute
+reads. Type checkers read the package's imports under ``TYPE_CHECKING`` instead, and
+must not see the module ``__getattr__`` (with it, any name would pass)::
+
+    if TYPE_CHECKING:
+        from .app import Databases
+    _HOMES = {"Databases": "app"}
+    if not TYPE_CHECKING:
+        __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 """
 
 from __future__ import annotations
