@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from itertools import chain, repeat
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import orjson
 from opentelemetry import trace
@@ -188,43 +188,69 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
-_Shape = tuple[frozenset[str], tuple[tuple[str, type[BaseModel]], ...]]
-"""A model's field names, and (name, model) of each field that holds models."""
+def _holds_list(annotation: Any) -> bool:
+    if get_origin(annotation) in (tuple, list):
+        return True
+    return any(_holds_list(arg) for arg in get_args(annotation))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    fields: frozenset[str]
+    nested: dict[str, type[BaseModel]]
+    """Each field that holds models (one, or a list), and the model."""
+    lists: frozenset[str]
+    """Each other field that holds a list (of plain values)."""
+
 
 _SHAPES: dict[type[BaseModel], _Shape] = {}
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _shape(model: type[BaseModel]) -> _Shape:
     shape = _SHAPES.get(model)
     if shape is None:
-        nested = tuple(
-            (name, found[0])
+        nested = {
+            name: found[0]
             for name, info in model.model_fields.items()
             if (found := _models_in(info.annotation))
+        }
+        lists = frozenset(
+            name
+            for name, info in model.model_fields.items()
+            if name not in nested and _holds_list(info.annotation)
         )
-        shape = _SHAPES[model] = (frozenset(model.model_fields), nested)
+        shape = _SHAPES[model] = _Shape(frozenset(model.model_fields), nested, lists)
     return shape
 
 
 def _in_shape(items: list[Any], model: type[BaseModel]) -> bool:
     """Whether each of ``items`` (parsed JSON) is an object with exactly the fields of
     ``model`` and of every model nested in it, as ``model_dump`` of the current model
-    gives, and holds no float (which no record field is) at any depth."""
-    fields, nested = _shape(model)
-    # Item by item in C (map), not in a Python loop: a record holds some hundred objects.
+    gives, and holds nothing but strings, integers, booleans and nulls (no float, which
+    no record field is) in their places, at any depth."""
+    shape = _shape(model)
+    # Item by item in C (map), not in a Python loop: a record holds some hundred objects,
+    # most of them (timeline entries, hand-offs) of plain values only.
     try:
-        if not all(map(operator.eq, map(dict.keys, items), repeat(fields))):
+        if not all(map(operator.eq, map(dict.keys, items), repeat(shape.fields))):
             return False
     except TypeError:  # an item that is no object
         return False
-    if float in map(type, chain.from_iterable(map(dict.values, items))):
-        return False
-    for name, inner in nested:
-        for item in items:
-            value = item[name]
-            if value is not None and not _in_shape(
-                value if type(value) is list else [value], inner
-            ):
+    if not shape.nested and not shape.lists:
+        return set(map(type, chain.from_iterable(map(dict.values, items)))) <= _PLAIN
+    for item in items:
+        for name, value in item.items():
+            inner = shape.nested.get(name)
+            if inner is not None:
+                if value is not None and not _in_shape(
+                    value if type(value) is list else [value], inner
+                ):
+                    return False
+            elif name in shape.lists and type(value) is list:
+                if not set(map(type, value)) <= _PLAIN:
+                    return False
+            elif type(value) not in _PLAIN:
                 return False
     return True
 
@@ -254,10 +280,15 @@ def _replayed_form(doc: str) -> bytes:
     """:func:`_record_form` of a record this replay wrote into its fresh store.
 
     It is ``model_dump_json()`` of the current model, so in the current shape, and the
-    model has no float field (``tests/unit/test_record.py`` holds that): the check of
-    every nested object, half of what a digest costs, is left out.
+    model holds only strings, integers (stream sequences: 64 bits), booleans and nulls
+    (``tests/unit/test_record.py`` holds that): the check of every nested object, half of
+    what a digest costs, is left out. Should orjson refuse it all the same, the general
+    form is taken.
     """
-    return orjson.dumps(orjson.loads(doc), option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(orjson.loads(doc), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return _record_form(doc)
 
 
 # -- a child's data in the record ---------------------------------------------------------------

@@ -12,7 +12,9 @@ agree (names sort the same by code point, UTF-8 byte and UTF-16 unit; strings es
 ``"``, ``\\`` and U+0000..U+001F alike, with the same short forms; integers are
 decimal). What orjson refuses (an integer beyond 64 bits, a lone surrogate, nesting past
 its limit), and any other value, goes to :func:`lintas.contracts.canonical_json`. The
-tests compare the two on generated documents.
+tests compare the two on generated documents. The record digest
+(:mod:`lintas.audit.replay`) parses stored records with orjson and writes them so on
+the same grounds, for records it has checked hold only what that agreement covers.
 """
 
 from __future__ import annotations

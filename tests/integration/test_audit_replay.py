@@ -294,9 +294,16 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
     nested = json.loads(records[2].model_dump_json())
     del nested["documents"][0]["issuing_office_code"]
     # A number written as a float (by hand, say): read as the model reads it, an integer.
-    floated = records[3].model_dump_json().replace('"last_seq":4', '"last_seq":4.0')
-    assert floated != records[3].model_dump_json()
-    docs = [records[0].model_dump_json(), json.dumps(older), json.dumps(nested), floated]
+    records.append(CaseRecord(case_id=new_case_id(), last_seq=5))
+    floated = records[4].model_dump_json().replace('"last_seq":5', '"last_seq":5.0')
+    assert floated != records[4].model_dump_json()
+    docs = [
+        records[0].model_dump_json(),
+        json.dumps(older),
+        json.dumps(nested),
+        records[3].model_dump_json(),
+        floated,
+    ]
     with Session(engine) as session:
         for rec, doc in reversed(list(zip(records, docs, strict=True))):
             session.add(
@@ -309,7 +316,7 @@ def test_the_digest_is_sha256_of_canonical_records_in_case_id_order(tmp_path: Pa
     expected = hashlib.sha256()
     for rec in sorted(records, key=lambda r: r.case_id):
         expected.update(canonical_json(rec.model_dump(mode="json")) + b"\n")
-    assert record_digest(url) == RecordDigest("sha256:" + expected.hexdigest(), 4)
+    assert record_digest(url) == RecordDigest("sha256:" + expected.hexdigest(), 5)
     empty = "sha256:" + hashlib.sha256().hexdigest()
     assert record_digest(_url(tmp_path, "missing.db")) == RecordDigest(empty, 0)
     assert not (tmp_path / "missing.db").exists()
