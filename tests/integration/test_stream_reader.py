@@ -109,6 +109,30 @@ async def test_batches_read_the_log_as_a_consumer_does_across_a_deleted_message(
     _same(batched, await _read(js, cut, consumer=True))
 
 
+async def test_a_reply_subject_of_another_form_is_read_by_nats_py(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply subject the reader does not parse itself (one with a JetStream domain, say)
+    is read through nats-py's ``Msg.metadata``: the same events, stored times, and end."""
+    await _log(js, 12)
+    await js.delete_msg(STREAM, 5)
+    cut = await StreamReader(js, STREAM).cut()
+    parsed = await _read(js, cut, consumer=True)
+    seen: list[str | None] = []
+
+    def unknown(reply: str | None) -> None:
+        seen.append(reply)
+        return None
+
+    monkeypatch.setattr(stream_module, "_delivered", unknown)
+    fallen_back = await _read(js, cut, consumer=True)
+    assert len(seen) == 11
+    assert [(e.seq, e.subject, e.body, e.stored) for e in fallen_back] == [
+        (e.seq, e.subject, e.body, e.stored) for e in parsed
+    ]
+    assert [e.seq for e in parsed] == [n for n in range(1, 13) if n != 5]
+
+
 async def test_a_deleted_tail_is_asked_of_the_leader_one_sequence_at_a_time(
     js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
