@@ -200,7 +200,7 @@ class _Shape:
     nested: dict[str, type[BaseModel]]
     """Each field that holds models (one, or a list), and the model."""
     lists: frozenset[str]
-    """Each other field that holds a list (of plain values)."""
+    """Each field that holds a list (of models, or of plain values)."""
 
 
 _SHAPES: dict[type[BaseModel], _Shape] = {}
@@ -216,9 +216,7 @@ def _shape(model: type[BaseModel]) -> _Shape:
             if (found := _models_in(info.annotation))
         }
         lists = frozenset(
-            name
-            for name, info in model.model_fields.items()
-            if name not in nested and _holds_list(info.annotation)
+            name for name, info in model.model_fields.items() if _holds_list(info.annotation)
         )
         shape = _SHAPES[model] = _Shape(frozenset(model.model_fields), nested, lists)
     return shape
@@ -243,9 +241,11 @@ def _in_shape(items: list[Any], model: type[BaseModel]) -> bool:
         for name, value in item.items():
             inner = shape.nested.get(name)
             if inner is not None:
-                if value is not None and not _in_shape(
-                    value if type(value) is list else [value], inner
-                ):
+                if value is None:
+                    continue
+                if (type(value) is list) != (name in shape.lists):
+                    return False  # a list where one object is, or the other way round
+                if not _in_shape(value if type(value) is list else [value], inner):
                     return False
             elif name in shape.lists and type(value) is list:
                 if not set(map(type, value)) <= _PLAIN:

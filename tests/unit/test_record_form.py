@@ -56,6 +56,8 @@ def test_a_record_in_shape_is_written_by_orjson_as_rfc_8785_writes_it() -> None:
         "a list where a plain value is",
         "a nested object with a field missing",
         "a nested object with a field too many",
+        "one nested object where a list is",
+        "a list where one nested object is",
     ],
 )
 def test_anything_else_is_not_in_shape(change: str) -> None:
@@ -71,6 +73,20 @@ def test_anything_else_is_not_in_shape(change: str) -> None:
         doc["whereabouts"] = ["somewhere"]
     elif change == "a nested object with a field missing":
         del consent["given_by"]
+    elif change == "one nested object where a list is":
+        doc["timeline"] = entry
+    elif change == "a list where one nested object is":
+        doc["erasure"] = [
+            {
+                "seq": 9,
+                "at": T0.isoformat(),
+                "by": "kemlu",
+                "officer_role": "r",
+                "requested_by": "x",
+                "legal_basis": "b",
+                "reason": "c",
+            }
+        ]
     else:
         entry["extra"] = None
     assert not replay_module._in_shape([doc], CaseRecord)
