@@ -11,7 +11,8 @@
   publishing nothing, and digest a record (replayed or live) so that the two can be compared.
 
 * seal it (:mod:`.seals`): signed checkpoints over ranges of the stream (count, last
-  sequence, chained digest), kept in their own stream and checked by ``verify``.
+  sequence, chained digest), kept in their own stream and checked by ``verify``; on a
+  timer (:mod:`.sealer`) in ``lintas up`` and ``lintas seal --every``.
 
 The CLI (``lintas verify | export | replay | record digest | seal``) is in
 ``cli/_audit.py``; docs/AUDIT.md is the auditor's guide.
@@ -43,6 +44,7 @@ from .replay import (
 if TYPE_CHECKING:
     from .archive import ArchiveError, ArchiveReader, ArchiveWriter, Manifest, export_archive
     from .check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+    from .sealer import RunningSealer, Sealer, start_sealer
     from .seals import Seal, SealChecker, read_seals, seal_stream
     from .stream import StreamCut, StreamReader
 
@@ -59,6 +61,9 @@ _HOMES = {
     "Verdict": "check",
     "verify_archive": "check",
     "verify_stream": "check",
+    "RunningSealer": "sealer",
+    "Sealer": "sealer",
+    "start_sealer": "sealer",
     "Seal": "seals",
     "SealChecker": "seals",
     "read_seals": "seals",
@@ -82,8 +87,10 @@ __all__ = [
     "RecordDigest",
     "ReplayResult",
     "ReplayWorkerDied",
+    "RunningSealer",
     "Seal",
     "SealChecker",
+    "Sealer",
     "StoredEvent",
     "StreamCut",
     "StreamReader",
@@ -97,6 +104,7 @@ __all__ = [
     "record_digest",
     "replay",
     "seal_stream",
+    "start_sealer",
     "verify_archive",
     "verify_stream",
 ]

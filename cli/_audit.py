@@ -49,7 +49,8 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.replay import open_fresh_store
-from lintas.audit.seals import read_seals, seal_stream
+from lintas.audit.sealer import start_sealer
+from lintas.audit.seals import Seal, read_seals, seal_stream
 from lintas.contracts import is_case_id
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.collector import relaxed_collector
@@ -57,6 +58,8 @@ from lintas.infra.credentials import uses_credentials
 from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.settings import Settings
 from lintas.infra.telemetry import configure_tracing
+
+from ._signals import until_signalled
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
@@ -120,6 +123,12 @@ def add_audit_commands(commands: Any) -> None:
     )
     seal.add_argument(
         "--agency", default="kp2mi", help="the agency whose key signs the seal (default kp2mi)"
+    )
+    seal.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="seal again every SECONDS until Ctrl-C (what `lintas up` does by itself)",
     )
 
 
@@ -460,7 +469,12 @@ def _record_digest(settings: Settings, args: argparse.Namespace, console: Consol
 
 
 async def _seal(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.every is not None and not args.every > 0:
+        console.print("[red]--every must be more than 0 seconds[/red]")
+        return 2
     signer = Signer.load(settings, args.agency)
+    if args.every is not None:
+        return await _seal_every(settings, signer, args.every, console)
 
     async def work(js: Any) -> Any:
         return await seal_stream(js, settings, signer)
@@ -473,6 +487,28 @@ async def _seal(settings: Settings, args: argparse.Namespace, console: Console) 
             highlight=False,
         )
         return 0
+    _print_seal(console, seal)
+    return 0
+
+
+async def _seal_every(settings: Settings, signer: Signer, every: float, console: Console) -> int:
+    async with open_bus(settings) as url:
+        sealer = await start_sealer(
+            url, settings, signer, interval_s=every, on_seal=lambda s: _print_seal(console, s)
+        )
+        console.print(
+            f"sealing stream {settings.stream} every {every:g} s with {signer.agency}'s key "
+            f"{signer.keyid}. Ctrl-C stops.",
+            highlight=False,
+        )
+        try:
+            await until_signalled()
+        finally:
+            await sealer.stop()
+    return 0
+
+
+def _print_seal(console: Console, seal: Seal) -> None:
     console.print(
         f"sealed stream {seal.stream} seq {seal.first_seq}..{seal.last_seq} "
         f"({_count(seal.count, 'message')}) as seal {seal.seq}, signed by {seal.sealed_by} "
@@ -480,4 +516,3 @@ async def _seal(settings: Settings, args: argparse.Namespace, console: Console) 
         highlight=False,
         soft_wrap=True,
     )
-    return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlmodel import Session
 
+from lintas.audit.sealer import start_sealer
 from lintas.consumers import (
     Databases,
     attach_agency,
@@ -70,6 +70,7 @@ from ._dlq import dlq_list, dlq_retry, dlq_show
 from ._infra import INFRA_COMMANDS, add_infra_commands, run_infra
 from ._privacy import add_privacy_commands, case_erase, case_exposed, case_file
 from ._report import add_report_command, run_report
+from ._signals import until_signalled
 from ._trace import add_trace_command, run_trace
 from ._watch import add_watch_commands, run_status, run_watch
 from .render import case_view, summary_tables
@@ -192,14 +193,6 @@ async def _bind(
         await nc.close()
 
 
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-
-
 async def _demo(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     from lintas.demo import PATHWAYS, DemoTimeout, check_record, run_demo
 
@@ -315,13 +308,19 @@ async def _up(settings: Settings, console: Console) -> int:
             ticker = await start_ticker(
                 url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
             )
+            # The platform operator seals with the watchdog's key, which it holds here.
+            sealer = await start_sealer(url, settings, signer) if settings.seal_interval_s else None
+            sealing = f", seals every {settings.seal_interval_s:g} s" if sealer is not None else ""
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
-                f"({', '.join(settings.agencies)}). Ctrl-C stops."
+                f"({', '.join(settings.agencies)}){sealing}. Ctrl-C stops.",
+                soft_wrap=True,
             )
             try:
-                await _until_signalled()
+                await until_signalled()
             finally:
+                if sealer is not None:
+                    await sealer.stop()
                 await ticker.stop()
                 for broker in brokers:
                     await broker.stop()
@@ -333,7 +332,7 @@ async def _up(settings: Settings, console: Console) -> int:
 async def _run_reads(settings: Settings, console: Console) -> int:
     async with open_bus(settings) as url, read_service(settings, url, run=bool(settings.nats_url)):
         console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
-        await _until_signalled()
+        await until_signalled()
     return 0
 
 

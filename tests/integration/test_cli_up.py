@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session
 
+from lintas.audit import Seal, read_seals
 from lintas.consumers import Databases, load_record
 from lintas.infra.bus import AccessRefused, connect
 from lintas.infra.keys import Signer, ensure_agency_key
@@ -41,6 +42,7 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         "LINTAS_DATA_DIR": str(settings.data_dir),
         "COLUMNS": "200",
         "LINTAS_WATCHDOG_TICK_S": "0.5",
+        "LINTAS_SEAL_INTERVAL_S": "0.5",
     }
     env = {k: v for k, v in env.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")}
     proc = await asyncio.create_subprocess_exec(
@@ -55,6 +57,7 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
     assert proc.stdout is not None
     try:
         line = await _line_with(proc.stdout, "lintas is up on", 30)
+        assert "seals every 0.5 s" in line
         found = re.search(r"nats://127\.0\.0\.1:\d+", line)
         assert found, line
         url_text = found.group(0)
@@ -102,6 +105,21 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         assert {(e.source, e.target) for e in record.timeline[3:5]} == {("watchdog", "kemlu")}
         assert {(e.source, e.target) for e in record.timeline[5:]} == {("watchdog", "kpai")}
         assert (settings.data_dir / "keys" / "watchdog.key").exists()
+        # The platform seals the log as it grows, with the watchdog's key: a seal reaches
+        # the last event (the stream is written by another process: poll the seals).
+        auditor = await connect(url_text, "auditor", settings=settings, identity="auditor")
+        try:
+            js = auditor.jetstream()
+            last_seq = (await js.stream_info(settings.stream)).state.last_seq
+            seals: list[Seal] = []
+            async with asyncio.timeout(30):
+                while not seals or seals[-1].last_seq < last_seq:
+                    await asyncio.sleep(0.05)
+                    seals = await read_seals(js, settings)
+        finally:
+            await auditor.close()
+        assert {seal.sealed_by for seal in seals} == {"watchdog"}
+        assert seals[0].first_seq == 1
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
