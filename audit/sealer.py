@@ -15,13 +15,12 @@ and counts, never an event's content.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
 from lintas.contracts import TransientError
+from lintas.infra.background import Background
 from lintas.infra.bus import connect
 from lintas.infra.keys import Signer
 from lintas.infra.settings import Settings
@@ -77,18 +76,8 @@ class Sealer:
         return seal
 
 
-class RunningSealer:
+class RunningSealer(Background):
     """A sealer running in the background on its own connection; :meth:`stop` ends both."""
-
-    def __init__(self, nc: Any, task: asyncio.Task[None]) -> None:
-        self._nc = nc
-        self._task = task
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._nc.close()
 
 
 async def start_sealer(

@@ -30,11 +30,10 @@ what makes the decision repeatable after a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import structlog
 from faststream import FastStream
@@ -45,6 +44,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.contracts import WATCHDOG, ContractError, TransientError
+from lintas.infra.background import Background
 from lintas.infra.bus import connect, registry_source
 from lintas.infra.clock import Clock, SystemClock
 from lintas.infra.credentials import js_options, uses_credentials
@@ -376,18 +376,8 @@ def watchdog_ticker(
     )
 
 
-class RunningTicker:
+class RunningTicker(Background):
     """A watchdog ticking in the background on its own connection; :meth:`stop` ends both."""
-
-    def __init__(self, nc: Any, task: asyncio.Task[None]) -> None:
-        self._nc = nc
-        self._task = task
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._nc.close()
 
 
 async def start_ticker(

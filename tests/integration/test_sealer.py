@@ -27,12 +27,18 @@ from .test_cli_up import _line_with
 pytestmark = pytest.mark.nats
 
 
-async def test_each_round_seals_what_is_new_and_verify_checks_the_seals(
-    js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats
-) -> None:
+@pytest.fixture
+async def agencies(js: JetStreamContext, settings: Settings) -> ChainedAgencies:
+    """The agencies, after two cases of three events each: stream seq 1..6."""
     await declare_record(js, settings)
     agencies = ChainedAgencies(js, settings)
-    await agencies.cases(2, steps=3)  # seq 1..6
+    await agencies.cases(2, steps=3)
+    return agencies
+
+
+async def test_each_round_seals_what_is_new_and_verify_checks_the_seals(
+    js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats, agencies: ChainedAgencies
+) -> None:
     sealed: asyncio.Queue[Seal] = asyncio.Queue()
     sealer = await start_sealer(
         nats_server.url,
@@ -70,11 +76,8 @@ async def test_each_round_seals_what_is_new_and_verify_checks_the_seals(
 
 
 async def test_lintas_seal_every_seals_until_sigint(
-    js: JetStreamContext, cli_env: Settings, nats_server: EmbeddedNats
+    js: JetStreamContext, cli_env: Settings, agencies: ChainedAgencies
 ) -> None:
-    await declare_record(js, cli_env)
-    agencies = ChainedAgencies(js, cli_env)
-    await agencies.cases(2, steps=3)  # seq 1..6
     env = {**os.environ, "COLUMNS": "200"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
