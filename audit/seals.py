@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import nats.js.errors
 
-from lintas.contracts import SignatureError, message_hash
+from lintas.contracts import LintasError, SignatureError, message_hash
 from lintas.infra.errors import bus_errors
 from lintas.infra.keys import Registry, Signer, Verifier
 from lintas.infra.seals import ensure_seals, seals_stream, seals_subject
@@ -48,7 +48,9 @@ __all__ = [
     "Seal",
     "SealChecker",
     "SealError",
+    "SealRaced",
     "chain_digest",
+    "last_seal",
     "read_seals",
     "seal_stream",
 ]
@@ -59,6 +61,15 @@ ZERO_DIGEST = "sha256:" + "0" * 64
 
 class SealError(ValueError):
     """A seal message that is not a well-formed seal."""
+
+
+class SealRaced(LintasError):
+    """Another sealer stored its seal between this one's read of the last seal and its
+    publish: nothing was stored here, and the next round seals what is still unsealed."""
+
+
+# JetStream's answer to a publish whose expected last subject sequence is not the last.
+_WRONG_LAST_SEQUENCE = 10071
 
 
 def chain_digest(previous: str, message: bytes) -> str:
@@ -149,18 +160,29 @@ async def read_seals(js: Any, settings: Settings) -> list[Seal]:
     return seals
 
 
+async def last_seal(js: Any, settings: Settings) -> Seal | None:
+    """The newest seal of ``settings.stream``, or None: one read, however many seals."""
+    name = seals_stream(settings)
+    with bus_errors(f"reading {name}"):
+        try:
+            raw = await js.get_last_msg(name, seals_subject(settings))
+        except nats.js.errors.NotFoundError:  # no seal yet, or no seals stream
+            return None
+    return Seal.from_body(int(raw.seq), raw.data or b"")
+
+
 async def seal_stream(
     js: Any, settings: Settings, signer: Signer, *, now: datetime | None = None
 ) -> Seal | None:
     """Seal everything after the last seal up to the stream's last sequence now; None
-    (publishing nothing) when there is nothing new."""
+    (publishing nothing) when there is nothing new. :class:`SealRaced` when another sealer
+    stored a seal after this one read the last."""
     with bus_errors(f"reading {seals_stream(settings)}"):
         try:
             await js.stream_info(seals_stream(settings))
         except nats.js.errors.NotFoundError:  # declared by `lintas up`; made here if not
             await ensure_seals(js, settings)
-    seals = await read_seals(js, settings)
-    last = seals[-1] if seals else None
+    last = await last_seal(js, settings)
     reader = StreamReader(js, settings.stream)
     cut = await reader.cut()
     first = last.last_seq + 1 if last is not None else 1
@@ -190,13 +212,26 @@ async def seal_stream(
         # Two sealers at once: the second is refused rather than seal the same range twice.
         "Nats-Expected-Last-Subject-Sequence": str(last.seq if last is not None else 0),
     }
+    raced = SealRaced(
+        f"another sealer sealed {settings.stream} after seal "
+        f"{last.seq if last is not None else 0} first: {first}..{cut.last_seq} not sealed here"
+    )
     with bus_errors(f"publishing a seal of {settings.stream} {first}..{cut.last_seq}"):
-        ack = await js.publish(
-            seals_subject(settings),
-            json.dumps(doc, separators=(",", ":")).encode(),
-            stream=seals_stream(settings),
-            headers=headers,
-        )
+        try:
+            ack = await js.publish(
+                seals_subject(settings),
+                json.dumps(doc, separators=(",", ":")).encode(),
+                stream=seals_stream(settings),
+                headers=headers,
+            )
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise raced from None
+            raise
+    if ack.duplicate:
+        # A replicated stream checks the message id before the expected sequence: the
+        # other sealer's seal of the same cut is what is stored, not this one.
+        raise raced
     return Seal.from_doc(int(ack.seq), doc)
 
 

@@ -52,7 +52,7 @@ from lintas.audit.replay import open_fresh_store
 from lintas.audit.sealer import start_sealer
 from lintas.audit.seals import Seal, read_seals, seal_stream
 from lintas.contracts import is_case_id
-from lintas.infra.bus import connect, open_bus
+from lintas.infra.bus import connect, embedded_url, open_bus
 from lintas.infra.collector import relaxed_collector
 from lintas.infra.credentials import uses_credentials
 from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
@@ -492,6 +492,14 @@ async def _seal(settings: Settings, args: argparse.Namespace, console: Console) 
 
 
 async def _seal_every(settings: Settings, signer: Signer, every: float, console: Console) -> int:
+    if not settings.nats_url and await embedded_url(settings.data_dir) is None:
+        # A bus started for this command would hold no log: nothing would ever be sealed.
+        console.print(
+            "[red]no bus to seal: set LINTAS_NATS_URL, or run `lintas up` for this data "
+            "directory[/red]",
+            highlight=False,
+        )
+        return 1
     async with open_bus(settings) as url:
         sealer = await start_sealer(
             url, settings, signer, interval_s=every, on_seal=lambda s: _print_seal(console, s)

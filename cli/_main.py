@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -302,30 +303,31 @@ async def _up(settings: Settings, console: Console) -> int:
             )
             brokers.append(broker)
         # The embedded bus runs a read service already; a configured cluster gets one here.
-        async with read_service(settings, url, run=bool(settings.nats_url)):
+        # Whatever started is stopped, in reverse, even if stopping something else fails.
+        async with (
+            read_service(settings, url, run=bool(settings.nats_url)),
+            contextlib.AsyncExitStack() as running,
+        ):
+            running.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            running.callback(databases.dispose)
             for broker in brokers:
                 await broker.start()
+                running.push_async_callback(broker.stop)
             ticker = await start_ticker(
                 url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
             )
-            # The platform operator seals with the watchdog's key, which it holds here.
-            sealer = await start_sealer(url, settings, signer) if settings.seal_interval_s else None
-            sealing = f", seals every {settings.seal_interval_s:g} s" if sealer is not None else ""
+            running.push_async_callback(ticker.stop)
+            sealing = ""
+            if settings.seal_interval_s:
+                # The platform operator seals with the watchdog's key, which it holds here.
+                running.push_async_callback((await start_sealer(url, settings, signer)).stop)
+                sealing = f", seals every {settings.seal_interval_s:g} s"
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
                 f"({', '.join(settings.agencies)}){sealing}. Ctrl-C stops.",
                 soft_wrap=True,
             )
-            try:
-                await until_signalled()
-            finally:
-                if sealer is not None:
-                    await sealer.stop()
-                await ticker.stop()
-                for broker in brokers:
-                    await broker.stop()
-                databases.dispose()
-                await asyncio.to_thread(tracing.shutdown)
+            await until_signalled()
     return 0
 
 

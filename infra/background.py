@@ -7,7 +7,14 @@ import asyncio
 import contextlib
 from typing import Any
 
+import nats.errors
+
 __all__ = ["Background"]
+
+# A cancellation can be lost: Python 3.11's asyncio.wait_for (which nats-py's requests use)
+# swallows one that arrives as the awaited reply does, and the task then runs on. So
+# stop() asks again until the task has ended, this often.
+_ASK_AGAIN_S = 0.5
 
 
 class Background:
@@ -18,7 +25,11 @@ class Background:
         self._task = task
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._nc.close()
+        while not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=_ASK_AGAIN_S)
+        # A bus already gone has nothing to close: the rest of a shutdown must go on.
+        with contextlib.suppress(OSError, nats.errors.Error):
+            await self._nc.close()
+        if not self._task.cancelled():
+            self._task.result()  # raises what ended the task, if anything did

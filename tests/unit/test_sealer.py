@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from lintas.audit.sealer import Sealer
-from lintas.audit.seals import Seal
+from lintas.audit.seals import Seal, SealRaced
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys import SigningKeyError
 
@@ -74,7 +74,8 @@ async def test_a_round_logs_the_seal_by_its_range_and_hands_it_on() -> None:
     [
         (BusUnavailable("reading LINTAS: NATS unavailable"), "warning", "seal.deferred"),
         (SigningKeyError("watchdog has no signing key"), "error", "seal.failed"),
-        (RuntimeError("wrong last sequence"), "error", "seal.failed"),
+        (SealRaced("another sealer sealed LINTAS after seal 1 first"), "warning", "seal.raced"),
+        (RuntimeError("a bug"), "error", "seal.failed"),
     ],
 )
 async def test_a_failed_round_is_logged_and_returns_nothing(
@@ -104,3 +105,26 @@ async def test_the_loop_seals_again_after_failed_rounds() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     assert [log["event"] for log in logs] == ["seal.deferred", "seal.failed", "seal.published"]
+
+
+async def test_a_failing_hand_on_is_logged_and_the_loop_goes_on() -> None:
+    """``lintas seal --every`` prints each seal there: a closed stdout must not end sealing."""
+    handed: list[Seal] = []
+
+    def hand_on(seal: Seal) -> None:
+        handed.append(seal)
+        if len(handed) == 1:
+            raise BrokenPipeError("stdout closed")
+
+    sealer = Sealer(_rounds(_seal(1), _seal(2)), 60, on_seal=hand_on)
+    with capture_logs() as logs:
+        assert await sealer.round() is None
+        assert await sealer.round() == _seal(2)
+    assert [log["event"] for log in logs] == ["seal.published", "seal.failed", "seal.published"]
+    assert handed == [_seal(1), _seal(2)]
+
+
+@pytest.mark.parametrize("interval", [0, -1])
+def test_a_sealer_needs_a_positive_interval(interval: float) -> None:
+    with pytest.raises(ValueError, match="more than 0 seconds"):
+        Sealer(_rounds(), interval)
