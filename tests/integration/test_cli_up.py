@@ -34,26 +34,26 @@ async def _line_with(stream: asyncio.StreamReader, text: str, within_s: float) -
     raise AssertionError(f"process ended without printing {text!r}")
 
 
-async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
-    for agency in ("kemlu", "kp2mi"):  # registered before `lintas up` reads the registry
-        ensure_agency_key(settings, agency)
-    env = {
-        **os.environ,
-        "LINTAS_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "200",
-        "LINTAS_WATCHDOG_TICK_S": "0.5",
-        "LINTAS_SEAL_INTERVAL_S": "0.5",
+async def _up(settings: Settings, **env: str) -> asyncio.subprocess.Process:
+    """``lintas up`` on the settings' data dir and its own embedded bus, ``env`` added."""
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")
     }
-    env = {k: v for k, v in env.items() if k not in ("LINTAS_NATS_URL", "LINTAS_DATABASE_URL")}
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "lintas.cli",
         "up",
-        env=env,
+        env={**inherited, "LINTAS_DATA_DIR": str(settings.data_dir), "COLUMNS": "200", **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
+    for agency in ("kemlu", "kp2mi"):  # registered before `lintas up` reads the registry
+        ensure_agency_key(settings, agency)
+    proc = await _up(settings, LINTAS_WATCHDOG_TICK_S="0.5", LINTAS_SEAL_INTERVAL_S="0.5")
     assert proc.stdout is not None
     try:
         line = await _line_with(proc.stdout, "lintas is up on", 30)
@@ -130,3 +130,17 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
 
 def _has_table(engine: object) -> bool:
     return inspect(engine).has_table("record_case")
+
+
+async def test_up_with_a_seal_interval_of_0_does_not_seal(settings: Settings) -> None:
+    proc = await _up(settings, LINTAS_SEAL_INTERVAL_S="0")
+    assert proc.stdout is not None
+    try:
+        line = await _line_with(proc.stdout, "lintas is up on", 30)
+        assert "agencies (" in line
+        assert "seals every" not in line
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0
