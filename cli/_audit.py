@@ -59,7 +59,7 @@ from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.settings import Settings
 from lintas.infra.telemetry import configure_tracing
 
-from ._signals import until_signalled
+from ._signals import stop_on_signals
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
@@ -500,19 +500,20 @@ async def _seal_every(settings: Settings, signer: Signer, every: float, console:
             highlight=False,
         )
         return 1
-    async with open_bus(settings) as url:
-        sealer = await start_sealer(
-            url, settings, signer, interval_s=every, on_seal=lambda s: _print_seal(console, s)
-        )
-        console.print(
-            f"sealing stream {settings.stream} every {every:g} s with {signer.agency}'s key "
-            f"{signer.keyid}. Ctrl-C stops.",
-            highlight=False,
-        )
-        try:
-            await until_signalled()
-        finally:
-            await sealer.stop()
+    with stop_on_signals() as stop:
+        async with open_bus(settings) as url:
+            sealer = await start_sealer(
+                url, settings, signer, interval_s=every, on_seal=lambda s: _print_seal(console, s)
+            )
+            console.print(
+                f"sealing stream {settings.stream} every {every:g} s with {signer.agency}'s key "
+                f"{signer.keyid}. Ctrl-C stops.",
+                highlight=False,
+            )
+            try:
+                await stop.wait()
+            finally:
+                await sealer.stop()
     return 0
 
 

@@ -71,7 +71,7 @@ from ._dlq import dlq_list, dlq_retry, dlq_show
 from ._infra import INFRA_COMMANDS, add_infra_commands, run_infra
 from ._privacy import add_privacy_commands, case_erase, case_exposed, case_file
 from ._report import add_report_command, run_report
-from ._signals import until_signalled
+from ._signals import Stop, stop_on_signals
 from ._trace import add_trace_command, run_trace
 from ._watch import add_watch_commands, run_status, run_watch
 from .render import case_view, summary_tables
@@ -279,6 +279,11 @@ def _watchdog_key(settings: Settings, console: Console) -> Signer:
 async def _up(settings: Settings, console: Console) -> int:
     """The platform (declarations, record, read service) and every agency's consumers, each
     connected as itself."""
+    with stop_on_signals() as stop:
+        return await _up_until(settings, console, stop)
+
+
+async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
     async with open_bus(settings) as url:
         signer = _watchdog_key(settings, console)
         registry = await _declare(url, settings, deployment_consumers(settings.agencies))
@@ -327,14 +332,18 @@ async def _up(settings: Settings, console: Console) -> int:
                 f"({', '.join(settings.agencies)}){sealing}. Ctrl-C stops.",
                 soft_wrap=True,
             )
-            await until_signalled()
+            await stop.wait()
     return 0
 
 
 async def _run_reads(settings: Settings, console: Console) -> int:
-    async with open_bus(settings) as url, read_service(settings, url, run=bool(settings.nats_url)):
-        console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
-        await until_signalled()
+    with stop_on_signals() as stop:
+        async with (
+            open_bus(settings) as url,
+            read_service(settings, url, run=bool(settings.nats_url)),
+        ):
+            console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
+            await stop.wait()
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,8 @@ from lintas.consumers.status import (
 from lintas.contracts import TransientError
 from lintas.infra.bus import connect, open_bus
 from lintas.infra.settings import Settings
+
+from ._signals import stop_on_signals
 
 __all__ = ["add_watch_commands", "render_status", "run_status", "run_watch"]
 
@@ -212,46 +213,40 @@ async def run_watch(
         console.print("[red]--interval must be more than 0 seconds[/red]")
         return 2
     _require_store(settings)
-    async with open_bus(settings) as url:
-        # Reconnects forever: the dashboard says the bus is away, and carries on.
-        nc = await connect(
-            url, "lintas-watch", settings=settings, identity="operator", reconnect_forever=True
-        )
-        databases = Databases(settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM) if frames is None else ()
-        for signum in signals:
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            js = nc.jetstream()
-            status, previous = await _snapshot(js, settings, databases, None)
-            shown = 1
-            with Live(
-                render_status(status),
-                console=console,
-                auto_refresh=False,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            ) as live:
-                while frames is None or shown < frames:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), args.interval)
-                    if stop.is_set():
-                        break
-                    try:
-                        status, previous = await _snapshot(js, settings, databases, previous)
-                        view: RenderableType = render_status(status)
-                    except TransientError as exc:
-                        view = Group(
-                            render_status(status),
-                            Text(f"{exc}; showing the last sample, retrying", style="bold red"),
-                        )
-                    live.update(view, refresh=True)
-                    shown += 1
-        finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-            databases.dispose()
-            await nc.close()
+    with stop_on_signals(enabled=frames is None) as stop:
+        async with open_bus(settings) as url:
+            # Reconnects forever: the dashboard says the bus is away, and carries on.
+            nc = await connect(
+                url, "lintas-watch", settings=settings, identity="operator", reconnect_forever=True
+            )
+            databases = Databases(settings)
+            try:
+                js = nc.jetstream()
+                status, previous = await _snapshot(js, settings, databases, None)
+                shown = 1
+                with Live(
+                    render_status(status),
+                    console=console,
+                    auto_refresh=False,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                ) as live:
+                    while frames is None or shown < frames:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), args.interval)
+                        if stop.is_set():
+                            break
+                        try:
+                            status, previous = await _snapshot(js, settings, databases, previous)
+                            view: RenderableType = render_status(status)
+                        except TransientError as exc:
+                            view = Group(
+                                render_status(status),
+                                Text(f"{exc}; showing the last sample, retrying", style="bold red"),
+                            )
+                        live.update(view, refresh=True)
+                        shown += 1
+            finally:
+                databases.dispose()
+                await nc.close()
     return 0

@@ -144,3 +144,18 @@ async def test_up_with_a_seal_interval_of_0_does_not_seal(settings: Settings) ->
             proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0
+
+
+async def test_up_interrupted_while_it_starts_ends_cleanly(settings: Settings) -> None:
+    """Ctrl-C during start-up (here: just after the watchdog's key is made, while the
+    declarations and consumers are still starting) ends ``lintas up`` with 0, not 130."""
+    proc = await _up(settings, LINTAS_SEAL_INTERVAL_S="0")
+    assert proc.stdout is not None
+    try:
+        await _line_with(proc.stdout, "made the watchdog's signing key", 30)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, output.decode()
+    assert b"Traceback" not in output
