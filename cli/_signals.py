@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,7 +43,10 @@ def stop_on_signals(*, enabled: bool = True) -> Iterator[Stop]:
     """
     stop = Stop()
     loop = asyncio.get_running_loop()
-    signals = _SIGNALS if enabled else ()
+    # Signals reach the main thread only (a command run in a worker thread, as tests do,
+    # is stopped some other way).
+    main_thread = threading.current_thread() is threading.main_thread()
+    signals = _SIGNALS if enabled and main_thread else ()
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:

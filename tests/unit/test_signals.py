@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 
@@ -35,3 +36,18 @@ async def test_disabled_it_installs_nothing() -> None:
     with stop_on_signals(enabled=False) as stop:
         assert signal.getsignal(signal.SIGINT) is before
         assert not stop.is_set()
+
+
+def test_outside_the_main_thread_it_installs_nothing() -> None:
+    """A command run in a worker thread (as tests run `main`) cannot take signals: asyncio
+    refuses handlers there, which must not end the command."""
+
+    async def inside() -> bool:
+        with stop_on_signals() as stop:
+            return stop.is_set()
+
+    def run() -> bool:
+        return asyncio.run(inside())
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(run).result(timeout=10) is False
