@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lintas.infra.lazy import lazy_exports
-
-from .events import EventRef, StoredEvent, parse_instant
+from lintas.audit.events import EventRef, StoredEvent, parse_instant
 
 # Bound now: the function shares its module's name, so once anything imported the module
 # (a replay worker does) a lazy lookup would find the module instead.
-from .replay import (
+from lintas.audit.replay import (
     NotAFreshStore,
     PersonalSummary,
     RecordDigest,
@@ -40,13 +38,20 @@ from .replay import (
     record_digest,
     replay,
 )
+from lintas.infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .archive import ArchiveError, ArchiveReader, ArchiveWriter, Manifest, export_archive
-    from .check import Finding, LogChecker, Verdict, verify_archive, verify_stream
-    from .sealer import RunningSealer, Sealer, start_sealer
-    from .seals import Seal, SealChecker, read_seals, seal_stream
-    from .stream import StreamCut, StreamReader
+    from lintas.audit.archive import (
+        ArchiveError,
+        ArchiveReader,
+        ArchiveWriter,
+        Manifest,
+        export_archive,
+    )
+    from lintas.audit.check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+    from lintas.audit.sealer import RunningSealer, Sealer, start_sealer
+    from lintas.audit.seals import Seal, SealChecker, read_seals, seal_stream
+    from lintas.audit.stream import StreamCut, StreamReader
 
 # Imported on first use (lintas.infra.lazy): a replay worker needs only the replay's own
 # modules, not the archive, the checker and the stream reader.

@@ -29,14 +29,14 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from lintas.audit.collector import relax_collector
 from lintas.consumers import record as record_fold
 from lintas.consumers.projections import RecordProjection
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import Event, PermanentError, decode, parse_message
-from lintas.infra.collector import relax_collector
 from lintas.infra.db import create_db_engine
-from lintas.infra.keys import Registry, Verifier
-from lintas.infra.tracing import trace_context
+from lintas.infra.keys.signing import Registry, Verifier
+from lintas.infra.observability.tracing import trace_context
 
 __all__ = ["MAX_REASONS", "Message", "Shard", "ShardJob", "ShardReport", "shard_of"]
 
@@ -213,7 +213,7 @@ _WORKER: Shard | None = None
 
 def start_worker(job: ShardJob) -> None:
     """The worker's initializer: its shard, for its life, and a collector that stays out
-    of the way of the bulk work (:mod:`lintas.infra.collector`)."""
+    of the way of the bulk work (:mod:`lintas.audit.collector`)."""
     global _WORKER
     _WORKER = Shard(job)
     relax_collector()

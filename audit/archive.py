@@ -38,12 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from lintas.audit.events import StoredEvent, event_time
+from lintas.audit.seals import Seal, SealError
+from lintas.audit.stream import StreamCut
 from lintas.contracts import PermanentError
-from lintas.infra.keys import Registry, SigningKeyError
-
-from .events import StoredEvent, event_time
-from .seals import Seal, SealError
-from .stream import StreamCut
+from lintas.infra.keys.signing import Registry, SigningKeyError
 
 __all__ = [
     "EVENTS_FILE",

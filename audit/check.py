@@ -38,16 +38,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lintas.contracts import (
-    ContractError,
-    SignatureError,
-    decode,
-    message_hash,
-    parse_message,
-)
-from lintas.infra.keys import Registry, Verifier
-
-from .archive import (
+from lintas.audit.archive import (
     EVENTS_FILE,
     KEYS_FILE,
     SEALS_FILE,
@@ -56,9 +47,17 @@ from .archive import (
     load_keys,
     parse_line,
 )
-from .events import EventRef, StoredEvent
-from .seals import Seal, SealChecker, SealError
-from .stream import StreamCut
+from lintas.audit.events import EventRef, StoredEvent
+from lintas.audit.seals import Seal, SealChecker, SealError
+from lintas.audit.stream import StreamCut
+from lintas.contracts import (
+    ContractError,
+    SignatureError,
+    decode,
+    message_hash,
+    parse_message,
+)
+from lintas.infra.keys.signing import Registry, Verifier
 
 __all__ = ["Finding", "LogChecker", "Verdict", "verify_archive", "verify_stream"]
 

@@ -67,19 +67,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from lintas.audit import _shards
+from lintas.audit._shards import MAX_REASONS, Message, Shard, ShardJob, ShardReport, shard_of
+from lintas.audit.collector import relaxed_collector
+from lintas.audit.events import StoredEvent
 from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import PermanentError, TransientError, parse_message
-from lintas.infra import fastjcs
-from lintas.infra.collector import relaxed_collector
+from lintas.infra import canonical as fastjcs
 from lintas.infra.db import Tracking, UTCDateTime, create_db_engine
-from lintas.infra.keys import Registry
+from lintas.infra.keys.signing import Registry
+from lintas.infra.observability.tracing import CASE_ID, EVENT_ID, failed, trace_context, tracer_for
 from lintas.infra.settings import Settings
-from lintas.infra.tracing import CASE_ID, EVENT_ID, failed, trace_context, tracer_for
-
-from . import _shards
-from ._shards import MAX_REASONS, Message, Shard, ShardJob, ShardReport, shard_of
-from .events import StoredEvent
 
 __all__ = [
     "MAX_TRACE_LINKS",
@@ -262,7 +261,7 @@ def _record_form(doc: str) -> bytes:
     a document in the current shape is canonicalised as parsed, without a round trip
     through the model that would cost more than the rest of the digest. It is parsed and
     written by orjson: with every member name a field name (ASCII) and no float anywhere,
-    orjson's sorted output is RFC 8785's (:mod:`lintas.infra.fastjcs` says why). A
+    orjson's sorted output is RFC 8785's (:mod:`lintas.infra.canonical` says why). A
     document not in the current shape, at any depth (written before a field was added),
     or that orjson refuses, goes through the model, which fills the defaults.
     """
@@ -614,7 +613,7 @@ async def replay(
     ``workers``: processes a selection of more than a few thousand events is split across,
     by case (default: one per CPU, at most 4); each decodes, checks signatures, folds and
     writes its cases (:mod:`._shards`). While it runs, this process's cyclic garbage
-    collector runs less often (:func:`lintas.infra.collector.relaxed_collector`)."""
+    collector runs less often (:func:`lintas.audit.collector.relaxed_collector`)."""
     attributes: dict[str, str | bool] = {"lintas.replay.as_of": as_of is not None}
     if case_id is not None:
         attributes[CASE_ID] = case_id

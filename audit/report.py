@@ -33,6 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from lintas.audit.check import LogChecker
+from lintas.audit.events import StoredEvent, event_time
 from lintas.consumers.record import CaseRecord, apply
 from lintas.contracts import (
     BROADCAST,
@@ -45,10 +47,7 @@ from lintas.contracts import (
     is_agency_id,
     is_uuid7,
 )
-from lintas.infra.keys import Registry
-
-from .check import LogChecker
-from .events import StoredEvent, event_time
+from lintas.infra.keys.signing import Registry
 
 __all__ = [
     "ERASED",

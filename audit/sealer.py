@@ -19,13 +19,12 @@ from typing import Any
 
 import structlog
 
+from lintas.audit.seals import Seal, SealRaced, seal_stream
 from lintas.contracts import TransientError
-from lintas.infra.background import Background
-from lintas.infra.bus import connect
-from lintas.infra.keys import Signer
+from lintas.infra.keys.signing import Signer
+from lintas.infra.nats.background import Background
+from lintas.infra.nats.bus import connect
 from lintas.infra.settings import Settings
-
-from .seals import Seal, SealRaced, seal_stream
 
 __all__ = ["RunningSealer", "Sealer", "start_sealer"]
 

@@ -16,7 +16,7 @@ key of ``sealed_by`` (an agency of the key registry, kp2mi unless told otherwise
      "sealed_at": "2025-03-01T08:00:00+00:00", "sealed_by": "kp2mi",
      "keyid": "kp2mi:...", "signature": "..."}
 
-Seals live in their own stream (``LINTAS_SEALS``, :mod:`lintas.infra.seals`), which denies
+Seals live in their own stream (``LINTAS_SEALS``, :mod:`lintas.infra.nats.seals`), which denies
 delete and purge. Because a seal commits to the last sequence and to every message before
 it, removing events at the end of the log (the stream's, or an archive's together with a
 rewritten manifest) or whole cases is detected by the seal that covers them.
@@ -33,14 +33,13 @@ from typing import Any, Literal
 
 import nats.js.errors
 
+from lintas.audit.events import StoredEvent
+from lintas.audit.stream import StreamCut, StreamReader
 from lintas.contracts import LintasError, SignatureError, message_hash
 from lintas.infra.errors import bus_errors
-from lintas.infra.keys import Registry, Signer, Verifier
-from lintas.infra.seals import ensure_seals, seals_stream, seals_subject
+from lintas.infra.keys.signing import Registry, Signer, Verifier
+from lintas.infra.nats.seals import ensure_seals, seals_stream, seals_subject
 from lintas.infra.settings import Settings
-
-from .events import StoredEvent
-from .stream import StreamCut, StreamReader
 
 __all__ = [
     "SEAL_TYPE",

@@ -36,11 +36,10 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from lintas.audit.events import StoredEvent
 from lintas.contracts import PermanentError, case_filter
 from lintas.infra.errors import bus_errors
 from lintas.infra.reads import jetstream_api
-
-from .events import StoredEvent
 
 __all__ = ["NoSuchStream", "StreamCut", "StreamReader"]
 

@@ -25,13 +25,13 @@ import nats
 from nats.js import JetStreamContext
 
 from lintas.contracts import build_data, encode, make_event, message_hash, new_case_id
-from lintas.infra.casekeys import ensure_case_keys
-from lintas.infra.embedded import EmbeddedNats, find_nats_server, nats_server_version
-from lintas.infra.exchange import ensure_exchange_key
-from lintas.infra.keys import Signer, ensure_agency_key
-from lintas.infra.sealing import seal_data
+from lintas.infra.keys.exchange import ensure_exchange_key
+from lintas.infra.keys.signing import Signer, ensure_agency_key
+from lintas.infra.nats.embedded import EmbeddedNats, find_nats_server, nats_server_version
+from lintas.infra.nats.topology import ensure_stream
+from lintas.infra.privacy.casekeys import ensure_case_keys
+from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ensure_stream
 
 AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)

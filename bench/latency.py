@@ -33,12 +33,12 @@ from _common import OPENED, fresh_bus, machine
 from lintas.consumers import Databases, attach_agency, create_broker
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
-from lintas.infra.casekeys import case_keys_for
-from lintas.infra.exchange import load_recipients
-from lintas.infra.keys import Signer, Verifier, load_registry
-from lintas.infra.logging import configure_logging
-from lintas.infra.platform import declare_platform
-from lintas.infra.topology import agency_consumer, agency_sent_consumer
+from lintas.infra.keys.exchange import load_recipients
+from lintas.infra.keys.signing import Signer, Verifier, load_registry
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
+from lintas.infra.observability.logging import configure_logging
+from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.producers import Publisher
 
 SOURCE, TARGET = "kemlu", "kp2mi"

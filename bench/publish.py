@@ -30,10 +30,10 @@ from typing import Any
 from _common import AGENCIES, T0, fresh_bus, machine, met, pathway, rate
 
 from lintas.contracts import new_case_id
-from lintas.infra.casekeys import case_keys_for
-from lintas.infra.exchange import load_recipients
-from lintas.infra.keys import Signer
-from lintas.infra.logging import configure_logging
+from lintas.infra.keys.exchange import load_recipients
+from lintas.infra.keys.signing import Signer
+from lintas.infra.observability.logging import configure_logging
+from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 

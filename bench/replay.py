@@ -44,8 +44,8 @@ from nats.js import JetStreamContext
 
 from lintas.audit import StreamReader, replay
 from lintas.audit.replay import open_fresh_store
-from lintas.infra.bus import connect
-from lintas.infra.keys import load_registry
+from lintas.infra.keys.signing import load_registry
+from lintas.infra.nats.bus import connect
 from lintas.infra.settings import Settings
 
 # Single-case replays per stream; the median is reported. Each takes some tens of ms, and

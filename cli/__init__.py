@@ -14,6 +14,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lintas`` command with ``argv`` (default: the process's arguments)."""
     # Imported here, not with the package: a process that `multiprocessing` spawns from
     # the `lintas` script (a replay's workers) runs the script again, and needs none of it.
-    from ._main import main as run
+    from lintas.cli._main import main as run
 
     return run(argv)

@@ -48,18 +48,17 @@ from lintas.audit.archive import (
     load_keys,
     parse_line,
 )
+from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
 from lintas.audit.sealer import start_sealer
 from lintas.audit.seals import Seal, read_seals, seal_stream
+from lintas.cli._signals import stop_on_signals
 from lintas.contracts import is_case_id
-from lintas.infra.bus import connect, embedded_url, open_bus
-from lintas.infra.collector import relaxed_collector
-from lintas.infra.credentials import uses_credentials
-from lintas.infra.keys import Registry, Signer, SigningKeyError, load_registry
+from lintas.infra.keys.signing import Registry, Signer, SigningKeyError, load_registry
+from lintas.infra.nats.bus import connect, embedded_url, open_bus
+from lintas.infra.nats.credentials import uses_credentials
+from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import configure_tracing
-
-from ._signals import stop_on_signals
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
@@ -138,7 +137,7 @@ def run_audit(settings: Settings, args: argparse.Namespace, console: Console) ->
         console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     # Each of them reads the whole log, or a case's, allocating as it goes: the collector
-    # runs less often meanwhile (lintas.infra.collector; `lintas verify` 3-4% faster).
+    # runs less often meanwhile (lintas.audit.collector; `lintas verify` 3-4% faster).
     with relaxed_collector():
         return _run(settings, args, console)
 

@@ -14,11 +14,11 @@ from lintas.consumers.app import Databases
 from lintas.consumers.retry import RetryOutcome, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import Verifier, load_registry, trusted_registry
-from lintas.infra.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
+from lintas.infra.keys.signing import Verifier, load_registry, trusted_registry
+from lintas.infra.nats.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
+from lintas.infra.nats.topology import agency_of
+from lintas.infra.observability.tracing import OUTCOME, process_span, tracer_for
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_of
-from lintas.infra.tracing import OUTCOME, process_span, tracer_for
 
 __all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body"]
 

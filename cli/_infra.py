@@ -11,19 +11,19 @@ from rich.console import Console
 
 from lintas.contracts import is_agency_id
 from lintas.contracts.agencies import is_partner_abroad
-from lintas.infra.bus import connect, open_bus
-from lintas.infra.certs import issue_certs
-from lintas.infra.deployment import DEFAULT_HUBS, render_deployment
-from lintas.infra.identities import access_path, accounts_path, add_identity
-from lintas.infra.keys import (
+from lintas.infra.deploy.certs import issue_certs
+from lintas.infra.deploy.config import DEFAULT_HUBS, render_deployment
+from lintas.infra.keys.signing import (
     init_agency_key,
     load_registry,
     private_key_path,
     publish_registry,
 )
-from lintas.infra.platform import declare_platform
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.identities import access_path, accounts_path, add_identity
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_consumer, agency_sent_consumer
 
 __all__ = ["INFRA_COMMANDS", "add_infra_commands", "run_infra"]
 

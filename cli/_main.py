@@ -15,6 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlmodel import Session
 
 from lintas.audit.sealer import start_sealer
+from lintas.cli._audit import AUDIT_COMMANDS, add_audit_commands, run_audit
+from lintas.cli._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
+from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
+from lintas.cli._infra import INFRA_COMMANDS, add_infra_commands, run_infra
+from lintas.cli._privacy import add_privacy_commands, case_erase, case_exposed, case_file
+from lintas.cli._report import add_report_command, run_report
+from lintas.cli._signals import Stop, stop_on_signals
+from lintas.cli._trace import add_trace_command, run_trace
+from lintas.cli._watch import add_watch_commands, run_status, run_watch
+from lintas.cli.render import case_view, summary_tables
 from lintas.consumers import (
     Databases,
     attach_agency,
@@ -30,17 +40,15 @@ from lintas.consumers import (
 from lintas.consumers.projections import RecordCaseRow
 from lintas.contracts import WATCHDOG, LintasError, is_agency_id, is_case_id
 from lintas.contracts.schemadocs import SCHEMA_DIR
-from lintas.infra.bus import connect, open_bus, read_service, registry_source
-from lintas.infra.credentials import js_options, uses_credentials
 from lintas.infra.db import ensure_tables
-from lintas.infra.exchange import (
+from lintas.infra.keys.exchange import (
     EXCHANGE_BUCKET,
     exchange_key_path,
     init_exchange_key,
     load_recipients,
     publish_recipients,
 )
-from lintas.infra.keys import (
+from lintas.infra.keys.signing import (
     KEYS_BUCKET,
     Registry,
     Signer,
@@ -51,11 +59,10 @@ from lintas.infra.keys import (
     publish_registry,
     trusted_registry,
 )
-from lintas.infra.logging import configure_logging
-from lintas.infra.platform import declare_platform
-from lintas.infra.settings import Settings
-from lintas.infra.telemetry import configure_tracing
-from lintas.infra.topology import (
+from lintas.infra.nats.bus import connect, open_bus, read_service, registry_source
+from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
     agency_sent_consumer,
@@ -64,17 +71,9 @@ from lintas.infra.topology import (
     record_consumer,
     watchdog_consumer,
 )
-
-from ._audit import AUDIT_COMMANDS, add_audit_commands, run_audit
-from ._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
-from ._dlq import dlq_list, dlq_retry, dlq_show
-from ._infra import INFRA_COMMANDS, add_infra_commands, run_infra
-from ._privacy import add_privacy_commands, case_erase, case_exposed, case_file
-from ._report import add_report_command, run_report
-from ._signals import Stop, stop_on_signals
-from ._trace import add_trace_command, run_trace
-from ._watch import add_watch_commands, run_status, run_watch
-from .render import case_view, summary_tables
+from lintas.infra.observability.logging import configure_logging
+from lintas.infra.observability.telemetry import configure_tracing
+from lintas.infra.settings import Settings
 
 __all__ = ["main"]
 

@@ -34,18 +34,18 @@ from lintas.contracts import (
     is_case_id,
 )
 from lintas.contracts.families.case import ERASURE_ROLES
-from lintas.infra.bus import connect, open_bus
-from lintas.infra.casekeys import (
+from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.keys.exchange import exchange_key_path, load_recipients, trusted_recipients
+from lintas.infra.keys.signing import Signer, Verifier, private_key_path, trusted_registry
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.privacy.casekeys import (
     CaseKeys,
     case_keys_for,
     cases_wrapped_for,
     ensure_case_keys,
     list_case_keys,
 )
-from lintas.infra.credentials import js_options, uses_credentials
-from lintas.infra.db import create_db_engine, ensure_tables
-from lintas.infra.exchange import exchange_key_path, load_recipients, trusted_recipients
-from lintas.infra.keys import Signer, Verifier, private_key_path, trusted_registry
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher

@@ -20,11 +20,10 @@ from rich.console import Console
 from lintas.audit import ArchiveReader, StreamReader
 from lintas.audit.archive import KEYS_FILE, load_keys
 from lintas.audit.report import CaseReport, build_report, render_html
+from lintas.cli._audit import _archive_events, _on_stream
 from lintas.contracts import is_case_id
-from lintas.infra.keys import load_registry
+from lintas.infra.keys.signing import load_registry
 from lintas.infra.settings import Settings
-
-from ._audit import _archive_events, _on_stream
 
 __all__ = ["add_report_command", "run_report"]
 

@@ -30,9 +30,16 @@ from rich.table import Table
 from rich.text import Text
 
 from lintas.contracts import is_case_id
+from lintas.infra.observability.telemetry import read_span_file
+from lintas.infra.observability.tracing import (
+    AGENCY,
+    CASE_ID,
+    CONSUMER,
+    EVENT_TYPE,
+    OUTCOME,
+    TARGET,
+)
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import read_span_file
-from lintas.infra.tracing import AGENCY, CASE_ID, CONSUMER, EVENT_TYPE, OUTCOME, TARGET
 
 __all__ = ["add_trace_command", "case_spans", "run_trace", "waterfall"]
 

@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from lintas.cli._signals import stop_on_signals
 from lintas.consumers import Databases
 from lintas.consumers.status import (
     AGE_BUCKETS,
@@ -30,10 +31,8 @@ from lintas.consumers.status import (
     sample_bus,
 )
 from lintas.contracts import TransientError
-from lintas.infra.bus import connect, open_bus
+from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.settings import Settings
-
-from ._signals import stop_on_signals
 
 __all__ = ["add_watch_commands", "render_status", "run_status", "run_watch"]
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from lintas.infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from . import record, worklist
-    from ._runner import OnCommit, ProjectionRunner
-    from .app import (
+    from lintas.consumers import record, worklist
+    from lintas.consumers._runner import OnCommit, ProjectionRunner
+    from lintas.consumers.app import (
         Databases,
         attach_agency,
         attach_record,
@@ -22,16 +22,16 @@ if TYPE_CHECKING:
         create_broker,
         create_record_app,
     )
-    from .handoffs import Step, classify
-    from .projections import (
+    from lintas.consumers.handoffs import Step, classify
+    from lintas.consumers.projections import (
         RecordProjection,
         WorklistProjection,
         load_record,
         load_records,
         load_worklist,
     )
-    from .record import CaseRecord, Handoff
-    from .watchdog import (
+    from lintas.consumers.record import CaseRecord, Handoff
+    from lintas.consumers.watchdog import (
         Watchdog,
         WatchdogProjection,
         attach_watchdog,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         start_ticker,
         watchdog_ticker,
     )
-    from .worklist import WorkItem
+    from lintas.consumers.worklist import WorkItem
 
 # Imported on first use (lintas.infra.lazy): a replay worker needs the record's fold, not
 # FastStream and every agency consumer.

@@ -7,7 +7,7 @@ What the edge does with each outcome:
 * applied, or already applied (sequence at or below the tracked position): ack;
 * breaks its contract (not JSON, unknown type or version, wrong fields), is not signed
   by its source agency (when the runner has a verifier; a key id the verifier lacks, it
-  first looks up afresh if it can, see :meth:`~lintas.infra.keys.Verifier.learn`), or was
+  first looks up afresh if it can, see :meth:`~lintas.infra.keys.signing.Verifier.learn`), or was
   delivered ``max_deliver`` times without being applied: quarantined with the reason,
   then acked (the original only once the quarantine stream has stored the copy);
 * the commit fails:
@@ -31,12 +31,11 @@ What the edge does with each outcome:
   gets one run per batch, and reads the stream only after a redelivery.
 
 Tracing: every message taken up is one CONSUMER ``process`` span, a child of its producer's
-span (:mod:`lintas.infra.tracing`). A batch is applied in one transaction, so its spans
-share a start (the batch taken up) and an end (committed, or quarantined), carry the
-batch's size, and say what became of their own message (``lintas.outcome``: ``applied``,
+span (:mod:`lintas.infra.observability.tracing`). A batch is applied in one transaction, so
+its spans share a start (the batch taken up) and an end (committed, or quarantined), carry
+the batch's size, and say what became of their own message (``lintas.outcome``: ``applied``,
 ``already applied``, ``quarantined``). Log lines about one message carry its span, event
-type and case id.
-"""
+type and case id."""
 
 from __future__ import annotations
 
@@ -55,6 +54,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
+from lintas.consumers._gaps import StreamGapReader
+from lintas.consumers.projections import Batch, Projection
 from lintas.contracts import (
     ContractError,
     Event,
@@ -66,12 +67,9 @@ from lintas.contracts import (
 )
 from lintas.infra.db import read_position, write_position
 from lintas.infra.errors import BUS_ERRORS
-from lintas.infra.keys import UnknownKey, Verifier
-from lintas.infra.quarantine import QuarantineEntry
-from lintas.infra.tracing import OUTCOME, about, process_span, tracer_for
-
-from ._gaps import StreamGapReader
-from .projections import Batch, Projection
+from lintas.infra.keys.signing import UnknownKey, Verifier
+from lintas.infra.nats.quarantine import QuarantineEntry
+from lintas.infra.observability.tracing import OUTCOME, about, process_span, tracer_for
 
 __all__ = ["OnCommit", "ProjectionRunner", "RunnerBus"]
 

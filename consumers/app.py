@@ -22,26 +22,25 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
-from lintas.infra.bus import log_nats_error, registry_source, servers
-from lintas.infra.credentials import connect_options, js_options, uses_credentials
+from lintas.consumers._gaps import StreamGapReader
+from lintas.consumers._runner import OnCommit, ProjectionRunner, RunnerBus
+from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.infra.db import create_db_engine, ensure_tables
-from lintas.infra.headers import read_headers_fast
-from lintas.infra.keys import Registry, Verifier, load_registry
-from lintas.infra.quarantine import QuarantineEntry, put
-from lintas.infra.reads import ServiceReads, jetstream_api
-from lintas.infra.settings import Settings
-from lintas.infra.telemetry import configure_tracing
-from lintas.infra.topology import (
+from lintas.infra.keys.signing import Registry, Verifier, load_registry
+from lintas.infra.nats.bus import log_nats_error, registry_source, servers
+from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
+from lintas.infra.nats.headers import read_headers_fast
+from lintas.infra.nats.quarantine import QuarantineEntry, put
+from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
     agency_sent_consumer,
     consumer_config,
     record_consumer,
 )
-
-from ._gaps import StreamGapReader
-from ._runner import OnCommit, ProjectionRunner, RunnerBus
-from .projections import Projection, RecordProjection, WorklistProjection
+from lintas.infra.observability.telemetry import configure_tracing
+from lintas.infra.reads import ServiceReads, jetstream_api
+from lintas.infra.settings import Settings
 
 __all__ = [
     "BatchHandler",

@@ -22,11 +22,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from lintas.consumers.privacy import CaseFileRow
 from lintas.contracts import Sealed
-from lintas.infra.casekeys import CaseKeys
-from lintas.infra.sealing import SealBroken, open_value
-
-from .privacy import CaseFileRow
+from lintas.infra.privacy.casekeys import CaseKeys
+from lintas.infra.privacy.sealing import SealBroken, open_value
 
 __all__ = ["ERASED", "NOT_SHARED", "FileField", "read_case_file"]
 

@@ -16,14 +16,13 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from lintas.consumers import record as record_fold
+from lintas.consumers import worklist as worklist_fold
+from lintas.consumers.privacy import AgencyPrivacy
+from lintas.consumers.record import CaseRecord
+from lintas.consumers.worklist import WorkItem
 from lintas.contracts import Event, PermanentError
 from lintas.infra.db import UTCDateTime
-
-from . import record as record_fold
-from . import worklist as worklist_fold
-from .privacy import AgencyPrivacy
-from .record import CaseRecord
-from .worklist import WorkItem
 
 __all__ = [
     "Batch",

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from lintas.consumers.app import Databases
+from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.contracts import (
     ContractError,
     Event,
@@ -24,12 +26,9 @@ from lintas.contracts import (
     parse_message,
 )
 from lintas.infra.db import Retried, ensure_tables
-from lintas.infra.keys import Verifier
-from lintas.infra.quarantine import QuarantineEntry
-from lintas.infra.topology import agency_of
-
-from .app import Databases
-from .projections import Projection, RecordProjection, WorklistProjection
+from lintas.infra.keys.signing import Verifier
+from lintas.infra.nats.quarantine import QuarantineEntry
+from lintas.infra.nats.topology import agency_of
 
 __all__ = ["RetryOutcome", "projection_for", "retry_entry"]
 

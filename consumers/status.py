@@ -40,15 +40,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Session, col, select
 
+from lintas.consumers.projections import WorklistRow
+from lintas.consumers.watchdog import DeadlineRow
 from lintas.contracts import PermanentError, agency_name
 from lintas.infra.db import Tracking
 from lintas.infra.errors import bus_errors
-from lintas.infra.quarantine import quarantine_stream
+from lintas.infra.nats.quarantine import quarantine_stream
+from lintas.infra.nats.topology import agency_of
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_of
-
-from .projections import WorklistRow
-from .watchdog import DeadlineRow
 
 __all__ = [
     "AGE_BUCKETS",

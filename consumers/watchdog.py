@@ -43,25 +43,24 @@ from sqlalchemy import BigInteger, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from lintas.consumers import deadlines
+from lintas.consumers._runner import OnCommit, ProjectionRunner
+from lintas.consumers.app import Databases, _runner, attach_runner, create_broker
+from lintas.consumers.deadlines import Action, Deadline, DeadlinePolicy, Key
+from lintas.consumers.handoffs import classify
+from lintas.consumers.projections import Batch
 from lintas.contracts import WATCHDOG, ContractError, TransientError
-from lintas.infra.background import Background
-from lintas.infra.bus import connect, registry_source
 from lintas.infra.clock import Clock, SystemClock
-from lintas.infra.credentials import js_options, uses_credentials
 from lintas.infra.db import Tracking, UTCDateTime
-from lintas.infra.keys import Registry, Signer, Verifier, load_registry
+from lintas.infra.keys.signing import Registry, Signer, Verifier, load_registry
+from lintas.infra.nats.background import Background
+from lintas.infra.nats.bus import connect, registry_source
+from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.nats.topology import ConsumerSpec, watchdog_consumer
+from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import configure_tracing
-from lintas.infra.topology import ConsumerSpec, watchdog_consumer
 from lintas.producers import HeadMoved, Publisher, PublishRejected
-
-from . import deadlines
-from ._runner import OnCommit, ProjectionRunner
-from .app import Databases, _runner, attach_runner, create_broker
-from .deadlines import Action, Deadline, DeadlinePolicy, Key
-from .handoffs import classify
-from .projections import Batch
 
 __all__ = [
     "DeadlineRow",

@@ -4,9 +4,9 @@ The CloudEvents envelope, every event family and version, the subject scheme and
 A leaf package: it imports only the standard library and pydantic.
 """
 
-from . import families as families
-from ._base import PERSONAL_KEY, SEALED_KEY, EventData, Sealed, personal
-from .agencies import (
+from lintas.contracts import families as families
+from lintas.contracts._base import PERSONAL_KEY, SEALED_KEY, EventData, Sealed, personal
+from lintas.contracts.agencies import (
     BROADCAST,
     NATIONAL_AGENCIES,
     PLATFORM_SERVICES,
@@ -14,9 +14,23 @@ from .agencies import (
     agency_name,
     is_agency_id,
 )
-from .canonical import canonical_json, event_hash, message_hash, parse_message, signing_input
-from .envelope import Envelope, Event, build_data, dataschema_uri, decode, encode, make_event
-from .errors import (
+from lintas.contracts.canonical import (
+    canonical_json,
+    event_hash,
+    message_hash,
+    parse_message,
+    signing_input,
+)
+from lintas.contracts.envelope import (
+    Envelope,
+    Event,
+    build_data,
+    dataschema_uri,
+    decode,
+    encode,
+    make_event,
+)
+from lintas.contracts.errors import (
     CaseErased,
     ConsentMissing,
     ContractError,
@@ -32,9 +46,9 @@ from .errors import (
     UnknownEventType,
     UnknownVersion,
 )
-from .ids import derived_uuid7, is_case_id, is_uuid7, new_case_id, uuid7
-from .registry import all_models, latest, lookup, versions
-from .subjects import (
+from lintas.contracts.ids import derived_uuid7, is_case_id, is_uuid7, new_case_id, uuid7
+from lintas.contracts.registry import all_models, latest, lookup, versions
+from lintas.contracts.subjects import (
     Subject,
     case_filter,
     inbound_filters,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field
 
-from .agencies import is_agency_id
+from lintas.contracts.agencies import is_agency_id
 
 __all__ = [
     "AgencyId",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import registry
-from ._base import EventData
-from .agencies import BROADCAST, NATIONAL_AGENCIES, PLATFORM_SERVICES, agency_name
-from .subjects import ROOT
+from lintas.contracts import registry
+from lintas.contracts._base import EventData
+from lintas.contracts.agencies import BROADCAST, NATIONAL_AGENCIES, PLATFORM_SERVICES, agency_name
+from lintas.contracts.subjects import ROOT
 
 __all__ = ["asyncapi_document"]
 

@@ -22,14 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from . import registry
-from ._base import ALLOW_CLEAR, EventData
-from ._types import Timestamp
-from .agencies import BROADCAST, is_agency_id
-from .canonical import _UNPARSED
-from .errors import ContractError, EnvelopeError, InvalidEventData, SubjectError
-from .ids import is_case_id, is_uuid7, uuid7
-from .subjects import subject_for
+from lintas.contracts import registry
+from lintas.contracts._base import ALLOW_CLEAR, EventData
+from lintas.contracts._types import Timestamp
+from lintas.contracts.agencies import BROADCAST, is_agency_id
+from lintas.contracts.canonical import _UNPARSED
+from lintas.contracts.errors import ContractError, EnvelopeError, InvalidEventData, SubjectError
+from lintas.contracts.ids import is_case_id, is_uuid7, uuid7
+from lintas.contracts.subjects import subject_for
 
 __all__ = ["Envelope", "Event", "build_data", "dataschema_uri", "decode", "encode", "make_event"]
 

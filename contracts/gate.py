@@ -51,11 +51,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
-from . import registry
-from .agencies import BROADCAST, is_partner_abroad
-from .envelope import Event
-from .errors import CaseErased, ConsentMissing, ContractError, GateRefused, NotForAbroad
-from .families import consent
+from lintas.contracts import registry
+from lintas.contracts.agencies import BROADCAST, is_partner_abroad
+from lintas.contracts.envelope import Event
+from lintas.contracts.errors import (
+    CaseErased,
+    ConsentMissing,
+    ContractError,
+    GateRefused,
+    NotForAbroad,
+)
+from lintas.contracts.families import consent
 
 __all__ = [
     "CONSENT_TYPES",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ._base import EventData
-from .errors import UnknownEventType, UnknownVersion
+from lintas.contracts._base import EventData
+from lintas.contracts.errors import UnknownEventType, UnknownVersion
 
 __all__ = [
     "Upcaster",

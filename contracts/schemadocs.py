@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import registry
-from ._base import EventData
-from .envelope import Envelope, dataschema_uri
+from lintas.contracts import registry
+from lintas.contracts._base import EventData
+from lintas.contracts.envelope import Envelope, dataschema_uri
 
 __all__ = [
     "JSON_SCHEMA_DIALECT",

@@ -3,7 +3,7 @@
 From the versions that carry them sealed (``case.opened`` v3, ``document.issued`` v3, ...),
 every field marked personal holds a :class:`Sealed` value on the wire: the field's value
 as canonical JSON, encrypted with AES-256-GCM under its case's data key. The data key is
-never in an event; it is wrapped per agency in a key store (``lintas.infra.casekeys``), so
+never in an event; it is wrapped per agency in a key store (``lintas.infra.privacy.casekeys``), so
 who can read a field is decided by who holds a wrapped key, and erasing a case is
 destroying its keys (crypto-shredding): the signed, chained events keep their ciphertext.
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 from pydantic import Discriminator, Field, StringConstraints, Tag, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
 
-from ._base import ALLOW_CLEAR, PERSONAL_KEY, SEALED_KEY, Sealed
+from lintas.contracts._base import ALLOW_CLEAR, PERSONAL_KEY, SEALED_KEY, Sealed
 
 __all__ = [
     "ALGORITHM",

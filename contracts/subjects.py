@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .agencies import BROADCAST, is_agency_id
-from .errors import SubjectError
-from .ids import is_case_id
+from lintas.contracts.agencies import BROADCAST, is_agency_id
+from lintas.contracts.errors import SubjectError
+from lintas.contracts.ids import is_case_id
 
 __all__ = [
     "ROOT",

@@ -1,6 +1,6 @@
 """lintas.demo: simulated agency staff and the demo scenario, kept apart from the core."""
 
-from .pathways import (
+from lintas.demo.pathways import (
     PARTNER,
     PATHWAYS,
     VILLAGE,
@@ -10,8 +10,8 @@ from .pathways import (
     check_record,
     pathway_of,
 )
-from .run import DemoRefused, DemoResult, DemoTimeout, demo_consumers, run_demo
-from .staff import Reaction, react
+from lintas.demo.run import DemoRefused, DemoResult, DemoTimeout, demo_consumers, run_demo
+from lintas.demo.staff import Reaction, react
 
 __all__ = [
     "PARTNER",

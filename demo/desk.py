@@ -19,12 +19,11 @@ from opentelemetry.trace import Tracer
 
 from lintas.consumers.app import attach_batches
 from lintas.contracts import ContractError, decode, derived_uuid7
+from lintas.demo.staff import react
+from lintas.infra.nats.topology import staff_consumer
+from lintas.infra.observability.tracing import processing, tracer_for
 from lintas.infra.settings import Settings
-from lintas.infra.topology import staff_consumer
-from lintas.infra.tracing import processing, tracer_for
 from lintas.producers import Publisher
-
-from .staff import react
 
 __all__ = ["attach_desk"]
 

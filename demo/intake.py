@@ -8,10 +8,9 @@ from datetime import date
 from opentelemetry.trace import SpanKind, Tracer
 
 from lintas.contracts import BROADCAST, new_case_id
-from lintas.infra.tracing import AGENCY, CASE_ID
+from lintas.demo.pathways import PATHWAYS, VILLAGE, Pathway
+from lintas.infra.observability.tracing import AGENCY, CASE_ID
 from lintas.producers import Publisher
-
-from .pathways import PATHWAYS, VILLAGE, Pathway
 
 __all__ = ["open_case", "pathway_for"]
 

@@ -31,22 +31,21 @@ from lintas.consumers import (
 from lintas.consumers.deadlines import Deadline
 from lintas.consumers.projections import Batch
 from lintas.contracts import WATCHDOG, ConsentMissing, PermanentError, TransientError
-from lintas.infra.bus import connect, embedded_url, open_bus
-from lintas.infra.casekeys import case_keys_for
-from lintas.infra.credentials import js_options
-from lintas.infra.exchange import ensure_exchange_key, load_recipients
-from lintas.infra.keys import Signer, Verifier, ensure_agency_key, load_registry
-from lintas.infra.platform import declare_platform
+from lintas.demo.desk import attach_desk
+from lintas.demo.intake import open_case, pathway_for
+from lintas.demo.pathways import agencies
+from lintas.infra.keys.exchange import ensure_exchange_key, load_recipients
+from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
+from lintas.infra.nats.bus import connect, embedded_url, open_bus
+from lintas.infra.nats.credentials import js_options
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import ConsumerSpec, deployment_consumers, staff_consumer
+from lintas.infra.observability.telemetry import configure_tracing
+from lintas.infra.observability.tracing import tracer_for
+from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import configure_tracing
-from lintas.infra.topology import ConsumerSpec, deployment_consumers, staff_consumer
-from lintas.infra.tracing import tracer_for
 from lintas.producers import Publisher
-
-from .desk import attach_desk
-from .intake import open_case, pathway_for
-from .pathways import agencies
 
 __all__ = ["DemoRefused", "DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
 

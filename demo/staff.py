@@ -22,8 +22,7 @@ from lintas.contracts.families import (
     rehabilitation,
     repatriation,
 )
-
-from .pathways import PARTNER, VILLAGE
+from lintas.demo.pathways import PARTNER, VILLAGE
 
 __all__ = ["Reaction", "react"]
 

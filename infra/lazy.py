@@ -12,7 +12,7 @@ reads. Type checkers read the package's imports under ``TYPE_CHECKING`` instead,
 must not see the module ``__getattr__`` (with it, any name would pass)::
 
     if TYPE_CHECKING:
-        from .app import Databases
+        from lintas.infra.app import Databases
     _HOMES = {"Databases": "app"}
     if not TYPE_CHECKING:
         __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -1,6 +1,6 @@
 """The few reads of the event stream an agency needs, and the service that makes them for it.
 
-An agency's permissions (:mod:`lintas.infra.access`) do not let it read the stream: a
+An agency's permissions (:mod:`lintas.infra.nats.access`) do not let it read the stream: a
 JetStream direct get or stream message get names its subject in the request body, which
 NATS permissions cannot see, so granting either would hand every agency every event.
 Yet an agency needs four reads:
@@ -20,7 +20,7 @@ And one answer the log gives that an agency cannot work out from what it may rea
            all the case's events): the Publisher's gate lets only the owner erase or hand on
            a case, and an agency that owns a case by assignment may not read its opening.
 
-Besides, two changes to the case key store (:mod:`lintas.infra.casekeys`) that an agency's
+Besides, two changes to the case key store (:mod:`lintas.infra.privacy.casekeys`) that an agency's
 permissions do not allow, made as the platform and only when the log calls for them:
 ``erase-keys`` once the case's owner has published ``case.erased``, ``revoke-keys`` for the
 agencies a ``consent.withdrawn`` no longer covers.
@@ -73,11 +73,10 @@ from lintas.contracts import (
 )
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import ROOT
-
-from .access import READ_ROOT
-from .casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
-from .errors import BusUnavailable, bus_errors
-from .keys import Verifier
+from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.infra.keys.signing import Verifier
+from lintas.infra.nats.access import READ_ROOT
+from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 
 __all__ = [
     "CaseHead",

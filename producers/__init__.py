@@ -2,9 +2,14 @@
 its own database with the transactional outbox)."""
 
 from lintas.infra.errors import BusUnavailable
-
-from .outbox import NatsClientClosed, Outbox, OutboxRecord, OutboxRelay, ensure_outbox_table
-from .publisher import CaseHead, HeadMoved, Published, Publisher, PublishRejected
+from lintas.producers.outbox import (
+    NatsClientClosed,
+    Outbox,
+    OutboxRecord,
+    OutboxRelay,
+    ensure_outbox_table,
+)
+from lintas.producers.publisher import CaseHead, HeadMoved, Published, Publisher, PublishRejected
 
 __all__ = [
     "BusUnavailable",

@@ -64,18 +64,17 @@ from lintas.contracts import (
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.agencies import is_partner_abroad
 from lintas.contracts.families import case, consent
-from lintas.infra.casekeys import (
+from lintas.infra.keys.signing import Verifier
+from lintas.infra.privacy.casekeys import (
     CaseKeys,
     NoExchangeKey,
     NotAKeyHolder,
     erase_case_keys,
     revoke_case_keys,
 )
-from lintas.infra.keys import Verifier
+from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.reads import DirectReads, ReadRefused, ServiceReads, StreamReads
-from lintas.infra.sealing import seal_data
-
-from ._wire import CaseHead, bus
+from lintas.producers._wire import CaseHead, bus
 
 __all__ = ["NotAuthorised", "Privacy"]
 

@@ -38,9 +38,9 @@ from lintas.contracts import (
 )
 from lintas.contracts import gate as gate_rules
 from lintas.infra.errors import BusUnavailable, bus_errors
-from lintas.infra.keys import Signer
+from lintas.infra.keys.signing import Signer
+from lintas.infra.observability.tracing import EVENT_ID, message_context, publishing, trace_headers
 from lintas.infra.reads import CaseHead, DirectReads, StreamReads
-from lintas.infra.tracing import EVENT_ID, message_context, publishing, trace_headers
 
 __all__ = [
     "CaseHead",

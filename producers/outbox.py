@@ -48,7 +48,7 @@ stored in the row's envelope. The relay's ``publish`` span is a child of it; con
 spans are children of the ``create`` span, the message's creation context.
 
 Give the relay a NATS client that never stops reconnecting (``max_reconnect_attempts=-1``,
-e.g. ``lintas.infra.bus.connect(url, name, attempts=-1)``): a nats-py client that gave up is
+e.g. ``lintas.infra.nats.bus.connect(url, name, attempts=-1)``): a nats-py client that gave up is
 closed for good, and the relay can only report that (``outbox.publish_failed`` at error
 level) until it is given a new one. Best also without nats-py's reconnect buffer
 (``pending_size=0``): then a publish while disconnected fails at once instead of waiting
@@ -102,12 +102,10 @@ from lintas.contracts import (
     encode,
     is_agency_id,
 )
-from lintas.infra.casekeys import CaseKeys
 from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import Signer, Verifier
-from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
-from lintas.infra.tracing import (
+from lintas.infra.keys.signing import Signer, Verifier
+from lintas.infra.observability.tracing import (
     DUPLICATE,
     EVENT_ID,
     STREAM_SEQ,
@@ -115,9 +113,10 @@ from lintas.infra.tracing import (
     publishing,
     tracer_for,
 )
-
-from ._privacy import Privacy
-from ._wire import (
+from lintas.infra.privacy.casekeys import CaseKeys
+from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
+from lintas.producers._privacy import Privacy
+from lintas.producers._wire import (
     CaseHead,
     NatsClientClosed,
     PublishRejected,

@@ -6,9 +6,10 @@ child's data: :mod:`._privacy`), sets ``Nats-Msg-Id`` to the event id (JetStream
 second publish of the same id within the duplicate window), publishes to the ``LINTAS``
 stream and waits for the ack.
 
-Each publish is a PRODUCER span (:mod:`lintas.infra.tracing`) whose ``traceparent`` the
-envelope and the NATS headers carry: published while a consumed event is processed, it
-continues that event's trace; published later with ``caused_by``, it joins the cause's.
+Each publish is a PRODUCER span (:mod:`lintas.infra.observability.tracing`) whose
+``traceparent`` the envelope and the NATS headers carry: published while a consumed event is
+processed, it continues that event's trace; published later with ``caused_by``, it joins the
+cause's.
 
 Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
 
@@ -38,17 +39,16 @@ import structlog
 from opentelemetry.trace import TracerProvider
 
 from lintas.contracts import Event, EventData, SignatureError
-from lintas.infra.casekeys import CaseKeys
-from lintas.infra.keys import Signer, Verifier
-from lintas.infra.reads import StreamReads
-from lintas.infra.tracing import (
+from lintas.infra.keys.signing import Signer, Verifier
+from lintas.infra.observability.tracing import (
     DUPLICATE,
     STREAM_SEQ,
     tracer_for,
 )
-
-from ._privacy import Privacy
-from ._wire import (
+from lintas.infra.privacy.casekeys import CaseKeys
+from lintas.infra.reads import StreamReads
+from lintas.producers._privacy import Privacy
+from lintas.producers._wire import (
     CaseHead,
     HeadMoved,
     PublishRejected,

@@ -18,11 +18,10 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.logging import reset_logging
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.observability.logging import reset_logging
 from lintas.infra.settings import Settings
-
-from ._tracing import SpanCapture
+from tests.support.tracing import SpanCapture
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,15 @@
 """One module per event family; importing this package registers every version."""
 
-from . import case, consent, document, oversight, referral, rehabilitation, repatriation, tracing
+from lintas.contracts.families import (
+    case,
+    consent,
+    document,
+    oversight,
+    referral,
+    rehabilitation,
+    repatriation,
+    tracing,
+)
 
 __all__ = [
     "case",

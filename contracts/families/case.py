@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._base import EventData, Sealed, personal
-from .._types import AgencyId, CountryCode, RiskLevel, Situation
-from ..registry import register, register_upcaster
-from ..sealed import (
+from lintas.contracts._base import EventData, Sealed, personal
+from lintas.contracts._types import AgencyId, CountryCode, RiskLevel, Situation
+from lintas.contracts.registry import register, register_upcaster
+from lintas.contracts.sealed import (
     SealedText500,
     SealedText2000,
     same_fields,

@@ -7,10 +7,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from .._base import EventData, personal
-from .._types import AgencyId, RequestId, Timestamp
-from ..registry import register, register_upcaster
-from ..sealed import SealedText64, SealedText500, same_fields, sealed_text
+from lintas.contracts._base import EventData, personal
+from lintas.contracts._types import AgencyId, RequestId, Timestamp
+from lintas.contracts.registry import register, register_upcaster
+from lintas.contracts.sealed import SealedText64, SealedText500, same_fields, sealed_text
 
 __all__ = [
     "DocumentIssuedV1",

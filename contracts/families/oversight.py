@@ -6,10 +6,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._base import EventData, personal
-from .._types import AgencyId, RequestId, Timestamp
-from ..registry import register, register_upcaster
-from ..sealed import SealedText1000, same_fields, sealed_text
+from lintas.contracts._base import EventData, personal
+from lintas.contracts._types import AgencyId, RequestId, Timestamp
+from lintas.contracts.registry import register, register_upcaster
+from lintas.contracts.sealed import SealedText1000, same_fields, sealed_text
 
 __all__ = [
     "Concern",

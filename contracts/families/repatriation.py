@@ -7,10 +7,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._base import EventData, personal
-from .._types import CountryCode, RequestId, Timestamp
-from ..registry import register, register_upcaster
-from ..sealed import SealedText500, same_fields, sealed_text
+from lintas.contracts._base import EventData, personal
+from lintas.contracts._types import CountryCode, RequestId, Timestamp
+from lintas.contracts.registry import register, register_upcaster
+from lintas.contracts.sealed import SealedText500, same_fields, sealed_text
 
 __all__ = [
     "RepatriationCompletedV1",

@@ -6,9 +6,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._base import EventData
-from .._types import CountryCode, RequestId
-from ..registry import register
+from lintas.contracts._base import EventData
+from lintas.contracts._types import CountryCode, RequestId
+from lintas.contracts.registry import register
 
 __all__ = ["TracingMatchFoundV1", "TracingRequestedV1", "TracingReunifiedV1"]
 

@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .access import Access, render_accounts, render_leaf_users, render_partner_leaf
-from .credentials import seed_path
-from .identities import ensure_local_identities, leaf_password_path, load_access
-from .settings import Settings
+from lintas.infra.nats.access import Access, render_accounts, render_leaf_users, render_partner_leaf
+from lintas.infra.nats.credentials import seed_path
+from lintas.infra.nats.identities import ensure_local_identities, leaf_password_path, load_access
+from lintas.infra.settings import Settings
 
 __all__ = ["PRODUCTION_DIR", "Rendered", "render_deployment"]
 
-PRODUCTION_DIR = Path(__file__).resolve().parent / "deploy" / "production"
+PRODUCTION_DIR = Path(__file__).resolve().parent / "production"
 NODE_CONFIGS = ("node-1.conf", "node-2.conf", "node-3.conf")
 DEFAULT_HUBS = ("nats-leaf://nats-1:7422", "nats-leaf://nats-2:7422", "nats-leaf://nats-3:7422")
 

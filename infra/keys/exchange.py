@@ -24,11 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from nats.js.api import KeyValueConfig
 
 from lintas.contracts import is_agency_id
-
-from .errors import bus_errors
-from .keys import SigningKeyError, _b64, _unb64, bucket_values
-from .sealing import raw_public
-from .settings import Settings
+from lintas.infra.errors import bus_errors
+from lintas.infra.keys.signing import SigningKeyError, _b64, _unb64, bucket_values
+from lintas.infra.privacy.sealing import raw_public
+from lintas.infra.settings import Settings
 
 __all__ = [
     "EXCHANGE_BUCKET",
@@ -178,7 +177,7 @@ async def publish_recipients(js: Any, recipients: Recipients) -> int:
 
 async def recipients_from_kv(js: Any) -> Recipients:
     """The X25519 public keys in ``LINTAS_EXCHANGE_KEYS``; empty if there is no bucket
-    (read as :func:`lintas.infra.keys.bucket_values` reads: what permissions allow)."""
+    (read as :func:`lintas.infra.keys.signing.bucket_values` reads: what permissions allow)."""
     values = await bucket_values(js, EXCHANGE_BUCKET)
     doc = {"agencies": {a: json.loads(value) for a, value in values.items()}}
     return Recipients.from_json(doc, f"the {EXCHANGE_BUCKET} bucket")

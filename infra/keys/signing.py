@@ -53,10 +53,9 @@ from lintas.contracts import (
     signing_input,
 )
 from lintas.contracts.errors import PermanentError
-
-from . import fastjcs
-from .errors import bus_errors
-from .settings import Settings
+from lintas.infra import canonical as fastjcs
+from lintas.infra.errors import bus_errors
+from lintas.infra.settings import Settings
 
 __all__ = [
     "KEYS_BUCKET",
@@ -78,7 +77,7 @@ __all__ = [
     "trusted_registry",
 ]
 
-SHIPPED_REGISTRY = Path(__file__).resolve().parent / "registry" / "keys.json"
+SHIPPED_REGISTRY = Path(__file__).resolve().parent.parent / "registry" / "keys.json"
 
 
 _log = structlog.get_logger("lintas.keys")

@@ -7,7 +7,7 @@ over the data directory's store for the duration of the command. An exclusive ``
 
 The embedded server runs with authorization on, like a deployment: before it starts (or
 when it already runs and an agency is new), every role and agency the command needs gets
-an identity in the data directory (:mod:`lintas.infra.identities`), and the server runs
+an identity in the data directory (:mod:`lintas.infra.nats.identities`), and the server runs
 with the generated ``accounts.conf`` (reloaded with SIGHUP when it changes). The process
 that starts the server also runs the read service agencies' publishers and consumers ask
 (:mod:`lintas.infra.reads`), for as long as the server runs.
@@ -37,16 +37,20 @@ import structlog
 from nats.aio.client import Client
 
 from lintas.contracts.errors import PermanentError
-
-from .access import ACCOUNT
-from .credentials import connect_options, js_options, uses_credentials
-from .embedded import LOG_NAME, MIN_NATS_SERVER, EmbeddedNats, UnsupportedNatsServer
-from .errors import BusUnavailable
-from .headers import read_headers_fast
-from .identities import accounts_path, ensure_local_identities
-from .keys import Registry, Verifier, trusted_registry
-from .reads import ReadService
-from .settings import Settings
+from lintas.infra.errors import BusUnavailable
+from lintas.infra.keys.signing import Registry, Verifier, trusted_registry
+from lintas.infra.nats.access import ACCOUNT
+from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
+from lintas.infra.nats.embedded import (
+    LOG_NAME,
+    MIN_NATS_SERVER,
+    EmbeddedNats,
+    UnsupportedNatsServer,
+)
+from lintas.infra.nats.headers import read_headers_fast
+from lintas.infra.nats.identities import accounts_path, ensure_local_identities
+from lintas.infra.reads import ReadService
+from lintas.infra.settings import Settings
 
 __all__ = [
     "LOCK_FILE",
@@ -228,8 +232,8 @@ async def connect(
 def registry_source(
     url: str, settings: Settings, identity: str
 ) -> Callable[[], Awaitable[Registry]]:
-    """What a long-running :class:`~lintas.infra.keys.Verifier` refreshes from: the
-    registry :func:`~lintas.infra.keys.trusted_registry` reads, on a short connection of
+    """What a long-running :class:`~lintas.infra.keys.signing.Verifier` refreshes from: the
+    registry :func:`~lintas.infra.keys.signing.trusted_registry` reads, on a short connection of
     its own as ``identity`` (a refresh is rare: the runner's may be busy or reconnecting)."""
 
     async def read() -> Registry:

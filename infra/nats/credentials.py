@@ -1,6 +1,6 @@
 """How a lintas process proves who it is to NATS, and what it connects with.
 
-Every process connects as one identity (:mod:`lintas.infra.access`): an agency, or the
+Every process connects as one identity (:mod:`lintas.infra.nats.access`): an agency, or the
 ``platform``, ``operator`` or ``auditor`` role. Each identity has an nkey: an Ed25519 key
 pair whose seed (the private half) lives in ``<credentials dir>/<identity>.nk``, 0600, never
 in the repository, and whose public key the server's authorization config lists. The server
@@ -29,9 +29,8 @@ from typing import Any
 import nkeys
 
 from lintas.contracts.errors import PermanentError
-
-from .access import inbox_prefix, is_identity, js_api_prefix
-from .settings import Settings
+from lintas.infra.nats.access import inbox_prefix, is_identity, js_api_prefix
+from lintas.infra.settings import Settings
 
 __all__ = [
     "CredentialsError",

@@ -2,7 +2,7 @@
 
 ``<data_dir>/auth/`` (0700) holds:
 
-* ``access.json``: the access description (:class:`lintas.infra.access.Access`): who exists,
+* ``access.json``: the access description (:class:`lintas.infra.nats.access.Access`): who exists,
   with public nkeys;
 * ``nkeys/<identity>.nk``: the seeds made here (0600; ``LINTAS_CREDENTIALS_DIR`` may point
   elsewhere);
@@ -31,10 +31,9 @@ from pathlib import Path
 import bcrypt
 
 from lintas.contracts.agencies import PLATFORM_SERVICES, is_partner_abroad
-
-from .access import ROLES, Access, render_accounts, render_leaf_users
-from .credentials import create_seed, public_key, seed_path
-from .settings import Settings
+from lintas.infra.nats.access import ROLES, Access, render_accounts, render_leaf_users
+from lintas.infra.nats.credentials import create_seed, public_key, seed_path
+from lintas.infra.settings import Settings
 
 __all__ = [
     "Added",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .casekeys import case_keys_stream, ensure_case_keys
-from .quarantine import ensure_quarantine, quarantine_stream
-from .seals import ensure_seals, seals_stream
-from .settings import Settings
-from .topology import ConsumerSpec, declare
+from lintas.infra.nats.quarantine import ensure_quarantine, quarantine_stream
+from lintas.infra.nats.seals import ensure_seals, seals_stream
+from lintas.infra.nats.topology import ConsumerSpec, declare
+from lintas.infra.privacy.casekeys import case_keys_stream, ensure_case_keys
+from lintas.infra.settings import Settings
 
 __all__ = ["declare_platform"]
 

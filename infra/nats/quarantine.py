@@ -21,9 +21,9 @@ from typing import Any
 import nats.js.errors
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from .errors import bus_errors
-from .settings import Settings
-from .topology import ensure_stream_config
+from lintas.infra.errors import bus_errors
+from lintas.infra.nats.topology import ensure_stream_config
+from lintas.infra.settings import Settings
 
 __all__ = [
     "QuarantineEntry",

@@ -11,8 +11,8 @@ from typing import Any
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from .settings import Settings
-from .topology import ensure_stream_config
+from lintas.infra.nats.topology import ensure_stream_config
+from lintas.infra.settings import Settings
 
 __all__ = ["ensure_seals", "seals_config", "seals_stream", "seals_subject"]
 

@@ -35,9 +35,8 @@ from nats.js.api import (
 
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import ROOT, inbound_filters, outbound_filter
-
-from .errors import bus_errors
-from .settings import Settings
+from lintas.infra.errors import bus_errors
+from lintas.infra.settings import Settings
 
 __all__ = [
     "ConsumerSpec",

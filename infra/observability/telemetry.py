@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from .settings import Settings
+from lintas.infra.settings import Settings
 
 __all__ = [
     "SPAN_FILE_MAX_BYTES",

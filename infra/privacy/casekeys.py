@@ -8,7 +8,7 @@ compacted). Keys, written once and never updated (an update would leave the old 
 on disk), each holding no more than a wrapped key or a marker::
 
     <case>.<gen>             who created the case's data key of generation <gen>, and when
-    <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.sealing)
+    <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.privacy.sealing)
     <case>.erased            the case was erased: no data key may be made for it again
 
 An agency reads its wrapped key and unwraps it with its X25519 private key; the data key
@@ -17,7 +17,7 @@ Withdrawing a consent erases the wraps of the agencies it no longer covers; eras
 (``case.erased``) erases every entry of the case: its sealed fields are unreadable
 everywhere from then on, which is what the log's immutability needs (crypto-shredding).
 
-Who may do what on a bus with permissions (:mod:`lintas.infra.access`): an agency writes
+Who may do what on a bus with permissions (:mod:`lintas.infra.nats.access`): an agency writes
 entries (create only: each write expects the key to hold nothing) and reads, by direct
 get, only the case markers and *its own* wraps (the key is in the request's subject, so
 NATS permissions can tell); it cannot list the store or delete from it. Erasing and
@@ -51,12 +51,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from lintas.contracts import CaseErased, PermanentError
-
-from .errors import bus_errors
-from .exchange import Recipients, load_exchange_key
-from .sealing import new_data_key, unwrap_key, wrap_key
-from .settings import Settings
-from .topology import ensure_stream_config
+from lintas.infra.errors import bus_errors
+from lintas.infra.keys.exchange import Recipients, load_exchange_key
+from lintas.infra.nats.topology import ensure_stream_config
+from lintas.infra.privacy.sealing import new_data_key, unwrap_key, wrap_key
+from lintas.infra.settings import Settings
 
 __all__ = [
     "CASE_KEYS_BUCKET",
@@ -161,7 +160,7 @@ async def _create(js: Any, bucket: str, key: str, value: bytes) -> bool:
     except nats.js.errors.NoStreamResponseError:
         raise NoKeyStore(
             f"the case key store {bucket} is not declared on this bus (`lintas up` declares "
-            "it, as lintas.infra.platform.declare_platform does)"
+            "it, as lintas.infra.nats.platform.declare_platform does)"
         ) from None
     except nats.js.errors.APIError as exc:
         if exc.err_code == _WRONG_LAST_SEQUENCE:

@@ -43,19 +43,9 @@ from lintas.contracts import (
     message_hash,
     new_case_id,
 )
-from lintas.infra.bus import AccessRefused, connect
-from lintas.infra.casekeys import (
-    CASE_KEYS_BUCKET,
-    case_keys_for,
-    case_keys_stream,
-    list_case_keys,
-)
-from lintas.infra.certs import issue_certs
-from lintas.infra.credentials import connect_options, create_seed
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.exchange import Recipients, ensure_exchange_key, load_recipients
-from lintas.infra.identities import accounts_path, ensure_local_identities
-from lintas.infra.keys import (
+from lintas.infra.deploy.certs import issue_certs
+from lintas.infra.keys.exchange import Recipients, ensure_exchange_key, load_recipients
+from lintas.infra.keys.signing import (
     Signer,
     Verifier,
     ensure_agency_key,
@@ -63,16 +53,25 @@ from lintas.infra.keys import (
     publish_registry,
     registry_from_kv,
 )
-from lintas.infra.platform import declare_platform
-from lintas.infra.quarantine import delete_entry, list_entries
+from lintas.infra.nats.bus import AccessRefused, connect
+from lintas.infra.nats.credentials import connect_options, create_seed
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.identities import accounts_path, ensure_local_identities
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.quarantine import delete_entry, list_entries
+from lintas.infra.nats.seals import seals_stream
+from lintas.infra.nats.topology import deployment_consumers
+from lintas.infra.privacy.casekeys import (
+    CASE_KEYS_BUCKET,
+    case_keys_for,
+    case_keys_stream,
+    list_case_keys,
+)
 from lintas.infra.reads import ReadRefused, ReadService, ServiceReads
-from lintas.infra.seals import seals_stream
 from lintas.infra.settings import Settings
-from lintas.infra.topology import deployment_consumers
 from lintas.producers import Publisher
-
-from .helpers import T0, Applied
-from .secured import (
+from tests.support.helpers import T0, Applied
+from tests.support.secured import (
     AGENCIES,
     Client,
     Hub,

@@ -38,13 +38,12 @@ from lintas.consumers.projections import RecordCaseRow
 from lintas.consumers.record import DocumentIssued
 from lintas.contracts import canonical_json, decode, new_case_id
 from lintas.infra.db import create_db_engine
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Verifier, load_registry
+from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
-
-from .conftest import postgres_database
-from .helpers import Applied, declare_record, start_record
-from .test_audit_support import DAY, T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.integration.conftest import postgres_database
+from tests.support.audit import DAY, T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.helpers import Applied, declare_record, start_record
 
 pytestmark = pytest.mark.nats
 

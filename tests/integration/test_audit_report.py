@@ -17,11 +17,9 @@ from nats.js import JetStreamContext
 
 from lintas.audit import StreamReader, open_fresh_store, replay
 from lintas.contracts import new_case_id, subject_for, uuid7
-from lintas.infra.keys import load_registry
+from lintas.infra.keys.signing import load_registry
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record, publish_case, signed
-from .test_audit_support import (  # noqa: F401
+from tests.support.audit import (  # noqa: F401
     OPENED,
     STEPS,
     T0,
@@ -30,6 +28,7 @@ from .test_audit_support import (  # noqa: F401
     cli,
     cli_env_fixture,
 )
+from tests.support.helpers import declare_record, publish_case, signed
 
 pytestmark = pytest.mark.nats
 

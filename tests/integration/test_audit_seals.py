@@ -16,13 +16,12 @@ from nats.js import JetStreamContext
 from lintas.audit import StreamReader, read_seals, verify_stream
 from lintas.audit.seals import ZERO_DIGEST, Seal
 from lintas.contracts import message_hash
-from lintas.infra.keys import load_registry
-from lintas.infra.seals import seals_stream
+from lintas.infra.keys.signing import load_registry
+from lintas.infra.nats.seals import seals_stream
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record
-from .test_audit_support import ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
-from .test_audit_verify import Tamper, _export, _verify_fails
+from tests.integration.test_audit_verify import Tamper, _export, _verify_fails
+from tests.support.audit import ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
 

@@ -10,10 +10,9 @@ import pytest
 from lintas.audit import StreamReader
 from lintas.audit.events import StoredEvent
 from lintas.demo import PATHWAYS, run_demo
-from lintas.infra.credentials import uses_credentials
+from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.settings import Settings
-
-from .test_audit_support import cli
+from tests.support.audit import cli
 
 pytestmark = pytest.mark.nats
 

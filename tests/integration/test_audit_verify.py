@@ -22,11 +22,10 @@ from structlog.testing import capture_logs
 
 from lintas.audit import ArchiveReader, StreamReader, verify_archive, verify_stream
 from lintas.contracts import canonical_json, event_hash, new_case_id, signing_input
-from lintas.infra.keys import Signer, key_id, load_registry, private_key_path
+from lintas.infra.keys.signing import Signer, key_id, load_registry, private_key_path
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record
-from .test_audit_support import T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
 

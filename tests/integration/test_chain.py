@@ -18,12 +18,11 @@ from lintas.contracts import (
     message_hash,
     new_case_id,
 )
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Signer
-from lintas.infra.platform import declare_platform
+from lintas.infra.keys.signing import Signer
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
 from lintas.infra.settings import Settings
-
-from .helpers import consent, signed
+from tests.support.helpers import consent, signed
 
 pytestmark = pytest.mark.nats
 

@@ -15,13 +15,12 @@ from sqlmodel import Session
 
 from lintas.audit import Seal, read_seals
 from lintas.consumers import Databases, load_record
-from lintas.infra.bus import AccessRefused, connect
-from lintas.infra.keys import Signer, ensure_agency_key
+from lintas.infra.keys.signing import Signer, ensure_agency_key
+from lintas.infra.nats.bus import AccessRefused, connect
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
-
-from .helpers import publish_case
+from tests.support.helpers import publish_case
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """A three-node JetStream cluster on loopback loses its stream leader mid-stream.
 
 The cluster runs the shipped ``infra/deploy/cluster-node-*.conf`` (on free ports, see
-:mod:`lintas.infra.cluster`); the stream is lintas's own, declared with three replicas. While
+:mod:`tests.support.cluster`); the stream is lintas's own, declared with three replicas. While
 the lintas Publisher publishes and a durable pull consumer reads, the node leading the stream
 is killed with SIGKILL (and the client is connected to that very node). Publishing retries a
 failed publish with the same event id until it is acknowledged, as an agency system would.
@@ -29,10 +29,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.contracts import new_case_id, uuid7
-from lintas.infra.cluster import LoopbackCluster
+from lintas.infra.nats.topology import declare, record_consumer
 from lintas.infra.settings import Settings
-from lintas.infra.topology import declare, record_consumer
 from lintas.producers import BusUnavailable, Published, Publisher
+from tests.support.cluster import LoopbackCluster
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""lintas.infra.cluster.LoopbackCluster: the shipped cluster configs, run on free ports."""
+"""tests.support.cluster.LoopbackCluster: the shipped cluster configs, run on free ports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import nats
 import nats.errors
 import pytest
 
-from lintas.infra.cluster import CLUSTER_CONFIGS, ClusterError, LoopbackCluster, read_node_config
+from tests.support.cluster import CLUSTER_CONFIGS, ClusterError, LoopbackCluster, read_node_config
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

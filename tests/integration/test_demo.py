@@ -13,8 +13,8 @@ from sqlmodel import Session
 from lintas.cli import main
 from lintas.consumers import Databases, load_worklist
 from lintas.demo import PATHWAYS, DemoRefused, agencies, check_record, run_demo
-from lintas.infra.bus import open_bus
-from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.nats.bus import open_bus
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -151,8 +151,8 @@ async def test_the_demo_runs_every_agency_as_itself_on_an_authorizing_bus(
     """The demo exercises the deployment's permissions: each agency publishes and consumes
     on its own connection, with its own generated nkey, which the server's config lists."""
     from lintas.demo import run as demo_run
-    from lintas.infra.credentials import public_key, seed_path
-    from lintas.infra.identities import accounts_path
+    from lintas.infra.nats.credentials import public_key, seed_path
+    from lintas.infra.nats.identities import accounts_path
 
     used: list[str | None] = []
     real_connect, real_broker = demo_run.connect, demo_run.create_broker

@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from lintas.cli import main
-from lintas.infra.bus import connect, open_bus
-from lintas.infra.credentials import js_options, public_key, seed_path
-from lintas.infra.embedded import find_nats_server
-from lintas.infra.identities import access_path, accounts_path, load_access
-from lintas.infra.keys import registry_from_kv
+from lintas.infra.keys.signing import registry_from_kv
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.credentials import js_options, public_key, seed_path
+from lintas.infra.nats.embedded import find_nats_server
+from lintas.infra.nats.identities import access_path, accounts_path, load_access
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, check_consumer
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_consumer, agency_sent_consumer, check_consumer
 
 pytestmark = pytest.mark.nats
 

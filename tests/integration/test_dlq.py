@@ -18,15 +18,14 @@ from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch
 from lintas.consumers.retry import retry_entry
 from lintas.contracts import build_data, encode, make_event
-from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import Signer, ensure_agency_key
-from lintas.infra.quarantine import QuarantineEntry, list_entries
-from lintas.infra.quarantine import put as quarantine_put
+from lintas.infra.keys.signing import Signer, ensure_agency_key
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.quarantine import QuarantineEntry, list_entries
+from lintas.infra.nats.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
-
-from .._tracing import SpanCapture
-from .helpers import declare_record, signed, start_record
+from tests.support.helpers import declare_record, signed, start_record
+from tests.support.tracing import SpanCapture
 
 pytestmark = pytest.mark.nats
 

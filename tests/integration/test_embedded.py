@@ -13,9 +13,10 @@ import nats
 import pytest
 
 from lintas.contracts.errors import PermanentError
-from lintas.infra import bus, embedded
-from lintas.infra.bus import LOCK_FILE, PID_FILE, URL_FILE, connect, open_bus
-from lintas.infra.embedded import (
+from lintas.infra.errors import BusUnavailable
+from lintas.infra.nats import bus, embedded
+from lintas.infra.nats.bus import LOCK_FILE, PID_FILE, URL_FILE, connect, open_bus
+from lintas.infra.nats.embedded import (
     MIN_NATS_SERVER,
     EmbeddedNats,
     EmbeddedNatsError,
@@ -26,9 +27,8 @@ from lintas.infra.embedded import (
     find_nats_server,
     nats_server_version,
 )
-from lintas.infra.errors import BusUnavailable
+from lintas.infra.nats.topology import ensure_stream
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ensure_stream
 
 pytestmark = pytest.mark.nats
 

@@ -21,15 +21,14 @@ from lintas.cli import main
 from lintas.consumers import Databases, attach_agency, attach_record, create_broker, load_record
 from lintas.consumers.casefile import ERASED, read_case_file
 from lintas.contracts import BROADCAST, CaseErased, new_case_id, uuid7
-from lintas.infra.casekeys import case_keys_stream, list_case_keys
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Verifier, load_registry
-from lintas.infra.platform import declare_platform
+from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import deployment_consumers
+from lintas.infra.privacy.casekeys import case_keys_stream, list_case_keys
 from lintas.infra.settings import Settings
-from lintas.infra.topology import deployment_consumers
-
-from .._tracing import SpanCapture
-from .helpers import T0, Applied, consent, signed
+from tests.support.helpers import T0, Applied, consent, signed
+from tests.support.tracing import SpanCapture
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

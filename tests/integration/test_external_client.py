@@ -156,10 +156,9 @@ async def test_events_built_from_schemas_alone_are_accepted(
         load_records,
         load_worklist,
     )
-    from lintas.infra.platform import declare_platform
-    from lintas.infra.topology import deployment_consumers
-
-    from .helpers import Applied
+    from lintas.infra.nats.platform import declare_platform
+    from lintas.infra.nats.topology import deployment_consumers
+    from tests.support.helpers import Applied
 
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()

@@ -22,11 +22,10 @@ from sqlmodel import Session, select
 from lintas.consumers import Databases, load_records
 from lintas.consumers.projections import RecordCaseRow
 from lintas.infra.db import Tracking, ensure_tables
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.quarantine import list_entries
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.quarantine import list_entries
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record, publish_case, signed
+from tests.support.helpers import declare_record, publish_case, signed
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

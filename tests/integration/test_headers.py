@@ -12,11 +12,11 @@ import pytest
 from nats.aio.client import Client
 
 from lintas.consumers.app import attach_batches, create_broker
-from lintas.infra.bus import connect
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.headers import read_headers_fast
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.headers import read_headers_fast
+from lintas.infra.nats.topology import ConsumerSpec, ensure_consumer, ensure_stream
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ConsumerSpec, ensure_consumer, ensure_stream
 
 pytestmark = pytest.mark.nats
 

@@ -31,14 +31,14 @@ from lintas.contracts import (
     decode,
     new_case_id,
 )
-from lintas.infra.bus import connect
 from lintas.infra.db import create_db_engine
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Verifier, load_registry
-from lintas.infra.platform import declare_platform
-from lintas.infra.sealing import open_field
+from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import ensure_stream
+from lintas.infra.privacy.sealing import open_field
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ensure_stream
 from lintas.producers import (
     BusUnavailable,
     NatsClientClosed,
@@ -48,8 +48,7 @@ from lintas.producers import (
     PublishRejected,
     ensure_outbox_table,
 )
-
-from .helpers import consent, forge_consent, signed
+from tests.support.helpers import consent, forge_consent, signed
 
 pytestmark = pytest.mark.nats
 

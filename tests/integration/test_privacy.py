@@ -30,18 +30,17 @@ from lintas.contracts import (
     new_case_id,
 )
 from lintas.contracts.families.case import ChildIdentity
-from lintas.infra.casekeys import NotAKeyHolder, case_keys_stream
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.exchange import load_exchange_key
-from lintas.infra.keys import Signer, Verifier, load_registry
-from lintas.infra.platform import declare_platform
-from lintas.infra.quarantine import QuarantineEntry, list_entries
-from lintas.infra.sealing import SealBroken, open_field, seal_data, unwrap_key
+from lintas.infra.keys.exchange import load_exchange_key
+from lintas.infra.keys.signing import Signer, Verifier, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.quarantine import QuarantineEntry, list_entries
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, record_consumer
+from lintas.infra.privacy.casekeys import NotAKeyHolder, case_keys_stream
+from lintas.infra.privacy.sealing import SealBroken, open_field, seal_data, unwrap_key
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_consumer, agency_sent_consumer, record_consumer
 from lintas.producers import Publisher
-
-from .helpers import T0, Applied, consent, forge_consent, signed
+from tests.support.helpers import T0, Applied, consent, forge_consent, signed
 
 pytestmark = pytest.mark.nats
 

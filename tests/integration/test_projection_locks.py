@@ -17,10 +17,9 @@ from lintas.consumers.privacy import PrivacyCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
-
-from ..unit._events import at, ev
-from ..unit.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
-from .conftest import POSTGRES_ENV, postgres_database
+from tests.integration.conftest import POSTGRES_ENV, postgres_database
+from tests.support.events import at, ev
+from tests.unit.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
 
 pytestmark = pytest.mark.postgres
 

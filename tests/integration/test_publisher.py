@@ -15,9 +15,9 @@ from lintas.contracts import (
     new_case_id,
     uuid7,
 )
-from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.topology import ensure_stream
 from lintas.infra.settings import Settings
-from lintas.infra.topology import ensure_stream
 from lintas.producers import BusUnavailable, Publisher, PublishRejected
 
 pytestmark = pytest.mark.nats

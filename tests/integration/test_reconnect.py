@@ -6,12 +6,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lintas.infra.bus import connect
-from lintas.infra.embedded import EmbeddedNats
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
-
-from .helpers import Applied, declare_record, publish_case, start_record
+from tests.support.helpers import Applied, declare_record, publish_case, start_record
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -20,13 +20,12 @@ from lintas.consumers import ProjectionRunner, RecordProjection, load_record, lo
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch
 from lintas.infra.db import Tracking
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.quarantine import list_entries
-from lintas.infra.quarantine import put as quarantine_put
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.quarantine import list_entries
+from lintas.infra.nats.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
-
-from .helpers import Applied, declare_record, publish_case, start_record
+from tests.support.helpers import Applied, declare_record, publish_case, start_record
 
 pytestmark = pytest.mark.nats
 

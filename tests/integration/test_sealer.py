@@ -21,16 +21,15 @@ from nats.js import JetStreamContext
 from lintas.audit import StreamReader, read_seals, verify_stream
 from lintas.audit.sealer import start_sealer
 from lintas.audit.seals import ZERO_DIGEST, Seal, SealRaced, seal_stream
-from lintas.infra.cluster import LoopbackCluster
-from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import Signer, ensure_agency_key, load_registry
-from lintas.infra.seals import ensure_seals
+from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.seals import ensure_seals
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record
-from .test_audit_support import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
-from .test_cli_up import _line_with
+from tests.integration.test_cli_up import _line_with
+from tests.support.audit import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
+from tests.support.cluster import LoopbackCluster
+from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
 

@@ -12,9 +12,7 @@ from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
 from lintas.contracts import SignatureError, new_case_id
-from lintas.infra.bus import registry_source
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import (
+from lintas.infra.keys.signing import (
     Registry,
     Signer,
     SigningKeyError,
@@ -24,11 +22,12 @@ from lintas.infra.keys import (
     private_key_path,
     publish_registry,
 )
-from lintas.infra.quarantine import list_entries
+from lintas.infra.nats.bus import registry_source
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.quarantine import list_entries
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
-
-from .helpers import Applied, declare_record, publish_case, signed, start_record
+from tests.support.helpers import Applied, declare_record, publish_case, signed, start_record
 
 pytestmark = pytest.mark.nats
 
@@ -97,7 +96,7 @@ async def test_a_consumer_trusts_keys_published_to_the_kv_bucket(
     """An agency's key made elsewhere reaches a consumer through JetStream KV alone."""
     from pathlib import Path
 
-    from lintas.infra.keys import publish_registry, registry_from_kv, trusted_registry
+    from lintas.infra.keys.signing import publish_registry, registry_from_kv, trusted_registry
 
     elsewhere = settings.model_copy(update={"data_dir": Path(str(tmp_path)) / "elsewhere"})
     assert await registry_from_kv(js) is not None  # no bucket yet: empty, not an error

@@ -31,14 +31,13 @@ from lintas.consumers import (
 )
 from lintas.contracts import new_case_id
 from lintas.infra.clock import ManualClock
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Verifier, load_registry
-from lintas.infra.platform import declare_platform
-from lintas.infra.quarantine import list_entries
+from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.quarantine import list_entries
+from lintas.infra.nats.topology import deployment_consumers
 from lintas.infra.settings import Settings
-from lintas.infra.topology import deployment_consumers
-
-from .helpers import consent, signed
+from tests.support.helpers import consent, signed
 
 pytestmark = pytest.mark.nats
 

@@ -10,9 +10,8 @@ from sqlmodel import Session, SQLModel, select
 from lintas.consumers.projections import RecordProjection, load_record
 from lintas.consumers.watchdog import DeadlineRow
 from lintas.infra.db import Retried, create_db_engine, read_position, write_position
-
-from ..unit._events import at
-from ..unit.test_privacy_folds import CASE, OPENED
+from tests.support.events import at
+from tests.unit.test_privacy_folds import CASE, OPENED
 
 FAR = 2**40  # a stream far past 2**31 messages
 

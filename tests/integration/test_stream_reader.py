@@ -20,7 +20,7 @@ from lintas.audit import StreamCut, StreamReader
 from lintas.audit import stream as stream_module
 from lintas.audit.events import StoredEvent
 from lintas.contracts import new_case_id
-from lintas.infra.cluster import LoopbackCluster
+from tests.support.cluster import LoopbackCluster
 
 pytestmark = pytest.mark.nats
 

@@ -12,10 +12,9 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, StreamInfo, StreamSource
 
 from lintas.contracts.subjects import inbound_filters
-from lintas.infra.embedded import EmbeddedNats
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.settings import Settings
-from lintas.infra.topology import (
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.topology import (
     TopologyConflict,
     TopologyNotApplied,
     agency_consumer,
@@ -28,6 +27,7 @@ from lintas.infra.topology import (
     staff_consumer,
     stream_config,
 )
+from lintas.infra.settings import Settings
 
 pytestmark = pytest.mark.nats
 
@@ -370,7 +370,7 @@ async def test_a_stream_created_without_a_guarantee_is_refused(
 async def test_more_replicas_than_servers_is_refused_clearly(
     js: JetStreamContext, settings: Settings
 ) -> None:
-    from lintas.infra.topology import TopologyRefused
+    from lintas.infra.nats.topology import TopologyRefused
 
     with pytest.raises(TopologyRefused, match=r"refused to create stream LINTAS.*REPLICAS"):
         await ensure_stream(js, settings.model_copy(update={"stream_replicas": 3}))

@@ -18,11 +18,10 @@ import pytest
 from nats.js import JetStreamContext
 
 from lintas.contracts.subjects import inbound_filters
-from lintas.infra import embedded
-from lintas.infra.bus import connect
-from lintas.infra.embedded import EmbeddedNats, UnsupportedNatsServer, find_nats_server
-from lintas.infra.settings import Settings
-from lintas.infra.topology import (
+from lintas.infra.nats import embedded
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.embedded import EmbeddedNats, UnsupportedNatsServer, find_nats_server
+from lintas.infra.nats.topology import (
     TopologyConflict,
     TopologyNotApplied,
     agency_consumer,
@@ -31,6 +30,7 @@ from lintas.infra.topology import (
     ensure_consumer,
     ensure_stream,
 )
+from lintas.infra.settings import Settings
 
 pytestmark = pytest.mark.nats
 

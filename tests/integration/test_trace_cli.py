@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lintas.cli import main
+from lintas.infra.observability.telemetry import read_span_file
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import read_span_file
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

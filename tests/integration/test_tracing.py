@@ -25,21 +25,20 @@ from lintas.audit import StreamReader, replay
 from lintas.audit.replay import open_fresh_store
 from lintas.contracts import Envelope, Sealed, decode, new_case_id
 from lintas.demo import PATHWAYS, run_demo
-from lintas.infra.bus import connect, open_bus
-from lintas.infra.casekeys import case_keys_for
 from lintas.infra.db import create_db_engine
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.exchange import load_recipients
-from lintas.infra.keys import load_registry
-from lintas.infra.logging import configure_logging
-from lintas.infra.sealing import open_value
+from lintas.infra.keys.exchange import load_recipients
+from lintas.infra.keys.signing import load_registry
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.observability.logging import configure_logging
+from lintas.infra.observability.telemetry import span_record
+from lintas.infra.observability.tracing import trace_context, trace_headers
+from lintas.infra.privacy.casekeys import case_keys_for
+from lintas.infra.privacy.sealing import open_value
 from lintas.infra.settings import Settings
-from lintas.infra.telemetry import span_record
-from lintas.infra.tracing import trace_context, trace_headers
 from lintas.producers import Outbox, OutboxRelay, Publisher, ensure_outbox_table
-
-from .._tracing import SpanCapture
-from .helpers import Applied, declare_record, signed, start_record
+from tests.support.helpers import Applied, declare_record, signed, start_record
+from tests.support.tracing import SpanCapture
 
 pytestmark = pytest.mark.nats
 

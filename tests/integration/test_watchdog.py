@@ -22,14 +22,13 @@ from lintas.consumers.watchdog import load_deadlines
 from lintas.contracts import Event, decode, new_case_id
 from lintas.contracts import gate as gate_rules
 from lintas.infra.clock import ManualClock
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import Verifier, load_registry
-from lintas.infra.platform import declare_platform
+from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import watchdog_consumer
 from lintas.infra.settings import Settings
-from lintas.infra.topology import watchdog_consumer
 from lintas.producers import Publisher
-
-from .helpers import T0, Applied, consent, signed
+from tests.support.helpers import T0, Applied, consent, signed
 
 pytestmark = pytest.mark.nats
 

@@ -11,13 +11,12 @@ from sqlmodel import Session
 from lintas.consumers import Databases, attach_agency, create_broker, load_worklist
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.platform import declare_platform
+from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
 from lintas.infra.settings import Settings
-from lintas.infra.topology import agency_consumer, agency_sent_consumer
 from lintas.producers import Publisher
-
-from .helpers import T0, Applied, consent, signed
+from tests.support.helpers import T0, Applied, consent, signed
 
 pytestmark = pytest.mark.nats
 

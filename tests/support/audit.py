@@ -18,11 +18,10 @@ from nats.js import JetStreamContext
 from lintas.audit import StreamReader, verify_stream
 from lintas.cli import main
 from lintas.contracts import encode, new_case_id
-from lintas.infra.embedded import EmbeddedNats
-from lintas.infra.keys import load_registry
+from lintas.infra.keys.signing import load_registry
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
-
-from .helpers import declare_record, publish_case, signed
+from tests.support.helpers import declare_record, publish_case, signed
 
 pytestmark = pytest.mark.nats
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .embedded import EmbeddedNatsError, find_nats_server
+import lintas.infra.deploy
+from lintas.infra.nats.embedded import EmbeddedNatsError, find_nats_server
 
 __all__ = [
     "CLUSTER_CONFIGS",
@@ -44,7 +45,7 @@ __all__ = [
     "read_node_config",
 ]
 
-DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
+DEPLOY_DIR = Path(lintas.infra.deploy.__file__).resolve().parent
 SINGLE_NODE_CONFIG = DEPLOY_DIR / "single-node.conf"
 CLUSTER_CONFIGS = tuple(DEPLOY_DIR / f"cluster-node-{n}.conf" for n in (1, 2, 3))
 

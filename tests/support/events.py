@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lintas.contracts import Event, build_data, make_event, new_case_id
-from lintas.infra.sealing import seal_data
-
-from ._samples import TEST_KEY
+from lintas.infra.privacy.sealing import seal_data
+from tests.support.samples import TEST_KEY
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -20,12 +20,12 @@ from lintas.contracts import (
     make_event,
     new_case_id,
 )
-from lintas.infra.casekeys import case_keys_for
-from lintas.infra.exchange import ensure_exchange_key, load_recipients
-from lintas.infra.keys import Signer, Verifier, ensure_agency_key, load_registry
-from lintas.infra.platform import declare_platform
+from lintas.infra.keys.exchange import ensure_exchange_key, load_recipients
+from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import record_consumer
+from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.infra.settings import Settings
-from lintas.infra.topology import record_consumer
 from lintas.producers import Publisher
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lintas.contracts import EventData, build_data, latest
-from lintas.infra.sealing import seal_data
+from lintas.infra.privacy.sealing import seal_data
 
 TEST_KEY = bytes(range(32))
 """The data key of every case in the unit tests (a real one is random, and per case)."""

@@ -25,12 +25,11 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from lintas.infra.access import render_partner_leaf
-from lintas.infra.cluster import SINGLE_NODE_CONFIG, free_ports
-from lintas.infra.credentials import connect_options, js_options
-from lintas.infra.deployment import PRODUCTION_DIR
-from lintas.infra.embedded import EmbeddedNats, find_nats_server
-from lintas.infra.identities import (
+from lintas.infra.deploy.config import PRODUCTION_DIR
+from lintas.infra.nats.access import render_partner_leaf
+from lintas.infra.nats.credentials import connect_options, js_options
+from lintas.infra.nats.embedded import EmbeddedNats, find_nats_server
+from lintas.infra.nats.identities import (
     accounts_path,
     ensure_local_identities,
     leaf_password_path,
@@ -38,6 +37,7 @@ from lintas.infra.identities import (
     load_access,
 )
 from lintas.infra.settings import Settings
+from tests.support.cluster import SINGLE_NODE_CONFIG, free_ports
 
 AGENCIES = ("kemlu", "dukcapil", "kp2mi", "desa-3525012001", "my-jkm")
 

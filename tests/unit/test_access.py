@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lintas.infra.access import (
+from lintas.infra.nats.access import (
     ACCOUNT,
     PARTNER_API,
     Access,
@@ -19,8 +19,8 @@ from lintas.infra.access import (
     grant_for,
     render_accounts,
 )
-from lintas.infra.credentials import public_key, seed_path
-from lintas.infra.identities import accounts_path, ensure_local_identities, leaf_password_path
+from lintas.infra.nats.credentials import public_key, seed_path
+from lintas.infra.nats.identities import accounts_path, ensure_local_identities, leaf_password_path
 from lintas.infra.settings import Settings
 
 KEY_A = "U" + "A" * 55

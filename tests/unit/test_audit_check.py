@@ -23,9 +23,8 @@ from lintas.audit.archive import (
 )
 from lintas.audit.check import verify_archive
 from lintas.contracts import encode, event_hash, make_event, new_case_id
-from lintas.infra.keys import KeyEntry, Registry, Signer
-
-from ._samples import sealed
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer
+from tests.support.samples import sealed
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 SIGNERS = {agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi")}

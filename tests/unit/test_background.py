@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from lintas.infra.background import Background
+from lintas.infra.nats.background import Background
 
 
 class _Connection:

@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 
 from lintas.audit import _shards
-from lintas.infra.collector import ALLOCATIONS, relaxed_collector
-from lintas.infra.keys import Registry
+from lintas.audit.collector import ALLOCATIONS, relaxed_collector
+from lintas.infra.keys.signing import Registry
 from lintas.infra.settings import Settings
 
 

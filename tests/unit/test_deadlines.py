@@ -9,8 +9,7 @@ import pytest
 from lintas.consumers import deadlines
 from lintas.consumers.deadlines import Deadline, DeadlinePolicy, actions, apply
 from lintas.contracts import build_data
-
-from ._events import CASE, T0, at, ev
+from tests.support.events import CASE, T0, at, ev
 
 POLICY = DeadlinePolicy(
     due_after={

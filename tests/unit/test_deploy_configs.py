@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lintas.infra.cluster import (
+from lintas.infra.nats.embedded import find_nats_server
+from lintas.infra.nats.identities import accounts_path, ensure_local_identities
+from lintas.infra.settings import Settings
+from tests.support.cluster import (
     CLUSTER_CONFIGS,
     DEPLOY_DIR,
     SINGLE_NODE_CONFIG,
@@ -22,9 +25,6 @@ from lintas.infra.cluster import (
     localize,
     read_node_config,
 )
-from lintas.infra.embedded import find_nats_server
-from lintas.infra.identities import accounts_path, ensure_local_identities
-from lintas.infra.settings import Settings
 
 SHIPPED = sorted(DEPLOY_DIR.glob("*.conf"))
 _ROUTE = re.compile(r"nats-route://127\.0\.0\.1:(\d+)")

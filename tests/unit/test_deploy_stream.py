@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from lintas.infra.nats.topology import stream_config, stream_differences
 from lintas.infra.settings import Settings
-from lintas.infra.topology import stream_config, stream_differences
 
 
 @pytest.fixture(autouse=True)

@@ -29,10 +29,9 @@ from lintas.contracts import (
     uuid7,
 )
 from lintas.contracts.families.case import ChildIdentity
-from lintas.infra.sealing import open_field
-
-from ._events import CASE, T0
-from ._samples import CHILD, SAMPLES, TEST_KEY, sealed
+from lintas.infra.privacy.sealing import open_field
+from tests.support.events import CASE, T0
+from tests.support.samples import CHILD, SAMPLES, TEST_KEY, sealed
 
 TYPES = sorted(SAMPLES)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lintas.contracts import canonical as contract
 from lintas.contracts import parse_message
-from lintas.infra import fastjcs
+from lintas.infra import canonical as fastjcs
 
 _json_text = st.characters(codec="utf-8") | st.sampled_from(
     ["\x00", "\x08", "\x0c", "\x1f", "\x7f", "\u2028", "\ufeff", "\U0001f600", '"', "\\", "é"]

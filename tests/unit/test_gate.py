@@ -7,9 +7,8 @@ import pytest
 from lintas.contracts import BROADCAST, CaseErased, ConsentMissing, NotForAbroad, new_case_id
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.gate import ConsentBook, fold_all, gate_refusal, refusal, requirement
-
-from ._events import at, ev
-from ._samples import SAMPLES, VILLAGE
+from tests.support.events import at, ev
+from tests.support.samples import SAMPLES, VILLAGE
 
 CASE = new_case_id()
 

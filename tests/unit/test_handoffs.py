@@ -6,9 +6,8 @@ import pytest
 
 from lintas.consumers.handoffs import RANK, TERMINAL, Step, classify
 from lintas.contracts import Event
-
-from ._events import CASE, T0, ev
-from ._samples import SAMPLES
+from tests.support.events import CASE, T0, ev
+from tests.support.samples import SAMPLES
 
 # event type -> (hand-off kind, what) for the events that open a hand-off
 OPENS = {
@@ -154,7 +153,7 @@ def test_rank_orders_requested_accepted_and_terminal_states() -> None:
 
 
 def test_events_addressed_to_everyone_are_no_handoff() -> None:
-    from ._events import CASE, at, ev
+    from tests.support.events import CASE, at, ev
 
     for event_type, data in (
         ("referral.requested", {"referral_id": "r1", "service": "shelter"}),

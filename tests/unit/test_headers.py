@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lintas.infra.headers import read_headers_fast
+from lintas.infra.nats.headers import read_headers_fast
 
 
 class _Client:

@@ -10,11 +10,10 @@ from typing import Any
 
 import structlog
 
-from lintas.infra.logging import REMOVED, configure_logging, strip_personal
-from lintas.infra.tracing import publishing
-
-from .._tracing import SpanCapture
-from ._events import CASE
+from lintas.infra.observability.logging import REMOVED, configure_logging, strip_personal
+from lintas.infra.observability.tracing import publishing
+from tests.support.events import CASE
+from tests.support.tracing import SpanCapture
 
 
 class _Terminal(io.StringIO):

@@ -6,9 +6,8 @@ from lintas.consumers import record as record_fold
 from lintas.consumers import worklist
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import BROADCAST, Event, new_case_id
-
-from ._events import at, ev
-from ._samples import SAMPLES
+from tests.support.events import at, ev
+from tests.support.samples import SAMPLES
 
 CASE = new_case_id()
 

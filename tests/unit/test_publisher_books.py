@@ -20,7 +20,7 @@ from lintas.contracts import (
     message_hash,
     new_case_id,
 )
-from lintas.infra.keys import KeyEntry, Registry, Signer, Verifier
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier
 from lintas.infra.reads import CaseHead, StoredMessage
 from lintas.producers._privacy import NotAuthorised, Privacy
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from lintas.consumers.record import CaseRecord, DocumentIssued, Handoff, TimelineEntry, apply
 from lintas.contracts import Event
-
-from ._events import CASE, at, ev
-from ._samples import CHILD, SAMPLES, VILLAGE
+from tests.support.events import CASE, at, ev
+from tests.support.samples import CHILD, SAMPLES, VILLAGE
 
 
 def e(event_type: str, data: dict[str, Any], source: str, target: str, minutes: float) -> Event:

@@ -15,11 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lintas.audit._shards import Shard, ShardJob
 from lintas.audit.replay import ReplayResult, open_fresh_store
 from lintas.contracts import BROADCAST, Event, encode
-from lintas.infra.keys import KeyEntry, Registry, Signer
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer
 from lintas.infra.settings import Settings
-
-from ._events import at, ev
-from .test_privacy_folds import CASE, OPENED
+from tests.support.events import at, ev
+from tests.unit.test_privacy_folds import CASE, OPENED
 
 replay_module = importlib.import_module("lintas.audit.replay")
 

@@ -10,14 +10,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
 from lintas.contracts import BROADCAST, Event, encode
-from lintas.infra.keys import KeyEntry, Registry, Signer, Verifier
-from lintas.infra.tracing import STREAM_SEQ
-
-from .._tracing import SpanCapture
-from ._events import at, ev
-from .test_privacy_folds import CASE, OPENED
-from .test_runner_acks import _Msg
-from .test_runner_acks import _runner as runner_for
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier
+from lintas.infra.observability.tracing import STREAM_SEQ
+from tests.support.events import at, ev
+from tests.support.tracing import SpanCapture
+from tests.unit.test_privacy_folds import CASE, OPENED
+from tests.unit.test_runner_acks import _Msg
+from tests.unit.test_runner_acks import _runner as runner_for
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
 KP2MI = Signer("kp2mi", Ed25519PrivateKey.generate())  # published after the start

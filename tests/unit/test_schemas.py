@@ -21,8 +21,7 @@ from lintas.contracts.schemadocs import (
     render,
     write_schemas,
 )
-
-from ._samples import CHILD, SAMPLES, on_the_wire
+from tests.support.samples import CHILD, SAMPLES, on_the_wire
 
 OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("case.opened", 1): {

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from lintas.audit.sealer import Sealer
 from lintas.audit.seals import Seal, SealRaced
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import SigningKeyError
+from lintas.infra.keys.signing import SigningKeyError
 
 
 def _seal(seq: int = 3) -> Seal:

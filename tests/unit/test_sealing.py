@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lintas.contracts import Sealed, build_data, encode, make_event, new_case_id
 from lintas.contracts.families.case import ChildIdentity
-from lintas.infra.sealing import (
+from lintas.infra.privacy.sealing import (
     SealBroken,
     new_data_key,
     open_field,
@@ -18,8 +18,7 @@ from lintas.infra.sealing import (
     unwrap_key,
     wrap_key,
 )
-
-from ._samples import CHILD, SAMPLES
+from tests.support.samples import CHILD, SAMPLES
 
 
 def test_sealed_fields_open_with_the_data_key_and_only_with_it() -> None:

@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from lintas.contracts.errors import PermanentError
-from lintas.infra.bus import connect
-from lintas.infra.embedded import MIN_NATS_SERVER, UnsupportedNatsServer
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.embedded import MIN_NATS_SERVER, UnsupportedNatsServer
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lintas.contracts import BROADCAST, SignatureError, build_data, encode, make_event, new_case_id
-from lintas.infra.keys import (
+from lintas.infra.keys.signing import (
     KeyEntry,
     Registry,
     Signer,

@@ -29,10 +29,9 @@ from lintas.contracts import (
 from lintas.contracts import build_data as build
 from lintas.demo.pathways import PARTNER, PATHWAYS, VILLAGE, Pathway, agencies, check_record
 from lintas.demo.staff import Reaction, react
-from lintas.infra.sealing import seal_data
-
-from ._events import T0, ev
-from ._samples import CHILD, TEST_KEY
+from lintas.infra.privacy.sealing import seal_data
+from tests.support.events import T0, ev
+from tests.support.samples import CHILD, TEST_KEY
 
 LIMIT = 500  # a policy that loops would publish forever
 

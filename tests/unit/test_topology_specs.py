@@ -8,8 +8,7 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
 from lintas.contracts.errors import SubjectError
-from lintas.infra.settings import Settings
-from lintas.infra.topology import (
+from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
     agency_sent_consumer,
@@ -20,6 +19,7 @@ from lintas.infra.topology import (
     stream_config,
     stream_differences,
 )
+from lintas.infra.settings import Settings
 
 NS = 1_000_000_000
 
@@ -173,7 +173,7 @@ def test_max_waiting_is_compared_only_when_we_set_it() -> None:
 
 
 def test_a_nats_url_may_list_a_clusters_nodes() -> None:
-    from lintas.infra.bus import servers
+    from lintas.infra.nats.bus import servers
 
     assert servers("nats://a:4222") == ["nats://a:4222"]
     assert servers("nats://a:4222, nats://b:4222,nats://c:4222,") == [

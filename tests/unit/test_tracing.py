@@ -15,14 +15,13 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
-from lintas.infra.settings import Settings
-from lintas.infra.telemetry import (
+from lintas.infra.observability.telemetry import (
     SpanFileExporter,
     configure_tracing,
     otlp_traces_url,
     read_span_file,
 )
-from lintas.infra.tracing import (
+from lintas.infra.observability.tracing import (
     destination_template,
     message_context,
     process_span,
@@ -30,9 +29,9 @@ from lintas.infra.tracing import (
     trace_context,
     trace_headers,
 )
-
-from .._tracing import SpanCapture
-from ._events import CASE, T0, ev
+from lintas.infra.settings import Settings
+from tests.support.events import CASE, T0, ev
+from tests.support.tracing import SpanCapture
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from lintas.contracts import BROADCAST, Envelope, build_data, encode, make_event, new_case_id
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys import KeyEntry, Registry, Signer, UnknownKey, Verifier
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer, UnknownKey, Verifier
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
 ENTRY = KeyEntry("kemlu", KEMLU.keyid, KEMLU._key.public_key(), datetime(2000, 1, 1, tzinfo=UTC))

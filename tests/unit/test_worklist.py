@@ -10,8 +10,7 @@ import pytest
 
 from lintas.consumers.worklist import WorkItem, apply, item_key
 from lintas.contracts import Event
-
-from ._events import CASE, at, ev
+from tests.support.events import CASE, at, ev
 
 ASKED = "kemenpppa"
 REQUESTER = "kp2mi"
