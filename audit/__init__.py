@@ -10,11 +10,11 @@
 * replay it (:mod:`.replay`) into a fresh store through the record projection's own fold,
   publishing nothing, and digest a record (replayed or live) so that the two can be compared.
 
-* seal it (:mod:`.seals`): signed checkpoints over ranges of the stream (count, last
+* checkpoint it (:mod:`.checkpoints`): signed checkpoints over ranges of the stream (count, last
   sequence, chained digest), kept in their own stream and checked by ``verify``; on a
-  timer (:mod:`.sealer`) in ``lintas up`` and ``lintas seal --every``.
+  timer (:mod:`.checkpointer`) in ``lintas up`` and ``lintas checkpoint --every``.
 
-The CLI (``lintas verify | export | replay | record digest | seal``) is in
+The CLI (``lintas verify | export | replay | record digest | checkpoint``) is in
 ``cli/_audit.py``; docs/AUDIT.md is the auditor's guide.
 """
 
@@ -49,8 +49,13 @@ if TYPE_CHECKING:
         export_archive,
     )
     from lintas.audit.check import Finding, LogChecker, Verdict, verify_archive, verify_stream
-    from lintas.audit.sealer import RunningSealer, Sealer, start_sealer
-    from lintas.audit.seals import Seal, SealChecker, read_seals, seal_stream
+    from lintas.audit.checkpointer import Checkpointer, RunningCheckpointer, start_checkpointer
+    from lintas.audit.checkpoints import (
+        Checkpoint,
+        CheckpointChecker,
+        checkpoint_stream,
+        read_checkpoints,
+    )
     from lintas.audit.stream import StreamCut, StreamReader
 
 # Imported on first use (lintas.infra.lazy): a replay worker needs only the replay's own
@@ -66,13 +71,13 @@ _HOMES = {
     "Verdict": "check",
     "verify_archive": "check",
     "verify_stream": "check",
-    "RunningSealer": "sealer",
-    "Sealer": "sealer",
-    "start_sealer": "sealer",
-    "Seal": "seals",
-    "SealChecker": "seals",
-    "read_seals": "seals",
-    "seal_stream": "seals",
+    "RunningCheckpointer": "checkpointer",
+    "Checkpointer": "checkpointer",
+    "start_checkpointer": "checkpointer",
+    "Checkpoint": "checkpoints",
+    "CheckpointChecker": "checkpoints",
+    "read_checkpoints": "checkpoints",
+    "checkpoint_stream": "checkpoints",
     "StreamCut": "stream",
     "StreamReader": "stream",
 }
@@ -83,6 +88,9 @@ __all__ = [
     "ArchiveError",
     "ArchiveReader",
     "ArchiveWriter",
+    "Checkpoint",
+    "CheckpointChecker",
+    "Checkpointer",
     "EventRef",
     "Finding",
     "LogChecker",
@@ -92,24 +100,21 @@ __all__ = [
     "RecordDigest",
     "ReplayResult",
     "ReplayWorkerDied",
-    "RunningSealer",
-    "Seal",
-    "SealChecker",
-    "Sealer",
+    "RunningCheckpointer",
     "StoredEvent",
     "StreamCut",
     "StreamReader",
     "Verdict",
+    "checkpoint_stream",
     "export_archive",
     "live_record_url",
     "open_fresh_store",
     "parse_instant",
     "personal_summary",
-    "read_seals",
+    "read_checkpoints",
     "record_digest",
     "replay",
-    "seal_stream",
-    "start_sealer",
+    "start_checkpointer",
     "verify_archive",
     "verify_stream",
 ]

@@ -3,19 +3,18 @@
 An archive is a directory, or the same files in one ``.tar.gz`` (``.tgz``) under a single
 top folder named after it::
 
-    manifest.json   what was exported: stream, cut, filters, counts, SHA-256 of the others
-    keys.json       the public keys (registry entries) of every source agency and sealer
-    events.jsonl    one line per event, in stream order:
-                    {"seq":12,"subject":"lintas.kemlu.kp2mi.case.opened.C...",
-                     "stored":"2025-03-01T08:00:00.123+00:00","event":{...}}
-    seals.jsonl     the seals (:mod:`.seals`) overlapping the exported sequences, one per
-                    line: {"seq":3,"seal":{...the signed seal...}}
+    manifest.json   what was exported: stream, cut, filters, counts, SHA-256 of the others keys.json
+    the public keys (registry entries) of every source agency and checkpointer events.jsonl    one
+    line per event, in stream order: {"seq":12,"subject":"lintas.kemlu.kp2mi.case.opened.C...",
+    "stored":"2025-03-01T08:00:00.123+00:00","event":{...}} checkpoints.jsonl     the checkpoints
+    (:mod:`.checkpoints`) overlapping the exported sequences, one per line:
+    {"seq":3,"checkpoint":{...the signed checkpoint...}}
 
 ``event`` is the message body spliced in byte for byte, exactly as the stream stored it
 (a body that is not a one-line JSON object, which lintas never publishes, is kept as
 ``body_b64`` instead). ``stored`` is the stream's own timestamp, informational and not
 signed. Nothing in an archive is signed by the exporter: what makes it evidence is that
-each event is signed by its agency and chained to its case's previous event, and the seals
+each event is signed by its agency and chained to its case's previous event, and the checkpoints
 signed over ranges of the stream, so the archive can be checked without trusting whoever
 carried it, as far as :mod:`lintas.audit.check` explains.
 
@@ -38,18 +37,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from lintas.audit.checkpoints import Checkpoint, CheckpointError
 from lintas.audit.events import StoredEvent, event_time
-from lintas.audit.seals import Seal, SealError
 from lintas.audit.stream import StreamCut
 from lintas.contracts import PermanentError
 from lintas.infra.keys.signing import Registry, SigningKeyError
 
 __all__ = [
+    "CHECKPOINTS_FILE",
     "EVENTS_FILE",
     "FORMAT",
     "KEYS_FILE",
     "MANIFEST_FILE",
-    "SEALS_FILE",
     "ArchiveError",
     "ArchiveReader",
     "ArchiveWriter",
@@ -65,7 +64,7 @@ FORMAT = "lintas-archive/1"
 MANIFEST_FILE = "manifest.json"
 KEYS_FILE = "keys.json"
 EVENTS_FILE = "events.jsonl"
-SEALS_FILE = "seals.jsonl"
+CHECKPOINTS_FILE = "checkpoints.jsonl"
 _EVENT_MARK = b',"event":'
 _BODY_MARK = b',"body_b64":'
 _TAR_SUFFIXES = (".tar.gz", ".tgz")
@@ -105,9 +104,9 @@ class Manifest:
     case_id: str | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
-    seals_count: int = 0
-    seals_sha256: str | None = None
-    """None: an archive written before seals (no ``seals.jsonl``)."""
+    checkpoints_count: int = 0
+    checkpoints_sha256: str | None = None
+    """None: an archive written before checkpoints (no ``checkpoints.jsonl``)."""
 
     @property
     def whole_log(self) -> bool:
@@ -153,14 +152,22 @@ class Manifest:
                 "sha256": self.keys_sha256,
                 "agencies": list(self.agencies),
             },
-            **({"seals": self._seals_json()} if self.seals_sha256 is not None else {}),
+            **(
+                {"checkpoints": self._checkpoints_json()}
+                if self.checkpoints_sha256 is not None
+                else {}
+            ),
             "chains": "anchored at the first event of each case in the window"
             if self.anchored
             else "complete: every case from its first event",
         }
 
-    def _seals_json(self) -> dict[str, Any]:
-        return {"file": SEALS_FILE, "count": self.seals_count, "sha256": self.seals_sha256}
+    def _checkpoints_json(self) -> dict[str, Any]:
+        return {
+            "file": CHECKPOINTS_FILE,
+            "count": self.checkpoints_count,
+            "sha256": self.checkpoints_sha256,
+        }
 
     @classmethod
     def from_json(cls, doc: Any) -> Manifest:
@@ -182,8 +189,10 @@ class Manifest:
                 case_id=filters["case"],
                 time_from=_instant(filters["from"]),
                 time_to=_instant(filters["to"]),
-                seals_count=int(doc["seals"]["count"]) if "seals" in doc else 0,
-                seals_sha256=str(doc["seals"]["sha256"]) if "seals" in doc else None,
+                checkpoints_count=int(doc["checkpoints"]["count"]) if "checkpoints" in doc else 0,
+                checkpoints_sha256=str(doc["checkpoints"]["sha256"])
+                if "checkpoints" in doc
+                else None,
             )
         except ArchiveError:
             raise
@@ -311,7 +320,7 @@ def _tar(staging: Path, out: Path) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE, SEALS_FILE):
+            for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE, CHECKPOINTS_FILE):
                 if (staging / name).exists():
                     tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
         tmp.replace(out)
@@ -370,10 +379,10 @@ class ArchiveWriter:
         cut: StreamCut,
         registry: Registry,
         case_id: str | None,
-        seals: Sequence[Seal] = (),
+        checkpoints: Sequence[Checkpoint] = (),
     ) -> Manifest:
-        """Write the seals overlapping the events written, the keys of the agencies present
-        (sources and sealers) and the manifest; move the archive in."""
+        """Write the checkpoints overlapping the events written, the keys of the agencies present
+        (sources and checkpointers) and the manifest; move the archive in."""
         assert self._sink is not None, "finished"
         self._sink.close()
         self._sink = None
@@ -381,7 +390,7 @@ class ArchiveWriter:
         whole = case_id is None and self.time_from is None and self.time_to is None
         kept = [
             s
-            for s in seals
+            for s in checkpoints
             if whole
             or (
                 written.first_seq is not None
@@ -390,13 +399,13 @@ class ArchiveWriter:
                 and s.last_seq >= written.first_seq
             )
         ]
-        seals_raw = b"".join(
-            (json.dumps({"seq": s.seq, "seal": s.doc}, separators=(",", ":")) + "\n").encode()
+        checkpoints_raw = b"".join(
+            (json.dumps({"seq": s.seq, "checkpoint": s.doc}, separators=(",", ":")) + "\n").encode()
             for s in kept
         )
-        with _open_private(staging / SEALS_FILE) as sink:
-            sink.write(seals_raw)
-        signers = written.agencies | {s.sealed_by for s in kept}
+        with _open_private(staging / CHECKPOINTS_FILE) as sink:
+            sink.write(checkpoints_raw)
+        signers = written.agencies | {s.signed_by for s in kept}
         keys = Registry(e for e in registry.entries() if e.agency in signers)
         keys_raw = (json.dumps(keys.to_json(), indent=2, sort_keys=True) + "\n").encode()
         with _open_private(staging / KEYS_FILE) as sink:
@@ -415,8 +424,8 @@ class ArchiveWriter:
             case_id=case_id,
             time_from=self.time_from,
             time_to=self.time_to,
-            seals_count=len(kept),
-            seals_sha256=sha256_text(hashlib.sha256(seals_raw)),
+            checkpoints_count=len(kept),
+            checkpoints_sha256=sha256_text(hashlib.sha256(checkpoints_raw)),
         )
         with _open_private(staging / MANIFEST_FILE) as sink:
             sink.write((json.dumps(manifest.to_json(), indent=2) + "\n").encode())
@@ -452,7 +461,7 @@ async def export_archive(
     time_from: datetime | None = None,
     time_to: datetime | None = None,
     progress: Callable[[int], None] | None = None,
-    seals: Sequence[Seal] = (),
+    checkpoints: Sequence[Checkpoint] = (),
 ) -> Manifest:
     """Write ``events`` (already filtered by case, if any) within the event-time window
     (both ends inclusive) to a new archive at ``out``. Returns its manifest."""
@@ -461,7 +470,7 @@ async def export_archive(
             writer.add(stored)
             if progress is not None:
                 progress(writer.read)
-        return writer.finish(cut=cut, registry=registry, case_id=case_id, seals=seals)
+        return writer.finish(cut=cut, registry=registry, case_id=case_id, checkpoints=checkpoints)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -493,8 +502,8 @@ class ArchiveReader:
             raise
         self.events_sha256: str | None = None
         """Of ``events.jsonl`` as read, once :meth:`events` has read it to the end."""
-        self.seals_sha256: str | None = None
-        """Of ``seals.jsonl`` as read by :meth:`seals` (None: there is none)."""
+        self.checkpoints_sha256: str | None = None
+        """Of ``checkpoints.jsonl`` as read by :meth:`checkpoints` (None: there is none)."""
 
     def _index(self, tar: tarfile.TarFile) -> None:
         for member in tar.getmembers():
@@ -522,21 +531,21 @@ class ArchiveReader:
         with self._open(name) as handle:
             return handle.read()
 
-    def seals(self) -> list[Seal]:
-        """The seals in ``seals.jsonl`` (none if the archive has no such file)."""
+    def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints in ``checkpoints.jsonl`` (none if the archive has no such file)."""
         try:
-            raw = self.read(SEALS_FILE)
+            raw = self.read(CHECKPOINTS_FILE)
         except ArchiveError:
             return []
-        self.seals_sha256 = sha256_text(hashlib.sha256(raw))
-        seals = []
+        self.checkpoints_sha256 = sha256_text(hashlib.sha256(raw))
+        checkpoints = []
         for number, line in enumerate(raw.splitlines(), start=1):
             try:
                 item = json.loads(line)
-                seals.append(Seal.from_doc(int(item["seq"]), item["seal"]))
+                checkpoints.append(Checkpoint.from_doc(int(item["seq"]), item["checkpoint"]))
             except (ValueError, KeyError, TypeError, RecursionError):
-                raise SealError(f"line {number} is not a seal line") from None
-        return seals
+                raise CheckpointError(f"line {number} is not a checkpoint line") from None
+        return checkpoints
 
     def events(self) -> Iterator[tuple[int, bytes]]:
         """``(line number, line)`` of ``events.jsonl``, streamed; its digest at the end."""

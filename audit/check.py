@@ -22,14 +22,13 @@ later event of the case is checked against it, and the verdict names how many ca
 anchored. A ``--case`` export, or one ``--to`` a time only, starts at the beginning and is
 checked strictly.
 
-Seals (:mod:`.seals`): every seal given is checked for its signature and for following its
-predecessor; over a whole log each seal's range is recomputed (count and chained digest)
-and the log must reach the last seal's last sequence, so removing the tail (with a
-rewritten manifest) or whole cases is named. What no check can catch: the seals and the
-events after the last one both removed from an archive (compare with the seals stream), or
-a whole archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry
-obtained independently.
-"""
+Checkpoints (:mod:`.checkpoints`): every checkpoint given is checked for its signature and for
+following its predecessor; over a whole log each checkpoint's range is recomputed (count and chained
+digest) and the log must reach the last checkpoint's last sequence, so removing the tail (with a
+rewritten manifest) or whole cases is named. What no check can catch: the checkpoints and the events
+after the last one both removed from an archive (compare with the checkpoints stream), or a whole
+archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry obtained
+independently."""
 
 from __future__ import annotations
 
@@ -39,16 +38,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lintas.audit.archive import (
+    CHECKPOINTS_FILE,
     EVENTS_FILE,
     KEYS_FILE,
-    SEALS_FILE,
     ArchiveReader,
     LineError,
     load_keys,
     parse_line,
 )
+from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
 from lintas.audit.events import EventRef, StoredEvent
-from lintas.audit.seals import Seal, SealChecker, SealError
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
@@ -253,21 +252,21 @@ async def verify_stream(
     *,
     case_id: str | None = None,
     progress: Progress | None = None,
-    seals: Sequence[Seal] | None = None,
+    checkpoints: Sequence[Checkpoint] | None = None,
 ) -> Verdict:
     """Verify the stream up to ``cut`` (one case through its subject filter, if given),
-    and the ``seals`` of it (all of them, read before the cut) when given."""
+    and the ``checkpoints`` of it (all of them, read before the cut) when given."""
     checker = LogChecker(registry, contiguous_from=None if case_id else 1)
-    sealed = SealChecker(
-        seals or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
+    checkpointed = CheckpointChecker(
+        checkpoints or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
     )
     finding: Finding | None = None
-    if problem := sealed.check_seals(complete=True):
+    if problem := checkpointed.check_checkpoints(complete=True):
         finding = Finding(problem)
     read = 0
     async for stored in events if finding is None else _nothing():
         finding = checker.check(stored)
-        if finding is None and (problem := sealed.feed(stored)):
+        if finding is None and (problem := checkpointed.feed(stored)):
             finding = Finding(problem, checker.last)
         read += 1
         if progress is not None:
@@ -275,7 +274,7 @@ async def verify_stream(
         if finding is not None:
             break
     if finding is None and (
-        problem := sealed.end(cut.last_seq if case_id else checker.previous_seq)
+        problem := checkpointed.end(cut.last_seq if case_id else checker.previous_seq)
     ):
         finding = Finding(problem, None if case_id else checker.last)
     if finding is None and not cut.empty:
@@ -285,8 +284,8 @@ async def verify_stream(
     what = f"case {case_id} in stream {cut.stream}" if case_id else f"stream {cut.stream}"
     verdict = checker.verdict(f"{what} up to seq {cut.last_seq}")
     verdict.finding = finding
-    if seals is not None:
-        verdict.notes.append(sealed.note())
+    if checkpoints is not None:
+        verdict.notes.append(checkpointed.note())
     return verdict
 
 
@@ -332,8 +331,8 @@ def _archive_end(reader: ArchiveReader, checker: LogChecker) -> Finding | None:
         )
     if checker.key_problems:
         return Finding(f"{KEYS_FILE} was altered: {'; '.join(checker.key_problems)}")
-    if reader.seals_sha256 != manifest.seals_sha256:
-        return Finding(f"{SEALS_FILE} does not match the SHA-256 in the manifest")
+    if reader.checkpoints_sha256 != manifest.checkpoints_sha256:
+        return Finding(f"{CHECKPOINTS_FILE} does not match the SHA-256 in the manifest")
     return None
 
 
@@ -375,13 +374,13 @@ def verify_archive(
     else:
         given = len(registry.entries())
         notes.append(f"keys: the registry given ({given} keys), not the archive's")
-    seal_problem: str | None = None
+    checkpoint_problem: str | None = None
     try:
-        seal_list = reader.seals()
-    except SealError as exc:
-        seal_list, seal_problem = [], f"{SEALS_FILE}: {exc}"
-    sealed = SealChecker(
-        seal_list,
+        checkpoint_list = reader.checkpoints()
+    except CheckpointError as exc:
+        checkpoint_list, checkpoint_problem = [], f"{CHECKPOINTS_FILE}: {exc}"
+    checkpointed = CheckpointChecker(
+        checkpoint_list,
         registry,
         stream=manifest.stream,
         digests="strict" if manifest.whole_log else "partial",
@@ -396,9 +395,9 @@ def verify_archive(
         key_problems=key_problems,
         focus=focus,
     )
-    finding: Finding | None = Finding(seal_problem) if seal_problem else None
-    if finding is None and (problem := sealed.check_seals(complete=manifest.whole_log)):
-        finding = Finding(f"{SEALS_FILE}: {problem}")
+    finding: Finding | None = Finding(checkpoint_problem) if checkpoint_problem else None
+    if finding is None and (problem := checkpointed.check_checkpoints(complete=manifest.whole_log)):
+        finding = Finding(f"{CHECKPOINTS_FILE}: {problem}")
     for number, line in reader.events() if finding is None else iter(()):
         try:
             stored = parse_line(line)
@@ -406,13 +405,15 @@ def verify_archive(
             finding = Finding(f"{EVENTS_FILE} line {number} {exc}", checker.last)
             break
         finding = checker.check(stored)
-        if finding is None and (problem := sealed.feed(stored)):
+        if finding is None and (problem := checkpointed.feed(stored)):
             finding = Finding(problem, checker.last)
         if progress is not None:
             progress(number)
         if finding is not None:
             break
-    if finding is None and (problem := sealed.end(checker.previous_seq, tail=manifest.whole_log)):
+    if finding is None and (
+        problem := checkpointed.end(checker.previous_seq, tail=manifest.whole_log)
+    ):
         finding = Finding(problem, checker.last)
     if finding is None:
         finding = _archive_end(reader, checker)
@@ -426,6 +427,6 @@ def verify_archive(
             f"case {focus} only: the archive's {checker.passed_over} other events were checked "
             "for sequence and digest, not read"
         )
-    notes.append(sealed.note())
+    notes.append(checkpointed.note())
     verdict.notes = notes
     return verdict

@@ -1,4 +1,4 @@
-"""``lintas verify | export | replay | record digest | seal``: what auditors run.
+"""``lintas verify | export | replay | record digest | checkpoint``: what auditors run.
 
 They read the stream (or an exported archive: then no NATS at all) and never the live
 projection databases, except ``record digest``, which only reads the live record to
@@ -48,10 +48,10 @@ from lintas.audit.archive import (
     load_keys,
     parse_line,
 )
+from lintas.audit.checkpointer import start_checkpointer
+from lintas.audit.checkpoints import Checkpoint, checkpoint_stream, read_checkpoints
 from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
-from lintas.audit.sealer import start_sealer
-from lintas.audit.seals import Seal, read_seals, seal_stream
 from lintas.cli._signals import stop_on_signals
 from lintas.contracts import is_case_id
 from lintas.infra.keys.signing import Registry, Signer, SigningKeyError, load_registry
@@ -62,7 +62,7 @@ from lintas.infra.settings import Settings
 
 __all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
 
-AUDIT_COMMANDS = ("verify", "export", "replay", "record", "seal")
+AUDIT_COMMANDS = ("verify", "export", "replay", "record", "checkpoint")
 
 T = TypeVar("T")
 
@@ -117,17 +117,19 @@ def add_audit_commands(commands: Any) -> None:
     )
     digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
 
-    seal = commands.add_parser(
-        "seal", help="publish a signed checkpoint over the stream's events since the last one"
+    checkpoint = commands.add_parser(
+        "checkpoint", help="publish a signed checkpoint over the stream's events since the last one"
     )
-    seal.add_argument(
-        "--agency", default="kp2mi", help="the agency whose key signs the seal (default kp2mi)"
+    checkpoint.add_argument(
+        "--agency",
+        default="kp2mi",
+        help="the agency whose key signs the checkpoint (default kp2mi)",
     )
-    seal.add_argument(
+    checkpoint.add_argument(
         "--every",
         type=float,
         metavar="SECONDS",
-        help="seal again every SECONDS until Ctrl-C (what `lintas up` does by itself)",
+        help="checkpoint again every SECONDS until Ctrl-C (what `lintas up` does by itself)",
     )
 
 
@@ -156,8 +158,8 @@ def _run(settings: Settings, args: argparse.Namespace, console: Console) -> int:
         return asyncio.run(_replay(settings, args, console))
     if args.command == "record":
         return _record_digest(settings, args, console)
-    if args.command == "seal":
-        return asyncio.run(_seal(settings, args, console))
+    if args.command == "checkpoint":
+        return asyncio.run(_checkpoint(settings, args, console))
     return 2
 
 
@@ -268,7 +270,9 @@ def _verify_archive(settings: Settings, args: argparse.Namespace, console: Conso
 async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     async def work(js: Any) -> Verdict:
         reader = _reader(js, settings, args.case_id)
-        seals = await read_seals(js, settings)  # before the cut: every seal lies within it
+        checkpoints = await read_checkpoints(
+            js, settings
+        )  # before the cut: every checkpoint lies within it
         cut = await reader.cut()
         with _progress(console, "verifying") as progress:
             task = progress.add_task("verify", total=None if args.case_id else cut.messages)
@@ -278,7 +282,7 @@ async def _verify_stream(settings: Settings, args: argparse.Namespace, console: 
                 load_registry(settings),
                 case_id=args.case_id,
                 progress=lambda n: progress.update(task, completed=n),
-                seals=seals,
+                checkpoints=checkpoints,
             )
 
     return _print_verdict(console, await _on_stream(settings, "lintas-verify", work))
@@ -297,7 +301,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
 
     async def work(js: Any) -> tuple[Any, StreamCut]:
         reader = _reader(js, settings, args.case_id)
-        seals = await read_seals(js, settings)
+        checkpoints = await read_checkpoints(js, settings)
         cut = await reader.cut()
         with _progress(console, "exporting") as progress:
             task = progress.add_task("export", total=None if args.case_id else cut.messages)
@@ -310,7 +314,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
                 time_from=args.time_from,
                 time_to=args.time_to,
                 progress=lambda n: progress.update(task, completed=n),
-                seals=seals,
+                checkpoints=checkpoints,
             )
         return manifest, cut
 
@@ -323,7 +327,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         f"{cut.last_seq}; filters: {manifest.filters_text()}) to {args.out}\n"
         f"keys of {len(manifest.agencies)} agencies: {', '.join(manifest.agencies) or 'none'}\n"
         f"events sha256 {manifest.events_sha256.removeprefix('sha256:')}\n"
-        f"seals: {manifest.seals_count}",
+        f"checkpoints: {manifest.checkpoints_count}",
         highlight=False,
         soft_wrap=True,
     )
@@ -464,63 +468,73 @@ def _record_digest(settings: Settings, args: argparse.Namespace, console: Consol
     return 0
 
 
-# -- seal ---------------------------------------------------------------------------------------
+# -- checkpoint ------------------------------------------------------------------------------------
 
 
-async def _seal(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+async def _checkpoint(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.every is not None and not args.every > 0:
         console.print("[red]--every must be more than 0 seconds[/red]")
         return 2
     signer = Signer.load(settings, args.agency)
     if args.every is not None:
-        return await _seal_every(settings, signer, args.every, console)
+        return await _checkpoint_every(settings, signer, args.every, console)
 
     async def work(js: Any) -> Any:
-        return await seal_stream(js, settings, signer)
+        return await checkpoint_stream(js, settings, signer)
 
-    # Sealing reads the whole log and writes the seals stream: the platform's job.
-    seal = await _on_stream(settings, "lintas-seal", work, identity="platform")
-    if seal is None:
+    # Checkpointing reads the whole log and writes the checkpoints stream: the platform's job.
+    checkpoint = await _on_stream(settings, "lintas-checkpoint", work, identity="platform")
+    if checkpoint is None:
         console.print(
-            f"nothing to seal: stream {settings.stream} has no events after the last seal",
+            f"nothing to checkpoint: stream {settings.stream} has no events after the last "
+            f"checkpoint",
             highlight=False,
         )
         return 0
-    _print_seal(console, seal)
+    _print_checkpoint(console, checkpoint)
     return 0
 
 
-async def _seal_every(settings: Settings, signer: Signer, every: float, console: Console) -> int:
+async def _checkpoint_every(
+    settings: Settings, signer: Signer, every: float, console: Console
+) -> int:
     if not settings.nats_url and await embedded_url(settings.data_dir) is None:
-        # A bus started for this command would hold no log: nothing would ever be sealed.
+        # A bus started for this command would hold no log: nothing would ever be checkpointed.
         console.print(
-            "[red]no bus to seal: set LINTAS_NATS_URL, or run `lintas up` for this data "
+            "[red]no bus to checkpoint: set LINTAS_NATS_URL, or run `lintas up` for this data "
             "directory[/red]",
             highlight=False,
         )
         return 1
     with stop_on_signals() as stop:
         async with open_bus(settings) as url:
-            sealer = await start_sealer(
-                url, settings, signer, interval_s=every, on_seal=lambda s: _print_seal(console, s)
+            checkpointer = await start_checkpointer(
+                url,
+                settings,
+                signer,
+                interval_s=every,
+                on_checkpoint=lambda s: _print_checkpoint(console, s),
             )
             console.print(
-                f"sealing stream {settings.stream} every {every:g} s with {signer.agency}'s key "
+                f"checkpointing stream {settings.stream} every {every:g} s with "
+                f"{signer.agency}'s key "
                 f"{signer.keyid}. Ctrl-C stops.",
                 highlight=False,
             )
             try:
                 await stop.wait()
             finally:
-                await sealer.stop()
+                await checkpointer.stop()
     return 0
 
 
-def _print_seal(console: Console, seal: Seal) -> None:
+def _print_checkpoint(console: Console, checkpoint: Checkpoint) -> None:
     console.print(
-        f"sealed stream {seal.stream} seq {seal.first_seq}..{seal.last_seq} "
-        f"({_count(seal.count, 'message')}) as seal {seal.seq}, signed by {seal.sealed_by} "
-        f"(key {seal.doc['keyid']})\ndigest {seal.digest}",
+        f"checkpointed stream {checkpoint.stream} seq "
+        f"{checkpoint.first_seq}..{checkpoint.last_seq} "
+        f"({_count(checkpoint.count, 'message')}) as checkpoint {checkpoint.seq}, signed by "
+        f"{checkpoint.signed_by} "
+        f"(key {checkpoint.doc['keyid']})\ndigest {checkpoint.digest}",
         highlight=False,
         soft_wrap=True,
     )

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlmodel import Session
 
-from lintas.audit.sealer import start_sealer
+from lintas.audit.checkpointer import start_checkpointer
 from lintas.cli._audit import AUDIT_COMMANDS, add_audit_commands, run_audit
 from lintas.cli._contracts import DEFAULT_ASYNCAPI, contracts_check, contracts_docs
 from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
@@ -321,14 +321,14 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
             )
             running.push_async_callback(ticker.stop)
-            sealing = ""
-            if settings.seal_interval_s:
-                # The platform operator seals with the watchdog's key, which it holds here.
-                running.push_async_callback((await start_sealer(url, settings, signer)).stop)
-                sealing = f", seals every {settings.seal_interval_s:g} s"
+            checkpointing = ""
+            if settings.checkpoint_interval_s:
+                # The platform operator checkpoints with the watchdog's key, which it holds here.
+                running.push_async_callback((await start_checkpointer(url, settings, signer)).stop)
+                checkpointing = f", checkpoints every {settings.checkpoint_interval_s:g} s"
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
-                f"({', '.join(settings.agencies)}){sealing}. Ctrl-C stops.",
+                f"({', '.join(settings.agencies)}){checkpointing}. Ctrl-C stops.",
                 soft_wrap=True,
             )
             await stop.wait()

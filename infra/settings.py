@@ -82,11 +82,11 @@ class Settings(BaseSettings):
     watchdog_tick_s: float = Field(
         default=30.0, gt=0, description="how often the watchdog looks at the deadlines"
     )
-    seal_interval_s: float = Field(
+    checkpoint_interval_s: float = Field(
         default=60.0,
         ge=0,
-        description="how often `lintas up` seals the stream's new events, signed with the "
-        "platform operator's (the watchdog's) key; 0 = never (seal with `lintas seal`)",
+        description="how often `lintas up` checkpoints the stream's new events, signed with the "
+        "platform operator's (the watchdog's) key; 0 = never (checkpoint with `lintas checkpoint`)",
     )
     credentials_dir: Path | None = Field(
         default=None,

@@ -311,7 +311,7 @@ class Signer:
         return keyed.model_copy(update={"signature": signature})
 
     def sign_document(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """A JSON document other than an envelope (a seal), signed as an envelope is: its
+        """A JSON document other than an envelope (a checkpoint), signed as an envelope is: its
         ``keyid`` set, the signature over its RFC 8785 form without ``signature``."""
         keyed = {k: v for k, v in doc.items() if k != "signature"}
         keyed["keyid"] = self.keyid

@@ -11,7 +11,7 @@ Two halves, one module:
 
 :func:`render_accounts` turns the two into the ``accounts`` block of a nats-server config:
 
-* account ``LINTAS`` holds JetStream (the event, quarantine, seals and key streams), the
+* account ``LINTAS`` holds JetStream (the event, quarantine, checkpoints and key streams), the
   roles, and the national agencies and villages, each user with its own permissions;
 * each partner abroad gets an account of its own (``PARTNER_<ID>``) with no JetStream and no
   subjects but what ``LINTAS`` exports to it: exactly what :data:`RULES` lets an agency do,
@@ -35,14 +35,14 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   key store takes a sequence in the body, so it is not granted either).
   It subscribes only to its own inbox prefix (``_INBOX.<a>.>``), where pulled messages and
   replies arrive; never to ``lintas.>`` (core NATS would hand it every event in flight).
-* the **auditor** reads the event, seals and key streams (info, direct and stream gets) and
-  publishes nothing else: no event, no seal, no consumer.
+* the **auditor** reads the event, checkpoints and key streams (info, direct and stream gets) and
+  publishes nothing else: no event, no checkpoint, no consumer.
 * the **operator** reads stream and consumer state, the quarantine, which it may also
   delete entries from (``lintas dlq retry``), and the public-key registry (a retried
   message's signature is checked again).
 * the **platform** (declaring streams and consumers, the record projector, the read service,
-  seals, the key registry) may do anything in ``LINTAS`` except publish events and delete the
-  event or seals stream.
+  checkpoints, the key registry) may do anything in ``LINTAS`` except publish events and delete the
+  event or checkpoints stream.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ from lintas.contracts.agencies import is_agency_id, is_partner_abroad
 from lintas.contracts.errors import PermanentError
 from lintas.infra.keys.exchange import EXCHANGE_BUCKET
 from lintas.infra.keys.signing import KEYS_BUCKET
+from lintas.infra.nats.checkpoints import checkpoints_stream
 from lintas.infra.nats.quarantine import quarantine_stream, quarantine_subject
-from lintas.infra.nats.seals import seals_stream
 from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, staff_consumer
 from lintas.infra.privacy.casekeys import CASE_KEYS_BUCKET, CURRENT_GEN, case_keys_stream
 from lintas.infra.settings import Settings
@@ -105,7 +105,7 @@ class Rule:
     """Subject templates; a template with ``{c}`` is repeated for each of the agency's consumers.
 
     Placeholders: ``{a}`` the agency, ``{c}`` a consumer, ``{api}`` the JetStream API prefix
-    of the identity's account, ``{stream}`` ``{quarantine}`` ``{seals}`` ``{keys}``
+    of the identity's account, ``{stream}`` ``{quarantine}`` ``{checkpoints}`` ``{keys}``
     ``{exchange}`` ``{casekeys}`` stream names, ``{q}`` the quarantine subject root,
     ``{read}`` the read service's root, ``{ck}`` the case key store's subject root and
     ``{gen}`` its current key generation.
@@ -148,7 +148,7 @@ RULES: Mapping[str, Rule] = {
         publish=(
             "{api}.INFO",
             *(t.replace("{s}", "{stream}") for t in _READ_STREAM),
-            *(t.replace("{s}", "{seals}") for t in _READ_STREAM),
+            *(t.replace("{s}", "{checkpoints}") for t in _READ_STREAM),
             *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
         ),
         subscribe=("_INBOX.auditor.>",),
@@ -173,7 +173,11 @@ RULES: Mapping[str, Rule] = {
         publish=(">",),
         subscribe=(">",),
         # Events come from agencies only, and the log outlives everyone's mistakes.
-        deny_publish=("lintas.>", "{api}.STREAM.DELETE.{stream}", "{api}.STREAM.DELETE.{seals}"),
+        deny_publish=(
+            "lintas.>",
+            "{api}.STREAM.DELETE.{stream}",
+            "{api}.STREAM.DELETE.{checkpoints}",
+        ),
     ),
 }
 
@@ -255,7 +259,7 @@ def grant_for(
         "api": api or js_api_prefix(identity),
         "stream": settings.stream,
         "quarantine": quarantine_stream(settings),
-        "seals": seals_stream(settings),
+        "checkpoints": checkpoints_stream(settings),
         "keys": f"KV_{KEYS_BUCKET}",
         "exchange": f"KV_{EXCHANGE_BUCKET}",
         "casekeys": case_keys_stream(),

@@ -1,5 +1,5 @@
 """A task that runs in the background on a NATS connection of its own (the watchdog's
-ticker, the sealer): stopping it ends both."""
+ticker, the checkpointer): stopping it ends both."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from lintas.infra.nats.checkpoints import checkpoints_stream, ensure_checkpoints
 from lintas.infra.nats.quarantine import ensure_quarantine, quarantine_stream
-from lintas.infra.nats.seals import ensure_seals, seals_stream
 from lintas.infra.nats.topology import ConsumerSpec, declare
 from lintas.infra.privacy.casekeys import case_keys_stream, ensure_case_keys
 from lintas.infra.settings import Settings
@@ -19,9 +19,9 @@ async def declare_platform(
 ) -> dict[str, str]:
     """The event stream and its consumers, then the quarantine stream they rely on:
     a consumer that cannot quarantine a poison message stalls rather than drop it; the
-    seals stream (``lintas seal``); and the case key store (``LINTAS_CASE_KEYS``)."""
+    checkpoints stream (``lintas checkpoint``); and the case key store (``LINTAS_CASE_KEYS``)."""
     outcome = await declare(js, settings, specs)
     outcome[quarantine_stream(settings)] = await ensure_quarantine(js, settings)
-    outcome[seals_stream(settings)] = await ensure_seals(js, settings)
+    outcome[checkpoints_stream(settings)] = await ensure_checkpoints(js, settings)
     outcome[case_keys_stream()] = await ensure_case_keys(js, settings)
     return outcome

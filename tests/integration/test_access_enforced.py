@@ -54,12 +54,12 @@ from lintas.infra.keys.signing import (
     registry_from_kv,
 )
 from lintas.infra.nats.bus import AccessRefused, connect
+from lintas.infra.nats.checkpoints import checkpoints_stream
 from lintas.infra.nats.credentials import connect_options, create_seed
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.identities import accounts_path, ensure_local_identities
 from lintas.infra.nats.platform import declare_platform
 from lintas.infra.nats.quarantine import delete_entry, list_entries
-from lintas.infra.nats.seals import seals_stream
 from lintas.infra.nats.topology import deployment_consumers
 from lintas.infra.privacy.casekeys import (
     CASE_KEYS_BUCKET,
@@ -238,10 +238,10 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             assert [e.consumer for e in entries] == ["agency-dukcapil"]
             await delete_entry(operator.js(), settings, entries[0].id)
             assert await quarantined() == []
-            # ...the auditor reads the log and the seals; the operator reads status
+            # ...the auditor reads the log and the checkpoints; the operator reads status
             ajs = auditor.js()
             assert (await ajs.get_msg(settings.stream, seq=1, direct=True)).data
-            assert (await ajs.stream_info(seals_stream(settings))).state.messages == 0
+            assert (await ajs.stream_info(checkpoints_stream(settings))).state.messages == 0
             assert (await operator.js().consumer_info("LINTAS", "agency-dukcapil")).num_pending == 0
 
             # -- violations --------------------------------------------------------------
@@ -328,8 +328,11 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
                 subject = f"lintas.kemlu.dukcapil.case.opened.{case_id}"
                 await client.conn.publish(subject, b"{}")
                 tally(f"the {who} publishes an event", await client.refused(subject))
-            await auditor.conn.publish("lintas_seals.LINTAS", b"{}")
-            tally("the auditor publishes a seal", await auditor.refused("lintas_seals.lintas"))
+            await auditor.conn.publish("lintas_checkpoints.LINTAS", b"{}")
+            tally(
+                "the auditor publishes a checkpoint",
+                await auditor.refused("lintas_checkpoints.lintas"),
+            )
             tally(
                 "the auditor creates a consumer",
                 await _request_refused(auditor, "$JS.API.CONSUMER.CREATE.LINTAS.x", create),

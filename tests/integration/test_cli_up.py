@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session
 
-from lintas.audit import Seal, read_seals
+from lintas.audit import Checkpoint, read_checkpoints
 from lintas.consumers import Databases, load_record
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.bus import AccessRefused, connect
@@ -52,11 +52,11 @@ async def _up(settings: Settings, **env: str) -> asyncio.subprocess.Process:
 async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
     for agency in ("kemlu", "kp2mi"):  # registered before `lintas up` reads the registry
         ensure_agency_key(settings, agency)
-    proc = await _up(settings, LINTAS_WATCHDOG_TICK_S="0.5", LINTAS_SEAL_INTERVAL_S="0.5")
+    proc = await _up(settings, LINTAS_WATCHDOG_TICK_S="0.5", LINTAS_CHECKPOINT_INTERVAL_S="0.5")
     assert proc.stdout is not None
     try:
         line = await _line_with(proc.stdout, "lintas is up on", 30)
-        assert "seals every 0.5 s" in line
+        assert "checkpoints every 0.5 s" in line
         found = re.search(r"nats://127\.0\.0\.1:\d+", line)
         assert found, line
         url_text = found.group(0)
@@ -104,21 +104,21 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         assert {(e.source, e.target) for e in record.timeline[3:5]} == {("watchdog", "kemlu")}
         assert {(e.source, e.target) for e in record.timeline[5:]} == {("watchdog", "kpai")}
         assert (settings.data_dir / "keys" / "watchdog.key").exists()
-        # The platform seals the log as it grows, with the watchdog's key: a seal reaches
-        # the last event (the stream is written by another process: poll the seals).
+        # The platform checkpoints the log as it grows, with the watchdog's key: a checkpoint
+        # reaches the last event (the stream is written by another process: poll the checkpoints).
         auditor = await connect(url_text, "auditor", settings=settings, identity="auditor")
         try:
             js = auditor.jetstream()
             last_seq = (await js.stream_info(settings.stream)).state.last_seq
-            seals: list[Seal] = []
+            checkpoints: list[Checkpoint] = []
             async with asyncio.timeout(30):
-                while not seals or seals[-1].last_seq < last_seq:
+                while not checkpoints or checkpoints[-1].last_seq < last_seq:
                     await asyncio.sleep(0.05)
-                    seals = await read_seals(js, settings)
+                    checkpoints = await read_checkpoints(js, settings)
         finally:
             await auditor.close()
-        assert {seal.sealed_by for seal in seals} == {"watchdog"}
-        assert seals[0].first_seq == 1
+        assert {checkpoint.signed_by for checkpoint in checkpoints} == {"watchdog"}
+        assert checkpoints[0].first_seq == 1
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
@@ -131,13 +131,13 @@ def _has_table(engine: object) -> bool:
     return inspect(engine).has_table("record_case")
 
 
-async def test_up_with_a_seal_interval_of_0_does_not_seal(settings: Settings) -> None:
-    proc = await _up(settings, LINTAS_SEAL_INTERVAL_S="0")
+async def test_up_with_a_checkpoint_interval_of_0_does_not_checkpoint(settings: Settings) -> None:
+    proc = await _up(settings, LINTAS_CHECKPOINT_INTERVAL_S="0")
     assert proc.stdout is not None
     try:
         line = await _line_with(proc.stdout, "lintas is up on", 30)
         assert "agencies (" in line
-        assert "seals every" not in line
+        assert "checkpoints every" not in line
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
@@ -148,7 +148,7 @@ async def test_up_with_a_seal_interval_of_0_does_not_seal(settings: Settings) ->
 async def test_up_interrupted_while_it_starts_ends_cleanly(settings: Settings) -> None:
     """Ctrl-C during start-up (here: just after the watchdog's key is made, while the
     declarations and consumers are still starting) ends ``lintas up`` with 0, not 130."""
-    proc = await _up(settings, LINTAS_SEAL_INTERVAL_S="0")
+    proc = await _up(settings, LINTAS_CHECKPOINT_INTERVAL_S="0")
     assert proc.stdout is not None
     try:
         await _line_with(proc.stdout, "made the watchdog's signing key", 30)

@@ -66,7 +66,7 @@ def test_an_agency_publishes_only_as_itself(settings: Settings) -> None:
     assert may_publish(grant, "lintas.kemlu.all.case.closed.C1")
     for other in ("dukcapil", "kp2mi", "desa-3525012001", "my-jkm"):
         assert not may_publish(grant, f"lintas.{other}.kemlu.case.opened.C1")
-    assert not may_publish(grant, "lintas_seals.LINTAS")
+    assert not may_publish(grant, "lintas_checkpoints.LINTAS")
     assert not may_publish(grant, "$KV.LINTAS_KEYS.kemlu")  # the registry is the platform's
 
 
@@ -130,15 +130,17 @@ def test_in_the_case_key_store_an_agency_creates_and_reads_its_own_wraps_only(
     assert [s for s in refused if may_publish(grant, s)] == []
 
 
-def test_the_auditor_reads_the_log_and_seals_and_publishes_nothing(settings: Settings) -> None:
+def test_the_auditor_reads_the_log_and_checkpoints_and_publishes_nothing(
+    settings: Settings,
+) -> None:
     grant = grant_for("auditor", settings)
-    for stream in ("LINTAS", "LINTAS_SEALS", "KV_LINTAS_KEYS"):
+    for stream in ("LINTAS", "LINTAS_CHECKPOINTS", "KV_LINTAS_KEYS"):
         assert may_publish(grant, f"$JS.API.STREAM.INFO.{stream}")
         assert may_publish(grant, f"$JS.API.DIRECT.GET.{stream}")
         assert may_publish(grant, f"$JS.API.STREAM.MSG.GET.{stream}")
     writes = [
         "lintas.kemlu.dukcapil.case.opened.C1",
-        "lintas_seals.LINTAS",
+        "lintas_checkpoints.LINTAS",
         "lintas_quarantine.record",
         "$KV.LINTAS_KEYS.kemlu",
         "$JS.API.CONSUMER.CREATE.LINTAS.x",
@@ -167,10 +169,10 @@ def test_the_operator_reads_status_and_quarantine_only(settings: Settings) -> No
 def test_the_platform_may_not_publish_events_nor_delete_the_log(settings: Settings) -> None:
     grant = grant_for("platform", settings)
     assert may_publish(grant, "$JS.API.STREAM.CREATE.LINTAS")
-    assert may_publish(grant, "lintas_seals.LINTAS")
+    assert may_publish(grant, "lintas_checkpoints.LINTAS")
     assert not may_publish(grant, "lintas.kemlu.dukcapil.case.opened.C1")
     assert not may_publish(grant, "$JS.API.STREAM.DELETE.LINTAS")
-    assert not may_publish(grant, "$JS.API.STREAM.DELETE.LINTAS_SEALS")
+    assert not may_publish(grant, "$JS.API.STREAM.DELETE.LINTAS_CHECKPOINTS")
 
 
 def test_the_demo_staff_consumers_are_allowed_only_when_asked(settings: Settings) -> None:

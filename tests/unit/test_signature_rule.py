@@ -206,7 +206,7 @@ def test_verifier_refuses_a_signature_in_another_text_form() -> None:
     )
     envelope = signer.sign(event.envelope)
     verifier.verify(encode(envelope), envelope)
-    document = signer.sign_document({"kind": "seal", "count": 3})
+    document = signer.sign_document({"kind": "checkpoint", "count": 3})
     verifier.verify_document(document, signer="kemlu", at=SINCE)
     assert envelope.signature is not None
     for other in _other_texts(envelope.signature):

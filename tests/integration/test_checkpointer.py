@@ -1,6 +1,6 @@
-"""Seals on a timer, on a real nats-server: each round seals what the stream gained since
-the last seal, continuing its digest, and ``verify`` checks them all. In process
-(:func:`start_sealer`, as ``lintas up`` runs it) and as ``lintas seal --every``."""
+"""Checkpoints on a timer, on a real nats-server: each round checkpoints what the stream gained
+since the last checkpoint, continuing its digest, and ``verify`` checks them all. In process
+(:func:`start_checkpointer`, as ``lintas up`` runs it) and as ``lintas checkpoint --every``."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import nats.errors
 import pytest
 from nats.js import JetStreamContext
 
-from lintas.audit import StreamReader, read_seals, verify_stream
-from lintas.audit.sealer import start_sealer
-from lintas.audit.seals import ZERO_DIGEST, Seal, SealRaced, seal_stream
+from lintas.audit import StreamReader, read_checkpoints, verify_stream
+from lintas.audit.checkpointer import start_checkpointer
+from lintas.audit.checkpoints import ZERO_DIGEST, Checkpoint, CheckpointRaced, checkpoint_stream
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
+from lintas.infra.nats.checkpoints import ensure_checkpoints
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.seals import ensure_seals
 from lintas.infra.settings import Settings
 from tests.integration.test_cli_up import _line_with
 from tests.support.audit import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
@@ -43,46 +43,48 @@ async def agencies(js: JetStreamContext, settings: Settings) -> ChainedAgencies:
     return agencies
 
 
-async def test_each_round_seals_what_is_new_and_verify_checks_the_seals(
+async def test_each_round_checkpoints_what_is_new_and_verify_checks_the_checkpoints(
     js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats, agencies: ChainedAgencies
 ) -> None:
-    sealed: asyncio.Queue[Seal] = asyncio.Queue()
-    sealer = await start_sealer(
+    checkpointed: asyncio.Queue[Checkpoint] = asyncio.Queue()
+    checkpointer = await start_checkpointer(
         nats_server.url,
         settings,
         Signer.load(settings, "kp2mi"),
         interval_s=0.05,
-        on_seal=sealed.put_nowait,
+        on_checkpoint=checkpointed.put_nowait,
     )
     try:
         async with asyncio.timeout(20):
-            first = await sealed.get()
+            first = await checkpointed.get()
         assert (first.first_seq, first.last_seq, first.count) == (1, 6, 6)
-        assert (first.prev_digest, first.sealed_by) == (ZERO_DIGEST, "kp2mi")
-        await agencies.cases(1, steps=3)  # seq 7..9, sealed in one round or more
+        assert (first.prev_digest, first.signed_by) == (ZERO_DIGEST, "kp2mi")
+        await agencies.cases(1, steps=3)  # seq 7..9, checkpointed in one round or more
         later = [first]
         async with asyncio.timeout(20):
             while later[-1].last_seq < 9:
-                later.append(await sealed.get())
+                later.append(await checkpointed.get())
     finally:
-        await sealer.stop()
-    for previous, seal in itertools.pairwise(later):
-        assert seal.first_seq == previous.last_seq + 1
-        assert seal.prev_digest == previous.digest
-        assert seal.count == seal.last_seq - seal.first_seq + 1
-    # Rounds with nothing new sealed nothing: every seal stored was handed on, once.
-    assert sealed.empty()
-    stored = await read_seals(js, settings)
+        await checkpointer.stop()
+    for previous, checkpoint in itertools.pairwise(later):
+        assert checkpoint.first_seq == previous.last_seq + 1
+        assert checkpoint.prev_digest == previous.digest
+        assert checkpoint.count == checkpoint.last_seq - checkpoint.first_seq + 1
+    # Rounds with nothing new checkpointed nothing: every checkpoint stored was handed on, once.
+    assert checkpointed.empty()
+    stored = await read_checkpoints(js, settings)
     assert [(s.first_seq, s.last_seq, s.digest) for s in stored] == [
         (s.first_seq, s.last_seq, s.digest) for s in later
     ]
     reader = StreamReader(js, settings.stream)
     cut = await reader.cut()
-    verdict = await verify_stream(reader.events(cut), cut, load_registry(settings), seals=stored)
+    verdict = await verify_stream(
+        reader.events(cut), cut, load_registry(settings), checkpoints=stored
+    )
     assert verdict.ok, verdict.finding
 
 
-async def test_lintas_seal_every_seals_until_sigint(
+async def test_lintas_checkpoint_every_checkpoints_until_sigint(
     js: JetStreamContext, cli_env: Settings, agencies: ChainedAgencies
 ) -> None:
     env = {**os.environ, "COLUMNS": "200"}
@@ -90,7 +92,7 @@ async def test_lintas_seal_every_seals_until_sigint(
         sys.executable,
         "-m",
         "lintas.cli",
-        "seal",
+        "checkpoint",
         "--every",
         "0.1",
         env=env,
@@ -99,41 +101,43 @@ async def test_lintas_seal_every_seals_until_sigint(
     )
     assert proc.stdout is not None
     try:
-        line = await _line_with(proc.stdout, "sealing stream", 30)
-        assert f"sealing stream {cli_env.stream} every 0.1 s with kp2mi's key" in line
-        line = await _line_with(proc.stdout, "sealed stream", 30)
-        assert "seq 1..6 (6 messages) as seal 1, signed by kp2mi" in line
+        line = await _line_with(proc.stdout, "checkpointing stream", 30)
+        assert f"checkpointing stream {cli_env.stream} every 0.1 s with kp2mi's key" in line
+        line = await _line_with(proc.stdout, "checkpointed stream", 30)
+        assert "seq 1..6 (6 messages) as checkpoint 1, signed by kp2mi" in line
         await agencies.cases(1, steps=1)  # seq 7
-        line = await _line_with(proc.stdout, "sealed stream", 30)
-        assert "seq 7..7 (1 message) as seal 2, signed by kp2mi" in line
+        line = await _line_with(proc.stdout, "checkpointed stream", 30)
+        assert "seq 7..7 (1 message) as checkpoint 2, signed by kp2mi" in line
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0
-    assert len(await read_seals(js, cli_env)) == 2
+    assert len(await read_checkpoints(js, cli_env)) == 2
 
 
-async def test_lintas_seal_every_needs_a_bus_with_a_log(
+async def test_lintas_checkpoint_every_needs_a_bus_with_a_log(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No LINTAS_NATS_URL and no `lintas up` here: a bus started for the command would hold
-    no log to seal."""
+    no log to checkpoint."""
     ensure_agency_key(settings, "kp2mi")
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
-    assert await cli("seal", "--every", "5") == 1
-    assert "no bus to seal: set LINTAS_NATS_URL" in capsys.readouterr().out
+    assert await cli("checkpoint", "--every", "5") == 1
+    assert "no bus to checkpoint: set LINTAS_NATS_URL" in capsys.readouterr().out
     assert not (settings.data_dir / "nats.url").exists()
 
 
 @pytest.mark.parametrize("every", ["0", "-1"])
-async def test_lintas_seal_every_needs_a_positive_period(cli_env: Settings, every: str) -> None:
-    assert await cli("seal", "--every", every) == 2
+async def test_lintas_checkpoint_every_needs_a_positive_period(
+    cli_env: Settings, every: str
+) -> None:
+    assert await cli("checkpoint", "--every", every) == 2
 
 
 class _Gated:
     """A JetStream context whose publish says it got there, then waits at a gate: two
-    rounds read the same last seal before either publishes."""
+    rounds read the same last checkpoint before either publishes."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -149,43 +153,44 @@ class _Gated:
         return await self._js.publish(*args, **kwargs)
 
 
-async def _race(js: JetStreamContext, other: JetStreamContext, settings: Settings) -> Seal:
-    """Two seal_stream rounds at once; the first publishes first. The winner's seal."""
+async def _race(js: JetStreamContext, other: JetStreamContext, settings: Settings) -> Checkpoint:
+    """Two checkpoint_stream rounds at once; the first publishes first. The winner's checkpoint."""
     first, second = _Gated(js), _Gated(other)
-    winner = asyncio.create_task(seal_stream(first, settings, Signer.load(settings, "kp2mi")))
-    loser = asyncio.create_task(seal_stream(second, settings, Signer.load(settings, "kemlu")))
+    winner = asyncio.create_task(checkpoint_stream(first, settings, Signer.load(settings, "kp2mi")))
+    loser = asyncio.create_task(checkpoint_stream(second, settings, Signer.load(settings, "kemlu")))
     async with asyncio.timeout(30):
         await first.reached.wait()
         await second.reached.wait()
         first.gate.set()
         won = await winner
         second.gate.set()
-        with pytest.raises(SealRaced, match="another sealer sealed"):
+        with pytest.raises(CheckpointRaced, match="another checkpointer checkpointed"):
             await loser
     assert won is not None
     return won
 
 
-async def test_two_sealers_at_once_store_one_seal_and_the_other_is_told(
+async def test_two_checkpointers_at_once_store_one_checkpoint_and_the_other_is_told(
     js: JetStreamContext, settings: Settings, agencies: ChainedAgencies
 ) -> None:
     won = await _race(js, js, settings)
-    stored = await read_seals(js, settings)
-    assert [(s.seq, s.first_seq, s.last_seq, s.sealed_by) for s in stored] == [(1, 1, 6, "kp2mi")]
-    # The loser's next round seals what is still unsealed, after the winner's seal.
+    stored = await read_checkpoints(js, settings)
+    assert [(s.seq, s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 1, 6, "kp2mi")]
+    # The loser's next round checkpoints what is still uncheckpointed, after the winner's
+    # checkpoint.
     await agencies.cases(1, steps=1)  # seq 7
-    after = await seal_stream(js, settings, Signer.load(settings, "kemlu"))
+    after = await checkpoint_stream(js, settings, Signer.load(settings, "kemlu"))
     assert after is not None
     assert (after.first_seq, after.last_seq, after.prev_digest) == (7, 7, won.digest)
 
 
 @pytest.mark.slow
-async def test_on_a_replicated_stream_the_sealer_that_lost_is_told_too(
+async def test_on_a_replicated_stream_the_checkpointer_that_lost_is_told_too(
     tmp_path: Path, settings: Settings
 ) -> None:
     """An R3 stream answers the loser's publish as a duplicate (the same message id, the
     same cut) instead of refusing its expected sequence: the loser must not take the
-    winner's seal for its own."""
+    winner's checkpoint for its own."""
     settings = settings.model_copy(update={"stream_replicas": 3})
     async with asyncio.timeout(90), LoopbackCluster(tmp_path / "cluster") as cluster:
         await cluster.wait_formed(30)
@@ -196,8 +201,8 @@ async def test_on_a_replicated_stream_the_sealer_that_lost_is_told_too(
             await _declared(js, settings)
             await ChainedAgencies(js, settings).cases(2, steps=3)  # seq 1..6
             await _race(js, other.jetstream(), settings)
-            stored = await read_seals(js, settings)
-            assert [(s.first_seq, s.last_seq, s.sealed_by) for s in stored] == [(1, 6, "kp2mi")]
+            stored = await read_checkpoints(js, settings)
+            assert [(s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 6, "kp2mi")]
         finally:
             for client in (nc, other):
                 with contextlib.suppress(nats.errors.Error, OSError):
@@ -210,7 +215,7 @@ async def _declared(js: JetStreamContext, settings: Settings, attempts: int = 3)
     for attempt in range(1, attempts + 1):
         try:
             await declare_record(js, settings)
-            await ensure_seals(js, settings)
+            await ensure_checkpoints(js, settings)
             return
         except BusUnavailable:
             if attempt == attempts:

@@ -1,0 +1,388 @@
+"""Checkpoints: signed checkpoints over ranges of the event stream.
+
+A checkpoint covers the stream sequences after the previous checkpoint's last, up to its own
+``last_seq``, and says how many messages the range holds and their chained digest::
+
+    d_0 = the previous checkpoint's digest, or "sha256:" + 64 zeros for the first checkpoint
+    d_i = "sha256:" + hex(SHA-256(d_{i-1} + "\\n" + message_hash(message_i)))
+
+over the messages of the range in stream order (:func:`lintas.contracts.message_hash`: the
+SHA-256 of a message's RFC 8785 form, as a case's ``prevhash`` uses). The checkpoint is signed
+like an event: Ed25519 over the RFC 8785 form of its JSON without ``signature``, by the
+key of ``signed_by`` (an agency of the key registry, kp2mi unless told otherwise)::
+
+    {"type": "lintas.checkpoint", "stream": "LINTAS", "first_seq": 1, "last_seq": 24,
+     "count": 24, "prev_digest": "sha256:000...", "digest": "sha256:...",
+     "signed_at": "2025-03-01T08:00:00+00:00", "signed_by": "kp2mi",
+     "keyid": "kp2mi:...", "signature": "..."}
+
+Checkpoints live in their own stream (``LINTAS_CHECKPOINTS``, :mod:`lintas.infra.nats.checkpoints`),
+which denies delete and purge. Because a checkpoint commits to the last sequence and to every
+message before it, removing events at the end of the log (the stream's, or an archive's together
+with a rewritten manifest) or whole cases is detected by the checkpoint that covers them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import nats.js.errors
+
+from lintas.audit.events import StoredEvent
+from lintas.audit.stream import StreamCut, StreamReader
+from lintas.contracts import LintasError, SignatureError, message_hash
+from lintas.infra.errors import bus_errors
+from lintas.infra.keys.signing import Registry, Signer, Verifier
+from lintas.infra.nats.checkpoints import (
+    checkpoints_stream,
+    checkpoints_subject,
+    ensure_checkpoints,
+)
+from lintas.infra.settings import Settings
+
+__all__ = [
+    "CHECKPOINT_TYPE",
+    "ZERO_DIGEST",
+    "Checkpoint",
+    "CheckpointChecker",
+    "CheckpointError",
+    "CheckpointRaced",
+    "chain_digest",
+    "checkpoint_stream",
+    "last_checkpoint",
+    "read_checkpoints",
+]
+
+CHECKPOINT_TYPE = "lintas.checkpoint"
+ZERO_DIGEST = "sha256:" + "0" * 64
+
+
+class CheckpointError(ValueError):
+    """A checkpoint message that is not a well-formed checkpoint."""
+
+
+class CheckpointRaced(LintasError):
+    """Another checkpointer stored its checkpoint between this one's read of the last checkpoint and
+    its publish: nothing was stored here, and the next round checkpoints what is still
+    uncheckpointed."""
+
+
+# JetStream's answer to a publish whose expected last subject sequence is not the last.
+_WRONG_LAST_SEQUENCE = 10071
+
+
+def chain_digest(previous: str, message: bytes) -> str:
+    """One step of the chained digest: ``previous`` extended by ``message`` (its body)."""
+    step = f"{previous}\n{message_hash(message)}".encode()
+    return "sha256:" + hashlib.sha256(step).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A checkpoint as stored: its parsed fields and the signed document itself."""
+
+    seq: int
+    """Its sequence in the checkpoints stream (not signed): how findings name it."""
+    stream: str
+    first_seq: int
+    last_seq: int
+    count: int
+    prev_digest: str
+    digest: str
+    signed_at: datetime
+    signed_by: str
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.seq} (stream seq {self.first_seq}..{self.last_seq})"
+
+    @classmethod
+    def from_doc(cls, seq: int, doc: Any) -> Checkpoint:
+        try:
+            if not isinstance(doc, dict) or doc.get("type") != CHECKPOINT_TYPE:
+                raise CheckpointError(f"checkpoint {seq} is not a {CHECKPOINT_TYPE} document")
+            ints = {k: doc[k] for k in ("first_seq", "last_seq", "count")}
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints.values()):
+                raise TypeError
+            texts = {k: doc[k] for k in ("stream", "prev_digest", "digest", "signed_by")}
+            if not all(isinstance(v, str) for v in texts.values()):
+                raise TypeError
+            signed_at = datetime.fromisoformat(str(doc["signed_at"]))
+            if signed_at.tzinfo is None:
+                raise ValueError
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"checkpoint {seq} is malformed") from None
+        return cls(
+            seq=seq,
+            stream=texts["stream"],
+            first_seq=ints["first_seq"],
+            last_seq=ints["last_seq"],
+            count=ints["count"],
+            prev_digest=texts["prev_digest"],
+            digest=texts["digest"],
+            signed_at=signed_at,
+            signed_by=texts["signed_by"],
+            doc=doc,
+        )
+
+    @classmethod
+    def from_body(cls, seq: int, body: bytes) -> Checkpoint:
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            raise CheckpointError(f"checkpoint {seq} is not JSON") from None
+        return cls.from_doc(seq, doc)
+
+
+async def read_checkpoints(js: Any, settings: Settings) -> list[Checkpoint]:
+    """Every checkpoint of ``settings.stream``, in order; none if there is no checkpoints stream."""
+    name, subject = checkpoints_stream(settings), checkpoints_subject(settings)
+    with bus_errors(f"reading {name}"):
+        try:
+            state = (await js.stream_info(name)).state
+        except nats.js.errors.NotFoundError:
+            return []
+    checkpoints: list[Checkpoint] = []
+    cursor = 1
+    while state.messages and cursor <= state.last_seq:
+        with bus_errors(f"reading {name} at {cursor}"):
+            try:
+                raw = await js.get_msg(name, seq=cursor, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+        if raw.seq is None:
+            break
+        checkpoints.append(Checkpoint.from_body(int(raw.seq), raw.data or b""))
+        cursor = int(raw.seq) + 1
+    return checkpoints
+
+
+async def last_checkpoint(js: Any, settings: Settings) -> Checkpoint | None:
+    """The newest checkpoint of ``settings.stream``, or None: one read, however many checkpoints."""
+    name = checkpoints_stream(settings)
+    with bus_errors(f"reading {name}"):
+        try:
+            raw = await js.get_last_msg(name, checkpoints_subject(settings))
+        except nats.js.errors.NotFoundError:  # no checkpoint yet, or no checkpoints stream
+            return None
+    return Checkpoint.from_body(int(raw.seq), raw.data or b"")
+
+
+async def checkpoint_stream(
+    js: Any, settings: Settings, signer: Signer, *, now: datetime | None = None
+) -> Checkpoint | None:
+    """Checkpoint everything after the last checkpoint up to the stream's last sequence now; None
+    (publishing nothing) when there is nothing new. :class:`CheckpointRaced` when another
+    checkpointer stored a checkpoint after this one read the last."""
+    with bus_errors(f"reading {checkpoints_stream(settings)}"):
+        try:
+            await js.stream_info(checkpoints_stream(settings))
+        except nats.js.errors.NotFoundError:  # declared by `lintas up`; made here if not
+            await ensure_checkpoints(js, settings)
+    last = await last_checkpoint(js, settings)
+    reader = StreamReader(js, settings.stream)
+    cut = await reader.cut()
+    first = last.last_seq + 1 if last is not None else 1
+    if cut.empty or cut.last_seq < first:
+        return None
+    digest = last.digest if last is not None else ZERO_DIGEST
+    prev_digest, count = digest, 0
+    span = StreamCut(cut.stream, first, cut.last_seq, cut.last_seq - first + 1)
+    async for stored in reader.events(span):
+        digest = chain_digest(digest, stored.body)
+        count += 1
+    doc = signer.sign_document(
+        {
+            "type": CHECKPOINT_TYPE,
+            "stream": settings.stream,
+            "first_seq": first,
+            "last_seq": cut.last_seq,
+            "count": count,
+            "prev_digest": prev_digest,
+            "digest": digest,
+            "signed_at": (now or datetime.now(UTC)).isoformat(),
+            "signed_by": signer.agency,
+        }
+    )
+    headers = {
+        "Nats-Msg-Id": f"checkpoint:{settings.stream}:{cut.last_seq}",
+        # Two checkpointers at once: the second is refused rather than checkpoint the same range
+        # twice.
+        "Nats-Expected-Last-Subject-Sequence": str(last.seq if last is not None else 0),
+    }
+    raced = CheckpointRaced(
+        f"another checkpointer checkpointed {settings.stream} after checkpoint "
+        f"{last.seq if last is not None else 0} first: {first}..{cut.last_seq} not "
+        f"checkpointed here"
+    )
+    with bus_errors(f"publishing a checkpoint of {settings.stream} {first}..{cut.last_seq}"):
+        try:
+            ack = await js.publish(
+                checkpoints_subject(settings),
+                json.dumps(doc, separators=(",", ":")).encode(),
+                stream=checkpoints_stream(settings),
+                headers=headers,
+            )
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise raced from None
+            raise
+    if ack.duplicate:
+        # A replicated stream checks the message id before the expected sequence: the
+        # other checkpointer's checkpoint of the same cut is what is stored, not this one.
+        raise raced
+    return Checkpoint.from_doc(int(ack.seq), doc)
+
+
+Mode = Literal["strict", "partial", "none"]
+
+
+class CheckpointChecker:
+    """Checks checkpoints against the log read in stream order.
+
+    ``digests``: ``strict`` (a whole log: every checkpoint's range is recomputed, a range the log
+    does not hold in full fails), ``partial`` (a partial archive: only the checkpoints whose
+    range the log holds in full are recomputed, the others are counted as not checkable),
+    ``none`` (one case's read: signatures and ranges only). ``where`` names the log.
+    """
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        registry: Registry,
+        *,
+        stream: str,
+        digests: Mode,
+        where: str = "the stream",
+    ) -> None:
+        self.checkpoints = sorted(checkpoints, key=lambda s: s.first_seq)
+        self.verifier = Verifier(registry)
+        self.stream = stream
+        self.digests = digests
+        self.where = where
+        self.recomputed = 0
+        self.not_checkable = 0
+        self._index = 0
+        self._digest = ""
+        self._seen = 0
+        self._next_seq: int | None = None
+        self._whole = True
+
+    def check_checkpoints(self, *, complete: bool) -> str | None:
+        """Signatures, and each checkpoint's range following its predecessor's. ``complete``:
+        these are all the checkpoints there are, so the first starts the log."""
+        previous: Checkpoint | None = None
+        for checkpoint in self.checkpoints:
+            if checkpoint.stream != self.stream:
+                return f"{checkpoint} is of stream {checkpoint.stream}, not {self.stream}"
+            try:
+                self.verifier.verify_document(
+                    checkpoint.doc, signer=checkpoint.signed_by, at=checkpoint.signed_at
+                )
+            except SignatureError as exc:
+                return f"{checkpoint}, checkpointed by {checkpoint.signed_by}: signature: {exc}"
+            if (
+                checkpoint.last_seq < checkpoint.first_seq
+                or checkpoint.count > checkpoint.last_seq - checkpoint.first_seq + 1
+            ):
+                return f"{checkpoint} holds an impossible range or count ({checkpoint.count})"
+            if previous is None:
+                if complete and (
+                    checkpoint.first_seq != 1 or checkpoint.prev_digest != ZERO_DIGEST
+                ):
+                    return (
+                        f"{checkpoint} is the first checkpoint but does not start the log at seq 1"
+                    )
+            elif (
+                checkpoint.first_seq != previous.last_seq + 1
+                or checkpoint.prev_digest != previous.digest
+            ):
+                return (
+                    f"{checkpoint} does not follow {previous}: the checkpoints are not contiguous "
+                    "(a checkpoint removed, or forged)"
+                )
+            previous = checkpoint
+        return None
+
+    def feed(self, stored: StoredEvent) -> str | None:
+        if self.digests == "none":
+            return None
+        while (
+            self._index < len(self.checkpoints)
+            and stored.seq > self.checkpoints[self._index].last_seq
+        ):
+            if problem := self._close():
+                return problem
+        if self._index < len(self.checkpoints):
+            checkpoint = self.checkpoints[self._index]
+            if stored.seq >= checkpoint.first_seq:
+                if self._seen == 0:
+                    self._digest = checkpoint.prev_digest
+                    self._next_seq = checkpoint.first_seq
+                if stored.seq != self._next_seq:
+                    self._whole = False
+                self._next_seq = stored.seq + 1
+                self._digest = chain_digest(self._digest, stored.body)
+                self._seen += 1
+        return None
+
+    def _close(self) -> str | None:
+        checkpoint = self.checkpoints[self._index]
+        seen, digest, whole = self._seen, self._digest, self._whole
+        self._index += 1
+        self._seen, self._digest, self._next_seq, self._whole = 0, "", None, True
+        if self.digests == "partial" and not (whole and seen == checkpoint.count and seen):
+            self.not_checkable += 1
+            return None
+        if seen == 0:
+            digest = checkpoint.prev_digest
+        if seen != checkpoint.count:
+            return (
+                f"{checkpoint} counts {checkpoint.count} messages, {self.where} holds "
+                f"{seen} in that range: "
+                "events were removed or inserted"
+            )
+        if digest != checkpoint.digest:
+            return (
+                f"{checkpoint}: the digest of {self.where}'s messages in that range does not match "
+                "the checkpoint: an event there was altered, removed, inserted or reordered"
+            )
+        self.recomputed += 1
+        return None
+
+    def end(self, last_seq: int | None, *, tail: bool = True) -> str | None:
+        """After the last event read (``last_seq``, None if none): the checkpoints still open."""
+        if tail and self.checkpoints:
+            top = max(self.checkpoints, key=lambda s: s.last_seq)
+            if top.last_seq > (last_seq or 0):
+                return (
+                    f"{self.where} ends at {last_seq or 0} but checkpoint {top.seq} covers up to "
+                    f"{top.last_seq}: the events after {last_seq or 0} were removed"
+                )
+        if self.digests == "none":
+            return None
+        while self._index < len(self.checkpoints):
+            if problem := self._close():
+                return problem
+        return None
+
+    def note(self) -> str:
+        if not self.checkpoints:
+            return "checkpoints: none cover this log"
+        span = f"stream seq {self.checkpoints[0].first_seq}..{self.checkpoints[-1].last_seq}"
+        if self.digests == "none":
+            return (
+                f"checkpoints: {len(self.checkpoints)} ({span}): signatures and ranges "
+                f"checked, digests "
+                "not (one case's read)"
+            )
+        text = f"checkpoints: {len(self.checkpoints)} ({span}), {self.recomputed} recomputed"
+        if self.not_checkable:
+            text += f", {self.not_checkable} not checkable here (range not wholly in this log)"
+        return text
