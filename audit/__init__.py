@@ -20,12 +20,22 @@ The CLI (``lintas verify | export | replay | record digest | checkpoint``) is in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from lintas.audit.archive import (
+    ArchiveError,
+    ArchiveReader,
+    ArchiveWriter,
+    Manifest,
+    export_archive,
+)
+from lintas.audit.check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+from lintas.audit.checkpointer import Checkpointer, RunningCheckpointer, start_checkpointer
+from lintas.audit.checkpoints import (
+    Checkpoint,
+    CheckpointChecker,
+    checkpoint_stream,
+    read_checkpoints,
+)
 from lintas.audit.events import EventRef, StoredEvent, parse_instant
-
-# Bound now: the function shares its module's name, so once anything imported the module
-# (a replay worker does) a lazy lookup would find the module instead.
 from lintas.audit.replay import (
     NotAFreshStore,
     PersonalSummary,
@@ -38,51 +48,7 @@ from lintas.audit.replay import (
     record_digest,
     replay,
 )
-from lintas.infra.lazy import lazy_exports
-
-if TYPE_CHECKING:
-    from lintas.audit.archive import (
-        ArchiveError,
-        ArchiveReader,
-        ArchiveWriter,
-        Manifest,
-        export_archive,
-    )
-    from lintas.audit.check import Finding, LogChecker, Verdict, verify_archive, verify_stream
-    from lintas.audit.checkpointer import Checkpointer, RunningCheckpointer, start_checkpointer
-    from lintas.audit.checkpoints import (
-        Checkpoint,
-        CheckpointChecker,
-        checkpoint_stream,
-        read_checkpoints,
-    )
-    from lintas.audit.stream import StreamCut, StreamReader
-
-# Imported on first use (lintas.infra.lazy): a replay worker needs only the replay's own
-# modules, not the archive, the checker and the stream reader.
-_HOMES = {
-    "ArchiveError": "archive",
-    "ArchiveReader": "archive",
-    "ArchiveWriter": "archive",
-    "Manifest": "archive",
-    "export_archive": "archive",
-    "Finding": "check",
-    "LogChecker": "check",
-    "Verdict": "check",
-    "verify_archive": "check",
-    "verify_stream": "check",
-    "RunningCheckpointer": "checkpointer",
-    "Checkpointer": "checkpointer",
-    "start_checkpointer": "checkpointer",
-    "Checkpoint": "checkpoints",
-    "CheckpointChecker": "checkpoints",
-    "read_checkpoints": "checkpoints",
-    "checkpoint_stream": "checkpoints",
-    "StreamCut": "stream",
-    "StreamReader": "stream",
-}
-if not TYPE_CHECKING:  # type checkers read the imports above, and flag a name not there
-    __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+from lintas.audit.stream import StreamCut, StreamReader
 
 __all__ = [
     "ArchiveError",

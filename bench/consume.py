@@ -45,7 +45,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.url import make_url
 
-from lintas.consumers import Databases, attach_agency, attach_record, create_broker
+from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
 from lintas.consumers.projections import Batch
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.platform import declare_platform

@@ -30,7 +30,7 @@ from typing import Any
 
 from _common import OPENED, fresh_bus, machine
 
-from lintas.consumers import Databases, attach_agency, create_broker
+from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
 from lintas.infra.keys.exchange import load_recipients

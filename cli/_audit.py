@@ -33,7 +33,6 @@ from lintas.audit import (
     Verdict,
     export_archive,
     live_record_url,
-    parse_instant,
     personal_summary,
     record_digest,
     replay,
@@ -60,77 +59,10 @@ from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.settings import Settings
 
-__all__ = ["AUDIT_COMMANDS", "add_audit_commands", "run_audit"]
+__all__ = ["run_audit"]
 
-AUDIT_COMMANDS = ("verify", "export", "replay", "record", "checkpoint")
 
 T = TypeVar("T")
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_audit_commands(commands: Any) -> None:
-    """The auditors' subcommands, on the ``lintas`` subparsers."""
-    verify = commands.add_parser(
-        "verify", help="verify the log: contracts, signatures, hash chains, no gaps"
-    )
-    verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
-    verify.add_argument("--case", dest="case_id", help="only this case's events")
-    verify.add_argument(
-        "--keys",
-        type=Path,
-        help="a key registry (JSON) to verify an archive against instead of its own keys",
-    )
-
-    export = commands.add_parser("export", help="export the log as a self-contained archive")
-    export.add_argument(
-        "--out", type=Path, required=True, help="a new directory, or a file ending .tar.gz"
-    )
-    export.add_argument("--case", dest="case_id", help="only this case")
-    export.add_argument(
-        "--from", dest="time_from", type=_instant, help="event time from (ISO 8601, zoned)"
-    )
-    export.add_argument("--to", dest="time_to", type=_instant, help="event time up to, inclusive")
-
-    rebuild = commands.add_parser(
-        "replay", help="rebuild the coordination record from the log into a fresh database"
-    )
-    rebuild.add_argument(
-        "--database", required=True, help="SQLAlchemy URL of a fresh store, e.g. sqlite:///r.db"
-    )
-    rebuild.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
-    rebuild.add_argument(
-        "--as-of", dest="as_of", type=_instant, help="only events with event time <= this"
-    )
-    rebuild.add_argument("--case", dest="case_id", help="only this case")
-    rebuild.add_argument("--keys", type=Path, help="a key registry (JSON) instead of the usual")
-
-    record = commands.add_parser("record", help="the coordination record")
-    record_commands = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
-    digest = record_commands.add_parser(
-        "digest", help="SHA-256 of the record (the live one, or --database a replay)"
-    )
-    digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
-
-    checkpoint = commands.add_parser(
-        "checkpoint", help="publish a signed checkpoint over the stream's events since the last one"
-    )
-    checkpoint.add_argument(
-        "--agency",
-        default="kp2mi",
-        help="the agency whose key signs the checkpoint (default kp2mi)",
-    )
-    checkpoint.add_argument(
-        "--every",
-        type=float,
-        metavar="SECONDS",
-        help="checkpoint again every SECONDS until Ctrl-C (what `lintas up` does by itself)",
-    )
 
 
 def run_audit(settings: Settings, args: argparse.Namespace, console: Console) -> int:

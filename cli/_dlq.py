@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,12 +17,14 @@ from lintas.consumers.retry import RetryOutcome, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Verifier, load_registry, trusted_registry
+from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.nats.topology import agency_of
+from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.observability.tracing import OUTCOME, process_span, tracer_for
 from lintas.infra.settings import Settings
 
-__all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body"]
+__all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body", "run_dlq"]
 
 
 async def dlq_list(console: Console, js: Any, settings: Settings, as_json: bool) -> int:
@@ -169,3 +173,24 @@ def _retry_span(
     )
     span.set_attribute(OUTCOME, "applied" if outcome.applied else "kept")
     span.end()
+
+
+async def run_dlq(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-dlq", settings=settings, identity="operator")
+        try:
+            js = nc.jetstream()
+            if args.dlq_command == "list":
+                return await dlq_list(console, js, settings, args.json)
+            if args.dlq_command == "show":
+                return await dlq_show(console, js, settings, args.id)
+            tracing = configure_tracing(settings, "lintas-dlq")
+            try:
+                return await dlq_retry(
+                    console, js, settings, None if args.all else args.id, tracing
+                )
+            finally:
+                # The retries' spans, written before the command ends.
+                await asyncio.to_thread(tracing.shutdown)
+        finally:
+            await nc.close()

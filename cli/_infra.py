@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -25,58 +23,7 @@ from lintas.infra.nats.platform import declare_platform
 from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
 from lintas.infra.settings import Settings
 
-__all__ = ["INFRA_COMMANDS", "add_infra_commands", "run_infra"]
-
-INFRA_COMMANDS = ("agency", "infra")
-
-
-def add_infra_commands(commands: Any) -> None:
-    agency = commands.add_parser("agency", help="agencies on the bus: identities and consumers")
-    agency_commands = agency.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
-    add = agency_commands.add_parser(
-        "add",
-        help="register an agency: NATS identity, permissions, durable consumers, signing key",
-    )
-    add.add_argument("name", help="agency id: kp2mi, desa-<code>, <cc>-<agency> abroad, ...")
-    add.add_argument(
-        "--nkey",
-        help="the agency's own public nkey (U...), made on its premises: no seed is made here",
-    )
-
-    infra = commands.add_parser("infra", help="deployment: certificates and server configs")
-    infra_commands = infra.add_subparsers(dest="infra_command", required=True, metavar="ACTION")
-    certs = infra_commands.add_parser(
-        "certs", help="a private CA and the NATS servers' (and clients') TLS certificates"
-    )
-    certs.add_argument("--out", type=Path, required=True, help="directory (the CA is reused)")
-    certs.add_argument(
-        "--host",
-        action="append",
-        default=[],
-        help="a name or address of the servers (repeat; localhost and loopback always)",
-    )
-    certs.add_argument(
-        "--client", action="append", default=[], help="a client certificate to issue (repeat)"
-    )
-    certs.add_argument(
-        "--no-server", action="store_true", help="only the CA and client certificates"
-    )
-    config = infra_commands.add_parser(
-        "config",
-        help="a deployment directory: cluster and partner configs, authorization, compose",
-    )
-    config.add_argument("--out", type=Path, required=True, help="the deployment directory")
-    config.add_argument(
-        "--hub",
-        action="append",
-        default=[],
-        help="leaf-node URL of the cluster for partners (repeat; default the compose nodes)",
-    )
-    config.add_argument(
-        "--no-seeds",
-        action="store_true",
-        help="do not copy this data dir's nkey seeds (each agency keeps its own)",
-    )
+__all__ = ["run_infra"]
 
 
 async def _agency_add(settings: Settings, args: argparse.Namespace, console: Console) -> int:

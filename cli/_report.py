@@ -25,16 +25,7 @@ from lintas.contracts import is_case_id
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.settings import Settings
 
-__all__ = ["add_report_command", "run_report"]
-
-
-def add_report_command(commands: Any) -> None:
-    report = commands.add_parser(
-        "report", help="one case's audit report: a self-contained HTML page (timeline, checks)"
-    )
-    report.add_argument("case_id", metavar="CASE", help="the case id")
-    report.add_argument("--html", type=Path, required=True, help="the HTML file to write")
-    report.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
+__all__ = ["run_report"]
 
 
 async def _from_stream(settings: Settings, case_id: str) -> CaseReport:

@@ -41,19 +41,9 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.settings import Settings
 
-__all__ = ["add_trace_command", "case_spans", "run_trace", "waterfall"]
+__all__ = ["case_spans", "run_trace", "waterfall"]
 
 _BAR = 32
-
-
-def add_trace_command(commands: Any) -> None:
-    trace = commands.add_parser(
-        "trace", help="a case's spans as a waterfall (from the local span file)"
-    )
-    trace.add_argument("case_id", metavar="CASE", help="the case id")
-    trace.add_argument(
-        "--all", action="store_true", help="every span, also projections' and broadcasts'"
-    )
 
 
 @dataclass

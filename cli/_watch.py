@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lintas.cli._signals import stop_on_signals
-from lintas.consumers import Databases
+from lintas.consumers.app import Databases
 from lintas.consumers.status import (
     AGE_BUCKETS,
     BusSample,
@@ -34,29 +34,9 @@ from lintas.contracts import TransientError
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.settings import Settings
 
-__all__ = ["add_watch_commands", "render_status", "run_status", "run_watch"]
+__all__ = ["render_status", "run_status", "run_watch"]
 
 _AGES = {"under_1d": "<1d", "1d_to_7d": "1-7d", "7d_to_30d": "7-30d", "over_30d": ">30d"}
-
-
-def add_watch_commands(commands: Any) -> None:
-    status = commands.add_parser(
-        "status", help="pending messages, lag, open and overdue hand-offs per agency, once"
-    )
-    status.add_argument(
-        "--json", action="store_true", help="the documented JSON shape, for scripts"
-    )
-    status.add_argument(
-        "--sample",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="measure events per second over this long (default 1; 0: do not measure)",
-    )
-    watch = commands.add_parser("watch", help="the same as a live dashboard, until Ctrl-C")
-    watch.add_argument(
-        "--interval", type=float, default=2.0, metavar="SECONDS", help="between samples (default 2)"
-    )
 
 
 def _require_store(settings: Settings) -> None:

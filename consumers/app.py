@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
 from lintas.consumers._gaps import StreamGapReader
-from lintas.consumers._runner import OnCommit, ProjectionRunner, RunnerBus
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
+from lintas.consumers.runner import OnCommit, ProjectionRunner, RunnerBus
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, registry_source, servers

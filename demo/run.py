@@ -17,19 +17,11 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlmodel import Session
 
-from lintas.consumers import (
-    CaseRecord,
-    Databases,
-    attach_agency,
-    attach_record,
-    attach_watchdog,
-    create_broker,
-    load_deadlines,
-    load_record,
-    start_ticker,
-)
+from lintas.consumers import CaseRecord
+from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
 from lintas.consumers.deadlines import Deadline
-from lintas.consumers.projections import Batch
+from lintas.consumers.projections import Batch, load_record
+from lintas.consumers.watchdog import attach_watchdog, load_deadlines, start_ticker
 from lintas.contracts import WATCHDOG, ConsentMissing, PermanentError, TransientError
 from lintas.demo.desk import attach_desk
 from lintas.demo.intake import open_case, pathway_for

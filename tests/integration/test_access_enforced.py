@@ -26,13 +26,9 @@ from nats.js.api import ConsumerConfig
 from sqlmodel import Session
 from structlog.testing import capture_logs
 
-from lintas.consumers import (
-    Databases,
-    ProjectionRunner,
-    attach_agency,
-    create_broker,
-    load_worklist,
-)
+from lintas.consumers.app import Databases, attach_agency, create_broker
+from lintas.consumers.projections import load_worklist
+from lintas.consumers.runner import ProjectionRunner
 from lintas.contracts import (
     BROADCAST,
     GateRefused,

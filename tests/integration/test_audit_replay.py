@@ -33,8 +33,8 @@ from lintas.audit import (
     replay,
 )
 from lintas.audit.replay import ReplayResult, ReplayWorkerDied, open_fresh_store
-from lintas.consumers import CaseRecord, load_records, record
-from lintas.consumers.projections import RecordCaseRow
+from lintas.consumers import CaseRecord, record
+from lintas.consumers.projections import RecordCaseRow, load_records
 from lintas.consumers.record import DocumentIssued
 from lintas.contracts import canonical_json, decode, new_case_id
 from lintas.infra.db import create_db_engine

@@ -14,7 +14,8 @@ from sqlalchemy import inspect
 from sqlmodel import Session
 
 from lintas.audit import Checkpoint, read_checkpoints
-from lintas.consumers import Databases, load_record
+from lintas.consumers.app import Databases
+from lintas.consumers.projections import load_record
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.bus import AccessRefused, connect
 from lintas.infra.reads import ServiceReads

@@ -11,7 +11,8 @@ from nats.js import JetStreamContext
 from sqlmodel import Session
 
 from lintas.cli import main
-from lintas.consumers import Databases, load_worklist
+from lintas.consumers.app import Databases
+from lintas.consumers.projections import load_worklist
 from lintas.demo import PATHWAYS, DemoRefused, agencies, check_record, run_demo
 from lintas.infra.nats.bus import open_bus
 from lintas.infra.nats.embedded import EmbeddedNats

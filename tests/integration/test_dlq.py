@@ -13,9 +13,8 @@ from rich.console import Console
 from sqlmodel import Session
 
 from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
-from lintas.consumers import RecordProjection, load_record
 from lintas.consumers.app import Databases
-from lintas.consumers.projections import Batch
+from lintas.consumers.projections import Batch, RecordProjection, load_record
 from lintas.consumers.retry import retry_entry
 from lintas.contracts import build_data, encode, make_event
 from lintas.infra.errors import BusUnavailable

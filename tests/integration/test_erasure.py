@@ -18,8 +18,9 @@ from sqlmodel import Session
 from structlog.testing import capture_logs
 
 from lintas.cli import main
-from lintas.consumers import Databases, attach_agency, attach_record, create_broker, load_record
+from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
 from lintas.consumers.casefile import ERASED, read_case_file
+from lintas.consumers.projections import load_record
 from lintas.contracts import BROADCAST, CaseErased, new_case_id, uuid7
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats

@@ -147,15 +147,8 @@ async def test_events_built_from_schemas_alone_are_accepted(
     # The platform is up: stream and consumers declared, consumers running (lintas code).
     from sqlmodel import Session
 
-    from lintas.consumers import (
-        Databases,
-        attach_agency,
-        attach_record,
-        create_broker,
-        load_record,
-        load_records,
-        load_worklist,
-    )
+    from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
+    from lintas.consumers.projections import load_record, load_records, load_worklist
     from lintas.infra.nats.platform import declare_platform
     from lintas.infra.nats.topology import deployment_consumers
     from tests.support.helpers import Applied

@@ -19,8 +19,8 @@ import pytest
 from nats.js import JetStreamContext
 from sqlmodel import Session, select
 
-from lintas.consumers import Databases, load_records
-from lintas.consumers.projections import RecordCaseRow
+from lintas.consumers.app import Databases
+from lintas.consumers.projections import RecordCaseRow, load_records
 from lintas.infra.db import Tracking, ensure_tables
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.quarantine import list_entries

@@ -15,8 +15,9 @@ from sqlmodel import Session
 from structlog.testing import capture_logs
 
 from lintas.cli._dlq import dlq_retry
-from lintas.consumers import Databases, attach_agency, create_broker, load_worklist
+from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.casefile import NOT_SHARED, read_case_file
+from lintas.consumers.projections import load_worklist
 from lintas.consumers.worklist import NOTICE
 from lintas.contracts import (
     BROADCAST,

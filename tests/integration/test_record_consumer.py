@@ -16,9 +16,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from structlog.testing import capture_logs
 
-from lintas.consumers import ProjectionRunner, RecordProjection, load_record, load_records
 from lintas.consumers.app import Databases
-from lintas.consumers.projections import Batch
+from lintas.consumers.projections import Batch, RecordProjection, load_record, load_records
+from lintas.consumers.runner import ProjectionRunner
 from lintas.infra.db import Tracking
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.quarantine import list_entries

@@ -21,14 +21,8 @@ from sqlalchemy import create_engine, text
 
 from lintas.cli import main
 from lintas.cli._watch import run_watch
-from lintas.consumers import (
-    Databases,
-    attach_agency,
-    attach_record,
-    attach_watchdog,
-    create_broker,
-    watchdog_ticker,
-)
+from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
+from lintas.consumers.watchdog import attach_watchdog, watchdog_ticker
 from lintas.contracts import new_case_id
 from lintas.infra.clock import ManualClock
 from lintas.infra.keys.signing import Verifier, load_registry

@@ -17,8 +17,8 @@ import pytest
 from nats.js import JetStreamContext
 from sqlmodel import Session
 
-from lintas.consumers import Databases, Watchdog, attach_watchdog, create_broker, watchdog_ticker
-from lintas.consumers.watchdog import load_deadlines
+from lintas.consumers.app import Databases, create_broker
+from lintas.consumers.watchdog import Watchdog, attach_watchdog, load_deadlines, watchdog_ticker
 from lintas.contracts import Event, decode, new_case_id
 from lintas.contracts import gate as gate_rules
 from lintas.infra.clock import ManualClock

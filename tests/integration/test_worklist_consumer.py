@@ -8,8 +8,8 @@ import pytest
 from nats.js import JetStreamContext
 from sqlmodel import Session
 
-from lintas.consumers import Databases, attach_agency, create_broker, load_worklist
-from lintas.consumers.projections import Batch
+from lintas.consumers.app import Databases, attach_agency, create_broker
+from lintas.consumers.projections import Batch, load_worklist
 from lintas.contracts import new_case_id
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.platform import declare_platform

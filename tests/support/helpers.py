@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from opentelemetry.trace import TracerProvider
 
-from lintas.consumers import Databases, OnCommit, attach_record, create_broker
+from lintas.consumers.app import Databases, attach_record, create_broker
 from lintas.consumers.projections import Batch
+from lintas.consumers.runner import OnCommit
 from lintas.contracts import (
     BROADCAST,
     PLATFORM_SERVICES,

@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
 from structlog.testing import capture_logs
 
-from lintas.consumers._runner import ProjectionRunner
 from lintas.consumers.projections import RecordProjection, load_record
+from lintas.consumers.runner import ProjectionRunner
 from lintas.contracts import encode
 from lintas.infra.db import create_db_engine, read_position
 from tests.unit.test_privacy_folds import CASE, CONSENT, OPENED

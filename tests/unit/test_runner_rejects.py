@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from lintas.consumers import _runner
+from lintas.consumers import runner as runner_module
 from lintas.contracts import encode
 from tests.unit.test_privacy_folds import CONSENT, OPENED
 from tests.unit.test_runner_acks import _Msg
@@ -19,14 +19,14 @@ from tests.unit.test_runner_acks import _runner as runner_for
 async def test_a_broken_contract_warns_and_a_failing_decoder_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decode = _runner.decode
+    decode = runner_module.decode
 
     def failing(data: bytes, **kwargs: Any) -> Any:
         if kwargs.get("subject") == CONSENT.envelope.nats_subject:
             raise RecursionError  # whatever a hostile body makes a decoder do
         return decode(data, **kwargs)
 
-    monkeypatch.setattr(_runner, "decode", failing)
+    monkeypatch.setattr(runner_module, "decode", failing)
     applied: list[int] = []
     runner, _ = runner_for(tmp_path, applied)
     msgs = [

@@ -10,6 +10,7 @@ opened with the agency's own key where a consent gives it the case's data key.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 from typing import Any
@@ -20,10 +21,11 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
-from lintas.consumers import load_record
+from lintas.cli.render import case_view
+from lintas.consumers.app import Databases
 from lintas.consumers.casefile import read_case_file
 from lintas.consumers.privacy import AgencyPrivacy
-from lintas.consumers.projections import RecordCaseRow
+from lintas.consumers.projections import RecordCaseRow, load_record
 from lintas.contracts import (
     BROADCAST,
     ContractError,
@@ -33,7 +35,6 @@ from lintas.contracts import (
     is_agency_id,
     is_case_id,
 )
-from lintas.contracts.families.case import ERASURE_ROLES
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys.exchange import exchange_key_path, load_recipients, trusted_recipients
 from lintas.infra.keys.signing import Signer, Verifier, private_key_path, trusted_registry
@@ -50,44 +51,7 @@ from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 
-__all__ = ["add_privacy_commands", "case_erase", "case_exposed", "case_file"]
-
-_REQUESTED_BY = ("data_subject", "parent", "guardian", "court", "retention_ended")
-
-
-def add_privacy_commands(case_commands: Any) -> None:
-    erase = case_commands.add_parser(
-        "erase",
-        help="erase a case's personal data: destroy its data keys, publish case.erased",
-    )
-    erase.add_argument("case_id")
-    erase.add_argument("--reason", required=True, help="why (kept in the log: no child's data)")
-    erase.add_argument(
-        "--role",
-        required=True,
-        choices=ERASURE_ROLES,
-        help="your role: only a data protection officer may erase",
-    )
-    erase.add_argument(
-        "--agency", help="the agency erasing it (default: the case's owner); must own the case"
-    )
-    erase.add_argument(
-        "--requested-by", choices=_REQUESTED_BY, default="parent", help="whose request or rule"
-    )
-    erase.add_argument(
-        "--legal-basis", default="UU 27/2022 Pasal 8", help="the provision it answers"
-    )
-    show = case_commands.add_parser(
-        "file", help="one agency's case file: the personal fields it was sent, opened if shared"
-    )
-    show.add_argument("case_id")
-    show.add_argument("--agency", required=True, help="whose case file (its key opens it)")
-    exposed = case_commands.add_parser(
-        "exposed",
-        help="the cases an agency's X25519 key opens, and their personal fields (a breach)",
-    )
-    exposed.add_argument("--agency", required=True, help="the agency whose key is in question")
-    exposed.add_argument("--json", action="store_true", help="for scripts")
+__all__ = ["case_erase", "case_exposed", "case_file", "run_case"]
 
 
 async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
@@ -289,3 +253,33 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
         )
     console.print(table)
     return 0
+
+
+def _case_show(settings: Settings, case_id: str, console: Console) -> int:
+    if not is_case_id(case_id):
+        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    databases = Databases(settings)
+    try:
+        engine, _ = databases.for_consumer("record")
+        # An empty record (nothing run yet) reads as "no such case", not as an SQL error.
+        ensure_tables(engine, RecordCaseRow)
+        with Session(engine) as session:
+            record = load_record(session, case_id)
+    finally:
+        databases.dispose()
+    if record is None:
+        console.print(f"[red]no case {case_id} in the coordination record[/red]")
+        return 1
+    console.print(case_view(record))
+    return 0
+
+
+def run_case(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.case_command == "erase":
+        return asyncio.run(case_erase(settings, args, console))
+    if args.case_command == "file":
+        return asyncio.run(case_file(settings, args, console))
+    if args.case_command == "exposed":
+        return asyncio.run(case_exposed(settings, args, console))
+    return _case_show(settings, args.case_id, console)

@@ -1,0 +1,92 @@
+"""``lintas keys init | list | publish``: agencies' key pairs and the registries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from rich.console import Console
+
+from lintas.contracts import is_agency_id
+from lintas.infra.keys.exchange import (
+    EXCHANGE_BUCKET,
+    exchange_key_path,
+    init_exchange_key,
+    load_recipients,
+    publish_recipients,
+)
+from lintas.infra.keys.signing import (
+    KEYS_BUCKET,
+    init_agency_key,
+    load_registry,
+    private_key_path,
+    publish_registry,
+)
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.settings import Settings
+
+
+async def _publish_keys(settings: Settings, console: Console) -> int:
+    registry = load_registry(settings)
+    recipients = load_recipients(settings)
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-keys", settings=settings, identity="platform")
+        try:
+            count = await publish_registry(nc.jetstream(), registry)
+            exchange = await publish_recipients(nc.jetstream(), recipients)
+        finally:
+            await nc.close()
+    console.print(f"{len(registry.entries())} keys of {count} agencies in {KEYS_BUCKET}")
+    console.print(f"X25519 keys of {exchange} agencies in {EXCHANGE_BUCKET}")
+    return 0
+
+
+def _keys_init(settings: Settings, agency: str, console: Console) -> int:
+    if not is_agency_id(agency):
+        console.print(
+            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
+        )
+        return 2
+    made = 0
+    if not private_key_path(settings, agency).exists():
+        entry = init_agency_key(settings, agency)
+        made += 1
+        console.print(
+            f"{agency}: signing key {entry.keyid}, valid from {entry.valid_from.isoformat()}; "
+            f"private key in {settings.data_dir / 'keys'} (0600), public key registered",
+            highlight=False,
+        )
+    if not exchange_key_path(settings, agency).exists():
+        key = init_exchange_key(settings, agency)
+        made += 1
+        console.print(
+            f"{agency}: exchange key {key.kid} (X25519, receives case data keys); private "
+            f"key in {settings.data_dir / 'keys'} (0600), public key in keys/exchange.json",
+            highlight=False,
+        )
+    if not made:
+        console.print(
+            f"[red]{agency} already has both keys in {settings.data_dir / 'keys'} (rotate, "
+            "do not overwrite)[/red]"
+        )
+        return 1
+    return 0
+
+
+def run_keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.keys_command == "publish":
+        return asyncio.run(_publish_keys(settings, console))
+    if args.keys_command == "init":
+        return _keys_init(settings, args.agency, console)
+    for entry in load_registry(settings).entries():
+        until = entry.valid_until.isoformat() if entry.valid_until else "no end"
+        console.print(
+            f"{entry.agency:16} {entry.keyid:36} {entry.valid_from.isoformat()} .. {until}",
+            highlight=False,
+        )
+    recipients = load_recipients(settings)
+    for agency in recipients.agencies():
+        key = recipients.get(agency)
+        assert key is not None
+        console.print(f"{agency:16} {key.kid:36} X25519 (receives case data keys)", highlight=False)
+    return 0

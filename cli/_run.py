@@ -1,0 +1,289 @@
+"""``lintas demo | up | run``: the demo, the whole platform, or one part of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lintas.audit.checkpointer import start_checkpointer
+from lintas.cli._signals import Stop, stop_on_signals
+from lintas.cli.render import case_view, summary_tables
+from lintas.consumers.app import (
+    Databases,
+    attach_agency,
+    attach_record,
+    create_agency_app,
+    create_broker,
+    create_record_app,
+)
+from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
+from lintas.contracts import WATCHDOG, is_agency_id
+from lintas.infra.keys.signing import (
+    Registry,
+    Signer,
+    Verifier,
+    init_agency_key,
+    private_key_path,
+    trusted_registry,
+)
+from lintas.infra.nats.bus import connect, open_bus, read_service, registry_source
+from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import (
+    ConsumerSpec,
+    agency_consumer,
+    agency_sent_consumer,
+    check_consumer,
+    deployment_consumers,
+    record_consumer,
+    watchdog_consumer,
+)
+from lintas.infra.observability.telemetry import configure_tracing
+from lintas.infra.settings import Settings
+
+
+async def _declare(
+    url: str, settings: Settings, specs: Sequence[ConsumerSpec], identity: str = "platform"
+) -> Registry:
+    """Declare what the consumers need, as the platform (or ``identity``, on an open bus);
+    return the public keys they are to trust."""
+    nc = await connect(url, "lintas-declare", settings=settings, identity=identity)
+    try:
+        js = nc.jetstream()
+        await declare_platform(js, settings, specs)
+        return await trusted_registry(settings, js)
+    finally:
+        await nc.close()
+
+
+async def _bind(
+    url: str, settings: Settings, agency: str, specs: Sequence[ConsumerSpec]
+) -> Registry:
+    """As ``agency``, which may not declare anything: check its consumers exist as they
+    should; return the public keys to trust."""
+    nc = await connect(url, f"lintas-{agency}", settings=settings, identity=agency)
+    try:
+        js = nc.jetstream(**js_options(agency))
+        for spec in specs:
+            await check_consumer(js, settings.stream, spec, settings)
+        return await trusted_registry(settings, js)
+    finally:
+        await nc.close()
+
+
+async def _demo(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    from lintas.demo import PATHWAYS, DemoTimeout, check_record, run_demo
+
+    if args.cases < 1:
+        console.print("[red]--cases must be at least 1[/red]")
+        return 2
+    with Progress(
+        TextColumn("[bold]cases closed"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("· {task.fields[events]} events recorded"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("demo", total=args.cases, events=0)
+
+        def update(closed: int, wanted: int, events: int) -> None:
+            progress.update(task, completed=closed, total=wanted, events=events)
+
+        try:
+            result = await run_demo(
+                settings, args.cases, progress=update, timeout_s=args.timeout, seed=args.seed
+            )
+        except DemoTimeout as exc:
+            console.print(f"[red]demo did not finish: {exc}[/red]")
+            return 1
+    titles = {p.situation: p.title for p in PATHWAYS}
+    richest = max(result.records, key=lambda r: len(r.timeline))
+    console.print(case_view(richest))
+    console.print(summary_tables(result.records, titles))
+    problems = [p for record in result.records for p in check_record(record)]
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if result.gate_refusal:
+        console.print(
+            f"consent gate: a referral no consent covers was refused: {result.gate_refusal}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        problems.append("the consent gate did not refuse a referral no consent covers")
+        console.print(f"[red]{problems[-1]}[/red]")
+    overdue = [d for d in result.deadlines if d.overdue_seq is not None]
+    escalated = [d for d in result.deadlines if d.escalated_seq is not None]
+    console.print(
+        f"watchdog: {len(result.deadlines)} hand-offs with deadlines followed, "
+        f"{sum(d.status == 'open' for d in result.deadlines)} still open, "
+        f"{len(overdue)} overdue, {len(escalated)} escalated to KPAI",
+        highlight=False,
+    )
+    for item in overdue:
+        console.print(
+            f"  overdue: {item.handoff} {item.request_id} of {item.case_id}, asked of "
+            f"{item.asked}, due {item.due:%Y-%m-%d %H:%M} UTC",
+            highlight=False,
+        )
+    verdict = (
+        "[red]records differ from their pathways[/red]"
+        if problems
+        else (f"[green]all {len(result.records)} coordination records match their pathways[/green]")
+    )
+    console.print(
+        f"{verdict}  ·  {result.events} events in {result.elapsed_s:.1f} s  ·  bus {result.url}\n"
+        f"look again with: lintas case show {richest.case_id}"
+    )
+    return 1 if problems or len(result.records) != args.cases else 0
+
+
+def _watchdog_key(settings: Settings, console: Console) -> Signer:
+    """The watchdog's signing key, made here on first use: ``lintas up`` is one data dir,
+    whose registry every consumer it runs trusts."""
+    if not private_key_path(settings, WATCHDOG).exists():
+        entry = init_agency_key(settings, WATCHDOG)
+        console.print(
+            f"made the watchdog's signing key {entry.keyid} (`lintas keys publish` shares it "
+            "with consumers running elsewhere)",
+            highlight=False,
+        )
+    return Signer.load(settings, WATCHDOG)
+
+
+async def _up(settings: Settings, console: Console) -> int:
+    """The platform (declarations, record, read service) and every agency's consumers, each
+    connected as itself."""
+    with stop_on_signals() as stop:
+        return await _up_until(settings, console, stop)
+
+
+async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
+    async with open_bus(settings) as url:
+        signer = _watchdog_key(settings, console)
+        registry = await _declare(url, settings, deployment_consumers(settings.agencies))
+        databases = Databases(settings)
+        verifier = Verifier(registry, refresh=registry_source(url, settings, "platform"))
+        tracing = configure_tracing(settings, "lintas-up")
+        record = create_broker(url, settings, "platform")
+        attach_record(record, databases, settings, verifier=verifier, tracer_provider=tracing)
+        # The watchdog reads every event, as the platform does; it publishes as itself.
+        attach_watchdog(record, databases, settings, verifier=verifier, tracer_provider=tracing)
+        brokers = [record]
+        for agency in settings.agencies:
+            broker = create_broker(url, settings, agency)
+            attach_agency(
+                broker,
+                databases,
+                settings,
+                agency,
+                verifier=verifier,
+                via_read_service=uses_credentials(settings, agency),
+                tracer_provider=tracing,
+            )
+            brokers.append(broker)
+        # The embedded bus runs a read service already; a configured cluster gets one here.
+        # Whatever started is stopped, in reverse, even if stopping something else fails.
+        async with (
+            read_service(settings, url, run=bool(settings.nats_url)),
+            contextlib.AsyncExitStack() as running,
+        ):
+            running.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            running.callback(databases.dispose)
+            for broker in brokers:
+                await broker.start()
+                running.push_async_callback(broker.stop)
+            ticker = await start_ticker(
+                url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
+            )
+            running.push_async_callback(ticker.stop)
+            checkpointing = ""
+            if settings.checkpoint_interval_s:
+                # The platform operator checkpoints with the watchdog's key, which it holds here.
+                running.push_async_callback((await start_checkpointer(url, settings, signer)).stop)
+                checkpointing = f", checkpoints every {settings.checkpoint_interval_s:g} s"
+            console.print(
+                f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
+                f"({', '.join(settings.agencies)}){checkpointing}. Ctrl-C stops.",
+                soft_wrap=True,
+            )
+            await stop.wait()
+    return 0
+
+
+async def _run_reads(settings: Settings, console: Console) -> int:
+    with stop_on_signals() as stop:
+        async with (
+            open_bus(settings) as url,
+            read_service(settings, url, run=bool(settings.nats_url)),
+        ):
+            console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
+            await stop.wait()
+    return 0
+
+
+async def _run_platform(settings: Settings, console: Console) -> int:
+    """What a deployment's platform host runs: the stream and every agency's consumers
+    declared, the coordination record, and the read service. No agency's consumers."""
+    async with open_bus(settings) as url:
+        registry = await _declare(url, settings, deployment_consumers(settings.agencies))
+        app = create_record_app(settings, url, registry)
+        async with read_service(settings, url, run=bool(settings.nats_url)):
+            console.print(
+                f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
+                "record and read service running",
+                highlight=False,
+            )
+            await app.run()
+    return 0
+
+
+async def _run(settings: Settings, agency: str, console: Console) -> int:
+    if agency == "reads":
+        return await _run_reads(settings, console)
+    if agency == "platform":
+        return await _run_platform(settings, console)
+    if agency != "record" and not is_agency_id(agency):
+        console.print(
+            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
+        )
+        return 2
+    # The watchdog signs what it publishes: no key, no start (before touching the bus).
+    signer = Signer.load(settings, WATCHDOG) if agency == WATCHDOG else None
+    platform_part = agency in ("record", WATCHDOG)
+    async with open_bus(settings, agencies=[] if platform_part else [agency]) as url:
+        if agency == "record":
+            registry = await _declare(url, settings, [record_consumer()])
+            app = create_record_app(settings, url, registry)
+        elif agency == WATCHDOG:
+            registry = await _declare(url, settings, [watchdog_consumer()])
+            app = create_watchdog_app(settings, url, registry, signer=signer)
+        else:
+            specs = [agency_consumer(agency), agency_sent_consumer(agency)]
+            # An agency's own host holds its seed, not the platform's: it may bind to its
+            # consumers, not declare them. Here (or on an open bus) the platform declares.
+            if uses_credentials(settings, "platform"):
+                registry = await _declare(url, settings, specs)
+            elif uses_credentials(settings, agency):
+                registry = await _bind(url, settings, agency, specs)
+            else:  # no credentials at all: an open bus, where anyone may declare
+                registry = await _declare(url, settings, specs, identity=agency)
+            app = create_agency_app(settings, url, agency, registry)
+        console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
+        await app.run()
+    return 0
+
+
+def run_command(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.command == "demo":
+        return asyncio.run(_demo(settings, args, console))
+    if args.command == "up":
+        return asyncio.run(_up(settings, console))
+    return asyncio.run(_run(settings, args.agency, console))
