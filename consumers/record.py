@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from lintas.consumers.handoffs import RANK, TERMINAL, classify
 from lintas.contracts import Event, EventData, Sealed
 from lintas.contracts import gate as gate_rules
-from lintas.contracts.families import case, consent, document, rehabilitation, repatriation
+from lintas.contracts.families import case, document, rehabilitation, repatriation
 
 __all__ = [
     "CaseRecord",
@@ -185,44 +185,42 @@ def _build_book(record: CaseRecord) -> gate_rules.ConsentBook:
 
 
 def _consents(record: CaseRecord, event: Event, seq: int) -> tuple[ConsentEntry, ...]:
+    """The record's consents after the event: which grants there are and when each was
+    withdrawn is the consent gate's own fold (:func:`lintas.contracts.gate.fold`); the
+    record adds what an auditor reads beside them (who gave it, the officer, when)."""
+    before = consent_book(record)
+    after = gate_rules.fold(before, event, seq)
+    if after.grants == before.grants:
+        return record.consents
     data = event.data
-    if event.target != "all" or (
-        record.last_seq >= seq and any(c.seq == seq for c in record.consents)
-    ):
-        return record.consents  # only broadcast consents count (as for every gate)
-    if isinstance(data, consent.ConsentRecordedV1):
-        entry = ConsentEntry(
-            seq=seq,
-            at=event.time,
-            by=event.source,
-            consent_id=data.consent_id,
-            given_by=data.given_by,
-            scopes=tuple(data.scopes),
-            agencies=tuple(data.agencies),
-        )
-        return (*record.consents, entry)
-    if isinstance(data, consent.ConsentOverriddenV2):
-        entry = ConsentEntry(
-            seq=seq,
-            at=event.time,
-            by=event.source,
-            officer_role=data.officer_role,
-            legal_basis=data.legal_basis,
-            scopes=tuple(data.scopes),
-            agencies=tuple(data.agencies),
-        )
-        return (*record.consents, entry)
-    if isinstance(data, consent.ConsentWithdrawnV2):
-        notified = tuple(data.notified) if data.notified is not None else None
-        return tuple(
-            c.model_copy(
-                update={"withdrawn_seq": seq, "withdrawn_at": event.time, "notified": notified}
+    entries = {c.seq: c for c in record.consents}
+    updated = []
+    for grant in after.grants:
+        entry = entries.get(grant.seq)
+        if entry is None:  # the grant this event made
+            entry = ConsentEntry(
+                seq=seq,
+                at=event.time,
+                by=event.source,
+                consent_id=grant.consent_id,
+                given_by=getattr(data, "given_by", None),
+                officer_role=getattr(data, "officer_role", None),
+                legal_basis=getattr(data, "legal_basis", None),
+                # In the event's own order, as published (a grant holds them as sets).
+                scopes=tuple(getattr(data, "scopes", ())),
+                agencies=tuple(getattr(data, "agencies", ())),
             )
-            if c.consent_id == data.consent_id and c.withdrawn_seq is None and c.seq < seq
-            else c
-            for c in record.consents
-        )
-    return record.consents
+        elif grant.withdrawn_seq is not None and entry.withdrawn_seq is None:
+            notified = getattr(data, "notified", None)
+            entry = entry.model_copy(
+                update={
+                    "withdrawn_seq": grant.withdrawn_seq,
+                    "withdrawn_at": event.time,
+                    "notified": tuple(notified) if notified is not None else None,
+                }
+            )
+        updated.append(entry)
+    return tuple(updated)
 
 
 def _personal(record: CaseRecord, event: Event, seq: int) -> tuple[PersonalField, ...]:
@@ -341,7 +339,7 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     elif (
         isinstance(data, case.CaseErasedV1)
         and record.erasure is None
-        and owner in (None, event.source)
+        and gate_rules.erases(owner, event)
     ):
         # Only the owner erases (as the read service, which alone destroys the keys, holds).
         update["erasure"] = Erasure(

@@ -66,6 +66,9 @@ from lintas.contracts.families import consent
 __all__ = [
     "CONSENT_TYPES",
     "COORDINATOR",
+    "ERASING",
+    "GRANTING",
+    "NAMING_OWNER",
     "OVERDUE_NOTICES",
     "OVERSIGHT",
     "READ_SCOPES",
@@ -75,6 +78,7 @@ __all__ = [
     "Requirement",
     "border_refusal",
     "carries_personal",
+    "erases",
     "fold",
     "fold_all",
     "gate_refusal",
@@ -100,6 +104,16 @@ OVERSIGHT: Final = "kpai"
 """The child-protection commission: escalations to it need no consent (its mandate)."""
 COORDINATOR: Final = "kp2mi"
 """KemenP2MI coordinates every case: it may assign any case, owner or not."""
+GRANTING: Final = frozenset({"consent.recorded", "consent.overridden"})
+"""What gives agencies a case's data: it counts only signed by its source, with a key the
+registry holds (a forged grant must never open anything)."""
+NAMING_OWNER: Final = frozenset({"case.opened", "case.assigned"})
+"""What decides who owns a case (whom an erasure or assignment must come from): it counts
+only signed by its source."""
+ERASING: Final = frozenset({"case.erased"})
+"""What destroys a case's data keys: it counts only signed by its source. As a restriction on
+sharing (the gate refuses personal data after it) it counts as soon as it decodes: a key missing
+here must never let data through."""
 TO_EVERYONE: Final = CONSENT_TYPES | {"case.erased", "case.assigned"}
 """What every agency's gate decides on (a case's consents, its erasure, who owns it): only
 ever addressed to ``all``, since a gate counts only the broadcasts it receives."""
@@ -218,13 +232,19 @@ def owner_of(events: Iterable[Event]) -> str | None:
     return owner
 
 
+def erases(owner: str | None, event: Event) -> bool:
+    """Whether ``event`` is the case's erasure, ``owner`` owning the case before it: a
+    ``case.erased`` by the owner (by anyone while no event names an owner)."""
+    return event.type == "case.erased" and owner in (None, event.source)
+
+
 def owners_erasure(events: Iterable[tuple[int, Event]]) -> int | None:
     """The stream sequence of the case's erasure (its first ``case.erased`` made by whoever
     owned the case then; by anyone, while no event names an owner), or None. The record
     keeps that erasure, and the case's keys are erased for it, for no other."""
     owner = None
     for seq, event in events:
-        if event.type == "case.erased" and owner in (None, event.source):
+        if erases(owner, event):
             return seq
         owner = owner_after(owner, event)
     return None

@@ -299,9 +299,9 @@ def _int(request: dict[str, Any], name: str) -> int:
     return value
 
 
-# What decides who owns a case and whether its keys go: counted only signed, as the record
-# counts events (consumers apply only signed ones).
-_SIGNED_ONLY = frozenset({"case.opened", "case.assigned", "case.erased"})
+# What decides who owns a case and whether its keys go counts only signed
+# (lintas.contracts.gate), as the record counts events (consumers apply only signed ones).
+_SIGNED_ONLY = gate.NAMING_OWNER | gate.ERASING
 
 
 class ReadService:

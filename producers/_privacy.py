@@ -81,11 +81,9 @@ __all__ = ["NotAuthorised", "Privacy"]
 _log = structlog.get_logger("lintas.producer")
 
 _BROADCAST_ONLY = gate_rules.CONSENT_TYPES | {"case.erased"}
-_KEYED = frozenset({"consent.recorded", "consent.overridden"})
-# What grants (consents) or authorises (the owner an erasure or assignment needs)
-# counts only signed by its source; what restricts (a withdrawal, an erasure) counts as
-# soon as it decodes.
-_VOUCHED = _KEYED | {"case.opened", "case.assigned"}
+# What grants or names the owner counts only signed (lintas.contracts.gate); what restricts
+# (a withdrawal, an erasure) counts as soon as it decodes.
+_VOUCHED = gate_rules.GRANTING | gate_rules.NAMING_OWNER
 
 
 class NotAuthorised(GateRefused):
@@ -226,7 +224,8 @@ class Privacy:
         cached = self._books.get(event.case_id)
         if cached is None or cached[1] != head.seq or seq <= head.seq:
             return
-        if self._verifier is not None and event.type in _KEYED:  # only grants fold here
+        # Only grants fold here.
+        if self._verifier is not None and event.type in gate_rules.GRANTING:
             checked = await self._read(encode(event.envelope), event.envelope.nats_subject, seq)
             if self._books.get(event.case_id) is not cached:
                 return  # folded or dropped meanwhile: read again when next needed
@@ -300,7 +299,7 @@ class Privacy:
             await self._must_own(event, head, what, "assign")
         if isinstance(event.data, consent.ConsentWithdrawnV2):
             event = await self._with_notified(event, head, what)
-        if event.type in _KEYED:
+        if event.type in gate_rules.GRANTING:
             await self._can_grant(event)
         return await self._sealed(event, head)
 
