@@ -35,13 +35,10 @@ import nats.js.errors
 from lintas.audit.events import StoredEvent
 from lintas.audit.stream import StreamCut, StreamReader
 from lintas.contracts import LintasError, SignatureError, message_hash
+from lintas.contracts.subjects import checkpoints_subject
 from lintas.infra.errors import bus_errors
 from lintas.infra.keys.signing import Registry, Signer, Verifier
-from lintas.infra.nats.checkpoints import (
-    checkpoints_stream,
-    checkpoints_subject,
-    ensure_checkpoints,
-)
+from lintas.infra.nats.topology import checkpoints_config, checkpoints_stream, ensure_stream_config
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -142,7 +139,7 @@ class Checkpoint:
 
 async def read_checkpoints(js: Any, settings: Settings) -> list[Checkpoint]:
     """Every checkpoint of ``settings.stream``, in order; none if there is no checkpoints stream."""
-    name, subject = checkpoints_stream(settings), checkpoints_subject(settings)
+    name, subject = checkpoints_stream(settings), checkpoints_subject(settings.stream)
     with bus_errors(f"reading {name}"):
         try:
             state = (await js.stream_info(name)).state
@@ -168,7 +165,7 @@ async def last_checkpoint(js: Any, settings: Settings) -> Checkpoint | None:
     name = checkpoints_stream(settings)
     with bus_errors(f"reading {name}"):
         try:
-            raw = await js.get_last_msg(name, checkpoints_subject(settings))
+            raw = await js.get_last_msg(name, checkpoints_subject(settings.stream))
         except nats.js.errors.NotFoundError:  # no checkpoint yet, or no checkpoints stream
             return None
     return Checkpoint.from_body(int(raw.seq), raw.data or b"")
@@ -184,7 +181,7 @@ async def checkpoint_stream(
         try:
             await js.stream_info(checkpoints_stream(settings))
         except nats.js.errors.NotFoundError:  # declared by `lintas up`; made here if not
-            await ensure_checkpoints(js, settings)
+            await ensure_stream_config(js, checkpoints_config(settings))
     last = await last_checkpoint(js, settings)
     reader = StreamReader(js, settings.stream)
     cut = await reader.cut()
@@ -224,7 +221,7 @@ async def checkpoint_stream(
     with bus_errors(f"publishing a checkpoint of {settings.stream} {first}..{cut.last_seq}"):
         try:
             ack = await js.publish(
-                checkpoints_subject(settings),
+                checkpoints_subject(settings.stream),
                 json.dumps(doc, separators=(",", ":")).encode(),
                 stream=checkpoints_stream(settings),
                 headers=headers,

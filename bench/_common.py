@@ -28,8 +28,7 @@ from lintas.contracts import build_data, encode, make_event, message_hash, new_c
 from lintas.infra.keys.exchange import ensure_exchange_key
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.embedded import EmbeddedNats, find_nats_server, nats_server_version
-from lintas.infra.nats.topology import ensure_stream
-from lintas.infra.privacy.casekeys import ensure_case_keys
+from lintas.infra.nats.topology import case_keys_stream_config, ensure_stream, ensure_stream_config
 from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.settings import Settings
 
@@ -214,7 +213,7 @@ async def fresh_bus(root: Path, name: str) -> AsyncIterator[Bus]:
     try:
         js = nc.jetstream(timeout=30, publish_async_max_pending=4000)
         await ensure_stream(js, settings)
-        await ensure_case_keys(js, settings)
+        await ensure_stream_config(js, case_keys_stream_config(settings))
         yield Bus(settings, server, nc, js)
     finally:
         await nc.close()

@@ -48,8 +48,12 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
 from lintas.consumers.projections import Batch
 from lintas.infra.keys.signing import Verifier, load_registry
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, record_consumer
+from lintas.infra.nats.topology import (
+    agency_consumer,
+    agency_sent_consumer,
+    declare_platform,
+    record_consumer,
+)
 from lintas.infra.observability.logging import configure_logging
 
 AGENCY = "kp2mi"

@@ -35,8 +35,7 @@ from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
 from lintas.infra.keys.exchange import load_recipients
 from lintas.infra.keys.signing import Signer, Verifier, load_registry
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, declare_platform
 from lintas.infra.observability.logging import configure_logging
 from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.producers import Publisher

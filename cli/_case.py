@@ -40,13 +40,8 @@ from lintas.infra.keys.exchange import exchange_key_path, load_recipients, trust
 from lintas.infra.keys.signing import Signer, Verifier, private_key_path, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.credentials import js_options, uses_credentials
-from lintas.infra.privacy.casekeys import (
-    CaseKeys,
-    case_keys_for,
-    cases_wrapped_for,
-    ensure_case_keys,
-    list_case_keys,
-)
+from lintas.infra.nats.topology import case_keys_stream_config, ensure_stream_config
+from lintas.infra.privacy.casekeys import CaseKeys, case_keys_for, cases_wrapped_for, list_case_keys
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
@@ -81,7 +76,7 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
         nc = await connect(url, "lintas-erase", settings=settings, identity="platform")
         try:
             js = nc.jetstream()
-            await ensure_case_keys(js, settings)
+            await ensure_stream_config(js, case_keys_stream_config(settings))
             agency = args.agency or await _owner(js, settings, case_id)
             if agency is None:
                 console.print(f"[red]no case {case_id} in stream {settings.stream}[/red]")
@@ -211,7 +206,7 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
             wrapped = await cases_wrapped_for(nc.jetstream(), agency)
         finally:
             await nc.close()
-    cases = sorted({entry.key.split(".")[0] for entry in wrapped})
+    cases = sorted({entry.case_id for entry in wrapped})
     engine = create_db_engine(settings.database_url_for("record"))
     try:
         ensure_tables(engine, RecordCaseRow)

@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lintas.consumers.app import Databases
+from lintas.consumers.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.consumers.retry import RetryOutcome, retry_entry
 from lintas.contracts import PERSONAL_KEY, latest
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Verifier, load_registry, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
-from lintas.infra.nats.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.infra.nats.topology import agency_of
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.observability.tracing import OUTCOME, process_span, tracer_for

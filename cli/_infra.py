@@ -19,8 +19,7 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.identities import access_path, accounts_path, add_identity
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, declare_platform
 from lintas.infra.settings import Settings
 
 __all__ = ["run_infra"]

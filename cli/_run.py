@@ -33,12 +33,12 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import connect, open_bus, read_service, registry_source
 from lintas.infra.nats.credentials import js_options, uses_credentials
-from lintas.infra.nats.platform import declare_platform
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
     agency_sent_consumer,
     check_consumer,
+    declare_platform,
     deployment_consumers,
     record_consumer,
     watchdog_consumer,

@@ -24,13 +24,13 @@ from sqlalchemy.engine.url import make_url
 
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
+from lintas.consumers.quarantine import QuarantineEntry, put
 from lintas.consumers.runner import OnCommit, ProjectionRunner, RunnerBus
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, registry_source, servers
 from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.nats.headers import read_headers_fast
-from lintas.infra.nats.quarantine import QuarantineEntry, put
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,

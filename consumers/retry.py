@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
+from lintas.consumers.quarantine import QuarantineEntry
 from lintas.contracts import (
     ContractError,
     Event,
@@ -27,7 +28,6 @@ from lintas.contracts import (
 )
 from lintas.infra.db import Retried, ensure_tables
 from lintas.infra.keys.signing import Verifier
-from lintas.infra.nats.quarantine import QuarantineEntry
 from lintas.infra.nats.topology import agency_of
 
 __all__ = ["RetryOutcome", "projection_for", "retry_entry"]

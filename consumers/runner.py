@@ -56,6 +56,7 @@ from sqlmodel import Session
 
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Batch, Projection
+from lintas.consumers.quarantine import QuarantineEntry
 from lintas.contracts import (
     ContractError,
     Event,
@@ -68,7 +69,6 @@ from lintas.contracts import (
 from lintas.infra.db import read_position, write_position
 from lintas.infra.errors import BUS_ERRORS
 from lintas.infra.keys.signing import UnknownKey, Verifier
-from lintas.infra.nats.quarantine import QuarantineEntry
 from lintas.infra.observability.tracing import OUTCOME, about, process_span, tracer_for
 
 __all__ = ["OnCommit", "ProjectionRunner", "RunnerBus"]

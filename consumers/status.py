@@ -45,8 +45,7 @@ from lintas.consumers.watchdog import DeadlineRow
 from lintas.contracts import PermanentError, agency_name
 from lintas.infra.db import Tracking
 from lintas.infra.errors import bus_errors
-from lintas.infra.nats.quarantine import quarantine_stream
-from lintas.infra.nats.topology import agency_of
+from lintas.infra.nats.topology import agency_of, quarantine_stream
 from lintas.infra.settings import Settings
 
 __all__ = [

@@ -1,7 +1,12 @@
-"""The subject scheme: ``lintas.<source>.<target>.<family>.<action>.<case_id>``.
+"""Every subject lintas publishes on or filters by, built and picked apart here only.
 
-Fixed arity, so ``*`` can stand for any one token. Subjects carry only agency ids, the
-event type and the pseudonymous case id: never anything that identifies a child.
+Events: ``lintas.<source>.<target>.<family>.<action>.<case_id>``, fixed arity, so ``*`` can
+stand for any one token. Beside them, the platform's own streams and services, named after
+the event stream (``LINTAS`` unless configured): its quarantine
+(``lintas_quarantine.<consumer>``), its checkpoints (``lintas_checkpoints.<stream>``), the
+read service (``lintas_read.<agency>.<operation>``), and JetStream KV keys
+(``$KV.<bucket>.<key>``). Subjects carry only agency ids, event types, consumer names and
+pseudonymous case ids: never anything that identifies a child.
 """
 
 from __future__ import annotations
@@ -14,16 +19,35 @@ from lintas.contracts.errors import SubjectError
 from lintas.contracts.ids import is_case_id
 
 __all__ = [
+    "EVERY_EVENT",
+    "READ_ROOT",
     "ROOT",
+    "EventFilter",
     "Subject",
+    "addressing",
+    "broadcast_filter",
     "case_filter",
+    "checkpoints_filter",
+    "checkpoints_subject",
     "inbound_filters",
+    "is_broadcast_subject",
+    "kv_subject",
+    "matches",
     "outbound_filter",
+    "parse_filter",
+    "parse_read_subject",
     "parse_subject",
+    "quarantine_filter",
+    "quarantine_subject",
+    "read_subject",
     "subject_for",
 ]
 
 ROOT = "lintas"
+EVERY_EVENT = f"{ROOT}.>"
+"""The filter of every event: the stream's subjects, the record's and the watchdog's."""
+READ_ROOT = "lintas_read"
+"""Requests to the platform's read service: ``lintas_read.<agency>.<operation>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +113,94 @@ def outbound_filter(agency: str) -> str:
     return f"{ROOT}.{agency}.>"
 
 
-def case_filter(case_id: str) -> str:
+def case_filter(case_id: str, *, source: str = "*", target: str = "*") -> str:
+    """The case's events (only those from ``source``, or to ``target``, if given)."""
     if not is_case_id(case_id):
         raise SubjectError(f"case id {case_id!r} is not a lintas case id")
-    return f"{ROOT}.*.*.*.*.{case_id}"
+    for who in (source, target):
+        if who not in ("*", BROADCAST) and not is_agency_id(who):
+            raise SubjectError(f"{who!r} is not an agency id")
+    return f"{ROOT}.{source}.{target}.*.*.{case_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """An event subject filter whose every token is exact or ``*`` (no ``>``)."""
+
+    source: str
+    target: str
+    family: str
+    action: str
+    case_id: str
+
+
+def parse_filter(subject_filter: str) -> EventFilter | None:
+    """The tokens of an event filter of full arity with only whole-token ``*`` wildcards,
+    or None (a ``>``, a partial wildcard, another arity or root)."""
+    tokens = subject_filter.split(".")
+    if len(tokens) != 6 or tokens[0] != ROOT:
+        return None
+    if any(t in ("", ">") or ("*" in t and t != "*") for t in tokens):
+        return None
+    return EventFilter(*tokens[1:])
+
+
+def addressing(subject: str) -> tuple[str, str] | None:
+    """The source and target tokens of an event subject, or None if it is none (the rest
+    is not validated: for deciding who may see it)."""
+    tokens = subject.split(".")
+    return (tokens[1], tokens[2]) if len(tokens) >= 3 and tokens[0] == ROOT else None
+
+
+def matches(subject_filter: str, subject: str) -> bool:
+    """Whether ``subject`` is one of ``subject_filter``'s (whole-token ``*`` only)."""
+    want, have = subject_filter.split("."), subject.split(".")
+    return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
+
+
+def broadcast_filter(case_id: str, event_type: str | None = None) -> str:
+    """The case's broadcasts (of ``event_type`` only, if given): what every agency's consent
+    gate folds."""
+    if not is_case_id(case_id):
+        raise SubjectError(f"case id {case_id!r} is not a lintas case id")
+    what = "*.*" if event_type is None else ".".join(_check_event_type(event_type))
+    return f"{ROOT}.*.{BROADCAST}.{what}.{case_id}"
+
+
+def is_broadcast_subject(subject: str) -> bool:
+    """Whether an event subject is addressed to everyone (without validating the rest)."""
+    return subject.split(".")[2:3] == [BROADCAST]
+
+
+def quarantine_subject(stream: str, consumer: str) -> str:
+    """Where ``consumer`` quarantines a message of ``stream`` it could not apply."""
+    return f"{stream.lower()}_quarantine.{consumer}"
+
+
+def quarantine_filter(stream: str) -> str:
+    return f"{stream.lower()}_quarantine.>"
+
+
+def checkpoints_subject(stream: str) -> str:
+    """Where the checkpoints of ``stream`` are published, one after the other."""
+    return f"{stream.lower()}_checkpoints.{stream}"
+
+
+def checkpoints_filter(stream: str) -> str:
+    return f"{stream.lower()}_checkpoints.>"
+
+
+def read_subject(agency: str, operation: str) -> str:
+    """An agency's request to the read service (only that agency may publish there)."""
+    return f"{READ_ROOT}.{agency}.{operation}"
+
+
+def parse_read_subject(subject: str) -> tuple[str, str]:
+    """The agency and the operation of a read service request (empty when absent)."""
+    _, agency, operation = [*subject.split("."), "", ""][:3]
+    return agency, operation
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """A JetStream KV key's subject."""
+    return f"$KV.{bucket}.{key}"

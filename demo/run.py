@@ -30,8 +30,12 @@ from lintas.infra.keys.exchange import ensure_exchange_key, load_recipients
 from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import js_options
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import ConsumerSpec, deployment_consumers, staff_consumer
+from lintas.infra.nats.topology import (
+    ConsumerSpec,
+    declare_platform,
+    deployment_consumers,
+    staff_consumer,
+)
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.observability.tracing import tracer_for
 from lintas.infra.privacy.casekeys import case_keys_for

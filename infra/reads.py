@@ -72,10 +72,16 @@ from lintas.contracts import (
     parse_message,
 )
 from lintas.contracts.errors import PermanentError
-from lintas.contracts.subjects import ROOT
+from lintas.contracts.subjects import (
+    addressing,
+    broadcast_filter,
+    matches,
+    parse_filter,
+    parse_read_subject,
+    read_subject,
+)
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
-from lintas.infra.nats.access import READ_ROOT
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 
 __all__ = [
@@ -150,22 +156,16 @@ def may_read_filter(agency: str, subject_filter: str) -> bool:
     (``lintas.*.all.*.*.<case>``: the case's broadcasts, which the consent gate folds)."""
     if subject_filter in readable_filters(agency):
         return True
-    tokens = subject_filter.split(".")
-    if len(tokens) != 6 or tokens[0] != ROOT or not is_case_id(tokens[5]):
+    narrowed = parse_filter(subject_filter)
+    if narrowed is None or not is_case_id(narrowed.case_id):
         return False
-    if any(t in ("", ">") or ("*" in t and t != "*") for t in tokens):
-        return False
-    return tokens[1] == agency or tokens[2] in (agency, BROADCAST)
+    return narrowed.source == agency or narrowed.target in (agency, BROADCAST)
 
 
 def may_read(agency: str, subject: str) -> bool:
     """Whether ``subject`` is one of ``agency``'s: from it, to it, or to everyone."""
-    tokens = subject.split(".")
-    return (
-        len(tokens) >= 3
-        and tokens[0] == ROOT
-        and (tokens[1] == agency or tokens[2] in (agency, BROADCAST))
-    )
+    addressed = addressing(subject)
+    return addressed is not None and (addressed[0] == agency or addressed[1] in (agency, BROADCAST))
 
 
 def jetstream_api(js: Any) -> tuple[Any, str] | None:
@@ -330,7 +330,7 @@ class ReadService:
         }
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(f"{READ_ROOT}.*.*", queue=_QUEUE, cb=self._on_msg)
+        self._sub = await self._nc.subscribe(read_subject("*", "*"), queue=_QUEUE, cb=self._on_msg)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -348,7 +348,7 @@ class ReadService:
 
     async def _answer(self, msg: Any) -> None:
         async with self._slots:
-            _, agency, op = [*msg.subject.split("."), "", ""][:3]
+            agency, op = parse_read_subject(msg.subject)
             try:
                 if not is_agency_id(agency) or op not in self._ops:
                     raise _Refusal(400, f"no operation {op!r} for {agency!r}")
@@ -458,7 +458,7 @@ class ReadService:
         """Erase a case's data keys, if its owner's ``case.erased`` is on the log (the
         erasure the record keeps: :func:`lintas.contracts.gate.owners_erasure`)."""
         case_id = _case_of(request)
-        erasures = await self._case_events(f"{ROOT}.*.{BROADCAST}.case.erased.{case_id}", 2**63)
+        erasures = await self._case_events(broadcast_filter(case_id, "case.erased"), 2**63)
         if not erasures:
             raise _Refusal(409, f"case {case_id} has no case.erased on the log: its keys stay")
         events = await self._case_events(case_filter(case_id), erasures[-1][0])
@@ -479,17 +479,13 @@ class ReadService:
             raw = await self._reads._js.get_msg(self._reads.stream, seq=seq)
         except nats.js.errors.NotFoundError:
             raise _Refusal(404, f"no message at seq {seq}") from None
-        expected = f"{ROOT}.*.{BROADCAST}.consent.withdrawn.{case_id}".split(".")
-        tokens = (raw.subject or "").split(".")
-        if len(tokens) != len(expected) or any(
-            e not in ("*", t) for e, t in zip(expected, tokens, strict=True)
-        ):
+        if not matches(broadcast_filter(case_id, "consent.withdrawn"), raw.subject or ""):
             raise _Refusal(409, f"seq {seq} is no consent.withdrawn of case {case_id}")
         try:
             withdrawal = decode(bytes(raw.data or b""), subject=raw.subject)
         except ContractError as exc:
             raise _Refusal(409, f"seq {seq} is no valid event: {exc}") from None
-        book = gate.fold_all(await self._case_events(f"{ROOT}.*.{BROADCAST}.*.*.{case_id}", seq))
+        book = gate.fold_all(await self._case_events(broadcast_filter(case_id), seq))
         lost = gate.lost_readers(book, seq, withdrawal.source)
         revoked = await revoke_case_keys(self._reads._js, case_id, lost) if lost else []
         _log.info("reads.keys_revoked", agency=agency, case_id=case_id, revoked=revoked)
@@ -517,7 +513,7 @@ class ServiceReads:
         self.timeout = timeout
 
     async def _ask(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        subject = f"{READ_ROOT}.{self.agency}.{op}"
+        subject = read_subject(self.agency, op)
         try:
             with bus_errors(f"asking the read service ({subject})"):
                 reply = await self._nc.request(

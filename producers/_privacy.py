@@ -64,6 +64,7 @@ from lintas.contracts import (
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.agencies import is_partner_abroad
 from lintas.contracts.families import case, consent
+from lintas.contracts.subjects import broadcast_filter, is_broadcast_subject
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.privacy.casekeys import (
     CaseKeys,
@@ -89,10 +90,6 @@ _VOUCHED = gate_rules.GRANTING | gate_rules.NAMING_OWNER
 class NotAuthorised(GateRefused):
     """An agency that may not do this for the case: erase it, unless it owns it; assign
     it, unless it owns it or is the coordinator."""
-
-
-def _broadcasts(case_id: str) -> str:
-    return f"lintas.*.{BROADCAST}.*.*.{case_id}"
 
 
 class Privacy:
@@ -161,7 +158,7 @@ class Privacy:
     async def _folded(
         self, book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
     ) -> gate_rules.ConsentBook:
-        if subject.split(".")[2:3] != [BROADCAST]:
+        if not is_broadcast_subject(subject):
             return book  # only broadcast consents count, and only they are read
         event = await self._read(body, subject, seq)
         return book if event is None else gate_rules.fold(book, event, seq)
@@ -198,7 +195,10 @@ class Privacy:
             book = await self._folded(book, head, last.body, last.subject)  # only the head is new
         else:
             async for seq, body, subject in self._walk(
-                _broadcasts(case_id), read + 1, head, f"{what}: reading the consents of {case_id}"
+                broadcast_filter(case_id),
+                read + 1,
+                head,
+                f"{what}: reading the consents of {case_id}",
             ):
                 book = await self._folded(book, seq, body, subject)
         self._keep(case_id, book, max(read, head), generation)
@@ -240,9 +240,9 @@ class Privacy:
         if self._service is None:
             return [case_filter(case_id)]
         return [
-            f"lintas.{self.agency}.*.*.*.{case_id}",
-            f"lintas.*.{self.agency}.*.*.{case_id}",
-            _broadcasts(case_id),
+            case_filter(case_id, source=self.agency),
+            case_filter(case_id, target=self.agency),
+            broadcast_filter(case_id),
         ]
 
     async def _case_events(

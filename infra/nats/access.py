@@ -56,18 +56,24 @@ from typing import Any
 
 from lintas.contracts.agencies import is_agency_id, is_partner_abroad
 from lintas.contracts.errors import PermanentError
+from lintas.contracts.subjects import READ_ROOT, quarantine_subject
 from lintas.infra.keys.exchange import EXCHANGE_BUCKET
 from lintas.infra.keys.signing import KEYS_BUCKET
-from lintas.infra.nats.checkpoints import checkpoints_stream
-from lintas.infra.nats.quarantine import quarantine_stream, quarantine_subject
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, staff_consumer
-from lintas.infra.privacy.casekeys import CASE_KEYS_BUCKET, CURRENT_GEN, case_keys_stream
+from lintas.infra.nats.topology import (
+    CASE_KEYS_BUCKET,
+    agency_consumer,
+    agency_sent_consumer,
+    case_keys_stream,
+    checkpoints_stream,
+    quarantine_stream,
+    staff_consumer,
+)
+from lintas.infra.privacy.casekeys import CURRENT_GEN
 from lintas.infra.settings import Settings
 
 __all__ = [
     "ACCOUNT",
     "PARTNER_API",
-    "READ_ROOT",
     "ROLES",
     "RULES",
     "Access",
@@ -90,8 +96,6 @@ ACCOUNT = "LINTAS"
 JS_API = "$JS.API"
 PARTNER_API = "lintas_api"
 """The JetStream API prefix in a partner's own account (imported from ``LINTAS``)."""
-READ_ROOT = "lintas_read"
-"""Requests to the read service: ``lintas_read.<agency>.<operation>``."""
 ROLES = ("platform", "operator", "auditor")
 _NKEY = re.compile(r"U[A-Z2-7]{55}")
 
@@ -265,7 +269,7 @@ def grant_for(
         "casekeys": case_keys_stream(),
         "ck": f"$KV.{CASE_KEYS_BUCKET}",
         "gen": str(CURRENT_GEN),
-        "q": quarantine_subject(settings, "").rstrip("."),
+        "q": quarantine_subject(settings.stream, "").rstrip("."),
         "read": READ_ROOT,
     }
     consumers = (

@@ -1,4 +1,10 @@
-"""The JetStream objects lintas runs on: one append-only stream and durable pull consumers.
+"""Every JetStream object lintas runs on, declared here and nowhere else.
+
+Streams: the event log (``LINTAS``, append-only), its quarantine (``LINTAS_QUARANTINE``: what
+a consumer could not apply), its checkpoints (``LINTAS_CHECKPOINTS``), and the case key store
+(``LINTAS_CASE_KEYS``, a KV bucket on a stream declared here so that its entries can be erased).
+Consumers: durable pull consumers per agency (inbox and sent), the record and the watchdog.
+:func:`declare_platform` declares them all, as the platform.
 
 Declaring is idempotent and never overwrites. A stream or consumer that already exists with
 another configuration is reported as a :class:`TopologyConflict` naming each field: quietly
@@ -18,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 import nats.js.errors
 from nats.js import JetStreamManager
@@ -34,11 +40,19 @@ from nats.js.api import (
 )
 
 from lintas.contracts.errors import PermanentError
-from lintas.contracts.subjects import ROOT, inbound_filters, outbound_filter
+from lintas.contracts.subjects import (
+    EVERY_EVENT,
+    checkpoints_filter,
+    inbound_filters,
+    kv_subject,
+    outbound_filter,
+    quarantine_filter,
+)
 from lintas.infra.errors import bus_errors
 from lintas.infra.settings import Settings
 
 __all__ = [
+    "CASE_KEYS_BUCKET",
     "ConsumerSpec",
     "TopologyConflict",
     "TopologyMissing",
@@ -47,14 +61,21 @@ __all__ = [
     "agency_consumer",
     "agency_of",
     "agency_sent_consumer",
+    "case_keys_stream",
+    "case_keys_stream_config",
     "check_consumer",
+    "checkpoints_config",
+    "checkpoints_stream",
     "consumer_config",
     "consumer_differences",
     "declare",
+    "declare_platform",
     "deployment_consumers",
     "ensure_consumer",
     "ensure_stream",
     "ensure_stream_config",
+    "quarantine_config",
+    "quarantine_stream",
     "record_consumer",
     "staff_consumer",
     "stream_config",
@@ -129,18 +150,91 @@ class TopologyRefused(PermanentError):
         )
 
 
-def stream_config(settings: Settings) -> StreamConfig:
-    """The event log: file-backed, deduplicating, and append-only (no delete, no purge)."""
+def _kept_stream(
+    settings: Settings, name: str, subjects: str, description: str | None, *, deny_delete: bool
+) -> StreamConfig:
+    """A stream that keeps every message it is given (no limit drops any), file-backed,
+    deduplicating, replicated as the event stream is, never purged."""
     return StreamConfig(
-        name=settings.stream,
-        subjects=[f"{ROOT}.>"],
+        name=name,
+        description=description,
+        subjects=[subjects],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         num_replicas=settings.stream_replicas,
         duplicate_window=settings.duplicate_window_s,
-        deny_delete=True,
+        deny_delete=deny_delete,
         deny_purge=True,
+        allow_direct=True,
+    )
+
+
+def stream_config(settings: Settings) -> StreamConfig:
+    """The event log: file-backed, deduplicating, and append-only (no delete, no purge)."""
+    return _kept_stream(settings, settings.stream, EVERY_EVENT, None, deny_delete=True)
+
+
+def quarantine_stream(settings: Settings) -> str:
+    return f"{settings.stream}_QUARANTINE"
+
+
+def quarantine_config(settings: Settings) -> StreamConfig:
+    """Messages consumers could not apply, with the reason (:mod:`lintas.consumers.quarantine`).
+    Entries are deleted once retried; purging everything at once is not allowed."""
+    return _kept_stream(
+        settings,
+        quarantine_stream(settings),
+        quarantine_filter(settings.stream),
+        "messages lintas consumers could not apply, with the reason",
+        deny_delete=False,
+    )
+
+
+def checkpoints_stream(settings: Settings) -> str:
+    return f"{settings.stream}_CHECKPOINTS"
+
+
+def checkpoints_config(settings: Settings) -> StreamConfig:
+    """Signed checkpoints over ranges of the event stream (:mod:`lintas.audit.checkpoints`),
+    one message each, in order; append-only like the event stream."""
+    return _kept_stream(
+        settings,
+        checkpoints_stream(settings),
+        checkpoints_filter(settings.stream),
+        "signed checkpoints over ranges of the event stream",
+        deny_delete=True,
+    )
+
+
+CASE_KEYS_BUCKET: Final = "LINTAS_CASE_KEYS"
+"""The case key store (:mod:`lintas.infra.privacy.casekeys`)."""
+
+
+def case_keys_stream(bucket: str = CASE_KEYS_BUCKET) -> str:
+    return f"KV_{bucket}"
+
+
+def case_keys_stream_config(settings: Settings, bucket: str = CASE_KEYS_BUCKET) -> StreamConfig:
+    """A KV bucket's stream (one value per key, never replaced), with message delete
+    allowed: erasure. JetStream's message delete overwrites the stored bytes, where a KV
+    delete or purge only hides them."""
+    return StreamConfig(
+        name=case_keys_stream(bucket),
+        description="lintas case data keys, wrapped per agency (erasable)",
+        subjects=[kv_subject(bucket, ">")],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        num_replicas=settings.stream_replicas,
+        max_msgs_per_subject=1,
+        # Create only, on the server's word: a second write to a key is refused, so an
+        # agency allowed to write wraps for others cannot replace anyone's wrap.
+        discard_new_per_subject=True,
+        duplicate_window=120.0,
+        allow_rollup_hdrs=False,
+        deny_delete=False,
+        deny_purge=False,
         allow_direct=True,
     )
 
@@ -206,14 +300,14 @@ def agency_of(consumer: str) -> str | None:
 
 
 def record_consumer() -> ConsumerSpec:
-    return ConsumerSpec("record", (f"{ROOT}.>",), "every event, for the coordination record")
+    return ConsumerSpec("record", (EVERY_EVENT,), "every event, for the coordination record")
 
 
 def watchdog_consumer(name: str = "watchdog") -> ConsumerSpec:
     """The deadline watchdog reads every event: whether a notice is due depends on all that
     its case holds, and its tracked position must cover the whole case (see
     ``consumers/watchdog.py``)."""
-    return ConsumerSpec(name, (f"{ROOT}.>",), "every event, for hand-off deadlines")
+    return ConsumerSpec(name, (EVERY_EVENT,), "every event, for hand-off deadlines")
 
 
 def deployment_consumers(agencies: Iterable[str]) -> list[ConsumerSpec]:
@@ -430,4 +524,21 @@ async def declare(
     outcome = {settings.stream: await ensure_stream(js, settings)}
     for spec in specs:
         outcome[spec.name] = await ensure_consumer(js, settings.stream, spec, settings)
+    return outcome
+
+
+async def declare_platform(
+    js: JetStreamManager, settings: Settings, specs: Iterable[ConsumerSpec]
+) -> dict[str, str]:
+    """Everything a lintas deployment declares, in one call: the event stream and its
+    consumers, then the quarantine stream they rely on (a consumer that cannot quarantine a
+    poison message stalls rather than drop it), the checkpoints stream, and the case key
+    store. What happened to each, by name."""
+    outcome = await declare(js, settings, specs)
+    for config in (
+        quarantine_config(settings),
+        checkpoints_config(settings),
+        case_keys_stream_config(settings),
+    ):
+        outcome[config.name or ""] = await ensure_stream_config(js, config)
     return outcome

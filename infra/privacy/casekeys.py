@@ -48,33 +48,28 @@ from typing import Any, Final
 
 import nats.js.errors
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from lintas.contracts import CaseErased, PermanentError
+from lintas.contracts.subjects import kv_subject
 from lintas.infra.errors import bus_errors
 from lintas.infra.keys.exchange import Recipients, load_exchange_key
-from lintas.infra.nats.topology import ensure_stream_config
+from lintas.infra.nats.topology import CASE_KEYS_BUCKET, case_keys_stream
 from lintas.infra.privacy.sealing import new_data_key, unwrap_key, wrap_key
 from lintas.infra.settings import Settings
 
 __all__ = [
-    "CASE_KEYS_BUCKET",
     "CaseKeyEntry",
     "CaseKeys",
     "NoExchangeKey",
     "NoKeyStore",
     "NotAKeyHolder",
     "case_keys_for",
-    "case_keys_stream",
-    "case_keys_stream_config",
     "cases_wrapped_for",
-    "ensure_case_keys",
     "erase_case_keys",
     "list_case_keys",
     "revoke_case_keys",
 ]
 
-CASE_KEYS_BUCKET: Final = "LINTAS_CASE_KEYS"
 CURRENT_GEN: Final = 1  # one data key per case; generations leave room for rotation
 _ERASED: Final = "erased"
 
@@ -92,44 +87,16 @@ class NoExchangeKey(PermanentError):
     """No X25519 public key is known for an agency: nothing can be wrapped for it."""
 
 
-def case_keys_stream(bucket: str = CASE_KEYS_BUCKET) -> str:
-    return f"KV_{bucket}"
-
-
-def case_keys_stream_config(settings: Settings, bucket: str = CASE_KEYS_BUCKET) -> StreamConfig:
-    """A KV bucket's stream (one value per key, never replaced), with message delete
-    allowed: erasure."""
-    return StreamConfig(
-        name=case_keys_stream(bucket),
-        description="lintas case data keys, wrapped per agency (erasable)",
-        subjects=[f"$KV.{bucket}.>"],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        discard=DiscardPolicy.NEW,
-        num_replicas=settings.stream_replicas,
-        max_msgs_per_subject=1,
-        # Create only, on the server's word: a second write to a key is refused, so an
-        # agency allowed to write wraps for others cannot replace anyone's wrap.
-        discard_new_per_subject=True,
-        duplicate_window=120.0,
-        allow_rollup_hdrs=False,
-        deny_delete=False,
-        deny_purge=False,
-        allow_direct=True,
-    )
-
-
-async def ensure_case_keys(js: Any, settings: Settings) -> str:
-    """Declare the case key store; ``"created"`` or ``"unchanged"``."""
-    return await ensure_stream_config(js, case_keys_stream_config(settings))
-
-
 @dataclass(frozen=True, slots=True)
 class CaseKeyEntry:
     """One entry of a case in the key store (never its value)."""
 
     key: str
     seq: int
+
+    @property
+    def case_id(self) -> str:
+        return self.key.split(".")[0]
 
     @property
     def agency(self) -> str | None:
@@ -142,10 +109,6 @@ class CaseKeyEntry:
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
 
 
-def _subject(bucket: str, key: str) -> str:
-    return f"$KV.{bucket}.{key}"
-
-
 _WRONG_LAST_SEQUENCE: Final = 10071
 
 
@@ -155,12 +118,12 @@ async def _create(js: Any, bucket: str, key: str, value: bytes) -> bool:
     key's subject (a KV handle would read the bucket's stream info first)."""
     try:
         await js.publish(
-            _subject(bucket, key), value, headers={"Nats-Expected-Last-Subject-Sequence": "0"}
+            kv_subject(bucket, key), value, headers={"Nats-Expected-Last-Subject-Sequence": "0"}
         )
     except nats.js.errors.NoStreamResponseError:
         raise NoKeyStore(
             f"the case key store {bucket} is not declared on this bus (`lintas up` declares "
-            "it, as lintas.infra.nats.platform.declare_platform does)"
+            "it, as lintas.infra.nats.topology.declare_platform does)"
         ) from None
     except nats.js.errors.APIError as exc:
         if exc.err_code == _WRONG_LAST_SEQUENCE:
@@ -188,14 +151,14 @@ async def cases_wrapped_for(
 
 async def _entries(js: Any, bucket: str, keys: str, what: str) -> list[CaseKeyEntry]:
     """The entries whose key matches ``keys`` (a subject filter below the bucket)."""
-    stream, prefix = case_keys_stream(bucket), _subject(bucket, "")
+    stream, prefix = case_keys_stream(bucket), kv_subject(bucket, "")
     found: list[CaseKeyEntry] = []
     cursor = 1
     with bus_errors(what):
         while True:
             try:
                 raw = await js.get_msg(
-                    stream, seq=cursor, subject=_subject(bucket, keys), next=True
+                    stream, seq=cursor, subject=kv_subject(bucket, keys), next=True
                 )
             except nats.js.errors.NotFoundError:
                 return found
@@ -226,7 +189,7 @@ async def revoke_case_keys(
             try:
                 raw = await js.get_msg(
                     case_keys_stream(bucket),
-                    subject=_subject(bucket, f"{case_id}.{CURRENT_GEN}.{agency}"),
+                    subject=kv_subject(bucket, f"{case_id}.{CURRENT_GEN}.{agency}"),
                 )
             except nats.js.errors.NotFoundError:
                 continue
@@ -293,7 +256,7 @@ class CaseKeys:
         # an agency's permissions can let it read its own wraps and no one else's.
         try:
             raw = await self._js.get_msg(
-                case_keys_stream(self.bucket), subject=_subject(self.bucket, key), direct=True
+                case_keys_stream(self.bucket), subject=kv_subject(self.bucket, key), direct=True
             )
         except nats.js.errors.NotFoundError:
             return None

@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 
 from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.projections import load_worklist
+from lintas.consumers.quarantine import delete_entry, list_entries
 from lintas.consumers.runner import ProjectionRunner
 from lintas.contracts import (
     BROADCAST,
@@ -50,19 +51,17 @@ from lintas.infra.keys.signing import (
     registry_from_kv,
 )
 from lintas.infra.nats.bus import AccessRefused, connect
-from lintas.infra.nats.checkpoints import checkpoints_stream
 from lintas.infra.nats.credentials import connect_options, create_seed
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.identities import accounts_path, ensure_local_identities
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.quarantine import delete_entry, list_entries
-from lintas.infra.nats.topology import deployment_consumers
-from lintas.infra.privacy.casekeys import (
+from lintas.infra.nats.topology import (
     CASE_KEYS_BUCKET,
-    case_keys_for,
     case_keys_stream,
-    list_case_keys,
+    checkpoints_stream,
+    declare_platform,
+    deployment_consumers,
 )
+from lintas.infra.privacy.casekeys import case_keys_for, list_case_keys
 from lintas.infra.reads import ReadRefused, ReadService, ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher

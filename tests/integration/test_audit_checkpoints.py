@@ -17,7 +17,7 @@ from lintas.audit import StreamReader, read_checkpoints, verify_stream
 from lintas.audit.checkpoints import ZERO_DIGEST, Checkpoint
 from lintas.contracts import message_hash
 from lintas.infra.keys.signing import load_registry
-from lintas.infra.nats.checkpoints import checkpoints_stream
+from lintas.infra.nats.topology import checkpoints_stream
 from lintas.infra.settings import Settings
 from tests.integration.test_audit_verify import Tamper, _export, _verify_fails
 from tests.support.audit import ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401

@@ -20,7 +20,7 @@ from lintas.contracts import (
 )
 from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
+from lintas.infra.nats.topology import declare_platform
 from lintas.infra.settings import Settings
 from tests.support.helpers import consent, signed
 

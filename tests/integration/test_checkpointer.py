@@ -23,8 +23,8 @@ from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import ZERO_DIGEST, Checkpoint, CheckpointRaced, checkpoint_stream
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
-from lintas.infra.nats.checkpoints import ensure_checkpoints
 from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.topology import checkpoints_config, ensure_stream_config
 from lintas.infra.settings import Settings
 from tests.integration.test_cli_up import _line_with
 from tests.support.audit import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
@@ -215,7 +215,7 @@ async def _declared(js: JetStreamContext, settings: Settings, attempts: int = 3)
     for attempt in range(1, attempts + 1):
         try:
             await declare_record(js, settings)
-            await ensure_checkpoints(js, settings)
+            await ensure_stream_config(js, checkpoints_config(settings))
             return
         except BusUnavailable:
             if attempt == attempts:

@@ -15,13 +15,13 @@ from sqlmodel import Session
 from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch, RecordProjection, load_record
+from lintas.consumers.quarantine import QuarantineEntry, list_entries
+from lintas.consumers.quarantine import put as quarantine_put
 from lintas.consumers.retry import retry_entry
 from lintas.contracts import build_data, encode, make_event
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.quarantine import QuarantineEntry, list_entries
-from lintas.infra.nats.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 from tests.support.helpers import declare_record, signed, start_record
 from tests.support.tracing import SpanCapture

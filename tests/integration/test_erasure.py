@@ -24,9 +24,8 @@ from lintas.consumers.projections import load_record
 from lintas.contracts import BROADCAST, CaseErased, new_case_id, uuid7
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import deployment_consumers
-from lintas.infra.privacy.casekeys import case_keys_stream, list_case_keys
+from lintas.infra.nats.topology import case_keys_stream, declare_platform, deployment_consumers
+from lintas.infra.privacy.casekeys import list_case_keys
 from lintas.infra.settings import Settings
 from tests.support.helpers import T0, Applied, consent, signed
 from tests.support.tracing import SpanCapture

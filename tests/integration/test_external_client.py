@@ -149,8 +149,7 @@ async def test_events_built_from_schemas_alone_are_accepted(
 
     from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
     from lintas.consumers.projections import load_record, load_records, load_worklist
-    from lintas.infra.nats.platform import declare_platform
-    from lintas.infra.nats.topology import deployment_consumers
+    from lintas.infra.nats.topology import declare_platform, deployment_consumers
     from tests.support.helpers import Applied
 
     nc = await nats.connect(nats_server.url)

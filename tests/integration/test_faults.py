@@ -21,9 +21,9 @@ from sqlmodel import Session, select
 
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import RecordCaseRow, load_records
+from lintas.consumers.quarantine import list_entries
 from lintas.infra.db import Tracking, ensure_tables
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.quarantine import list_entries
 from lintas.infra.settings import Settings
 from tests.support.helpers import declare_record, publish_case, signed
 

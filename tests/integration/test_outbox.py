@@ -35,8 +35,7 @@ from lintas.infra.db import create_db_engine
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.bus import connect
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import ensure_stream
+from lintas.infra.nats.topology import declare_platform, ensure_stream
 from lintas.infra.privacy.sealing import open_field
 from lintas.infra.settings import Settings
 from lintas.producers import (

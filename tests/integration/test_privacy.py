@@ -18,6 +18,7 @@ from lintas.cli._dlq import dlq_retry
 from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.casefile import NOT_SHARED, read_case_file
 from lintas.consumers.projections import load_worklist
+from lintas.consumers.quarantine import QuarantineEntry, list_entries
 from lintas.consumers.worklist import NOTICE
 from lintas.contracts import (
     BROADCAST,
@@ -34,10 +35,14 @@ from lintas.contracts.families.case import ChildIdentity
 from lintas.infra.keys.exchange import load_exchange_key
 from lintas.infra.keys.signing import Signer, Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.quarantine import QuarantineEntry, list_entries
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, record_consumer
-from lintas.infra.privacy.casekeys import NotAKeyHolder, case_keys_stream
+from lintas.infra.nats.topology import (
+    agency_consumer,
+    agency_sent_consumer,
+    case_keys_stream,
+    declare_platform,
+    record_consumer,
+)
+from lintas.infra.privacy.casekeys import NotAKeyHolder
 from lintas.infra.privacy.sealing import SealBroken, open_field, seal_data, unwrap_key
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher

@@ -18,11 +18,11 @@ from structlog.testing import capture_logs
 
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch, RecordProjection, load_record, load_records
+from lintas.consumers.quarantine import list_entries
+from lintas.consumers.quarantine import put as quarantine_put
 from lintas.consumers.runner import ProjectionRunner
 from lintas.infra.db import Tracking
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.quarantine import list_entries
-from lintas.infra.nats.quarantine import put as quarantine_put
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 from tests.support.helpers import Applied, declare_record, publish_case, start_record

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
+from lintas.consumers.quarantine import list_entries
 from lintas.contracts import SignatureError, new_case_id
 from lintas.infra.keys.signing import (
     Registry,
@@ -24,7 +25,6 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import registry_source
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.quarantine import list_entries
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 from tests.support.helpers import Applied, declare_record, publish_case, signed, start_record

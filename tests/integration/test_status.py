@@ -22,14 +22,13 @@ from sqlalchemy import create_engine, text
 from lintas.cli import main
 from lintas.cli._watch import run_watch
 from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
+from lintas.consumers.quarantine import list_entries
 from lintas.consumers.watchdog import attach_watchdog, watchdog_ticker
 from lintas.contracts import new_case_id
 from lintas.infra.clock import ManualClock
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.quarantine import list_entries
-from lintas.infra.nats.topology import deployment_consumers
+from lintas.infra.nats.topology import declare_platform, deployment_consumers
 from lintas.infra.settings import Settings
 from tests.support.helpers import consent, signed
 

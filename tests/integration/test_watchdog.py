@@ -24,8 +24,7 @@ from lintas.contracts import gate as gate_rules
 from lintas.infra.clock import ManualClock
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import watchdog_consumer
+from lintas.infra.nats.topology import declare_platform, watchdog_consumer
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 from tests.support.helpers import T0, Applied, consent, signed

@@ -12,8 +12,7 @@ from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.projections import Batch, load_worklist
 from lintas.contracts import new_case_id
 from lintas.infra.nats.embedded import EmbeddedNats
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer
+from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, declare_platform
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
 from tests.support.helpers import T0, Applied, consent, signed

@@ -23,8 +23,7 @@ from lintas.contracts import (
 )
 from lintas.infra.keys.exchange import ensure_exchange_key, load_recipients
 from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
-from lintas.infra.nats.platform import declare_platform
-from lintas.infra.nats.topology import record_consumer
+from lintas.infra.nats.topology import declare_platform, record_consumer
 from lintas.infra.privacy.casekeys import case_keys_for
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher

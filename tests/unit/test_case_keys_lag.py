@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lintas.contracts import new_case_id
 from lintas.infra.keys.exchange import Recipients
-from lintas.infra.privacy.casekeys import CASE_KEYS_BUCKET, CURRENT_GEN, CaseKeys, NotAKeyHolder
+from lintas.infra.nats.topology import CASE_KEYS_BUCKET
+from lintas.infra.privacy.casekeys import CURRENT_GEN, CaseKeys, NotAKeyHolder
 from lintas.infra.privacy.sealing import new_data_key, wrap_key
 
 CASE = new_case_id()

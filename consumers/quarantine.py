@@ -8,7 +8,8 @@ stream has stored the copy. Nothing is dropped silently and the consumer keeps g
 
 One message per (consumer, stream sequence): ``Nats-Msg-Id`` is built from both, so a
 consumer that crashes after quarantining and quarantines again stores one copy.
-Operators list, show and retry entries (``lintas dlq``); a retried entry is deleted.
+Operators list, show and retry entries (``lintas dlq``); a retried entry is deleted. The
+stream itself is declared with the others, in :mod:`lintas.infra.nats.topology`.
 """
 
 from __future__ import annotations
@@ -19,55 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.js.errors
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from lintas.contracts.subjects import quarantine_filter, quarantine_subject
 from lintas.infra.errors import bus_errors
-from lintas.infra.nats.topology import ensure_stream_config
+from lintas.infra.nats.topology import quarantine_stream
 from lintas.infra.settings import Settings
 
-__all__ = [
-    "QuarantineEntry",
-    "delete_entry",
-    "ensure_quarantine",
-    "get_entry",
-    "list_entries",
-    "put",
-    "quarantine_config",
-    "quarantine_stream",
-    "quarantine_subject",
-]
+__all__ = ["QuarantineEntry", "delete_entry", "get_entry", "list_entries", "put"]
 
 _H = "Lintas-"
 _ORIGINAL = "Lintas-Orig-"
-
-
-def quarantine_stream(settings: Settings) -> str:
-    return f"{settings.stream}_QUARANTINE"
-
-
-def quarantine_subject(settings: Settings, consumer: str) -> str:
-    return f"{settings.stream.lower()}_quarantine.{consumer}"
-
-
-def quarantine_config(settings: Settings) -> StreamConfig:
-    return StreamConfig(
-        name=quarantine_stream(settings),
-        description="messages lintas consumers could not apply, with the reason",
-        subjects=[f"{settings.stream.lower()}_quarantine.>"],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        discard=DiscardPolicy.OLD,
-        # Entries are deleted once retried; purging everything at once is not allowed.
-        deny_delete=False,
-        deny_purge=True,
-        duplicate_window=settings.duplicate_window_s,
-        allow_direct=True,
-        num_replicas=settings.stream_replicas,
-    )
-
-
-async def ensure_quarantine(js: Any, settings: Settings) -> str:
-    return await ensure_stream_config(js, quarantine_config(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +85,7 @@ async def put(js: Any, settings: Settings, entry: QuarantineEntry) -> int:
     """Store ``entry``; return its id. Only then may the original be acknowledged."""
     with bus_errors(f"quarantining {entry.stream} seq {entry.stream_seq}"):
         ack = await js.publish(
-            quarantine_subject(settings, entry.consumer),
+            quarantine_subject(settings.stream, entry.consumer),
             entry.body,
             stream=quarantine_stream(settings),
             headers=entry.headers(),
@@ -155,7 +117,7 @@ async def list_entries(js: Any, settings: Settings) -> AsyncIterator[QuarantineE
         with bus_errors(f"reading {name}"):
             try:
                 raw = await js.get_msg(
-                    name, seq=seq, subject=f"{settings.stream.lower()}_quarantine.>", next=True
+                    name, seq=seq, subject=quarantine_filter(settings.stream), next=True
                 )
             except nats.js.errors.NotFoundError:
                 return
