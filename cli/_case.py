@@ -24,7 +24,7 @@ from sqlmodel import Session
 from lintas.cli.render import case_view
 from lintas.consumers.app import Databases
 from lintas.consumers.casefile import read_case_file
-from lintas.consumers.privacy import AgencyPrivacy
+from lintas.consumers.gate import AgencyGate
 from lintas.consumers.projections import RecordCaseRow, load_record
 from lintas.contracts import (
     BROADCAST,
@@ -155,7 +155,7 @@ async def case_file(settings: Settings, args: argparse.Namespace, console: Conso
         return 2
     engine = create_db_engine(settings.database_url_for(f"worklist-{agency}"))
     try:
-        ensure_tables(engine, *AgencyPrivacy.tables)
+        ensure_tables(engine, *AgencyGate.tables)
         # As the agency itself: on a bus with permissions it reads its own wraps, no others.
         async with open_bus(settings, agencies=[agency]) as url:
             nc = await connect(url, "lintas-case-file", settings=settings, identity=agency)

@@ -9,7 +9,7 @@ database for them). The rest lives in its module, imported where it is used:
 * :mod:`.runner`: the consumer edge (a pulled batch, one transaction, acknowledgements);
 * :mod:`.app`: FastStream subscribers and apps (``Databases``, ``attach_*``, ``create_*``);
 * :mod:`.watchdog`: the deadline watchdog's projection, ticker and app;
-* :mod:`.casefile`, :mod:`.privacy`, :mod:`.quarantine`, :mod:`.retry`, :mod:`.status`.
+* :mod:`.casefile`, :mod:`.gate`, :mod:`.quarantine`, :mod:`.retry`, :mod:`.status`.
 """
 
 from __future__ import annotations

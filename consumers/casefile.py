@@ -1,6 +1,6 @@
 """An agency's case file: the personal fields it was sent, opened where it may.
 
-The projection (:mod:`.privacy`) keeps each field as it travelled, sealed; this view opens
+The projection (:mod:`.gate`) keeps each field as it travelled, sealed; this view opens
 them at read time with the agency's own wrapped data key from the case key store, so the
 agency sees exactly what the case's consents give it now:
 
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from lintas.consumers.privacy import CaseFileRow
+from lintas.consumers.gate import CaseFileRow
 from lintas.contracts import Sealed
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.privacy.sealing import SealBroken, open_value

@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.consumers import record as record_fold
 from lintas.consumers import worklist as worklist_fold
-from lintas.consumers.privacy import AgencyPrivacy
+from lintas.consumers.gate import AgencyGate
 from lintas.consumers.record import CaseRecord
 from lintas.consumers.worklist import WorkItem
 from lintas.contracts import Event, PermanentError
@@ -67,17 +67,17 @@ class WorklistRow(SQLModel, table=True):
 
 class WorklistProjection:
     """The agency's worklist, behind its consent gate, beside its case file
-    (:mod:`.privacy`): an event the gate refuses raises, and is quarantined."""
+    (:mod:`.gate`): an event the gate refuses raises, and is quarantined."""
 
-    tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow, *AgencyPrivacy.tables)
+    tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow, *AgencyGate.tables)
 
     def __init__(self, agency: str) -> None:
         self.agency = agency
-        self.privacy = AgencyPrivacy(agency)
+        self.gate = AgencyGate(agency)
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
         self._lock_cases(session, {event.case_id for _, event in batch})
-        self.privacy.apply_batch(session, batch)
+        self.gate.apply_batch(session, batch)
         keyed = [
             (key, event)
             for _seq, event in batch

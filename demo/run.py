@@ -92,7 +92,7 @@ async def _try_without_consent(
         kp2mi.agency,
         stream=kp2mi.stream,
         signer=kp2mi.signer,
-        keys=kp2mi.privacy.keys,
+        keys=kp2mi.gate.keys,
         reads=kp2mi.reads,
         tracer_provider=NoOpTracerProvider(),
         verifier=kp2mi.verifier,

@@ -115,7 +115,7 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
-from lintas.producers._privacy import Privacy
+from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
     NatsClientClosed,
@@ -323,7 +323,7 @@ class OutboxRelay:
         self.signer = signer
         self.keys = keys
         self.verifier = verifier
-        self._privacy: dict[str, Privacy] = {}
+        self._gates: dict[str, PublishGate] = {}
         self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.engine = engine
@@ -389,13 +389,13 @@ class OutboxRelay:
         )
         return len(acked)
 
-    def _privacy_of(self, agency: str) -> Privacy:
-        if agency not in self._privacy:
+    def _gate_of(self, agency: str) -> PublishGate:
+        if agency not in self._gates:
             keys = self.keys if self.keys is not None and self.keys.agency == agency else None
-            self._privacy[agency] = Privacy(
+            self._gates[agency] = PublishGate(
                 self._js, agency, self.stream, keys, reads=self._reads, verifier=self.verifier
             )
-        return self._privacy[agency]
+        return self._gates[agency]
 
     async def _publish(self, row: _Pending) -> tuple[int, bool]:
         draft = decode(row.body.encode(), subject=row.subject, draft=True)
@@ -403,12 +403,12 @@ class OutboxRelay:
             raise PublishRejected(
                 f"event {row.id} is {draft.source}'s; this relay signs as {self.signer.agency}"
             )
-        privacy = self._privacy_of(draft.source)
+        gate = self._gate_of(draft.source)
         what = f"publishing event {row.id}"
         prepared: list[tuple[Event, CaseHead]] = []
 
         async def prepare(head: CaseHead) -> Event:
-            ready = await privacy.prepare(draft, head, what)
+            ready = await gate.prepare(draft, head, what)
             prepared[:] = [(ready, head)]
             return ready
 
@@ -433,8 +433,8 @@ class OutboxRelay:
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
-            await privacy.stored(stored, prepared[0][1], seq)
-        await privacy.after(prepared[0][0] if prepared else stored, seq, what)
+            await gate.stored(stored, prepared[0][1], seq)
+        await gate.after(prepared[0][0] if prepared else stored, seq, what)
         if draft.data.clear_fields():
             self._sealed[row.position] = encode(stored.envelope).decode()
         return seq, duplicate

@@ -2,7 +2,7 @@
 
 Validates the data against the newest version of its type, wraps it in the envelope,
 applies the privacy step (the consent gate, minimisation to partners abroad, sealing of a
-child's data: :mod:`._privacy`), sets ``Nats-Msg-Id`` to the event id (JetStream drops a
+child's data: :mod:`._gate`), sets ``Nats-Msg-Id`` to the event id (JetStream drops a
 second publish of the same id within the duplicate window), publishes to the ``LINTAS``
 stream and waits for the ack.
 
@@ -47,7 +47,7 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.reads import StreamReads
-from lintas.producers._privacy import Privacy
+from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
     HeadMoved,
@@ -114,7 +114,7 @@ class Publisher:
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.reads = reads
         self.verifier = verifier
-        self.privacy = Privacy(js, agency, stream, keys, reads=reads, verifier=verifier)
+        self.gate = PublishGate(js, agency, stream, keys, reads=reads, verifier=verifier)
 
     async def publish(
         self,
@@ -156,7 +156,7 @@ class Publisher:
             prepared: list[tuple[Event, CaseHead]] = []
 
             async def prepare(head: CaseHead) -> Event:
-                ready = await self.privacy.prepare(draft, head, what)
+                ready = await self.gate.prepare(draft, head, what)
                 prepared[:] = [(ready, head)]
                 return ready
 
@@ -172,8 +172,8 @@ class Publisher:
                 prepare=prepare,
             )
             if prepared and not duplicate:
-                await self.privacy.stored(event, prepared[0][1], seq)
-            await self.privacy.after(prepared[0][0] if prepared else event, seq, what)
+                await self.gate.stored(event, prepared[0][1], seq)
+            await self.gate.after(prepared[0][0] if prepared else event, seq, what)
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
             _log.debug("event.published", event_id=event.id, stream_seq=seq, duplicate=duplicate)
         return Published(event, seq, duplicate)

@@ -153,7 +153,7 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
     ]
     assert len(wrapped) == 4  # kemlu, and the three agencies its consent covers
     secrets = [json.loads(w)["ct"].encode() for w in wrapped]
-    kp2mi_keys = kp2mi.privacy.keys
+    kp2mi_keys = kp2mi.gate.keys
     assert kp2mi_keys is not None
     data_key = await kp2mi_keys.data_key(case_id)
     assert data_key is not None
@@ -224,11 +224,11 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
     # The keys are gone everywhere the key store kept them, and no new one can be made.
     assert [e.key for e in await list_case_keys(js, case_id)] == [f"{case_id}.erased"]
     for agency in ("kemlu", *AGENCIES):
-        keys = signed(js, settings, agency).privacy.keys
+        keys = signed(js, settings, agency).gate.keys
         assert keys is not None
         assert await keys.data_key(case_id) is None, agency
         assert await keys.data_key(other) is not None, f"{agency}: the other case is untouched"
-    fresh = signed(js, settings, "kp2mi").privacy.keys  # another process of kp2mi
+    fresh = signed(js, settings, "kp2mi").gate.keys  # another process of kp2mi
     assert fresh is not None
     with pytest.raises(CaseErased):
         await fresh.sealing_key(case_id)

@@ -531,7 +531,7 @@ async def test_the_relay_gates_and_seals_and_leaves_no_plaintext_in_the_outbox(
             session, "referral.requested", notes, case_id=case_id, target="kemenpppa"
         )
         session.commit()
-    relay = OutboxRelay(engine, js, stream=settings.stream, keys=kp2mi.privacy.keys)
+    relay = OutboxRelay(engine, js, stream=settings.stream, keys=kp2mi.gate.keys)
 
     with structlog.testing.capture_logs() as logs, pytest.raises(ConsentMissing):
         await relay.run_once()  # no consent covers kemenpppa yet: held, first in line
@@ -577,7 +577,7 @@ async def test_a_verifying_relay_counts_no_consent_signed_with_another_key(
         engine,
         js,
         stream=settings.stream,
-        keys=kp2mi.privacy.keys,
+        keys=kp2mi.gate.keys,
         verifier=Verifier(load_registry(settings)),
     )
     with pytest.raises(ConsentMissing):
@@ -588,7 +588,7 @@ async def test_a_verifying_relay_counts_no_consent_signed_with_another_key(
 
 
 async def _key(js: JetStreamContext, settings: Settings, agency: str, case_id: str) -> bytes:
-    keys = signed(js, settings, agency).privacy.keys
+    keys = signed(js, settings, agency).gate.keys
     assert keys is not None
     key = await keys.data_key(case_id)
     assert key is not None, f"{agency} holds the case's data key"

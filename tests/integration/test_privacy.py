@@ -204,16 +204,16 @@ async def test_a_verifying_publisher_s_own_consent_moves_its_book_without_a_read
     case_id = new_case_id()
     await verifying.publish("case.opened", OPENED, case_id=case_id, target="kp2mi", time=T0)
     walks = 0
-    between = verifying.privacy._reads.between
+    between = verifying.gate._reads.between
 
     async def counted(*args: Any) -> Any:
         nonlocal walks
         walks += 1
         return await between(*args)
 
-    verifying.privacy._reads.between = counted  # type: ignore[method-assign]
+    verifying.gate._reads.between = counted  # type: ignore[method-assign]
     seq = await consent(verifying, case_id, ["kp2mi", "kemensos"])
-    assert verifying.privacy._books[case_id][1] == seq
+    assert verifying.gate._books[case_id][1] == seq
     assert walks == 0
 
 
@@ -231,7 +231,7 @@ async def test_withdrawal_stops_sharing_at_once_and_notifies_every_agency_that_r
     await consent(kemlu, case_id, agencies, at=T0)
     notes = {**REFERRAL, "notes": "sleeps badly-PRIVACY-TEST"}
     await kp2mi.publish("referral.requested", notes, case_id=case_id, target="kemensos")
-    kemensos_keys = signed(js, settings, "kemensos").privacy.keys
+    kemensos_keys = signed(js, settings, "kemensos").gate.keys
     assert kemensos_keys is not None
     assert await kemensos_keys.data_key(case_id) is not None  # the consent gave it the key
 
@@ -253,8 +253,8 @@ async def test_withdrawal_stops_sharing_at_once_and_notifies_every_agency_that_r
         )
     # The key store no longer gives kemensos (or anyone it covered) the case's data key.
     assert await kemensos_keys.data_key(case_id) is None
-    assert await kp2mi.privacy.keys.data_key(case_id) is None  # type: ignore[union-attr]
-    assert await kemlu.privacy.keys.data_key(case_id) is not None  # type: ignore[union-attr]
+    assert await kp2mi.gate.keys.data_key(case_id) is None  # type: ignore[union-attr]
+    assert await kemlu.gate.keys.data_key(case_id) is not None  # type: ignore[union-attr]
 
     applied = Applied()
     async with consumers(nats_server.url, settings, agencies, applied) as databases:
@@ -295,8 +295,8 @@ async def test_an_agency_outside_the_consent_cannot_decrypt_and_sees_not_shared_
     for value in CHILD.values():
         assert value.encode() not in (await js.get_msg(settings.stream, opened.stream_seq)).data
 
-    kp2mi_keys = signed(js, settings, "kp2mi").privacy.keys
-    kemensos_keys = signed(js, settings, "kemensos").privacy.keys
+    kp2mi_keys = signed(js, settings, "kp2mi").gate.keys
+    kemensos_keys = signed(js, settings, "kemensos").gate.keys
     assert kp2mi_keys is not None
     assert kemensos_keys is not None
     kp2mi_key = await kp2mi_keys.data_key(case_id)
@@ -355,12 +355,12 @@ async def test_only_declared_fields_go_to_a_partner_abroad_at_both_ends(
         await kemlu.publish("referral.requested", with_notes, case_id=case_id, target="my-jkm")
     assert await _messages(js, settings) == before
     # The partner never gets the case's data key either.
-    jkm_keys = signed(js, settings, "my-jkm").privacy.keys
+    jkm_keys = signed(js, settings, "my-jkm").gate.keys
     assert jkm_keys is not None
     assert await jkm_keys.data_key(case_id) is None
 
     # Bypassing the Publisher: sealed notes, signed by kemlu; the partner quarantines it.
-    kemlu_keys = kemlu.privacy.keys
+    kemlu_keys = kemlu.gate.keys
     assert kemlu_keys is not None
     gen, key = await kemlu_keys.sealing_key(case_id)
     sealed = seal_data(build_data("referral.requested", with_notes), key, gen, case_id=case_id)

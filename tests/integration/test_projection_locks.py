@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
-from lintas.consumers.privacy import PrivacyCaseRow
+from lintas.consumers.gate import GateCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
@@ -72,7 +72,7 @@ def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
 
 def _grants(engine: Engine, case_id: str) -> list[tuple[int, str, int | None]]:
     with Session(engine) as session:
-        row = session.exec(select(PrivacyCaseRow).where(PrivacyCaseRow.case_id == case_id)).one()
+        row = session.exec(select(GateCaseRow).where(GateCaseRow.case_id == case_id)).one()
     # [seq, by, consent id, scopes, agencies, withdrawn at]
     return [(g[0], g[2], g[-1]) for g in json.loads(row.book)]
 

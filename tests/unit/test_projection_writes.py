@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
-from lintas.consumers.privacy import AgencyPrivacy, CaseFileRow, PrivacyCaseRow
+from lintas.consumers.gate import AgencyGate, CaseFileRow, GateCaseRow
 from lintas.consumers.projections import RecordCaseRow, RecordProjection, load_record
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import BROADCAST, new_case_id
@@ -25,7 +25,7 @@ def _engine(tmp_path: Path) -> Engine:
     return engine
 
 
-def _apply(engine: Engine, projection: AgencyPrivacy | RecordProjection, batch: list) -> None:
+def _apply(engine: Engine, projection: AgencyGate | RecordProjection, batch: list) -> None:
     with Session(engine) as session:
         projection.apply_batch(session, batch)
         session.commit()
@@ -41,7 +41,7 @@ def test_an_agencys_own_broadcast_reaching_both_its_consumers_is_filed_once(
     tmp_path: Path,
 ) -> None:
     engine = _engine(tmp_path)
-    privacy = AgencyPrivacy("kemlu")
+    privacy = AgencyGate("kemlu")
     # Its sent consumer: everything kemlu published; its inbound one: the broadcasts.
     _apply(engine, privacy, [(1, OPENED), (2, CONSENT), (3, WITHDRAWN)])
     _apply(engine, privacy, [(2, CONSENT), (3, WITHDRAWN)])
@@ -53,7 +53,7 @@ def test_an_agencys_own_broadcast_reaching_both_its_consumers_is_filed_once(
 
 def test_an_erasure_erases_the_fields_filed_before_it_in_the_same_batch(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
-    privacy = AgencyPrivacy("kp2mi")
+    privacy = AgencyGate("kp2mi")
     _apply(engine, privacy, [(1, OPENED)])
     _apply(engine, privacy, [(2, CONSENT), (3, WITHDRAWN), (4, ERASED)])
     assert _filed(engine) == [
@@ -61,7 +61,7 @@ def test_an_erasure_erases_the_fields_filed_before_it_in_the_same_batch(tmp_path
         ("kp2mi", 3, "reason", "erased", False),
     ]
     with Session(engine) as session:
-        book = session.exec(select(PrivacyCaseRow)).one()
+        book = session.exec(select(GateCaseRow)).one()
     assert book.erased_seq == 4
 
 
@@ -106,7 +106,7 @@ def test_the_record_projector_parses_a_record_it_wrote_only_once(
 
 def test_a_batch_updates_one_book_and_inserts_another(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
-    privacy = AgencyPrivacy("kp2mi")
+    privacy = AgencyGate("kp2mi")
     _apply(engine, privacy, [(1, OPENED), (2, CONSENT)])
     other = new_case_id()
     data = CONSENT.data.model_dump(mode="json", exclude_none=True)
@@ -115,7 +115,7 @@ def test_a_batch_updates_one_book_and_inserts_another(tmp_path: Path) -> None:
     )
     _apply(engine, privacy, [(3, WITHDRAWN), (4, consent)])
     with Session(engine) as session:
-        books = {b.case_id: json.loads(b.book) for b in session.exec(select(PrivacyCaseRow))}
+        books = {b.case_id: json.loads(b.book) for b in session.exec(select(GateCaseRow))}
     assert books[CASE][0][-1] == 3  # withdrawn at 3
     assert books[other][0][0] == 4  # granted at 4, not withdrawn
     assert books[other][0][-1] is None

@@ -22,13 +22,13 @@ from lintas.contracts import (
 )
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier
 from lintas.infra.reads import CaseHead, StoredMessage
-from lintas.producers._privacy import NotAuthorised, Privacy
+from lintas.producers._gate import NotAuthorised, PublishGate
 
 CASE = new_case_id()
 
 
 class _Log:
-    """A case's messages, and the reads a Privacy makes of them (counted)."""
+    """A case's messages, and the reads a PublishGate makes of them (counted)."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[int, str, bytes]] = []
@@ -109,8 +109,8 @@ def _assignment(log: _Log, seq: int, prevhash: str | None = None) -> CaseHead:
     return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash)
 
 
-def _privacy(log: _Log, verifier: Verifier | None = None) -> Privacy:
-    return Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=verifier)  # type: ignore[arg-type]
+def _privacy(log: _Log, verifier: Verifier | None = None) -> PublishGate:
+    return PublishGate(None, "kp2mi", "LINTAS", None, reads=log, verifier=verifier)  # type: ignore[arg-type]
 
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
@@ -303,8 +303,8 @@ def test_only_the_owner_or_the_coordinator_may_assign_the_case() -> None:
             data = build_data("case.assigned", {"owner": owner, "officer_ref": "off-2"})
             return make_event(data, source=source, target=BROADCAST, case_id=CASE)
 
-        def privacy(agency: str) -> Privacy:
-            return Privacy(None, agency, "LINTAS", None, reads=log, verifier=VERIFIER)  # type: ignore[arg-type]
+        def privacy(agency: str) -> PublishGate:
+            return PublishGate(None, agency, "LINTAS", None, reads=log, verifier=VERIFIER)  # type: ignore[arg-type]
 
         with pytest.raises(NotAuthorised, match=r"only the case's owner \(kemlu\) or kp2mi"):
             await privacy("dukcapil").prepare(assignment("dukcapil", "dukcapil"), head, "test")
@@ -323,7 +323,7 @@ def test_a_consent_signed_with_a_key_published_later_counts_once_learned() -> No
         log = _Log()
         head = _consent(log, 10, KEMLU)
         stale = Verifier(Registry(), refresh=_later(VERIFIER.registry))
-        privacy = Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
+        privacy = PublishGate(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
         book = await privacy.book(CASE, 10, "test", head)
         assert book.covering("services", "kemensos") is not None
 
@@ -339,7 +339,7 @@ def test_a_consent_ignored_for_want_of_its_key_counts_once_a_key_is_learned() ->
         head = _consent(log, 10, KEMLU)
         stale = Verifier(Registry(), refresh=_later(Registry()), refresh_interval_s=3600)
         await stale.learn()  # found nothing new; no other read within the hour
-        privacy = Privacy(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
+        privacy = PublishGate(None, "kp2mi", "LINTAS", None, reads=log, verifier=stale)  # type: ignore[arg-type]
         assert (await privacy.book(CASE, 10, "test", head)).covering("services", "kemensos") is None
         stale._refresh, stale._refreshed_at = _later(VERIFIER.registry), None
         assert await stale.learn()  # as a consumer sharing the verifier would

@@ -36,12 +36,12 @@ from lintas.contracts import BROADCAST, Event, Sealed
 from lintas.contracts import gate as gate_rules
 from lintas.infra.db import UTCDateTime
 
-__all__ = ["AgencyPrivacy", "CaseFileRow", "PrivacyCaseRow"]
+__all__ = ["AgencyGate", "CaseFileRow", "GateCaseRow"]
 
 _BOOK_TYPES = gate_rules.CONSENT_TYPES | {"case.erased"}
 
 
-class PrivacyCaseRow(SQLModel, table=True):
+class GateCaseRow(SQLModel, table=True):
     """A case's consent book as this agency's gate knows it: its broadcast consents and
     overrides (each with the stream sequence it took effect at, and of its withdrawal),
     and when the case's personal data was erased."""
@@ -71,7 +71,7 @@ class CaseFileRow(SQLModel, table=True):
 
 
 # New books and new case-file fields are written with Core executemany statements.
-_BOOK_TABLE: Table = PrivacyCaseRow.__table__  # type: ignore[attr-defined]
+_BOOK_TABLE: Table = GateCaseRow.__table__  # type: ignore[attr-defined]
 _FILE_TABLE: Table = CaseFileRow.__table__  # type: ignore[attr-defined]
 
 
@@ -84,7 +84,7 @@ def _dump(book: gate_rules.ConsentBook) -> str:
     )
 
 
-def _load(row: PrivacyCaseRow | None) -> gate_rules.ConsentBook:
+def _load(row: GateCaseRow | None) -> gate_rules.ConsentBook:
     if row is None:
         return gate_rules.ConsentBook()
     return gate_rules.ConsentBook(
@@ -96,10 +96,10 @@ def _load(row: PrivacyCaseRow | None) -> gate_rules.ConsentBook:
     )
 
 
-class AgencyPrivacy:
+class AgencyGate:
     """The gate and the case file of one agency, applied to ordered batches."""
 
-    tables: tuple[type[SQLModel], ...] = (PrivacyCaseRow, CaseFileRow)
+    tables: tuple[type[SQLModel], ...] = (GateCaseRow, CaseFileRow)
 
     def __init__(self, agency: str) -> None:
         self.agency = agency
@@ -161,15 +161,15 @@ class AgencyPrivacy:
                 rows[case_id].book = _dump(books[case_id])
                 rows[case_id].erased_seq = books[case_id].erased_seq
 
-    def _rows(self, session: Session, case_ids: set[str]) -> dict[str, PrivacyCaseRow]:
+    def _rows(self, session: Session, case_ids: set[str]) -> dict[str, GateCaseRow]:
         if not case_ids:
             return {}
         # Read unlocked: the agency's other consumer may fold the same books at once (in
         # another instance, on PostgreSQL), so WorklistProjection, which applies this, holds
         # the batch's cases for the agency until the commit.
-        query = select(PrivacyCaseRow).where(
-            col(PrivacyCaseRow.agency) == self.agency,
-            col(PrivacyCaseRow.case_id).in_(sorted(case_ids)),
+        query = select(GateCaseRow).where(
+            col(GateCaseRow.agency) == self.agency,
+            col(GateCaseRow.case_id).in_(sorted(case_ids)),
         )
         return {row.case_id: row for row in session.exec(query)}
 

@@ -77,7 +77,7 @@ from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.reads import DirectReads, ReadRefused, ServiceReads, StreamReads
 from lintas.producers._wire import CaseHead, bus
 
-__all__ = ["NotAuthorised", "Privacy"]
+__all__ = ["NotAuthorised", "PublishGate"]
 
 _log = structlog.get_logger("lintas.producer")
 
@@ -92,7 +92,7 @@ class NotAuthorised(GateRefused):
     it, unless it owns it or is the coordinator."""
 
 
-class Privacy:
+class PublishGate:
     """The consent gate, minimisation, sealing and key handling of one agency's Publisher.
 
     ``keys`` is the agency's access to the case key store; without it, the Publisher can
