@@ -14,10 +14,10 @@ database for them). The rest lives in its module, imported where it is used:
 
 from __future__ import annotations
 
-from lintas.consumers import deadlines, handoffs, record, worklist
-from lintas.consumers.handoffs import Step, classify
+from lintas.consumers import deadlines, record, worklist
 from lintas.consumers.record import CaseRecord, Handoff
 from lintas.consumers.worklist import WorkItem
+from lintas.contracts.handoffs import Step, classify
 
 __all__ = [
     "CaseRecord",
@@ -26,7 +26,6 @@ __all__ = [
     "WorkItem",
     "classify",
     "deadlines",
-    "handoffs",
     "record",
     "worklist",
 ]

@@ -24,9 +24,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.consumers.handoffs import Step, classify
 from lintas.contracts import Event, derived_uuid7
 from lintas.contracts.families.oversight import OversightEscalatedV3
+from lintas.contracts.handoffs import Step, classify
 
 __all__ = [
     "KPAI",

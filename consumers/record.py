@@ -18,10 +18,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.consumers.handoffs import RANK, TERMINAL, classify
 from lintas.contracts import Event, EventData, Sealed
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.families import case, document, rehabilitation, repatriation
+from lintas.contracts.handoffs import RANK, TERMINAL, classify
 
 __all__ = [
     "CaseRecord",

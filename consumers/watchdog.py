@@ -46,10 +46,10 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from lintas.consumers import deadlines
 from lintas.consumers.app import Databases, _runner, attach_runner, create_broker
 from lintas.consumers.deadlines import Action, Deadline, DeadlinePolicy, Key
-from lintas.consumers.handoffs import classify
 from lintas.consumers.projections import Batch
 from lintas.consumers.runner import OnCommit, ProjectionRunner
 from lintas.contracts import WATCHDOG, ContractError, TransientError
+from lintas.contracts.handoffs import classify
 from lintas.infra.clock import Clock, SystemClock
 from lintas.infra.db import Tracking, UTCDateTime
 from lintas.infra.keys.signing import Registry, Signer, Verifier, load_registry

@@ -15,9 +15,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.consumers.handoffs import RANK, Step, classify
 from lintas.contracts import BROADCAST, Event
 from lintas.contracts.families import consent
+from lintas.contracts.handoffs import RANK, Step, classify
 
 NOTICE = "consent_withdrawn"
 _NOTICE_WHAT = "stop processing the child's data"

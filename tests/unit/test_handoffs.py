@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lintas.consumers.handoffs import RANK, TERMINAL, Step, classify
 from lintas.contracts import Event
+from lintas.contracts.handoffs import RANK, TERMINAL, Step, classify
 from tests.support.events import CASE, T0, ev
 from tests.support.samples import SAMPLES
 
