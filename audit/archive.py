@@ -41,6 +41,7 @@ from lintas.audit.checkpoints import Checkpoint, CheckpointError
 from lintas.audit.events import StoredEvent, event_time
 from lintas.audit.stream import StreamCut
 from lintas.contracts import PermanentError
+from lintas.infra.files import open_private, replacing
 from lintas.infra.keys.signing import Registry, SigningKeyError
 
 __all__ = [
@@ -298,11 +299,6 @@ class _Written:
     agencies: set[str] = field(default_factory=set)
 
 
-def _open_private(path: Path) -> IO[bytes]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return os.fdopen(fd, "wb")
-
-
 def _in_window(
     doc: dict[str, Any] | None, time_from: datetime | None, time_to: datetime | None
 ) -> bool:
@@ -316,16 +312,10 @@ def _in_window(
 
 def _tar(staging: Path, out: Path) -> None:
     top = out.name.removesuffix(".tar.gz").removesuffix(".tgz") or "archive"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE, CHECKPOINTS_FILE):
-                if (staging / name).exists():
-                    tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(out) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE, CHECKPOINTS_FILE):
+            if (staging / name).exists():
+                tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
 
 
 class ArchiveWriter:
@@ -353,7 +343,7 @@ class ArchiveWriter:
         out.parent.mkdir(parents=True, exist_ok=True)
         self._staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
         self._staging.mkdir(mode=0o700)
-        self._sink: IO[bytes] | None = _open_private(self._staging / EVENTS_FILE)
+        self._sink: IO[bytes] | None = open_private(self._staging / EVENTS_FILE)
 
     def add(self, stored: StoredEvent) -> bool:
         """Write the event if it lies in the event-time window; say whether it did."""
@@ -403,12 +393,12 @@ class ArchiveWriter:
             (json.dumps({"seq": s.seq, "checkpoint": s.doc}, separators=(",", ":")) + "\n").encode()
             for s in kept
         )
-        with _open_private(staging / CHECKPOINTS_FILE) as sink:
+        with open_private(staging / CHECKPOINTS_FILE) as sink:
             sink.write(checkpoints_raw)
         signers = written.agencies | {s.signed_by for s in kept}
         keys = Registry(e for e in registry.entries() if e.agency in signers)
         keys_raw = (json.dumps(keys.to_json(), indent=2, sort_keys=True) + "\n").encode()
-        with _open_private(staging / KEYS_FILE) as sink:
+        with open_private(staging / KEYS_FILE) as sink:
             sink.write(keys_raw)
         manifest = Manifest(
             stream=cut.stream,
@@ -427,7 +417,7 @@ class ArchiveWriter:
             checkpoints_count=len(kept),
             checkpoints_sha256=sha256_text(hashlib.sha256(checkpoints_raw)),
         )
-        with _open_private(staging / MANIFEST_FILE) as sink:
+        with open_private(staging / MANIFEST_FILE) as sink:
             sink.write((json.dumps(manifest.to_json(), indent=2) + "\n").encode())
         if is_tarball(self.out):
             _tar(staging, self.out)

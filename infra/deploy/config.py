@@ -18,12 +18,12 @@ organisation's own, under the same names.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lintas.infra.files import replace_file
 from lintas.infra.nats.access import Access, render_accounts, render_leaf_users, render_partner_leaf
 from lintas.infra.nats.credentials import seed_path
 from lintas.infra.nats.identities import ensure_local_identities, leaf_password_path, load_access
@@ -46,12 +46,7 @@ class Rendered:
 
 def _write(path: Path, text: str, *, secret: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
+    replace_file(path, text, mode=0o600 if secret else 0o644)
 
 
 def _copy_secret(source: Path, target: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import nkeys
 
 from lintas.contracts.errors import PermanentError
+from lintas.infra.files import write_private
 from lintas.infra.nats.access import inbox_prefix, is_identity, js_api_prefix
 from lintas.infra.settings import Settings
 
@@ -59,11 +60,10 @@ def create_seed(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # No newline: nats-py reads the file's bytes as the seed, whole.
+        write_private(path, seed)
     except FileExistsError:
         raise CredentialsError(f"{path} exists: a seed is never overwritten") from None
-    with os.fdopen(fd, "wb") as out:
-        out.write(seed)  # no newline: nats-py reads the file's bytes as the seed, whole
     return public_key(path)
 
 

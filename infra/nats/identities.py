@@ -31,6 +31,7 @@ from pathlib import Path
 import bcrypt
 
 from lintas.contracts.agencies import PLATFORM_SERVICES, is_partner_abroad
+from lintas.infra.files import write_private
 from lintas.infra.nats.access import ROLES, Access, render_accounts, render_leaf_users
 from lintas.infra.nats.credentials import create_seed, public_key, seed_path
 from lintas.infra.settings import Settings
@@ -81,9 +82,7 @@ def _locked(settings: Settings) -> Iterator[None]:
 
 def _write_secret(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
+    write_private(path, text + "\n")
 
 
 @dataclass(frozen=True, slots=True)
