@@ -27,10 +27,6 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,22 +35,37 @@ from pathlib import Path
 from typing import Any
 
 import ed25519_zebra
-import nats.js.errors
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from nats.js.api import KeyValueConfig
 
 from lintas.contracts import (
     Envelope,
     SignatureError,
-    is_agency_id,
     parse_message,
     signing_input,
 )
-from lintas.contracts.errors import PermanentError
 from lintas.infra import canonical as fastjcs
-from lintas.infra.errors import bus_errors
+from lintas.infra.keys.registry import (
+    PublishedKey,
+    SigningKeyError,
+    b64,
+    bucket_document,
+    bucket_values,
+    checked_agency,
+    checked_id,
+    publish_document,
+    read_agencies,
+    read_document,
+    read_private_key,
+    unb64,
+    write_document,
+    write_private_key,
+)
+from lintas.infra.keys.registry import (
+    key_id as published_key_id,
+)
+from lintas.infra.nats.topology import KEYS_BUCKET, keys_bucket_config
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -87,18 +98,6 @@ class UnknownKey(SignatureError):
     """Signed with a key id the registry does not hold (yet, perhaps)."""
 
 
-class SigningKeyError(PermanentError):
-    """A key that is missing, malformed, or would be overwritten."""
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -125,14 +124,13 @@ def _small_order(public: bytes) -> bool:
 
 
 def key_id(agency: str, public: Ed25519PublicKey) -> str:
-    return f"{agency}:{hashlib.sha256(_raw_public(public)).hexdigest()[:16]}"
+    return published_key_id(agency, _raw_public(public))
 
 
 @dataclass(frozen=True, slots=True)
-class KeyEntry:
-    agency: str
-    keyid: str
-    public_key: Ed25519PublicKey
+class KeyEntry(PublishedKey[Ed25519PublicKey]):
+    """A signing key, and when it may sign: from ``valid_from`` until ``valid_until``."""
+
     valid_from: datetime
     valid_until: datetime | None = None
 
@@ -142,7 +140,7 @@ class KeyEntry:
     def to_json(self) -> dict[str, Any]:
         return {
             "keyid": self.keyid,
-            "public_key": _b64(_raw_public(self.public_key)),
+            "public_key": b64(_raw_public(self.public_key)),
             "valid_from": self.valid_from.isoformat(),
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
         }
@@ -184,33 +182,27 @@ class Registry:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], where: str = "registry") -> Registry:
         registry = cls()
-        try:
-            for agency, keys in doc.get("agencies", {}).items():
-                if not is_agency_id(agency):
-                    raise SigningKeyError(f"{where}: {agency!r} is not an agency id")
-                for item in keys:
-                    public = Ed25519PublicKey.from_public_bytes(_unb64(item["public_key"]))
-                    if item["keyid"] != key_id(agency, public):
-                        raise SigningKeyError(
-                            f"{where}: key id {item['keyid']} does not match its key"
-                        )
-                    entry = KeyEntry(
-                        agency=agency,
-                        keyid=item["keyid"],
-                        public_key=public,
-                        valid_from=datetime.fromisoformat(item["valid_from"]),
-                        valid_until=(
-                            datetime.fromisoformat(item["valid_until"])
-                            if item.get("valid_until")
-                            else None
-                        ),
-                    )
-                    try:
-                        registry.add(entry)
-                    except SigningKeyError as exc:
-                        raise SigningKeyError(f"{where}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SigningKeyError(f"{where} is malformed ({exc.__class__.__name__})") from None
+
+        def take(agency: str, items: Any) -> None:
+            for item in items:
+                public = Ed25519PublicKey.from_public_bytes(unb64(item["public_key"]))
+                entry = KeyEntry(
+                    agency=agency,
+                    keyid=checked_id(item["keyid"], key_id(agency, public), where),
+                    public_key=public,
+                    valid_from=datetime.fromisoformat(item["valid_from"]),
+                    valid_until=(
+                        datetime.fromisoformat(item["valid_until"])
+                        if item.get("valid_until")
+                        else None
+                    ),
+                )
+                try:
+                    registry.add(entry)
+                except SigningKeyError as exc:
+                    raise SigningKeyError(f"{where}: {exc}") from None
+
+        read_agencies(doc, where, take)
         return registry
 
 
@@ -222,55 +214,39 @@ def private_key_path(settings: Settings, agency: str) -> Path:
     return settings.data_dir / "keys" / f"{agency}.key"
 
 
+def _read(path: Path) -> Registry:
+    return Registry.from_json(read_document(path), str(path))
+
+
 def load_registry(settings: Settings) -> Registry:
     """The shipped registry and this data directory's, merged."""
     registry = Registry()
     for path in (SHIPPED_REGISTRY, local_registry_path(settings)):
-        if path.exists():
-            for entry in Registry.from_json(json.loads(path.read_text()), str(path)).entries():
-                registry.add(entry)
+        for entry in _read(path).entries():
+            registry.add(entry)
     return registry
-
-
-def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Created 0600 from the start: the key is never readable by others, not even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
 
 
 def init_agency_key(settings: Settings, agency: str, *, now: datetime | None = None) -> KeyEntry:
     """Make ``agency``'s key pair: the private key into the data directory (0600), the
     public key into the local registry. Refuses to overwrite an existing private key."""
-    if not is_agency_id(agency):
-        raise SigningKeyError(f"{agency!r} is not an agency id")
+    checked_agency(agency)
     path = private_key_path(settings, agency)
-    if path.exists():
-        raise SigningKeyError(
-            f"{path} exists: {agency} already has a key (rotate, do not overwrite)"
-        )
     private = Ed25519PrivateKey.generate()
-    _write_private(path, private)
+    write_private_key(
+        path,
+        private,
+        exists=f"{path} exists: {agency} already has a key (rotate, do not overwrite)",
+    )
     entry = KeyEntry(
         agency=agency,
         keyid=key_id(agency, private.public_key()),
         public_key=private.public_key(),
         valid_from=(now or datetime.now(UTC)).replace(microsecond=0),
     )
-    registry_path = local_registry_path(settings)
-    registry = (
-        Registry.from_json(json.loads(registry_path.read_text()), str(registry_path))
-        if registry_path.exists()
-        else Registry()
-    )
+    registry = _read(local_registry_path(settings))
     registry.add(entry)
-    registry_path.write_text(json.dumps(registry.to_json(), indent=2, sort_keys=True) + "\n")
+    write_document(local_registry_path(settings), registry.to_json())
     return entry
 
 
@@ -291,12 +267,8 @@ class Signer:
     @classmethod
     def load(cls, settings: Settings, agency: str) -> Signer:
         path = private_key_path(settings, agency)
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except FileNotFoundError:
-            raise SigningKeyError(
-                f"{agency} has no signing key at {path}: run `lintas keys init {agency}`"
-            ) from None
+        missing = f"{agency} has no signing key at {path}: run `lintas keys init {agency}`"
+        key = read_private_key(path, missing=missing)
         if not isinstance(key, Ed25519PrivateKey):
             raise SigningKeyError(f"{path} is not an Ed25519 private key")
         return cls(agency, key)
@@ -307,7 +279,7 @@ class Signer:
         keyed = envelope.model_copy(update={"keyid": self.keyid, "signature": None})
         # What a verifier reads back: the JSON of the body, not the model's values.
         doc = parse_message(keyed.model_dump_json(exclude_none=True).encode())
-        signature = _b64(self._key.sign(fastjcs.signing_input(doc)))
+        signature = b64(self._key.sign(fastjcs.signing_input(doc)))
         return keyed.model_copy(update={"signature": signature})
 
     def sign_document(self, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,7 +287,7 @@ class Signer:
         ``keyid`` set, the signature over its RFC 8785 form without ``signature``."""
         keyed = {k: v for k, v in doc.items() if k != "signature"}
         keyed["keyid"] = self.keyid
-        return {**keyed, "signature": _b64(self._key.sign(signing_input(keyed)))}
+        return {**keyed, "signature": b64(self._key.sign(signing_input(keyed)))}
 
 
 _MISMATCH = (
@@ -346,13 +318,13 @@ def _signed(public: bytes, signature: str, message: bytes) -> bool:
     cofactored equation) only the key's holder can make. A public key of small order
     would let anyone sign; :meth:`Registry.add` refuses those."""
     try:
-        raw = _unb64(signature)
+        raw = unb64(signature)
     except (ValueError, TypeError):
         return False
     # One text per signature: the lenient decoder also takes padding, '+' and '/', unused
     # bits set and stray characters, and a message's hash covers the text, so anyone
     # could otherwise give a signed event another hash without touching what was signed.
-    return _b64(raw) == signature and bool(ed25519_zebra.ed_verify(raw, message, public))
+    return b64(raw) == signature and bool(ed25519_zebra.ed_verify(raw, message, public))
 
 
 class Verifier:
@@ -466,54 +438,16 @@ class Verifier:
 
 # -- the registry in JetStream KV ----------------------------------------------------------
 
-KEYS_BUCKET = "LINTAS_KEYS"
-
 
 async def publish_registry(js: Any, registry: Registry) -> int:
     """Put each agency's public keys into the ``LINTAS_KEYS`` bucket (one key per agency,
     with history: a rotation leaves the previous list behind); return the agencies put."""
-    with bus_errors(f"writing the {KEYS_BUCKET} bucket"):
-        try:
-            kv = await js.key_value(KEYS_BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=KEYS_BUCKET, history=16, description="agencies' public keys")
-            )
-        agencies = registry.to_json()["agencies"]
-        for agency, entries in agencies.items():
-            await kv.put(agency, json.dumps(entries, sort_keys=True).encode())
-    return len(agencies)
-
-
-async def bucket_values(js: Any, bucket: str) -> dict[str, bytes]:
-    """Each key's current value in the KV ``bucket`` (none for a deleted key); empty if
-    there is no bucket.
-
-    Read message by message on the bucket's stream (stream gets, next by subject) rather
-    than through a KV watcher: a plain request per message is what an agency's permissions
-    allow (a watcher would need to create consumers), across accounts too.
-    """
-    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
-    latest: dict[str, bytes | None] = {}
-    seq = 1
-    with bus_errors(f"reading the {bucket} bucket"):
-        while True:
-            try:
-                raw = await js.get_msg(stream, seq=seq, subject=f"{prefix}>", next=True)
-            except nats.js.errors.NotFoundError:
-                break  # no bucket, or no message after seq
-            if raw.seq is None:
-                break
-            deleted = (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE")
-            latest[(raw.subject or "").removeprefix(prefix)] = None if deleted else raw.data
-            seq = raw.seq + 1
-    return {key: value for key, value in latest.items() if value}
+    return await publish_document(js, keys_bucket_config(), registry.to_json())
 
 
 async def registry_from_kv(js: Any) -> Registry:
     """The public keys in the ``LINTAS_KEYS`` bucket; empty if there is no bucket."""
-    values = await bucket_values(js, KEYS_BUCKET)
-    doc: dict[str, Any] = {"agencies": {key: json.loads(value) for key, value in values.items()}}
+    doc = await bucket_document(js, KEYS_BUCKET)
     return Registry.from_json(doc, f"the {KEYS_BUCKET} bucket")
 
 

@@ -4,7 +4,9 @@ Streams: the event log (``LINTAS``, append-only), its quarantine (``LINTAS_QUARA
 a consumer could not apply), its checkpoints (``LINTAS_CHECKPOINTS``), and the case key store
 (``LINTAS_CASE_KEYS``, a KV bucket on a stream declared here so that its entries can be erased).
 Consumers: durable pull consumers per agency (inbox and sent), the record and the watchdog.
-:func:`declare_platform` declares them all, as the platform.
+:func:`declare_platform` declares them all, as the platform. The buckets of agencies' public
+keys (``LINTAS_KEYS``, ``LINTAS_EXCHANGE_KEYS``) are configured here too, and made by whoever
+first publishes keys (``lintas keys publish``).
 
 Declaring is idempotent and never overwrites. A stream or consumer that already exists with
 another configuration is reported as a :class:`TopologyConflict` naming each field: quietly
@@ -33,6 +35,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     ReplayPolicy,
     RetentionPolicy,
     StorageType,
@@ -53,6 +56,8 @@ from lintas.infra.settings import Settings
 
 __all__ = [
     "CASE_KEYS_BUCKET",
+    "EXCHANGE_BUCKET",
+    "KEYS_BUCKET",
     "ConsumerSpec",
     "TopologyConflict",
     "TopologyMissing",
@@ -74,6 +79,8 @@ __all__ = [
     "ensure_consumer",
     "ensure_stream",
     "ensure_stream_config",
+    "exchange_bucket_config",
+    "keys_bucket_config",
     "quarantine_config",
     "quarantine_stream",
     "record_consumer",
@@ -236,6 +243,29 @@ def case_keys_stream_config(settings: Settings, bucket: str = CASE_KEYS_BUCKET) 
         deny_delete=False,
         deny_purge=False,
         allow_direct=True,
+    )
+
+
+KEYS_BUCKET: Final = "LINTAS_KEYS"
+"""Agencies' Ed25519 public keys (:mod:`lintas.infra.keys.signing`), one KV key per agency."""
+EXCHANGE_BUCKET: Final = "LINTAS_EXCHANGE_KEYS"
+"""Agencies' X25519 public keys (:mod:`lintas.infra.keys.exchange`), one KV key per agency."""
+
+
+def keys_bucket_config() -> KeyValueConfig:
+    """With history: a rotation leaves the agency's previous list of keys behind.
+
+    Made by the first ``lintas keys publish`` rather than by :func:`declare_platform`: a bus
+    where no key was ever published has no bucket, which readers take as no keys."""
+    return KeyValueConfig(bucket=KEYS_BUCKET, history=16, description="agencies' public keys")
+
+
+def exchange_bucket_config() -> KeyValueConfig:
+    """Made as :func:`keys_bucket_config`'s bucket is, by the first publish."""
+    return KeyValueConfig(
+        bucket=EXCHANGE_BUCKET,
+        history=4,
+        description="agencies' X25519 public keys, to wrap case data keys for",
     )
 
 

@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lintas.contracts import BROADCAST, SignatureError, build_data, encode, make_event, new_case_id
+from lintas.infra.keys.registry import b64
 from lintas.infra.keys.signing import (
     KeyEntry,
     Registry,
     Signer,
     SigningKeyError,
     Verifier,
-    _b64,
     _raw_public,
     _signed,
 )
@@ -61,13 +61,13 @@ def test_a_signature_holds_as_made_and_not_with_any_bit_flipped(
     key: Ed25519PrivateKey, message: bytes, flip: int
 ) -> None:
     public, signature = _raw_public(key.public_key()), key.sign(message)
-    assert _signed(public, _b64(signature), message)
+    assert _signed(public, b64(signature), message)
     signed = bytearray(signature + message)
     if flip >= len(signed) * 8:
         flip %= len(signed) * 8
     signed[flip // 8] ^= 1 << flip % 8
     altered_signature, altered_message = bytes(signed[:64]), bytes(signed[64:])
-    assert not _signed(public, _b64(altered_signature), altered_message)
+    assert not _signed(public, b64(altered_signature), altered_message)
     assert not _openssl(public, altered_signature, altered_message)
 
 
@@ -77,7 +77,7 @@ def test_the_same_signature_with_s_plus_l_does_not_hold() -> None:
     signature = key.sign(message)
     s = int.from_bytes(signature[32:], "little")
     malleated = signature[:32] + (s + L).to_bytes(32, "little")
-    assert not _signed(_raw_public(key.public_key()), _b64(malleated), message)
+    assert not _signed(_raw_public(key.public_key()), b64(malleated), message)
     assert not _openssl(_raw_public(key.public_key()), malleated, message)
 
 
@@ -120,7 +120,7 @@ def test_the_registry_refuses_keys_of_small_order(public: bytes) -> None:
             "kemlu": [
                 {
                     "keyid": f"kemlu:{hashlib.sha256(public).hexdigest()[:16]}",
-                    "public_key": _b64(public),
+                    "public_key": b64(public),
                     "valid_from": SINCE.isoformat(),
                 }
             ]
@@ -156,8 +156,8 @@ def test_the_rule_is_zip_215_a_holders_signature_with_r_of_small_order_holds() -
     r = _encoding(1, 0)
     k = int.from_bytes(hashlib.sha512(r + public + message).digest(), "little") % L
     signature = r + (k * _scalar(seed) % L).to_bytes(32, "little")
-    assert _signed(public, _b64(signature), message)
-    assert not _signed(public, _b64(signature), message + b" ")
+    assert _signed(public, b64(signature), message)
+    assert not _signed(public, b64(signature), message + b" ")
 
 
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -183,10 +183,8 @@ def test_a_signature_holds_in_its_one_text_form_only() -> None:
     key = KEYS[2]
     public = _raw_public(key.public_key())
     # A message whose signature's text has '-' or '_' (most do), for the alphabet's form.
-    message = next(
-        m for i in range(100) if {"-", "_"} & set(_b64(key.sign(m := b"message %d" % i)))
-    )
-    text = _b64(key.sign(message))
+    message = next(m for i in range(100) if {"-", "_"} & set(b64(key.sign(m := b"message %d" % i))))
+    text = b64(key.sign(message))
     assert _signed(public, text, message)
     others = _other_texts(text)
     assert len(others) == 8
