@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from lintas.infra.keys import registry
 from lintas.infra.keys.registry import SigningKeyError
-from lintas.infra.nats.topology import EXCHANGE_BUCKET, exchange_bucket_config
+from lintas.infra.nats.topology import EXCHANGE_BUCKET
 from lintas.infra.privacy.sealing import raw_public
 from lintas.infra.settings import Settings
 
@@ -128,7 +128,7 @@ def load_exchange_key(settings: Settings, agency: str) -> X25519PrivateKey:
 
 async def publish_recipients(js: Any, recipients: Recipients) -> int:
     """Put each agency's X25519 public key into ``LINTAS_EXCHANGE_KEYS``; return how many."""
-    return await registry.publish_document(js, exchange_bucket_config(), recipients.to_json())
+    return await registry.publish_document(js, EXCHANGE_BUCKET, recipients.to_json())
 
 
 async def recipients_from_kv(js: Any) -> Recipients:

@@ -31,12 +31,12 @@ from typing import Any, Generic, TypeVar
 import nats.js.errors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from nats.js.api import KeyValueConfig
 
 from lintas.contracts import is_agency_id
 from lintas.contracts.errors import PermanentError
 from lintas.infra.errors import bus_errors
 from lintas.infra.files import write_private
+from lintas.infra.nats.topology import open_key_bucket
 
 __all__ = [
     "PublishedKey",
@@ -161,14 +161,12 @@ def write_document(path: Path, doc: Mapping[str, Any]) -> None:
 # -- the registry in JetStream KV ----------------------------------------------------------
 
 
-async def publish_document(js: Any, bucket: KeyValueConfig, doc: Mapping[str, Any]) -> int:
-    """Put each agency's entries of the registry document ``doc`` into ``bucket`` (made as
-    configured if missing), one KV key per agency; return how many agencies were put."""
-    with bus_errors(f"writing the {bucket.bucket} bucket"):
-        try:
-            kv = await js.key_value(bucket.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket)
+async def publish_document(js: Any, bucket: str, doc: Mapping[str, Any]) -> int:
+    """Put each agency's entries of the registry document ``doc`` into the KV ``bucket``
+    (made as :mod:`~lintas.infra.nats.topology` configures it if missing), one key per
+    agency; return how many agencies were put."""
+    with bus_errors(f"writing the {bucket} bucket"):
+        kv = await open_key_bucket(js, bucket)
         agencies = doc["agencies"]
         for agency, entries in agencies.items():
             await kv.put(agency, json.dumps(entries, sort_keys=True).encode())

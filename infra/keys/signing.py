@@ -65,7 +65,7 @@ from lintas.infra.keys.registry import (
 from lintas.infra.keys.registry import (
     key_id as published_key_id,
 )
-from lintas.infra.nats.topology import KEYS_BUCKET, keys_bucket_config
+from lintas.infra.nats.topology import KEYS_BUCKET
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -442,7 +442,7 @@ class Verifier:
 async def publish_registry(js: Any, registry: Registry) -> int:
     """Put each agency's public keys into the ``LINTAS_KEYS`` bucket (one key per agency,
     with history: a rotation leaves the previous list behind); return the agencies put."""
-    return await publish_document(js, keys_bucket_config(), registry.to_json())
+    return await publish_document(js, KEYS_BUCKET, registry.to_json())
 
 
 async def registry_from_kv(js: Any) -> Registry:

@@ -57,10 +57,10 @@ from typing import Any
 from lintas.contracts.agencies import is_agency_id, is_partner_abroad
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import READ_ROOT, quarantine_subject
-from lintas.infra.keys.exchange import EXCHANGE_BUCKET
-from lintas.infra.keys.signing import KEYS_BUCKET
 from lintas.infra.nats.topology import (
     CASE_KEYS_BUCKET,
+    EXCHANGE_BUCKET,
+    KEYS_BUCKET,
     agency_consumer,
     agency_sent_consumer,
     case_keys_stream,

@@ -81,6 +81,7 @@ __all__ = [
     "ensure_stream_config",
     "exchange_bucket_config",
     "keys_bucket_config",
+    "open_key_bucket",
     "quarantine_config",
     "quarantine_stream",
     "record_consumer",
@@ -267,6 +268,16 @@ def exchange_bucket_config() -> KeyValueConfig:
         history=4,
         description="agencies' X25519 public keys, to wrap case data keys for",
     )
+
+
+async def open_key_bucket(js: Any, bucket: str) -> Any:
+    """The public key bucket ``bucket`` (:data:`KEYS_BUCKET` or :data:`EXCHANGE_BUCKET`),
+    made as configured here if it is missing."""
+    config = {KEYS_BUCKET: keys_bucket_config, EXCHANGE_BUCKET: exchange_bucket_config}[bucket]
+    try:
+        return await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(config())
 
 
 @dataclass(frozen=True, slots=True)
