@@ -21,10 +21,11 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import nats
 import nats.errors
@@ -37,6 +38,8 @@ __all__ = [
     "EmbeddedNatsError",
     "NatsBinaryNotFound",
     "PortInUse",
+    "ServerLifecycle",
+    "ServerProcess",
     "UnsupportedNatsServer",
     "bundled_nats_server",
     "find_nats_server",
@@ -221,24 +224,6 @@ def _check_loopback(host: str) -> None:
         raise ValueError(f"the embedded nats-server listens on loopback only, not on {host!r}")
 
 
-def _open_log(path: Path) -> tuple[IO[bytes], int]:
-    """Append, so an earlier run's log survives; the offset marks where this run starts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = path.open("ab")
-    return fh, fh.tell()
-
-
-def _log_tail(path: Path, offset: int) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            text = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = text.splitlines()[-_LOG_TAIL_LINES:]
-    return "\n".join(f"  | {line}" for line in lines)
-
-
 def _read_ports_file(ports_dir: Path, pid: int) -> str | None:
     """The client URL, once the server listens (it writes ``<exe>_<pid>.ports`` then)."""
     for candidate in ports_dir.glob(f"*_{pid}.ports"):
@@ -285,7 +270,98 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
 
 
-class EmbeddedNats:
+class ServerLifecycle(ABC):
+    """What runs nats-server processes: ``async with`` runs them for the block, started on
+    entry and stopped on the way out, however the block ends."""
+
+    @abstractmethod
+    async def start(self) -> object:
+        """Launch, and return once ready to serve."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop whatever runs; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class ServerProcess:
+    """The life of one nats-server process, whatever it serves: launched with its output
+    appended to ``log_path``, and stopped with SIGTERM, then SIGKILL after a grace period.
+
+    Shared by :class:`EmbeddedNats` and the test harness's loopback cluster, which decide
+    for themselves when a server they launched is ready.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log_offset = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def launch(self, binary: Path, args: Sequence[str]) -> asyncio.subprocess.Process:
+        """Start ``binary`` with ``args``. The log is appended to, so an earlier run's
+        survives; :meth:`log_tail` reads from where this run starts."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:  # the child holds its own descriptor
+            self._log_offset = log.tell()
+            self.proc = await asyncio.create_subprocess_exec(
+                str(binary), *args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self.proc
+
+    def log_tail(self) -> str:
+        """The last lines this run logged, indented for an error message."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(self._log_offset)
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+        lines = text.splitlines()[-_LOG_TAIL_LINES:]
+        return "\n".join(f"  | {line}" for line in lines)
+
+    async def kill(self) -> None:
+        """SIGKILL, and wait until the process is gone."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            _kill(proc)
+            await proc.wait()
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM (JetStream flushes its store), SIGKILL after ``grace`` s."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            await self.kill()
+        except asyncio.CancelledError:
+            _kill(proc)  # never leave an orphan server holding the store
+            raise
+
+
+class EmbeddedNats(ServerLifecycle):
     """One nats-server process with JetStream over ``store_dir``, on loopback.
 
     ``config``: a config file the server includes (lintas's generated ``accounts.conf``:
@@ -313,7 +389,7 @@ class EmbeddedNats:
         self.host = host
         self.server_name = server_name
         self._binary = binary
-        self._proc: asyncio.subprocess.Process | None = None
+        self._server: ServerProcess | None = None
         self._ports_dir: Path | None = None
         self._url: str | None = None
 
@@ -329,7 +405,7 @@ class EmbeddedNats:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._server.pid if self._server is not None else None
 
     async def start(self, timeout: float = 10.0) -> str:  # noqa: ASYNC109
         """Launch the server; return its client URL once JetStream answers.
@@ -337,7 +413,7 @@ class EmbeddedNats:
         ``timeout`` rather than a caller's ``asyncio.timeout``: running out of time must
         stop the process and report the server's log, not just cancel the wait.
         """
-        if self._proc is not None:
+        if self._server is not None:
             raise EmbeddedNatsError(f"the embedded nats-server already runs at {self._url}")
         # In a thread: the first check of a binary runs it (``--version``) and waits.
         binary = await asyncio.to_thread(find_nats_server, self._binary)
@@ -364,25 +440,22 @@ class EmbeddedNats:
             "-p", str(self.port if self.port is not None else -1),
             "--ports_file_dir", str(self._ports_dir),
         ]  # fmt: skip
-        log, offset = _open_log(self.log_path)
+        server = ServerProcess(self.log_path)
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                str(binary), *args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
+            proc = await server.launch(binary, args)
         except OSError as exc:
             self._cleanup()
             raise EmbeddedNatsError(f"cannot launch {binary}: {exc}") from exc
-        finally:
-            log.close()  # the child holds its own descriptor
+        self._server = server
         try:
-            self._url = await self._wait_ready(self._proc, timeout, offset)
+            self._url = await self._wait_ready(server, proc, timeout)
         except BaseException:
             await self.stop()
             raise
         return self._url
 
     async def _wait_ready(
-        self, proc: asyncio.subprocess.Process, within: float, offset: int
+        self, server: ServerProcess, proc: asyncio.subprocess.Process, within: float
     ) -> str:
         assert self._ports_dir is not None
         loop = asyncio.get_running_loop()
@@ -393,7 +466,7 @@ class EmbeddedNats:
         try:
             while True:
                 if exited.done():
-                    raise self._exit_error(exited.result(), offset)
+                    raise self._exit_error(exited.result(), server.log_tail())
                 url = url or _read_ports_file(self._ports_dir, proc.pid)
                 remaining = deadline - loop.time()
                 if url is not None and remaining > 0:
@@ -404,15 +477,14 @@ class EmbeddedNats:
                     state = f"listening at {url}, but: {why!r}" if url else "never listened"
                     raise EmbeddedNatsError(
                         f"nats-server did not become ready within {within:g}s ({state}); "
-                        f"log {self.log_path}:\n{_log_tail(self.log_path, offset)}"
+                        f"log {self.log_path}:\n{server.log_tail()}"
                     )
                 # Sleeps one poll interval, but wakes at once if the process exits.
                 await asyncio.wait([exited], timeout=_POLL_S)
         finally:
             exited.cancel()
 
-    def _exit_error(self, returncode: int, offset: int) -> EmbeddedNatsError:
-        tail = _log_tail(self.log_path, offset)
+    def _exit_error(self, returncode: int, tail: str) -> EmbeddedNatsError:
         if self.port is not None and "address already in use" in tail:
             return PortInUse(self.host, self.port, tail)
         return EmbeddedNatsError(
@@ -422,19 +494,10 @@ class EmbeddedNats:
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (JetStream flushes its store), SIGKILL after ``grace`` s. Idempotent."""
-        proc, self._proc, self._url = self._proc, None, None
+        server, self._server, self._url = self._server, None, None
         try:
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), grace)
-                except TimeoutError:
-                    _kill(proc)
-                    await proc.wait()
-                except asyncio.CancelledError:
-                    _kill(proc)  # never leave an orphan server holding the store
-                    raise
+            if server is not None:
+                await server.stop(grace)
         finally:
             self._cleanup()
 
@@ -442,15 +505,3 @@ class EmbeddedNats:
         if self._ports_dir is not None:
             shutil.rmtree(self._ports_dir, ignore_errors=True)
             self._ports_dir = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -16,21 +16,23 @@ same ports and store, and waits for it to catch up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import lintas.infra.deploy
-from lintas.infra.nats.embedded import EmbeddedNatsError, find_nats_server
+from lintas.infra.nats.embedded import (
+    EmbeddedNatsError,
+    ServerLifecycle,
+    ServerProcess,
+    find_nats_server,
+)
 
 __all__ = [
     "CLUSTER_CONFIGS",
@@ -59,7 +61,6 @@ _CLIENT = re.compile(r"^listen:\s*127\.0\.0\.1:(\d+)\s*$", re.MULTILINE)
 _HTTP = re.compile(r"^http:\s*127\.0\.0\.1:(\d+)\s*$", re.MULTILINE)
 _POLL_S = 0.1
 _HTTP_TIMEOUT_S = 1.0
-_LOG_TAIL_LINES = 20
 
 
 class ClusterError(EmbeddedNatsError):
@@ -139,16 +140,6 @@ def _get_json(url: str) -> tuple[int, Any]:
         return 0, None
 
 
-def _log_tail(path: Path, offset: int) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            lines = fh.read().decode(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(f"  | {line}" for line in lines[-_LOG_TAIL_LINES:])
-
-
 class ClusterNode:
     """One nats-server of the cluster: its rendered config, store, ports and process."""
 
@@ -158,10 +149,9 @@ class ClusterNode:
         self.directory = directory
         self.client_port = client_port
         self.http_port = http_port
-        self.proc: asyncio.subprocess.Process | None = None
+        self.process = ServerProcess(self.log_path)
         # Launched and not stopped or killed on purpose: if its process is gone, it crashed.
         self.wanted = False
-        self._log_offset = 0
 
     @property
     def url(self) -> str:
@@ -184,29 +174,23 @@ class ClusterNode:
         return self.directory / LOG_NAME
 
     @property
+    def proc(self) -> asyncio.subprocess.Process | None:
+        return self.process.proc
+
+    @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.process.running
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        return self.process.pid
 
     def log_tail(self) -> str:
-        return _log_tail(self.log_path, self._log_offset)
+        return self.process.log_tail()
 
     async def launch(self, binary: Path) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.wanted = True
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            self.proc = await asyncio.create_subprocess_exec(
-                str(binary),
-                "-c",
-                str(self.config_path),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        await self.process.launch(binary, ["-c", str(self.config_path)])
 
     async def kill(self) -> None:
         """SIGKILL: a crash of the process, no goodbye to the cluster (unlike ``stop``).
@@ -215,28 +199,12 @@ class ClusterNode:
         not a crash of the machine, which would lose what was not yet fsynced.
         """
         self.wanted = False
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await self.process.kill()
 
     async def stop(self, grace: float) -> None:
         """SIGTERM (JetStream flushes its store), SIGKILL after ``grace`` s."""
         self.wanted = False
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            await self.kill()
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()  # never leave an orphan server holding the store
-            raise
+        await self.process.stop(grace)
 
     async def state(self) -> tuple[bool, str | None, set[str]]:
         """(healthz ok, the meta leader it names, the servers it has routes to)."""
@@ -254,7 +222,7 @@ class ClusterNode:
         return body if isinstance(body, dict) else {}
 
 
-class LoopbackCluster:
+class LoopbackCluster(ServerLifecycle):
     """The shipped cluster configs, run on free loopback ports with stores under ``root``.
 
     ``async with LoopbackCluster(tmp_path) as cluster:`` starts every node and waits for the
@@ -384,15 +352,3 @@ class LoopbackCluster:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop every node (SIGTERM, SIGKILL after ``grace`` s). Idempotent."""
         await asyncio.gather(*(node.stop(grace) for node in self.nodes.values()))
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
