@@ -11,7 +11,9 @@ Registries are JSON files: the one shipped as ``infra/registry/keys.json`` (agen
 published keys) and the data directory's own (``<data_dir>/keys/registry.json``: keys made
 here by ``lintas keys init``); a consumer reads both, and the ``LINTAS_KEYS`` bucket
 (:func:`trusted_registry`). Key ids are
-``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``.
+``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``. Files, documents and
+the bucket are handled as for every key registry (:mod:`lintas.infra.keys.registry`); what is
+particular here is an entry's validity dates and the refusal of weak or conflicting keys.
 
 A long-running :class:`Verifier` given a ``refresh`` reads its registry again when it
 meets a key id it does not hold (:class:`UnknownKey`), at most once per
