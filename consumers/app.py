@@ -25,7 +25,7 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry, put
-from lintas.consumers.runner import OnCommit, ProjectionRunner, RunnerBus
+from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, registry_source, servers
@@ -183,7 +183,7 @@ def attach_runner(
         # (nats-py 2.x): the read service is asked over core request/reply.
         reads = ServiceReads(js._nc, reads_as) if reads_as else None
         gaps = StreamGapReader(js, settings.stream, spec.filter_subjects, reads)
-        await runner.handle(msgs, RunnerBus(gaps=gaps, quarantine=quarantine))
+        await runner.handle(msgs, BatchServices(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
 

@@ -1,9 +1,8 @@
 """lintas.producers: the SDK an agency system publishes through (directly, or through
 its own database with the transactional outbox)."""
 
-from lintas.infra.errors import BusUnavailable
+from lintas.infra.errors import BusUnavailable, NatsClientClosed
 from lintas.producers.outbox import (
-    NatsClientClosed,
     Outbox,
     OutboxRecord,
     OutboxRelay,
