@@ -1,15 +1,7 @@
 """What the Publisher and the outbox relay share: building an event, putting bytes on
 JetStream, and naming what went wrong.
 
-Errors::
-
-    ContractError       (from building) the event breaks its contract; nothing published
-    PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
-    BusUnavailable      no answer, no stream listening yet, connection down: retry later
-    └── NatsClientClosed  the nats-py client gave up reconnecting: retry with a new client
-    ChainContention     (transient) the case's head kept moving under twenty attempts
-    HeadMoved           (transient) a publish conditional on the case's head found another
-                        event there: look again before deciding to publish
+Errors: the tree in :mod:`lintas.producers`.
 """
 
 from __future__ import annotations

@@ -11,21 +11,9 @@ Each publish is a PRODUCER span (:mod:`lintas.infra.observability.tracing`) whos
 processed, it continues that event's trace; published later with ``caused_by``, it joins the
 cause's.
 
-Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
-
-    ContractError       the event breaks its contract; nothing was published
-    GateRefused         the privacy gate refuses it (no consent covers it, a field not for
-                        abroad, an erased case, not the owner erasing or assigning, unless
-                        the coordinator assigns); nothing published
-    NotAKeyHolder       it carries or grants a child's data, and this Publisher has no case
-                        keys, or the case's data key is not wrapped for this agency
-    NoExchangeKey       a consent names an agency with no known X25519 public key
-    PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
-    BusUnavailable      no answer, no stream listening yet, connection down: retry later (a
-                        retry with the same ``event_id`` also completes what follows a
-                        stored event: wrapping, revoking or erasing data keys)
-    HeadMoved           (with ``expected_head``) the case has other events since: nothing
-                        was published; read the case again and decide again
+Errors: the tree in :mod:`lintas.producers` (``ContractError`` and ``GateRefused`` publish
+nothing; a ``BusUnavailable`` retried with the same ``event_id`` also completes what follows
+a stored event: wrapping, revoking or erasing data keys).
 """
 
 from __future__ import annotations
@@ -133,10 +121,8 @@ class Publisher:
         ``expected_head`` (from :meth:`head`) publishes only if the case's last event is
         still that one, else raises :class:`HeadMoved` having published nothing.
 
-        Raises :class:`~lintas.contracts.ContractError` or
-        :class:`~lintas.contracts.GateRefused` (nothing is published), or
-        :class:`~lintas.infra.errors.BusUnavailable` (retry later; with the same
-        ``event_id`` a retry cannot duplicate).
+        Raises what :mod:`lintas.producers` draws (with the same ``event_id`` a retry
+        cannot duplicate).
         """
         with drafted(
             self._tracer,
