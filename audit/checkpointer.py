@@ -22,10 +22,9 @@ import structlog
 
 from lintas.audit.checkpoints import Checkpoint, CheckpointRaced, checkpoint_stream
 from lintas.contracts import TransientError
+from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.background import Background
-from lintas.infra.nats.bus import connect
-from lintas.infra.settings import Settings
 
 __all__ = ["Checkpointer", "RunningCheckpointer", "start_checkpointer"]
 
@@ -89,26 +88,23 @@ class RunningCheckpointer(Background):
 
 
 async def start_checkpointer(
-    url: str,
-    settings: Settings,
+    parts: Parts,
     signer: Signer,
     *,
     interval_s: float | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> RunningCheckpointer:
-    """Checkpoint every ``interval_s`` (default ``settings.checkpoint_interval_s``) seconds with
+    """Checkpoint every ``interval_s`` (default ``checkpoint_interval_s``) seconds with
     ``signer``'s key, connected as the platform, which alone may write the checkpoints stream."""
     js: Any = None
 
     async def checkpoint() -> Checkpoint | None:
-        return await checkpoint_stream(js, settings, signer)
+        return await checkpoint_stream(js, parts.settings, signer)
 
-    interval = settings.checkpoint_interval_s if interval_s is None else interval_s
+    interval = parts.settings.checkpoint_interval_s if interval_s is None else interval_s
     checkpointer = Checkpointer(
         checkpoint, interval, on_checkpoint=on_checkpoint
     )  # a bad interval, before connecting
-    nc = await connect(
-        url, "lintas-checkpointer", settings=settings, identity="platform", reconnect_forever=True
-    )
-    js = nc.jetstream()
+    nc = await parts.connect("platform", name="lintas-checkpointer", reconnect_forever=True)
+    js = parts.jetstream(nc, "platform")
     return RunningCheckpointer(nc, asyncio.create_task(checkpointer.run()))

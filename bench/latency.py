@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from _common import OPENED, fresh_bus, machine
+from opentelemetry import trace
 
 from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.projections import Batch
 from lintas.contracts import new_case_id
-from lintas.infra.keys.exchange import load_recipients
-from lintas.infra.keys.signing import Signer, Verifier, load_registry
+from lintas.infra.bootstrap import Parts
+from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, declare_platform
 from lintas.infra.observability.logging import configure_logging
-from lintas.infra.privacy.casekeys import case_keys_for
-from lintas.producers import Publisher
+from lintas.producers import publisher_for
 
 SOURCE, TARGET = "kemlu", "kp2mi"
 
@@ -94,13 +94,8 @@ async def lintas_latency(root: Path, rate: int, seconds: float) -> tuple[list[fl
         verifier = Verifier(load_registry(settings))
         attach_agency(broker, databases, settings, TARGET, on_commit=[on_commit], verifier=verifier)
         await broker.start()
-        publisher = Publisher(
-            js,
-            SOURCE,
-            stream=settings.stream,
-            signer=Signer.load(settings, SOURCE),
-            keys=case_keys_for(js, settings, SOURCE, load_recipients(settings)),
-        )
+        parts = Parts(settings, server.url, tracer_provider=trace.get_tracer_provider())
+        publisher = await publisher_for(parts, bus.nc, SOURCE, js=js)
         cases = [new_case_id() for _ in range(expected)]
 
         async def send(i: int) -> None:

@@ -27,35 +27,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import AGENCIES, T0, fresh_bus, machine, met, pathway, rate
+from _common import AGENCIES, T0, Bus, fresh_bus, machine, met, pathway, rate
+from opentelemetry import trace
 
 from lintas.contracts import new_case_id
-from lintas.infra.keys.exchange import load_recipients
-from lintas.infra.keys.signing import Signer
+from lintas.infra.bootstrap import Parts
 from lintas.infra.observability.logging import configure_logging
-from lintas.infra.privacy.casekeys import case_keys_for
-from lintas.infra.settings import Settings
-from lintas.producers import Publisher
+from lintas.producers import publisher_for
 
 Step = tuple[str, str, str, dict[str, Any]]
 
 
 async def lintas_publish(
-    settings: Settings, js: Any, cases: list[tuple[str, list[Step]]], in_flight: int
+    bus: Bus, cases: list[tuple[str, list[Step]]], in_flight: int
 ) -> tuple[float, float, list[tuple[str, bytes, str]]]:
     """Seconds for the Publisher to publish every case, and the CPU seconds this process
     (the Publisher) spent on it; and what it stored, in order."""
-    recipients = load_recipients(settings)
-    publishers = {
-        a: Publisher(
-            js,
-            a,
-            stream=settings.stream,
-            signer=Signer.load(settings, a),
-            keys=case_keys_for(js, settings, a, recipients),
-        )
-        for a in AGENCIES
-    }
+    settings, js = bus.settings, bus.js
+    parts = Parts(settings, bus.server.url, tracer_provider=trace.get_tracer_provider())
+    publishers = {a: await publisher_for(parts, bus.nc, a, js=js) for a in AGENCIES}
     queue: asyncio.Queue[tuple[str, list[Step]]] = asyncio.Queue()
     for case in cases:
         queue.put_nowait(case)
@@ -97,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     cases = [(new_case_id(), steps) for _ in range(n_cases)]
     root = Path(tempfile.mkdtemp(prefix="lintas-bench-publish-"))
     async with fresh_bus(root, "lintas") as bus:
-        lintas_s, cpu_s, stored = await lintas_publish(bus.settings, bus.js, cases, args.in_flight)
+        lintas_s, cpu_s, stored = await lintas_publish(bus, cases, args.in_flight)
     async with fresh_bus(root, "raw") as bus:
         raw_s = await raw_publish(bus.js, stored)
     n = len(stored)

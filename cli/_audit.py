@@ -53,6 +53,7 @@ from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
 from lintas.cli._signals import stop_on_signals
 from lintas.contracts import is_case_id
+from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import uses_credentials
@@ -441,8 +442,7 @@ async def _checkpoint_every(
     with stop_on_signals() as stop:
         async with open_bus(settings) as url:
             checkpointer = await start_checkpointer(
-                url,
-                settings,
+                Parts(settings, url),
                 signer,
                 interval_s=every,
                 on_checkpoint=lambda s: _print_checkpoint(console, s),

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 import nats.js.errors
+from opentelemetry import trace
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -35,16 +36,16 @@ from lintas.contracts import (
     is_agency_id,
     is_case_id,
 )
+from lintas.infra.bootstrap import Parts
 from lintas.infra.db import create_db_engine, ensure_tables
-from lintas.infra.keys.exchange import exchange_key_path, load_recipients, trusted_recipients
-from lintas.infra.keys.signing import Signer, Verifier, private_key_path, trusted_registry
+from lintas.infra.keys.exchange import exchange_key_path, load_recipients
+from lintas.infra.keys.signing import Verifier, private_key_path, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
-from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.nats.credentials import js_options
 from lintas.infra.nats.topology import case_keys_stream_config, ensure_stream_config
-from lintas.infra.privacy.casekeys import CaseKeys, case_keys_for, cases_wrapped_for, list_case_keys
-from lintas.infra.reads import ServiceReads
+from lintas.infra.privacy.casekeys import case_keys_for, cases_wrapped_for, list_case_keys
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
+from lintas.producers import publisher_for
 
 __all__ = ["case_erase", "case_exposed", "case_file", "run_case"]
 
@@ -87,30 +88,15 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
                     f"{settings.data_dir / 'keys'}: erase it from {agency}'s system[/red]"
                 )
                 return 1
-            recipients = await trusted_recipients(settings, js)
             verifier = Verifier(await trusted_registry(settings, js))
             # Published as the owner, connected as itself (on a bus with permissions it may
             # publish only so; the read service then erases the keys for it).
             async with open_bus(settings, agencies=[agency]) as agency_url:
-                anc = await connect(
-                    agency_url, f"lintas-erase-{agency}", settings=settings, identity=agency
-                )
+                parts = Parts(settings, agency_url, tracer_provider=trace.get_tracer_provider())
+                await parts.recipients(js)  # as the platform reads them
+                anc = await parts.connect(agency, name=f"lintas-erase-{agency}")
                 try:
-                    ajs = anc.jetstream(**js_options(agency))
-                    keys: CaseKeys | None = None
-                    if exchange_key_path(settings, agency).exists():
-                        keys = case_keys_for(ajs, settings, agency, recipients)
-                    publisher = Publisher(
-                        ajs,
-                        agency,
-                        stream=settings.stream,
-                        signer=Signer.load(settings, agency),
-                        keys=keys,
-                        reads=ServiceReads(anc, agency)
-                        if uses_credentials(settings, agency)
-                        else None,
-                        verifier=verifier,
-                    )
+                    publisher = await publisher_for(parts, anc, agency, verifier)
                     published = await publisher.publish(
                         "case.erased",
                         {

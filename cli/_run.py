@@ -15,24 +15,22 @@ from lintas.cli._signals import Stop, stop_on_signals
 from lintas.cli.render import case_view, summary_tables
 from lintas.consumers.app import (
     Databases,
-    attach_agency,
-    attach_record,
+    agency_broker,
     create_agency_app,
-    create_broker,
     create_record_app,
+    record_broker,
 )
 from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
 from lintas.contracts import WATCHDOG, is_agency_id
+from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import (
     Registry,
     Signer,
-    Verifier,
     init_agency_key,
     private_key_path,
     trusted_registry,
 )
-from lintas.infra.nats.bus import connect, open_bus, read_service, registry_source
-from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.nats.bus import open_bus, read_service
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -43,35 +41,32 @@ from lintas.infra.nats.topology import (
     record_consumer,
     watchdog_consumer,
 )
-from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.settings import Settings
 
 
 async def _declare(
-    url: str, settings: Settings, specs: Sequence[ConsumerSpec], identity: str = "platform"
+    parts: Parts, specs: Sequence[ConsumerSpec], identity: str = "platform"
 ) -> Registry:
     """Declare what the consumers need, as the platform (or ``identity``, on an open bus);
     return the public keys they are to trust."""
-    nc = await connect(url, "lintas-declare", settings=settings, identity=identity)
+    nc = await parts.connect(identity, name="lintas-declare")
     try:
-        js = nc.jetstream()
-        await declare_platform(js, settings, specs)
-        return await trusted_registry(settings, js)
+        js = parts.jetstream(nc, identity)
+        await declare_platform(js, parts.settings, specs)
+        return await trusted_registry(parts.settings, js)
     finally:
         await nc.close()
 
 
-async def _bind(
-    url: str, settings: Settings, agency: str, specs: Sequence[ConsumerSpec]
-) -> Registry:
+async def _bind(parts: Parts, agency: str, specs: Sequence[ConsumerSpec]) -> Registry:
     """As ``agency``, which may not declare anything: check its consumers exist as they
     should; return the public keys to trust."""
-    nc = await connect(url, f"lintas-{agency}", settings=settings, identity=agency)
+    nc = await parts.connect(agency)
     try:
-        js = nc.jetstream(**js_options(agency))
+        js = parts.jetstream(nc, agency)
         for spec in specs:
-            await check_consumer(js, settings.stream, spec, settings)
-        return await trusted_registry(settings, js)
+            await check_consumer(js, parts.settings.stream, spec, parts.settings)
+        return await trusted_registry(parts.settings, js)
     finally:
         await nc.close()
 
@@ -167,47 +162,36 @@ async def _up(settings: Settings, console: Console) -> int:
 
 async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
     async with open_bus(settings) as url:
+        parts = Parts(settings, url, service="lintas-up")
         signer = _watchdog_key(settings, console)
-        registry = await _declare(url, settings, deployment_consumers(settings.agencies))
+        registry = await _declare(parts, deployment_consumers(settings.agencies))
         databases = Databases(settings)
-        verifier = Verifier(registry, refresh=registry_source(url, settings, "platform"))
-        tracing = configure_tracing(settings, "lintas-up")
-        record = create_broker(url, settings, "platform")
-        attach_record(record, databases, settings, verifier=verifier, tracer_provider=tracing)
+        verifier = parts.trust(registry)
+        record = record_broker(parts, databases, verifier)
         # The watchdog reads every event, as the platform does; it publishes as itself.
-        attach_watchdog(record, databases, settings, verifier=verifier, tracer_provider=tracing)
+        attach_watchdog(
+            record, databases, settings, verifier=verifier, tracer_provider=parts.tracer_provider
+        )
         brokers = [record]
         for agency in settings.agencies:
-            broker = create_broker(url, settings, agency)
-            attach_agency(
-                broker,
-                databases,
-                settings,
-                agency,
-                verifier=verifier,
-                via_read_service=uses_credentials(settings, agency),
-                tracer_provider=tracing,
-            )
-            brokers.append(broker)
+            brokers.append(agency_broker(parts, databases, agency, verifier))
         # The embedded bus runs a read service already; a configured cluster gets one here.
         # Whatever started is stopped, in reverse, even if stopping something else fails.
         async with (
             read_service(settings, url, run=bool(settings.nats_url)),
             contextlib.AsyncExitStack() as running,
         ):
-            running.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            running.push_async_callback(parts.close)
             running.callback(databases.dispose)
             for broker in brokers:
                 await broker.start()
                 running.push_async_callback(broker.stop)
-            ticker = await start_ticker(
-                url, databases, settings, signer, tracer_provider=tracing, verifier=verifier
-            )
+            ticker = await start_ticker(parts, databases, verifier=verifier)
             running.push_async_callback(ticker.stop)
             checkpointing = ""
             if settings.checkpoint_interval_s:
                 # The platform operator checkpoints with the watchdog's key, which it holds here.
-                running.push_async_callback((await start_checkpointer(url, settings, signer)).stop)
+                running.push_async_callback((await start_checkpointer(parts, signer)).stop)
                 checkpointing = f", checkpoints every {settings.checkpoint_interval_s:g} s"
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "
@@ -233,8 +217,9 @@ async def _run_platform(settings: Settings, console: Console) -> int:
     """What a deployment's platform host runs: the stream and every agency's consumers
     declared, the coordination record, and the read service. No agency's consumers."""
     async with open_bus(settings) as url:
-        registry = await _declare(url, settings, deployment_consumers(settings.agencies))
-        app = create_record_app(settings, url, registry)
+        parts = Parts(settings, url, service="lintas-record")
+        registry = await _declare(parts, deployment_consumers(settings.agencies))
+        app = create_record_app(parts, registry)
         async with read_service(settings, url, run=bool(settings.nats_url)):
             console.print(
                 f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
@@ -256,26 +241,28 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
         )
         return 2
     # The watchdog signs what it publishes: no key, no start (before touching the bus).
-    signer = Signer.load(settings, WATCHDOG) if agency == WATCHDOG else None
+    if agency == WATCHDOG:
+        Signer.load(settings, WATCHDOG)
     platform_part = agency in ("record", WATCHDOG)
     async with open_bus(settings, agencies=[] if platform_part else [agency]) as url:
+        parts = Parts(settings, url, service=f"lintas-{agency}")
         if agency == "record":
-            registry = await _declare(url, settings, [record_consumer()])
-            app = create_record_app(settings, url, registry)
+            registry = await _declare(parts, [record_consumer()])
+            app = create_record_app(parts, registry)
         elif agency == WATCHDOG:
-            registry = await _declare(url, settings, [watchdog_consumer()])
-            app = create_watchdog_app(settings, url, registry, signer=signer)
+            registry = await _declare(parts, [watchdog_consumer()])
+            app = create_watchdog_app(parts, registry)
         else:
             specs = [agency_consumer(agency), agency_sent_consumer(agency)]
             # An agency's own host holds its seed, not the platform's: it may bind to its
             # consumers, not declare them. Here (or on an open bus) the platform declares.
-            if uses_credentials(settings, "platform"):
-                registry = await _declare(url, settings, specs)
-            elif uses_credentials(settings, agency):
-                registry = await _bind(url, settings, agency, specs)
+            if parts.secured("platform"):
+                registry = await _declare(parts, specs)
+            elif parts.secured(agency):
+                registry = await _bind(parts, agency, specs)
             else:  # no credentials at all: an open bus, where anyone may declare
-                registry = await _declare(url, settings, specs, identity=agency)
-            app = create_agency_app(settings, url, agency, registry)
+                registry = await _declare(parts, specs, identity=agency)
+            app = create_agency_app(parts, agency, registry)
         console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
         await app.run()
     return 0

@@ -2,7 +2,8 @@
 
 One FastStream application per agency (``create_agency_app``) for production, where
 each agency runs its own process; ``attach_*`` put the same subscribers on any broker,
-so ``lintas up`` and the demo can run every agency on one connection.
+so ``lintas up`` and the demo can run every agency on one connection; ``agency_broker`` and
+``record_broker`` do both as a process's :class:`~lintas.infra.bootstrap.Parts` say.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.annotations import JsClient
 from faststream.nats.security import NatsNKey, NatsSecurity
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -25,11 +25,12 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry, put
-from lintas.consumers.runner import OnCommit, ProjectionRunner, RunnerBus
+from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
+from lintas.infra.bootstrap import Parts
 from lintas.infra.db import create_db_engine, ensure_tables
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
-from lintas.infra.nats.bus import log_nats_error, registry_source, servers
-from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
+from lintas.infra.nats.bus import log_nats_error, servers
+from lintas.infra.nats.credentials import connect_options, js_options
 from lintas.infra.nats.headers import read_headers_fast
 from lintas.infra.nats.topology import (
     ConsumerSpec,
@@ -38,13 +39,14 @@ from lintas.infra.nats.topology import (
     consumer_config,
     record_consumer,
 )
-from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.reads import ServiceReads, jetstream_api
 from lintas.infra.settings import Settings
 
 __all__ = [
     "BatchHandler",
     "Databases",
+    "agency_broker",
+    "app_of",
     "attach_agency",
     "attach_batches",
     "attach_record",
@@ -52,6 +54,7 @@ __all__ = [
     "create_agency_app",
     "create_broker",
     "create_record_app",
+    "record_broker",
 ]
 
 
@@ -183,7 +186,7 @@ def attach_runner(
         # (nats-py 2.x): the read service is asked over core request/reply.
         reads = ServiceReads(js._nc, reads_as) if reads_as else None
         gaps = StreamGapReader(js, settings.stream, spec.filter_subjects, reads)
-        await runner.handle(msgs, RunnerBus(gaps=gaps, quarantine=quarantine))
+        await runner.handle(msgs, BatchServices(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
 
@@ -281,62 +284,74 @@ def attach_record(
     return runner
 
 
-def _app(broker: NatsBroker, databases: Databases, owned: SdkTracerProvider | None) -> FastStream:
+def agency_broker(
+    parts: Parts,
+    databases: Databases,
+    agency: str,
+    verifier: Verifier,
+    *,
+    on_commit: Sequence[OnCommit] = (),
+) -> NatsBroker:
+    """A broker connected as ``agency`` with its worklist attached (:func:`attach_agency`):
+    spans to ``parts.tracer_provider``, gaps read through the read service where the bus
+    does not let the agency read the stream."""
+    broker = create_broker(parts.url, parts.settings, agency)
+    attach_agency(
+        broker,
+        databases,
+        parts.settings,
+        agency,
+        on_commit=on_commit,
+        verifier=verifier,
+        tracer_provider=parts.tracer_provider,
+        via_read_service=parts.secured(agency),
+    )
+    return broker
+
+
+def record_broker(
+    parts: Parts,
+    databases: Databases,
+    verifier: Verifier,
+    *,
+    on_commit: Sequence[OnCommit] = (),
+) -> NatsBroker:
+    """A broker connected as the platform with the coordination record attached
+    (:func:`attach_record`), spans to ``parts.tracer_provider``."""
+    broker = create_broker(parts.url, parts.settings, "platform")
+    attach_record(
+        broker,
+        databases,
+        parts.settings,
+        on_commit=on_commit,
+        verifier=verifier,
+        tracer_provider=parts.tracer_provider,
+    )
+    return broker
+
+
+def app_of(broker: NatsBroker, databases: Databases, parts: Parts) -> FastStream:
+    """A FastStream app of ``broker`` that, after shutdown, disposes of ``databases`` and
+    writes the last spans of a tracer provider ``parts`` built."""
     # FastStream's own app logger writes to stdout past any configuration; this one goes
     # through the process's logging (structlog's format, the personal-data filter).
     app = FastStream(broker, logger=logging.getLogger("lintas.app"))
     app.after_shutdown(databases.dispose)
-    if owned is not None:  # the app built it: its last spans are written at shutdown
-        app.after_shutdown(owned.shutdown)
+    app.after_shutdown(parts.close)
     return app
 
 
-def create_agency_app(
-    settings: Settings,
-    url: str,
-    agency: str,
-    registry: Registry | None = None,
-    tracer_provider: TracerProvider | None = None,
-) -> FastStream:
+def create_agency_app(parts: Parts, agency: str, registry: Registry | None = None) -> FastStream:
     """One agency's consumer app, connected as the agency; it trusts ``registry`` (default:
-    the registry files). Without a ``tracer_provider`` it builds its own from the settings."""
-    broker = create_broker(url, settings, agency)
-    databases = Databases(settings)
-    verifier = Verifier(
-        registry or load_registry(settings), refresh=registry_source(url, settings, agency)
-    )
-    own = None if tracer_provider else configure_tracing(settings, f"lintas-{agency}")
-    attach_agency(
-        broker,
-        databases,
-        settings,
-        agency,
-        verifier=verifier,
-        tracer_provider=tracer_provider or own,
-        via_read_service=uses_credentials(settings, agency),
-    )
-    return _app(broker, databases, own)
+    the registry files), refreshed from the bus as ``agency``."""
+    databases = Databases(parts.settings)
+    verifier = parts.trust(registry or load_registry(parts.settings), agency)
+    return app_of(agency_broker(parts, databases, agency, verifier), databases, parts)
 
 
-def create_record_app(
-    settings: Settings,
-    url: str,
-    registry: Registry | None = None,
-    tracer_provider: TracerProvider | None = None,
-) -> FastStream:
+def create_record_app(parts: Parts, registry: Registry | None = None) -> FastStream:
     """The record projector's app, connected as the platform; it trusts ``registry``
-    (default: the registry files). Without a ``tracer_provider`` it builds its own from the
-    settings."""
-    broker = create_broker(url, settings, "platform")
-    databases = Databases(settings)
-    own = None if tracer_provider else configure_tracing(settings, "lintas-record")
-    attach_record(
-        broker,
-        databases,
-        settings,
-        verifier=Verifier(
-            registry or load_registry(settings), refresh=registry_source(url, settings, "platform")
-        ),
-        tracer_provider=tracer_provider or own,
-    )
-    return _app(broker, databases, own)
+    (default: the registry files), refreshed from the bus as the platform."""
+    databases = Databases(parts.settings)
+    verifier = parts.trust(registry or load_registry(parts.settings))
+    return app_of(record_broker(parts, databases, verifier), databases, parts)

@@ -71,7 +71,7 @@ from lintas.infra.errors import BUS_ERRORS
 from lintas.infra.keys.signing import UnknownKey, Verifier
 from lintas.infra.observability.tracing import OUTCOME, about, process_span, tracer_for
 
-__all__ = ["OnCommit", "ProjectionRunner", "RunnerBus"]
+__all__ = ["BatchServices", "OnCommit", "ProjectionRunner"]
 
 OnCommit = Callable[[Batch], None]
 Quarantine = Callable[[QuarantineEntry], Awaitable[int]]
@@ -89,8 +89,9 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class RunnerBus:
-    """What the runner reaches on the bus besides its own messages."""
+class BatchServices:
+    """What the runner reaches besides a batch's own messages: the stream, to fill a gap
+    before the batch, and the quarantine, for what it cannot apply."""
 
     gaps: StreamGapReader | None = None
     quarantine: Quarantine | None = None
@@ -185,11 +186,11 @@ class ProjectionRunner:
         self._position: int | None = None  # tracked position, once read
         self._last: _Incoming | None = None  # the last message handled, to tell continuity
 
-    async def handle(self, msgs: Sequence[Any], bus: RunnerBus | None = None) -> None:
+    async def handle(self, msgs: Sequence[Any], services: BatchServices | None = None) -> None:
         """Apply one pulled batch of ``nats.aio.msg.Msg`` and acknowledge it."""
         if not msgs:
             return
-        bus = bus or RunnerBus()
+        services = services or BatchServices()
         incoming = [
             _Incoming(
                 msg.metadata.sequence.stream,
@@ -205,19 +206,19 @@ class ProjectionRunner:
         with structlog.contextvars.bound_contextvars(
             **{k: v for k, v in facts.items() if v is not None}
         ):
-            for run in _runs(incoming) if bus.gaps is not None else [incoming]:
+            for run in _runs(incoming) if services.gaps is not None else [incoming]:
                 # A run that follows the last message handled needs no look at the stream:
                 # with filtered consumers that saves a read per filter and batch.
-                if bus.gaps is not None and not (self._last and _follows(self._last, run[0])):
-                    await self._fill_gap(run[0].seq, bus, msgs)
-                await self._process(run, bus, msgs)
+                if services.gaps is not None and not (self._last and _follows(self._last, run[0])):
+                    await self._fill_gap(run[0].seq, services, msgs)
+                await self._process(run, services, msgs)
                 self._last = run[-1]
             await self._ack(msgs)
 
     # -- one ordered run of messages ------------------------------------------------------
 
     async def _process(
-        self, incoming: Sequence[_Incoming], bus: RunnerBus, msgs: Sequence[Any]
+        self, incoming: Sequence[_Incoming], services: BatchServices, msgs: Sequence[Any]
     ) -> None:
         spans: dict[int, _Taken] = {}
         try:
@@ -238,13 +239,15 @@ class ProjectionRunner:
                 batch = [b for b in batch if b[0] not in exhausted]
             by_seq = {i.seq: i for i in incoming}
             await self._quarantine(
-                [(by_seq[s], r) for s, r in sorted(rejected.items())], bus, msgs, spans
+                [(by_seq[s], r) for s, r in sorted(rejected.items())], services, msgs, spans
             )
             last = max(i.seq for i in incoming)
             try:
                 applied = await self._commit_with_retry(batch, list(rejected), last, msgs)
             except _Poisoned:
-                applied = await self._one_at_a_time(batch, rejected, last, by_seq, bus, msgs, spans)
+                applied = await self._one_at_a_time(
+                    batch, rejected, last, by_seq, services, msgs, spans
+                )
             fresh = {seq for seq, _event in applied}
             for seq, taken in spans.items():
                 taken.outcome = taken.outcome or ("applied" if seq in fresh else "already applied")
@@ -277,7 +280,7 @@ class ProjectionRunner:
         rejected: dict[int, str],
         last: int,
         by_seq: Mapping[int, _Incoming],
-        bus: RunnerBus,
+        services: BatchServices,
         msgs: Sequence[Any],
         spans: Mapping[int, _Taken],
     ) -> Batch:
@@ -300,7 +303,7 @@ class ProjectionRunner:
                         stream_seq=seq,
                         error=poisoned.error.__class__.__name__,
                     )
-                await self._quarantine([(by_seq[seq], reason)], bus, msgs, spans)
+                await self._quarantine([(by_seq[seq], reason)], services, msgs, spans)
                 await self._commit_with_retry([], [*counted, seq], seq, msgs)
         await self._commit_with_retry([], uncounted, last, msgs)
         return applied
@@ -371,11 +374,11 @@ class ProjectionRunner:
     async def _quarantine(
         self,
         items: Sequence[tuple[_Incoming, str]],
-        bus: RunnerBus,
+        services: BatchServices,
         msgs: Sequence[Any],
         spans: Mapping[int, _Taken],
     ) -> None:
-        quarantine = bus.quarantine
+        quarantine = services.quarantine
         for item, reason in items:
             if item.seq in spans:
                 taken = spans[item.seq]
@@ -405,8 +408,8 @@ class ProjectionRunner:
 
     # -- gaps ----------------------------------------------------------------------------------
 
-    async def _fill_gap(self, first: int, bus: RunnerBus, msgs: Sequence[Any]) -> None:
-        gaps = bus.gaps
+    async def _fill_gap(self, first: int, services: BatchServices, msgs: Sequence[Any]) -> None:
+        gaps = services.gaps
         assert gaps is not None
         if self._position is None:
             self._position = await asyncio.to_thread(self._read_position)
@@ -427,7 +430,7 @@ class ProjectionRunner:
                 last=found[-1].seq,
                 count=len(found),
             )
-            await self._process(found, bus, msgs)
+            await self._process(found, services, msgs)
 
     def _read_position(self) -> int:
         with Session(self.engine) as session:

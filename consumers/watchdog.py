@@ -44,23 +44,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from lintas.consumers import deadlines
-from lintas.consumers.app import Databases, _runner, attach_runner, create_broker
+from lintas.consumers.app import Databases, _runner, app_of, attach_runner, create_broker
 from lintas.consumers.deadlines import Action, Deadline, DeadlinePolicy, Key
 from lintas.consumers.projections import Batch
 from lintas.consumers.runner import OnCommit, ProjectionRunner
 from lintas.contracts import WATCHDOG, ContractError, TransientError
 from lintas.contracts.handoffs import classify
+from lintas.infra.bootstrap import Parts
 from lintas.infra.clock import Clock, SystemClock
 from lintas.infra.db import Tracking, UTCDateTime
-from lintas.infra.keys.signing import Registry, Signer, Verifier, load_registry
+from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.background import Background
-from lintas.infra.nats.bus import connect, registry_source
-from lintas.infra.nats.credentials import js_options, uses_credentials
 from lintas.infra.nats.topology import ConsumerSpec, watchdog_consumer
-from lintas.infra.observability.telemetry import configure_tracing
-from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
-from lintas.producers import HeadMoved, Publisher, PublishRejected
+from lintas.producers import HeadMoved, Publisher, PublishRejected, publisher_for
 
 __all__ = [
     "DeadlineRow",
@@ -380,77 +377,45 @@ class RunningTicker(Background):
 
 
 async def start_ticker(
-    url: str,
+    parts: Parts,
     databases: Databases,
-    settings: Settings,
-    signer: Signer,
     *,
     clock: Clock | None = None,
-    tracer_provider: TracerProvider | None = None,
     verifier: Verifier | None = None,
 ) -> RunningTicker:
-    """Tick every ``settings.watchdog_tick_s`` over the projection ``attach_watchdog`` keeps
-    in ``databases``, publishing as the watchdog (``signer`` is its key; its gate counts
-    what ``verifier`` finds signed, as :class:`~lintas.producers.Publisher` says)."""
+    """Tick every ``watchdog_tick_s`` over the projection ``attach_watchdog`` keeps in
+    ``databases``, publishing as the watchdog (with its key from the data directory; its
+    gate counts what ``verifier`` finds signed, as :class:`~lintas.producers.Publisher`
+    says)."""
     # Its own connection, reconnecting forever: the ticker outlives outages of the bus.
     # As itself where it has credentials: it may publish only as the watchdog, and asks
     # the read service for its cases' heads, as an agency does.
-    secured = uses_credentials(settings, WATCHDOG)
-    nc = await connect(
-        url,
-        "lintas-watchdog",
-        settings=settings,
-        identity=WATCHDOG if secured else None,
-        reconnect_forever=True,
-    )
-    publisher = Publisher(
-        nc.jetstream(**js_options(WATCHDOG if secured else None)),
-        WATCHDOG,
-        stream=settings.stream,
-        signer=signer,
-        tracer_provider=tracer_provider,
-        reads=ServiceReads(nc, WATCHDOG) if secured else None,
-        verifier=verifier,
-    )
-    ticker = watchdog_ticker(databases, settings, publisher, clock=clock)
-    return RunningTicker(nc, asyncio.create_task(ticker.run(settings.watchdog_tick_s)))
+    nc = await parts.connect(WATCHDOG, name="lintas-watchdog", reconnect_forever=True)
+    try:
+        publisher = await publisher_for(parts, nc, WATCHDOG, verifier)
+    except BaseException:
+        await nc.close()
+        raise
+    ticker = watchdog_ticker(databases, parts.settings, publisher, clock=clock)
+    return RunningTicker(nc, asyncio.create_task(ticker.run(parts.settings.watchdog_tick_s)))
 
 
 def create_watchdog_app(
-    settings: Settings,
-    url: str,
-    registry: Registry | None = None,
-    *,
-    signer: Signer | None = None,
-    clock: Clock | None = None,
-    tracer_provider: TracerProvider | None = None,
+    parts: Parts, registry: Registry | None = None, *, clock: Clock | None = None
 ) -> FastStream:
-    """The watchdog's app: its projection, and its ticker every ``watchdog_tick_s``.
-    Without a ``tracer_provider`` it builds its own from the settings."""
-    signer = signer or Signer.load(settings, WATCHDOG)
-    broker = create_broker(url, settings, "platform")  # it reads every event, as the record does
-    databases = Databases(settings)
-    own = None if tracer_provider else configure_tracing(settings, "lintas-watchdog")
-    tracer_provider = tracer_provider or own
-    verifier = Verifier(
-        registry or load_registry(settings), refresh=registry_source(url, settings, "platform")
+    """The watchdog's app: its projection, and its ticker every ``watchdog_tick_s``."""
+    parts.signer(WATCHDOG)  # no key, no app: before anything connects
+    databases = Databases(parts.settings)
+    verifier = parts.trust(registry or load_registry(parts.settings))
+    broker = create_broker(parts.url, parts.settings, "platform")  # it reads every event
+    attach_watchdog(
+        broker, databases, parts.settings, verifier=verifier, tracer_provider=parts.tracer_provider
     )
-    attach_watchdog(broker, databases, settings, verifier=verifier, tracer_provider=tracer_provider)
-    app = FastStream(broker)
+    app = app_of(broker, databases, parts)
     running: list[RunningTicker] = []
 
     async def start() -> None:
-        running.append(
-            await start_ticker(
-                url,
-                databases,
-                settings,
-                signer,
-                clock=clock,
-                tracer_provider=tracer_provider,
-                verifier=verifier,
-            )
-        )
+        running.append(await start_ticker(parts, databases, clock=clock, verifier=verifier))
 
     async def stop() -> None:
         while running:
@@ -458,7 +423,4 @@ def create_watchdog_app(
 
     app.after_startup(start)
     app.on_shutdown(stop)
-    app.after_shutdown(databases.dispose)
-    if own is not None:  # the app built it: its last spans are written at shutdown
-        app.after_shutdown(own.shutdown)
     return app

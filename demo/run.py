@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlmodel import Session
 
 from lintas.consumers import CaseRecord
-from lintas.consumers.app import Databases, attach_agency, attach_record, create_broker
+from lintas.consumers.app import Databases, agency_broker, record_broker
 from lintas.consumers.deadlines import Deadline
 from lintas.consumers.projections import Batch, load_record
 from lintas.consumers.watchdog import attach_watchdog, load_deadlines, start_ticker
@@ -26,22 +25,19 @@ from lintas.contracts import WATCHDOG, ConsentMissing, PermanentError, Transient
 from lintas.demo.desk import attach_desk
 from lintas.demo.intake import open_case, pathway_for
 from lintas.demo.pathways import agencies
-from lintas.infra.keys.exchange import ensure_exchange_key, load_recipients
-from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
-from lintas.infra.nats.bus import connect, embedded_url, open_bus
-from lintas.infra.nats.credentials import js_options
+from lintas.infra.bootstrap import Parts
+from lintas.infra.keys.exchange import ensure_exchange_key
+from lintas.infra.keys.signing import ensure_agency_key, load_registry
+from lintas.infra.nats.bus import embedded_url, open_bus
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     declare_platform,
     deployment_consumers,
     staff_consumer,
 )
-from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.observability.tracing import tracer_for
-from lintas.infra.privacy.casekeys import case_keys_for
-from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
+from lintas.producers import Publisher, publisher_for
 
 __all__ = ["DemoRefused", "DemoResult", "DemoTimeout", "demo_consumers", "run_demo"]
 
@@ -80,23 +76,8 @@ async def _drained(js: Any, settings: Settings, deadline: float) -> None:
         await asyncio.sleep(0.02)  # the server has no "drained" notification to await
 
 
-async def _try_without_consent(
-    publishers: dict[str, Publisher], opened: list[tuple[int, str]]
-) -> str | None:
-    """Refer one case to an agency its consent does not cover: the gate refuses it.
-
-    Untraced: the probe is the demo's, not work on the case, and stays out of its trace."""
-    kp2mi = publishers["kp2mi"]
-    probe = Publisher(
-        kp2mi._js,
-        kp2mi.agency,
-        stream=kp2mi.stream,
-        signer=kp2mi.signer,
-        keys=kp2mi.gate.keys,
-        reads=kp2mi.reads,
-        tracer_provider=NoOpTracerProvider(),
-        verifier=kp2mi.verifier,
-    )
+async def _try_without_consent(probe: Publisher, opened: list[tuple[int, str]]) -> str | None:
+    """Refer one case to an agency its consent does not cover: the gate refuses it."""
     for index, case_id in opened:
         pathway = pathway_for(index)
         outsider = next(
@@ -148,14 +129,7 @@ async def run_demo(
             f"another lintas process (lintas up?) is serving {settings.data_dir} on {running}; "
             "stop it, or give the demo its own LINTAS_DATA_DIR"
         )
-    owned: SdkTracerProvider | None = None
-    if tracer_provider is None:
-        tracer_provider = owned = configure_tracing(settings, "lintas-demo")
-    try:
-        return await _run(settings, cases, progress, timeout_s, seed, tracer_provider)
-    finally:
-        if owned is not None:  # writes the last spans (a collector may take a moment)
-            await asyncio.to_thread(owned.shutdown)
+    return await _run(settings, cases, progress, timeout_s, seed, tracer_provider)
 
 
 async def _run(
@@ -164,7 +138,7 @@ async def _run(
     progress: Progress | None,
     timeout_s: float,
     seed: int,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | None,
 ) -> DemoResult:
     rng = random.Random(seed)
     started = time.perf_counter()
@@ -172,12 +146,17 @@ async def _run(
     # gives it: it publishes only as itself, reads only its own consumers, and asks the
     # read service for its cases' heads. The platform declares and runs the record.
     async with open_bus(settings, agencies=agencies()) as url:
-        nc = await connect(url, "lintas-demo", settings=settings, identity="platform")
+        # Spans of the demo's own tracer provider (built from the settings when none is
+        # given) are flushed at the end; the probe of the consent gate is untraced: it is
+        # the demo's, not work on a case, and stays out of the case's trace.
+        parts = Parts(settings, url, service="lintas-demo", tracer_provider=tracer_provider)
+        untraced = Parts(settings, url, tracer_provider=NoOpTracerProvider())
+        nc = await parts.connect("platform", name="lintas-demo")
         databases = Databases(settings)
         own: dict[str, Any] = {}
         brokers = []
         try:
-            js = nc.jetstream()
+            js = parts.jetstream(nc, "platform")
             await declare_platform(js, settings, demo_consumers())
             wanted: set[str] = set()
             closed: set[str] = set()
@@ -200,62 +179,33 @@ async def _run(
                 ensure_agency_key(settings, agency)
             for agency in agencies():
                 ensure_exchange_key(settings, agency)
-            recipients = load_recipients(settings)
-            verifier = Verifier(load_registry(settings))
-            record = create_broker(url, settings, "platform")
-            attach_record(
-                record,
-                databases,
-                settings,
-                on_commit=[on_record],
-                verifier=verifier,
-                tracer_provider=tracer_provider,
-            )
+            # Every agency's recipients as the platform reads them (files and bucket).
+            for each in (parts, untraced):
+                await each.recipients(js)
+            verifier = parts.trust(load_registry(settings))
+            record = record_broker(parts, databases, verifier, on_commit=[on_record])
             # The deadline watchdog runs as in `lintas up`: on real time, the demo's staff
             # answer long before any deadline, so it sends nothing unless something stalls.
             attach_watchdog(
-                record, databases, settings, verifier=verifier, tracer_provider=tracer_provider
+                record,
+                databases,
+                settings,
+                verifier=verifier,
+                tracer_provider=parts.tracer_provider,
             )
             brokers.append(record)
             publishers = {}
             for agency in agencies():
-                own[agency] = anc = await connect(
-                    url, f"lintas-demo-{agency}", settings=settings, identity=agency
-                )
-                ajs = anc.jetstream(**js_options(agency))
-                publishers[agency] = Publisher(
-                    ajs,
-                    agency,
-                    stream=settings.stream,
-                    signer=Signer.load(settings, agency),
-                    keys=case_keys_for(ajs, settings, agency, recipients),
-                    reads=ServiceReads(anc, agency),
-                    tracer_provider=tracer_provider,
-                    verifier=verifier,
-                )
-                broker = create_broker(url, settings, agency)
-                attach_agency(
-                    broker,
-                    databases,
-                    settings,
-                    agency,
-                    verifier=verifier,
-                    via_read_service=True,
-                    tracer_provider=tracer_provider,
-                )
+                own[agency] = anc = await parts.connect(agency, name=f"lintas-demo-{agency}")
+                publishers[agency] = await publisher_for(parts, anc, agency, verifier)
+                broker = agency_broker(parts, databases, agency, verifier)
                 attach_desk(broker, publishers[agency], settings)
                 brokers.append(broker)
-            intake = tracer_for(tracer_provider, "lintas.demo")
+            probe = await publisher_for(untraced, own["kp2mi"], "kp2mi", verifier)
+            intake = tracer_for(parts.tracer_provider, "lintas.demo")
             for broker in brokers:
                 await broker.start()
-            ticker = await start_ticker(
-                url,
-                databases,
-                settings,
-                Signer.load(settings, WATCHDOG),
-                tracer_provider=tracer_provider,
-                verifier=verifier,
-            )
+            ticker = await start_ticker(parts, databases, verifier=verifier)
             try:
                 opened: list[tuple[int, str]] = []
                 for index in range(cases):
@@ -273,7 +223,7 @@ async def _run(
                         f"{len(wanted & closed)} of {cases} cases closed after {timeout_s:.0f} s"
                     ) from None
                 await _drained(js, settings, deadline)
-                refusal = await _try_without_consent(publishers, opened)
+                refusal = await _try_without_consent(probe, opened)
             finally:
                 await ticker.stop()
                 for broker in brokers:
@@ -292,3 +242,4 @@ async def _run(
             for agency_nc in own.values():
                 await agency_nc.close()
             await nc.close()
+            await parts.close()  # writes the last spans (a collector may take a moment)

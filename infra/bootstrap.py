@@ -12,8 +12,10 @@ verifier trusts and refreshes from) is decided in one place::
     reads = parts.reads(nc, js, "kemlu")    # the stream, or the read service on a secured bus
     signer = parts.signer("kemlu")          # its Ed25519 key, from the data directory
     verifier = await parts.verifier()       # files + LINTAS_KEYS, refreshed on unknown key ids
+    verifier = parts.trust(registry)        # the same, from a registry read already
     keys = parts.case_keys(js, "kemlu")     # its access to the case key store
     tracer = parts.tracer_provider          # built on first use, shut down by close()
+    publisher = await publisher_for(parts, nc, "kemlu", verifier)   # lintas.producers
 
 Nothing here runs at import time, and nothing connects until asked.
 """
@@ -21,7 +23,6 @@ Nothing here runs at import time, and nothing connects until asked.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client
@@ -29,33 +30,15 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import TracerProvider
 
 from lintas.infra.keys.exchange import Recipients, trusted_recipients
-from lintas.infra.keys.signing import Registry, Signer, Verifier, trusted_registry
-from lintas.infra.nats.bus import connect
+from lintas.infra.keys.signing import Registry, Signer, Verifier
+from lintas.infra.nats.bus import connect, registry_source
 from lintas.infra.nats.credentials import js_options, uses_credentials
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.privacy.casekeys import CaseKeys, case_keys_for
 from lintas.infra.reads import DirectReads, ServiceReads, StreamReads
 from lintas.infra.settings import Settings
 
-__all__ = ["Parts", "registry_source"]
-
-
-def registry_source(
-    url: str, settings: Settings, identity: str
-) -> Callable[[], Awaitable[Registry]]:
-    """What a long-running :class:`~lintas.infra.keys.signing.Verifier` refreshes from: the
-    registry :func:`~lintas.infra.keys.signing.trusted_registry` reads, on a short
-    connection of its own as ``identity`` (a refresh is rare: the caller's connection may be
-    busy or reconnecting)."""
-
-    async def read() -> Registry:
-        nc = await connect(url, f"lintas-{identity}-keys", settings=settings, identity=identity)
-        try:
-            return await trusted_registry(settings, nc.jetstream(**js_options(identity)))
-        finally:
-            await nc.close()
-
-    return read
+__all__ = ["Parts"]
 
 
 class Parts:
@@ -122,8 +105,14 @@ class Parts:
         bucket, read as ``identity``, and reading them again when it meets a key id it does
         not hold. One per identity."""
         if identity not in self._verifiers:
-            read = registry_source(self.url, self.settings, identity)
-            self._verifiers[identity] = Verifier(await read(), refresh=read)
+            self.trust(await registry_source(self.url, self.settings, identity)(), identity)
+        return self._verifiers[identity]
+
+    def trust(self, registry: Registry, identity: str = "platform") -> Verifier:
+        """``identity``'s verifier from now on: trusting ``registry`` (read already, e.g. by
+        whoever declared the consumers), refreshed as :meth:`verifier`'s is."""
+        refresh = registry_source(self.url, self.settings, identity)
+        self._verifiers[identity] = Verifier(registry, refresh=refresh)
         return self._verifiers[identity]
 
     async def recipients(self, js: Any) -> Recipients:

@@ -16,6 +16,7 @@ in its log tail instead. Errors raised by one module only are defined in that mo
     │       └── TopologyNotApplied (infra.topology) the server created it, but not as asked
     └── TransientError
         └── BusUnavailable         the broker cannot be reached, or does not answer in time
+            └── NatsClientClosed   the nats-py client gave up reconnecting: only a new one helps
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ import nats.js.errors
 
 from lintas.contracts.errors import TransientError
 
-__all__ = ["BUS_ERRORS", "BusUnavailable", "bus_errors"]
+__all__ = ["BUS_ERRORS", "BusUnavailable", "NatsClientClosed", "bus_errors"]
 
 
 class BusUnavailable(TransientError):
     """The broker cannot be reached or does not answer: worth retrying later."""
+
+
+class NatsClientClosed(BusUnavailable):
+    """The nats-py client gave up reconnecting: nothing succeeds on it until a new client."""
 
 
 # What nats-py raises when the broker, rather than the request, is the problem.
@@ -53,8 +58,22 @@ BUS_ERRORS: tuple[type[BaseException], ...] = (
 
 @contextmanager
 def bus_errors(what: str) -> Iterator[None]:
-    """Re-raise broker connectivity failures during ``what`` as :class:`BusUnavailable`."""
+    """Re-raise broker connectivity failures during ``what`` as :class:`BusUnavailable`
+    (:class:`NatsClientClosed` when the client is closed for good); a
+    :class:`BusUnavailable` raised within (by the read service's client) is named too."""
     try:
         yield
+    except BusUnavailable as exc:
+        if str(exc).startswith(what):
+            raise
+        raise type(exc)(f"{what}: {exc}") from exc
+    except nats.errors.ConnectionClosedError:
+        raise NatsClientClosed(
+            f"{what}: the NATS client is closed (it stopped reconnecting); use a client "
+            "that reconnects forever (max_reconnect_attempts=-1)"
+        ) from None
+    except nats.errors.OutboundBufferLimitError:
+        # Disconnected, and the client does not buffer (pending_size=0) or its buffer is full.
+        raise BusUnavailable(f"{what}: NATS unavailable (disconnected)") from None
     except BUS_ERRORS as exc:
         raise BusUnavailable(f"{what}: NATS unavailable ({type(exc).__name__}: {exc})") from exc

@@ -65,6 +65,7 @@ from lintas.contracts import gate as gate_rules
 from lintas.contracts.agencies import is_partner_abroad
 from lintas.contracts.families import case, consent
 from lintas.contracts.subjects import broadcast_filter, is_broadcast_subject
+from lintas.infra.errors import bus_errors
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.privacy.casekeys import (
     CaseKeys,
@@ -75,7 +76,7 @@ from lintas.infra.privacy.casekeys import (
 )
 from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.reads import DirectReads, ReadRefused, ServiceReads, StreamReads
-from lintas.producers._wire import CaseHead, bus
+from lintas.producers._wire import CaseHead
 
 __all__ = ["NotAuthorised", "PublishGate"]
 
@@ -168,7 +169,7 @@ class PublishGate:
     ) -> AsyncIterator[tuple[int, bytes, str]]:
         cursor = first
         while cursor <= last:
-            with bus(what):
+            with bus_errors(what):
                 batch = await self._reads.between(subject_filter, cursor, last, 256)
             if not batch:
                 return
@@ -307,7 +308,7 @@ class PublishGate:
         if self._service is not None:
             # What this agency may read need not hold the opening (a case it was handed),
             # nor an assignment addressed to others: the platform looks at the whole log.
-            with bus(f"{what}: asking the owner of case {event.case_id}"):
+            with bus_errors(f"{what}: asking the owner of case {event.case_id}"):
                 owner = await self._service.owner(event.case_id, head.seq)
         else:
             # The owner counts only as named with its source's signature.
@@ -408,14 +409,14 @@ class PublishGate:
         if self.keys is not None:
             self.keys.forget(case_id)
         if self._service is not None:
-            with bus(f"{what}: erasing the keys of case {case_id}"):
+            with bus_errors(f"{what}: erasing the keys of case {case_id}"):
                 await self._service.erase_keys(case_id)
             return
         if not own:
             events = await self._case_events(case_id, upto, what, vouched=True)
             if gate_rules.owners_erasure(enumerate(events)) is None:
                 return  # a case.erased from another agency than the owner: no key goes
-        with bus(f"{what}: erasing the keys of case {case_id}"):
+        with bus_errors(f"{what}: erasing the keys of case {case_id}"):
             await erase_case_keys(self._js, case_id)
 
     async def after(self, event: Event, seq: int, what: str) -> None:
@@ -431,7 +432,7 @@ class PublishGate:
         if isinstance(data, consent.ConsentWithdrawnV2):
             lost = gate_rules.lost_readers(book, seq, self.agency)
             if lost:
-                with bus(f"{what}: revoking data keys of case {case_id}"):
+                with bus_errors(f"{what}: revoking data keys of case {case_id}"):
                     if self._service is not None:
                         await self._service.revoke_keys(case_id, seq)
                     else:

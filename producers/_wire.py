@@ -1,15 +1,7 @@
 """What the Publisher and the outbox relay share: building an event, putting bytes on
 JetStream, and naming what went wrong.
 
-Errors::
-
-    ContractError       (from building) the event breaks its contract; nothing published
-    PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
-    BusUnavailable      no answer, no stream listening yet, connection down: retry later
-    └── NatsClientClosed  the nats-py client gave up reconnecting: retry with a new client
-    ChainContention     (transient) the case's head kept moving under twenty attempts
-    HeadMoved           (transient) a publish conditional on the case's head found another
-                        event there: look again before deciding to publish
+Errors: the tree in :mod:`lintas.producers`.
 """
 
 from __future__ import annotations
@@ -18,7 +10,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import nats.errors
 import nats.js.errors
@@ -45,11 +37,10 @@ from lintas.infra.reads import CaseHead, DirectReads, StreamReads
 __all__ = [
     "CaseHead",
     "ChainContention",
+    "Draft",
     "HeadMoved",
-    "NatsClientClosed",
     "Prepare",
     "PublishRejected",
-    "bus",
     "case_head",
     "event_for",
     "publish_bytes",
@@ -74,8 +65,16 @@ class HeadMoved(TransientError):
     else of the case was stored in between (perhaps this very event, by a retry)."""
 
 
-class NatsClientClosed(BusUnavailable):
-    """The nats-py client gave up reconnecting: no publish succeeds until a new client."""
+class Draft(TypedDict, total=False):
+    """What a publish (:meth:`Publisher.publish`, :meth:`Outbox.add`) may say of an event
+    besides its type, data, case and target; each defaults to None."""
+
+    caused_by: Event | None
+    """The event this one reacts to: its causation and correlation ids, and its trace."""
+    event_id: str | None
+    """The event's id (default: a new one): a retry with the same id is stored once."""
+    time: datetime | None
+    """When it happened (default: now)."""
 
 
 def event_for(
@@ -85,30 +84,28 @@ def event_for(
     *,
     case_id: str,
     target: str,
-    caused_by: Event | None,
-    event_id: str | None,
-    time: datetime | None,
     signer: Signer | None = None,
     trace: Mapping[str, str] | None = None,
+    **draft: Unpack[Draft],
 ) -> Event:
     """Validate ``data`` against the newest version and wrap it as ``agency`` publishes it,
     signed when a ``signer`` is given.
 
-    ``caused_by`` links a reaction to its cause (causation and correlation ids); ``trace``
-    is the producer span's ``traceparent`` / ``tracestate`` (:func:`trace_headers`).
+    ``trace`` is the producer span's ``traceparent`` / ``tracestate`` (:func:`trace_headers`).
     """
     # Before anything is stored: a misaddressed outbox row would hold its relay for good.
     misaddressed = gate_rules.misaddressed(event_type, target)
     if misaddressed is not None:
         raise misaddressed
     trace = trace or {}
+    caused_by = draft.get("caused_by")
     event = make_event(
         build_data(event_type, data),
         source=agency,
         target=target,
         case_id=case_id,
-        event_id=event_id,
-        time=time,
+        event_id=draft.get("event_id"),
+        time=draft.get("time"),
         causationid=caused_by.id if caused_by else None,
         correlationid=(caused_by.envelope.correlationid or caused_by.id) if caused_by else None,
         traceparent=trace.get("traceparent"),
@@ -128,10 +125,8 @@ def drafted(
     *,
     case_id: str,
     target: str,
-    caused_by: Event | None,
-    event_id: str | None,
-    time: datetime | None,
     operation: str = "publish",
+    **draft: Unpack[Draft],
 ) -> Iterator[tuple[Span, Event]]:
     """The PRODUCER span of one event and the event built inside it (:func:`event_for`),
     carrying the span's trace context and named on it by its id."""
@@ -141,7 +136,7 @@ def drafted(
         event_type=event_type,
         case_id=case_id,
         target=target,
-        cause=message_context(caused_by.envelope) if caused_by else None,
+        cause=message_context(cause.envelope) if (cause := draft.get("caused_by")) else None,
         operation=operation,
     ) as span:
         event = event_for(
@@ -150,35 +145,11 @@ def drafted(
             data,
             case_id=case_id,
             target=target,
-            caused_by=caused_by,
-            event_id=event_id,
-            time=time,
             trace=trace_headers(span),
+            **draft,
         )
         span.set_attributes({"messaging.message.id": event.id, EVENT_ID: event.id})
         yield span, event
-
-
-@contextlib.contextmanager
-def bus(what: str) -> Iterator[None]:
-    """:func:`bus_errors`, and two more ways nats-py says the bus is out of reach; a
-    :class:`BusUnavailable` raised within (by the read service's client) is named too."""
-    with bus_errors(what):
-        try:
-            yield
-        except BusUnavailable as exc:
-            if str(exc).startswith(what):
-                raise
-            raise type(exc)(f"{what}: {exc}") from exc
-        except nats.errors.ConnectionClosedError:
-            raise NatsClientClosed(
-                f"{what}: the NATS client is closed (it stopped reconnecting); use a client "
-                "that reconnects forever (max_reconnect_attempts=-1)"
-            ) from None
-        except nats.errors.OutboundBufferLimitError:
-            # Disconnected, and the client does not buffer (pending_size=0) or its buffer
-            # is full.
-            raise BusUnavailable(f"{what}: NATS unavailable (disconnected)") from None
 
 
 async def publish_bytes(
@@ -194,7 +165,7 @@ async def publish_bytes(
 ) -> tuple[int, bool]:
     """Publish with ``Nats-Msg-Id`` = ``event_id``; return (stream sequence, duplicate)."""
     try:
-        with bus(what):
+        with bus_errors(what):
             ack = await js.publish(
                 subject,
                 body,
@@ -221,7 +192,7 @@ _WRONG_LAST_SEQUENCE = 10071  # JetStream: Nats-Expected-Last-Subject-Sequence d
 
 async def case_head(js: Any, stream: str, case_id: str, what: str = "") -> CaseHead:
     """The last message on a case's subjects, read on the stream; ``CaseHead()`` for a new case."""
-    with bus(f"{what}: reading the head of case {case_id}" if what else f"case {case_id}"):
+    with bus_errors(f"{what}: reading the head of case {case_id}" if what else f"case {case_id}"):
         return await DirectReads(js, stream).head(case_id)
 
 
@@ -269,11 +240,11 @@ async def publish_chained(
         if expected_head is not None:
             head = expected_head
         else:
-            with bus(f"{what}: reading the head of case {draft.case_id}"):
+            with bus_errors(f"{what}: reading the head of case {draft.case_id}"):
                 head = await reads.head(draft.case_id)
         if head.event_id == draft.id:
             # A retry of a publish that was stored: it is the head already.
-            with bus(f"reading event {draft.id}"):
+            with bus_errors(f"reading event {draft.id}"):
                 stored = await reads.message(head.seq)
             return head.seq, True, _stored_event(json.loads(stored or b"{}"), draft)
         event = await prepare(head) if prepare is not None else draft
@@ -314,7 +285,7 @@ async def publish_chained(
                 continue
             raise
         if duplicate:  # stored earlier under this id, perhaps with another prevhash
-            with bus(f"reading event {event.id}"):
+            with bus_errors(f"reading event {event.id}"):
                 stored = await reads.message(seq)
             return seq, True, _stored_event(json.loads(stored or b"{}"), event)
         return seq, False, Event(envelope, event.data)

@@ -66,7 +66,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import nats.errors
 import nats.js.errors
@@ -103,7 +103,7 @@ from lintas.contracts import (
     is_agency_id,
 )
 from lintas.infra.db import UTCDateTime
-from lintas.infra.errors import BusUnavailable
+from lintas.infra.errors import BusUnavailable, NatsClientClosed, bus_errors
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.observability.tracing import (
     DUPLICATE,
@@ -118,9 +118,8 @@ from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
 from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
-    NatsClientClosed,
+    Draft,
     PublishRejected,
-    bus,
     drafted,
     publish_chained,
 )
@@ -208,9 +207,7 @@ class Outbox:
         *,
         case_id: str,
         target: str,
-        caused_by: Event | None = None,
-        event_id: str | None = None,
-        time: datetime | None = None,
+        **draft: Unpack[Draft],
     ) -> Event:
         """Validate the event and add it to ``session``; the caller commits (or rolls back).
 
@@ -225,10 +222,8 @@ class Outbox:
             data,
             case_id=case_id,
             target=target,
-            caused_by=caused_by,
-            event_id=event_id,
-            time=time,
             operation="create",
+            **draft,
         ) as (_span, built):
             # Stored unsigned: the signature covers the case's hash chain (prevhash), which
             # is known only when the relay publishes; the relay signs then.
@@ -449,7 +444,7 @@ class OutboxRelay:
         duplicate window is the only guard.
         """
         try:
-            with bus(f"looking up event {row.id}"):
+            with bus_errors(f"looking up event {row.id}"):
                 async with asyncio.timeout(self.timeout):
                     last = await self._reads.last_on(row.subject)
         except (nats.js.errors.APIError, ReadRefused):
@@ -458,7 +453,7 @@ class OutboxRelay:
             return None
         _log.info("outbox.found_stored", event_id=row.id, stream_seq=last[0])
         with contextlib.suppress(ValueError, AttributeError, ReadRefused):
-            with bus(f"reading event {row.id}"):
+            with bus_errors(f"reading event {row.id}"):
                 body = await self._reads.message(last[0])
             if json.loads(body or b"{}").get("data") != json.loads(row.body).get("data"):
                 # Stored sealed: the row's plaintext goes, as after an acknowledged publish.

@@ -11,34 +11,22 @@ Each publish is a PRODUCER span (:mod:`lintas.infra.observability.tracing`) whos
 processed, it continues that event's trace; published later with ``caused_by``, it joins the
 cause's.
 
-Errors (see :mod:`lintas.contracts.errors` for the whole tree)::
-
-    ContractError       the event breaks its contract; nothing was published
-    GateRefused         the privacy gate refuses it (no consent covers it, a field not for
-                        abroad, an erased case, not the owner erasing or assigning, unless
-                        the coordinator assigns); nothing published
-    NotAKeyHolder       it carries or grants a child's data, and this Publisher has no case
-                        keys, or the case's data key is not wrapped for this agency
-    NoExchangeKey       a consent names an agency with no known X25519 public key
-    PublishRejected     JetStream refused it (e.g. another stream owns the subject): permanent
-    BusUnavailable      no answer, no stream listening yet, connection down: retry later (a
-                        retry with the same ``event_id`` also completes what follows a
-                        stored event: wrapping, revoking or erasing data keys)
-    HeadMoved           (with ``expected_head``) the case has other events since: nothing
-                        was published; read the case again and decide again
+Errors: the tree in :mod:`lintas.producers` (``ContractError`` and ``GateRefused`` publish
+nothing; a ``BusUnavailable`` retried with the same ``event_id`` also completes what follows
+a stored event: wrapping, revoking or erasing data keys).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import structlog
 from opentelemetry.trace import TracerProvider
 
 from lintas.contracts import Event, EventData, SignatureError
+from lintas.infra.errors import bus_errors
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.observability.tracing import (
     DUPLICATE,
@@ -50,9 +38,9 @@ from lintas.infra.reads import StreamReads
 from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
+    Draft,
     HeadMoved,
     PublishRejected,
-    bus,
     case_head,
     drafted,
     publish_chained,
@@ -123,22 +111,18 @@ class Publisher:
         *,
         case_id: str,
         target: str,
-        caused_by: Event | None = None,
-        event_id: str | None = None,
-        time: datetime | None = None,
         expected_head: CaseHead | None = None,
+        **draft: Unpack[Draft],
     ) -> Published:
         """Publish one event; return its stream sequence once JetStream has stored it.
 
-        ``caused_by`` links a reaction to its cause (causation and correlation ids).
-        ``event_id`` makes a retried publish idempotent: the same id is stored once.
+        ``caused_by``, ``event_id``, ``time``: as :class:`~lintas.producers.Draft` says
+        (the same ``event_id`` makes a retried publish idempotent: stored once).
         ``expected_head`` (from :meth:`head`) publishes only if the case's last event is
         still that one, else raises :class:`HeadMoved` having published nothing.
 
-        Raises :class:`~lintas.contracts.ContractError` or
-        :class:`~lintas.contracts.GateRefused` (nothing is published), or
-        :class:`~lintas.infra.errors.BusUnavailable` (retry later; with the same
-        ``event_id`` a retry cannot duplicate).
+        Raises what :mod:`lintas.producers` draws (with the same ``event_id`` a retry
+        cannot duplicate).
         """
         with drafted(
             self._tracer,
@@ -147,16 +131,14 @@ class Publisher:
             data,
             case_id=case_id,
             target=target,
-            caused_by=caused_by,
-            event_id=event_id,
-            time=time,
+            **draft,
         ) as (span, event):
             what = f"publishing {event_type}"
-            draft = event
+            built = event
             prepared: list[tuple[Event, CaseHead]] = []
 
             async def prepare(head: CaseHead) -> Event:
-                ready = await self.gate.prepare(draft, head, what)
+                ready = await self.gate.prepare(built, head, what)
                 prepared[:] = [(ready, head)]
                 return ready
 
@@ -182,5 +164,5 @@ class Publisher:
         """The case's last stored event (sequence and hash): what ``expected_head`` takes."""
         if self.reads is None:
             return await case_head(self._js, self.stream, case_id, f"reading case {case_id}")
-        with bus(f"reading the head of case {case_id}"):
+        with bus_errors(f"reading the head of case {case_id}"):
             return await self.reads.head(case_id)

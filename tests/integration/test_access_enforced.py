@@ -858,7 +858,7 @@ class _DiesHoldingFirstBatch(ProjectionRunner):
     held: ClassVar[list[int]] = []
     holding: ClassVar[asyncio.Event]
 
-    async def handle(self, msgs: Sequence[Any], bus: Any = None) -> None:
+    async def handle(self, msgs: Sequence[Any], services: Any = None) -> None:
         type(self).held.extend(m.metadata.sequence.stream for m in msgs)
         type(self).holding.set()
 

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from lintas.audit import StreamReader, read_checkpoints, verify_stream
 from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import ZERO_DIGEST, Checkpoint, CheckpointRaced, checkpoint_stream
+from lintas.infra.bootstrap import Parts
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
@@ -48,8 +49,7 @@ async def test_each_round_checkpoints_what_is_new_and_verify_checks_the_checkpoi
 ) -> None:
     checkpointed: asyncio.Queue[Checkpoint] = asyncio.Queue()
     checkpointer = await start_checkpointer(
-        nats_server.url,
-        settings,
+        Parts(settings, nats_server.url),
         Signer.load(settings, "kp2mi"),
         interval_s=0.05,
         on_checkpoint=checkpointed.put_nowait,

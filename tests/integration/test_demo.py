@@ -151,12 +151,14 @@ async def test_the_demo_runs_every_agency_as_itself_on_an_authorizing_bus(
 ) -> None:
     """The demo exercises the deployment's permissions: each agency publishes and consumes
     on its own connection, with its own generated nkey, which the server's config lists."""
-    from lintas.demo import run as demo_run
+    from lintas.consumers import app
+    from lintas.contracts import WATCHDOG
+    from lintas.infra import bootstrap
     from lintas.infra.nats.credentials import public_key, seed_path
     from lintas.infra.nats.identities import accounts_path
 
     used: list[str | None] = []
-    real_connect, real_broker = demo_run.connect, demo_run.create_broker
+    real_connect, real_broker = bootstrap.connect, app.create_broker
 
     async def connect(url: str, name: str, **kwargs: Any) -> Any:
         used.append(kwargs.get("identity"))
@@ -166,12 +168,13 @@ async def test_the_demo_runs_every_agency_as_itself_on_an_authorizing_bus(
         used.append(identity)
         return real_broker(url, settings, identity)
 
-    monkeypatch.setattr(demo_run, "connect", connect)
-    monkeypatch.setattr(demo_run, "create_broker", create_broker)
+    monkeypatch.setattr(bootstrap, "connect", connect)
+    monkeypatch.setattr(app, "create_broker", create_broker)
     result = await run_demo(settings, 1, timeout_s=120)
     assert len(result.records) == 1
-    # The platform twice (declarations, record), every agency twice (publisher, consumers).
-    assert Counter(used) == Counter({"platform": 2, **{a: 2 for a in agencies()}})
+    # The platform twice (declarations, record), every agency twice (publisher, consumers),
+    # the watchdog's ticker once.
+    assert Counter(used) == Counter({"platform": 2, WATCHDOG: 1, **{a: 2 for a in agencies()}})
     config = accounts_path(settings).read_text()
     for identity in ("platform", *agencies()):
         assert public_key(seed_path(settings, identity)) in config

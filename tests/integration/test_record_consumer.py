@@ -226,7 +226,7 @@ class DiesHoldingFirstBatch(ProjectionRunner):
     held: list[int]
     holding: asyncio.Event
 
-    async def handle(self, msgs: Sequence[Any], bus: Any = None) -> None:
+    async def handle(self, msgs: Sequence[Any], services: Any = None) -> None:
         self.held.extend(m.metadata.sequence.stream for m in msgs)
         self.holding.set()
 
