@@ -74,10 +74,10 @@ class Log:
 
 
 def _run(checker: LogChecker, events: Iterable[StoredEvent]) -> str | None:
+    """What is wrong with the first message something is wrong with (problem or no event)."""
     for stored in events:
-        finding = checker.check(stored)
-        if finding is not None:
-            return str(finding)
+        if found := checker.check(stored):
+            return str(found[0])
     return None
 
 
@@ -145,20 +145,22 @@ def test_contract_and_signature_failures_name_what_they_can() -> None:
     log.case(case_id)
     opened = log.events[0]
     not_json = StoredEvent(1, opened.subject, opened.body[:-1])
-    finding = _run(_checker(), [not_json])
-    assert finding is not None
-    assert finding.startswith(f"stream seq 1, event ?, case {case_id}: breaks its contract")
+    checker = _checker()
+    finding = _run(checker, [not_json])
+    assert finding == f"stream seq 1, event ?, case {case_id}: not JSON"
+    # No event at all: counted and listed, not a problem of the log.
+    assert ([p.code for p in checker.not_events], checker.problems) == (["not-json"], [])
     doc = json.loads(opened.body)
     unsigned = {k: v for k, v in doc.items() if k not in ("signature", "keyid")}
     finding = _run(_checker(), [StoredEvent(1, opened.subject, json.dumps(unsigned).encode())])
     assert finding is not None
     assert f"event {doc['id']}, case {case_id}: signature: " in finding
     assert "is not signed" in finding
-    moved = _run(
-        _checker(), [StoredEvent(1, opened.subject.replace("kemlu", "kpai", 1), opened.body)]
-    )
+    checker = _checker()
+    moved = _run(checker, [StoredEvent(1, opened.subject.replace("kemlu", "kpai", 1), opened.body)])
     assert moved is not None
     assert "published on" in moved
+    assert [p.code for p in checker.not_events] == ["not-an-envelope"]
 
 
 def test_an_archive_manifest_filters_the_events_it_may_hold() -> None:
