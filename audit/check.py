@@ -247,6 +247,7 @@ class LogChecker:
         self.not_events: list[Problem] = []
         self.passed_over = 0
         self._heads: dict[str, _Head] = {}
+        self._event_heads: dict[str, _Head] = {}
         self._cases: set[str] = set()
         self._case_events: dict[str, list[tuple[int, Event]]] = {}
         self.previous_seq: int | None = None
@@ -348,7 +349,11 @@ class LogChecker:
     def _chain(
         self, stored: StoredEvent, case_id: str, prevhash: str | None, own: str, ref: EventRef
     ) -> None:
-        head = self._heads.get(case_id)
+        # Two heads per case: its last message, and its last event. A publisher's head read
+        # returns the last message, no event or not; a chain over the events alone skips
+        # the rest. Either link holds: nothing of the case's *events* is missing.
+        head, event_head = self._heads.get(case_id), self._event_heads.get(case_id)
+        links = {h.hash for h in (head, event_head) if h is not None}
         if head is None:
             if prevhash is not None:
                 if not self.anchors:
@@ -363,22 +368,23 @@ class LogChecker:
                     if len(self.anchored_cases) < 10:
                         self.anchored_cases.append(case_id)
         elif prevhash is None:
-            self.report(
-                "chain-missing",
-                f"carries no prevhash, but its case has an earlier event (stream seq "
-                f"{head.seq}): not chained",
-                ref,
-            )
-        elif prevhash != head.hash:
+            if event_head is not None:
+                self.report(
+                    "chain-missing",
+                    f"carries no prevhash, but its case has an earlier event (stream seq "
+                    f"{event_head.seq}): not chained",
+                    ref,
+                )
+        elif prevhash not in links:
             self.report(
                 "chain-break",
                 f"prevhash does not match the case's previous event in the log (stream seq "
-                f"{head.seq}): an event of this case was removed, inserted, altered or "
-                "reordered before it",
+                f"{(event_head or head).seq}): an event of this case was removed, inserted, "
+                "altered or reordered before it",
                 ref,
             )
         # Checked on from here: one removal is one problem, not one per later event.
-        self._heads[case_id] = _Head(stored.seq, own)
+        self._heads[case_id] = self._event_heads[case_id] = _Head(stored.seq, own)
 
     def end_of(self, last_seq: int) -> Problem | None:
         """For a whole log: nothing may be missing after the last message read."""
