@@ -11,6 +11,7 @@ Per message, in stream order (a problem is recorded and the check carries on)::
                (they quarantine it), so it is counted and listed, not verified, and it is
                not a problem by itself. It keeps its place in its case's chain, though: a
                publisher's head read returns it, so the case's next event carries its hash
+               (or, from a publisher that skipped it, the previous event's: either holds)
     signature  signed by its ``source`` agency with a key of the registry valid at its time
     chain      ``prevhash`` is the hash (:func:`lintas.contracts.message_hash`: SHA-256 of
                the RFC 8785 form, signature included) of the case's previous message as

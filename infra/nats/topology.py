@@ -13,6 +13,11 @@ for an operator to make on purpose. What the server answers to a create is check
 way: a server that ignores a field it does not know (``filter_subjects`` before nats-server
 2.10) creates something else than asked, reported as :class:`TopologyNotApplied`.
 
+The event log and its checkpoints are *kept* streams (:func:`kept_streams`): nothing may
+leave them. :func:`dropping_settings` is the one rule for what in a stream's configuration
+lets events go; :func:`declare_platform` refuses to start on such a stream
+(:class:`StreamCanDropEvents`) and ``lintas verify`` reports it.
+
 Both sides are compared in one normal form (:func:`stream_differences`,
 :func:`consumer_differences`): "unlimited" is None whether written None, 0 or -1, durations
 are seconds, enums their string values.
