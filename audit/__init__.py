@@ -27,7 +27,16 @@ from lintas.audit.archive import (
     Manifest,
     export_archive,
 )
-from lintas.audit.check import Finding, LogChecker, Verdict, verify_archive, verify_stream
+from lintas.audit.check import (
+    NOT_EVENTS,
+    PROBLEMS,
+    CasePass,
+    LogChecker,
+    Problem,
+    Verdict,
+    verify_archive,
+    verify_stream,
+)
 from lintas.audit.checkpointer import Checkpointer, RunningCheckpointer, start_checkpointer
 from lintas.audit.checkpoints import (
     Checkpoint,
@@ -51,18 +60,21 @@ from lintas.audit.replay import (
 from lintas.audit.stream import StreamCut, StreamReader
 
 __all__ = [
+    "NOT_EVENTS",
+    "PROBLEMS",
     "ArchiveError",
     "ArchiveReader",
     "ArchiveWriter",
+    "CasePass",
     "Checkpoint",
     "CheckpointChecker",
     "Checkpointer",
     "EventRef",
-    "Finding",
     "LogChecker",
     "Manifest",
     "NotAFreshStore",
     "PersonalSummary",
+    "Problem",
     "RecordDigest",
     "ReplayResult",
     "ReplayWorkerDied",

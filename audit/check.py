@@ -1,19 +1,30 @@
-"""Verifying the log: the first bad event, named, or proof that all of it holds.
+"""Verifying the log: every problem, named, or proof that all of it holds.
 
-Per event, in stream order (the first failure stops the check and is reported)::
+Per message, in stream order (a problem is recorded and the check carries on)::
 
     sequence   stream sequences strictly increase; for a whole log (the unfiltered stream,
                or an archive of all of it) they run from 1 with no gap (the stream denies
                delete and purge, so a gap is a removed event)
-    schema     the body decodes through the contracts registry (envelope, type, version,
-               data), on the subject it was published on
+    event      the body decodes through the contracts registry (envelope, type, version,
+               data), on the subject it was published on; a message that does not is *no
+               event*: admission could never have written it and no consumer applied it
+               (they quarantine it), so it is counted and listed, not verified, and it is
+               not a problem by itself. It keeps its place in its case's chain, though: a
+               publisher's head read returns it, so the case's next event carries its hash
+               (or, from a publisher that skipped it, the previous event's: either holds)
     signature  signed by its ``source`` agency with a key of the registry valid at its time
     chain      ``prevhash`` is the hash (:func:`lintas.contracts.message_hash`: SHA-256 of
                the RFC 8785 form, signature included) of the case's previous message as
-               stored; a case's first event has none
+               stored; a case's first message has none
 
-and at the end: nothing missing after the last event (the stream's cut, or the archive's
-manifest: count, first and last sequence, SHA-256 of ``events.jsonl`` and ``keys.json``).
+and at the end: nothing missing after the last message (the stream's cut, or the archive's
+manifest: count, first and last sequence, SHA-256 of ``events.jsonl`` and ``keys.json``),
+and, for the stream, no setting of the event log or its checkpoints that can drop events
+(:func:`lintas.infra.nats.topology.dropping_settings`).
+
+Every problem is a :class:`Problem` with a stable code (:data:`PROBLEMS`; the messages that
+are no event have theirs, :data:`NOT_EVENTS`), listed in docs/AUDIT.md. Rules about a case's
+events as a whole (who may do what: the authority policy) plug in as a :data:`CasePass`.
 
 A partial archive (exported ``--from`` a time) leaves out the events before its window, so
 a case that began earlier cannot be checked from its first event: its first event in the
@@ -33,9 +44,10 @@ independently."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Final
 
 from lintas.audit.archive import (
     CHECKPOINTS_FILE,
@@ -51,27 +63,88 @@ from lintas.audit.events import EventRef, StoredEvent
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
+    Event,
     SignatureError,
     decode,
     message_hash,
     parse_message,
 )
+from lintas.contracts.errors import EnvelopeError, UnknownEventType, UnknownVersion
 from lintas.infra.keys.signing import Registry, Verifier
 
-__all__ = ["Finding", "LogChecker", "Verdict", "verify_archive", "verify_stream"]
+__all__ = [
+    "NOT_EVENTS",
+    "PROBLEMS",
+    "CasePass",
+    "LogChecker",
+    "Problem",
+    "Verdict",
+    "verify_archive",
+    "verify_stream",
+]
 
 Progress = Callable[[int], None]
 
+PROBLEMS: Final[Mapping[str, str]] = {
+    "sequence-gap": "stream sequences are missing before this message: removed",
+    "sequence-order": "a stream sequence not above the one before it: reordered or repeated",
+    "signature": "not signed by its source agency with a registered key valid at its time",
+    "chain-break": "prevhash is not the hash of the case's previous message",
+    "chain-missing": "no prevhash, but the case has an earlier message",
+    "chain-start": "the case's first message here carries a prevhash: its earlier ones are gone",
+    "other-case": "an event of another case than the only one the archive's manifest lists",
+    "outside-window": "an event time outside the archive manifest's window",
+    "log-end": "stream sequences are missing after the last message: removed",
+    "checkpoint": "a checkpoint's signature, range, count or digest does not hold",
+    "archive-line": "a line of events.jsonl that is no message line",
+    "archive-manifest": "the archive disagrees with its manifest (counts, sequences, digests)",
+    "no-events": "the case asked for has no events",
+    "stream-config": "the event log or its checkpoints stream can drop events",
+}
+"""Every problem ``verify`` reports, by its stable code (``lintas verify --json``)."""
+
+NOT_EVENTS: Final[Mapping[str, str]] = {
+    "not-json": "the body is not JSON",
+    "not-an-envelope": "JSON, but no well-formed lintas envelope (or not for its subject)",
+    "unknown-type": "an event type or version the contracts do not know",
+    "breaks-contract": "a known type whose data breaks its contract",
+    "undecodable": "a body the decoder cannot take at all (a hostile nesting depth, say)",
+}
+"""Why a message is no event, by its stable code: counted and listed, not a problem."""
+
+CasePass = Callable[[Sequence[Event]], Iterable[tuple[Event, str, str]]]
+"""A rule over one case's events (decoded and signed, in stream order), run when the log has
+been read: ``(event, code, message)`` per problem it finds. The authority policy fits as::
+
+    def authority(events):
+        for event, refusal in refusals(events):
+            yield event, f"authority-{refusal.code}", f"{refusal.reason} ({refusal.field})"
+
+passed as ``case_passes=[authority]`` (add its codes to :data:`PROBLEMS`). Without a pass
+the checker holds no events, one hash per case."""
+
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """What is wrong, and with which event when one can be named."""
+class Problem:
+    """What is wrong (a code of :data:`PROBLEMS` or :data:`NOT_EVENTS`), and with which
+    message when one can be named."""
 
-    what: str
+    code: str
+    message: str
     event: EventRef | None = None
 
     def __str__(self) -> str:
-        return f"{self.event}: {self.what}" if self.event is not None else self.what
+        return f"{self.event}: {self.message}" if self.event is not None else self.message
+
+    def to_json(self) -> dict[str, Any]:
+        ref = self.event or EventRef(None, None, None)
+        return {
+            "code": self.code,
+            "seq": ref.seq,
+            "event_id": ref.event_id,
+            "case": ref.case_id,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -79,16 +152,44 @@ class Verdict:
     source: str
     events: int = 0
     cases: int = 0
+    messages: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
     anchored: int = 0
     anchored_cases: list[str] = field(default_factory=list)
-    finding: Finding | None = None
+    problems: list[Problem] = field(default_factory=list)
+    not_events: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.finding is None
+        return not self.problems
+
+    @property
+    def finding(self) -> Problem | None:
+        """The first problem, if any."""
+        return self.problems[0] if self.problems else None
+
+    def to_json(self) -> dict[str, Any]:
+        """``lintas verify --json``: a stable document (docs/AUDIT.md)."""
+        return {
+            "format": "lintas-verify/1",
+            "source": self.source,
+            "status": "verified" if self.ok else "problems",
+            "counts": {
+                "messages": self.messages,
+                "events": self.events,
+                "cases": self.cases,
+                "not_events": len(self.not_events),
+                "problems": len(self.problems),
+                "anchored_cases": self.anchored,
+            },
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "problems": [p.to_json() for p in self.problems],
+            "not_events": [p.to_json() for p in self.not_events],
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(slots=True)
@@ -97,14 +198,30 @@ class _Head:
     hash: str
 
 
+def _not_event_code(exc: Exception) -> str:
+    if isinstance(exc, UnknownEventType | UnknownVersion):
+        return "unknown-type"
+    if isinstance(exc, EnvelopeError):
+        return "not-an-envelope"
+    return "breaks-contract" if isinstance(exc, ContractError) else "undecodable"
+
+
+def _case_of_subject(subject: str) -> str | None:
+    """The case a message's subject files it under (``lintas.*.*.*.*.<case>``): where a
+    publisher's head read finds it, event or not."""
+    tokens = subject.split(".")
+    return (tokens[5] or None) if len(tokens) == 6 else None
+
+
 class LogChecker:
-    """Checks events one at a time, in the order read; keeps one hash per case, not events.
+    """Checks messages one at a time, in the order read, recording every problem; keeps one
+    hash per case, not events (unless a :data:`CasePass` needs them).
 
     ``contiguous_from``: the sequence the log must start at, with no gap after (a whole
     log); None for a filtered read (sequences need only increase). ``anchors``: a case's
     first event may carry a ``prevhash`` (a partial archive), trusted as the anchor.
     ``case_id`` / ``window``: what an archive's manifest says it holds. ``focus``: check
-    only this case's events in full; the others for their sequence only.
+    only this case's messages in full; the others for their sequence only.
     """
 
     def __init__(
@@ -117,6 +234,7 @@ class LogChecker:
         window: tuple[datetime | None, datetime | None] = (None, None),
         key_problems: Iterable[str] = (),
         focus: str | None = None,
+        case_passes: Sequence[CasePass] = (),
     ) -> None:
         self.verifier = Verifier(registry)
         self.contiguous_from = contiguous_from
@@ -125,10 +243,17 @@ class LogChecker:
         self.window = window
         self.key_problems = list(key_problems)
         self.focus = focus
+        self.case_passes = list(case_passes)
+        self.problems: list[Problem] = []
+        self.not_events: list[Problem] = []
         self.passed_over = 0
         self._heads: dict[str, _Head] = {}
+        self._event_heads: dict[str, _Head] = {}
+        self._cases: set[str] = set()
+        self._case_events: dict[str, list[tuple[int, Event]]] = {}
         self.previous_seq: int | None = None
         self.last: EventRef | None = None
+        self.messages = 0
         self.events = 0
         self.first_seq: int | None = None
         self.anchored = 0
@@ -136,109 +261,166 @@ class LogChecker:
 
     @property
     def cases(self) -> int:
-        return len(self._heads)
+        return len(self._cases)
 
-    def check(self, stored: StoredEvent) -> Finding | None:
+    def report(self, code: str, message: str, event: EventRef | None = None) -> Problem:
+        """Record a problem (one of :data:`PROBLEMS`)."""
+        problem = Problem(code, message, event)
+        self.problems.append(problem)
+        return problem
+
+    def check(self, stored: StoredEvent) -> list[Problem]:
+        """Check the next message read; what is wrong with it (problems, or why it is no
+        event), also recorded."""
+        found = len(self.problems), len(self.not_events)
         ref = stored.ref()
-        problem = self._sequence(stored.seq)
-        if problem is None:
-            if self.focus is None or stored.subject.rsplit(".", 1)[-1] == self.focus:
-                problem, ref = self._event(stored, ref)
-            else:
-                self.passed_over += 1
-        if problem is not None:
-            return Finding(problem, ref)
-        self.previous_seq = stored.seq
+        self._sequence(stored.seq, ref)
+        self.messages += 1
+        if self.focus is None or stored.subject.rsplit(".", 1)[-1] == self.focus:
+            ref = self._message(stored, ref)
+        else:
+            self.passed_over += 1
+        self.previous_seq = max(stored.seq, self.previous_seq or 0)
         self.first_seq = self.first_seq if self.first_seq is not None else stored.seq
         self.last = ref
-        self.events += 1
-        return None
+        return self.problems[found[0] :] + self.not_events[found[1] :]
 
-    def _sequence(self, seq: int) -> str | None:
+    def _sequence(self, seq: int, ref: EventRef) -> None:
         if self.previous_seq is not None and seq <= self.previous_seq:
-            return (
-                f"stream sequence {seq} comes after {self.previous_seq}: events out of order "
-                "or repeated"
+            self.report(
+                "sequence-order",
+                f"stream sequence {seq} comes after {self.previous_seq}: messages out of order "
+                "or repeated",
+                ref,
             )
-        if self.contiguous_from is not None:
+        elif self.contiguous_from is not None:
             expected = (
                 self.previous_seq + 1 if self.previous_seq is not None else self.contiguous_from
             )
             if seq != expected:
                 missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
-                return f"stream sequence {missing} missing before this event (removed or moved?)"
-        return None
+                self.report(
+                    "sequence-gap",
+                    f"stream sequence {missing} missing before this event (removed or moved?)",
+                    ref,
+                )
 
-    def _event(self, stored: StoredEvent, ref: EventRef) -> tuple[str | None, EventRef]:
+    def _message(self, stored: StoredEvent, ref: EventRef) -> EventRef:
         doc = parse_message(stored.body)  # once: contract, signature and hash
-        try:
-            event = decode(stored.body, subject=stored.subject, parsed=doc)
-        except ContractError as exc:
-            return f"breaks its contract: {exc}", ref
-        except Exception as exc:  # a hostile body: its fault, named
-            return f"cannot be decoded ({exc.__class__.__name__})", ref
+        own = message_hash(stored.body, doc)  # the hash the case's next message must carry
+        event: Event | None = None
+        code, reason = "not-json", "not JSON"
+        if doc is not None:
+            try:
+                event = decode(stored.body, subject=stored.subject, parsed=doc)
+            except Exception as exc:  # a hostile body, or a broken contract: never fatal
+                code, reason = _not_event_code(exc), f"{exc.__class__.__name__}: {exc}"
+        if event is None:
+            self.not_events.append(Problem(code, reason, ref))
+            if (case_id := _case_of_subject(stored.subject)) is not None:
+                self._heads[case_id] = _Head(stored.seq, own)  # still the case's head
+            return ref
         ref = EventRef(stored.seq, event.id, event.case_id)
+        self.events += 1
+        self._cases.add(event.case_id)
         if self.case_id is not None and event.case_id != self.case_id:
-            return f"is not of case {self.case_id}, the only case the manifest lists", ref
+            self.report(
+                "other-case",
+                f"is not of case {self.case_id}, the only case the manifest lists",
+                ref,
+            )
         low, high = self.window
         if (low is not None and event.time < low) or (high is not None and event.time > high):
-            return f"its time {event.time.isoformat()} lies outside the manifest's window", ref
+            self.report(
+                "outside-window",
+                f"its time {event.time.isoformat()} lies outside the manifest's window",
+                ref,
+            )
         try:
             self.verifier.verify(stored.body, event.envelope, parsed=doc)
         except SignatureError as exc:
             cause = f" ({KEYS_FILE}: {'; '.join(self.key_problems)})" if self.key_problems else ""
-            return f"signature: {exc}{cause}", ref
-        own = message_hash(stored.body, doc)  # the hash the case's next message must carry
-        return self._chain(stored, event.case_id, event.envelope.prevhash, own), ref
+            self.report("signature", f"signature: {exc}{cause}", ref)
+        else:
+            if self.case_passes:
+                self._case_events.setdefault(event.case_id, []).append((stored.seq, event))
+        self._chain(stored, event.case_id, event.envelope.prevhash, own, ref)
+        return ref
 
     def _chain(
-        self, stored: StoredEvent, case_id: str, prevhash: str | None, own: str
-    ) -> str | None:
-        head = self._heads.get(case_id)
+        self, stored: StoredEvent, case_id: str, prevhash: str | None, own: str, ref: EventRef
+    ) -> None:
+        # Two heads per case: its last message, and its last event. A publisher's head read
+        # returns the last message, no event or not; a chain over the events alone skips
+        # the rest. Either link holds: nothing of the case's *events* is missing.
+        head, event_head = self._heads.get(case_id), self._event_heads.get(case_id)
+        links = {h.hash for h in (head, event_head) if h is not None}
         if head is None:
             if prevhash is not None:
                 if not self.anchors:
-                    return (
+                    self.report(
+                        "chain-start",
                         "is the first event of its case in the log but carries a prevhash: "
-                        "the events before it are missing"
+                        "the events before it are missing",
+                        ref,
                     )
-                self.anchored += 1
-                if len(self.anchored_cases) < 10:
-                    self.anchored_cases.append(case_id)
+                else:
+                    self.anchored += 1
+                    if len(self.anchored_cases) < 10:
+                        self.anchored_cases.append(case_id)
         elif prevhash is None:
-            return (
-                f"carries no prevhash, but its case has an earlier event (stream seq "
-                f"{head.seq}): not chained"
-            )
-        elif prevhash != head.hash:
-            return (
+            if event_head is not None:
+                self.report(
+                    "chain-missing",
+                    f"carries no prevhash, but its case has an earlier event (stream seq "
+                    f"{event_head.seq}): not chained",
+                    ref,
+                )
+        elif prevhash not in links:
+            self.report(
+                "chain-break",
                 f"prevhash does not match the case's previous event in the log (stream seq "
-                f"{head.seq}): an event of this case was removed, inserted, altered or "
-                "reordered before it"
+                f"{(event_head or head).seq}): an event of this case was removed, inserted, "
+                "altered or reordered before it",
+                ref,
             )
-        self._heads[case_id] = _Head(stored.seq, own)
-        return None
+        # Checked on from here: one removal is one problem, not one per later event.
+        self._heads[case_id] = self._event_heads[case_id] = _Head(stored.seq, own)
+
+    def end_of(self, last_seq: int) -> Problem | None:
+        """For a whole log: nothing may be missing after the last message read."""
+        if self.contiguous_from is None or (self.previous_seq or 0) >= last_seq:
+            return None
+        after = self.previous_seq or self.contiguous_from - 1
+        return self.report(
+            "log-end",
+            f"the log ends here, but stream sequences {after + 1}..{last_seq} should follow "
+            "(removed?)",
+            self.last,
+        )
+
+    def finish(self) -> None:
+        """Once the log is read: the :data:`CasePass` rules, case by case."""
+        for case_id, checked in self._case_events.items():
+            seqs = {id(event): seq for seq, event in checked}
+            events = [event for _, event in checked]
+            for rule in self.case_passes:
+                for event, code, message in rule(events):
+                    self.report(code, message, EventRef(seqs.get(id(event)), event.id, case_id))
+        self._case_events.clear()
 
     def verdict(self, source: str) -> Verdict:
         return Verdict(
             source=source,
             events=self.events,
             cases=self.cases,
+            messages=self.messages,
             first_seq=self.first_seq,
             last_seq=self.previous_seq,
             anchored=self.anchored,
             anchored_cases=list(self.anchored_cases),
-        )
-
-    def end_of(self, last_seq: int) -> Finding | None:
-        """For a whole log: nothing may be missing after the last event read."""
-        if self.contiguous_from is None or (self.previous_seq or 0) >= last_seq:
-            return None
-        after = self.previous_seq or self.contiguous_from - 1
-        return Finding(
-            f"the log ends here, but stream sequences {after + 1}..{last_seq} should follow "
-            "(removed?)",
-            self.last,
+            problems=list(self.problems),
+            not_events=list(self.not_events),
         )
 
 
@@ -253,87 +435,90 @@ async def verify_stream(
     case_id: str | None = None,
     progress: Progress | None = None,
     checkpoints: Sequence[Checkpoint] | None = None,
+    dropping: Mapping[str, Sequence[str]] | None = None,
+    case_passes: Sequence[CasePass] = (),
 ) -> Verdict:
     """Verify the stream up to ``cut`` (one case through its subject filter, if given),
-    and the ``checkpoints`` of it (all of them, read before the cut) when given."""
-    checker = LogChecker(registry, contiguous_from=None if case_id else 1)
+    and the ``checkpoints`` of it (all of them, read before the cut) when given.
+
+    ``dropping``: :func:`lintas.infra.nats.topology.dropping_streams`, what in the kept
+    streams' configuration can drop events, each a problem."""
+    checker = LogChecker(registry, contiguous_from=None if case_id else 1, case_passes=case_passes)
+    for name, settings in (dropping or {}).items():
+        for setting in settings:
+            checker.report("stream-config", f"stream {name} can lose events: {setting}")
     checkpointed = CheckpointChecker(
         checkpoints or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
     )
-    finding: Finding | None = None
     if problem := checkpointed.check_checkpoints(complete=True):
-        finding = Finding(problem)
+        checker.report("checkpoint", problem)
     read = 0
-    async for stored in events if finding is None else _nothing():
-        finding = checker.check(stored)
-        if finding is None and (problem := checkpointed.feed(stored)):
-            finding = Finding(problem, checker.last)
+    async for stored in events:
+        checker.check(stored)
+        for problem in checkpointed.feed(stored):
+            checker.report("checkpoint", problem, checker.last)
         read += 1
         if progress is not None:
             progress(read)
-        if finding is not None:
-            break
-    if finding is None and (
-        problem := checkpointed.end(cut.last_seq if case_id else checker.previous_seq)
-    ):
-        finding = Finding(problem, None if case_id else checker.last)
-    if finding is None and not cut.empty:
-        finding = checker.end_of(cut.last_seq)
-    if finding is None and case_id is not None and checker.events == 0:
-        finding = Finding(f"case {case_id} has no events in stream {cut.stream}")
+    for problem in checkpointed.end(cut.last_seq if case_id else checker.previous_seq):
+        checker.report("checkpoint", problem, None if case_id else checker.last)
+    # Even when the stream holds nothing now: emptied by a limit, its last sequence stays.
+    checker.end_of(cut.last_seq)
+    if case_id is not None and checker.events == 0:
+        checker.report("no-events", f"case {case_id} has no events in stream {cut.stream}")
+    checker.finish()
     what = f"case {case_id} in stream {cut.stream}" if case_id else f"stream {cut.stream}"
     verdict = checker.verdict(f"{what} up to seq {cut.last_seq}")
-    verdict.finding = finding
     if checkpoints is not None:
         verdict.notes.append(checkpointed.note())
     return verdict
 
 
-async def _nothing() -> AsyncIterator[StoredEvent]:
-    return
-    yield
-
-
 # -- an archive ---------------------------------------------------------------------------------
 
 
-def _archive_end(reader: ArchiveReader, checker: LogChecker) -> Finding | None:
+def _archive_end(reader: ArchiveReader, checker: LogChecker) -> None:
     manifest = reader.manifest
     last = checker.last
-    if checker.events != manifest.count or checker.previous_seq != manifest.last_seq:
-        if checker.events < manifest.count:
-            return Finding(
-                f"the archive ends here, but its manifest lists {manifest.count} events up to "
-                f"stream seq {manifest.last_seq}: {manifest.count - checker.events} missing "
-                "after this event",
+
+    def differs(message: str, event: EventRef | None = None) -> None:
+        checker.report("archive-manifest", message, event)
+
+    if checker.messages != manifest.count or checker.previous_seq != manifest.last_seq:
+        if checker.messages < manifest.count:
+            differs(
+                f"the archive ends here, but its manifest lists {manifest.count} events up "
+                f"to stream seq {manifest.last_seq}: {manifest.count - checker.messages} "
+                "missing after this event",
                 last,
             )
-        return Finding(
-            f"the archive holds {checker.events} events up to stream seq {checker.previous_seq},"
-            f" but its manifest lists {manifest.count} up to {manifest.last_seq}",
-            last,
-        )
+        else:
+            differs(
+                f"the archive holds {checker.messages} events up to stream seq "
+                f"{checker.previous_seq}, but its manifest lists {manifest.count} up to "
+                f"{manifest.last_seq}",
+                last,
+            )
     if checker.first_seq != manifest.first_seq:
-        return Finding(
+        differs(
             f"the archive starts at stream seq {checker.first_seq}, its manifest says "
             f"{manifest.first_seq}"
         )
     if manifest.whole_log and (manifest.last_seq or 0) != manifest.cut_last_seq:
-        return Finding(
+        differs(
             f"the manifest says the whole log up to seq {manifest.cut_last_seq} was exported, "
             f"but its events end at seq {manifest.last_seq}",
             last,
         )
     if reader.events_sha256 != manifest.events_sha256:
-        return Finding(
+        differs(
             f"{EVENTS_FILE} does not match the SHA-256 in the manifest: its bytes were "
             "changed (in a way no event's content shows, e.g. a stored time or whitespace)"
         )
     if checker.key_problems:
-        return Finding(f"{KEYS_FILE} was altered: {'; '.join(checker.key_problems)}")
+        differs(f"{KEYS_FILE} was altered: {'; '.join(checker.key_problems)}")
     if reader.checkpoints_sha256 != manifest.checkpoints_sha256:
-        return Finding(f"{CHECKPOINTS_FILE} does not match the SHA-256 in the manifest")
-    return None
+        differs(f"{CHECKPOINTS_FILE} does not match the SHA-256 in the manifest")
 
 
 def verify_archive(
@@ -343,6 +528,7 @@ def verify_archive(
     trusted: Registry | None = None,
     focus: str | None = None,
     progress: Progress | None = None,
+    case_passes: Sequence[CasePass] = (),
 ) -> Verdict:
     """Verify an archive offline, with its own keys unless ``registry`` is given.
 
@@ -374,18 +560,6 @@ def verify_archive(
     else:
         given = len(registry.entries())
         notes.append(f"keys: the registry given ({given} keys), not the archive's")
-    checkpoint_problem: str | None = None
-    try:
-        checkpoint_list = reader.checkpoints()
-    except CheckpointError as exc:
-        checkpoint_list, checkpoint_problem = [], f"{CHECKPOINTS_FILE}: {exc}"
-    checkpointed = CheckpointChecker(
-        checkpoint_list,
-        registry,
-        stream=manifest.stream,
-        digests="strict" if manifest.whole_log else "partial",
-        where="the archive",
-    )
     checker = LogChecker(
         registry,
         contiguous_from=1 if manifest.whole_log else None,
@@ -394,38 +568,44 @@ def verify_archive(
         window=(manifest.time_from, manifest.time_to),
         key_problems=key_problems,
         focus=focus,
+        case_passes=case_passes,
     )
-    finding: Finding | None = Finding(checkpoint_problem) if checkpoint_problem else None
-    if finding is None and (problem := checkpointed.check_checkpoints(complete=manifest.whole_log)):
-        finding = Finding(f"{CHECKPOINTS_FILE}: {problem}")
-    for number, line in reader.events() if finding is None else iter(()):
+    try:
+        checkpoint_list = reader.checkpoints()
+    except CheckpointError as exc:
+        checkpoint_list = []
+        checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {exc}")
+    checkpointed = CheckpointChecker(
+        checkpoint_list,
+        registry,
+        stream=manifest.stream,
+        digests="strict" if manifest.whole_log else "partial",
+        where="the archive",
+    )
+    if problem := checkpointed.check_checkpoints(complete=manifest.whole_log):
+        checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {problem}")
+    for number, line in reader.events():
         try:
             stored = parse_line(line)
         except LineError as exc:
-            finding = Finding(f"{EVENTS_FILE} line {number} {exc}", checker.last)
-            break
-        finding = checker.check(stored)
-        if finding is None and (problem := checkpointed.feed(stored)):
-            finding = Finding(problem, checker.last)
+            checker.report("archive-line", f"{EVENTS_FILE} line {number} {exc}", checker.last)
+            continue
+        checker.check(stored)
+        for problem in checkpointed.feed(stored):
+            checker.report("checkpoint", problem, checker.last)
         if progress is not None:
             progress(number)
-        if finding is not None:
-            break
-    if finding is None and (
-        problem := checkpointed.end(checker.previous_seq, tail=manifest.whole_log)
-    ):
-        finding = Finding(problem, checker.last)
-    if finding is None:
-        finding = _archive_end(reader, checker)
-    if finding is None and focus is not None and checker.events == checker.passed_over:
-        finding = Finding(f"the archive holds no events of case {focus}")
+    for problem in checkpointed.end(checker.previous_seq, tail=manifest.whole_log):
+        checker.report("checkpoint", problem, checker.last)
+    _archive_end(reader, checker)
+    if focus is not None and checker.messages == checker.passed_over:
+        checker.report("no-events", f"the archive holds no events of case {focus}")
+    checker.finish()
     verdict = checker.verdict(f"archive {reader.path} (filters: {manifest.filters_text()})")
-    verdict.finding = finding
     if focus is not None:
-        verdict.events -= checker.passed_over
         notes.append(
-            f"case {focus} only: the archive's {checker.passed_over} other events were checked "
-            "for sequence and digest, not read"
+            f"case {focus} only: the archive's {checker.passed_over} other messages were "
+            "checked for sequence and digest, not read"
         )
     notes.append(checkpointed.note())
     verdict.notes = notes

@@ -307,15 +307,18 @@ class CheckpointChecker:
             previous = checkpoint
         return None
 
-    def feed(self, stored: StoredEvent) -> str | None:
+    def feed(self, stored: StoredEvent) -> list[str]:
+        """Take the next message read (every one: a checkpoint's digest covers messages,
+        events or not); what is wrong with the checkpoints it closes."""
         if self.digests == "none":
-            return None
+            return []
+        problems: list[str] = []
         while (
             self._index < len(self.checkpoints)
             and stored.seq > self.checkpoints[self._index].last_seq
         ):
             if problem := self._close():
-                return problem
+                problems.append(problem)
         if self._index < len(self.checkpoints):
             checkpoint = self.checkpoints[self._index]
             if stored.seq >= checkpoint.first_seq:
@@ -327,7 +330,7 @@ class CheckpointChecker:
                 self._next_seq = stored.seq + 1
                 self._digest = chain_digest(self._digest, stored.body)
                 self._seen += 1
-        return None
+        return problems
 
     def _close(self) -> str | None:
         checkpoint = self.checkpoints[self._index]
@@ -353,21 +356,23 @@ class CheckpointChecker:
         self.recomputed += 1
         return None
 
-    def end(self, last_seq: int | None, *, tail: bool = True) -> str | None:
-        """After the last event read (``last_seq``, None if none): the checkpoints still open."""
+    def end(self, last_seq: int | None, *, tail: bool = True) -> list[str]:
+        """After the last event read (``last_seq``, None if none): the checkpoints still
+        open, every problem with them."""
+        problems: list[str] = []
         if tail and self.checkpoints:
             top = max(self.checkpoints, key=lambda s: s.last_seq)
             if top.last_seq > (last_seq or 0):
-                return (
+                problems.append(
                     f"{self.where} ends at {last_seq or 0} but checkpoint {top.seq} covers up to "
                     f"{top.last_seq}: the events after {last_seq or 0} were removed"
                 )
         if self.digests == "none":
-            return None
+            return problems
         while self._index < len(self.checkpoints):
             if problem := self._close():
-                return problem
-        return None
+                problems.append(problem)
+        return problems
 
     def note(self) -> str:
         if not self.checkpoints:

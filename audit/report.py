@@ -201,11 +201,12 @@ async def build_report(
     async for stored in events:
         if stored.subject.rsplit(".", 1)[-1] != case_id:
             continue
-        finding = checker.check(stored)
+        found = checker.check(stored)
+        finding = found[0] if found else None
         try:
             event = decode(stored.body, subject=stored.subject)
         except Exception as exc:  # the checker named it: a broken contract, or a hostile body
-            reason = finding.what if finding is not None else exc.__class__.__name__
+            reason = finding.message if finding is not None else exc.__class__.__name__
             report.events.append(_undecoded(stored, reason))
             continue
         signature, chain = OK, OK
@@ -262,7 +263,7 @@ def _checked(
         contract=OK,
         signature=signature,
         chain=chain,
-        reason=finding.what if finding is not None else None,
+        reason=finding.message if finding is not None else None,
         data=tuple(_fields(event.data)),
         in_record=applied,
     )

@@ -52,11 +52,12 @@ from lintas.audit.checkpoints import Checkpoint, checkpoint_stream, read_checkpo
 from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
 from lintas.cli._signals import stop_on_signals
-from lintas.contracts import is_case_id
+from lintas.contracts import LintasError, is_case_id
 from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import Registry, Signer, SigningKeyError, load_registry
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import uses_credentials
+from lintas.infra.nats.topology import dropping_streams
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.settings import Settings
 
@@ -79,12 +80,7 @@ def run_audit(settings: Settings, args: argparse.Namespace, console: Console) ->
 
 def _run(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.command == "verify":
-        if args.archive is not None:
-            return _verify_archive(settings, args, console)
-        if args.keys is not None:
-            console.print("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
-            return 2
-        return asyncio.run(_verify_stream(settings, args, console))
+        return _verify(settings, args, console)
     if args.command == "export":
         return asyncio.run(_export(settings, args, console))
     if args.command == "replay":
@@ -147,65 +143,108 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
+VERIFIED, PROBLEMS_FOUND, UNVERIFIED = 0, 1, 2
+"""``lintas verify``'s exit status (its ``--help`` and docs/AUDIT.md say the same)."""
+
+_LISTED = 20  # messages that are no event, named on the line that counts them
+
+
 def _print_verdict(console: Console, verdict: Verdict) -> int:
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
     for note in verdict.notes:
-        console.print(note, highlight=False, soft_wrap=True)
+        say(note)
     if verdict.anchored:
         named = ", ".join(verdict.anchored_cases[:3]) + (", ..." if verdict.anchored > 3 else "")
-        console.print(
+        say(
             f"{_count(verdict.anchored, 'case')} began before this partial log: the chain of "
             "each is anchored at its first event here, whose prevhash is trusted, not checked "
-            f"({named})",
-            highlight=False,
-            soft_wrap=True,
+            f"({named})"
         )
-    if verdict.finding is not None:
-        console.print(
-            f"[red]FAILED[/red] {verdict.source}: "
-            f"{'first bad event' if verdict.finding.event else 'problem'}: {verdict.finding}",
-            highlight=False,
-            soft_wrap=True,
+    if verdict.not_events:
+        shown = ", ".join(
+            f"seq {p.event.seq if p.event else '?'} ({p.code.replace('-', ' ')})"
+            for p in verdict.not_events[:_LISTED]
         )
-        console.print(f"({verdict.events} events before it verified)", highlight=False)
-        return 1
+        more = len(verdict.not_events) - _LISTED
+        say(
+            f"{_count(len(verdict.not_events), 'message')} admission could never have written "
+            f"(no event, not verified, skipped by every consumer): {shown}"
+            + (f", and {more} more (--json lists all)" if more > 0 else "")
+        )
+    checked = f"{_count(verdict.events, 'event')} of {_count(verdict.cases, 'case')}"
+    if verdict.problems:
+        say(
+            f"[red]FAILED[/red] {verdict.source}: {_count(len(verdict.problems), 'problem')} "
+            f"({checked} checked)"
+        )
+        for problem in verdict.problems:
+            console.print(f"  [{problem.code}] {problem}", highlight=False, markup=False)
+        return PROBLEMS_FOUND
     span = (
         f"stream seq {verdict.first_seq}..{verdict.last_seq}"
         if verdict.first_seq is not None
         else "no events"
     )
-    console.print(
-        f"[green]verified[/green] {verdict.source}: {_count(verdict.events, 'event')} of "
-        f"{_count(verdict.cases, 'case')} ({span}): contracts, signatures, hash chains and "
-        "sequence hold",
-        highlight=False,
-        soft_wrap=True,
+    say(
+        f"[green]verified[/green] {verdict.source}: {checked} ({span}): contracts, "
+        "signatures, hash chains and sequence hold"
     )
-    return 0
+    return VERIFIED
+
+
+def _print_json(console: Console, doc: dict[str, Any]) -> None:
+    console.print(json.dumps(doc, indent=2), markup=False, highlight=False, soft_wrap=True)
 
 
 # -- verify -------------------------------------------------------------------------------------
 
 
-def _verify_archive(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.archive is None and args.keys is not None:
+        console.print("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
+        return UNVERIFIED
+    try:
+        verdict = (
+            _verify_archive(settings, args, console)
+            if args.archive is not None
+            else asyncio.run(_verify_stream(settings, args, console))
+        )
+    except (LintasError, OSError) as exc:
+        # Nothing was verified: not the same as a log found wanting.
+        if args.json:
+            _print_json(
+                console, {"format": "lintas-verify/1", "status": "unverified", "error": str(exc)}
+            )
+        else:
+            console.print(f"[red]could not verify:[/red] {exc}", highlight=False, soft_wrap=True)
+        return UNVERIFIED
+    if args.json:
+        _print_json(console, verdict.to_json())
+        return VERIFIED if verdict.ok else PROBLEMS_FOUND
+    return _print_verdict(console, verdict)
+
+
+def _verify_archive(settings: Settings, args: argparse.Namespace, console: Console) -> Verdict:
     registry = _registry_file(args.keys) if args.keys is not None else None
     with ArchiveReader(args.archive) as reader, _progress(console, "verifying") as progress:
         task = progress.add_task("verify", total=reader.manifest.count)
-        verdict = verify_archive(
+        return verify_archive(
             reader,
             registry=registry,
             trusted=load_registry(settings),
             focus=args.case_id,
             progress=lambda n: progress.update(task, completed=n),
         )
-    return _print_verdict(console, verdict)
 
 
-async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> Verdict:
     async def work(js: Any) -> Verdict:
         reader = _reader(js, settings, args.case_id)
-        checkpoints = await read_checkpoints(
-            js, settings
-        )  # before the cut: every checkpoint lies within it
+        dropping = await dropping_streams(js, settings)
+        # Before the cut: every checkpoint lies within it.
+        checkpoints = await read_checkpoints(js, settings)
         cut = await reader.cut()
         with _progress(console, "verifying") as progress:
             task = progress.add_task("verify", total=None if args.case_id else cut.messages)
@@ -216,9 +255,10 @@ async def _verify_stream(settings: Settings, args: argparse.Namespace, console: 
                 case_id=args.case_id,
                 progress=lambda n: progress.update(task, completed=n),
                 checkpoints=checkpoints,
+                dropping=dropping,
             )
 
-    return _print_verdict(console, await _on_stream(settings, "lintas-verify", work))
+    return await _on_stream(settings, "lintas-verify", work)
 
 
 # -- export -------------------------------------------------------------------------------------

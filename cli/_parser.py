@@ -32,7 +32,17 @@ def _instant(text: str) -> datetime:
 def add_audit_commands(commands: Any) -> None:
     """The auditors' subcommands, on the ``lintas`` subparsers."""
     verify = commands.add_parser(
-        "verify", help="verify the log: contracts, signatures, hash chains, no gaps"
+        "verify",
+        help="verify the log: contracts, signatures, hash chains, no gaps",
+        description=(
+            "Verify the log (the stream, or an exported archive offline) and list every "
+            "problem found, each with a stable code (docs/AUDIT.md). Messages that are no "
+            "event at all are counted and listed, and verification carries on past them."
+        ),
+        epilog=(
+            "exit status: 0 all verified; 1 problems found (each listed); 2 could not "
+            "verify (bus unreachable or refused, archive unreadable, bad arguments)"
+        ),
     )
     verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
     verify.add_argument("--case", dest="case_id", help="only this case's events")
@@ -40,6 +50,12 @@ def add_audit_commands(commands: Any) -> None:
         "--keys",
         type=Path,
         help="a key registry (JSON) to verify an archive against instead of its own keys",
+    )
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="print the verdict as one JSON document (problems, messages that are no event, "
+        "counts)",
     )
 
     export = commands.add_parser("export", help="export the log as a self-contained archive")

@@ -4,7 +4,8 @@ Two halves, one module:
 
 * :data:`RULES` says what each *kind* of identity may publish and subscribe to, as subject
   templates: ``agency`` (every agency alike: national, village or partner abroad) and the
-  roles ``platform``, ``operator`` and ``auditor``. Nothing is written per agency by hand.
+  roles ``platform``, ``operator``, ``auditor`` and ``admin``. Nothing is written per agency
+  by hand.
 * :class:`Access` says *who* exists: each identity's public nkeys (and, for a partner
   abroad, the user its leaf node logs in with). It is data, kept in
   ``<data_dir>/auth/access.json`` and changed by ``lintas agency add``.
@@ -41,8 +42,11 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   delete entries from (``lintas dlq retry``), and the public-key registry (a retried
   message's signature is checked again).
 * the **platform** (declaring streams and consumers, the record projector, the read service,
-  checkpoints, the key registry) may do anything in ``LINTAS`` except publish events and delete the
-  event or checkpoints stream.
+  checkpoints, the key registry) may do anything in ``LINTAS`` except publish events and
+  anything in :data:`LOG_GUARD`: change, purge, delete or restore the event or checkpoints
+  stream, or delete a message of them. No identity but the admin may.
+* the **admin** is break-glass: generated, used by no lintas process, it may use the whole
+  JetStream API (the :data:`LOG_GUARD` actions included) and publishes no event.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from lintas.infra.settings import Settings
 
 __all__ = [
     "ACCOUNT",
+    "LOG_GUARD",
     "PARTNER_API",
     "ROLES",
     "RULES",
@@ -96,7 +101,7 @@ ACCOUNT = "LINTAS"
 JS_API = "$JS.API"
 PARTNER_API = "lintas_api"
 """The JetStream API prefix in a partner's own account (imported from ``LINTAS``)."""
-ROLES = ("platform", "operator", "auditor")
+ROLES = ("platform", "operator", "auditor", "admin")
 _NKEY = re.compile(r"U[A-Z2-7]{55}")
 
 
@@ -119,6 +124,16 @@ class Rule:
     subscribe: tuple[str, ...]
     deny_publish: tuple[str, ...] = ()
 
+
+LOG_GUARD = tuple(
+    f"{{api}}.STREAM.{action}.{{{stream}}}"
+    for stream in ("stream", "checkpoints")
+    for action in ("UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE")
+)
+"""What only the break-glass ``admin`` may do to the event log and its checkpoints: change
+their limits or retention, delete, purge or restore them, delete a message. Denied to every
+other identity, on top of whatever its rule allows (a restore needs the stream gone, but is
+no way for a log to begin either)."""
 
 _READ_STREAM = (
     "{api}.STREAM.INFO.{s}",
@@ -177,11 +192,14 @@ RULES: Mapping[str, Rule] = {
         publish=(">",),
         subscribe=(">",),
         # Events come from agencies only, and the log outlives everyone's mistakes.
-        deny_publish=(
-            "lintas.>",
-            "{api}.STREAM.DELETE.{stream}",
-            "{api}.STREAM.DELETE.{checkpoints}",
-        ),
+        deny_publish=("lintas.>", *LOG_GUARD),
+    ),
+    # Break-glass: no lintas process connects as it. It may change, purge or delete the
+    # streams nothing else may (a deliberate repair, docs/OPERATIONS.md#break-glass), but
+    # publishes no event.
+    "admin": Rule(
+        publish=("{api}.>",),
+        subscribe=("_INBOX.admin.>",),
     ),
 }
 
@@ -275,10 +293,13 @@ def grant_for(
     consumers = (
         consumers_of(identity, simulated_staff=simulated_staff) if identity not in ROLES else []
     )
+    # Denied to all but the admin even where the rule grants nothing like it: a rule widened
+    # later must not open the log by accident.
+    guard = () if identity == "admin" else LOG_GUARD
     return Grant(
         publish=tuple(_expand(rule.publish, values, consumers)),
         subscribe=tuple(_expand(rule.subscribe, values, consumers)),
-        deny_publish=tuple(_expand(rule.deny_publish, values, consumers)),
+        deny_publish=tuple(_expand((*rule.deny_publish, *guard), values, consumers)),
     )
 
 

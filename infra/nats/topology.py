@@ -15,6 +15,11 @@ for an operator to make on purpose. What the server answers to a create is check
 way: a server that ignores a field it does not know (``filter_subjects`` before nats-server
 2.10) creates something else than asked, reported as :class:`TopologyNotApplied`.
 
+The event log and its checkpoints are *kept* streams (:func:`kept_streams`): nothing may
+leave them. :func:`dropping_settings` is the one rule for what in a stream's configuration
+lets events go; :func:`declare_platform` refuses to start on such a stream
+(:class:`StreamCanDropEvents`) and ``lintas verify`` reports it.
+
 Both sides are compared in one normal form (:func:`stream_differences`,
 :func:`consumer_differences`): "unlimited" is None whether written None, 0 or -1, durations
 are seconds, enums their string values.
@@ -59,6 +64,7 @@ __all__ = [
     "EXCHANGE_BUCKET",
     "KEYS_BUCKET",
     "ConsumerSpec",
+    "StreamCanDropEvents",
     "TopologyConflict",
     "TopologyMissing",
     "TopologyNotApplied",
@@ -69,6 +75,7 @@ __all__ = [
     "case_keys_stream",
     "case_keys_stream_config",
     "check_consumer",
+    "check_kept_streams",
     "checkpoints_config",
     "checkpoints_stream",
     "consumer_config",
@@ -76,10 +83,13 @@ __all__ = [
     "declare",
     "declare_platform",
     "deployment_consumers",
+    "dropping_settings",
+    "dropping_streams",
     "ensure_consumer",
     "ensure_stream",
     "ensure_stream_config",
     "exchange_bucket_config",
+    "kept_streams",
     "keys_bucket_config",
     "open_key_bucket",
     "quarantine_config",
@@ -158,6 +168,79 @@ class TopologyRefused(PermanentError):
         )
 
 
+class StreamCanDropEvents(PermanentError):
+    """The event log or the checkpoints stream is configured so that events can leave it,
+    or valid ones never arrive (:func:`dropping_settings`): lintas refuses to run on it."""
+
+    def __init__(self, found: dict[str, list[str]]) -> None:
+        self.found = found
+        named = "; ".join(f"stream {name!r}: {', '.join(why)}" for name, why in found.items())
+        super().__init__(
+            f"{named}. lintas does not run on a log that can lose events: restore the "
+            "setting as the break-glass administrator (docs/OPERATIONS.md#break-glass), "
+            "then `lintas verify` what the log still holds"
+        )
+
+
+def dropping_settings(config: StreamConfig) -> list[str]:
+    """What in a stream's configuration lets events leave it, be rewritten, or never get
+    in: one line per setting, each starting with the setting; empty if nothing does.
+
+    For the two streams whose worth is that nothing leaves them (:func:`kept_streams`).
+    Every limit counts, whatever the discard policy: ``discard=old`` removes the oldest
+    events past it, ``discard=new`` refuses new ones, and either way the log stops holding
+    every event the agencies sent. ``discard`` alone, with no limit, does nothing, so it is
+    named only with a limit. Not named: what loses nothing (replicas, the duplicate window,
+    ``no_ack``, republishing, sources: an event that did not come through admission is
+    reported by ``lintas verify``).
+    """
+    found: list[str] = []
+    retention = _plain(config.retention) or "limits"
+    if retention != "limits":
+        found.append(f"retention={retention} (events are removed once consumed)")
+    if _plain(config.storage) == "memory":
+        found.append("storage=memory (events are lost when the server stops)")
+    if str(_plain(config.persist_mode) or "default") == "async":
+        found.append("persist_mode=async (acknowledged events can be lost in a crash)")
+    if age := _duration(_limit(config.max_age)):
+        found.append(f"max_age={age:g}s (older events are removed)")
+    discard = _plain(config.discard) or "old"
+    past = "the oldest events are removed" if discard == "old" else "new events are refused"
+    for name in ("max_msgs", "max_bytes"):
+        if (value := _limit(getattr(config, name))) is not None:
+            found.append(f"{name}={value:g} with discard={discard} (past it {past})")
+    if (per_case := _limit(config.max_msgs_per_subject)) is not None:
+        refused = discard == "new" and config.discard_new_per_subject
+        found.append(
+            f"max_msgs_per_subject={per_case:g} ("
+            + (
+                "a case's new events are refused"
+                if refused
+                else "a case's older events are removed"
+            )
+            + ")"
+        )
+    if (size := _limit(config.max_msg_size)) is not None:
+        found.append(f"max_msg_size={size:g} (a larger valid event is refused)")
+    if not config.deny_delete:
+        found.append("deny_delete=false (events may be deleted)")
+    if not config.deny_purge:
+        found.append("deny_purge=false (the stream may be purged)")
+    if config.allow_rollup_hdrs:
+        found.append("allow_rollup_hdrs=true (a Nats-Rollup header purges a case, or all)")
+    if config.allow_msg_ttl:
+        found.append("allow_msg_ttl=true (a Nats-TTL header makes an event expire)")
+    if config.sealed:
+        found.append("sealed=true (no new event is accepted)")
+    if config.mirror is not None:
+        found.append(f"mirror={_source(config.mirror)} (takes no events of its own)")
+    if config.subject_transform is not None:
+        found.append(
+            f"subject_transform={_transform(config.subject_transform)} (rewrites subjects)"
+        )
+    return found
+
+
 def _kept_stream(
     settings: Settings, name: str, subjects: str, description: str | None, *, deny_delete: bool
 ) -> StreamConfig:
@@ -174,6 +257,7 @@ def _kept_stream(
         duplicate_window=settings.duplicate_window_s,
         deny_delete=deny_delete,
         deny_purge=True,
+        allow_rollup_hdrs=False,
         allow_direct=True,
     )
 
@@ -213,6 +297,11 @@ def checkpoints_config(settings: Settings) -> StreamConfig:
         "signed checkpoints over ranges of the event stream",
         deny_delete=True,
     )
+
+
+def kept_streams(settings: Settings) -> tuple[str, str]:
+    """The streams nothing may leave: the event log and its checkpoints."""
+    return settings.stream, checkpoints_stream(settings)
 
 
 CASE_KEYS_BUCKET: Final = "LINTAS_CASE_KEYS"
@@ -574,7 +663,12 @@ async def declare_platform(
     """Everything a lintas deployment declares, in one call: the event stream and its
     consumers, then the quarantine stream they rely on (a consumer that cannot quarantine a
     poison message stalls rather than drop it), the checkpoints stream, and the case key
-    store. What happened to each, by name."""
+    store. What happened to each, by name.
+
+    First the streams nothing may leave are checked (:func:`check_kept_streams`): lintas
+    does not start on a log that can lose events. Nothing here updates a stream, so the
+    platform's identity needs no right to (:mod:`lintas.infra.nats.access`)."""
+    await check_kept_streams(js, settings)
     outcome = await declare(js, settings, specs)
     for config in (
         quarantine_config(settings),
@@ -583,3 +677,25 @@ async def declare_platform(
     ):
         outcome[config.name or ""] = await ensure_stream_config(js, config)
     return outcome
+
+
+async def dropping_streams(js: JetStreamManager, settings: Settings) -> dict[str, list[str]]:
+    """:func:`dropping_settings` of each of :func:`kept_streams` that exists and has any,
+    by name. Needs only stream info: the auditor may ask."""
+    found: dict[str, list[str]] = {}
+    for name in kept_streams(settings):
+        with bus_errors(f"reading the configuration of stream {name}"):
+            try:
+                info = await js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                continue
+        if why := dropping_settings(info.config):
+            found[name] = why
+    return found
+
+
+async def check_kept_streams(js: JetStreamManager, settings: Settings) -> None:
+    """Raise :class:`StreamCanDropEvents` if the event log or the checkpoints stream can lose
+    events: what every lintas process that declares checks when it starts."""
+    if found := await dropping_streams(js, settings):
+        raise StreamCanDropEvents(found)

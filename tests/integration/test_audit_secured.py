@@ -3,6 +3,7 @@ may read the log but create no consumer, so the whole log is read by batched dir
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from lintas.audit import StreamReader
 from lintas.audit.events import StoredEvent
 from lintas.demo import PATHWAYS, run_demo
+from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.settings import Settings
 from tests.support.audit import cli
@@ -46,3 +48,18 @@ async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
     assert await cli("verify", "--case", case.case_id) == 0  # a case's batches, as the auditor
     out = " ".join(capsys.readouterr().out.split())
     assert f"{len(case.timeline)} events of 1 case" in out, out
+    # An agency puts junk on the log under its own subjects: the auditor's verify counts it,
+    # passes over it, and checks the streams' configuration too (stream info is its to read).
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-junk", settings=settings, identity="kemlu")
+        try:
+            ack = await nc.jetstream().publish(
+                f"lintas.kemlu.kp2mi.case.opened.{case.case_id}", b"", stream=settings.stream
+            )
+        finally:
+            await nc.close()
+    assert await cli("verify", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["counts"]["events"] == result.events
+    assert [(p["code"], p["seq"]) for p in doc["not_events"]] == [("not-json", ack.seq)]
+    assert doc["problems"] == []

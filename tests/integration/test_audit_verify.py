@@ -1,6 +1,6 @@
 """``lintas verify`` and ``lintas export`` on a real stream, and tampering with archives.
 
-Each tampering is detected, and the message names the first bad event (stream seq, event
+Each tampering is detected, and every problem is listed, naming the event (stream seq, event
 id, case) and what is wrong with it.
 """
 
@@ -125,7 +125,8 @@ async def test_verify_names_the_first_forged_event_in_the_stream(
     out = await _verify_fails(capsys)
     assert f"stream seq {ack.seq}, event {forged['id']}, case {victim.case_id}" in out
     assert "signed with kp2mi's key" in out
-    assert f"({len(log)} events before it verified)" in out
+    assert f"1 problem ({len(log) + 1} events of {CASES} cases checked)" in out
+    assert "[signature] stream seq" in out
     # ... and a read of another case does not see it.
     assert await cli("verify", "--case", log[0].case_id) == 0
 
@@ -280,7 +281,9 @@ async def test_flipping_one_byte_of_an_event_is_detected(
     out = await _verify_fails(capsys, "--archive", str(archive.path))
     _names(out, _at(log, 13))
     assert "signature does not match" in out
-    assert "(12 events before it verified)" in out
+    # ...and the bytes no longer match the manifest: every problem is listed.
+    assert "[signature]" in out
+    assert "[archive-manifest] events.jsonl does not match the SHA-256" in out
 
 
 async def test_deleting_an_event_in_the_middle_is_detected(
@@ -519,4 +522,5 @@ async def test_bytes_no_signature_covers_are_caught_by_the_manifest_digest(
     )
     archive.save()
     out = await _verify_fails(capsys, "--archive", str(archive.path))
-    assert "problem: events.jsonl does not match the SHA-256 in the manifest" in out
+    assert "1 problem" in out
+    assert "[archive-manifest] events.jsonl does not match the SHA-256 in the manifest" in out

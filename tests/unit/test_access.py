@@ -175,6 +175,36 @@ def test_the_platform_may_not_publish_events_nor_delete_the_log(settings: Settin
     assert not may_publish(grant, "$JS.API.STREAM.DELETE.LINTAS_CHECKPOINTS")
 
 
+GUARDED = [
+    f"$JS.API.STREAM.{action}.{stream}"
+    for stream in ("LINTAS", "LINTAS_CHECKPOINTS")
+    for action in ("UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE")
+]
+
+
+@pytest.mark.parametrize(
+    "identity", ["platform", "operator", "auditor", "watchdog", "kemlu", "desa-3525012001"]
+)
+def test_no_service_identity_may_shrink_the_log(settings: Settings, identity: str) -> None:
+    grant = grant_for(identity, settings)
+    for subject in GUARDED:
+        assert not may_publish(grant, subject), (identity, subject)
+    # ...while the quarantine and the case key store stay as they were.
+    assert may_publish(grant_for("platform", settings), "$JS.API.STREAM.UPDATE.LINTAS_QUARANTINE")
+    assert may_publish(grant_for("platform", settings), "$JS.API.STREAM.CREATE.LINTAS")
+
+
+def test_the_break_glass_admin_may_shrink_the_log_but_publishes_no_event(
+    settings: Settings,
+) -> None:
+    grant = grant_for("admin", settings)
+    for subject in GUARDED:
+        assert may_publish(grant, subject), subject
+    assert not may_publish(grant, "lintas.kemlu.dukcapil.case.opened.C1")
+    assert may_subscribe(grant, "_INBOX.admin.x")
+    assert not may_subscribe(grant, "lintas.>")
+
+
 def test_the_demo_staff_consumers_are_allowed_only_when_asked(settings: Settings) -> None:
     plain = grant_for("kemlu", settings)
     demo = grant_for("kemlu", settings, simulated_staff=True)
@@ -222,7 +252,7 @@ def test_local_identities_keep_their_seeds_private_and_out_of_the_config(
     settings: Settings,
 ) -> None:
     added = ensure_local_identities(settings, ["kemlu", "my-jkm"])
-    assert added == ["platform", "operator", "auditor", "watchdog", "kemlu", "my-jkm"]
+    assert added == ["platform", "operator", "auditor", "admin", "watchdog", "kemlu", "my-jkm"]
     assert ensure_local_identities(settings, ["kemlu"]) == []  # made once
     config = accounts_path(settings).read_text()
     for identity in added:

@@ -21,7 +21,7 @@ from lintas.audit.archive import (
     export_archive,
     parse_line,
 )
-from lintas.audit.check import verify_archive
+from lintas.audit.check import verify_archive, verify_stream
 from lintas.contracts import encode, event_hash, make_event, new_case_id
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer
 from tests.support.samples import sealed
@@ -74,10 +74,10 @@ class Log:
 
 
 def _run(checker: LogChecker, events: Iterable[StoredEvent]) -> str | None:
+    """What is wrong with the first message something is wrong with (problem or no event)."""
     for stored in events:
-        finding = checker.check(stored)
-        if finding is not None:
-            return str(finding)
+        if found := checker.check(stored):
+            return str(found[0])
     return None
 
 
@@ -145,20 +145,22 @@ def test_contract_and_signature_failures_name_what_they_can() -> None:
     log.case(case_id)
     opened = log.events[0]
     not_json = StoredEvent(1, opened.subject, opened.body[:-1])
-    finding = _run(_checker(), [not_json])
-    assert finding is not None
-    assert finding.startswith(f"stream seq 1, event ?, case {case_id}: breaks its contract")
+    checker = _checker()
+    finding = _run(checker, [not_json])
+    assert finding == f"stream seq 1, event ?, case {case_id}: not JSON"
+    # No event at all: counted and listed, not a problem of the log.
+    assert ([p.code for p in checker.not_events], checker.problems) == (["not-json"], [])
     doc = json.loads(opened.body)
     unsigned = {k: v for k, v in doc.items() if k not in ("signature", "keyid")}
     finding = _run(_checker(), [StoredEvent(1, opened.subject, json.dumps(unsigned).encode())])
     assert finding is not None
     assert f"event {doc['id']}, case {case_id}: signature: " in finding
     assert "is not signed" in finding
-    moved = _run(
-        _checker(), [StoredEvent(1, opened.subject.replace("kemlu", "kpai", 1), opened.body)]
-    )
+    checker = _checker()
+    moved = _run(checker, [StoredEvent(1, opened.subject.replace("kemlu", "kpai", 1), opened.body)])
     assert moved is not None
     assert "published on" in moved
+    assert [p.code for p in checker.not_events] == ["not-an-envelope"]
 
 
 def test_an_archive_manifest_filters_the_events_it_may_hold() -> None:
@@ -173,6 +175,60 @@ def test_an_archive_manifest_filters_the_events_it_may_hold() -> None:
     early = _run(_checker(contiguous_from=None, anchors=True, window=window), log.events)
     assert early is not None
     assert "lies outside the manifest's window" in early
+
+
+def test_every_problem_is_listed_and_the_check_carries_on() -> None:
+    log = Log()
+    a, b = new_case_id(), new_case_id()
+    log.case(a)
+    log.case(b, minutes=10)
+    log.add("case.closed", a, source="kp2mi", minutes=20, chain=False)  # seq 7: unchained
+    junk = StoredEvent(9, log.events[0].subject, b"[1, 2]")  # seq 8 removed; 9 is no event
+    checker = _checker()
+    for stored in [*log.events[:6], log.events[6], junk]:
+        checker.check(stored)
+    assert checker.end_of(10) is not None
+    assert [(p.code, p.event.seq if p.event else None) for p in checker.problems] == [
+        ("chain-missing", 7),
+        ("sequence-gap", 9),
+        ("log-end", 9),
+    ]
+    assert [(p.code, p.event and p.event.seq) for p in checker.not_events] == [
+        ("not-an-envelope", 9)
+    ]
+    assert (checker.messages, checker.events, checker.cases) == (8, 7, 2)
+
+
+def test_a_case_pass_is_a_few_lines_and_names_the_event() -> None:
+    """The hook the authority policy plugs into: a rule over one case's events."""
+    log = Log()
+    a, b = new_case_id(), new_case_id()
+    log.case(a)
+    log.case(b, minutes=10)
+
+    def closing_officer(events: Any) -> Any:
+        for event in events:
+            if event.type == "case.assigned":
+                yield event, "authority-test", f"{event.source} may not assign"
+
+    checker = _checker(case_passes=[closing_officer])
+    for stored in log.events:
+        checker.check(stored)
+    assert checker.problems == []
+    checker.finish()
+    assert [
+        (p.code, p.event and p.event.seq, p.event and p.event.case_id) for p in checker.problems
+    ] == [
+        ("authority-test", 3, a),
+        ("authority-test", 6, b),
+    ]
+
+
+async def test_a_stream_a_limit_emptied_is_not_verified_as_empty() -> None:
+    """Six events once, none now: the stream's last sequence still says six."""
+    verdict = await verify_stream(_each([]), StreamCut("LINTAS", 7, 6, 0), REGISTRY)
+    assert [p.code for p in verdict.problems] == ["log-end"]
+    assert "stream sequences 1..6 should follow" in str(verdict.problems[0])
 
 
 # -- lines, manifest, instants ------------------------------------------------------------------
