@@ -19,7 +19,7 @@ from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
 from tests.integration.conftest import POSTGRES_ENV, postgres_database
 from tests.support.events import at, ev
-from tests.unit.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
+from tests.unit.consumers.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
 
 pytestmark = pytest.mark.postgres
 

@@ -1,5 +1,6 @@
 """The generated permissions, read as nats-server reads them (no broker: see
-tests/integration/test_access_enforced.py for the same rules enforced by a real server)."""
+tests/integration/infra/nats/test_access_enforced.py for the same rules enforced by a real
+server)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from lintas.consumers.projections import RecordProjection, load_record
 from lintas.consumers.runner import ProjectionRunner
 from lintas.contracts import encode
 from lintas.infra.db import create_db_engine, read_position
-from tests.unit.test_privacy_folds import CASE, CONSENT, OPENED
+from tests.unit.consumers.test_privacy_folds import CASE, CONSENT, OPENED
 
 
 @dataclass

@@ -12,15 +12,15 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import nats
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = ROOT / "contracts" / "schemas"
+from tests.support.paths import REPO
+
+SCHEMAS = REPO / "contracts" / "schemas"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 pytestmark = pytest.mark.nats

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from lintas.contracts.families.document import DocumentIssuedV3, DocumentRequest
 from lintas.contracts.families.oversight import OversightEscalatedV3
 from lintas.contracts.families.referral import ReferralOverdueV2, ReferralRequestedV2
 from lintas.contracts.families.rehabilitation import RehabilitationHandoffRequestedV2
+from tests.support.paths import REPO
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+FIXTURES = REPO / "tests" / "fixtures" / "events"
 
 
 def _stored(name: str) -> bytes:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO
+
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+BENCH = REPO / "bench" / "run.py"
 HEADERS = (
     "== publish:",
     "== consume:",

@@ -11,8 +11,7 @@ import pytest
 
 import lintas.audit
 import lintas.contracts
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--quiet",
             "--wheel-dir",
             str(out),
-            str(ROOT),
+            str(REPO),
         ],
         check=True,
         cwd=out,
@@ -59,5 +58,5 @@ def test_wheel_maps_each_folder_under_lintas(wheel: Path) -> None:
 
 
 def test_the_installed_package_is_this_checkout() -> None:
-    assert Path(lintas.contracts.__file__).resolve().parent == ROOT / "contracts"
-    assert Path(lintas.audit.__file__).resolve().parent == ROOT / "audit"
+    assert Path(lintas.contracts.__file__).resolve().parent == REPO / "contracts"
+    assert Path(lintas.audit.__file__).resolve().parent == REPO / "audit"

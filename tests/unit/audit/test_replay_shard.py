@@ -18,7 +18,7 @@ from lintas.contracts import BROADCAST, Event, encode
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer
 from lintas.infra.settings import Settings
 from tests.support.events import at, ev
-from tests.unit.test_privacy_folds import CASE, OPENED
+from tests.unit.consumers.test_privacy_folds import CASE, OPENED
 
 replay_module = importlib.import_module("lintas.audit.replay")
 

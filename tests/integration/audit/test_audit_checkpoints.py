@@ -19,7 +19,7 @@ from lintas.contracts import message_hash
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.nats.topology import checkpoints_stream
 from lintas.infra.settings import Settings
-from tests.integration.test_audit_verify import Tamper, _export, _verify_fails
+from tests.integration.audit.test_audit_verify import Tamper, _export, _verify_fails
 from tests.support.audit import ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
 from tests.support.helpers import declare_record
 

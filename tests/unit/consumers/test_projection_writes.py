@@ -16,7 +16,7 @@ from lintas.consumers.record import CaseRecord
 from lintas.contracts import BROADCAST, new_case_id
 from lintas.infra.db import create_db_engine
 from tests.support.events import at, ev
-from tests.unit.test_privacy_folds import CASE, CONSENT, ERASED, OPENED, WITHDRAWN
+from tests.unit.consumers.test_privacy_folds import CASE, CONSENT, ERASED, OPENED, WITHDRAWN
 
 
 def _engine(tmp_path: Path) -> Engine:

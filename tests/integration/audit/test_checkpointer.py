@@ -26,7 +26,7 @@ from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import checkpoints_config, ensure_stream_config
 from lintas.infra.settings import Settings
-from tests.integration.test_cli_up import _line_with
+from tests.integration.cli.test_cli_up import _line_with
 from tests.support.audit import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
 from tests.support.cluster import LoopbackCluster
 from tests.support.helpers import declare_record
@@ -211,7 +211,7 @@ async def test_on_a_replicated_stream_the_checkpointer_that_lost_is_told_too(
 
 async def _declared(js: JetStreamContext, settings: Settings, attempts: int = 3) -> None:
     # A cluster just formed has, about one run in 25, left the first create unanswered
-    # (tests/integration/test_stream_reader.py). Declaring again is idempotent.
+    # (tests/integration/audit/test_stream_reader.py). Declaring again is idempotent.
     for attempt in range(1, attempts + 1):
         try:
             await declare_record(js, settings)

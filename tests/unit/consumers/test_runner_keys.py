@@ -14,9 +14,9 @@ from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier
 from lintas.infra.observability.tracing import STREAM_SEQ
 from tests.support.events import at, ev
 from tests.support.tracing import SpanCapture
-from tests.unit.test_privacy_folds import CASE, OPENED
-from tests.unit.test_runner_acks import _Msg
-from tests.unit.test_runner_acks import _runner as runner_for
+from tests.unit.consumers.test_privacy_folds import CASE, OPENED
+from tests.unit.consumers.test_runner_acks import _Msg
+from tests.unit.consumers.test_runner_acks import _runner as runner_for
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
 KP2MI = Signer("kp2mi", Ed25519PrivateKey.generate())  # published after the start

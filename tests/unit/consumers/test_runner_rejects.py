@@ -11,9 +11,9 @@ from structlog.testing import capture_logs
 
 from lintas.consumers import runner as runner_module
 from lintas.contracts import encode
-from tests.unit.test_privacy_folds import CONSENT, OPENED
-from tests.unit.test_runner_acks import _Msg
-from tests.unit.test_runner_acks import _runner as runner_for
+from tests.unit.consumers.test_privacy_folds import CONSENT, OPENED
+from tests.unit.consumers.test_runner_acks import _Msg
+from tests.unit.consumers.test_runner_acks import _runner as runner_for
 
 
 async def test_a_broken_contract_warns_and_a_failing_decoder_is_an_error(
