@@ -19,8 +19,7 @@ from lintas.contracts import message_hash
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.nats.topology import checkpoints_stream
 from lintas.infra.settings import Settings
-from tests.integration.audit.test_audit_verify import Tamper, _export, _verify_fails
-from tests.support.audit import ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import ChainedAgencies, Sent, Tamper, cli, export, verify_fails
 from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
@@ -156,23 +155,23 @@ async def test_deleting_the_tail_of_an_archive_with_its_manifest_is_caught_by_th
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Without a checkpoint, removing the last events and rewriting the manifest went unnoticed.
-    uncheckpointed = Tamper(await _export(tmp_path, name="uncheckpointed"))
+    uncheckpointed = Tamper(await export(tmp_path, name="uncheckpointed"))
     _cut_tail(uncheckpointed, 3)
     assert await cli("verify", "--archive", str(uncheckpointed.path)) == 0
     # With a checkpoint over the log, the archive carries it and verify names the cut.
     assert await cli("checkpoint") == 0
-    archive = await _export(tmp_path, name="checkpointed")
+    archive = await export(tmp_path, name="checkpointed")
     manifest = json.loads((archive / "manifest.json").read_text())
     assert manifest["checkpoints"]["count"] == 1
     assert len((archive / "checkpoints.jsonl").read_text().splitlines()) == 1
     capsys.readouterr()
     assert await cli("verify", "--archive", str(archive)) == 0
     assert "checkpoints: 1 (stream seq 1..28), 1 recomputed" in _out(capsys)
-    tarball = await _export(tmp_path, name="checkpointed.tar.gz")
+    tarball = await export(tmp_path, name="checkpointed.tar.gz")
     assert await cli("verify", "--archive", str(tarball)) == 0
     tamper = Tamper(archive)
     _cut_tail(tamper, 3)
-    out = await _verify_fails(capsys, "--archive", str(archive))
+    out = await verify_fails(capsys, "--archive", str(archive))
     assert "the archive ends at 25 but checkpoint 1 covers up to 28" in out
 
 
@@ -183,11 +182,11 @@ async def test_a_checkpoint_altered_in_an_archive_is_named(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert await cli("checkpoint") == 0
-    archive = await _export(tmp_path)
+    archive = await export(tmp_path)
     line = json.loads((archive / "checkpoints.jsonl").read_text())
     line["checkpoint"]["last_seq"] = 27
     (archive / "checkpoints.jsonl").write_text(json.dumps(line) + "\n")
-    out = await _verify_fails(capsys, "--archive", str(archive))
+    out = await verify_fails(capsys, "--archive", str(archive))
     assert (
         "checkpoints.jsonl: checkpoint 1 (stream seq 1..27), checkpointed by kp2mi: signature:"
         in out
@@ -204,7 +203,7 @@ async def test_a_partial_export_carries_the_checkpoints_it_overlaps(
     assert await cli("checkpoint") == 0
     await ChainedAgencies(js, cli_env).cases(1, steps=2)
     assert await cli("checkpoint") == 0
-    case = await _export(tmp_path, "--case", log[0].case_id)
+    case = await export(tmp_path, "--case", log[0].case_id)
     assert len((case / "checkpoints.jsonl").read_text().splitlines()) == 1  # 1..28 only
     capsys.readouterr()
     assert await cli("verify", "--archive", str(case)) == 0

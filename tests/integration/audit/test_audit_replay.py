@@ -41,9 +41,9 @@ from lintas.infra.db import create_db_engine
 from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.settings import Settings
-from tests.integration.conftest import postgres_database
-from tests.support.audit import DAY, T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import DAY, T0, ChainedAgencies, Sent, cli
 from tests.support.helpers import Applied, declare_record, start_record
+from tests.support.postgres import postgres_database
 
 pytestmark = pytest.mark.nats
 

@@ -19,14 +19,13 @@ from lintas.audit import StreamReader, open_fresh_store, replay
 from lintas.contracts import new_case_id, subject_for, uuid7
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.settings import Settings
-from tests.support.audit import (  # noqa: F401
+from tests.support.audit import (
     OPENED,
     STEPS,
     T0,
     ChainedAgencies,
     Sent,
     cli,
-    cli_env_fixture,
 )
 from tests.support.helpers import declare_record, publish_case, signed
 

@@ -24,7 +24,7 @@ from lintas.audit import ArchiveReader, StreamReader, verify_archive, verify_str
 from lintas.contracts import canonical_json, event_hash, new_case_id, signing_input
 from lintas.infra.keys.signing import Signer, key_id, load_registry, private_key_path
 from lintas.infra.settings import Settings
-from tests.support.audit import T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import T0, ChainedAgencies, Sent, Tamper, cli, export, verify_fails
 from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
@@ -38,53 +38,9 @@ async def log(js: JetStreamContext, settings: Settings) -> list[Sent]:
     return await ChainedAgencies(js, settings).cases(CASES)
 
 
-class Tamper:
-    """An exported archive directory, edited the way someone altering it would."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines = (path / "events.jsonl").read_bytes().splitlines(keepends=True)
-
-    def line(self, seq: int) -> dict[str, Any]:
-        return dict(json.loads(next(x for x in self.lines if json.loads(x)["seq"] == seq)))
-
-    def index(self, seq: int) -> int:
-        return next(i for i, x in enumerate(self.lines) if json.loads(x)["seq"] == seq)
-
-    def save(self, *, fix_manifest: bool = False) -> None:
-        (self.path / "events.jsonl").write_bytes(b"".join(self.lines))
-        if fix_manifest:  # an attacker rewrites the (unsigned) manifest to match
-            manifest = json.loads((self.path / "manifest.json").read_text())
-            seqs = [json.loads(x)["seq"] for x in self.lines]
-            manifest["events"].update(
-                count=len(seqs),
-                first_seq=seqs[0],
-                last_seq=seqs[-1],
-                sha256="sha256:" + hashlib.sha256(b"".join(self.lines)).hexdigest(),
-            )
-            manifest["cut"]["last_seq"] = max(manifest["cut"]["last_seq"], seqs[-1])
-            keys = (self.path / "keys.json").read_bytes()
-            manifest["keys"]["sha256"] = "sha256:" + hashlib.sha256(keys).hexdigest()
-            (self.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
-
-
 def _line(seq: int, subject: str, doc: dict[str, Any]) -> bytes:
     head = json.dumps({"seq": seq, "subject": subject}, separators=(",", ":"))[:-1]
     return f'{head},"event":{json.dumps(doc, separators=(",", ":"))}}}\n'.encode()
-
-
-async def _export(tmp_path: Path, *args: str, name: str = "archive") -> Path:
-    out = tmp_path / name
-    assert await cli("export", "--out", str(out), *args) == 0
-    return out
-
-
-async def _verify_fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    capsys.readouterr()
-    assert await cli("verify", *args) == 1
-    out = capsys.readouterr().out
-    assert "FAILED" in out
-    return " ".join(out.split())  # unwrapped
 
 
 def _names(out: str, sent: Sent) -> None:
@@ -105,7 +61,7 @@ async def test_verify_passes_on_an_intact_stream_and_one_case(
     assert await cli("verify", "--case", log[0].case_id) == 0
     assert "7 events of 1 case " in " ".join(capsys.readouterr().out.split())
     nobody = new_case_id()
-    out = await _verify_fails(capsys, "--case", nobody)
+    out = await verify_fails(capsys, "--case", nobody)
     assert f"case {nobody} has no events in stream" in out
 
 
@@ -122,7 +78,7 @@ async def test_verify_names_the_first_forged_event_in_the_stream(
     forged["keyid"] = Signer.load(cli_env, "kp2mi").keyid
     subject = f"lintas.kemlu.kp2mi.case.opened.{victim.case_id}"
     ack = await js.publish(subject, json.dumps(forged).encode(), stream=cli_env.stream)
-    out = await _verify_fails(capsys)
+    out = await verify_fails(capsys)
     assert f"stream seq {ack.seq}, event {forged['id']}, case {victim.case_id}" in out
     assert "signed with kp2mi's key" in out
     assert f"({len(log)} events before it verified)" in out
@@ -182,8 +138,8 @@ async def test_an_exported_archive_verifies_offline(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    directory = await _export(tmp_path)
-    tarball = await _export(tmp_path, name="evidence.tar.gz")
+    directory = await export(tmp_path)
+    tarball = await export(tmp_path, name="evidence.tar.gz")
     assert (directory / "events.jsonl").stat().st_mode & 0o077 == 0  # personal data: owner only
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["events"]["count"] == len(log)
@@ -210,7 +166,7 @@ async def test_an_exported_archive_verifies_offline(
 async def test_export_refuses_to_overwrite(
     log: list[Sent], cli_env: Settings, tmp_path: Path
 ) -> None:
-    out = await _export(tmp_path)
+    out = await export(tmp_path)
     assert await cli("export", "--out", str(out)) == 1
 
 
@@ -218,14 +174,14 @@ async def test_a_case_export_is_checked_from_the_cases_first_event(
     log: list[Sent], cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     case_id = log[1].case_id
-    archive = await _export(tmp_path, "--case", case_id)
+    archive = await export(tmp_path, "--case", case_id)
     assert await cli("verify", "--archive", str(archive)) == 0
     mine = [s for s in log if s.case_id == case_id]
     tamper = Tamper(archive)
     assert len(tamper.lines) == len(mine)
     del tamper.lines[0]  # the case.opened, with the manifest rewritten to match
     tamper.save(fix_manifest=True)
-    out = await _verify_fails(capsys, "--archive", str(archive))
+    out = await verify_fails(capsys, "--archive", str(archive))
     _names(out, mine[1])
     assert "first event of its case in the log but carries a prevhash" in out
 
@@ -235,7 +191,7 @@ async def test_a_window_export_anchors_the_cases_that_began_before_it(
 ) -> None:
     # Cases open one day apart, each lasting 5 hours: from day 1 + 3h, case 1 is half over.
     start = (T0.replace(day=2, hour=11)).isoformat()
-    archive = await _export(tmp_path, "--from", start)
+    archive = await export(tmp_path, "--from", start)
     assert await cli("verify", "--archive", str(archive)) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 case began before this partial log" in out
@@ -252,7 +208,7 @@ async def test_a_window_export_anchors_the_cases_that_began_before_it(
     tamper.lines[a] = _line(la["seq"], lb["subject"], lb["event"])
     tamper.lines[b] = _line(lb["seq"], la["subject"], la["event"])
     tamper.save(fix_manifest=True)
-    out = await _verify_fails(capsys, "--archive", str(archive))
+    out = await verify_fails(capsys, "--archive", str(archive))
     assert "prevhash does not match" in out
 
 
@@ -261,7 +217,7 @@ async def test_a_window_export_anchors_the_cases_that_began_before_it(
 
 @pytest.fixture
 async def archive(log: list[Sent], cli_env: Settings, tmp_path: Path) -> Tamper:
-    return Tamper(await _export(tmp_path))
+    return Tamper(await export(tmp_path))
 
 
 def _at(log: list[Sent], seq: int) -> Sent:
@@ -277,7 +233,7 @@ async def test_flipping_one_byte_of_an_event_is_detected(
     line[at] ^= 0x20  # G -> g
     archive.lines[index] = bytes(line)
     archive.save()
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     _names(out, _at(log, 13))
     assert "signature does not match" in out
     assert "(12 events before it verified)" in out
@@ -288,7 +244,7 @@ async def test_deleting_an_event_in_the_middle_is_detected(
 ) -> None:
     del archive.lines[archive.index(10)]
     archive.save(fix_manifest=True)  # even with the manifest made to match
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     _names(out, _at(log, 11))
     assert "stream sequence 10 missing before this event" in out
 
@@ -300,7 +256,7 @@ async def test_deleting_an_event_and_renumbering_is_caught_by_the_chain(
     lines = [json.loads(x) for i, x in enumerate(archive.lines) if i != archive.index(removed)]
     archive.lines = [_line(n, x["subject"], x["event"]) for n, x in enumerate(lines, start=1)]
     archive.save(fix_manifest=True)
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     # The case's next event (4 later in the interleaving) no longer follows its previous.
     victim = _at(log, removed + CASES)
     assert f"event {victim.doc['id']}, case {victim.case_id}" in out
@@ -312,7 +268,7 @@ async def test_deleting_the_last_events_is_detected_by_the_manifest(
 ) -> None:
     del archive.lines[-3:]
     archive.save()
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     _names(out, log[-4])
     assert f"manifest lists {len(log)} events up to stream seq {len(log)}: 3 missing" in out
 
@@ -327,7 +283,7 @@ async def test_swapping_two_events_of_a_case_is_detected(
     if how == "lines":  # the lines as they are: stream order breaks
         archive.lines[ia], archive.lines[ib] = archive.lines[ib], archive.lines[ia]
         archive.save()
-        out = await _verify_fails(capsys, "--archive", str(archive.path))
+        out = await verify_fails(capsys, "--archive", str(archive.path))
         _names(out, _at(log, b))
         assert f"stream sequence {a}..{b - 1} missing before this event (removed or moved?)" in out
     else:  # the events, keeping each line's sequence number: the chain breaks
@@ -335,7 +291,7 @@ async def test_swapping_two_events_of_a_case_is_detected(
         archive.lines[ia] = _line(a, lb["subject"], lb["event"])
         archive.lines[ib] = _line(b, la["subject"], la["event"])
         archive.save(fix_manifest=True)
-        out = await _verify_fails(capsys, "--archive", str(archive.path))
+        out = await verify_fails(capsys, "--archive", str(archive.path))
         assert f"stream seq {a}, event {_at(log, b).doc['id']}, case {case_id}" in out
         before = max(s.seq for s in log if s.case_id == case_id and s.seq < a)  # its consent
         assert (
@@ -362,7 +318,7 @@ async def test_inserting_an_event_signed_with_another_agencys_key_is_detected(
     seq = len(log) + 1
     archive.lines.append(_line(seq, f"lintas.kemlu.kp2mi.case.opened.{victim.case_id}", forged))
     archive.save(fix_manifest=True)
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     assert f"stream seq {seq}, event {forged['id']}, case {victim.case_id}" in out
     assert "claims to come from kemlu but is signed with kp2mi's key" in out
 
@@ -386,7 +342,7 @@ async def test_changing_a_public_key_in_the_archive_is_detected(
         entry["keyid"] = key_id("kemlu", theirs)
     (archive.path / "keys.json").write_text(json.dumps(keys))
     archive.save(fix_manifest=consistent)
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     _names(out, log[0])  # seq 1: kemlu opens the first case
     assert f"key {log[0].doc['keyid']} is not in the registry" in out
     if not consistent:
@@ -446,7 +402,7 @@ async def test_verify_with_a_trusted_registry_rejects_an_archive_resigned_by_oth
     assert "trusted on the archive's word" in out
     trusted = tmp_path / "trusted.json"
     trusted.write_text(json.dumps(load_registry(cli_env).to_json()))
-    out = await _verify_fails(capsys, "--archive", str(archive.path), "--keys", str(trusted))
+    out = await verify_fails(capsys, "--archive", str(archive.path), "--keys", str(trusted))
     assert f"stream seq 1, event {log[0].doc['id']}, case {log[0].case_id}" in out
     assert "is not in the registry" in out
 
@@ -467,7 +423,7 @@ async def test_keys_are_never_printed_or_logged(
         for item in items
     ]
     with capture_logs() as logs:
-        archive = await _export(tmp_path)
+        archive = await export(tmp_path)
         assert await cli("verify") == 0
         assert await cli("verify", "--archive", str(archive)) == 0
         assert (
@@ -494,7 +450,7 @@ def _reader_verdict(path: Path, check: Callable[..., Any]) -> Any:
 async def test_library_verdicts_match_the_cli(
     js: JetStreamContext, log: list[Sent], cli_env: Settings, tmp_path: Path
 ) -> None:
-    archive = await _export(tmp_path)
+    archive = await export(tmp_path)
     verdict = _reader_verdict(archive, verify_archive)
     assert verdict.ok
     assert verdict.events == len(log)
@@ -518,5 +474,5 @@ async def test_bytes_no_signature_covers_are_caught_by_the_manifest_digest(
         line["stored"].encode(), b"2000-01-01T00:00:00+00:00"
     )
     archive.save()
-    out = await _verify_fails(capsys, "--archive", str(archive.path))
+    out = await verify_fails(capsys, "--archive", str(archive.path))
     assert "problem: events.jsonl does not match the SHA-256 in the manifest" in out

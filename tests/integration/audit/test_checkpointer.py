@@ -26,10 +26,9 @@ from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import checkpoints_config, ensure_stream_config
 from lintas.infra.settings import Settings
-from tests.integration.cli.test_cli_up import _line_with
-from tests.support.audit import ChainedAgencies, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import ChainedAgencies, cli
 from tests.support.cluster import LoopbackCluster
-from tests.support.helpers import declare_record
+from tests.support.helpers import declare_record, line_with
 
 pytestmark = pytest.mark.nats
 
@@ -101,12 +100,12 @@ async def test_lintas_checkpoint_every_checkpoints_until_sigint(
     )
     assert proc.stdout is not None
     try:
-        line = await _line_with(proc.stdout, "checkpointing stream", 30)
+        line = await line_with(proc.stdout, "checkpointing stream", 30)
         assert f"checkpointing stream {cli_env.stream} every 0.1 s with kp2mi's key" in line
-        line = await _line_with(proc.stdout, "checkpointed stream", 30)
+        line = await line_with(proc.stdout, "checkpointed stream", 30)
         assert "seq 1..6 (6 messages) as checkpoint 1, signed by kp2mi" in line
         await agencies.cases(1, steps=1)  # seq 7
-        line = await _line_with(proc.stdout, "checkpointed stream", 30)
+        line = await line_with(proc.stdout, "checkpointed stream", 30)
         assert "seq 7..7 (1 message) as checkpoint 2, signed by kp2mi" in line
     finally:
         if proc.returncode is None:

@@ -21,17 +21,9 @@ from lintas.infra.nats.bus import AccessRefused, connect
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
-from tests.support.helpers import publish_case
+from tests.support.helpers import line_with, publish_case
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
-
-
-async def _line_with(stream: asyncio.StreamReader, text: str, within_s: float) -> str:
-    async with asyncio.timeout(within_s):
-        while line := (await stream.readline()).decode():
-            if text in line:
-                return line
-    raise AssertionError(f"process ended without printing {text!r}")
 
 
 async def _up(settings: Settings, **env: str) -> asyncio.subprocess.Process:
@@ -56,7 +48,7 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
     proc = await _up(settings, LINTAS_WATCHDOG_TICK_S="0.5", LINTAS_CHECKPOINT_INTERVAL_S="0.5")
     assert proc.stdout is not None
     try:
-        line = await _line_with(proc.stdout, "lintas is up on", 30)
+        line = await line_with(proc.stdout, "lintas is up on", 30)
         assert "checkpoints every 0.5 s" in line
         found = re.search(r"nats://127\.0\.0\.1:\d+", line)
         assert found, line
@@ -136,7 +128,7 @@ async def test_up_with_a_checkpoint_interval_of_0_does_not_checkpoint(settings: 
     proc = await _up(settings, LINTAS_CHECKPOINT_INTERVAL_S="0")
     assert proc.stdout is not None
     try:
-        line = await _line_with(proc.stdout, "lintas is up on", 30)
+        line = await line_with(proc.stdout, "lintas is up on", 30)
         assert "agencies (" in line
         assert "checkpoints every" not in line
     finally:
@@ -152,7 +144,7 @@ async def test_up_interrupted_while_it_starts_ends_cleanly(settings: Settings) -
     proc = await _up(settings, LINTAS_CHECKPOINT_INTERVAL_S="0")
     assert proc.stdout is not None
     try:
-        await _line_with(proc.stdout, "made the watchdog's signing key", 30)
+        await line_with(proc.stdout, "made the watchdog's signing key", 30)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

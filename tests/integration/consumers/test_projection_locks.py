@@ -17,9 +17,8 @@ from lintas.consumers.gate import GateCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
-from tests.integration.conftest import POSTGRES_ENV, postgres_database
-from tests.support.events import at, ev
-from tests.unit.consumers.test_privacy_folds import CASE, CONSENT, OPENED, WITHDRAWN
+from tests.support.events import CASE, CONSENT, OPENED, WITHDRAWN, at, ev
+from tests.support.postgres import POSTGRES_ENV, postgres_database
 
 pytestmark = pytest.mark.postgres
 

@@ -10,8 +10,7 @@ from sqlmodel import Session, SQLModel, select
 from lintas.consumers.projections import RecordProjection, load_record
 from lintas.consumers.watchdog import DeadlineRow
 from lintas.infra.db import Retried, create_db_engine, read_position, write_position
-from tests.support.events import at
-from tests.unit.consumers.test_privacy_folds import CASE, OPENED
+from tests.support.events import CASE, OPENED, at
 
 FAR = 2**40  # a stream far past 2**31 messages
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lintas.audit import ArchiveReader, LogChecker, StoredEvent, StreamCut, parse_instant
 from lintas.audit.archive import (
@@ -22,55 +21,8 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.check import verify_archive
-from lintas.contracts import encode, event_hash, make_event, new_case_id
-from lintas.infra.keys.signing import KeyEntry, Registry, Signer
-from tests.support.samples import sealed
-
-T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-SIGNERS = {agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi")}
-REGISTRY = Registry(
-    KeyEntry(agency, s.keyid, s._key.public_key(), valid_from=datetime(2000, 1, 1, tzinfo=UTC))
-    for agency, s in SIGNERS.items()
-)
-
-
-class Log:
-    """Signed, chained events in memory, numbered as a stream would."""
-
-    def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
-        self.heads: dict[str, str] = {}
-
-    def add(
-        self,
-        event_type: str,
-        case_id: str,
-        *,
-        source: str = "kp2mi",
-        target: str = "kemlu",
-        minutes: int = 0,
-        chain: bool = True,
-    ) -> StoredEvent:
-        event = make_event(
-            sealed(event_type, case_id),
-            source=source,
-            target=target,
-            case_id=case_id,
-            time=T0 + timedelta(minutes=minutes),
-        )
-        envelope = event.envelope.model_copy(
-            update={"prevhash": self.heads.get(case_id) if chain else None}
-        )
-        body = encode(SIGNERS[source].sign(envelope))
-        self.heads[case_id] = event_hash(json.loads(body))
-        stored = StoredEvent(len(self.events) + 1, envelope.nats_subject, body)
-        self.events.append(stored)
-        return stored
-
-    def case(self, case_id: str, *, minutes: int = 0) -> None:
-        self.add("case.opened", case_id, source="kemlu", target="kp2mi", minutes=minutes)
-        self.add("document.requested", case_id, minutes=minutes + 1)
-        self.add("case.assigned", case_id, minutes=minutes + 2)
+from lintas.contracts import new_case_id
+from tests.support.audit import REGISTRY, T0, Log
 
 
 def _run(checker: LogChecker, events: Iterable[StoredEvent]) -> str | None:

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 from lintas.audit import StoredEvent
 from lintas.audit.report import ERASED, SEALED, build_report, case_record_digest, render_html
 from lintas.contracts import new_case_id
+from tests.support.audit import REGISTRY, Log
 from tests.support.samples import CHILD, SAMPLES
-from tests.unit.audit.test_audit_check import REGISTRY, Log
 
 SECRETS = [
     *(str(v) for k, v in CHILD.items() if k != "sex"),

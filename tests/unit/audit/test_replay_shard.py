@@ -17,8 +17,7 @@ from lintas.audit.replay import ReplayResult, open_fresh_store
 from lintas.contracts import BROADCAST, Event, encode
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer
 from lintas.infra.settings import Settings
-from tests.support.events import at, ev
-from tests.unit.consumers.test_privacy_folds import CASE, OPENED
+from tests.support.events import CASE, OPENED, at, ev
 
 replay_module = importlib.import_module("lintas.audit.replay")
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 from lintas.consumers import record as record_fold
 from lintas.consumers import worklist
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import BROADCAST, Event, new_case_id
-from tests.support.events import at, ev
-from tests.support.samples import SAMPLES
-
-CASE = new_case_id()
+from lintas.contracts import Event
+from tests.support.events import (
+    CASE,
+    CONSENT,
+    ERASED,
+    LATE_REFERRAL,
+    OPENED,
+    REFERRAL,
+    WITHDRAWN,
+)
 
 
 def _fold(*events: Event) -> CaseRecord:
@@ -18,51 +23,6 @@ def _fold(*events: Event) -> CaseRecord:
         record = record_fold.apply(record, event, seq)
     assert record is not None
     return record
-
-
-def _e(event_type: str, source: str, target: str, minutes: float, data: dict | None = None):
-    return ev(
-        event_type,
-        SAMPLES[event_type] if data is None else data,
-        source=source,
-        target=target,
-        case_id=CASE,
-        time=at(minutes),
-    )
-
-
-OPENED = _e("case.opened", "kemlu", "kp2mi", 0)
-CONSENT = _e(
-    "consent.recorded",
-    "kemlu",
-    BROADCAST,
-    1,
-    {
-        "consent_id": "c-1",
-        "given_by": "parent",
-        "child_assent": True,
-        "scopes": ["services", "disclosure_to_agencies"],
-        "agencies": ["kp2mi", "kemensos"],
-    },
-)
-REFERRAL = _e(
-    "referral.requested", "kp2mi", "kemensos", 2, {"referral_id": "r-1", "service": "shelter"}
-)
-WITHDRAWN = _e(
-    "consent.withdrawn",
-    "kemlu",
-    BROADCAST,
-    3,
-    {
-        "consent_id": "c-1",
-        "reason": "the parent changed her mind",
-        "notified": ["kemensos", "kp2mi"],
-    },
-)
-LATE_REFERRAL = _e(
-    "referral.requested", "kp2mi", "kemensos", 4, {"referral_id": "r-2", "service": "shelter"}
-)
-ERASED = _e("case.erased", "kemlu", BROADCAST, 5)  # by the case's owner, its opener
 
 
 def test_the_record_keeps_consents_withdrawals_and_who_was_told() -> None:

@@ -15,8 +15,7 @@ from lintas.consumers.projections import RecordCaseRow, RecordProjection, load_r
 from lintas.consumers.record import CaseRecord
 from lintas.contracts import BROADCAST, new_case_id
 from lintas.infra.db import create_db_engine
-from tests.support.events import at, ev
-from tests.unit.consumers.test_privacy_folds import CASE, CONSENT, ERASED, OPENED, WITHDRAWN
+from tests.support.events import CASE, CONSENT, ERASED, OPENED, WITHDRAWN, at, ev
 
 
 def _engine(tmp_path: Path) -> Engine:

@@ -12,11 +12,9 @@ from structlog.testing import capture_logs
 from lintas.contracts import BROADCAST, Event, encode
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier
 from lintas.infra.observability.tracing import STREAM_SEQ
-from tests.support.events import at, ev
+from tests.support.events import CASE, OPENED, at, ev
+from tests.support.runner import StubMsg, runner_for
 from tests.support.tracing import SpanCapture
-from tests.unit.consumers.test_privacy_folds import CASE, OPENED
-from tests.unit.consumers.test_runner_acks import _Msg
-from tests.unit.consumers.test_runner_acks import _runner as runner_for
 
 KEMLU = Signer("kemlu", Ed25519PrivateKey.generate())
 KP2MI = Signer("kp2mi", Ed25519PrivateKey.generate())  # published after the start
@@ -29,9 +27,9 @@ def _entry(signer: Signer) -> KeyEntry:
     )
 
 
-def _msg(seq: int, event: Event, signer: Signer) -> _Msg:
+def _msg(seq: int, event: Event, signer: Signer) -> StubMsg:
     envelope = signer.sign(event.envelope)
-    return _Msg(seq, encode(envelope), envelope.nats_subject)
+    return StubMsg(seq, encode(envelope), envelope.nats_subject)
 
 
 def _assigned(minutes: float) -> Event:

@@ -11,9 +11,8 @@ from structlog.testing import capture_logs
 
 from lintas.consumers import runner as runner_module
 from lintas.contracts import encode
-from tests.unit.consumers.test_privacy_folds import CONSENT, OPENED
-from tests.unit.consumers.test_runner_acks import _Msg
-from tests.unit.consumers.test_runner_acks import _runner as runner_for
+from tests.support.events import CONSENT, OPENED
+from tests.support.runner import StubMsg, runner_for
 
 
 async def test_a_broken_contract_warns_and_a_failing_decoder_is_an_error(
@@ -30,9 +29,9 @@ async def test_a_broken_contract_warns_and_a_failing_decoder_is_an_error(
     applied: list[int] = []
     runner, _ = runner_for(tmp_path, applied)
     msgs = [
-        _Msg(1, encode(OPENED.envelope), OPENED.envelope.nats_subject),
-        _Msg(2, b"{not json", OPENED.envelope.nats_subject),
-        _Msg(3, encode(CONSENT.envelope), CONSENT.envelope.nats_subject),
+        StubMsg(1, encode(OPENED.envelope), OPENED.envelope.nats_subject),
+        StubMsg(2, b"{not json", OPENED.envelope.nats_subject),
+        StubMsg(3, encode(CONSENT.envelope), CONSENT.envelope.nats_subject),
     ]
     with capture_logs() as logs:
         await runner.handle(msgs)
