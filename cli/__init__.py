@@ -5,12 +5,13 @@ Settings are read here, once; clients and servers are created here, never at imp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+# Aliased so that the package exports nothing but `main`.
+from collections.abc import Sequence as _Sequence
 
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: _Sequence[str] | None = None) -> int:
     """Run the ``lintas`` command with ``argv`` (default: the process's arguments)."""
     # Imported here, not with the package: a process that `multiprocessing` spawns from
     # the `lintas` script (a replay's workers) runs the script again, and needs none of it.

@@ -1,4 +1,5 @@
-"""What the audit tests share: chained, signed events on a real stream, and the CLI.
+"""What the audit tests share: chained, signed events in memory and on a real stream, the
+CLI, and an exported archive edited as someone altering it would.
 
 ``ChainedAgencies`` publishes through the agencies' own Publishers, which chain each case's
 events (``prevhash``) and sign them: the log an auditor meets.
@@ -7,21 +8,24 @@ events (``prevhash``) and sign them: the log an auditor meets.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 
-from lintas.audit import StreamReader, verify_stream
+from lintas.audit import StoredEvent, StreamReader, verify_stream
 from lintas.cli import main
-from lintas.contracts import encode, new_case_id
-from lintas.infra.keys.signing import load_registry
-from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.contracts import encode, event_hash, make_event, new_case_id
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer, load_registry
 from lintas.infra.settings import Settings
 from tests.support.helpers import declare_record, publish_case, signed
+from tests.support.samples import sealed
 
 pytestmark = pytest.mark.nats
 
@@ -72,6 +76,52 @@ STEPS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("kp2mi", "kemlu", "case.closed", {"reason": "reintegrated"}, 5),
 ]
 AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
+
+# Agencies' keys for events signed in memory (the unit tests), and the registry of them.
+SIGNERS = {agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi")}
+REGISTRY = Registry(
+    KeyEntry(agency, s.keyid, s._key.public_key(), valid_from=datetime(2000, 1, 1, tzinfo=UTC))
+    for agency, s in SIGNERS.items()
+)
+
+
+class Log:
+    """Signed, chained events in memory, numbered as a stream would."""
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.heads: dict[str, str] = {}
+
+    def add(
+        self,
+        event_type: str,
+        case_id: str,
+        *,
+        source: str = "kp2mi",
+        target: str = "kemlu",
+        minutes: int = 0,
+        chain: bool = True,
+    ) -> StoredEvent:
+        event = make_event(
+            sealed(event_type, case_id),
+            source=source,
+            target=target,
+            case_id=case_id,
+            time=T0 + timedelta(minutes=minutes),
+        )
+        envelope = event.envelope.model_copy(
+            update={"prevhash": self.heads.get(case_id) if chain else None}
+        )
+        body = encode(SIGNERS[source].sign(envelope))
+        self.heads[case_id] = event_hash(json.loads(body))
+        stored = StoredEvent(len(self.events) + 1, envelope.nats_subject, body)
+        self.events.append(stored)
+        return stored
+
+    def case(self, case_id: str, *, minutes: int = 0) -> None:
+        self.add("case.opened", case_id, source="kemlu", target="kp2mi", minutes=minutes)
+        self.add("document.requested", case_id, minutes=minutes + 1)
+        self.add("case.assigned", case_id, minutes=minutes + 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +179,50 @@ async def cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
-@pytest.fixture(name="cli_env")
-def cli_env_fixture(
-    nats_server: EmbeddedNats, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
-    """The CLI sees the test's data dir and bus."""
-    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("LINTAS_NATS_URL", nats_server.url)
-    monkeypatch.setenv("LINTAS_STREAM", settings.stream)
-    return settings
+class Tamper:
+    """An exported archive directory, edited the way someone altering it would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = (path / "events.jsonl").read_bytes().splitlines(keepends=True)
+
+    def line(self, seq: int) -> dict[str, Any]:
+        return dict(json.loads(next(x for x in self.lines if json.loads(x)["seq"] == seq)))
+
+    def index(self, seq: int) -> int:
+        return next(i for i, x in enumerate(self.lines) if json.loads(x)["seq"] == seq)
+
+    def save(self, *, fix_manifest: bool = False) -> None:
+        (self.path / "events.jsonl").write_bytes(b"".join(self.lines))
+        if fix_manifest:  # an attacker rewrites the (unsigned) manifest to match
+            manifest = json.loads((self.path / "manifest.json").read_text())
+            seqs = [json.loads(x)["seq"] for x in self.lines]
+            manifest["events"].update(
+                count=len(seqs),
+                first_seq=seqs[0],
+                last_seq=seqs[-1],
+                sha256="sha256:" + hashlib.sha256(b"".join(self.lines)).hexdigest(),
+            )
+            manifest["cut"]["last_seq"] = max(manifest["cut"]["last_seq"], seqs[-1])
+            keys = (self.path / "keys.json").read_bytes()
+            manifest["keys"]["sha256"] = "sha256:" + hashlib.sha256(keys).hexdigest()
+            (self.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+async def export(tmp_path: Path, *args: str, name: str = "archive") -> Path:
+    """``lintas export`` into ``tmp_path / name``, which it returns."""
+    out = tmp_path / name
+    assert await cli("export", "--out", str(out), *args) == 0
+    return out
+
+
+async def verify_fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """``lintas verify`` fails: its output, unwrapped."""
+    capsys.readouterr()
+    assert await cli("verify", *args) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out
+    return " ".join(out.split())  # unwrapped
 
 
 async def test_chained_agencies_make_a_log_that_verifies(

@@ -220,3 +220,12 @@ async def start_record(
 
 async def declare_record(js: JetStreamContext, settings: Settings) -> None:
     await declare_platform(js, settings, [record_consumer()])
+
+
+async def line_with(stream: asyncio.StreamReader, text: str, within_s: float) -> str:
+    """The first line of a process's output holding ``text``, within ``within_s``."""
+    async with asyncio.timeout(within_s):
+        while line := (await stream.readline()).decode():
+            if text in line:
+                return line
+    raise AssertionError(f"process ended without printing {text!r}")
