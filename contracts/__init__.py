@@ -31,6 +31,7 @@ from lintas.contracts.envelope import (
     make_event,
 )
 from lintas.contracts.errors import (
+    AuthorityRefused,
     CaseErased,
     ConsentMissing,
     ContractError,
@@ -58,6 +59,7 @@ from lintas.contracts.subjects import (
 )
 
 __all__ = [
+    "AuthorityRefused",
     "BROADCAST",
     "NATIONAL_AGENCIES",
     "PERSONAL_KEY",

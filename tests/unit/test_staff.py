@@ -26,6 +26,7 @@ from lintas.contracts import (
     make_event,
     new_case_id,
 )
+from lintas.contracts import authority
 from lintas.contracts import build_data as build
 from lintas.demo.pathways import PARTNER, PATHWAYS, VILLAGE, Pathway, agencies, check_record
 from lintas.demo.staff import Reaction, react
@@ -317,3 +318,9 @@ def test_check_record_refuses_an_unknown_situation() -> None:
     )
     (problem,) = check_record(_record([opened]))
     assert "no demo pathway" in problem
+
+
+@pytest.mark.parametrize("pathway", PATHWAYS, ids=IDS)
+def test_pathway_traffic_is_all_admitted_by_the_authority_policy(pathway: Pathway) -> None:
+    bus, _ = _run(pathway)
+    assert [(e.type, e.source, r.code) for e, r in authority.refusals(bus.stream)] == []
