@@ -28,9 +28,10 @@ issue's words, the rule allows it and still blocks the attack:
   records the parent's consent to the partner agency abroad). Withdrawn only by the owner
   or the agency that recorded that consent;
 * requests (referrals, documents, repatriations, rehabilitation and reintegration
-  hand-offs, tracing) come from the owner, the opener or a party (a rehabilitation centre
-  hands the child on to the village; a mission refers to its partner abroad); an outsider
-  opens none;
+  hand-offs, tracing) and assessments come from the owner, the coordinator (which may
+  assign any case to itself anyway), the opener or a party (a rehabilitation centre hands
+  the child on to the village; a mission refers to its partner abroad); an outsider opens
+  none;
 * ``oversight.escalated`` comes from the watchdog *or the owner* (KemenP2MI escalates a
   trafficking case to KPAI itself); ``*.overdue`` notices from the watchdog only;
 * after ``case.erased`` a case may still be wound down (closed; hand-offs answered,
@@ -247,14 +248,14 @@ class Rule:
     extra: tuple[str, ...] = ()  # further codes, from the type's own check
 
 
-_REQUEST: Final = Rule(("owner", "opener", "party"), "not_party")
+_REQUEST: Final = Rule(("owner", "coordinator", "opener", "party"), "not_party")
 _ANSWER: Final = Rule(("asked",), "not_asked", "any")
 _OVERDUE: Final = Rule(("watchdog",), "watchdog_only", "any", ("no_such_request",))
 
 RULES: Final[Mapping[str, Rule]] = {
     "case.opened": Rule(("agency",), "not_agency", "new"),
     "case.assigned": Rule(("owner", "coordinator"), "not_owner"),
-    "case.assessed": Rule(("owner", "opener", "party"), "not_party"),
+    "case.assessed": _REQUEST,
     "case.closed": Rule(("owner",), "not_owner", "open"),
     "case.reopened": Rule(("owner",), "not_owner", "closed"),
     "case.erased": Rule(("owner",), "not_owner"),
@@ -269,7 +270,7 @@ RULES: Final[Mapping[str, Rule]] = {
     "referral.completed": _ANSWER,
     "referral.revoked": Rule(("requester",), "not_requester", "any"),
     "referral.overdue": _OVERDUE,
-    "document.requested": replace(_REQUEST, extra=("kind_not_issued",)),
+    "document.requested": _REQUEST,
     "document.issued": replace(_ANSWER, extra=("kind_not_issued",)),
     "document.rejected": replace(_ANSWER, extra=("kind_not_issued",)),
     "document.overdue": _OVERDUE,
@@ -330,12 +331,13 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
             )
         if not str(getattr(data, "legal_basis", "")).strip():
             return Refusal("no_legal_basis", "the override names no legal basis", "data.legal_basis")
-    elif event.type.startswith("document.") and event.type != "document.overdue":
-        issuer = event.target if event.type == "document.requested" else event.source
+    elif event.type in ("document.issued", "document.rejected"):
         kind = getattr(data, "kind", None)
-        if kind not in ISSUES.get(issuer, frozenset()):
+        if kind not in ISSUES.get(event.source, frozenset()):
             return Refusal(
-                "kind_not_issued", f"{issuer} does not issue documents of kind {kind}", "data.kind"
+                "kind_not_issued",
+                f"{event.source} does not issue documents of kind {kind}",
+                "data.kind",
             )
     elif event.type in OVERDUE_NOTICES:
         requester = getattr(data, "requester", None) or event.source
