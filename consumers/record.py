@@ -24,7 +24,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts import AuthorityRefused, Event, EventData, Sealed
+from lintas.contracts import Event, EventData, Sealed
 from lintas.contracts import authority as authority_rules
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.families import case, document, rehabilitation, repatriation
@@ -351,9 +351,7 @@ def _in_order(
 
 def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     """Fold the event at stream sequence ``seq`` into the record of its case."""
-    refused_by = authority_rules.judge(case_state(record), event)
-    if refused_by is not None:
-        raise AuthorityRefused(refused_by, event_type=event.type, source=event.source)
+    authority_rules.check(case_state(record), event)  # AuthorityRefused: folds nothing
     record = record or CaseRecord(case_id=event.case_id)
     data = event.data
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}

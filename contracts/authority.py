@@ -65,7 +65,9 @@ __all__ = [
     "Rule",
     "apply",
     "check",
+    "check_alone",
     "judge",
+    "judge_alone",
     "policy_table",
     "refusals",
     "start",
@@ -79,8 +81,8 @@ CODES: Final[Mapping[str, str]] = {
     "case_not_closed": "the case is not closed: only a closed case is reopened",
     "not_agency": "a platform service (the watchdog) sends only its notices",
     "not_owner": "only the case's owner (the opener until an assignment) may say it",
-    "not_party": "only the owner, the opener or an agency holding an open hand-off of the "
-    "case may say it",
+    "not_party": "only the owner, the opener, an agency holding an open hand-off of the "
+    "case or (for requests and assessments) the coordinator may say it",
     "not_recorder": "only the owner or the agency that recorded the consent withdraws it",
     "not_entitled": "only an agency with a child-protection mandate overrides consent",
     "no_legal_basis": "an override names its legal basis",
@@ -322,6 +324,26 @@ def _state_refusal(state: CaseState, required: str, event: Event) -> Refusal | N
 def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
     """The further check of a type whose rule names one."""
     data = event.data
+    if event.type in OVERDUE_NOTICES:
+        requester = getattr(data, "requester", None) or event.source
+        request_id = _request_id(event)
+        found = None if request_id is None else state.handoff(requester, request_id)
+        if found is None or found.asked != event.target:
+            return Refusal(
+                "no_such_request",
+                f"{event.type} names no hand-off of {requester} asked of {event.target}",
+                "data",
+            )
+    elif event.type == "oversight.reviewed" and not _asked(state, event):
+        return Refusal(
+            "not_asked", f"{event.target} escalated nothing of this id to KPAI", "data.escalation_id"
+        )
+    return _own_refusal(event)
+
+
+def _own_refusal(event: Event) -> Refusal | None:
+    """The further checks that need nothing but the event itself."""
+    data = event.data
     if event.type == "consent.overridden":
         if event.source not in OVERRIDING:
             return Refusal(
@@ -339,20 +361,6 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
                 f"{event.source} does not issue documents of kind {kind}",
                 "data.kind",
             )
-    elif event.type in OVERDUE_NOTICES:
-        requester = getattr(data, "requester", None) or event.source
-        request_id = _request_id(event)
-        found = None if request_id is None else state.handoff(requester, request_id)
-        if found is None or found.asked != event.target:
-            return Refusal(
-                "no_such_request",
-                f"{event.type} names no hand-off of {requester} asked of {event.target}",
-                "data",
-            )
-    elif event.type == "oversight.reviewed" and not _asked(state, event):
-        return Refusal(
-            "not_asked", f"{event.target} escalated nothing of this id to KPAI", "data.escalation_id"
-        )
     return None
 
 
@@ -367,9 +375,34 @@ def judge(state: CaseState, event: Event) -> Refusal | None:
     if event.source in PLATFORM_SERVICES and "watchdog" not in rule.who:
         return Refusal("not_agency", f"{event.source} does not send {event.type}", "source")
     if not any(PRINCIPALS[name][1](state, event) for name in rule.who):
-        allowed = " or ".join(PRINCIPALS[name][0] for name in rule.who)
-        return Refusal(rule.code, f"{event.type} comes only from {allowed}", "source")
+        return _not_from(rule, event)
     return _extra_refusal(state, event) if rule.extra else None
+
+
+def _not_from(rule: Rule, event: Event) -> Refusal:
+    allowed = " or ".join(PRINCIPALS[name][0] for name in rule.who)
+    return Refusal(rule.code, f"{event.type} comes only from {allowed}", "source")
+
+
+_IDENTITIES: Final = frozenset({"agency", "coordinator", "watchdog", "kpai"})
+"""The principals an event's source is or is not whatever the case's state."""
+
+
+def judge_alone(event: Event) -> Refusal | None:
+    """What :func:`judge` refuses whatever the case's state: for a reader that sees only
+    part of a case (an agency's consumers get neither the case's opening, addressed to
+    one agency, nor the hand-offs of others), so it cannot fold its state in log order.
+    Never refuses what :func:`judge` admits."""
+    rule = RULES.get(event.type)
+    if rule is None:
+        return Refusal("not_agency", f"{event.type} has no authority rule", "type")
+    if event.source in PLATFORM_SERVICES and "watchdog" not in rule.who:
+        return Refusal("not_agency", f"{event.source} does not send {event.type}", "source")
+    if set(rule.who) <= _IDENTITIES and not any(
+        PRINCIPALS[name][1](start(), event) for name in rule.who
+    ):
+        return _not_from(rule, event)
+    return _own_refusal(event) if rule.extra else None
 
 
 # -- folding ----------------------------------------------------------------------------------
@@ -471,3 +504,10 @@ def check(state: CaseState, event: Event) -> CaseState:
     if refused is not None:
         raise AuthorityRefused(refused, event_type=event.type, source=event.source)
     return apply(state, event)
+
+
+def check_alone(event: Event) -> None:
+    """:class:`~lintas.contracts.AuthorityRefused` when :func:`judge_alone` refuses."""
+    refused = judge_alone(event)
+    if refused is not None:
+        raise AuthorityRefused(refused, event_type=event.type, source=event.source)
