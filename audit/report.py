@@ -37,9 +37,9 @@ from lintas.audit.check import LogChecker
 from lintas.audit.events import StoredEvent, event_time
 from lintas.consumers.record import CaseRecord, apply
 from lintas.contracts import (
-    AuthorityRefused,
     BROADCAST,
     PERSONAL_KEY,
+    AuthorityRefused,
     Event,
     Sealed,
     SignatureError,

@@ -12,9 +12,9 @@ erasure itself, and, per timeline entry, why the consent gate refuses it when it
 
 Before it folds anything, :func:`apply` asks the authority policy
 (:mod:`lintas.contracts.authority`) whether the event's source may say it about the case
-now, on the case's :class:`~lintas.contracts.authority.CaseState` its record gives (:func:`case_state`): a
-refused event raises :class:`~lintas.contracts.AuthorityRefused` (the record's consumer
-quarantines it, a replay leaves it out) and changes nothing.
+now, on the case's :class:`~lintas.contracts.authority.CaseState` that its record gives
+(:func:`case_state`): a refused event raises :class:`~lintas.contracts.AuthorityRefused`
+(the record's consumer quarantines it, a replay leaves it out) and changes nothing.
 """
 
 from __future__ import annotations

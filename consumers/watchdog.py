@@ -44,8 +44,8 @@ import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from opentelemetry.trace import TracerProvider
-from sqlalchemy import BigInteger, and_, or_, update
 from pydantic import TypeAdapter
+from sqlalchemy import BigInteger, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -70,10 +70,10 @@ from lintas.producers import HeadMoved, Publisher, PublishRejected
 
 __all__ = [
     "DeadlineRow",
-    "WatchdogCaseRow",
     "RunningTicker",
     "Tick",
     "Watchdog",
+    "WatchdogCaseRow",
     "WatchdogProjection",
     "attach_watchdog",
     "create_watchdog_app",

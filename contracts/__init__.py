@@ -59,13 +59,13 @@ from lintas.contracts.subjects import (
 )
 
 __all__ = [
-    "AuthorityRefused",
     "BROADCAST",
     "NATIONAL_AGENCIES",
     "PERSONAL_KEY",
     "PLATFORM_SERVICES",
     "SEALED_KEY",
     "WATCHDOG",
+    "AuthorityRefused",
     "CaseErased",
     "ConsentMissing",
     "ContractError",

@@ -217,7 +217,10 @@ def _recorder(state: CaseState, event: Event) -> bool:
 
 
 PRINCIPALS: Final[Mapping[str, tuple[str, Callable[[CaseState, Event], bool]]]] = {
-    "agency": ("any agency (not a platform service)", lambda s, e: e.source not in PLATFORM_SERVICES),
+    "agency": (
+        "any agency (not a platform service)",
+        lambda s, e: e.source not in PLATFORM_SERVICES,
+    ),
     "owner": ("the owner", lambda s, e: e.source == s.owner),
     "coordinator": (f"the coordinator ({COORDINATOR})", lambda s, e: e.source == COORDINATOR),
     "opener": ("the opener", lambda s, e: e.source == s.opened_by),
@@ -307,13 +310,9 @@ def _state_refusal(state: CaseState, required: str, event: Event) -> Refusal | N
             )
         return None
     if state.opened_by is None:
-        return Refusal(
-            "case_not_opened", f"{event.type} is about a case never opened", "subject"
-        )
+        return Refusal("case_not_opened", f"{event.type} is about a case never opened", "subject")
     if state.erased and required in ("live", "closed"):
-        return Refusal(
-            "case_erased", f"{event.type} may not follow the case's erasure", "subject"
-        )
+        return Refusal("case_erased", f"{event.type} may not follow the case's erasure", "subject")
     if required == "open" and state.closed:
         return Refusal("case_closed", f"{event.type}: the case is closed already", "subject")
     if required == "closed" and not state.closed:
@@ -336,7 +335,9 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
             )
     elif event.type == "oversight.reviewed" and not _asked(state, event):
         return Refusal(
-            "not_asked", f"{event.target} escalated nothing of this id to KPAI", "data.escalation_id"
+            "not_asked",
+            f"{event.target} escalated nothing of this id to KPAI",
+            "data.escalation_id",
         )
     return _own_refusal(event)
 
@@ -352,7 +353,9 @@ def _own_refusal(event: Event) -> Refusal | None:
                 "source",
             )
         if not str(getattr(data, "legal_basis", "")).strip():
-            return Refusal("no_legal_basis", "the override names no legal basis", "data.legal_basis")
+            return Refusal(
+                "no_legal_basis", "the override names no legal basis", "data.legal_basis"
+            )
     elif event.type in ("document.issued", "document.rejected"):
         kind = getattr(data, "kind", None)
         if kind not in ISSUES.get(event.source, frozenset()):
@@ -494,7 +497,6 @@ def policy_table() -> str:
         "",
     ]
     return "\n".join(lines)
-
 
 
 def check(state: CaseState, event: Event) -> CaseState:

@@ -18,6 +18,7 @@ from lintas.consumers.record import CaseRecord
 from lintas.contracts import (
     BROADCAST,
     Event,
+    authority,
     decode,
     derived_uuid7,
     encode,
@@ -26,7 +27,6 @@ from lintas.contracts import (
     make_event,
     new_case_id,
 )
-from lintas.contracts import authority
 from lintas.contracts import build_data as build
 from lintas.demo.pathways import PARTNER, PATHWAYS, VILLAGE, Pathway, agencies, check_record
 from lintas.demo.staff import Reaction, react
