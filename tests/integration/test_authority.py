@@ -10,7 +10,6 @@ escalates) the unopened case's referral.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,10 +18,10 @@ from nats.js import JetStreamContext
 from sqlmodel import Session
 
 from lintas.consumers.projections import load_record
-from lintas.consumers.quarantine import QuarantineEntry, list_entries
+from lintas.consumers.quarantine import list_entries
 from lintas.consumers.watchdog import load_deadlines
-from lintas.contracts import BROADCAST, build_data, encode, make_event, new_case_id
-from lintas.infra.keys.signing import Signer, Verifier, load_registry
+from lintas.contracts import BROADCAST, build_data, make_event, new_case_id
+from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import (
     agency_consumer,
@@ -31,7 +30,7 @@ from lintas.infra.nats.topology import (
     record_consumer,
 )
 from lintas.infra.settings import Settings
-from tests.integration.test_privacy import consumers
+from tests.integration.test_privacy import OPENED, _quarantined, _raw_publish, consumers
 from tests.integration.test_watchdog import (  # noqa: F401 (fixtures)
     DUE,
     ESCALATE,
@@ -43,12 +42,6 @@ from tests.support.helpers import T0, Applied, consent, signed, start_record
 
 pytestmark = pytest.mark.nats
 
-OPENED = {
-    "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
-    "risk_level": "high",
-}
 ERASURE = {
     "officer_role": "data_protection_officer",
     "requested_by": "parent",
@@ -71,18 +64,7 @@ async def _bypass(
     event = make_event(
         build_data(event_type, data), source=source, target=target, case_id=case_id, time=T0
     )
-    envelope = Signer.load(settings, source).sign(event.envelope)
-    ack = await js.publish(
-        envelope.nats_subject,
-        encode(envelope),
-        stream=settings.stream,
-        headers={"Nats-Msg-Id": envelope.id},
-    )
-    return int(ack.seq)
-
-
-def _quarantined(entries: Sequence[QuarantineEntry], consumer: str) -> dict[int, str]:
-    return {e.stream_seq: e.reason for e in entries if e.consumer == consumer}
+    return await _raw_publish(js, settings, event)
 
 
 async def test_the_record_and_the_agency_quarantine_what_the_policy_refuses(
