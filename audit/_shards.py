@@ -33,7 +33,7 @@ from lintas.audit.collector import relax_collector
 from lintas.consumers import record as record_fold
 from lintas.consumers.projections import RecordProjection
 from lintas.consumers.record import CaseRecord
-from lintas.contracts import Event, PermanentError, decode, parse_message
+from lintas.contracts import AuthorityRefused, Event, PermanentError, decode, parse_message
 from lintas.infra.db import create_db_engine
 from lintas.infra.keys.signing import Registry, Verifier
 from lintas.infra.observability.tracing import trace_context
@@ -138,7 +138,8 @@ class Shard:
         report.links.append((envelope.traceparent, envelope.tracestate, event.case_id, event.id))
 
     def _store(self, batch: list[tuple[int, Event]], report: ShardReport) -> None:
-        """Apply what the live projector would: not the events of a case never opened."""
+        """Apply what the live projector would: not the events of a case never opened, nor
+        what the authority policy refuses."""
         records = self._records
         records.load({event.case_id for _, event in batch})
         kept: list[tuple[int, Event]] = []
@@ -147,7 +148,11 @@ class Shard:
             if record is None and event.type != "case.opened":
                 report.skip(seq, f"{event.type} for case {event.case_id}, which was never opened")
                 continue
-            records.put(event.case_id, record_fold.apply(record, event, seq))
+            try:
+                records.put(event.case_id, record_fold.apply(record, event, seq))
+            except AuthorityRefused as exc:  # the live record's consumer quarantines it
+                report.skip(seq, str(exc))
+                continue
             kept.append((seq, event))
         records.evict()
         report.applied += len(kept)

@@ -39,6 +39,7 @@ from lintas.consumers.record import CaseRecord, apply
 from lintas.contracts import (
     BROADCAST,
     PERSONAL_KEY,
+    AuthorityRefused,
     Event,
     Sealed,
     SignatureError,
@@ -217,10 +218,14 @@ async def build_report(
                 signature, chain = FAILED, UNCHECKED
             else:
                 chain = FAILED
-        # What the live projector applies: signed events of a case that was opened.
-        applied = signature == OK and (record is not None or event.type == "case.opened")
+        # What the live projector applies: signed events the authority policy admits (of a
+        # case that was opened, said by whoever may say them).
+        applied = signature == OK
         if applied:
-            record = apply(record, event, stored.seq)
+            try:
+                record = apply(record, event, stored.seq)
+            except AuthorityRefused:
+                applied = False
         report.events.append(_checked(stored, event, signature, chain, finding, applied))
     report.record = record
     if record is not None and record.erasure is not None:

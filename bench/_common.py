@@ -112,6 +112,9 @@ def pathway(size: int) -> list[tuple[str, str, str, dict[str, Any]]]:
     steps: list[tuple[str, str, str, dict[str, Any]]] = [
         ("kemlu", "kp2mi", "case.opened", OPENED),
         ("kemlu", "all", "consent.recorded", CONSENT),
+        # The coordinator takes the case over, as in the demo: the owner closes it at the end
+        # (the authority policy refuses a close from anyone else).
+        ("kp2mi", "all", "case.assigned", {"owner": "kp2mi", "officer_ref": "P2MI-1"}),
     ]
     k = 0
     while len(steps) < size - 1:
@@ -119,7 +122,9 @@ def pathway(size: int) -> list[tuple[str, str, str, dict[str, Any]]]:
         k += 1
     steps = steps[: max(size - 1, 1)]
     if size > 1:
-        steps.append(("kp2mi", "kemlu", "case.closed", {"reason": "reintegrated"}))
+        assigned = any(step[2] == "case.assigned" for step in steps)
+        owner, other = ("kp2mi", "kemlu") if assigned else ("kemlu", "kp2mi")
+        steps.append((owner, other, "case.closed", {"reason": "reintegrated"}))
     return steps
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from lintas.contracts.asyncapi import asyncapi_document
+from lintas.contracts.authority import policy_table
 from lintas.contracts.schemadocs import (
     SCHEMA_DIR,
     Problem,
@@ -29,6 +30,11 @@ def _asyncapi_text(asyncapi: Path, schemas: Path) -> str:
     return render(asyncapi_document(version("lintas"), schema_base=base.as_posix()))
 
 
+def _authority_doc(asyncapi: Path) -> Path:
+    """The authority policy's table, beside the AsyncAPI document (docs/AUTHORITY.md)."""
+    return asyncapi.parent / "AUTHORITY.md"
+
+
 def _relative(path: Path, start: Path) -> str:
     return str(os.path.relpath(path.resolve(), start.resolve()))
 
@@ -41,6 +47,13 @@ def contracts_check(console: Console, schemas: Path, asyncapi: Path) -> int:
         problems.append(
             Problem("a", f"{asyncapi} differs from the contracts: run `lintas contracts docs`")
         )
+    authority = _authority_doc(asyncapi)
+    if not authority.exists() or authority.read_text() != policy_table():
+        problems.append(
+            Problem(
+                "a", f"{authority} differs from the authority policy: run `lintas contracts docs`"
+            )
+        )
     for problem in problems:
         console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
     if problems:
@@ -48,7 +61,7 @@ def contracts_check(console: Console, schemas: Path, asyncapi: Path) -> int:
         return 1
     console.print(
         "contracts check: schemas current, published versions unchanged, "
-        "every version has its upcaster, AsyncAPI current"
+        "every version has its upcaster, AsyncAPI current, authority table current"
     )
     return 0
 
@@ -64,6 +77,10 @@ def contracts_docs(console: Console, schemas: Path, asyncapi: Path) -> int:
         asyncapi.parent.mkdir(parents=True, exist_ok=True)
         asyncapi.write_text(text)
         written.append(str(asyncapi))
+    authority = _authority_doc(asyncapi)
+    if not authority.exists() or authority.read_text() != policy_table():
+        authority.write_text(policy_table())
+        written.append(str(authority))
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     console.print(f"{len(written)} file(s) changed" if written else "everything was current")

@@ -21,7 +21,7 @@ from lintas.consumers import worklist as worklist_fold
 from lintas.consumers.gate import AgencyGate
 from lintas.consumers.record import CaseRecord
 from lintas.consumers.worklist import WorkItem
-from lintas.contracts import Event, PermanentError
+from lintas.contracts import Event, PermanentError, authority
 from lintas.infra.db import UTCDateTime
 
 __all__ = [
@@ -67,7 +67,8 @@ class WorklistRow(SQLModel, table=True):
 
 class WorklistProjection:
     """The agency's worklist, behind its consent gate, beside its case file
-    (:mod:`.gate`): an event the gate refuses raises, and is quarantined."""
+    (:mod:`.gate`): an event the gate refuses raises, and is quarantined; so does one the
+    authority policy refuses on its own (:func:`lintas.contracts.authority.judge_alone`)."""
 
     tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow, *AgencyGate.tables)
 
@@ -76,6 +77,10 @@ class WorklistProjection:
         self.gate = AgencyGate(agency)
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
+        for _seq, event in batch:
+            # The agency sees only part of each case: what the authority policy refuses
+            # whatever the case's state (the record and the watchdog judge the rest).
+            authority.check_alone(event)
         self._lock_cases(session, {event.case_id for _, event in batch})
         self.gate.apply_batch(session, batch)
         keyed = [

@@ -9,6 +9,12 @@ events carried which personal fields and in what state (``sealed``, ``erased`` o
 case's keys are destroyed, ``clear`` for events published before fields were sealed), the
 erasure itself, and, per timeline entry, why the consent gate refuses it when it does
 (the receiving agency's consumer quarantines such an event; the record shows it).
+
+Before it folds anything, :func:`apply` asks the authority policy
+(:mod:`lintas.contracts.authority`) whether the event's source may say it about the case
+now, on the case's :class:`~lintas.contracts.authority.CaseState` that its record gives
+(:func:`case_state`): a refused event raises :class:`~lintas.contracts.AuthorityRefused`
+(the record's consumer quarantines it, a replay leaves it out) and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from lintas.contracts import Event, EventData, Sealed
+from lintas.contracts import authority as authority_rules
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.families import case, document, rehabilitation, repatriation
 from lintas.contracts.handoffs import RANK, TERMINAL, classify
@@ -32,6 +39,7 @@ __all__ = [
     "PersonalField",
     "TimelineEntry",
     "apply",
+    "case_state",
     "consent_book",
 ]
 
@@ -144,6 +152,29 @@ class CaseRecord(BaseModel):
     consents: tuple[ConsentEntry, ...] = ()
     personal: tuple[PersonalField, ...] = ()
     erasure: Erasure | None = None
+
+
+def case_state(record: CaseRecord | None) -> authority_rules.CaseState:
+    """What the authority policy knows of the case, as its record says it: the record folds
+    every admitted event into the same owner, status, erasure, hand-offs and consents that
+    :func:`lintas.contracts.authority.apply` folds, so it stores nothing more (and a record
+    stored before the policy existed needs no migration)."""
+    if record is None:
+        return authority_rules.start()
+    return authority_rules.CaseState(
+        opened_by=record.opened_by,
+        owner=record.owner,
+        closed=record.status == "closed",
+        erased=record.erasure is not None,
+        handoffs=tuple(
+            authority_rules.Pending(
+                h.requester, h.key.partition("/")[2], h.handoff, h.asked, h.status in TERMINAL
+            )
+            for h in record.handoffs
+            if h.handoff is not None and h.asked is not None
+        ),
+        consents=tuple((c.consent_id, c.by) for c in record.consents if c.consent_id),
+    )
 
 
 def consent_book(record: CaseRecord) -> gate_rules.ConsentBook:
@@ -320,6 +351,7 @@ def _in_order(
 
 def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     """Fold the event at stream sequence ``seq`` into the record of its case."""
+    authority_rules.check(case_state(record), event)  # AuthorityRefused: folds nothing
     record = record or CaseRecord(case_id=event.case_id)
     data = event.data
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}

@@ -7,7 +7,12 @@ Two halves, as any consumer that acts:
   ``watchdog`` on ``lintas.>``): it folds every event into ``watchdog_deadline`` rows
   (:mod:`.deadlines`), in the same transaction as its tracking position. It also records
   the notices themselves when they come back from the stream (``overdue_seq``,
-  ``escalated_seq``), whoever sent them.
+  ``escalated_seq``), whoever sent them. Before it folds an event it asks the authority
+  policy (:mod:`lintas.contracts.authority`) on the case's state, kept in
+  ``watchdog_case``: a refused event (a referral of a case never opened, an answer from
+  an agency not asked, a notice from another than the watchdog) raises
+  :class:`~lintas.contracts.AuthorityRefused` and is quarantined, so the watchdog never
+  follows, notices or escalates a hand-off the policy refuses.
 * :class:`Watchdog` ticks on an injected clock. Each tick reads the tracked position,
   *then* the open deadlines that are due; for each, it reads the case's head (its last
   stored event) and acts only if the projection has applied the case up to that head
@@ -39,6 +44,7 @@ import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from opentelemetry.trace import TracerProvider
+from pydantic import TypeAdapter
 from sqlalchemy import BigInteger, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -48,7 +54,7 @@ from lintas.consumers.app import Databases, _runner, app_of, attach_runner, crea
 from lintas.consumers.deadlines import Action, Deadline, DeadlinePolicy, Key
 from lintas.consumers.projections import Batch
 from lintas.consumers.runner import OnCommit, ProjectionRunner
-from lintas.contracts import WATCHDOG, ContractError, TransientError
+from lintas.contracts import WATCHDOG, ContractError, TransientError, authority
 from lintas.contracts.handoffs import classify
 from lintas.infra.bootstrap import Parts
 from lintas.infra.clock import Clock, SystemClock
@@ -64,6 +70,7 @@ __all__ = [
     "RunningTicker",
     "Tick",
     "Watchdog",
+    "WatchdogCaseRow",
     "WatchdogProjection",
     "attach_watchdog",
     "create_watchdog_app",
@@ -93,17 +100,67 @@ class DeadlineRow(SQLModel, table=True):
     escalated_seq: int | None = Field(default=None, sa_type=BigInteger)
 
 
+class WatchdogCaseRow(SQLModel, table=True):
+    """What the authority policy knows of a case, as the watchdog folded it."""
+
+    __tablename__ = "watchdog_case"
+
+    case_id: str = Field(primary_key=True, max_length=32)
+    state: str = Field(description="the case's authority.CaseState as JSON")
+
+
+_STATE: TypeAdapter[authority.CaseState] = TypeAdapter(authority.CaseState)
+
+
 def _item(row: DeadlineRow) -> Deadline:
     return Deadline.model_validate(row, from_attributes=True)
 
 
 class WatchdogProjection:
-    tables: ClassVar[tuple[type[SQLModel], ...]] = (DeadlineRow,)
+    tables: ClassVar[tuple[type[SQLModel], ...]] = (DeadlineRow, WatchdogCaseRow)
 
     def __init__(self, policy: DeadlinePolicy) -> None:
         self.policy = policy
 
+    def _judge(self, session: Session, batch: Batch) -> None:
+        """Fold the batch into its cases' authority states; raise the first refusal (before
+        anything of the batch is written: the runner then applies it event by event)."""
+        wanted = sorted({event.case_id for _, event in batch})
+        stored = {
+            row.case_id: row
+            for row in session.exec(
+                select(WatchdogCaseRow).where(col(WatchdogCaseRow.case_id).in_(wanted))
+            )
+        }
+        # A case the watchdog tracked before it kept states (deadlines, no state row) is
+        # not judged: its state would start before its opening. New cases all are.
+        legacy = set(
+            session.exec(
+                select(DeadlineRow.case_id).where(
+                    col(DeadlineRow.case_id).in_(sorted(set(wanted) - stored.keys()))
+                )
+            ).all()
+        )
+        states = {cid: _STATE.validate_json(row.state) for cid, row in stored.items()}
+        changed: set[str] = set()
+        for _seq, event in batch:
+            if event.case_id in legacy:
+                continue
+            before = states.get(event.case_id, authority.start())
+            after = authority.check(before, event)
+            if after != before:
+                states[event.case_id] = after
+                changed.add(event.case_id)
+        for case_id in sorted(changed):
+            doc = _STATE.dump_json(states[case_id]).decode()
+            row = stored.get(case_id)
+            if row is None:
+                session.add(WatchdogCaseRow(case_id=case_id, state=doc))
+            else:
+                row.state = doc
+
     def apply_batch(self, session: Session, batch: Batch) -> int:
+        self._judge(session, batch)
         rows: dict[Key, DeadlineRow | None] = {}
 
         def row_of(key: Key) -> DeadlineRow | None:

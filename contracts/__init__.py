@@ -31,6 +31,7 @@ from lintas.contracts.envelope import (
     make_event,
 )
 from lintas.contracts.errors import (
+    AuthorityRefused,
     CaseErased,
     ConsentMissing,
     ContractError,
@@ -64,6 +65,7 @@ __all__ = [
     "PLATFORM_SERVICES",
     "SEALED_KEY",
     "WATCHDOG",
+    "AuthorityRefused",
     "CaseErased",
     "ConsentMissing",
     "ContractError",

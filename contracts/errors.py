@@ -19,12 +19,20 @@ later). Only the consumer edge turns these into ack, nak-with-delay or quarantin
     │       ├── ConsentMissing       no consent (or recorded override) covers its scope and target
     │       ├── NotForAbroad         a field not declared for cross-border sharing, going abroad
     │       └── CaseErased           personal data for a case whose data was erased
+    │   └── AuthorityRefused         its source may not say it about this case now
+    │                                (lintas.contracts.authority: carries the Refusal)
     └── TransientError               broker down, timeout, database busy: retry later
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lintas.contracts.authority import Refusal
+
 __all__ = [
+    "AuthorityRefused",
     "CaseErased",
     "ConsentMissing",
     "ContractError",
@@ -120,3 +128,18 @@ class NotForAbroad(GateRefused):
 
 class CaseErased(GateRefused):
     """Personal data for a case whose personal data was erased (``case.erased``)."""
+
+
+class AuthorityRefused(PermanentError):
+    """The authority policy refuses the event: its source may not say it about this case in
+    the case's state (:func:`lintas.contracts.authority.judge`). A reader quarantines it and
+    folds nothing of it. Carries the :class:`~lintas.contracts.authority.Refusal`."""
+
+    def __init__(self, refusal: Refusal, *, event_type: str, source: str) -> None:
+        self.refusal = refusal
+        self.code = refusal.code
+        self.event_type = event_type
+        where = f", field {refusal.field!r}" if refusal.field else ""
+        super().__init__(
+            f"{event_type} from {source} refused ({refusal.code}{where}): {refusal.reason}"
+        )

@@ -73,7 +73,8 @@ STEPS: list[tuple[str, str, str, dict[str, Any], int]] = [
         3,
     ),
     ("kemensos", "kp2mi", "referral.accepted", {"referral_id": "ref-1"}, 4),
-    ("kp2mi", "kemlu", "case.closed", {"reason": "reintegrated"}, 5),
+    # The owner closes it: kemlu opened it, and nobody assigned it on (the authority policy).
+    ("kemlu", "kp2mi", "case.closed", {"reason": "reintegrated"}, 5),
 ]
 AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
 

@@ -168,7 +168,7 @@ async def test_a_tampered_event_shows_failed_with_the_reason(
     js: JetStreamContext, settings: Settings, cli_env: Settings, tmp_path: Path
 ) -> None:
     case_id, sent = await _case(js, settings)
-    forged = dict(sent[-1].doc)  # case.closed by kp2mi, its signature kept, its data changed
+    forged = dict(sent[-1].doc)  # case.closed by kemlu, its signature kept, its data changed
     forged |= {
         "id": str(uuid7()),
         "time": (T0 + timedelta(hours=9)).isoformat(),

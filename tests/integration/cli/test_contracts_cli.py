@@ -19,6 +19,7 @@ def copy(tmp_path: Path) -> tuple[Path, Path]:
     asyncapi = tmp_path / "docs" / "asyncapi.json"
     asyncapi.parent.mkdir()
     shutil.copy(DEFAULT_ASYNCAPI, asyncapi)
+    shutil.copy(DEFAULT_ASYNCAPI.parent / "AUTHORITY.md", asyncapi.parent / "AUTHORITY.md")
     return schemas, asyncapi
 
 
@@ -61,3 +62,16 @@ def test_docs_refuses_to_rewrite_a_published_version(
     assert (schemas / "case.closed" / "v1.json").read_text() == before
     assert _run("check", copy) == 1
     assert "(b) case.closed/v1 changed after publication" in capsys.readouterr().out
+
+
+def test_check_fails_on_a_stale_authority_table_and_docs_repairs_it(
+    copy: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, asyncapi = copy
+    table = asyncapi.parent / "AUTHORITY.md"
+    table.write_text(table.read_text().replace("| `case.erased` | the owner |", "| x | y |"))
+    assert _run("check", copy) == 1
+    assert "AUTHORITY.md differs from the authority policy" in capsys.readouterr().out
+    assert _run("docs", copy) == 0
+    assert "AUTHORITY.md" in capsys.readouterr().out
+    assert _run("check", copy) == 0

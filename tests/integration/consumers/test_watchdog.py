@@ -287,6 +287,14 @@ async def test_nothing_fires_for_handoffs_answered_in_time(platform: Platform) -
         target="kemenpppa",
         time=T0 + timedelta(hours=5),
     )
+    # Someone else's answer does not count: only the agency asked answers (the watchdog
+    # quarantines it: the authority policy; an event it applies follows, so that it is
+    # seen caught up).
+    wrong = await platform.open_case()
+    await platform.refer(wrong)
+    await platform.dukcapil.publish(
+        "referral.accepted", {"referral_id": "ref-psy"}, case_id=wrong, target="kp2mi", time=T0
+    )
     closed = await platform.open_case()
     await platform.kp2mi.publish(
         "document.requested",
@@ -295,14 +303,9 @@ async def test_nothing_fires_for_handoffs_answered_in_time(platform: Platform) -
         target="dukcapil",
         time=T0,
     )
-    await platform.kp2mi.publish(
+    # Closed by its owner (kemlu opened it; the authority policy refuses anyone else's).
+    await platform.kemlu.publish(
         "case.closed", {"reason": "no_longer_needed"}, case_id=closed, target="all", time=T0
-    )
-    # Someone else's answer does not count: only the agency asked answers.
-    wrong = await platform.open_case()
-    await platform.refer(wrong)
-    await platform.dukcapil.publish(
-        "referral.accepted", {"referral_id": "ref-psy"}, case_id=wrong, target="kp2mi", time=T0
     )
     await _caught_up(platform, replica)
     for days in (3, 10, 60):

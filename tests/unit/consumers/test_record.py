@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import reduce
 from typing import Any
 
+import pytest
+
 from lintas.consumers.record import CaseRecord, DocumentIssued, Handoff, TimelineEntry, apply
-from lintas.contracts import Event
+from lintas.contracts import AuthorityRefused, Event
 from tests.support.events import CASE, at, ev
 from tests.support.samples import CHILD, SAMPLES, VILLAGE
 
@@ -33,7 +35,12 @@ ASSIGNED = e("case.assigned", {"owner": "kp2mi", "officer_ref": "OFC-7"}, "kp2mi
 
 
 def fold(events: list[Event], start: int = 1) -> CaseRecord:
+    """The record after ``events``; a case's hand-offs are folded after its opening and
+    assignment (at seqs below ``start``), since the record refuses what the authority
+    policy refuses (nothing about a case never opened)."""
     record: CaseRecord | None = None
+    if events[0].type != "case.opened":
+        record = apply(apply(None, OPENED, start - 2), ASSIGNED, start - 1)
     for seq, event in enumerate(events, start=start):
         record = apply(record, event, seq)
     assert record is not None
@@ -76,25 +83,28 @@ def test_reassignment_moves_the_owner() -> None:
 
 
 def test_only_the_owner_or_the_coordinator_moves_the_owner() -> None:
-    """Dukcapil's assignment of the case to itself stays in the timeline and moves
-    nothing; the owner hands it on; the coordinator (kp2mi) takes it back."""
+    """Dukcapil's assignment of the case to itself is refused (the authority policy) and
+    moves nothing; the owner hands it on; the coordinator (kp2mi) takes it back."""
     taken = e("case.assigned", {"owner": "dukcapil", "officer_ref": "DUK-1"}, "dukcapil", "all", 2)
     handed = e("case.assigned", {"owner": "kemensos", "officer_ref": "SOS-1"}, "kemlu", "all", 3)
-    record = fold([OPENED, taken, handed, ASSIGNED])
-    assert [entry.owner for entry in record.timeline] == ["kemlu", "kemlu", "kemensos", "kp2mi"]
-    assert [entry.source for entry in record.timeline][1] == "dukcapil"
+    with pytest.raises(AuthorityRefused) as refused:
+        fold([OPENED, taken])
+    assert refused.value.code == "not_owner"
+    record = fold([OPENED, handed, ASSIGNED])
+    assert [entry.owner for entry in record.timeline] == ["kemlu", "kemensos", "kp2mi"]
 
 
 def test_only_the_owner_s_erasure_is_the_record_s() -> None:
-    """Dukcapil's case.erased stays in the timeline; the record keeps no erasure for it
-    (the read service erases no key for it either), and the owner's still counts."""
+    """Dukcapil's case.erased is refused: the record keeps no erasure for it (the read
+    service erases no key for it either), and the owner's still counts."""
     erasure = SAMPLES["case.erased"]
     by_dukcapil = e("case.erased", erasure, "dukcapil", "all", 6)
     by_owner = e("case.erased", erasure, "kp2mi", "all", 7)
-    record = fold([OPENED, ASSIGNED, by_dukcapil])
-    assert record.erasure is None
-    assert [entry.source for entry in record.timeline][-1] == "dukcapil"
-    record = fold([OPENED, ASSIGNED, by_dukcapil, by_owner])
+    record = fold([OPENED, ASSIGNED])
+    with pytest.raises(AuthorityRefused) as refused:
+        apply(record, by_dukcapil, 3)
+    assert refused.value.code == "not_owner"
+    record = apply(record, by_owner, 4)
     assert record.erasure is not None
     assert (record.erasure.by, record.erasure.seq) == ("kp2mi", 4)
 
@@ -118,9 +128,16 @@ def test_whereabouts_follow_repatriation() -> None:
         "kp2mi",
         40,
     )
-    record = fold([OPENED, scheduled])
+    asked = e(
+        "repatriation.requested",
+        {"repatriation_id": "rep-1", "from_country": "MY"},
+        "kp2mi",
+        "kemlu",
+        20,
+    )
+    record = fold([OPENED, ASSIGNED, asked, scheduled])
     assert record.whereabouts == "awaiting repatriation via Nunukan on 2024-03-04"
-    record = apply(record, arrived, 3)
+    record = apply(record, arrived, 5)
     assert record.whereabouts == "arrived in Indonesia at Nunukan"
 
 
@@ -128,6 +145,7 @@ def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
     record = fold(
         [
             OPENED,
+            ASSIGNED,
             e(
                 "rehabilitation.handoff_requested",
                 {"handoff_id": "rehab-1", "placement": "Sentra X"},
@@ -145,7 +163,7 @@ def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
         ]
     )
     assert record.whereabouts == "in rehabilitation with kemensos (Sentra X)"
-    record = fold(
+    for seq, event in enumerate(
         [
             e(
                 "rehabilitation.reintegration_handoff",
@@ -162,14 +180,22 @@ def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
                 21,
             ),
         ],
-        start=4,
-    )
+        start=5,
+    ):
+        record = apply(record, event, seq)
     assert record.whereabouts == f"home: {VILLAGE} (community parenting)"
 
 
 def test_whereabouts_of_a_reintegration_to_family() -> None:
     record = fold(
         [
+            e(
+                "rehabilitation.handoff_requested",
+                {"handoff_id": "rehab-1", "placement": "Sentra X"},
+                "kp2mi",
+                "kemensos",
+                10,
+            ),
             e(
                 "rehabilitation.reintegration_handoff",
                 {"handoff_id": "reint-1", "to": "family", "village": VILLAGE},
@@ -198,6 +224,7 @@ def test_handoff_lifecycle_and_duration() -> None:
     record = fold(
         [
             OPENED,
+            ASSIGNED,
             e(
                 "referral.requested",
                 {"referral_id": "ref-1", "service": "shelter"},
@@ -262,8 +289,8 @@ def test_progress_counts_as_accepted_and_overdue_only_flags() -> None:
             ),
             e(
                 "referral.overdue",
-                {"referral_id": "ref-1", "due": "2024-03-02T08:00:00Z"},
-                "kp2mi",
+                {"referral_id": "ref-1", "requester": "kp2mi", "due": "2024-03-02T08:00:00Z"},
+                "watchdog",
                 "kemensos",
                 30,
             ),
@@ -396,7 +423,14 @@ def test_documents_are_kept_without_their_number() -> None:
         "kp2mi",
         30,
     )
-    record = fold([OPENED, issued])
+    asked = e(
+        "document.requested",
+        {"request_id": "doc-akta", "kind": "akta_kelahiran"},
+        "kp2mi",
+        "dukcapil",
+        20,
+    )
+    record = fold([OPENED, ASSIGNED, asked, issued])
     assert record.documents == (
         DocumentIssued(
             kind="akta_kelahiran",
@@ -490,16 +524,15 @@ def test_only_the_agency_asked_can_answer() -> None:
                 "kp2mi",
                 "kemensos",
                 0,
-            ),
-            e(
-                "referral.completed",
-                {"referral_id": "r1", "outcome": "served"},
-                "dukcapil",
-                "kp2mi",
-                5,
-            ),
+            )
         ]
     )
+    answer = e(
+        "referral.completed", {"referral_id": "r1", "outcome": "served"}, "dukcapil", "kp2mi", 5
+    )
+    with pytest.raises(AuthorityRefused) as refused:
+        apply(record, answer, 2)
+    assert refused.value.code == "not_asked"
     (handoff,) = record.handoffs
     assert (handoff.asked, handoff.status, handoff.closed_at) == ("kemensos", "requested", None)
 

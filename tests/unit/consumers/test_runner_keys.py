@@ -33,7 +33,8 @@ def _msg(seq: int, event: Event, signer: Signer) -> StubMsg:
 
 
 def _assigned(minutes: float) -> Event:
-    data = {"owner": "kp2mi", "officer_ref": "P2MI-7"}
+    # The coordinator hands the case back to the opener, which then closes it.
+    data = {"owner": "kemlu", "officer_ref": "P2MI-7"}
     return ev(
         "case.assigned", data, source="kp2mi", target=BROADCAST, case_id=CASE, time=at(minutes)
     )

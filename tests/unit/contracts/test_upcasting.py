@@ -8,7 +8,7 @@ import pytest
 
 from lintas.consumers import record as record_fold
 from lintas.consumers import worklist
-from lintas.contracts import InvalidEventData, decode, registry
+from lintas.contracts import InvalidEventData, decode, encode, registry
 from lintas.contracts.families.case import CaseOpenedV3, ChildIdentity, case_opened_v1_to_v2
 from lintas.contracts.families.document import DocumentIssuedV3, DocumentRequestedV2
 from lintas.contracts.families.oversight import OversightEscalatedV3
@@ -57,7 +57,19 @@ def test_a_stored_v1_document_issued_reads_as_v3_with_unknowns() -> None:
 def test_stored_v1_events_project_into_the_record() -> None:
     opened = decode(_stored("case.opened.v1.sabah"))
     issued = decode(_stored("document.issued.v1"))
-    record = record_fold.apply(record_fold.apply(None, opened, 1), issued, 2)
+    # The record folds an answer only after its request (the authority policy).
+    asked = issued.envelope.model_copy(
+        update={
+            "type": "document.requested",
+            "source": issued.target,
+            "target": issued.source,
+            "dataschema": "lintas:schemas/document.requested/v1.json",
+            "data": {"request_id": "doc-splp", "kind": "splp"},
+        }
+    )
+    requested = decode(encode(asked))
+    record = record_fold.apply(record_fold.apply(None, opened, 1), requested, 2)
+    record = record_fold.apply(record, issued, 3)
     assert (record.situation, record.jurisdiction, record.whereabouts) == (
         "undocumented_abroad",
         "MY",

@@ -18,6 +18,7 @@ from lintas.consumers.record import CaseRecord
 from lintas.contracts import (
     BROADCAST,
     Event,
+    authority,
     decode,
     derived_uuid7,
     encode,
@@ -317,3 +318,9 @@ def test_check_record_refuses_an_unknown_situation() -> None:
     )
     (problem,) = check_record(_record([opened]))
     assert "no demo pathway" in problem
+
+
+@pytest.mark.parametrize("pathway", PATHWAYS, ids=IDS)
+def test_pathway_traffic_is_all_admitted_by_the_authority_policy(pathway: Pathway) -> None:
+    bus, _ = _run(pathway)
+    assert [(e.type, e.source, r.code) for e, r in authority.refusals(bus.stream)] == []
