@@ -22,6 +22,7 @@ EXPORTED: dict[str, list[str]] = {
         "PLATFORM_SERVICES",
         "SEALED_KEY",
         "WATCHDOG",
+        "AuthorityRefused",
         "CaseErased",
         "ConsentMissing",
         "ContractError",

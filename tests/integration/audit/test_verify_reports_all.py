@@ -16,7 +16,7 @@ from lintas.contracts import decode, encode, event_hash, uuid7
 from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.topology import stream_config
 from lintas.infra.settings import Settings
-from tests.support.audit import T0, ChainedAgencies, Sent, cli, cli_env_fixture  # noqa: F401
+from tests.support.audit import T0, ChainedAgencies, Sent, cli
 from tests.support.cluster import free_ports
 from tests.support.helpers import declare_record
 

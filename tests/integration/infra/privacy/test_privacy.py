@@ -4,8 +4,7 @@ minimisation across the border (erasure: test_erasure.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,10 +14,10 @@ from sqlmodel import Session
 from structlog.testing import capture_logs
 
 from lintas.cli._dlq import dlq_retry
-from lintas.consumers.app import Databases, attach_agency, create_broker
+from lintas.consumers.app import Databases
 from lintas.consumers.casefile import NOT_SHARED, read_case_file
 from lintas.consumers.projections import load_worklist
-from lintas.consumers.quarantine import QuarantineEntry, list_entries
+from lintas.consumers.quarantine import list_entries
 from lintas.consumers.worklist import NOTICE
 from lintas.contracts import (
     BROADCAST,
@@ -27,13 +26,11 @@ from lintas.contracts import (
     Sealed,
     build_data,
     decode,
-    encode,
     make_event,
     new_case_id,
 )
 from lintas.contracts.families.case import ChildIdentity
 from lintas.infra.keys.exchange import load_exchange_key
-from lintas.infra.keys.signing import Signer, Verifier, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import (
     agency_consumer,
@@ -46,41 +43,10 @@ from lintas.infra.privacy.casekeys import NotAKeyHolder
 from lintas.infra.privacy.sealing import SealBroken, open_field, seal_data, unwrap_key
 from lintas.infra.settings import Settings
 from lintas.producers import Publisher
+from tests.support.bypass import CHILD, OPENED, REFERRAL, consumers, quarantined, raw_publish
 from tests.support.helpers import T0, Applied, consent, forge_consent, signed
 
 pytestmark = pytest.mark.nats
-
-CHILD = {
-    "full_name": "Putri Kinanti-PRIVACY-TEST",
-    "birth_date": "2016-04-09",
-    "mother_name": "Sumiati-PRIVACY-TEST",
-    "address": "Dusun Krajan RT 03-PRIVACY-TEST",
-}
-OPENED = {
-    "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
-    "risk_level": "high",
-    "child": CHILD,
-}
-REFERRAL = {"referral_id": "ref-1", "service": "shelter"}
-
-
-@asynccontextmanager
-async def consumers(
-    url: str, settings: Settings, agencies: Sequence[str], applied: Applied
-) -> AsyncIterator[Databases]:
-    """The agencies' consumers (verifying signatures), until the block ends."""
-    databases = Databases(settings)
-    broker = create_broker(url)
-    verifier = Verifier(load_registry(settings))
-    for agency in agencies:
-        attach_agency(broker, databases, settings, agency, on_commit=[applied], verifier=verifier)
-    await broker.start()
-    try:
-        yield databases
-    finally:
-        await broker.stop()
 
 
 async def _declare(js: JetStreamContext, settings: Settings, agencies: Sequence[str]) -> None:
@@ -92,23 +58,6 @@ async def _declare(js: JetStreamContext, settings: Settings, agencies: Sequence[
 
 async def _messages(js: JetStreamContext, settings: Settings) -> int:
     return int((await js.stream_info(settings.stream)).state.messages)
-
-
-async def _raw_publish(js: JetStreamContext, settings: Settings, event: Any) -> int:
-    """What a client bypassing the Publisher does: a valid, signed envelope straight onto
-    the subject, no gate (no chain either; the consumer does not check it)."""
-    envelope = Signer.load(settings, event.source).sign(event.envelope)
-    ack = await js.publish(
-        envelope.nats_subject,
-        encode(envelope),
-        stream=settings.stream,
-        headers={"Nats-Msg-Id": envelope.id},
-    )
-    return int(ack.seq)
-
-
-def _quarantined(entries: Sequence[QuarantineEntry], consumer: str) -> dict[int, str]:
-    return {e.stream_seq: e.reason for e in entries if e.consumer == consumer}
 
 
 def _worklist(databases: Databases, agency: str) -> list[Any]:
@@ -143,7 +92,7 @@ async def test_a_referral_without_consent_is_refused_by_the_publisher_and_the_co
         case_id=case_id,
         time=T0,
     )
-    bypassed = await _raw_publish(js, settings, bypass)
+    bypassed = await raw_publish(js, settings, bypass)
     await consent(kemlu, case_id, ["kp2mi", "kemensos"], at=T0)
     # 3. With the consent recorded, the same referral (a new one) passes both ends.
     later = await kp2mi.publish(
@@ -160,7 +109,7 @@ async def test_a_referral_without_consent_is_refused_by_the_publisher_and_the_co
     databases.dispose()
     assert later.stream_seq in {seq for seq, _ in applied.events}
     assert bypassed not in {seq for seq, _ in applied.events}
-    reasons = _quarantined([e async for e in list_entries(js, settings)], "agency-kemensos")
+    reasons = quarantined([e async for e in list_entries(js, settings)], "agency-kemensos")
     assert list(reasons) == [bypassed]
     assert "needs consent for scope 'services' covering kemensos" in reasons[bypassed]
     assert [(i.request_id, i.status) for i in items] == [("ref-2", "requested")]
@@ -364,7 +313,7 @@ async def test_only_declared_fields_go_to_a_partner_abroad_at_both_ends(
     assert kemlu_keys is not None
     gen, key = await kemlu_keys.sealing_key(case_id)
     sealed = seal_data(build_data("referral.requested", with_notes), key, gen, case_id=case_id)
-    bypassed = await _raw_publish(
+    bypassed = await raw_publish(
         js, settings, make_event(sealed, source="kemlu", target="my-jkm", case_id=case_id)
     )
     fine = await kemlu.publish("referral.requested", REFERRAL, case_id=case_id, target="my-jkm")
@@ -374,7 +323,7 @@ async def test_only_declared_fields_go_to_a_partner_abroad_at_both_ends(
         await applied.wait_for(2)  # the consent and the referral without notes
         items = _worklist(databases, "my-jkm")
     databases.dispose()
-    reasons = _quarantined([e async for e in list_entries(js, settings)], "agency-my-jkm")
+    reasons = quarantined([e async for e in list_entries(js, settings)], "agency-my-jkm")
     assert list(reasons) == [bypassed]
     assert "carries notes, not declared for cross-border sharing" in reasons[bypassed]
     assert "PRIVACY-TEST" not in reasons[bypassed]

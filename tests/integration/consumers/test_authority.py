@@ -30,15 +30,11 @@ from lintas.infra.nats.topology import (
     record_consumer,
 )
 from lintas.infra.settings import Settings
-from tests.integration.test_privacy import OPENED, _quarantined, _raw_publish, consumers
-from tests.integration.test_watchdog import (  # noqa: F401 (fixtures)
-    DUE,
-    ESCALATE,
-    Platform,
-    deadline_settings,
-    platform,
-)
+from tests.support.bypass import OPENED, consumers
+from tests.support.bypass import quarantined as _quarantined
+from tests.support.bypass import raw_publish as _raw_publish
 from tests.support.helpers import T0, Applied, consent, signed, start_record
+from tests.support.watchdog import DUE, ESCALATE, Platform
 
 pytestmark = pytest.mark.nats
 
@@ -164,7 +160,7 @@ async def test_the_record_and_the_agency_quarantine_what_the_policy_refuses(
 
 
 async def test_the_watchdog_never_escalates_a_referral_of_a_case_never_opened(
-    platform: Platform,  # noqa: F811
+    platform: Platform,
 ) -> None:
     replica = await platform.start()
     case_id = await platform.open_case()
