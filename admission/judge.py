@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lintas.admission.cases import CaseState
-from lintas.contracts import ContractError, Event, authority, decode, gate, message_hash
+from lintas.contracts import (
+    ContractError,
+    Event,
+    SignatureError,
+    authority,
+    decode,
+    gate,
+    message_hash,
+)
 from lintas.contracts.admission import (
     Refusal,
     chain_refusal,
@@ -30,7 +38,7 @@ from lintas.contracts.admission import (
     subject_refusal,
     time_refusal,
 )
-from lintas.infra.keys.signing import SignatureError, UnknownKey, Verifier
+from lintas.infra.keys.signing import UnknownKey, Verifier
 
 __all__ = ["Verdict", "judge"]
 
