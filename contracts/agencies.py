@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Final
 
 __all__ = [
+    "ADMISSION",
     "BROADCAST",
     "NATIONAL_AGENCIES",
     "PLATFORM_SERVICES",
@@ -42,9 +43,11 @@ NATIONAL_AGENCIES: Final[dict[str, str]] = {
 }
 
 WATCHDOG: Final = "watchdog"
+ADMISSION: Final = "admission"
 
 PLATFORM_SERVICES: Final[dict[str, str]] = {
     WATCHDOG: "lintas deadline watchdog (run by the platform operator)",
+    ADMISSION: "lintas admission: the only writer of the event log, signs receipts",
 }
 
 _VILLAGE = re.compile(r"desa-[0-9]{4,13}")

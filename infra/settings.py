@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(
         default=1, ge=1, le=5, description="replicas of the event stream: 3 in a cluster (R3)"
     )
+    admission_partitions: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="partitions of the intake: one admission writer each, at a time",
+    )
     ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after this long unacked")
     max_deliver: int = Field(default=20, ge=1, description="deliveries before giving up on one")
     batch_size: int = Field(default=256, ge=1, le=10_000, description="messages per pull")

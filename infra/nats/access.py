@@ -58,10 +58,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lintas.contracts.admission import INTAKE_ROOT
 from lintas.contracts.agencies import is_agency_id, is_partner_abroad
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import READ_ROOT, quarantine_subject
 from lintas.infra.nats.topology import (
+    ADMISSION_LEASES_BUCKET,
+    ADMITTED_IDS_BUCKET,
     CASE_KEYS_BUCKET,
     EXCHANGE_BUCKET,
     KEYS_BUCKET,
@@ -69,6 +72,7 @@ from lintas.infra.nats.topology import (
     agency_sent_consumer,
     case_keys_stream,
     checkpoints_stream,
+    intake_stream,
     quarantine_stream,
     staff_consumer,
 )
@@ -117,7 +121,8 @@ class Rule:
     of the identity's account, ``{stream}`` ``{quarantine}`` ``{checkpoints}`` ``{keys}``
     ``{exchange}`` ``{casekeys}`` stream names, ``{q}`` the quarantine subject root,
     ``{read}`` the read service's root, ``{ck}`` the case key store's subject root and
-    ``{gen}`` its current key generation.
+    ``{gen}`` its current key generation; ``{intake}`` the intake root and ``{intake_stream}``
+    its stream, ``{ids}`` and ``{leases}`` admission's buckets.
     """
 
     publish: tuple[str, ...]
@@ -146,6 +151,7 @@ RULES: Mapping[str, Rule] = {
     "agency": Rule(
         publish=(
             "lintas.{a}.>",  # its events, as itself only
+            "{intake}.{a}.*",  # its events, sent for admission (lintas.admission)
             "{read}.{a}.>",  # case heads, its own messages, gaps: lintas.infra.reads
             "{api}.CONSUMER.INFO.{stream}.{c}",  # bind to its own durable consumers...
             "{api}.CONSUMER.MSG.NEXT.{stream}.{c}",  # ...pull from them...
@@ -187,6 +193,32 @@ RULES: Mapping[str, Rule] = {
             *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
         ),
         subscribe=("_INBOX.operator.>",),
+    ),
+    "admission": Rule(
+        # The writer of the event log: what it pulls from the intake, judged, goes to
+        # LINTAS, and the answer to the sender's own inbox. It may not change a stream.
+        publish=(
+            "lintas.>",
+            "_INBOX.*.>",
+            "{api}.STREAM.INFO.{stream}",
+            "{api}.STREAM.MSG.GET.{stream}",
+            "{api}.DIRECT.GET.{stream}.>",
+            "{api}.CONSUMER.INFO.{intake_stream}.*",
+            "{api}.CONSUMER.MSG.NEXT.{intake_stream}.*",
+            "$JS.ACK.{intake_stream}.>",
+            "{api}.STREAM.INFO.KV_{ids}",
+            "{api}.STREAM.MSG.GET.KV_{ids}",
+            "{api}.DIRECT.GET.KV_{ids}.>",
+            "$KV.{ids}.*",
+            "{api}.STREAM.INFO.KV_{leases}",
+            "{api}.STREAM.MSG.GET.KV_{leases}",
+            "{api}.DIRECT.GET.KV_{leases}.>",
+            "$KV.{leases}.*",
+            "{api}.STREAM.INFO.{keys}",
+            "{api}.STREAM.MSG.GET.{keys}",
+            "{api}.DIRECT.GET.{keys}.>",
+        ),
+        subscribe=("_INBOX.admission.>",),
     ),
     "platform": Rule(
         publish=(">",),
@@ -275,7 +307,7 @@ def grant_for(
     ``api``: the JetStream API prefix to write (default: the one its account sees).
     """
     _check_identity(identity)
-    rule = RULES[identity if identity in ROLES else "agency"]
+    rule = RULES[identity if identity in RULES else "agency"]
     values = {
         "a": identity,
         "api": api or js_api_prefix(identity),
@@ -289,9 +321,13 @@ def grant_for(
         "gen": str(CURRENT_GEN),
         "q": quarantine_subject(settings.stream, "").rstrip("."),
         "read": READ_ROOT,
+        "intake": INTAKE_ROOT,
+        "intake_stream": intake_stream(settings),
+        "ids": ADMITTED_IDS_BUCKET,
+        "leases": ADMISSION_LEASES_BUCKET,
     }
     consumers = (
-        consumers_of(identity, simulated_staff=simulated_staff) if identity not in ROLES else []
+        consumers_of(identity, simulated_staff=simulated_staff) if identity not in RULES else []
     )
     # Denied to all but the admin even where the rule grants nothing like it: a rule widened
     # later must not open the log by accident.

@@ -45,8 +45,10 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 
+from lintas.contracts.admission import INTAKE_ROOT
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import (
     EVERY_EVENT,
@@ -674,8 +676,14 @@ async def declare_platform(
         quarantine_config(settings),
         checkpoints_config(settings),
         case_keys_stream_config(settings),
+        intake_config(settings),
+        admitted_ids_config(settings),
+        admission_leases_config(settings),
     ):
         outcome[config.name or ""] = await ensure_stream_config(js, config)
+    for partition in range(settings.admission_partitions):
+        spec = admission_consumer(partition)
+        outcome[spec.name] = await ensure_consumer(js, intake_stream(settings), spec, settings)
     return outcome
 
 
@@ -699,3 +707,94 @@ async def check_kept_streams(js: JetStreamManager, settings: Settings) -> None:
     events: what every lintas process that declares checks when it starts."""
     if found := await dropping_streams(js, settings):
         raise StreamCanDropEvents(found)
+
+
+# -- admission (lintas.admission) -------------------------------------------------------------
+
+
+def intake_stream(settings: Settings) -> str:
+    return f"{settings.stream}_INTAKE"
+
+
+def intake_config(settings: Settings) -> StreamConfig:
+    """What agencies send, until admission has answered it: a work queue, partitioned by
+    case on the way in (the partition token is computed by the server from the case id),
+    so one admission writer per partition sees each case's events in the order sent.
+    No deduplication: a sender that lost its answer sends the same event again and must
+    get an answer again (admission is idempotent by event id)."""
+    return StreamConfig(
+        name=intake_stream(settings),
+        description="events sent by agencies, waiting for admission",
+        subjects=[intake_filter()],
+        subject_transform=SubjectTransform(
+            src=intake_filter(),
+            dest=f"{INTAKE_ROOT}.{{{{partition({settings.admission_partitions},2)}}}}"
+            ".{{wildcard(1)}}.{{wildcard(2)}}",
+        ),
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.WORK_QUEUE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=settings.stream_replicas,
+        duplicate_window=1.0,  # the sender sets no Nats-Msg-Id here (see above)
+        allow_direct=False,
+    )
+
+
+def intake_filter() -> str:
+    return f"{INTAKE_ROOT}.*.*"
+
+
+def admission_consumer(partition: int) -> ConsumerSpec:
+    return ConsumerSpec(
+        name=f"admission-{partition}",
+        filter_subjects=(f"{INTAKE_ROOT}.{partition}.*.*",),
+        description=f"the admission writer of intake partition {partition}",
+    )
+
+
+ADMITTED_IDS_BUCKET: Final = "LINTAS_ADMITTED_IDS"
+"""Every admitted event id, with its case: an id is admitted once, whatever the headers."""
+ADMISSION_LEASES_BUCKET: Final = "LINTAS_ADMISSION_LEASES"
+"""Which admission instance writes which partition (a lease renewed while it runs)."""
+ADMISSION_LEASE_S: Final = 6.0
+
+
+def admitted_ids_config(settings: Settings) -> StreamConfig:
+    """Create-only keys (``discard_new_per_subject``): the first admission of an id wins."""
+    return StreamConfig(
+        name=f"KV_{ADMITTED_IDS_BUCKET}",
+        description="every admitted event id and its case",
+        subjects=[kv_subject(ADMITTED_IDS_BUCKET, ">")],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        num_replicas=settings.stream_replicas,
+        max_msgs_per_subject=1,
+        discard_new_per_subject=True,
+        duplicate_window=120.0,
+        allow_rollup_hdrs=False,
+        deny_delete=True,
+        deny_purge=True,
+        allow_direct=True,
+    )
+
+
+def admission_leases_config(settings: Settings) -> StreamConfig:
+    """A lease not renewed for :data:`ADMISSION_LEASE_S` ages out, and another instance
+    takes the partition over."""
+    return StreamConfig(
+        name=f"KV_{ADMISSION_LEASES_BUCKET}",
+        description="admission partition leases",
+        subjects=[kv_subject(ADMISSION_LEASES_BUCKET, ">")],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        num_replicas=settings.stream_replicas,
+        max_msgs_per_subject=1,
+        max_age=ADMISSION_LEASE_S,
+        duplicate_window=ADMISSION_LEASE_S / 2,
+        allow_rollup_hdrs=True,
+        deny_delete=False,
+        deny_purge=False,
+        allow_direct=True,
+    )

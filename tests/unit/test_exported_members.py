@@ -15,6 +15,9 @@ import types
 import pytest
 
 EXPORTED: dict[str, list[str]] = {
+    "lintas.admission": [
+        "AdmissionService",
+    ],
     "lintas.contracts": [
         "BROADCAST",
         "NATIONAL_AGENCIES",
@@ -231,25 +234,13 @@ def test_nothing_public_the_init_binds_is_left_out_of_all(package: str) -> None:
     assert public - set(module.__all__) == set()
 
 
-def test_every_lintas_package_is_pinned() -> None:
-    """A new package (or subpackage) is added here with its surface."""
-    import lintas.audit
-    import lintas.cli
-    import lintas.consumers
-    import lintas.contracts
-    import lintas.demo
-    import lintas.infra
-    import lintas.producers
+_TOP_LEVEL = ("admission", "audit", "cli", "consumers", "contracts", "demo", "infra", "producers")
 
-    roots = (
-        lintas.audit,
-        lintas.cli,
-        lintas.consumers,
-        lintas.contracts,
-        lintas.demo,
-        lintas.infra,
-        lintas.producers,
-    )
+
+def test_every_lintas_package_is_pinned() -> None:
+    """A new package (or subpackage) is added here with its surface. (``lintas`` itself is
+    a namespace that an editable install cannot walk: the roots are listed.)"""
+    roots = [importlib.import_module(f"lintas.{name}") for name in _TOP_LEVEL]
     found = {root.__name__ for root in roots}
     for root in roots:
         prefix = f"{root.__name__}."

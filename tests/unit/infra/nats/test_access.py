@@ -253,7 +253,16 @@ def test_local_identities_keep_their_seeds_private_and_out_of_the_config(
     settings: Settings,
 ) -> None:
     added = ensure_local_identities(settings, ["kemlu", "my-jkm"])
-    assert added == ["platform", "operator", "auditor", "admin", "watchdog", "kemlu", "my-jkm"]
+    assert added == [
+        "platform",
+        "operator",
+        "auditor",
+        "admin",
+        "watchdog",
+        "admission",
+        "kemlu",
+        "my-jkm",
+    ]
     assert ensure_local_identities(settings, ["kemlu"]) == []  # made once
     config = accounts_path(settings).read_text()
     for identity in added:

@@ -1,0 +1,91 @@
+"""One decision: may this message, sent by this agency for this case, enter the log now?
+
+The checks, cheapest first; the first that fails is the answer (one refusal, one code):
+
+    size and nesting         contracts.admission.shape_refusal
+    contract                 decode: envelope, type, version, data schema
+    subject and envelope     contracts.admission.subject_refusal
+    signature                the source's registered key, in force at the event's time
+    time                     contracts.admission.time_refusal (documented skew)
+    id                       never admitted before with other content
+    chain                    prevhash = the case's head (contracts.admission.chain_refusal)
+    authority                contracts.authority.judge (who may say what, in which state)
+    consent gate             contracts.gate.gate_refusal (sealed data to another agency)
+
+An event already admitted with the same id and the same content is not refused: its first
+admission is the answer (a sender that lost the answer sends again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from lintas.admission.cases import CaseState
+from lintas.contracts import (
+    ContractError,
+    Event,
+    SignatureError,
+    authority,
+    decode,
+    gate,
+    message_hash,
+)
+from lintas.contracts.admission import (
+    Refusal,
+    chain_refusal,
+    shape_refusal,
+    subject_refusal,
+    time_refusal,
+)
+from lintas.infra.keys.signing import UnknownKey, Verifier
+
+__all__ = ["Verdict", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    event: Event | None = None
+    hash: str | None = None
+    refusal: Refusal | None = None
+    admitted_before: tuple[int, str] | None = None
+    """(seq, hash) of the same event, admitted earlier."""
+
+
+async def judge(
+    raw: bytes, agency: str, case_id: str, state: CaseState, verifier: Verifier, now: datetime
+) -> Verdict:
+    doc, refused = shape_refusal(raw)
+    if refused is not None:
+        return Verdict(refusal=refused)
+    try:
+        event = decode(raw, parsed=doc)
+    except ContractError as exc:
+        return Verdict(refusal=Refusal("contract", str(exc), getattr(exc, "field", None)))
+    refused = subject_refusal(event, agency, case_id)
+    if refused is not None:
+        return Verdict(event, refusal=refused)
+    try:
+        await verifier.check(raw, event.envelope, parsed=doc)
+    except UnknownKey as exc:
+        return Verdict(event, refusal=Refusal("unknown_key", str(exc), "keyid"))
+    except SignatureError as exc:
+        code = "unsigned" if event.envelope.signature is None else "bad_signature"
+        return Verdict(event, refusal=Refusal(code, str(exc), "signature"))
+    digest = message_hash(raw, doc)
+    known = state.ids.get(event.id)
+    if known is not None:
+        if known[1] == digest:
+            return Verdict(event, digest, admitted_before=known)
+        return Verdict(event, refusal=Refusal("duplicate_id", "the id is taken", "id"))
+    for refused in (
+        time_refusal(event, now),
+        chain_refusal(event, state.head),
+        authority.judge(state.policy, event),
+    ):
+        if refused is not None:
+            return Verdict(event, refusal=refused)
+    gated = gate.gate_refusal(state.book, event)
+    if gated is not None:
+        return Verdict(event, refusal=Refusal("gate", str(gated), getattr(gated, "field", None)))
+    return Verdict(event, digest)

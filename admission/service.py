@@ -1,0 +1,283 @@
+"""The admission service: the only writer of the event log.
+
+Each intake partition has one durable consumer (``admission-<p>``) and, at any time, one
+writer: the instance holding the partition's lease in ``LINTAS_ADMISSION_LEASES`` (a key
+renewed every third of its lifetime; a crashed instance's lease ages out and another
+instance takes the partition). The writer pulls the partition's messages in order and, for
+each: judges it (:mod:`.judge`), writes it to ``LINTAS`` if admitted, acknowledges it on
+the intake, and answers the sender.
+
+Nothing is lost and nothing admitted twice, whatever crashes where:
+
+* a message is acknowledged on the intake only after it is answered: a crash before that
+  redelivers it, to this or the next writer, which finds the event already on the log
+  (its id, with the same content) and answers as before;
+* an id is reserved in ``LINTAS_ADMITTED_IDS`` (create-only) before the write, so the same
+  id in another case is refused; a reservation whose write never happened (a crash in
+  between) is found again for the same case and completed;
+* the write itself carries ``Nats-Msg-Id`` and ``Nats-Expected-Last-Subject-Sequence``
+  for the case: two writers of one partition (a lease lost without noticing) cannot fork
+  a case or store an event twice. The loser reads the case again and judges again.
+
+Every refusal is one answer to the sender and one log line (codes and ids, nothing
+personal); nothing refused enters the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import structlog
+
+from lintas.admission.cases import Cases, after
+from lintas.admission.judge import Verdict, judge
+from lintas.contracts import case_filter
+from lintas.contracts.admission import (
+    REPLY_HEADER,
+    Answer,
+    Receipt,
+    Refusal,
+    parse_intake_subject,
+)
+from lintas.infra.keys.signing import Signer, Verifier
+from lintas.infra.nats.access import inbox_prefix
+from lintas.infra.nats.topology import (
+    ADMISSION_LEASE_S,
+    ADMISSION_LEASES_BUCKET,
+    ADMITTED_IDS_BUCKET,
+    admission_consumer,
+    intake_stream,
+)
+from lintas.infra.reads import DirectReads
+from lintas.infra.settings import Settings
+
+__all__ = ["AdmissionService"]
+
+_log = structlog.get_logger("lintas.admission")
+
+_WRONG_LAST_SEQUENCE = 10071
+
+
+class AdmissionService:
+    """Admits what agencies send, as one instance among any number."""
+
+    def __init__(
+        self,
+        nc: Any,
+        js: Any,
+        settings: Settings,
+        *,
+        verifier: Verifier,
+        signer: Signer,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        instance: str | None = None,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._settings = settings
+        self._verifier = verifier
+        self._signer = signer
+        self._clock = clock
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self._cases = Cases(DirectReads(js, settings.stream))
+        self._tasks: list[asyncio.Task[None]] = []
+        self.held: set[int] = set()
+        """The partitions this instance writes now."""
+
+    async def start(self) -> None:
+        self._ids = await self._js.key_value(ADMITTED_IDS_BUCKET)
+        self._leases = await self._js.key_value(ADMISSION_LEASES_BUCKET)
+        self._tasks = [
+            asyncio.create_task(self._partition(p), name=f"admission-{p}")
+            for p in range(self._settings.admission_partitions)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for partition in list(self.held):
+            await self._release(partition)
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def _acquire(self, partition: int) -> int | None:
+        try:
+            return int(await self._leases.create(str(partition), self.instance.encode()))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        try:  # still ours, from before a failure of this instance's own
+            entry = await self._leases.get(str(partition))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if bytes(entry.value or b"") == self.instance.encode():
+            return await self._renew(partition, int(entry.revision or 0))
+        return None
+
+    async def _renew(self, partition: int, revision: int) -> int | None:
+        try:
+            return int(
+                await self._leases.update(str(partition), self.instance.encode(), last=revision)
+            )
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+
+    async def _release(self, partition: int) -> None:
+        self.held.discard(partition)
+        try:
+            await self._leases.delete(str(partition))
+        except Exception:  # best effort: the lease ages out anyway
+            _log.debug("admission.release_failed", partition=partition)
+
+    async def _partition(self, partition: int) -> None:
+        """Hold the partition's lease when free, and write while holding it."""
+        spec = admission_consumer(partition)
+        renew_every = ADMISSION_LEASE_S / 3
+        while True:
+            try:
+                revision = await self._acquire(partition)
+                if revision is None:
+                    await asyncio.sleep(renew_every)  # poll: the holder may be gone
+                    continue
+                self.held.add(partition)
+                _log.info("admission.partition_taken", partition=partition, instance=self.instance)
+                sub = await self._js.pull_subscribe_bind(
+                    spec.name, stream=intake_stream(self._settings)
+                )
+                try:
+                    while revision is not None:
+                        try:
+                            msgs = await sub.fetch(64, timeout=renew_every)
+                        except (TimeoutError, nats.errors.TimeoutError):
+                            msgs = []
+                        for msg in msgs:
+                            await self._admit(msg)
+                        revision = await self._renew(partition, revision)
+                finally:
+                    await sub.unsubscribe()
+                self.held.discard(partition)
+                _log.warning("admission.partition_lost", partition=partition)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus went away: try again, never give up
+                self.held.discard(partition)
+                _log.warning(
+                    "admission.partition_failed", partition=partition, error=type(exc).__name__
+                )
+                await asyncio.sleep(renew_every)
+
+    # -- one message ---------------------------------------------------------------------
+
+    async def _admit(self, msg: Any) -> None:
+        where = parse_intake_subject(msg.subject)
+        reply = (msg.headers or {}).get(REPLY_HEADER)
+        if where is None:  # the stream takes only intake subjects: never
+            await msg.term()
+            return
+        agency, case_id = where
+        if not reply or not reply.startswith(inbox_prefix(agency) + "."):
+            # No one to answer: a sender must say where its answer goes, inside its own
+            # inbox (an answer must not land in another agency's inbox).
+            _log.info("admission.refused", code="bad_reply", agency=agency)
+            await msg.ack()
+            return
+        try:
+            answer = await self._decide(bytes(msg.data), agency, case_id)
+        except Exception as exc:  # the bus, mostly: the message comes again
+            _log.warning("admission.deferred", agency=agency, error=type(exc).__name__)
+            await msg.nak(delay=1)
+            return
+        await self._nc.publish(reply, answer.model_dump_json(exclude_none=True).encode())
+        await msg.ack()
+
+    async def _decide(self, raw: bytes, agency: str, case_id: str) -> Answer:
+        for _ in range(3):
+            state = await self._cases.get(case_id)
+            verdict = await judge(raw, agency, case_id, state, self._verifier, self._clock())
+            if verdict.refusal is not None:
+                return self._refused(verdict, agency, state.head)
+            assert verdict.event is not None
+            assert verdict.hash is not None
+            if verdict.admitted_before is not None:
+                seq, digest = verdict.admitted_before
+                return self._admitted(verdict, seq, digest)
+            taken = await self._reserve(verdict.event.id, case_id)
+            if taken:
+                refused = Verdict(
+                    verdict.event, refusal=Refusal("duplicate_id", "the id is taken", "id")
+                )
+                return self._refused(refused, agency, state.head)
+            written = await self._write(raw, verdict, state.head.seq)
+            if written is None:  # another writer got there first: read the case again
+                self._cases.forget(case_id)
+                continue
+            self._cases.put(case_id, after(state, verdict.event, written, verdict.hash))
+            return self._admitted(verdict, written, verdict.hash)
+        self._cases.forget(case_id)
+        raise RuntimeError(f"case {case_id} kept moving under admission")
+
+    async def _reserve(self, event_id: str, case_id: str) -> bool:
+        """Reserve the id for the case; whether another case holds it already."""
+        try:
+            await self._ids.create(event_id, case_id.encode())
+            return False
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await self._ids.get(event_id)
+            return bytes(entry.value or b"").decode() != case_id
+
+    async def _write(self, raw: bytes, verdict: Verdict, head_seq: int) -> int | None:
+        event = verdict.event
+        assert event is not None
+        try:
+            ack = await self._js.publish(
+                event.envelope.nats_subject,
+                raw,
+                stream=self._settings.stream,
+                headers={
+                    "Nats-Msg-Id": event.id,
+                    "Nats-Expected-Last-Subject-Sequence": str(head_seq),
+                    "Nats-Expected-Last-Subject-Sequence-Subject": case_filter(event.case_id),
+                },
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                return None
+            raise
+        return int(ack.seq)
+
+    def _admitted(self, verdict: Verdict, seq: int, digest: str) -> Answer:
+        event = verdict.event
+        assert event is not None
+        at = self._clock().isoformat()
+        doc = self._signer.sign_document(
+            {
+                "event_id": event.id,
+                "case_id": event.case_id,
+                "source": event.source,
+                "seq": seq,
+                "hash": digest,
+                "admitted_at": at,
+            }
+        )
+        _log.info("admission.admitted", event_id=event.id, seq=seq, type=event.type)
+        return Answer(
+            admitted=True,
+            event_id=event.id,
+            seq=seq,
+            hash=digest,
+            receipt=Receipt.model_validate(doc),
+        )
+
+    def _refused(self, verdict: Verdict, agency: str, head: Any) -> Answer:
+        refusal = verdict.refusal
+        assert refusal is not None
+        event_id = verdict.event.id if verdict.event is not None else None
+        _log.info("admission.refused", code=refusal.code, agency=agency, event_id=event_id)
+        return Answer.refused(refusal, event_id, head if refusal.code == "chain_moved" else None)

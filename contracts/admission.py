@@ -1,0 +1,222 @@
+"""Admission: what an agency sends, what the platform answers, and the rules it admits by.
+
+Agencies do not write the event log. An agency *sends* each signed event to the platform's
+intake (``lintas_intake.<agency>.<case_id>``, with a ``Lintas-Reply`` header naming an
+inbox of its own), and the admission service, the only writer of ``LINTAS``, *admits* it or
+refuses it and answers on that inbox with one :class:`Answer`:
+
+* admitted: the event's stream sequence, its hash (the next event of the case names it as
+  ``prevhash``), and a receipt the platform signed, which the agency keeps as proof;
+* refused: a stable code from :data:`CODES`, a reason in one sentence, the field at fault
+  and, when the chain moved on, the case's head, so the agency re-decides on it at once.
+
+Where the hash chain is computed: by the agency, inside the envelope it signs (``prevhash``),
+and checked here. The chain then stays a property of what each agency signed: an archive
+proves it without trusting the platform, which could otherwise re-link events at will. The
+price, a publisher needing the case's head, is paid by the refusal carrying it.
+
+The pure checks live here so that any reader (a non-Python agency's own validator, verify)
+applies the same limits. The signature check needs the key registry and lives beside the
+service; the authority policy is :mod:`lintas.contracts.authority`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+from lintas.contracts.agencies import is_agency_id
+from lintas.contracts.authority import Refusal
+from lintas.contracts.envelope import Event
+from lintas.contracts.ids import is_case_id
+
+__all__ = [
+    "CODES",
+    "INTAKE_ROOT",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_FUTURE",
+    "MAX_PAST",
+    "REPLY_HEADER",
+    "Answer",
+    "Head",
+    "Receipt",
+    "Refusal",
+    "chain_refusal",
+    "intake_subject",
+    "parse_intake_subject",
+    "shape_refusal",
+    "subject_refusal",
+    "time_refusal",
+]
+
+INTAKE_ROOT: Final = "lintas_intake"
+"""Agencies send to ``lintas_intake.<agency>.<case_id>``."""
+REPLY_HEADER: Final = "Lintas-Reply"
+"""The inbox the answer goes to; it must lie under the sending agency's own inbox prefix."""
+
+MAX_BYTES: Final = 64 * 1024
+"""An event's largest size: ten times the largest honest event, far below NATS's 1 MiB."""
+MAX_DEPTH: Final = 16
+"""The deepest nesting of JSON objects and arrays an event may have (honest ones reach 5)."""
+MAX_FUTURE: Final = timedelta(minutes=5)
+"""How far ahead of the platform's clock an event's ``time`` may be: clock skew, no more."""
+MAX_PAST: Final = timedelta(days=30)
+"""How far behind: an outbox held through a long outage still gets in; a back-dated event
+that would rewrite a case's past does not."""
+
+CODES: Final[dict[str, str]] = {
+    "too_large": f"the message is larger than {MAX_BYTES} bytes",
+    "too_deep": f"the JSON nests deeper than {MAX_DEPTH} levels",
+    "not_json": "the body is not a JSON object",
+    "contract": "the event breaks its contract (envelope, type, version or data schema)",
+    "subject_mismatch": "the intake subject does not name the envelope's source and case",
+    "unsigned": "the event carries no signature",
+    "bad_signature": "the signature does not hold, or the key is not the source's",
+    "unknown_key": "the key id is not registered, or not in force at the event's time",
+    "time_skew": "the event's time is too far from the platform's clock",
+    "duplicate_id": "an event with this id, and other content, was admitted before",
+    "chain_moved": "prevhash is not the hash of the case's last event (the head is attached)",
+    "gate": "the consent gate refuses it (no consent covers the agency addressed, ...)",
+    "bad_reply": "the reply inbox is missing or not under the sender's own inbox prefix",
+}
+"""Admission's own refusal codes; an authority refusal carries the policy's code
+(:data:`lintas.contracts.authority.CODES`)."""
+
+
+class Head(BaseModel):
+    """A case's last admitted event: its stream sequence and hash (none for a new case)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = 0
+    hash: str | None = None
+
+
+class Receipt(BaseModel):
+    """The platform's signed statement that it admitted one event: what an agency keeps."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    case_id: str
+    source: str
+    seq: int
+    hash: str
+    admitted_at: str
+    keyid: str
+    signature: str
+
+
+class Answer(BaseModel):
+    """The one reply to a sent event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    admitted: bool
+    event_id: str | None = None
+    seq: int | None = None
+    hash: str | None = None
+    receipt: Receipt | None = None
+    code: str | None = None
+    reason: str | None = None
+    field: str | None = None
+    head: Head | None = None
+
+    @classmethod
+    def refused(cls, refusal: Refusal, event_id: str | None, head: Head | None = None) -> Answer:
+        return cls(
+            admitted=False,
+            event_id=event_id,
+            code=refusal.code,
+            reason=refusal.reason,
+            field=refusal.field,
+            head=head,
+        )
+
+
+def intake_subject(agency: str, case_id: str) -> str:
+    if not is_agency_id(agency) or not is_case_id(case_id):
+        raise ValueError(f"no intake subject for agency {agency!r} and case {case_id!r}")
+    return f"{INTAKE_ROOT}.{agency}.{case_id}"
+
+
+def parse_intake_subject(subject: str) -> tuple[str, str] | None:
+    """(agency, case id) of an intake subject, whichever partition token the stream put
+    in front of them; None if it is not one."""
+    tokens = subject.split(".")
+    if len(tokens) < 3 or tokens[0] != INTAKE_ROOT:
+        return None
+    agency, case_id = tokens[-2], tokens[-1]
+    return (agency, case_id) if is_agency_id(agency) and is_case_id(case_id) else None
+
+
+def _depth(doc: Any, limit: int) -> int:
+    # Iterative: a hostile nesting must not reach Python's recursion limit.
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:
+    """The parsed body, or why its size or shape cannot be an event."""
+    if len(raw) > MAX_BYTES:
+        return None, Refusal("too_large", f"{len(raw)} bytes, at most {MAX_BYTES}")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, Refusal("not_json", "the body is not JSON")
+    if not isinstance(doc, dict):
+        return None, Refusal("not_json", "the body is JSON but not an object")
+    if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
+        return None, Refusal("too_deep", f"nested deeper than {MAX_DEPTH} levels")
+    return doc, None
+
+
+def subject_refusal(event: Event, agency: str, case_id: str) -> Refusal | None:
+    """The intake subject is the sender's own (the bus lets it send only there), so the
+    envelope must name the same source and case."""
+    if event.source != agency:
+        return Refusal(
+            "subject_mismatch", f"sent by {agency}, but its source is {event.source}", "source"
+        )
+    if event.case_id != case_id:
+        return Refusal("subject_mismatch", "sent for another case than its subject", "subject")
+    return None
+
+
+def time_refusal(event: Event, now: datetime) -> Refusal | None:
+    if event.time > now + MAX_FUTURE:
+        return Refusal(
+            "time_skew", f"its time is more than {MAX_FUTURE} ahead of the platform", "time"
+        )
+    if event.time < now - MAX_PAST:
+        return Refusal("time_skew", f"its time is more than {MAX_PAST.days} days ago", "time")
+    return None
+
+
+def chain_refusal(event: Event, head: Head) -> Refusal | None:
+    """The event must name the case's last admitted event as ``prevhash`` (none for a new case)."""
+    if event.envelope.prevhash != head.hash:
+        return Refusal(
+            "chain_moved",
+            "prevhash is not the hash of the case's last event"
+            if head.hash
+            else "the case has no event yet, so prevhash must be absent",
+            "prevhash",
+        )
+    return None

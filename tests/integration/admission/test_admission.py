@@ -1,0 +1,239 @@
+"""Admission on a real nats-server: what it admits, what it refuses and with which code,
+idempotence, and fail-over of a partition to another instance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from lintas.admission import AdmissionService
+from lintas.contracts import Event, build_data, encode, make_event, new_case_id
+from lintas.contracts.admission import Answer
+from lintas.infra.keys.signing import (
+    Signer,
+    Verifier,
+    ensure_agency_key,
+    load_registry,
+)
+from lintas.infra.nats.topology import declare_platform, intake_stream
+from lintas.infra.privacy.sealing import seal_data
+from lintas.infra.settings import Settings
+from lintas.producers._admit import send
+from tests.support.samples import SAMPLES, TEST_KEY
+
+pytestmark = pytest.mark.asyncio
+
+NOW = datetime.now(UTC)
+OWNED_BY_KP2MI = {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
+OWNED_BY_KEMLU = {"owner": "kemlu", "officer_ref": "P2MI-OFC-07"}
+
+
+@pytest.fixture
+async def admission(
+    nats_client: NATS, js: Any, settings: Settings
+) -> AsyncIterator[AdmissionService]:
+    for agency in ("kp2mi", "kemlu", "admission"):
+        ensure_agency_key(settings, agency)
+    await declare_platform(js, settings, [])
+    service = await _service(nats_client, js, settings)
+    yield service
+    await service.stop()
+
+
+async def _service(nc: NATS, js: Any, settings: Settings, **kw: Any) -> AdmissionService:
+    service = AdmissionService(
+        nc,
+        js,
+        settings,
+        verifier=Verifier(load_registry(settings)),
+        signer=Signer.load(settings, "admission"),
+        **kw,
+    )
+    await service.start()
+    return service
+
+
+def event(
+    settings: Settings,
+    event_type: str,
+    *,
+    source: str = "kp2mi",
+    target: str = "all",
+    case_id: str,
+    prev: str | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    built = make_event(
+        seal_data(
+            build_data(event_type, data or SAMPLES[event_type]), TEST_KEY, 1, case_id=case_id
+        ),
+        source=source,
+        target=target,
+        case_id=case_id,
+        time=time or datetime.now(UTC),
+        event_id=event_id,
+    )
+    envelope = built.envelope.model_copy(update={"prevhash": prev})
+    return Event(Signer.load(settings, source).sign(envelope), built.data)
+
+
+async def submit(js: Any, nc: NATS, settings: Settings, ev: Event) -> Answer:
+    return await send(nc, js, ev, stream=intake_stream(settings), wait_s=20, what="test")
+
+
+async def test_an_honest_opening_is_admitted_with_a_signed_receipt(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+    answer = await submit(js, nats_client, settings, event(settings, "case.opened", case_id=case))
+    assert answer.admitted, answer
+    assert answer.seq == 1
+    assert answer.hash
+    assert answer.receipt
+    stored = await js.get_msg(settings.stream, seq=answer.seq)
+    assert stored.subject.endswith(case)
+    receipt = answer.receipt.model_dump()
+    Verifier(load_registry(settings)).verify_document(
+        receipt, signer="admission", at=datetime.fromisoformat(receipt["admitted_at"])
+    )
+
+
+async def test_sending_again_gets_the_first_answer_and_stores_nothing_twice(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+    opened = event(settings, "case.opened", case_id=case)
+    first = await submit(js, nats_client, settings, opened)
+    again = await submit(js, nats_client, settings, opened)
+    assert again.admitted
+    assert (again.seq, again.hash) == (first.seq, first.hash)
+    assert (await js.stream_info(settings.stream)).state.messages == 1
+
+
+async def test_chain_and_id_rules(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+    first = await submit(js, nats_client, settings, event(settings, "case.opened", case_id=case))
+    assigned = event(
+        settings,
+        "case.assigned",
+        case_id=case,
+        data=OWNED_BY_KP2MI,
+        prev=None,
+    )
+    moved = await submit(js, nats_client, settings, assigned)
+    assert (moved.admitted, moved.code) == (False, "chain_moved")
+    assert moved.head is not None
+    assert moved.head.hash == first.hash
+    chained = event(
+        settings,
+        "case.assigned",
+        case_id=case,
+        data=OWNED_BY_KP2MI,
+        prev=first.hash,
+    )
+    assert (await submit(js, nats_client, settings, chained)).admitted
+    # The same id with other content, in the same case and in another.
+    other = event(
+        settings,
+        "case.assigned",
+        case_id=case,
+        event_id=chained.id,
+        data=OWNED_BY_KEMLU,
+    )
+    assert (await submit(js, nats_client, settings, other)).code == "duplicate_id"
+    elsewhere = event(settings, "case.opened", case_id=new_case_id(), event_id=first.event_id)
+    assert (await submit(js, nats_client, settings, elsewhere)).code == "duplicate_id"
+
+
+async def test_refusal_codes(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+
+    async def code(ev: Event) -> str | None:
+        answer = await submit(js, nats_client, settings, ev)
+        assert not answer.admitted
+        return answer.code
+
+    future = event(settings, "case.opened", case_id=case, time=NOW + timedelta(days=365))
+    assert await code(future) == "time_skew"
+    past = event(settings, "case.opened", case_id=case, time=NOW - timedelta(days=400))
+    assert await code(past) == "time_skew"
+    forged = event(settings, "case.opened", case_id=case)
+    tampered = forged.envelope.model_copy(update={"target": "kemlu"})
+    assert await code(Event(tampered, forged.data)) == "bad_signature"
+    unsigned = forged.envelope.model_copy(update={"signature": None, "keyid": None})
+    assert await code(Event(unsigned, forged.data)) == "unsigned"
+    assert (await js.stream_info(settings.stream)).state.messages == 0
+
+
+async def test_raw_junk_is_refused_with_a_code(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+    for body, expected in (
+        (b"", "not_json"),
+        (b"[1]", "not_json"),
+        (b"{" * 70_000, "too_large"),
+        (b"[" * 100 + b"]" * 100, "not_json"),
+        (b'{"a":' * 30 + b"1" + b"}" * 30, "too_deep"),
+        (b'{"id": "x"}', "contract"),
+    ):
+        inbox = f"_INBOX.kp2mi.{new_case_id()}"
+        sub = await nats_client.subscribe(inbox, max_msgs=1)
+        await js.publish(
+            f"lintas_intake.kp2mi.{case}",
+            body,
+            stream=intake_stream(settings),
+            headers={"Lintas-Reply": inbox},
+        )
+        answer = Answer.model_validate_json((await sub.next_msg(timeout=20)).data)
+        assert (answer.admitted, answer.code) == (False, expected), body[:20]
+    assert (await js.stream_info(settings.stream)).state.messages == 0
+
+
+async def test_an_event_sent_under_another_agencys_name_is_refused(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    case = new_case_id()
+    ev = event(settings, "case.opened", case_id=case, source="kemlu")
+    inbox = f"_INBOX.kp2mi.{new_case_id()}"
+    sub = await nats_client.subscribe(inbox, max_msgs=1)
+    await js.publish(
+        f"lintas_intake.kp2mi.{case}",
+        encode(ev.envelope),
+        stream=intake_stream(settings),
+        headers={"Lintas-Reply": inbox},
+    )
+    answer = Answer.model_validate_json((await sub.next_msg(timeout=20)).data)
+    assert (answer.code, answer.field) == ("subject_mismatch", "source")
+
+
+async def test_a_partition_fails_over_when_its_writer_dies(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    standby = await _service(nats_client, js, settings, instance="standby")
+    try:
+        assert admission.held == set(range(settings.admission_partitions))
+        assert standby.held == set()
+        # The writer dies without releasing anything: its leases must age out.
+        for task in admission._tasks:
+            task.cancel()
+        await asyncio.gather(*admission._tasks, return_exceptions=True)
+        admission._tasks = []
+        answer = await submit(
+            js, nats_client, settings, event(settings, "case.opened", case_id=new_case_id())
+        )
+        assert answer.admitted
+        assert standby.held
+    finally:
+        await standby.stop()
