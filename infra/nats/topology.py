@@ -318,22 +318,33 @@ def case_keys_stream_config(settings: Settings, bucket: str = CASE_KEYS_BUCKET) 
     """A KV bucket's stream (one value per key, never replaced), with message delete
     allowed: erasure. JetStream's message delete overwrites the stored bytes, where a KV
     delete or purge only hides them."""
+    return _create_only_bucket(
+        settings,
+        bucket,
+        "lintas case data keys, wrapped per agency (erasable)",
+        erasable=True,
+    )
+
+
+def _create_only_bucket(
+    settings: Settings, bucket: str, description: str, *, erasable: bool
+) -> StreamConfig:
+    """A KV bucket's stream whose keys are written once: a second write to a key is refused
+    on the server's word, so whoever may write cannot replace what is there."""
     return StreamConfig(
-        name=case_keys_stream(bucket),
-        description="lintas case data keys, wrapped per agency (erasable)",
+        name=f"KV_{bucket}",
+        description=description,
         subjects=[kv_subject(bucket, ">")],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.NEW,
         num_replicas=settings.stream_replicas,
         max_msgs_per_subject=1,
-        # Create only, on the server's word: a second write to a key is refused, so an
-        # agency allowed to write wraps for others cannot replace anyone's wrap.
         discard_new_per_subject=True,
         duplicate_window=120.0,
         allow_rollup_hdrs=False,
-        deny_delete=False,
-        deny_purge=False,
+        deny_delete=not erasable,
+        deny_purge=not erasable,
         allow_direct=True,
     )
 
@@ -760,22 +771,9 @@ ADMISSION_LEASE_S: Final = 6.0
 
 
 def admitted_ids_config(settings: Settings) -> StreamConfig:
-    """Create-only keys (``discard_new_per_subject``): the first admission of an id wins."""
-    return StreamConfig(
-        name=f"KV_{ADMITTED_IDS_BUCKET}",
-        description="every admitted event id and its case",
-        subjects=[kv_subject(ADMITTED_IDS_BUCKET, ">")],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        discard=DiscardPolicy.NEW,
-        num_replicas=settings.stream_replicas,
-        max_msgs_per_subject=1,
-        discard_new_per_subject=True,
-        duplicate_window=120.0,
-        allow_rollup_hdrs=False,
-        deny_delete=True,
-        deny_purge=True,
-        allow_direct=True,
+    """The first admission of an id wins, and no one erases it."""
+    return _create_only_bucket(
+        settings, ADMITTED_IDS_BUCKET, "every admitted event id and its case", erasable=False
     )
 
 
