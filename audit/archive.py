@@ -66,6 +66,9 @@ MANIFEST_FILE = "manifest.json"
 KEYS_FILE = "keys.json"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+LEGACY_CHECKPOINTS_FILE = "seals.jsonl"
+LEGACY_CHECKPOINTS_KEY = "seals"
+"""What archives written before the word 'checkpoint' call the file and its lines' key."""
 _EVENT_MARK = b',"event":'
 _BODY_MARK = b',"body_b64":'
 _TAR_SUFFIXES = (".tar.gz", ".tgz")
@@ -176,6 +179,8 @@ class Manifest:
             if doc["format"] != FORMAT:
                 raise ArchiveError(f"manifest format {doc['format']!r}, expected {FORMAT!r}")
             filters, events, keys = doc["filters"], doc["events"], doc["keys"]
+            # Archives written before checkpoints were called so name them "seals".
+            checkpoints = doc.get("checkpoints") or doc.get(LEGACY_CHECKPOINTS_KEY)
             return cls(
                 stream=str(doc["stream"]),
                 created_at=str(doc["created_at"]),
@@ -190,10 +195,8 @@ class Manifest:
                 case_id=filters["case"],
                 time_from=_instant(filters["from"]),
                 time_to=_instant(filters["to"]),
-                checkpoints_count=int(doc["checkpoints"]["count"]) if "checkpoints" in doc else 0,
-                checkpoints_sha256=str(doc["checkpoints"]["sha256"])
-                if "checkpoints" in doc
-                else None,
+                checkpoints_count=int(checkpoints["count"]) if checkpoints else 0,
+                checkpoints_sha256=str(checkpoints["sha256"]) if checkpoints else None,
             )
         except ArchiveError:
             raise
@@ -523,16 +526,20 @@ class ArchiveReader:
 
     def checkpoints(self) -> list[Checkpoint]:
         """The checkpoints in ``checkpoints.jsonl`` (none if the archive has no such file)."""
+        key = "checkpoint"
         try:
             raw = self.read(CHECKPOINTS_FILE)
         except ArchiveError:
-            return []
+            try:
+                raw, key = self.read(LEGACY_CHECKPOINTS_FILE), "seal"
+            except ArchiveError:
+                return []
         self.checkpoints_sha256 = sha256_text(hashlib.sha256(raw))
         checkpoints = []
         for number, line in enumerate(raw.splitlines(), start=1):
             try:
                 item = json.loads(line)
-                checkpoints.append(Checkpoint.from_doc(int(item["seq"]), item["checkpoint"]))
+                checkpoints.append(Checkpoint.from_doc(int(item["seq"]), item[key]))
             except (ValueError, KeyError, TypeError, RecursionError):
                 raise CheckpointError(f"line {number} is not a checkpoint line") from None
         return checkpoints

@@ -55,6 +55,10 @@ __all__ = [
 ]
 
 CHECKPOINT_TYPE = "lintas.checkpoint"
+_SIGNED = ("signed_at", "signed_by")
+LEGACY_TYPE = "lintas.seal"
+"""Checkpoints signed before they were called so: the same document with ``sealed_at`` and
+``sealed_by``, which the signature covers, so they are read under those names."""
 ZERO_DIGEST = "sha256:" + "0" * 64
 
 
@@ -100,15 +104,18 @@ class Checkpoint:
     @classmethod
     def from_doc(cls, seq: int, doc: Any) -> Checkpoint:
         try:
-            if not isinstance(doc, dict) or doc.get("type") != CHECKPOINT_TYPE:
+            if not isinstance(doc, dict) or doc.get("type") not in (CHECKPOINT_TYPE, LEGACY_TYPE):
                 raise CheckpointError(f"checkpoint {seq} is not a {CHECKPOINT_TYPE} document")
+            at, by = ("sealed_at", "sealed_by") if doc["type"] == LEGACY_TYPE else _SIGNED
             ints = {k: doc[k] for k in ("first_seq", "last_seq", "count")}
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints.values()):
                 raise TypeError
-            texts = {k: doc[k] for k in ("stream", "prev_digest", "digest", "signed_by")}
+            texts = {k: doc[k] for k in ("stream", "prev_digest", "digest")} | {
+                "signed_by": doc[by]
+            }
             if not all(isinstance(v, str) for v in texts.values()):
                 raise TypeError
-            signed_at = datetime.fromisoformat(str(doc["signed_at"]))
+            signed_at = datetime.fromisoformat(str(doc[at]))
             if signed_at.tzinfo is None:
                 raise ValueError
         except CheckpointError:
