@@ -1,27 +1,65 @@
-"""The error tree of lintas.
+"""The error tree of lintas: every error it raises on purpose, drawn here once.
 
-Every error lintas raises on purpose derives from :class:`LintasError`, and is either
-*permanent* (retrying the same input can never succeed) or *transient* (it may succeed
-later). Only the consumer edge turns these into ack, nak-with-delay or quarantine.
+Every such error derives from :class:`LintasError`, and is either *permanent* (retrying the
+same input can never succeed) or *transient* (it may succeed later). Callers decide by the
+branch, not the leaf; only the consumer edge turns them into ack, nak-with-delay or
+quarantine. The classes defined here are the contracts' own; the others live in the module
+named beside them, and each package exports those it can raise (``lintas.producers`` every
+error a publish can raise). Other docstrings name the errors they raise and point here.
 
 ::
 
     LintasError
     ├── PermanentError
-    │   └── ContractError            bad input: names the event type, version and field
-    │       ├── EnvelopeError        not JSON, or the CloudEvents envelope itself is wrong
-    │       ├── SubjectError         a subject, agency id or case id that breaks the scheme
-    │       ├── UnknownEventType     no such type in the registry
-    │       ├── UnknownVersion       no such version of a known type (e.g. newer than ours)
-    │       └── InvalidEventData     the data does not match the model of its type/version
+    │   ├── ContractError            bad input: names the event type, version and field
+    │   │   ├── EnvelopeError        not JSON, or the CloudEvents envelope itself is wrong
+    │   │   ├── SubjectError         a subject, agency id or case id that breaks the scheme
+    │   │   ├── UnknownEventType     no such type in the registry
+    │   │   ├── UnknownVersion       no such version of a known type (e.g. newer than ours)
+    │   │   └── InvalidEventData     the data does not match the model of its type/version
     │   ├── SignatureError           unsigned, wrongly signed, or signed with another's key
-    │   └── GateRefused              the privacy gate refuses it (lintas.contracts.gate)
-    │       ├── ConsentMissing       no consent (or recorded override) covers its scope and target
-    │       ├── NotForAbroad         a field not declared for cross-border sharing, going abroad
-    │       └── CaseErased           personal data for a case whose data was erased
-    │   └── AuthorityRefused         its source may not say it about this case now
-    │                                (lintas.contracts.authority: carries the Refusal)
-    └── TransientError               broker down, timeout, database busy: retry later
+    │   │   └── UnknownKey           (infra.keys.signing) a key id the registry does not hold
+    │   ├── GateRefused              the privacy gate refuses it (lintas.contracts.gate)
+    │   │   ├── ConsentMissing       no consent (or recorded override) covers scope and target
+    │   │   ├── NotForAbroad         a field not declared for cross-border sharing, going abroad
+    │   │   ├── CaseErased           personal data for a case whose data was erased
+    │   │   └── NotAuthorised        (producers) erasing or assigning a case it does not own
+    │   ├── AuthorityRefused         its source may not say it about this case now
+    │   │                            (lintas.contracts.authority: carries the Refusal)
+    │   ├── PublishRejected          (producers) JetStream refused the message
+    │   ├── ReadRefused              (infra.reads) the read service will not show it
+    │   ├── AccessRefused            (infra.nats.bus) the bus refused the credentials
+    │   ├── AccessError              (infra.nats.access) a malformed access description
+    │   ├── CredentialsError         (infra.nats.credentials) a seed file that does not hold
+    │   ├── SigningKeyError          (infra.keys.registry) a key or registry file that does not
+    │   ├── SealBroken               (infra.privacy.sealing) a sealed value that does not open
+    │   ├── NotAKeyHolder            (infra.privacy.casekeys) no wrap of the case's data key
+    │   ├── NoKeyStore               (infra.privacy.casekeys) the key store is not declared
+    │   ├── NoExchangeKey            (infra.privacy.casekeys) an agency with no X25519 key
+    │   ├── TopologyConflict         (infra.nats.topology) exists with another configuration
+    │   │   └── TopologyNotApplied   the server created it, but not as asked
+    │   ├── TopologyMissing          (infra.nats.topology) a consumer the platform must declare
+    │   ├── TopologyRefused          (infra.nats.topology) JetStream refused to create it
+    │   ├── StreamCanDropEvents      (infra.nats.topology) a kept stream's setting drops events
+    │   ├── CertError                (infra.deploy.certs) certificates that cannot be made
+    │   ├── ArchiveError             (audit.archive) an archive that is not one
+    │   ├── NoSuchStream             (audit.stream) nothing to read
+    │   ├── NotAFreshStore           (audit.replay) a replay never writes a used database
+    │   ├── UnknownCase              (consumers.projections) no such case in the record
+    │   ├── NothingRunYet            (consumers.status) no consumer has run here
+    │   └── DemoRefused              (demo.run) the demo's own bus is taken
+    ├── TransientError               broker down, timeout, database busy: retry later
+    │   ├── BusUnavailable           (infra.errors) no answer, no stream yet, connection down
+    │   │   └── NatsClientClosed     the nats-py client gave up reconnecting: a new client
+    │   ├── ChainContention          (producers) the case's head kept moving
+    │   ├── HeadMoved                (producers) a conditional publish found newer events
+    │   ├── ReplayWorkerDied         (audit.replay) a replay worker process died
+    │   └── DemoTimeout              (demo.run) the demo's cases did not finish in time
+    ├── EmbeddedNatsError            (infra.nats.embedded) the embedded server would not start
+    │   ├── NatsBinaryNotFound       (also permanent) nothing to launch
+    │   ├── UnsupportedNatsServer    (also permanent) older than 2.11, or unreadable version
+    │   └── PortInUse                (also permanent) the port is taken
+    └── CheckpointRaced              (audit.checkpoints) another checkpointer wrote first
 """
 
 from __future__ import annotations

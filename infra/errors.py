@@ -1,22 +1,8 @@
-"""Errors of the infrastructure layer, grafted onto the tree of ``lintas.contracts.errors``.
+"""The bus errors every layer shares, and the one mapping of nats-py's errors onto them
+(:func:`bus_errors`). Where they sit in lintas's error tree: :mod:`lintas.contracts.errors`.
 
-Callers decide on retry by the branch (permanent or transient), not by the leaf, so each
-error with a clear answer sits under one of the two; a server that would not start says why
-in its log tail instead. Errors raised by one module only are defined in that module::
-
-    LintasError
-    ├── EmbeddedNatsError          (infra.embedded) the embedded server would not start
-    │   ├── NatsBinaryNotFound     (infra.embedded; also a PermanentError) nothing to launch
-    │   ├── UnsupportedNatsServer  (infra.embedded; also a PermanentError) older than 2.11,
-    │   │                          or its version cannot be read (the binary, or the
-    │   │                          server ``infra.bus.connect`` reached)
-    │   └── PortInUse              (infra.embedded; also a PermanentError) the port is taken
-    ├── PermanentError
-    │   └── TopologyConflict       (infra.topology) a stream/consumer exists with another config
-    │       └── TopologyNotApplied (infra.topology) the server created it, but not as asked
-    └── TransientError
-        └── BusUnavailable         the broker cannot be reached, or does not answer in time
-            └── NatsClientClosed   the nats-py client gave up reconnecting: only a new one helps
+Callers decide on retry by the branch (permanent or transient), not by the leaf; errors
+raised by one module only are defined in that module.
 """
 
 from __future__ import annotations

@@ -19,11 +19,10 @@ A long-running :class:`Verifier` given a ``refresh`` reads its registry again wh
 meets a key id it does not hold (:class:`UnknownKey`), at most once per
 ``refresh_interval_s`` (1 s): a key published while it runs counts without a restart.
 
-Errors::
-
-    SignatureError          (lintas.contracts) the event is not signed as its source must
-    └── UnknownKey          signed with a key id the registry does not hold
-    SigningKeyError         a key or a registry file that does not hold
+Raises :class:`~lintas.contracts.SignatureError` (the event is not signed as its source
+must), its :class:`UnknownKey` (a key id the registry does not hold), and
+:class:`SigningKeyError` (a key or a registry file that does not hold). The whole tree:
+:mod:`lintas.contracts.errors`.
 """
 
 from __future__ import annotations

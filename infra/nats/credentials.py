@@ -13,10 +13,8 @@ there and nowhere else), the JetStream API prefix its account sees, and TLS when
 An identity without a seed file connects without credentials: a bus without authorization
 (a test server, a developer's own) still works as before.
 
-Errors::
-
-    PermanentError
-    └── CredentialsError   a seed file that is malformed or would be overwritten
+Raises :class:`CredentialsError` (permanent): a seed file that is malformed or would be
+overwritten. The whole tree: :mod:`lintas.contracts.errors`.
 """
 
 from __future__ import annotations
