@@ -72,6 +72,7 @@ CODES: Final[dict[str, str]] = {
     "too_large": f"the message is larger than {MAX_BYTES} bytes",
     "too_deep": f"the JSON nests deeper than {MAX_DEPTH} levels",
     "not_json": "the body is not a JSON object",
+    "duplicate_member": "a JSON object names one member twice (readers would disagree on it)",
     "contract": "the event breaks its contract (envelope, type, version or data schema)",
     "subject_mismatch": "the intake subject does not name the envelope's source and case",
     "unsigned": "the event carries no signature",
@@ -172,12 +173,32 @@ def _depth(doc: Any, limit: int) -> int:
     return deepest
 
 
+class _DuplicateMember(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The standard library keeps the last of two equal names, other parsers the first: a
+    # signature over one reading would then vouch for another.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
+    return doc
+
+
 def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:
     """The parsed body, or why its size or shape cannot be an event."""
     if len(raw) > MAX_BYTES:
         return None, Refusal("too_large", f"{len(raw)} bytes, at most {MAX_BYTES}")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        return None, Refusal("duplicate_member", f"member {exc.name!r} appears twice", exc.name)
     except (ValueError, RecursionError):
         return None, Refusal("not_json", "the body is not JSON")
     if not isinstance(doc, dict):

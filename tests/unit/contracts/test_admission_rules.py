@@ -41,6 +41,10 @@ def test_shapes() -> None:
     assert shape_refusal(b"nope")[1].code == "not_json"
     assert shape_refusal(b"[]")[1].code == "not_json"
     assert shape_refusal(b'{"a":' * 17 + b"1" + b"}" * 17)[1].code == "too_deep"
+    twice = shape_refusal(b'{"type": "case.opened", "x": {"type": 1}, "type": "case.closed"}')[1]
+    assert (twice.code, twice.field) == ("duplicate_member", "type")
+    nested = shape_refusal(b'{"data": {"a": 1, "a": 2}}')[1]
+    assert (nested.code, nested.field) == ("duplicate_member", "a")
     doc, refused = shape_refusal(b'{"a": [1, {"b": 2}]}')
     assert refused is None
     assert doc == {"a": [1, {"b": 2}]}
