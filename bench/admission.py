@@ -156,12 +156,12 @@ class Phases:
     def around(self, service: AdmissionService) -> Iterator[None]:
         judge = service_module.judge
         service_module.judge = self.timed("judge (parse, decode, verify, rules)", judge)  # type: ignore[assignment]
-        cases = service._cases  # noqa: SLF001 - the bench looks inside on purpose
+        cases = service._cases
         cases.get = self.timed("case state (cache, or read from the log)", cases.get)  # type: ignore[method-assign]
-        service._reserve = self.timed("id reservation (KV create)", service._reserve)  # type: ignore[method-assign]  # noqa: SLF001
-        service._write = self.timed("write to LINTAS (publish, ack)", service._write)  # type: ignore[method-assign]  # noqa: SLF001
-        service._admitted = self.plain("receipt (sign, model)", service._admitted)  # type: ignore[method-assign]  # noqa: SLF001
-        service._admit = self.timed("whole message (incl. answer, ack)", service._admit)  # type: ignore[method-assign]  # noqa: SLF001
+        service._reserve = self.timed("id reservation (KV create)", service._reserve)  # type: ignore[method-assign]
+        service._write = self.timed("write to LINTAS (publish, ack)", service._write)  # type: ignore[method-assign]
+        service._admitted = self.plain("receipt (sign, model)", service._admitted)  # type: ignore[method-assign]
+        service._admit = self.timed("whole message (incl. answer, ack)", service._admit)  # type: ignore[method-assign]
         try:
             yield
         finally:
@@ -209,9 +209,9 @@ async def lintas_run(
 
         try:
             with phases.around(service) if phases else _nothing():
+                # The leases are taken as it starts (a KV create each): a sender's first
+                # message waits in the intake meanwhile, as it would in a deployment.
                 await service.start()
-                while len(service.held) < partitions:  # the leases are taken at start
-                    await asyncio.sleep(0.01)
                 took, latencies = await closed_loop(events, senders, send_case)
         finally:
             await service.stop()
