@@ -39,7 +39,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -208,7 +208,7 @@ async def lintas_run(
                         print(f"  not admitted as sent: {answer.code} {answer.reason}")
 
         try:
-            with phases.around(service) if phases else _nothing():
+            with phases.around(service) if phases else nullcontext():
                 # The leases are taken as it starts (a KV create each): a sender's first
                 # message waits in the intake meanwhile, as it would in a deployment.
                 await service.start()
@@ -217,11 +217,6 @@ async def lintas_run(
             await service.stop()
             await writer.close()
         return took, latencies, wrong
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _ms(latencies: list[float]) -> tuple[float, float]:
