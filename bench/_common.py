@@ -131,10 +131,12 @@ def pathway(size: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 _signers: dict[str, dict[str, Signer]] = {}  # by data dir: each log has its own keys
 
 
-def build_chunk(task: tuple[str, int, list[str], int]) -> list[tuple[str, bytes, str]]:
+def build_chunk(
+    task: tuple[str, int, list[str], int, datetime],
+) -> list[tuple[str, bytes, str]]:
     """The events of ``case_ids``, signed and chained, interleaved step by step:
-    (subject, body, event id)."""
-    data_dir, first_index, case_ids, size = task
+    (subject, body, event id). Times run from ``t0``: a minute a case, an hour a step."""
+    data_dir, first_index, case_ids, size, t0 = task
     if data_dir not in _signers:
         settings = Settings(data_dir=Path(data_dir))
         _signers[data_dir] = {a: Signer.load(settings, a) for a in AGENCIES}
@@ -145,7 +147,7 @@ def build_chunk(task: tuple[str, int, list[str], int]) -> list[tuple[str, bytes,
     out: list[tuple[str, bytes, str]] = []
     for step, (source, target, _, _) in enumerate(steps):
         for offset, case_id in enumerate(case_ids):
-            at = T0 + timedelta(minutes=first_index + offset, hours=step)
+            at = t0 + timedelta(minutes=first_index + offset, hours=step)
             # Sealed as a Publisher seals them (one key for the whole bench: it is never read).
             data = seal_data(datas[step], BENCH_DATA_KEY, 1, case_id=case_id)
             event = make_event(data, source=source, target=target, case_id=case_id, time=at)
@@ -176,7 +178,7 @@ async def fill(
     n_cases = max(events // case_size, 1)
     case_ids = [new_case_id() for _ in range(n_cases)]
     tasks = [
-        (str(settings.data_dir), i, case_ids[i : i + CHUNK_CASES], case_size)
+        (str(settings.data_dir), i, case_ids[i : i + CHUNK_CASES], case_size, T0)
         for i in range(0, n_cases, CHUNK_CASES)
     ]
     loop = asyncio.get_running_loop()
@@ -207,8 +209,9 @@ class Bus:
 
 
 @asynccontextmanager
-async def fresh_bus(root: Path, name: str) -> AsyncIterator[Bus]:
-    settings = Settings(data_dir=root / name)
+async def fresh_bus(root: Path, name: str, **overrides: Any) -> AsyncIterator[Bus]:
+    """``overrides``: settings other than the data directory (``admission_partitions``)."""
+    settings = Settings(data_dir=root / name, **overrides)
     for agency in AGENCIES:
         ensure_agency_key(settings, agency)
         ensure_exchange_key(settings, agency)  # a Publisher seals personal fields for them

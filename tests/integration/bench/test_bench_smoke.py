@@ -21,6 +21,7 @@ HEADERS = (
     "== 2. single-case replay",
     "== 3. peak memory of the full replay",
     "== end-to-end latency at",
+    "== admission:",
 )
 
 
