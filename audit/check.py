@@ -24,7 +24,9 @@ and, for the stream, no setting of the event log or its checkpoints that can dro
 
 Every problem is a :class:`Problem` with a stable code (:data:`PROBLEMS`; the messages that
 are no event have theirs, :data:`NOT_EVENTS`), listed in docs/AUDIT.md. Rules about a case's
-events as a whole (who may do what: the authority policy) plug in as a :data:`CasePass`.
+events as a whole plug in as a :data:`CasePass`; :func:`verify_stream` and :func:`verify_archive`
+run the authority policy (who may say what about which case: :mod:`.authority`) unless told
+otherwise, each refusal a problem ``authority:<code>``.
 
 A partial archive (exported ``--from`` a time) leaves out the events before its window, so
 a case that began earlier cannot be checked from its first event: its first event in the
@@ -58,6 +60,7 @@ from lintas.audit.archive import (
     load_keys,
     parse_line,
 )
+from lintas.audit.authority import AUTHORITY_PROBLEMS, authority
 from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
 from lintas.audit.events import EventRef, StoredEvent
 from lintas.audit.stream import StreamCut
@@ -73,6 +76,7 @@ from lintas.contracts.errors import EnvelopeError, UnknownEventType, UnknownVers
 from lintas.infra.keys.signing import Registry, Verifier
 
 __all__ = [
+    "CASE_PASSES",
     "NOT_EVENTS",
     "PROBLEMS",
     "CasePass",
@@ -100,6 +104,7 @@ PROBLEMS: Final[Mapping[str, str]] = {
     "archive-manifest": "the archive disagrees with its manifest (counts, sequences, digests)",
     "no-events": "the case asked for has no events",
     "stream-config": "the event log or its checkpoints stream can drop events",
+    **AUTHORITY_PROBLEMS,
 }
 """Every problem ``verify`` reports, by its stable code (``lintas verify --json``)."""
 
@@ -114,14 +119,12 @@ NOT_EVENTS: Final[Mapping[str, str]] = {
 
 CasePass = Callable[[Sequence[Event]], Iterable[tuple[Event, str, str]]]
 """A rule over one case's events (decoded and signed, in stream order), run when the log has
-been read: ``(event, code, message)`` per problem it finds. The authority policy fits as::
+been read: ``(event, code, message)`` per problem it finds (its codes in :data:`PROBLEMS`).
+The authority policy is one (:func:`lintas.audit.authority.authority`, :data:`CASE_PASSES`).
+Without a pass the checker holds no events, one hash per case."""
 
-    def authority(events):
-        for event, refusal in refusals(events):
-            yield event, f"authority-{refusal.code}", f"{refusal.reason} ({refusal.field})"
-
-passed as ``case_passes=[authority]`` (add its codes to :data:`PROBLEMS`). Without a pass
-the checker holds no events, one hash per case."""
+CASE_PASSES: Final[tuple[CasePass, ...]] = (authority,)
+"""What :func:`verify_stream` and :func:`verify_archive` run over each case by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,7 +439,7 @@ async def verify_stream(
     progress: Progress | None = None,
     checkpoints: Sequence[Checkpoint] | None = None,
     dropping: Mapping[str, Sequence[str]] | None = None,
-    case_passes: Sequence[CasePass] = (),
+    case_passes: Sequence[CasePass] = CASE_PASSES,
 ) -> Verdict:
     """Verify the stream up to ``cut`` (one case through its subject filter, if given),
     and the ``checkpoints`` of it (all of them, read before the cut) when given.
@@ -528,7 +531,7 @@ def verify_archive(
     trusted: Registry | None = None,
     focus: str | None = None,
     progress: Progress | None = None,
-    case_passes: Sequence[CasePass] = (),
+    case_passes: Sequence[CasePass] = CASE_PASSES,
 ) -> Verdict:
     """Verify an archive offline, with its own keys unless ``registry`` is given.
 

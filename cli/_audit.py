@@ -189,7 +189,7 @@ def _print_verdict(console: Console, verdict: Verdict) -> int:
     )
     say(
         f"[green]verified[/green] {verdict.source}: {checked} ({span}): contracts, "
-        "signatures, hash chains and sequence hold"
+        "signatures, the authority policy, hash chains and sequence hold"
     )
     return VERIFIED
 

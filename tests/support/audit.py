@@ -175,6 +175,32 @@ class ChainedAgencies:
         return sent
 
 
+async def written_past_admission(
+    js: JetStreamContext,
+    settings: Settings,
+    after: Sent,
+    source: str,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    time: datetime,
+) -> Sent:
+    """What a client with write access to the log could put there past admission and its
+    Publisher's own checks: an event signed by ``source``, chained on ``after`` (the case's
+    last event), straight onto its subject."""
+    event = make_event(
+        sealed(event_type, after.case_id, data),
+        source=source,
+        target="all",
+        case_id=after.case_id,
+        time=time,
+    )
+    envelope = event.envelope.model_copy(update={"prevhash": event_hash(after.doc)})
+    body = encode(Signer.load(settings, source).sign(envelope))
+    ack = await js.publish(envelope.nats_subject, body, stream=settings.stream)
+    return Sent(ack.seq, after.case_id, json.loads(body))
+
+
 async def cli(*argv: str) -> int:
     """``lintas ...`` as a user runs it (its own event loop, in a thread)."""
     return await asyncio.to_thread(main, list(argv))

@@ -60,8 +60,9 @@ async def test_junk_is_counted_and_passed_over_and_a_later_break_still_found(
     junk_seqs = [(await js.publish(s, body, stream=settings.stream)).seq for s, body in junk]
     assert junk_seqs == [7, 8, 9]
     # The publishers chain on past the junk (a's head is now the empty message)...
+    # (closed by kemlu, its owner: verify judges the authority policy too)
     after = await agencies.publish(
-        "kp2mi", "kemlu", "case.closed", {"reason": "reintegrated"}, case_id=a, time=T0
+        "kemlu", "kp2mi", "case.closed", {"reason": "reintegrated"}, case_id=a, time=T0
     )
     # ...and later an event of b is chained to b's first event: its later ones "removed".
     broken = await _stale_chain(js, settings, stale=log[1], like=log[5])

@@ -255,7 +255,7 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
     # The log: verified, exported, replayed; [erased] where the data was.
     assert await cli("verify") == 0
     outputs.append(str(capsys.readouterr()))
-    assert "contracts, signatures, hash chains and sequence hold" in outputs[-1]
+    assert "the authority policy, hash chains and sequence hold" in outputs[-1]
     archive = tmp_path / "after-erasure"
     assert await cli("export", "--out", str(archive)) == 0
     assert await cli("verify", "--archive", str(archive)) == 0
