@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 
 from lintas.admission import AdmissionService
-from lintas.contracts import Event, build_data, encode, make_event, new_case_id
+from lintas.contracts import Event, encode, new_case_id
 from lintas.contracts.admission import Answer
 from lintas.infra.keys.signing import (
     Signer,
@@ -21,10 +22,9 @@ from lintas.infra.keys.signing import (
     load_registry,
 )
 from lintas.infra.nats.topology import declare_platform, intake_stream
-from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.settings import Settings
 from lintas.producers._admit import send
-from tests.support.samples import SAMPLES, TEST_KEY
+from tests.support.attack import forge
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,30 +58,8 @@ async def _service(nc: NATS, js: Any, settings: Settings, **kw: Any) -> Admissio
     return service
 
 
-def event(
-    settings: Settings,
-    event_type: str,
-    *,
-    source: str = "kp2mi",
-    target: str = "all",
-    case_id: str,
-    prev: str | None = None,
-    time: datetime | None = None,
-    event_id: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> Event:
-    built = make_event(
-        seal_data(
-            build_data(event_type, data or SAMPLES[event_type]), TEST_KEY, 1, case_id=case_id
-        ),
-        source=source,
-        target=target,
-        case_id=case_id,
-        time=time or datetime.now(UTC),
-        event_id=event_id,
-    )
-    envelope = built.envelope.model_copy(update={"prevhash": prev})
-    return Event(Signer.load(settings, source).sign(envelope), built.data)
+event = partial(forge, source="kp2mi")
+"""The events of these tests: kp2mi's unless told, sealed, signed."""
 
 
 async def submit(js: Any, nc: NATS, settings: Settings, ev: Event) -> Answer:
