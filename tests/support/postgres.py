@@ -9,8 +9,9 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import Session
 
-__all__ = ["POSTGRES_ENV", "postgres_database"]
+__all__ = ["POSTGRES_ENV", "lock_waiters", "postgres_database"]
 
 POSTGRES_ENV = "LINTAS_TEST_POSTGRES_URL"
 
@@ -35,3 +36,13 @@ def postgres_database(prefix: str = "lintas_test") -> Iterator[str | None]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def lock_waiters(session: Session, pid: int) -> int:
+    """How many other backends of this database wait on a lock (``pid`` excluded): how a
+    test sees that a second transaction is queued behind the first, without sleeping."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> :pid"
+    )
+    return int(session.execute(query, {"pid": pid}).scalar_one())

@@ -18,7 +18,7 @@ from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
 from tests.support.events import CASE, CONSENT, OPENED, WITHDRAWN, at, ev
-from tests.support.postgres import POSTGRES_ENV, postgres_database
+from tests.support.postgres import POSTGRES_ENV, lock_waiters, postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -28,14 +28,6 @@ def _consent(case_id: str, consent_id: str, minutes: float) -> Event:
     return ev(
         "consent.recorded", data, source="kemlu", target="all", case_id=case_id, time=at(minutes)
     )
-
-
-def _lock_waiters(session: Session, pid: int) -> int:
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> :pid"
-    )
-    return int(session.execute(query, {"pid": pid}).scalar_one())
 
 
 def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
@@ -58,7 +50,7 @@ def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
     thread.start()
     with Session(engine) as watcher:
         deadline = time.monotonic() + 10
-        while thread.is_alive() and not _lock_waiters(watcher, holder_pid):
+        while thread.is_alive() and not lock_waiters(watcher, holder_pid):
             assert time.monotonic() < deadline, "the other instance neither finished nor waited"
             watcher.rollback()  # a fresh snapshot of pg_stat_activity each time
             time.sleep(0.01)  # a poll interval, not a synchronisation: the wait is above
