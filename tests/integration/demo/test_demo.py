@@ -120,14 +120,14 @@ def test_cli_case_show_errors(
 ) -> None:
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert main(["case", "show", "not-a-case"]) == 2
-    assert "not a lintas case id" in capsys.readouterr().out
+    assert "not a lintas case id" in capsys.readouterr().err
     assert main(["case", "show", "C" + "0" * 26]) == 1
-    assert "no case" in capsys.readouterr().out
+    assert "no case" in capsys.readouterr().err
     assert main(["run", "nobody"]) == 2
-    assert "not an agency id" in capsys.readouterr().out
+    assert "not an agency id" in capsys.readouterr().err
     # The watchdog signs what it sends: without its key it does not start.
     assert main(["run", "watchdog"]) == 1
-    assert "lintas keys init watchdog" in capsys.readouterr().out
+    assert "lintas keys init watchdog" in capsys.readouterr().err
 
 
 async def test_demo_refuses_a_configured_bus_and_publishes_nothing(
