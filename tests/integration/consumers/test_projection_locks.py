@@ -6,11 +6,9 @@ write lock at BEGIN: one writer at a time.)"""
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from lintas.consumers.gate import GateCaseRow
@@ -18,7 +16,7 @@ from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
 from lintas.infra.db import create_db_engine
 from tests.support.events import CASE, CONSENT, OPENED, WITHDRAWN, at, ev
-from tests.support.postgres import POSTGRES_ENV, lock_waiters, postgres_database
+from tests.support.postgres import POSTGRES_ENV, postgres_database, queued_behind
 
 pytestmark = pytest.mark.postgres
 
@@ -35,30 +33,13 @@ def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
     then ``first`` commits, and ``second`` must finish without an error."""
     holder = Session(engine)
     WorklistProjection("kp2mi").apply_batch(holder, first)
-    holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    failed: list[BaseException] = []
 
     def other_instance() -> None:
-        try:
-            with Session(engine) as session:
-                WorklistProjection("kp2mi").apply_batch(session, second)
-                session.commit()
-        except BaseException as exc:
-            failed.append(exc)
+        with Session(engine) as session:
+            WorklistProjection("kp2mi").apply_batch(session, second)
+            session.commit()
 
-    thread = threading.Thread(target=other_instance)
-    thread.start()
-    with Session(engine) as watcher:
-        deadline = time.monotonic() + 10
-        while thread.is_alive() and not lock_waiters(watcher, holder_pid):
-            assert time.monotonic() < deadline, "the other instance neither finished nor waited"
-            watcher.rollback()  # a fresh snapshot of pg_stat_activity each time
-            time.sleep(0.01)  # a poll interval, not a synchronisation: the wait is above
-    holder.commit()
-    holder.close()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert not failed, failed
+    queued_behind(engine, holder, other_instance)
 
 
 def _grants(engine: Engine, case_id: str) -> list[tuple[int, str, int | None]]:
