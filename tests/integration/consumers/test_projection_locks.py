@@ -9,14 +9,13 @@ import json
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from lintas.consumers.gate import GateCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
-from lintas.infra.db import create_db_engine
 from tests.support.events import CASE, CONSENT, OPENED, WITHDRAWN, at, ev
-from tests.support.postgres import POSTGRES_ENV, postgres_database, queued_behind
+from tests.support.postgres import queued_behind
 
 pytestmark = pytest.mark.postgres
 
@@ -49,18 +48,10 @@ def _grants(engine: Engine, case_id: str) -> list[tuple[int, str, int | None]]:
     return [(g[0], g[2], g[-1]) for g in json.loads(row.book)]
 
 
-@pytest.fixture
-def engine() -> Engine:
-    with postgres_database() as url:
-        if url is None:
-            pytest.skip(f"{POSTGRES_ENV} is not set")
-        engine = create_db_engine(url)
-        SQLModel.metadata.create_all(engine)
-        yield engine
-        engine.dispose()
-
-
-def test_two_consumers_folding_one_book_at_once_lose_neither_consent(engine: Engine) -> None:
+def test_two_consumers_folding_one_book_at_once_lose_neither_consent(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
     with Session(engine) as session:
         WorklistProjection("kp2mi").apply_batch(session, [(1, OPENED), (2, CONSENT)])
         session.commit()
@@ -73,7 +64,10 @@ def test_two_consumers_folding_one_book_at_once_lose_neither_consent(engine: Eng
     assert _grants(engine, CASE) == [(2, "c-1", 3), (4, "c-2", None)]
 
 
-def test_two_consumers_creating_one_book_at_once_lose_neither_consent(engine: Engine) -> None:
+def test_two_consumers_creating_one_book_at_once_lose_neither_consent(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
     case_id = new_case_id()  # no book yet: both would insert it
     _at_once(
         engine,

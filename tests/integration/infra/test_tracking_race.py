@@ -8,24 +8,14 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from lintas.infra.db import Tracking, create_db_engine, ensure_tables, read_position, write_position
-from tests.support.postgres import POSTGRES_ENV, postgres_database, queued_behind
+from lintas.infra.db import Tracking, read_position, write_position
+from tests.support.postgres import queued_behind
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def engine() -> Engine:
-    with postgres_database() as url:
-        if url is None:
-            pytest.skip(f"{POSTGRES_ENV} is not set")
-        engine = create_db_engine(url)
-        ensure_tables(engine)
-        yield engine
-        engine.dispose()
-
-
-def test_two_instances_creating_one_tracking_row_take_turns(engine: Engine) -> None:
+def test_two_instances_creating_one_tracking_row_take_turns(postgres_engine: Engine) -> None:
+    engine = postgres_engine
     first = Session(engine)
     write_position(read_position(first, "record", "LINTAS"), 5, applied=5, rejected=0)
     first.flush()  # the row exists, uncommitted: the other instance cannot see it yet
