@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from lintas.cli._errors import fail
 from lintas.cli.render import case_view
 from lintas.consumers.app import Databases
 from lintas.consumers.casefile import read_case_file
@@ -70,7 +71,7 @@ async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
 async def case_erase(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id: str = args.case_id
     if not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     async with open_bus(settings) as url:
         # The platform finds the owner and checks the key store; the owner publishes.
@@ -80,10 +81,10 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
             await ensure_stream_config(js, case_keys_stream_config(settings))
             agency = args.agency or await _owner(js, settings, case_id)
             if agency is None:
-                console.print(f"[red]no case {case_id} in stream {settings.stream}[/red]")
+                fail(f"[red]no case {case_id} in stream {settings.stream}[/red]")
                 return 1
             if not private_key_path(settings, agency).exists():
-                console.print(
+                fail(
                     f"[red]{agency} owns case {case_id}, and its signing key is not in "
                     f"{settings.data_dir / 'keys'}: erase it from {agency}'s system[/red]"
                 )
@@ -114,7 +115,7 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
         finally:
             await nc.close()
     if left:  # pragma: no cover - erase_case_keys erases what it lists
-        console.print(f"[red]{len(left)} data keys of case {case_id} are still stored[/red]")
+        fail(f"[red]{len(left)} data keys of case {case_id} are still stored[/red]")
         return 1
     console.print(
         f"case {case_id} erased by {agency} ({args.role}) as stream seq "
@@ -132,12 +133,10 @@ async def case_file(settings: Settings, args: argparse.Namespace, console: Conso
     case_id: str = args.case_id
     agency: str = args.agency
     if not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     if not is_agency_id(agency):
-        console.print(
-            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
-        )
+        fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
     engine = create_db_engine(settings.database_url_for(f"worklist-{agency}"))
     try:
@@ -181,9 +180,7 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
     (types and fields, never values), for the breach notification (docs/PRIVACY.md)."""
     agency: str = args.agency
     if not is_agency_id(agency):
-        console.print(
-            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
-        )
+        fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
     async with open_bus(settings) as url:
         # Listing the key store is the platform's (an agency may read its own wraps only).
@@ -238,7 +235,7 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
 
 def _case_show(settings: Settings, case_id: str, console: Console) -> int:
     if not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     databases = Databases(settings)
     try:
@@ -250,7 +247,7 @@ def _case_show(settings: Settings, case_id: str, console: Console) -> int:
     finally:
         databases.dispose()
     if record is None:
-        console.print(f"[red]no case {case_id} in the coordination record[/red]")
+        fail(f"[red]no case {case_id} in the coordination record[/red]")
         return 1
     console.print(case_view(record))
     return 0

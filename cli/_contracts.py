@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lintas.cli._errors import fail
 from lintas.contracts.asyncapi import asyncapi_document
 from lintas.contracts.authority import policy_table
 from lintas.contracts.schemadocs import (
@@ -55,9 +56,9 @@ def contracts_check(console: Console, schemas: Path, asyncapi: Path) -> int:
             )
         )
     for problem in problems:
-        console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+        fail(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
     if problems:
-        console.print(f"contracts check: {len(problems)} problem(s); rules in docs/CONTRACTS.md")
+        fail(f"contracts check: {len(problems)} problem(s); rules in docs/CONTRACTS.md")
         return 1
     console.print(
         "contracts check: schemas current, published versions unchanged, "
@@ -70,7 +71,7 @@ def contracts_docs(console: Console, schemas: Path, asyncapi: Path) -> int:
     try:
         written = write_schemas(schemas)
     except PublishedVersionChanged as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        fail(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
         return 1
     text = _asyncapi_text(asyncapi, schemas)
     if not asyncapi.exists() or asyncapi.read_text() != text:

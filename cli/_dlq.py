@@ -12,6 +12,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from rich.console import Console
 from rich.table import Table
 
+from lintas.cli._errors import fail
 from lintas.consumers.app import Databases
 from lintas.consumers.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.consumers.retry import RetryOutcome, retry_entry
@@ -92,7 +93,7 @@ def redacted_body(body: bytes) -> str:
 async def dlq_show(console: Console, js: Any, settings: Settings, entry_id: int) -> int:
     entry = await get_entry(js, settings, entry_id)
     if entry is None:
-        console.print(f"[red]no quarantine entry {entry_id}[/red]")
+        fail(f"[red]no quarantine entry {entry_id}[/red]")
         return 1
     for key, value in _summary(entry).items():
         console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
@@ -116,7 +117,7 @@ async def dlq_retry(
     else:
         found = await get_entry(js, settings, entry_id)
         if found is None:
-            console.print(f"[red]no quarantine entry {entry_id}[/red]")
+            fail(f"[red]no quarantine entry {entry_id}[/red]")
             return 1
         entries = [found]
     # What the consumers trust, as it is now: a key published since lets a message through.

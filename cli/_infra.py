@@ -7,6 +7,7 @@ import asyncio
 
 from rich.console import Console
 
+from lintas.cli._errors import fail
 from lintas.contracts import is_agency_id
 from lintas.contracts.agencies import is_partner_abroad
 from lintas.infra.deploy.certs import issue_certs
@@ -28,7 +29,7 @@ __all__ = ["run_infra"]
 async def _agency_add(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     name: str = args.name
     if not is_agency_id(name):
-        console.print(f"[red]{name!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
+        fail(f"[red]{name!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
     added = add_identity(settings, name, nkey=args.nkey)
     lines = []

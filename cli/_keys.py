@@ -7,6 +7,7 @@ import asyncio
 
 from rich.console import Console
 
+from lintas.cli._errors import fail
 from lintas.contracts import is_agency_id
 from lintas.infra.keys.exchange import (
     EXCHANGE_BUCKET,
@@ -43,9 +44,7 @@ async def _publish_keys(settings: Settings, console: Console) -> int:
 
 def _keys_init(settings: Settings, agency: str, console: Console) -> int:
     if not is_agency_id(agency):
-        console.print(
-            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
-        )
+        fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
     made = 0
     if not private_key_path(settings, agency).exists():
@@ -65,7 +64,7 @@ def _keys_init(settings: Settings, agency: str, console: Console) -> int:
             highlight=False,
         )
     if not made:
-        console.print(
+        fail(
             f"[red]{agency} already has both keys in {settings.data_dir / 'keys'} (rotate, "
             "do not overwrite)[/red]"
         )

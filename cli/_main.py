@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from rich.console import Console
 
+from lintas.cli._errors import fail
 from lintas.cli._parser import build_parser
 from lintas.contracts import LintasError
 from lintas.infra.observability.logging import configure_logging
@@ -25,13 +26,13 @@ _AUDIT = ("verify", "export", "replay", "record", "checkpoint")
 _INFRA = ("agency", "infra")
 
 
-def _settings(console: Console) -> Settings | None:
+def _settings() -> Settings | None:
     try:
         return Settings()
     except ValidationError as exc:
         for error in exc.errors(include_input=False):
             name = "LINTAS_" + "_".join(str(p) for p in error["loc"]).upper()
-            console.print(f"[red]lintas: {name}: {error['msg']}[/red]", highlight=False)
+            fail(f"[red]lintas: {name}: {error['msg']}[/red]", highlight=False)
         return None
 
 
@@ -40,16 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level.upper())
     # Piped output is not a terminal: give tables room instead of rich's 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    settings = _settings(console)
+    settings = _settings()
     if settings is None:
         return 2
     try:
         return _dispatch(settings, args, console)
     except LintasError as exc:
-        console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
+        fail(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
         return 1
     except OSError as exc:  # e.g. LINTAS_DATA_DIR is a file, or not writable
-        console.print(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
+        fail(f"[red]lintas: {exc}[/red]", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,7 +8,9 @@ imported by :func:`lintas.cli._main.main` once the arguments are known.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,32 @@ from lintas.contracts.families.case import ERASURE_ROLES
 from lintas.contracts.schemadocs import SCHEMA_DIR
 
 __all__ = ["build_parser"]
+
+
+def _command(
+    commands: Any,
+    name: str,
+    *,
+    example: str,
+    help: str,
+    description: str | None = None,
+    epilog: str | None = None,
+    **options: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` page has a description (the one-line ``help``, unless
+    given) and, last, an example of its use."""
+    text = description or help[0].upper() + help[1:] + "."
+    example_text = f"example:\n  {example}"
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(text, 88),
+        epilog=f"{textwrap.fill(epilog, 88)}\n\n{example_text}" if epilog else example_text,
+        # The example keeps its line; the description is filled above.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **options,
+    )
+    return parser
 
 
 def _instant(text: str) -> datetime:
@@ -31,8 +59,10 @@ def _instant(text: str) -> datetime:
 
 def add_audit_commands(commands: Any) -> None:
     """The auditors' subcommands, on the ``lintas`` subparsers."""
-    verify = commands.add_parser(
+    verify = _command(
+        commands,
         "verify",
+        example="lintas verify --archive exported.tar.gz --json",
         help="verify the log: contracts, signatures, hash chains, no gaps",
         description=(
             "Verify the log (the stream, or an exported archive offline) and list every "
@@ -58,7 +88,12 @@ def add_audit_commands(commands: Any) -> None:
         "counts)",
     )
 
-    export = commands.add_parser("export", help="export the log as a self-contained archive")
+    export = _command(
+        commands,
+        "export",
+        example="lintas export --out audit-2025q1.tar.gz --from 2025-01-01T00:00:00+07:00",
+        help="export the log as a self-contained archive",
+    )
     export.add_argument(
         "--out", type=Path, required=True, help="a new directory, or a file ending .tar.gz"
     )
@@ -68,8 +103,11 @@ def add_audit_commands(commands: Any) -> None:
     )
     export.add_argument("--to", dest="time_to", type=_instant, help="event time up to, inclusive")
 
-    rebuild = commands.add_parser(
-        "replay", help="rebuild the coordination record from the log into a fresh database"
+    rebuild = _command(
+        commands,
+        "replay",
+        example="lintas replay --database sqlite:///replay.db --as-of 2025-03-31T23:59+07:00",
+        help="rebuild the coordination record from the log into a fresh database",
     )
     rebuild.add_argument(
         "--database", required=True, help="SQLAlchemy URL of a fresh store, e.g. sqlite:///r.db"
@@ -81,15 +119,23 @@ def add_audit_commands(commands: Any) -> None:
     rebuild.add_argument("--case", dest="case_id", help="only this case")
     rebuild.add_argument("--keys", type=Path, help="a key registry (JSON) instead of the usual")
 
-    record = commands.add_parser("record", help="the coordination record")
+    record = _command(
+        commands, "record", example="lintas record digest", help="the coordination record"
+    )
     record_commands = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
-    digest = record_commands.add_parser(
-        "digest", help="SHA-256 of the record (the live one, or --database a replay)"
+    digest = _command(
+        record_commands,
+        "digest",
+        example="lintas record digest --database sqlite:///replay.db",
+        help="SHA-256 of the record (the live one, or --database a replay)",
     )
     digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
 
-    checkpoint = commands.add_parser(
-        "checkpoint", help="publish a signed checkpoint over the stream's events since the last one"
+    checkpoint = _command(
+        commands,
+        "checkpoint",
+        example="lintas checkpoint --agency kp2mi --every 60",
+        help="publish a signed checkpoint over the stream's events since the last one",
     )
     checkpoint.add_argument(
         "--agency",
@@ -105,10 +151,17 @@ def add_audit_commands(commands: Any) -> None:
 
 
 def add_infra_commands(commands: Any) -> None:
-    agency = commands.add_parser("agency", help="agencies on the bus: identities and consumers")
+    agency = _command(
+        commands,
+        "agency",
+        example="lintas agency add desa-3201 --nkey UA...",
+        help="agencies on the bus: identities and consumers",
+    )
     agency_commands = agency.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
-    add = agency_commands.add_parser(
+    add = _command(
+        agency_commands,
         "add",
+        example="lintas agency add desa-3201 --nkey UA...",
         help="register an agency: NATS identity, permissions, durable consumers, signing key",
     )
     add.add_argument("name", help="agency id: kp2mi, desa-<code>, <cc>-<agency> abroad, ...")
@@ -117,10 +170,18 @@ def add_infra_commands(commands: Any) -> None:
         help="the agency's own public nkey (U...), made on its premises: no seed is made here",
     )
 
-    infra = commands.add_parser("infra", help="deployment: certificates and server configs")
+    infra = _command(
+        commands,
+        "infra",
+        example="lintas infra certs --out certs --host nats.example.go.id",
+        help="deployment: certificates and server configs",
+    )
     infra_commands = infra.add_subparsers(dest="infra_command", required=True, metavar="ACTION")
-    certs = infra_commands.add_parser(
-        "certs", help="a private CA and the NATS servers' (and clients') TLS certificates"
+    certs = _command(
+        infra_commands,
+        "certs",
+        example="lintas infra certs --out certs --host nats.example.go.id --client kp2mi",
+        help="a private CA and the NATS servers' (and clients') TLS certificates",
     )
     certs.add_argument("--out", type=Path, required=True, help="directory (the CA is reused)")
     certs.add_argument(
@@ -135,8 +196,10 @@ def add_infra_commands(commands: Any) -> None:
     certs.add_argument(
         "--no-server", action="store_true", help="only the CA and client certificates"
     )
-    config = infra_commands.add_parser(
+    config = _command(
+        infra_commands,
         "config",
+        example="lintas infra config --out deploy --hub nats-leaf://hub.example.go.id:7422",
         help="a deployment directory: cluster and partner configs, authorization, compose",
     )
     config.add_argument("--out", type=Path, required=True, help="the deployment directory")
@@ -154,8 +217,11 @@ def add_infra_commands(commands: Any) -> None:
 
 
 def add_trace_command(commands: Any) -> None:
-    trace = commands.add_parser(
-        "trace", help="a case's spans as a waterfall (from the local span file)"
+    trace = _command(
+        commands,
+        "trace",
+        example="lintas trace C01M98983XRES49DSZN3PCKHDVA --all",
+        help="a case's spans as a waterfall (from the local span file)",
     )
     trace.add_argument("case_id", metavar="CASE", help="the case id")
     trace.add_argument(
@@ -164,8 +230,11 @@ def add_trace_command(commands: Any) -> None:
 
 
 def add_watch_commands(commands: Any) -> None:
-    status = commands.add_parser(
-        "status", help="pending messages, lag, open and overdue hand-offs per agency, once"
+    status = _command(
+        commands,
+        "status",
+        example="lintas status --json | jq .consumers",
+        help="pending messages, lag, open and overdue hand-offs per agency, once",
     )
     status.add_argument(
         "--json", action="store_true", help="the documented JSON shape, for scripts"
@@ -177,15 +246,23 @@ def add_watch_commands(commands: Any) -> None:
         metavar="SECONDS",
         help="measure events per second over this long (default 1; 0: do not measure)",
     )
-    watch = commands.add_parser("watch", help="the same as a live dashboard, until Ctrl-C")
+    watch = _command(
+        commands,
+        "watch",
+        example="lintas watch --interval 5",
+        help="the same as a live dashboard, until Ctrl-C",
+    )
     watch.add_argument(
         "--interval", type=float, default=2.0, metavar="SECONDS", help="between samples (default 2)"
     )
 
 
 def add_report_command(commands: Any) -> None:
-    report = commands.add_parser(
-        "report", help="one case's audit report: a self-contained HTML page (timeline, checks)"
+    report = _command(
+        commands,
+        "report",
+        example="lintas report C01M98983XRES49DSZN3PCKHDVA --html case.html",
+        help="one case's audit report: a self-contained HTML page (timeline, checks)",
     )
     report.add_argument("case_id", metavar="CASE", help="the case id")
     report.add_argument("--html", type=Path, required=True, help="the HTML file to write")
@@ -196,8 +273,13 @@ _REQUESTED_BY = ("data_subject", "parent", "guardian", "court", "retention_ended
 
 
 def add_privacy_commands(case_commands: Any) -> None:
-    erase = case_commands.add_parser(
+    erase = _command(
+        case_commands,
         "erase",
+        example=(
+            "lintas case erase C01M98983XRES49DSZN3PCKHDVA --role data_protection_officer "
+            "--reason 'request of the parent'"
+        ),
         help="erase a case's personal data: destroy its data keys, publish case.erased",
     )
     erase.add_argument("case_id")
@@ -217,13 +299,18 @@ def add_privacy_commands(case_commands: Any) -> None:
     erase.add_argument(
         "--legal-basis", default="UU 27/2022 Pasal 8", help="the provision it answers"
     )
-    show = case_commands.add_parser(
-        "file", help="one agency's case file: the personal fields it was sent, opened if shared"
+    show = _command(
+        case_commands,
+        "file",
+        example="lintas case file C01M98983XRES49DSZN3PCKHDVA --agency dinsos",
+        help="one agency's case file: the personal fields it was sent, opened if shared",
     )
     show.add_argument("case_id")
     show.add_argument("--agency", required=True, help="whose case file (its key opens it)")
-    exposed = case_commands.add_parser(
+    exposed = _command(
+        case_commands,
         "exposed",
+        example="lintas case exposed --agency dinsos --json",
         help="the cases an agency's X25519 key opens, and their personal fields (a breach)",
     )
     exposed.add_argument("--agency", required=True, help="the agency whose key is in question")
@@ -235,18 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lintas",
         description="Interagency referral platform for children of Indonesian migrant workers.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lintas')}")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run demo cases across every agency, print the record")
+    demo = _command(
+        commands,
+        "demo",
+        example="lintas demo --cases 24 --seed 7",
+        help="run demo cases across every agency, print the record",
+    )
     demo.add_argument("--cases", type=int, default=12, help="how many cases (default 12)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the invented children")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at most")
 
-    commands.add_parser("up", help="run the bus and every consumer until Ctrl-C")
+    _command(
+        commands, "up", example="lintas up", help="run the bus and every consumer until Ctrl-C"
+    )
 
-    run = commands.add_parser(
+    run = _command(
+        commands,
         "run",
+        example="lintas run dukcapil",
         help="run one agency's consumer app, the platform's 'record', 'reads' or 'platform', or "
         "the deadline 'watchdog'",
     )
@@ -257,7 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
         "LINTAS_AGENCIES, record and read service) or 'watchdog' (the deadline watchdog)",
     )
 
-    contracts = commands.add_parser("contracts", help="schemas, compatibility, AsyncAPI")
+    contracts = _command(
+        commands,
+        "contracts",
+        example="lintas contracts check",
+        help="schemas, compatibility, AsyncAPI",
+    )
     contract_commands = contracts.add_subparsers(
         dest="contracts_command", required=True, metavar="ACTION"
     )
@@ -265,41 +367,79 @@ def build_parser() -> argparse.ArgumentParser:
         ("check", "fail on stale schemas, edited published versions, missing upcasters"),
         ("docs", "regenerate JSON Schemas, the published lock and the AsyncAPI document"),
     ):
-        action = contract_commands.add_parser(name, help=text)
+        action = _command(contract_commands, name, example=f"lintas contracts {name}", help=text)
         action.add_argument("--schemas", type=Path, default=SCHEMA_DIR, help="schema directory")
         action.add_argument(
             "--asyncapi", type=Path, default=DEFAULT_ASYNCAPI, help="AsyncAPI document"
         )
 
-    keys = commands.add_parser("keys", help="agencies' signing keys")
+    keys = _command(
+        commands, "keys", example="lintas keys init kp2mi", help="agencies' signing keys"
+    )
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    key_init = key_commands.add_parser(
+    key_init = _command(
+        key_commands,
         "init",
+        example="lintas keys init kp2mi",
         help="make an agency's key pairs (Ed25519 to sign, X25519 to receive case data "
         "keys): private keys 0600 in the data dir, public keys in its registries",
     )
     key_init.add_argument("agency")
-    key_commands.add_parser("list", help="the public keys this data dir trusts")
-    key_commands.add_parser(
+    _command(
+        key_commands,
+        "list",
+        example="lintas keys list",
+        help="the public keys this data dir trusts",
+    )
+    _command(
+        key_commands,
         "publish",
+        example="lintas keys publish",
         help="put the registries' public keys into the LINTAS_KEYS and LINTAS_EXCHANGE_KEYS "
         "JetStream KV buckets",
     )
 
-    dlq = commands.add_parser("dlq", help="the quarantine: messages consumers could not apply")
+    dlq = _command(
+        commands,
+        "dlq",
+        example="lintas dlq list --json",
+        help="the quarantine: messages consumers could not apply",
+    )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    listing = dlq_commands.add_parser("list", help="every quarantined message, oldest first")
+    listing = _command(
+        dlq_commands,
+        "list",
+        example="lintas dlq list --json",
+        help="every quarantined message, oldest first",
+    )
     listing.add_argument("--json", action="store_true", help="for scripts")
-    dlq_show = dlq_commands.add_parser("show", help="one entry, personal fields masked")
+    dlq_show = _command(
+        dlq_commands, "show", example="lintas dlq show 3", help="one entry, personal fields masked"
+    )
     dlq_show.add_argument("id", type=int)
-    dlq_retry = dlq_commands.add_parser("retry", help="apply entries again, exactly once")
+    dlq_retry = _command(
+        dlq_commands,
+        "retry",
+        example="lintas dlq retry --all",
+        help="apply entries again, exactly once",
+    )
     which = dlq_retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=int, nargs="?")
     which.add_argument("--all", action="store_true", help="every entry")
 
-    case = commands.add_parser("case", help="look at one case")
+    case = _command(
+        commands,
+        "case",
+        example="lintas case show C01M98983XRES49DSZN3PCKHDVA",
+        help="look at one case",
+    )
     case_commands = case.add_subparsers(dest="case_command", required=True, metavar="ACTION")
-    show = case_commands.add_parser("show", help="print a case's coordination record")
+    show = _command(
+        case_commands,
+        "show",
+        example="lintas case show C01M98983XRES49DSZN3PCKHDVA",
+        help="print a case's coordination record",
+    )
     show.add_argument("case_id")
     add_privacy_commands(case_commands)
 

@@ -21,6 +21,7 @@ from lintas.audit import ArchiveReader, StreamReader
 from lintas.audit.archive import KEYS_FILE, load_keys
 from lintas.audit.report import CaseReport, build_report, render_html
 from lintas.cli._audit import _archive_events, _on_stream
+from lintas.cli._errors import fail
 from lintas.contracts import is_case_id
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.settings import Settings
@@ -81,10 +82,10 @@ def _write(path: Path, text: str) -> None:
 async def run_report(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id: str = args.case_id
     if not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     if args.html.is_dir():
-        console.print(f"[red]{args.html} is a directory: give the HTML file to write[/red]")
+        fail(f"[red]{args.html} is a directory: give the HTML file to write[/red]")
         return 2
     if args.archive is not None:
         report = await _from_archive(args.archive, case_id)
@@ -92,7 +93,7 @@ async def run_report(settings: Settings, args: argparse.Namespace, console: Cons
         report = await _from_stream(settings, case_id)
     if not report.events:
         where = "the archive" if args.archive is not None else f"stream {settings.stream}"
-        console.print(f"[red]case {case_id} has no events in {where}: no report written[/red]")
+        fail(f"[red]case {case_id} has no events in {where}: no report written[/red]")
         return 1
     _write(args.html, render_html(report))
     verdict = (

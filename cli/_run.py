@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lintas.audit.checkpointer import start_checkpointer
+from lintas.cli._errors import fail
 from lintas.cli._signals import Stop, stop_on_signals
 from lintas.cli.render import case_view, summary_tables
 from lintas.consumers.app import (
@@ -75,7 +76,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
     from lintas.demo import PATHWAYS, DemoTimeout, check_record, run_demo
 
     if args.cases < 1:
-        console.print("[red]--cases must be at least 1[/red]")
+        fail("[red]--cases must be at least 1[/red]")
         return 2
     with Progress(
         TextColumn("[bold]cases closed"),
@@ -96,7 +97,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
                 settings, args.cases, progress=update, timeout_s=args.timeout, seed=args.seed
             )
         except DemoTimeout as exc:
-            console.print(f"[red]demo did not finish: {exc}[/red]")
+            fail(f"[red]demo did not finish: {exc}[/red]")
             return 1
     titles = {p.situation: p.title for p in PATHWAYS}
     richest = max(result.records, key=lambda r: len(r.timeline))
@@ -104,7 +105,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
     console.print(summary_tables(result.records, titles))
     problems = [p for record in result.records for p in check_record(record)]
     for problem in problems:
-        console.print(f"[red]{problem}[/red]")
+        fail(f"[red]{problem}[/red]")
     if result.gate_refusal:
         console.print(
             f"consent gate: a referral no consent covers was refused: {result.gate_refusal}",
@@ -113,7 +114,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
         )
     else:
         problems.append("the consent gate did not refuse a referral no consent covers")
-        console.print(f"[red]{problems[-1]}[/red]")
+        fail(f"[red]{problems[-1]}[/red]")
     overdue = [d for d in result.deadlines if d.overdue_seq is not None]
     escalated = [d for d in result.deadlines if d.escalated_seq is not None]
     console.print(
@@ -236,9 +237,7 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
     if agency == "platform":
         return await _run_platform(settings, console)
     if agency != "record" and not is_agency_id(agency):
-        console.print(
-            f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]"
-        )
+        fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
     # The watchdog signs what it publishes: no key, no start (before touching the bus).
     if agency == WATCHDOG:

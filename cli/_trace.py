@@ -29,6 +29,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from lintas.cli._errors import fail
 from lintas.contracts import is_case_id
 from lintas.infra.observability.telemetry import read_span_file
 from lintas.infra.observability.tracing import (
@@ -248,7 +249,7 @@ def waterfall(spans: list[_Span], *, everything: bool = False) -> list[Renderabl
 def run_trace(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id: str = args.case_id
     if not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     path: Path = settings.span_file
     if not path.exists() and not path.with_name(path.name + ".1").exists():
@@ -258,13 +259,11 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
             if settings.otlp_endpoint
             else "nothing has been traced with this data directory yet"
         )
-        console.print(
-            f"[red]no span file at {path}: {where}[/red]", highlight=False, soft_wrap=True
-        )
+        fail(f"[red]no span file at {path}: {where}[/red]", highlight=False, soft_wrap=True)
         return 1
     spans = case_spans(read_span_file(path, containing=case_id), case_id)
     if not spans:
-        console.print(
+        fail(
             f"[red]no spans of case {case_id} in {path}[/red] (spans older than "
             f"{path.name}.1 are dropped, and processes exporting to a collector write none here)",
             highlight=False,

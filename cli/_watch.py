@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from lintas.cli._errors import fail
 from lintas.cli._signals import stop_on_signals
 from lintas.consumers.app import Databases
 from lintas.consumers.status import (
@@ -157,7 +158,7 @@ def render_status(status: Status) -> RenderableType:
 
 async def run_status(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.sample < 0:
-        console.print("[red]--sample must be 0 or more seconds[/red]")
+        fail("[red]--sample must be 0 or more seconds[/red]")
         return 2
     _require_store(settings)
     async with open_bus(settings) as url:
@@ -189,7 +190,7 @@ async def run_watch(
 ) -> int:
     """Until Ctrl-C (or ``frames`` samples, for tests)."""
     if args.interval <= 0:
-        console.print("[red]--interval must be more than 0 seconds[/red]")
+        fail("[red]--interval must be more than 0 seconds[/red]")
         return 2
     _require_store(settings)
     with stop_on_signals(enabled=frames is None) as stop:

@@ -7,12 +7,14 @@ then returns the records, read back from the record projection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import nats.js.errors
 from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlmodel import Session
 
@@ -96,6 +98,15 @@ async def _try_without_consent(probe: Publisher, opened: list[tuple[int, str]]) 
             return str(refused)
         return None  # published: the gate let it through, which the CLI reports
     return None
+
+
+async def _dismiss_staff(js: Any, settings: Settings) -> None:
+    """Delete the simulated staff's durable consumers: `lintas status` on the demo's data
+    dir then lists only the platform's and agencies' own, and no stranger holds messages
+    pending for staff who have left. The next demo declares them afresh."""
+    for agency in agencies():
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(settings.stream, staff_consumer(agency).name)
 
 
 def demo_consumers() -> list[ConsumerSpec]:
@@ -228,6 +239,7 @@ async def _run(
                 await ticker.stop()
                 for broker in brokers:
                     await broker.stop()
+                await _dismiss_staff(js, settings)
             engine, _ = databases.for_consumer("record")
             with Session(engine) as session:
                 records = [r for cid in sorted(wanted) if (r := load_record(session, cid))]

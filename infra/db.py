@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -122,16 +123,27 @@ def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
 
 def read_position(session: Session, consumer: str, stream: str) -> Tracking:
     """The tracking row, locked until the transaction ends (PostgreSQL: FOR UPDATE), so two
-    instances of one consumer take turns rather than both applying from one position."""
-    row = session.exec(
+    instances of one consumer take turns rather than both applying from one position.
+
+    A missing row is inserted first, if still absent: two instances starting at once then
+    queue on the one row (the second's insert waits for the first's commit and does
+    nothing), instead of both adding it and the second failing on the primary key."""
+    session.execute(_insert_if_absent(session, Tracking(consumer=consumer, stream=stream)))
+    return session.exec(
         select(Tracking)
         .where(Tracking.consumer == consumer, Tracking.stream == stream)
         .with_for_update()
-    ).first()
-    if row is None:
-        row = Tracking(consumer=consumer, stream=stream)
-        session.add(row)
-    return row
+    ).one()
+
+
+def _insert_if_absent(session: Session, row: Tracking) -> postgresql.Insert | sqlite.Insert:
+    # SQLite's ON CONFLICT DO NOTHING is its INSERT OR IGNORE, for a key conflict.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(Tracking).values(row.model_dump()).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(Tracking).values(row.model_dump()).on_conflict_do_nothing()
+    raise NotImplementedError(f"projection databases are SQLite or PostgreSQL, not {dialect}")
 
 
 def write_position(row: Tracking, position: int, *, applied: int, rejected: int) -> None:

@@ -11,7 +11,9 @@ Log calls pass ids, types and counts only. As a second line of defence
 child, wherever it is nested, and :func:`safe_exceptions` renders a logged exception as
 its frames and types, keeping the message only of lintas' own errors (written to name
 fields, never to quote values): another library's message may quote its input (pydantic's
-does), and a child's name with it. No renderer prints local variables.
+does), and a child's name with it. No renderer prints local variables: not even before
+:func:`configure_logging` is called (a spawned worker, a test, lintas used as a library),
+where structlog's own default would draw a rich traceback with every frame's locals.
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ _SHARED: Final[list[Any]] = [
 ]
 
 
+def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+    # safe_exceptions has made any traceback a string already; were one to reach the
+    # renderer, its formatter must not print local variables (structlog's default does).
+    return structlog.dev.ConsoleRenderer(
+        colors=colors,
+        exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+    )
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool | None = None, stream: IO[str] | None = None
 ) -> None:
@@ -180,16 +191,8 @@ def configure_logging(
     """
     target = stream if stream is not None else sys.stderr
     as_json = (not target.isatty()) if json is None else json
-    # safe_exceptions has made any traceback a string already: neither renderer formats
-    # one itself (the console one would print local variables).
     rendering: list[Any] = (
-        [structlog.processors.JSONRenderer()]
-        if as_json
-        else [
-            structlog.dev.ConsoleRenderer(
-                colors=target.isatty(), exception_formatter=structlog.dev.plain_traceback
-            )
-        ]
+        [structlog.processors.JSONRenderer()] if as_json else [_console(colors=target.isatty())]
     )
     handler = _Handler(stream)
     handler.setFormatter(
@@ -215,9 +218,33 @@ def configure_logging(
 
 
 def reset_logging() -> None:
-    """Undo :func:`configure_logging` (for tests that configure it more than once)."""
+    """Undo :func:`configure_logging` (for tests that configure it more than once): back to
+    the unconfigured baseline, not structlog's defaults."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     root.setLevel(logging.WARNING)
+    _baseline()
+
+
+def _baseline() -> None:
+    """Console lines on standard error, through the same exception and personal-data
+    processors, for a process that has not called :func:`configure_logging`."""
     structlog.reset_defaults()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_trace_context,
+            safe_exceptions,
+            strip_personal,
+            _console(colors=False),
+        ],
+        # sys.stderr as it is when a logger is made (a test's capture, a redirection).
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
+
+
+if not structlog.is_configured():
+    _baseline()

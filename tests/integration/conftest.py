@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
 
+from lintas.infra.db import create_db_engine
 from tests.support.postgres import POSTGRES_ENV, postgres_database
 
 
@@ -20,3 +23,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         if url is None:
             pytest.skip(f"{POSTGRES_ENV} is not set")
         yield url
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A fresh PostgreSQL database with every table declared so far (skipped without one)."""
+    with postgres_database() as url:
+        if url is None:
+            pytest.skip(f"{POSTGRES_ENV} is not set")
+        engine = create_db_engine(url)
+        SQLModel.metadata.create_all(engine)
+        yield engine
+        engine.dispose()

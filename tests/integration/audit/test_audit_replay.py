@@ -213,19 +213,19 @@ async def test_replay_refuses_the_live_database_and_any_store_not_fresh(
     with pytest.raises(NotAFreshStore, match="live projections"):
         open_fresh_store(live, cli_env)
     assert await cli("replay", "--database", live) == 1
-    assert "a replay writes to a fresh store" in capsys.readouterr().out
+    assert "a replay writes to a fresh store" in capsys.readouterr().err
     assert not (cli_env.db_dir / "record.sqlite").exists()  # not even created
 
     used = _url(tmp_path, "used.db")
     assert await cli("replay", "--database", used) == 0
     capsys.readouterr()
     assert await cli("replay", "--database", used) == 1
-    assert "already holds a coordination record" in " ".join(capsys.readouterr().out.split())
+    assert "already holds a coordination record" in " ".join(capsys.readouterr().err.split())
 
     shared = _url(tmp_path, "shared.db")
     monkeypatch.setenv("LINTAS_DATABASE_URL", shared)
     assert await cli("replay", "--database", shared) == 1
-    assert "that is the live database" in capsys.readouterr().out
+    assert "that is the live database" in capsys.readouterr().err
 
 
 async def test_an_archive_replays_with_no_bus(

@@ -40,7 +40,7 @@ def test_check_fails_on_a_stale_asyncapi_and_docs_repairs_it(
     asyncapi.write_text(asyncapi.read_text().replace('"3.0.0"', '"2.6.0"'))
     (schemas / "case.opened" / "v2.json").unlink()
     assert _run("check", copy) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "(a) case.opened/v2.json is missing" in out
     assert "asyncapi.json differs from the contracts" in out
     assert _run("docs", copy) == 0
@@ -58,10 +58,10 @@ def test_docs_refuses_to_rewrite_a_published_version(
     )
     before = (schemas / "case.closed" / "v1.json").read_text()
     assert _run("docs", copy) == 1
-    assert "published versions would change: case.closed/v1" in capsys.readouterr().out
+    assert "published versions would change: case.closed/v1" in capsys.readouterr().err
     assert (schemas / "case.closed" / "v1.json").read_text() == before
     assert _run("check", copy) == 1
-    assert "(b) case.closed/v1 changed after publication" in capsys.readouterr().out
+    assert "(b) case.closed/v1 changed after publication" in capsys.readouterr().err
 
 
 def test_check_fails_on_a_stale_authority_table_and_docs_repairs_it(
@@ -71,7 +71,7 @@ def test_check_fails_on_a_stale_authority_table_and_docs_repairs_it(
     table = asyncapi.parent / "AUTHORITY.md"
     table.write_text(table.read_text().replace("| `case.erased` | the owner |", "| x | y |"))
     assert _run("check", copy) == 1
-    assert "AUTHORITY.md differs from the authority policy" in capsys.readouterr().out
+    assert "AUTHORITY.md differs from the authority policy" in capsys.readouterr().err
     assert _run("docs", copy) == 0
     assert "AUTHORITY.md" in capsys.readouterr().out
     assert _run("check", copy) == 0

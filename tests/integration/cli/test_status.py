@@ -312,13 +312,19 @@ async def test_status_says_when_nothing_has_run_or_the_bus_is_away(
 ) -> None:
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert await asyncio.to_thread(main, ["status"]) == 1
-    assert "nothing has run yet" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "nothing has run yet" in said.err
+    assert said.out == ""  # `lintas status --json | jq` gets JSON or nothing
     assert not settings.data_dir.exists(), "looking must not create a store"
 
     monkeypatch.setenv("LINTAS_NATS_URL", nats_server.url)  # a bus with no LINTAS stream
     assert await asyncio.to_thread(main, ["status", "--json"]) == 1
-    assert "no stream LINTAS on the bus: nothing has run yet" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "no stream LINTAS on the bus: nothing has run yet" in said.err
+    assert said.out == ""
 
     monkeypatch.setenv("LINTAS_NATS_URL", "nats://127.0.0.1:1")
     assert await asyncio.to_thread(main, ["watch"]) == 1
-    assert "cannot reach NATS at nats://127.0.0.1:1" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "cannot reach NATS at nats://127.0.0.1:1" in said.err
+    assert said.out == ""

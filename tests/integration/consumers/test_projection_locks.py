@@ -6,19 +6,16 @@ write lock at BEGIN: one writer at a time.)"""
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlmodel import Session, SQLModel, select
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from lintas.consumers.gate import GateCaseRow
 from lintas.consumers.projections import Batch, WorklistProjection
 from lintas.contracts import Event, new_case_id
-from lintas.infra.db import create_db_engine
 from tests.support.events import CASE, CONSENT, OPENED, WITHDRAWN, at, ev
-from tests.support.postgres import POSTGRES_ENV, postgres_database
+from tests.support.postgres import queued_behind
 
 pytestmark = pytest.mark.postgres
 
@@ -30,43 +27,18 @@ def _consent(case_id: str, consent_id: str, minutes: float) -> Event:
     )
 
 
-def _lock_waiters(session: Session, pid: int) -> int:
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> :pid"
-    )
-    return int(session.execute(query, {"pid": pid}).scalar_one())
-
-
 def _at_once(engine: Engine, first: Batch, second: Batch) -> None:
     """``first`` applied and held uncommitted while another instance applies ``second``;
     then ``first`` commits, and ``second`` must finish without an error."""
     holder = Session(engine)
     WorklistProjection("kp2mi").apply_batch(holder, first)
-    holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    failed: list[BaseException] = []
 
     def other_instance() -> None:
-        try:
-            with Session(engine) as session:
-                WorklistProjection("kp2mi").apply_batch(session, second)
-                session.commit()
-        except BaseException as exc:
-            failed.append(exc)
+        with Session(engine) as session:
+            WorklistProjection("kp2mi").apply_batch(session, second)
+            session.commit()
 
-    thread = threading.Thread(target=other_instance)
-    thread.start()
-    with Session(engine) as watcher:
-        deadline = time.monotonic() + 10
-        while thread.is_alive() and not _lock_waiters(watcher, holder_pid):
-            assert time.monotonic() < deadline, "the other instance neither finished nor waited"
-            watcher.rollback()  # a fresh snapshot of pg_stat_activity each time
-            time.sleep(0.01)  # a poll interval, not a synchronisation: the wait is above
-    holder.commit()
-    holder.close()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert not failed, failed
+    queued_behind(engine, holder, other_instance)
 
 
 def _grants(engine: Engine, case_id: str) -> list[tuple[int, str, int | None]]:
@@ -76,18 +48,10 @@ def _grants(engine: Engine, case_id: str) -> list[tuple[int, str, int | None]]:
     return [(g[0], g[2], g[-1]) for g in json.loads(row.book)]
 
 
-@pytest.fixture
-def engine() -> Engine:
-    with postgres_database() as url:
-        if url is None:
-            pytest.skip(f"{POSTGRES_ENV} is not set")
-        engine = create_db_engine(url)
-        SQLModel.metadata.create_all(engine)
-        yield engine
-        engine.dispose()
-
-
-def test_two_consumers_folding_one_book_at_once_lose_neither_consent(engine: Engine) -> None:
+def test_two_consumers_folding_one_book_at_once_lose_neither_consent(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
     with Session(engine) as session:
         WorklistProjection("kp2mi").apply_batch(session, [(1, OPENED), (2, CONSENT)])
         session.commit()
@@ -100,7 +64,10 @@ def test_two_consumers_folding_one_book_at_once_lose_neither_consent(engine: Eng
     assert _grants(engine, CASE) == [(2, "c-1", 3), (4, "c-2", None)]
 
 
-def test_two_consumers_creating_one_book_at_once_lose_neither_consent(engine: Engine) -> None:
+def test_two_consumers_creating_one_book_at_once_lose_neither_consent(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
     case_id = new_case_id()  # no book yet: both would insert it
     _at_once(
         engine,

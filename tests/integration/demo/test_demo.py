@@ -14,8 +14,10 @@ from lintas.cli import main
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import load_worklist
 from lintas.demo import PATHWAYS, DemoRefused, agencies, check_record, run_demo
+from lintas.infra.bootstrap import connect
 from lintas.infra.nats.bus import open_bus
 from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.topology import deployment_consumers
 from lintas.infra.settings import Settings
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -120,14 +122,26 @@ def test_cli_case_show_errors(
 ) -> None:
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert main(["case", "show", "not-a-case"]) == 2
-    assert "not a lintas case id" in capsys.readouterr().out
+    assert "not a lintas case id" in capsys.readouterr().err
     assert main(["case", "show", "C" + "0" * 26]) == 1
-    assert "no case" in capsys.readouterr().out
+    assert "no case" in capsys.readouterr().err
     assert main(["run", "nobody"]) == 2
-    assert "not an agency id" in capsys.readouterr().out
+    assert "not an agency id" in capsys.readouterr().err
     # The watchdog signs what it sends: without its key it does not start.
     assert main(["run", "watchdog"]) == 1
-    assert "lintas keys init watchdog" in capsys.readouterr().out
+    assert "lintas keys init watchdog" in capsys.readouterr().err
+
+
+async def test_the_demo_leaves_no_staff_consumer_behind(settings: Settings) -> None:
+    await run_demo(settings, 1, timeout_s=120)
+    async with open_bus(settings) as url:  # as `lintas status` reads it afterwards
+        nc = await connect(url, "lintas-test", settings=settings, identity="operator")
+        try:
+            left = {c.name for c in await nc.jetstream().consumers_info(settings.stream)}
+        finally:
+            await nc.close()
+    assert {spec.name for spec in deployment_consumers(agencies())} <= left
+    assert {name for name in left if name.startswith("staff-")} == set()
 
 
 async def test_demo_refuses_a_configured_bus_and_publishes_nothing(

@@ -1,7 +1,9 @@
-"""The wheel installs one top-level name, ``lintas``, and nothing generic."""
+"""The wheel installs one top-level name, ``lintas``, and nothing generic; it holds the
+license, SPDX metadata and the generated documents `lintas contracts check` reads."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -60,3 +62,43 @@ def test_wheel_maps_each_folder_under_lintas(wheel: Path) -> None:
 def test_the_installed_package_is_this_checkout() -> None:
     assert Path(lintas.contracts.__file__).resolve().parent == REPO / "contracts"
     assert Path(lintas.audit.__file__).resolve().parent == REPO / "audit"
+
+
+def test_wheel_holds_the_license_and_spdx_metadata(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    info = wheel.name.split("-py3")[0] + ".dist-info"
+    assert f"{info}/licenses/LICENSE" in names
+    assert "Apache License" in archive.read(f"{info}/licenses/LICENSE").decode()
+    metadata = archive.read(f"{info}/METADATA").decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert not [line for line in metadata if line.startswith("License:")]  # the old form
+
+
+def test_wheel_holds_the_generated_documents_the_cli_checks(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "lintas/docs/asyncapi.json" in names
+    assert "lintas/docs/AUTHORITY.md" in names
+
+
+def test_contracts_check_passes_from_an_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, timeout=600
+    )
+    done = subprocess.run(
+        [str(venv / "bin" / "lintas"), "contracts", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # nowhere near the checkout: only what the wheel installed
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "AsyncAPI current" in done.stdout
+    version = subprocess.run(
+        [str(venv / "bin" / "lintas"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.startswith("lintas ")

@@ -26,7 +26,14 @@ def _loaded(code: str, *modules: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["verify", "--help"], ["case", "show", "--help"], ["nonsense"], ["demo", "-x"]],
+    [
+        ["--help"],
+        ["--version"],
+        ["verify", "--help"],
+        ["case", "show", "--help"],
+        ["nonsense"],
+        ["demo", "-x"],
+    ],
 )
 def test_help_and_argument_errors_import_neither_faststream_nor_sqlalchemy(
     argv: list[str],

@@ -167,15 +167,15 @@ def test_clear_messages_without_a_span_file_or_without_the_case(
     data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert main(["trace", "not-a-case"]) == 2
-    assert "not a lintas case id" in capsys.readouterr().out
+    assert "not a lintas case id" in capsys.readouterr().err
     assert main(["trace", CASE]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "no span file at" in out
     assert "nothing has been traced" in out
     monkeypatch.setenv("LINTAS_OTLP_ENDPOINT", "http://collector:4318")
     assert main(["trace", CASE]) == 1
-    assert "collector at LINTAS_OTLP_ENDPOINT (http://collector:4318)" in capsys.readouterr().out
+    assert "collector at LINTAS_OTLP_ENDPOINT (http://collector:4318)" in capsys.readouterr().err
     monkeypatch.delenv("LINTAS_OTLP_ENDPOINT")
     _write(data_dir, [_span("9" * 16, None, "INTERNAL", 0, 1, case_id=OTHER)])
     assert main(["trace", CASE]) == 1
-    assert f"no spans of case {CASE}" in capsys.readouterr().out
+    assert f"no spans of case {CASE}" in capsys.readouterr().err

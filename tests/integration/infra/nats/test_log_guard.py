@@ -126,7 +126,7 @@ async def test_the_admin_may_and_then_lintas_refuses_to_start(
             monkeypatch.setenv("LINTAS_NATS_URL", hub.url)
             capsys.readouterr()
             assert await cli("run", "record") == 1
-            out = " ".join(capsys.readouterr().out.split())
+            out = " ".join(capsys.readouterr().err.split())
             assert "max_age=3600s (older events are removed)" in out, out
             # The admin puts it back: lintas starts again, and finds the 3 events kept.
             await admin.js().update_stream(stream_config(hub.settings))

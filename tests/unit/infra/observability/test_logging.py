@@ -6,11 +6,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 import structlog
 
-from lintas.infra.observability.logging import REMOVED, configure_logging, strip_personal
+from lintas.infra.observability.logging import (
+    REMOVED,
+    configure_logging,
+    reset_logging,
+    strip_personal,
+)
 from lintas.infra.observability.tracing import publishing
 from tests.support.events import CASE
 from tests.support.tracing import SpanCapture
@@ -155,3 +163,41 @@ def test_a_librarys_own_line_quoting_the_exception_withholds_it_too() -> None:
     rendered = out.getvalue()
     assert "Siti" not in rendered
     assert "Task exception: exception=[message withheld" in rendered
+
+
+def _fails_holding(child_name: str) -> None:
+    held = {"full_name": child_name}  # a local of the failing frame
+    raise KeyError(len(held))
+
+
+def test_unconfigured_logging_prints_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before configure_logging (a spawned worker, lintas as a library, after reset_logging)
+    structlog's own default would draw a rich traceback with each frame's locals."""
+    reset_logging()
+    name = " ".join(["Ayu", "Saputra"])  # not in the source, which frames quote
+    try:
+        _fails_holding(name)
+    except KeyError:
+        structlog.get_logger("lintas.test").exception("handler.failed")
+    captured = capsys.readouterr()
+    assert captured.out == ""  # logs are never on standard output
+    assert "_fails_holding" in captured.err  # the frames are there
+    assert "Ayu" not in captured.err
+
+
+def test_a_fresh_process_logs_no_local_variables() -> None:
+    """No configure_logging at all: importing lintas' observability is enough."""
+    script = (
+        "import structlog, lintas.infra.observability.tracing\n"
+        "def fails(child_name):\n"
+        "    raise KeyError(len(child_name))\n"
+        "try:\n"
+        "    fails(' '.join(['Ayu', 'Saputra']))\n"
+        "except KeyError:\n"
+        "    structlog.get_logger('lintas.test').exception('handler.failed')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "handler.failed" in done.stderr
+    assert "Ayu Saputra" not in done.stderr + done.stdout
