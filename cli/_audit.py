@@ -51,6 +51,7 @@ from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import Checkpoint, checkpoint_stream, read_checkpoints
 from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
+from lintas.cli._errors import fail
 from lintas.cli._signals import stop_on_signals
 from lintas.contracts import LintasError, is_case_id
 from lintas.infra.bootstrap import Parts
@@ -70,7 +71,7 @@ T = TypeVar("T")
 def run_audit(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id = getattr(args, "case_id", None)
     if case_id is not None and not is_case_id(case_id):
-        console.print(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     # Each of them reads the whole log, or a case's, allocating as it goes: the collector
     # runs less often meanwhile (lintas.audit.collector; `lintas verify` 3-4% faster).
@@ -203,7 +204,7 @@ def _print_json(console: Console, doc: dict[str, Any]) -> None:
 
 def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.archive is None and args.keys is not None:
-        console.print("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
+        fail("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
         return UNVERIFIED
     try:
         verdict = (
@@ -218,7 +219,7 @@ def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> i
                 console, {"format": "lintas-verify/1", "status": "unverified", "error": str(exc)}
             )
         else:
-            console.print(f"[red]could not verify:[/red] {exc}", highlight=False, soft_wrap=True)
+            fail(f"[red]could not verify:[/red] {exc}", highlight=False, soft_wrap=True)
         return UNVERIFIED
     if args.json:
         _print_json(console, verdict.to_json())
@@ -266,10 +267,10 @@ async def _verify_stream(settings: Settings, args: argparse.Namespace, console: 
 
 async def _export(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.time_from and args.time_to and args.time_from > args.time_to:
-        console.print("[red]--from is after --to[/red]")
+        fail("[red]--from is after --to[/red]")
         return 2
     if args.out.exists():
-        console.print(f"[red]{args.out} exists: an archive is never overwritten[/red]")
+        fail(f"[red]{args.out} exists: an archive is never overwritten[/red]")
         return 1
 
     async def work(js: Any) -> tuple[Any, StreamCut]:
@@ -446,7 +447,7 @@ def _record_digest(settings: Settings, args: argparse.Namespace, console: Consol
 
 async def _checkpoint(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.every is not None and not args.every > 0:
-        console.print("[red]--every must be more than 0 seconds[/red]")
+        fail("[red]--every must be more than 0 seconds[/red]")
         return 2
     signer = Signer.load(settings, args.agency)
     if args.every is not None:
@@ -473,7 +474,7 @@ async def _checkpoint_every(
 ) -> int:
     if not settings.nats_url and await embedded_url(settings.data_dir) is None:
         # A bus started for this command would hold no log: nothing would ever be checkpointed.
-        console.print(
+        fail(
             "[red]no bus to checkpoint: set LINTAS_NATS_URL, or run `lintas up` for this data "
             "directory[/red]",
             highlight=False,

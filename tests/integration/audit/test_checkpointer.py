@@ -123,7 +123,7 @@ async def test_lintas_checkpoint_every_needs_a_bus_with_a_log(
     ensure_agency_key(settings, "kp2mi")
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert await cli("checkpoint", "--every", "5") == 1
-    assert "no bus to checkpoint: set LINTAS_NATS_URL" in capsys.readouterr().out
+    assert "no bus to checkpoint: set LINTAS_NATS_URL" in capsys.readouterr().err
     assert not (settings.data_dir / "nats.url").exists()
 
 
