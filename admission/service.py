@@ -44,8 +44,8 @@ from lintas.contracts.admission import (
     Answer,
     Receipt,
     Refusal,
-    parse_intake_subject,
 )
+from lintas.contracts.subjects import parse_intake_subject
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.nats.access import inbox_prefix
 from lintas.infra.nats.topology import (

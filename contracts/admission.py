@@ -28,14 +28,11 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts.agencies import is_agency_id
 from lintas.contracts.authority import Refusal
 from lintas.contracts.envelope import Event
-from lintas.contracts.ids import is_case_id
 
 __all__ = [
     "CODES",
-    "INTAKE_ROOT",
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_FUTURE",
@@ -46,15 +43,11 @@ __all__ = [
     "Receipt",
     "Refusal",
     "chain_refusal",
-    "intake_subject",
-    "parse_intake_subject",
     "shape_refusal",
     "subject_refusal",
     "time_refusal",
 ]
 
-INTAKE_ROOT: Final = "lintas_intake"
-"""Agencies send to ``lintas_intake.<agency>.<case_id>``."""
 REPLY_HEADER: Final = "Lintas-Reply"
 """The inbox the answer goes to; it must lie under the sending agency's own inbox prefix."""
 
@@ -137,22 +130,6 @@ class Answer(BaseModel):
             field=refusal.field,
             head=head,
         )
-
-
-def intake_subject(agency: str, case_id: str) -> str:
-    if not is_agency_id(agency) or not is_case_id(case_id):
-        raise ValueError(f"no intake subject for agency {agency!r} and case {case_id!r}")
-    return f"{INTAKE_ROOT}.{agency}.{case_id}"
-
-
-def parse_intake_subject(subject: str) -> tuple[str, str] | None:
-    """(agency, case id) of an intake subject, whichever partition token the stream put
-    in front of them; None if it is not one."""
-    tokens = subject.split(".")
-    if len(tokens) < 3 or tokens[0] != INTAKE_ROOT:
-        return None
-    agency, case_id = tokens[-2], tokens[-1]
-    return (agency, case_id) if is_agency_id(agency) and is_case_id(case_id) else None
 
 
 def _depth(doc: Any, limit: int) -> int:

@@ -20,6 +20,7 @@ from lintas.contracts.ids import is_case_id
 
 __all__ = [
     "EVERY_EVENT",
+    "INTAKE_ROOT",
     "READ_ROOT",
     "ROOT",
     "EventFilter",
@@ -30,11 +31,16 @@ __all__ = [
     "checkpoints_filter",
     "checkpoints_subject",
     "inbound_filters",
+    "intake_filter",
+    "intake_partition_filter",
+    "intake_partitioning",
+    "intake_subject",
     "is_broadcast_subject",
     "kv_subject",
     "matches",
     "outbound_filter",
     "parse_filter",
+    "parse_intake_subject",
     "parse_read_subject",
     "parse_subject",
     "quarantine_filter",
@@ -46,6 +52,9 @@ __all__ = [
 ROOT = "lintas"
 EVERY_EVENT = f"{ROOT}.>"
 """The filter of every event: the stream's subjects, the record's and the watchdog's."""
+INTAKE_ROOT = "lintas_intake"
+"""What agencies send for admission: ``lintas_intake.<agency>.<case_id>``; the intake stream
+puts a partition token in front (``lintas_intake.<p>.<agency>.<case_id>``)."""
 READ_ROOT = "lintas_read"
 """Requests to the platform's read service: ``lintas_read.<agency>.<operation>``."""
 
@@ -204,3 +213,37 @@ def parse_read_subject(subject: str) -> tuple[str, str]:
 def kv_subject(bucket: str, key: str) -> str:
     """A JetStream KV key's subject."""
     return f"$KV.{bucket}.{key}"
+
+
+def intake_subject(agency: str, case_id: str) -> str:
+    """Where ``agency`` sends an event of ``case_id`` for admission."""
+    if not is_agency_id(agency) or not is_case_id(case_id):
+        raise SubjectError(f"no intake subject for agency {agency!r} and case {case_id!r}")
+    return f"{INTAKE_ROOT}.{agency}.{case_id}"
+
+
+def parse_intake_subject(subject: str) -> tuple[str, str] | None:
+    """(agency, case id) of an intake subject, whichever partition token the stream put
+    in front of them; None if it is not one."""
+    tokens = subject.split(".")
+    if len(tokens) < 3 or tokens[0] != INTAKE_ROOT:
+        return None
+    agency, case_id = tokens[-2], tokens[-1]
+    return (agency, case_id) if is_agency_id(agency) and is_case_id(case_id) else None
+
+
+def intake_filter() -> str:
+    """Every intake subject, as agencies send them."""
+    return f"{INTAKE_ROOT}.*.*"
+
+
+def intake_partitioning(partitions: int) -> str:
+    """The intake stream's subject transform: a partition token, from the case id, in front."""
+    return (
+        f"{INTAKE_ROOT}.{{{{partition({partitions},2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"
+    )
+
+
+def intake_partition_filter(partition: int) -> str:
+    """One partition's intake subjects (after the stream's transform)."""
+    return f"{INTAKE_ROOT}.{partition}.*.*"

@@ -16,7 +16,8 @@ import nats.errors
 import nats.js.errors
 
 from lintas.contracts import Event, encode
-from lintas.contracts.admission import REPLY_HEADER, Answer, intake_subject
+from lintas.contracts.admission import REPLY_HEADER, Answer
+from lintas.contracts.subjects import intake_subject
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.nats.access import inbox_prefix
 

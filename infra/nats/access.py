@@ -58,10 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lintas.contracts.admission import INTAKE_ROOT
 from lintas.contracts.agencies import is_agency_id, is_partner_abroad
 from lintas.contracts.errors import PermanentError
-from lintas.contracts.subjects import READ_ROOT, quarantine_subject
+from lintas.contracts.subjects import INTAKE_ROOT, READ_ROOT, quarantine_subject
 from lintas.infra.nats.topology import (
     ADMISSION_LEASES_BUCKET,
     ADMITTED_IDS_BUCKET,

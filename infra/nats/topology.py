@@ -48,12 +48,14 @@ from nats.js.api import (
     SubjectTransform,
 )
 
-from lintas.contracts.admission import INTAKE_ROOT
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import (
     EVERY_EVENT,
     checkpoints_filter,
     inbound_filters,
+    intake_filter,
+    intake_partition_filter,
+    intake_partitioning,
     kv_subject,
     outbound_filter,
     quarantine_filter,
@@ -739,8 +741,7 @@ def intake_config(settings: Settings) -> StreamConfig:
         subjects=[intake_filter()],
         subject_transform=SubjectTransform(
             src=intake_filter(),
-            dest=f"{INTAKE_ROOT}.{{{{partition({settings.admission_partitions},2)}}}}"
-            ".{{wildcard(1)}}.{{wildcard(2)}}",
+            dest=intake_partitioning(settings.admission_partitions),
         ),
         storage=StorageType.FILE,
         retention=RetentionPolicy.WORK_QUEUE,
@@ -751,14 +752,10 @@ def intake_config(settings: Settings) -> StreamConfig:
     )
 
 
-def intake_filter() -> str:
-    return f"{INTAKE_ROOT}.*.*"
-
-
 def admission_consumer(partition: int) -> ConsumerSpec:
     return ConsumerSpec(
         name=f"admission-{partition}",
-        filter_subjects=(f"{INTAKE_ROOT}.{partition}.*.*",),
+        filter_subjects=(intake_partition_filter(partition),),
         description=f"the admission writer of intake partition {partition}",
     )
 

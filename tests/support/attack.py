@@ -21,7 +21,8 @@ import nats.errors
 
 from lintas.admission import AdmissionService
 from lintas.contracts import Event, build_data, encode, make_event, new_case_id
-from lintas.contracts.admission import REPLY_HEADER, Answer, intake_subject
+from lintas.contracts.admission import REPLY_HEADER, Answer
+from lintas.contracts.subjects import intake_subject
 from lintas.infra.keys.signing import (
     Signer,
     Verifier,

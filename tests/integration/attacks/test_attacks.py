@@ -16,7 +16,8 @@ import pytest
 import pytest_asyncio
 
 from lintas.contracts import encode, new_case_id
-from lintas.contracts.admission import MAX_BYTES, MAX_DEPTH, intake_subject
+from lintas.contracts.admission import MAX_BYTES, MAX_DEPTH
+from lintas.contracts.subjects import intake_subject
 from lintas.infra.nats.topology import intake_stream
 from tests.support.attack import Case, Platform, platform_running
 from tests.support.samples import SAMPLES, VILLAGE

@@ -10,12 +10,11 @@ from lintas.contracts.admission import (
     MAX_BYTES,
     Head,
     chain_refusal,
-    intake_subject,
-    parse_intake_subject,
     shape_refusal,
     subject_refusal,
     time_refusal,
 )
+from lintas.contracts.subjects import intake_subject, parse_intake_subject
 from lintas.infra.privacy.sealing import seal_data
 from tests.support.paths import REPO
 from tests.support.samples import SAMPLES, TEST_KEY
