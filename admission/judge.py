@@ -32,6 +32,7 @@ from lintas.contracts import (
     message_hash,
 )
 from lintas.contracts.admission import (
+    ID_TAKEN,
     Refusal,
     chain_refusal,
     shape_refusal,
@@ -77,7 +78,7 @@ async def judge(
     if known is not None:
         if known[1] == digest:
             return Verdict(event, digest, admitted_before=known)
-        return Verdict(event, refusal=Refusal("duplicate_id", "the id is taken", "id"))
+        return Verdict(event, refusal=ID_TAKEN)
     for refused in (
         time_refusal(event, now),
         chain_refusal(event, state.head),

@@ -40,10 +40,11 @@ from lintas.admission.cases import Cases, after
 from lintas.admission.judge import Verdict, judge
 from lintas.contracts import case_filter
 from lintas.contracts.admission import (
+    ID_TAKEN,
     REPLY_HEADER,
     Answer,
+    Head,
     Receipt,
-    Refusal,
 )
 from lintas.contracts.subjects import parse_intake_subject
 from lintas.infra.keys.signing import Signer, Verifier
@@ -238,10 +239,7 @@ class AdmissionService:
                 return self._admitted(verdict, seq, digest)
             taken = await self._reserve(verdict.event.id, case_id)
             if taken:
-                refused = Verdict(
-                    verdict.event, refusal=Refusal("duplicate_id", "the id is taken", "id")
-                )
-                return self._refused(refused, agency, state.head)
+                return self._refused(Verdict(verdict.event, refusal=ID_TAKEN), agency, state.head)
             written = await self._write(raw, verdict, state.head.seq)
             if written is None:  # another writer got there first: read the case again
                 self._cases.forget(case_id)
@@ -303,7 +301,7 @@ class AdmissionService:
             receipt=Receipt.model_validate(doc),
         )
 
-    def _refused(self, verdict: Verdict, agency: str, head: Any) -> Answer:
+    def _refused(self, verdict: Verdict, agency: str, head: Head) -> Answer:
         refusal = verdict.refusal
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None

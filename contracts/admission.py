@@ -33,6 +33,7 @@ from lintas.contracts.envelope import Event
 
 __all__ = [
     "CODES",
+    "ID_TAKEN",
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_FUTURE",
@@ -79,6 +80,10 @@ CODES: Final[dict[str, str]] = {
 }
 """Admission's own refusal codes; an authority refusal carries the policy's code
 (:data:`lintas.contracts.authority.CODES`)."""
+
+
+ID_TAKEN: Final = Refusal("duplicate_id", "the id is taken", "id")
+"""An id admitted before with other content, in this case or another."""
 
 
 class Head(BaseModel):

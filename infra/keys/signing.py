@@ -44,7 +44,6 @@ from lintas.contracts import (
     Envelope,
     SignatureError,
     parse_message,
-    signing_input,
 )
 from lintas.infra import canonical as fastjcs
 from lintas.infra.keys.registry import (
@@ -288,7 +287,7 @@ class Signer:
         ``keyid`` set, the signature over its RFC 8785 form without ``signature``."""
         keyed = {k: v for k, v in doc.items() if k != "signature"}
         keyed["keyid"] = self.keyid
-        return {**keyed, "signature": b64(self._key.sign(signing_input(keyed)))}
+        return {**keyed, "signature": b64(self._key.sign(fastjcs.signing_input(keyed)))}
 
 
 _MISMATCH = (
@@ -428,7 +427,7 @@ class Verifier:
         if not entry.valid_at(at):
             raise SignatureError(f"key {entry.keyid} was not valid at {at.isoformat()}")
         try:
-            message = signing_input(doc)
+            message = fastjcs.signing_input(doc)
         except (ValueError, TypeError):
             message = None
         if message is None or not _signed(_raw_public(entry.public_key), signature, message):
