@@ -51,6 +51,9 @@ class Verdict:
     refusal: Refusal | None = None
     admitted_before: tuple[int, str] | None = None
     """(seq, hash) of the same event, admitted earlier."""
+    own: tuple[int, str] | None = None
+    """With an ``ID_TAKEN`` refusal: (seq, hash) of the sender's own event of the case that
+    holds the id (its retry with other content, e.g. rebuilt with a new time)."""
 
 
 async def judge(
@@ -76,9 +79,11 @@ async def judge(
     digest = message_hash(raw, doc)
     known = state.ids.get(event.id)
     if known is not None:
-        if known[1] == digest:
-            return Verdict(event, digest, admitted_before=known)
-        return Verdict(event, refusal=ID_TAKEN)
+        seq, stored, source = known
+        if stored == digest:
+            return Verdict(event, digest, admitted_before=(seq, stored))
+        own = (seq, stored) if source == event.source else None
+        return Verdict(event, refusal=ID_TAKEN, own=own)
     for refused in (
         time_refusal(event, now),
         chain_refusal(event, state.head),

@@ -64,6 +64,7 @@ __all__ = ["AdmissionService"]
 _log = structlog.get_logger("lintas.admission")
 
 _WRONG_LAST_SEQUENCE = 10071
+_UNDECLARED_POLL_S = 0.2
 
 
 class AdmissionService:
@@ -87,18 +88,30 @@ class AdmissionService:
         self._signer = signer
         self._clock = clock
         self.instance = instance or uuid.uuid4().hex[:12]
-        self._cases = Cases(DirectReads(js, settings.stream))
+        self._cases = Cases(DirectReads(js, settings.stream), verifier)
         self._tasks: list[asyncio.Task[None]] = []
         self.held: set[int] = set()
         """The partitions this instance writes now."""
+        self._ids: Any = None
+        self._leases: Any = None
+        self._tried: list[asyncio.Event] = []
 
     async def start(self) -> None:
-        self._ids = await self._js.key_value(ADMITTED_IDS_BUCKET)
-        self._leases = await self._js.key_value(ADMISSION_LEASES_BUCKET)
+        """Start writing, and return once each partition was tried: taken if its lease was
+        free, else taken as soon as it is, and as soon as the intake is declared (a process
+        may start admission before it declares the platform)."""
+        partitions = range(self._settings.admission_partitions)
+        self._tried = [asyncio.Event() for _ in partitions]
         self._tasks = [
-            asyncio.create_task(self._partition(p), name=f"admission-{p}")
-            for p in range(self._settings.admission_partitions)
+            asyncio.create_task(self._partition(p), name=f"admission-{p}") for p in partitions
         ]
+        await asyncio.gather(*(tried.wait() for tried in self._tried))
+
+    async def _buckets(self) -> None:
+        if self._ids is None:
+            self._ids = await self._js.key_value(ADMITTED_IDS_BUCKET)
+        if self._leases is None:
+            self._leases = await self._js.key_value(ADMISSION_LEASES_BUCKET)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -144,7 +157,9 @@ class AdmissionService:
         renew_every = ADMISSION_LEASE_S / 3
         while True:
             try:
+                await self._buckets()
                 revision = await self._acquire(partition)
+                self._tried[partition].set()
                 if revision is None:
                     await asyncio.sleep(renew_every)  # poll: the holder may be gone
                     continue
@@ -173,7 +188,14 @@ class AdmissionService:
                 _log.warning("admission.partition_lost", partition=partition)
             except asyncio.CancelledError:
                 raise
+            except nats.js.errors.NotFoundError:
+                # Not declared yet (lintas up declares right after starting its services).
+                self._tried[partition].set()
+                self.held.discard(partition)
+                _log.debug("admission.not_declared", partition=partition)
+                await asyncio.sleep(_UNDECLARED_POLL_S)
             except Exception as exc:  # the bus went away: try again, never give up
+                self._tried[partition].set()
                 self.held.discard(partition)
                 _log.warning(
                     "admission.partition_failed", partition=partition, error=type(exc).__name__
@@ -231,12 +253,14 @@ class AdmissionService:
             state = await self._cases.get(case_id)
             verdict = await judge(raw, agency, case_id, state, self._verifier, self._clock())
             if verdict.refusal is not None:
+                if verdict.refusal.code == "chain_moved" and await self._cases.stale(case_id):
+                    continue  # what this instance held was old (it took the partition over)
                 return self._refused(verdict, agency, state.head)
             assert verdict.event is not None
             assert verdict.hash is not None
             if verdict.admitted_before is not None:
                 seq, digest = verdict.admitted_before
-                return self._admitted(verdict, seq, digest)
+                return self._admitted(verdict, seq, digest, duplicate=True)
             taken = await self._reserve(verdict.event.id, case_id)
             if taken:
                 return self._refused(Verdict(verdict.event, refusal=ID_TAKEN), agency, state.head)
@@ -278,7 +302,9 @@ class AdmissionService:
             raise
         return int(ack.seq)
 
-    def _admitted(self, verdict: Verdict, seq: int, digest: str) -> Answer:
+    def _admitted(
+        self, verdict: Verdict, seq: int, digest: str, *, duplicate: bool = False
+    ) -> Answer:
         event = verdict.event
         assert event is not None
         at = self._clock().isoformat()
@@ -299,6 +325,7 @@ class AdmissionService:
             seq=seq,
             hash=digest,
             receipt=Receipt.model_validate(doc),
+            duplicate=duplicate,
         )
 
     def _refused(self, verdict: Verdict, agency: str, head: Head) -> Answer:
@@ -306,4 +333,9 @@ class AdmissionService:
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None
         _log.info("admission.refused", code=refusal.code, agency=agency, event_id=event_id)
-        return Answer.refused(refusal, event_id, head if refusal.code == "chain_moved" else None)
+        return Answer.refused(
+            refusal,
+            event_id,
+            head if refusal.code == "chain_moved" else None,
+            stored=verdict.own,
+        )

@@ -344,14 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "run",
         example="lintas run dukcapil",
-        help="run one agency's consumer app, the platform's 'record', 'reads' or 'platform', or "
-        "the deadline 'watchdog'",
+        help="run one agency's consumer app, the platform's 'record', 'reads', 'admission' or "
+        "'platform', or the deadline 'watchdog'",
     )
     run.add_argument(
         "agency",
         help="agency id (e.g. dukcapil), 'record' (the coordination record), 'reads' (the "
-        "read service agencies' publishers and consumers ask) or 'platform' (declarations for "
-        "LINTAS_AGENCIES, record and read service) or 'watchdog' (the deadline watchdog)",
+        "read service agencies' publishers and consumers ask), 'admission' (the only writer "
+        "of the event log, which agencies send their events to), 'platform' (declarations "
+        "for LINTAS_AGENCIES, record, read service and admission) or 'watchdog' (the "
+        "deadline watchdog)",
     )
 
     contracts = _command(

@@ -31,7 +31,7 @@ from lintas.infra.keys.signing import (
     private_key_path,
     trusted_registry,
 )
-from lintas.infra.nats.bus import open_bus, read_service
+from lintas.infra.nats.bus import open_bus, platform_services, read_service
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -176,10 +176,11 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
         brokers = [record]
         for agency in settings.agencies:
             brokers.append(agency_broker(parts, databases, agency, verifier))
-        # The embedded bus runs a read service already; a configured cluster gets one here.
-        # Whatever started is stopped, in reverse, even if stopping something else fails.
+        # The embedded bus runs the read service and admission already; a configured
+        # cluster gets them here. Whatever started is stopped, in reverse, even if stopping
+        # something else fails.
         async with (
-            read_service(settings, url, run=bool(settings.nats_url)),
+            platform_services(settings, url, run=bool(settings.nats_url)),
             contextlib.AsyncExitStack() as running,
         ):
             running.push_async_callback(parts.close)
@@ -214,17 +215,33 @@ async def _run_reads(settings: Settings, console: Console) -> int:
     return 0
 
 
+async def _run_admission(settings: Settings, console: Console) -> int:
+    from lintas.admission.running import admission_service
+
+    with stop_on_signals() as stop:
+        async with (
+            open_bus(settings) as url,
+            admission_service(settings, url, run=bool(settings.nats_url)),
+        ):
+            console.print(
+                f"admission up on {url} (the intake: lintas_intake.<agency>.<case>). Ctrl-C stops."
+            )
+            await stop.wait()
+    return 0
+
+
 async def _run_platform(settings: Settings, console: Console) -> int:
     """What a deployment's platform host runs: the stream and every agency's consumers
-    declared, the coordination record, and the read service. No agency's consumers."""
+    declared, the coordination record, the read service and admission. No agency's
+    consumers."""
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-record")
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         app = create_record_app(parts, registry)
-        async with read_service(settings, url, run=bool(settings.nats_url)):
+        async with platform_services(settings, url, run=bool(settings.nats_url)):
             console.print(
                 f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
-                "record and read service running",
+                "record, read service and admission running",
                 highlight=False,
             )
             await app.run()
@@ -236,6 +253,8 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
         return await _run_reads(settings, console)
     if agency == "platform":
         return await _run_platform(settings, console)
+    if agency == "admission":
+        return await _run_admission(settings, console)
     if agency != "record" and not is_agency_id(agency):
         fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2

@@ -73,7 +73,8 @@ CODES: Final[dict[str, str]] = {
     "bad_signature": "the signature does not hold, or the key is not the source's",
     "unknown_key": "the key id is not registered, or not in force at the event's time",
     "time_skew": "the event's time is too far from the platform's clock",
-    "duplicate_id": "an event with this id, and other content, was admitted before",
+    "duplicate_id": "an event with this id, and other content, was admitted before (when it "
+    "is the sender's own, in the same case, the answer names it: seq and hash)",
     "chain_moved": "prevhash is not the hash of the case's last event (the head is attached)",
     "gate": "the consent gate refuses it (no consent covers the agency addressed, ...)",
     "bad_reply": "the reply inbox is missing or not under the sender's own inbox prefix",
@@ -111,7 +112,12 @@ class Receipt(BaseModel):
 
 
 class Answer(BaseModel):
-    """The one reply to a sent event."""
+    """The one reply to a sent event.
+
+    ``duplicate``: the event was admitted before (a sender that lost its answer sent it
+    again); the answer repeats the first one's sequence and hash. A ``duplicate_id``
+    refusal carries ``seq`` and ``hash`` when the id is the sender's own event of the same
+    case: a retry that rebuilt the event (a new ``time``) finds the one the log holds."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -120,16 +126,26 @@ class Answer(BaseModel):
     seq: int | None = None
     hash: str | None = None
     receipt: Receipt | None = None
+    duplicate: bool = False
     code: str | None = None
     reason: str | None = None
     field: str | None = None
     head: Head | None = None
 
     @classmethod
-    def refused(cls, refusal: Refusal, event_id: str | None, head: Head | None = None) -> Answer:
+    def refused(
+        cls,
+        refusal: Refusal,
+        event_id: str | None,
+        head: Head | None = None,
+        *,
+        stored: tuple[int, str] | None = None,
+    ) -> Answer:
         return cls(
             admitted=False,
             event_id=event_id,
+            seq=stored[0] if stored else None,
+            hash=stored[1] if stored else None,
             code=refusal.code,
             reason=refusal.reason,
             field=refusal.field,

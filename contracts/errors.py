@@ -26,6 +26,7 @@ error a publish can raise). Other docstrings name the errors they raise and poin
     │   │   └── NotAuthorised        (producers) erasing or assigning a case it does not own
     │   ├── AuthorityRefused         its source may not say it about this case now
     │   │                            (lintas.contracts.authority: carries the Refusal)
+    │   ├── Refused                  (producers) admission refused the event: its code
     │   ├── PublishRejected          (producers) JetStream refused the message
     │   ├── ReadRefused              (infra.reads) the read service will not show it
     │   ├── AccessRefused            (infra.nats.bus) the bus refused the credentials

@@ -31,6 +31,8 @@ Every error a publish (or :func:`connect`) raises on purpose, by branch: retry o
     │   ├── NoKeyStore              the case key store is not declared on this bus
     │   ├── SealBroken              a wrapped data key that does not open with its key
     │   ├── ReadRefused             the read service will not show what the gate needs
+    │   ├── Refused                 admission refused it (``code``: docs/ADMISSION.md);
+    │   │                           nothing of it entered the log
     │   ├── PublishRejected         JetStream refused it (another stream owns the subject)
     │   ├── AccessRefused           (connect) the bus refused the agency's credentials
     │   └── SigningKeyError         (connect) no signing key of the agency's here
@@ -66,14 +68,16 @@ from lintas.infra.nats.bus import AccessRefused
 from lintas.infra.privacy.casekeys import NoExchangeKey, NoKeyStore, NotAKeyHolder
 from lintas.infra.privacy.sealing import SealBroken
 from lintas.infra.reads import ReadRefused
+from lintas.producers._admit import Admission
 from lintas.producers._gate import NotAuthorised
-from lintas.producers._wire import ChainContention, Draft
+from lintas.producers._wire import ChainContention, Draft, Refused
 from lintas.producers.connection import connect, publisher_for
 from lintas.producers.outbox import Outbox, OutboxRecord, OutboxRelay, ensure_outbox_table
 from lintas.producers.publisher import CaseHead, HeadMoved, Published, Publisher, PublishRejected
 
 __all__ = [
     "AccessRefused",
+    "Admission",
     "BusUnavailable",
     "CaseErased",
     "CaseHead",
@@ -100,6 +104,7 @@ __all__ = [
     "Published",
     "Publisher",
     "ReadRefused",
+    "Refused",
     "SealBroken",
     "SignatureError",
     "SigningKeyError",

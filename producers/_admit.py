@@ -2,18 +2,25 @@
 
 The sender subscribes to an inbox of its own (``_INBOX.<agency>.…``: the only inbox the
 bus lets it read, and the only one admission answers to), stores the signed event on the
-intake with that inbox in ``Lintas-Reply``, and waits. No answer in time is
-:class:`~lintas.infra.errors.BusUnavailable`: sending the same event again is safe
-(admission answers an id it admitted with its first answer).
+intake with that inbox in ``Lintas-Reply``, and waits. With no answer in time it sends the
+very same bytes again (admission answers an id it admitted, with the same content, with its
+first answer: ``Answer.duplicate``), and after the last attempt raises
+:class:`~lintas.infra.errors.BusUnavailable`: sending the same event again later is safe.
+
+Why the same bytes: a retry that rebuilt the event (a new ``time``, a new signature) would
+be another content under an admitted id, which admission refuses (``duplicate_id``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+import structlog
 
 from lintas.contracts import Event, encode
 from lintas.contracts.admission import REPLY_HEADER, Answer
@@ -21,36 +28,70 @@ from lintas.contracts.subjects import intake_subject
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.nats.access import inbox_prefix
 
-__all__ = ["send"]
+__all__ = ["Admission", "send"]
+
+_log = structlog.get_logger("lintas.producer")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Where a Publisher sends: the platform's intake, on the agency's own connection.
+
+    ``wait_s`` bounds each wait for an answer; it is longer than a partition's fail-over
+    (a crashed admission instance's lease ages out in 6 s, then another takes over and
+    answers what waited). ``attempts``: how often the same bytes are sent before giving up.
+    """
+
+    nc: Any
+    js: Any
+    stream: str
+    wait_s: float = 10.0
+    attempts: int = 3
+
+    async def send(self, body: bytes, source: str, case_id: str, what: str) -> Answer:
+        """``body`` (a signed, chained event of ``source``'s for ``case_id``) to
+        admission; its answer."""
+        for attempt in range(1, self.attempts + 1):
+            answer = await self._once(body, source, case_id, what)
+            if answer is not None:
+                return answer
+            _log.warning("admission.unanswered", attempt=attempt, wait_s=self.wait_s)
+        raise BusUnavailable(
+            f"{what}: admission did not answer ({self.attempts} attempts of {self.wait_s:g}s; "
+            "is it running? `lintas up` runs it. Sending the same event again is safe)"
+        )
+
+    async def _once(self, body: bytes, source: str, case_id: str, what: str) -> Answer | None:
+        # Under the agency's own prefix whatever the client's default: admission answers only there.
+        inbox = f"{inbox_prefix(source)}.{uuid.uuid4().hex}"
+        sub = await self.nc.subscribe(inbox, max_msgs=1)
+        try:
+            try:
+                await self.js.publish(
+                    intake_subject(source, case_id),
+                    body,
+                    timeout=self.wait_s,
+                    stream=self.stream,
+                    headers={REPLY_HEADER: inbox},
+                )
+            except nats.js.errors.NoStreamResponseError:
+                raise BusUnavailable(
+                    f"{what}: no intake stream answers (is the platform up? `lintas up` runs it)"
+                ) from None
+            except (nats.errors.TimeoutError, TimeoutError):
+                return None
+            try:
+                msg = await sub.next_msg(timeout=self.wait_s)
+            except (nats.errors.TimeoutError, TimeoutError):
+                return None
+        finally:
+            # The connection may have gone, and the subscription with it.
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        return Answer.model_validate_json(msg.data)
 
 
 async def send(nc: Any, js: Any, event: Event, *, stream: str, wait_s: float, what: str) -> Answer:
-    """``event`` (signed, chained) to admission; its answer."""
-    # Under the agency's own prefix whatever the client's default: admission answers only there.
-    inbox = f"{inbox_prefix(event.source)}.{uuid.uuid4().hex}"
-    sub = await nc.subscribe(inbox, max_msgs=1)
-    try:
-        try:
-            await js.publish(
-                intake_subject(event.source, event.case_id),
-                encode(event.envelope),
-                timeout=wait_s,
-                stream=stream,
-                headers={REPLY_HEADER: inbox},
-            )
-        except nats.js.errors.NoStreamResponseError:
-            raise BusUnavailable(
-                f"{what}: no intake stream answers (is the platform up? `lintas up` runs it)"
-            ) from None
-        except (nats.errors.TimeoutError, TimeoutError):
-            raise BusUnavailable(f"{what}: the intake did not acknowledge in {wait_s}s") from None
-        try:
-            msg = await sub.next_msg(timeout=wait_s)
-        except (nats.errors.TimeoutError, TimeoutError):
-            raise BusUnavailable(
-                f"{what}: admission did not answer in {wait_s}s (is it running? sending "
-                "the same event again is safe)"
-            ) from None
-    finally:
-        await sub.unsubscribe()
-    return Answer.model_validate_json(msg.data)
+    """``event`` (signed, chained) to admission, once; its answer."""
+    admission = Admission(nc, js, stream, wait_s=wait_s, attempts=1)
+    return await admission.send(encode(event.envelope), event.source, event.case_id, what)

@@ -29,10 +29,12 @@ from lintas.contracts import (
     make_event,
 )
 from lintas.contracts import gate as gate_rules
+from lintas.contracts.admission import Answer
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Signer
 from lintas.infra.observability.tracing import EVENT_ID, message_context, publishing, trace_headers
 from lintas.infra.reads import CaseHead, DirectReads, StreamReads
+from lintas.producers._admit import Admission
 
 __all__ = [
     "CaseHead",
@@ -41,6 +43,7 @@ __all__ = [
     "HeadMoved",
     "Prepare",
     "PublishRejected",
+    "Refused",
     "case_head",
     "event_for",
     "publish_bytes",
@@ -54,6 +57,24 @@ class PublishRejected(PermanentError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Refused(PermanentError):
+    """Admission refused the event: nothing of it entered the log, and sending it again
+    gets the same answer. ``code`` is one of :data:`lintas.contracts.admission.CODES` or of
+    the authority policy's (:data:`lintas.contracts.authority.CODES`); ``field`` the field
+    at fault, when one is."""
+
+    def __init__(self, message: str, code: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+    @classmethod
+    def of(cls, answer: Answer, what: str) -> Refused:
+        code = answer.code or "refused"
+        at = f" (field {answer.field})" if answer.field else ""
+        return cls(f"{what}: admission refused it, {code}{at}: {answer.reason}", code, answer.field)
 
 
 class ChainContention(TransientError):
@@ -213,8 +234,17 @@ async def publish_chained(
     prepare: Prepare | None = None,
     expected_head: CaseHead | None = None,
     reads: StreamReads | None = None,
+    admission: Admission | None = None,
 ) -> tuple[int, bool, Event]:
     """Append ``event`` to its case's hash chain; return (sequence, duplicate, as stored).
+
+    ``admission``: send it to the platform's admission, which alone writes the log, and
+    take its answer (:mod:`._admit`). Without, write the stream directly: what only
+    admission's own identity may do on a bus with permissions (and an open test bus lets
+    anyone do); the chain, the gate and the headers below are the same either way.
+    Admission's refusals raise :class:`Refused`, except ``chain_moved`` (the head is read
+    again and the event decided again, as for a failed expected-sequence publish below) and
+    a ``duplicate_id`` that names the sender's own stored event (a retry, rebuilt).
 
     ``prevhash`` is the hash of the case's last stored event, and the publish holds only
     if that is still the case's last event when it arrives
@@ -260,6 +290,22 @@ async def publish_chained(
         envelope = event.envelope.model_copy(update={"prevhash": head.hash})
         if signer is not None:
             envelope = signer.sign(envelope)
+        if admission is not None:
+            answer = await admission.send(encode(envelope), event.source, event.case_id, what)
+            if answer.admitted and answer.seq is not None:
+                return answer.seq, answer.duplicate, Event(envelope, event.data)
+            if answer.code == "chain_moved":
+                if expected_head is not None:
+                    raise HeadMoved(
+                        f"{what}: case {event.case_id} has events after sequence "
+                        f"{expected_head.seq}"
+                    )
+                continue
+            if answer.code == "duplicate_id" and answer.seq is not None:
+                with bus_errors(f"reading event {event.id}"):
+                    stored = await reads.message(answer.seq)
+                return answer.seq, True, _stored_event(json.loads(stored or b"{}"), event)
+            raise Refused.of(answer, what)
         try:
             seq, duplicate = await publish_bytes(
                 js,

@@ -28,7 +28,9 @@ from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.exchange import exchange_key_path
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.bus import open_bus
+from lintas.infra.nats.topology import intake_stream
 from lintas.infra.settings import Settings
+from lintas.producers._admit import Admission
 from lintas.producers.publisher import Publisher
 
 __all__ = ["connect", "publisher_for"]
@@ -39,7 +41,8 @@ async def publisher_for(
 ) -> Publisher:
     """``agency``'s Publisher on ``nc``, a connection as ``agency`` (:meth:`Parts.connect`).
 
-    It signs with the agency's key from the data directory, seals and wraps a child's data
+    It sends every event to the platform's admission (the only writer of the log) on
+    ``nc``, signs with the agency's key from the data directory, seals and wraps a child's data
     with the agency's case keys when the data directory holds its X25519 key (without, it
     refuses what carries a child's data), reads case heads where the bus lets the agency
     read them, and sends spans to ``parts.tracer_provider``. Its gate counts what
@@ -60,6 +63,7 @@ async def publisher_for(
         tracer_provider=parts.tracer_provider,
         reads=parts.reads(nc, js, agency),
         verifier=verifier,
+        admission=Admission(nc, js, intake_stream(parts.settings)),
     )
 
 

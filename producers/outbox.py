@@ -115,11 +115,13 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
+from lintas.producers._admit import Admission
 from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
     Draft,
     PublishRejected,
+    Refused,
     drafted,
     publish_chained,
 )
@@ -293,7 +295,8 @@ class OutboxRelay:
     must stay well below the stream's duplicate window. ``reads``: who looks up case heads
     and stored rows (default: this client, on the stream; an agency on a bus with
     permissions passes :class:`~lintas.infra.reads.ServiceReads`). ``verifier``: what the
-    gate counts, as :class:`~lintas.producers.Publisher` says.
+    gate counts, and ``admission`` where each row is sent, as
+    :class:`~lintas.producers.Publisher` says.
     """
 
     def __init__(
@@ -312,12 +315,14 @@ class OutboxRelay:
         tracer_provider: TracerProvider | None = None,
         reads: StreamReads | None = None,
         verifier: Verifier | None = None,
+        admission: Admission | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.signer = signer
         self.keys = keys
         self.verifier = verifier
+        self.admission = admission
         self._gates: dict[str, PublishGate] = {}
         self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
@@ -425,6 +430,7 @@ class OutboxRelay:
                 what=what,
                 reads=self._reads,
                 prepare=prepare,
+                admission=self.admission,
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
@@ -495,7 +501,9 @@ class OutboxRelay:
                 except Exception as exc:
                     failures += 1
                     delay = self._backoff(failures)
-                    expected = _expected(exc) or isinstance(exc, PublishRejected | GateRefused)
+                    expected = _expected(exc) or isinstance(
+                        exc, PublishRejected | Refused | GateRefused
+                    )
                     (_log.warning if expected else _log.error)(
                         "outbox.retrying",
                         stream=self.stream,

@@ -35,6 +35,7 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.reads import StreamReads
+from lintas.producers._admit import Admission
 from lintas.producers._gate import PublishGate
 from lintas.producers._wire import (
     CaseHead,
@@ -76,6 +77,12 @@ class Publisher:
     the registry holds, as consumers apply only such events. A withdrawal or an erasure
     restricts even when it cannot be checked here. Without a verifier the gate counts
     every event that keeps its contract.
+
+    ``admission``: the platform's admission (:class:`~lintas.producers.Admission`), which
+    each event is sent to and which alone writes the log; what it refuses raises
+    :class:`~lintas.producers.Refused`. Without it the Publisher writes the stream itself,
+    which on a bus with permissions only admission's own identity may do.
+    :func:`~lintas.producers.publisher_for` always sends through admission.
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class Publisher:
         tracer_provider: TracerProvider | None = None,
         reads: StreamReads | None = None,
         verifier: Verifier | None = None,
+        admission: Admission | None = None,
     ):
         if signer is not None and signer.agency != agency:
             raise SignatureError(f"{signer.agency}'s key cannot sign what {agency} publishes")
@@ -102,6 +110,7 @@ class Publisher:
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.reads = reads
         self.verifier = verifier
+        self.admission = admission
         self.gate = PublishGate(js, agency, stream, keys, reads=reads, verifier=verifier)
 
     async def publish(
@@ -152,6 +161,7 @@ class Publisher:
                 expected_head=expected_head,
                 reads=self.reads,
                 prepare=prepare,
+                admission=self.admission,
             )
             if prepared and not duplicate:
                 await self.gate.stored(event, prepared[0][1], seq)

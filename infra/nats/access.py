@@ -149,8 +149,8 @@ _READ_STREAM = (
 RULES: Mapping[str, Rule] = {
     "agency": Rule(
         publish=(
-            "lintas.{a}.>",  # its events, as itself only
-            "{intake}.{a}.*",  # its events, sent for admission (lintas.admission)
+            # Its events, sent for admission (lintas.admission), which alone writes the log.
+            "{intake}.{a}.*",
             "{read}.{a}.>",  # case heads, its own messages, gaps: lintas.infra.reads
             "{api}.CONSUMER.INFO.{stream}.{c}",  # bind to its own durable consumers...
             "{api}.CONSUMER.MSG.NEXT.{stream}.{c}",  # ...pull from them...
@@ -480,6 +480,11 @@ def accounts_block(access: Access, settings: Settings) -> dict[str, Any]:
             if ours != theirs:
                 service["to"] = ours
             imports.append(service)
+        # Admission answers on the partner's own inbox, published in LINTAS: the partner's
+        # account sees that inbox, and only that one, as a stream import.
+        inbox = f"{inbox_prefix(partner)}.>"
+        exports.append({"stream": inbox, "accounts": [name]})
+        imports.append({"stream": {"account": ACCOUNT, "subject": inbox}})
         accounts[name] = {"users": _users(access, [partner], settings), "imports": imports}
     lintas: dict[str, Any] = {"jetstream": "enabled", "users": _users(access, main, settings)}
     if exports:

@@ -61,6 +61,7 @@ __all__ = [
     "embedded_url",
     "log_nats_error",
     "open_bus",
+    "platform_services",
     "read_service",
     "registry_source",
     "servers",
@@ -377,14 +378,37 @@ async def read_service(settings: Settings, url: str, *, run: bool = True) -> Asy
 
 
 @asynccontextmanager
+async def platform_services(
+    settings: Settings, url: str, *, run: bool = True
+) -> AsyncIterator[None]:
+    """What every agency needs of the platform, for the block (nothing if not ``run``): the
+    read service, and admission, the only writer of the event log.
+
+    Every process using the embedded bus runs both (read requests are shared as a queue
+    group, intake partitions by lease), so an agency on it always has them; on a configured
+    cluster ``lintas up``, ``lintas run platform`` (or ``run reads`` and ``run admission``)
+    run them.
+    """
+    # Admission is built on infra, not the other way round: imported when a process runs it.
+    from lintas.admission.running import admission_service
+
+    async with (
+        read_service(settings, url, run=run),
+        admission_service(settings, url, run=run),
+    ):
+        yield
+
+
+@asynccontextmanager
 async def open_bus(
     settings: Settings, *, agencies: Iterable[str] = (), changed: Iterable[str] = ()
 ) -> AsyncIterator[str]:
     """Yield the NATS URL to use, starting the embedded server for the block if need be.
 
     On the embedded bus, ``agencies`` (and ``LINTAS_AGENCIES``) get identities first, and
-    the read service runs for the block; ``changed`` names identities whose keys were just
-    changed (``lintas agency add``), which a running server must reload to let in.
+    the platform's services (:func:`platform_services`) run for the block; ``changed``
+    names identities whose keys were just changed (``lintas agency add``), which a running
+    server must reload to let in.
     Processes that reuse another's embedded server do not keep it alive: it stops when the
     process that started it ends.
     """
@@ -407,7 +431,7 @@ async def open_bus(
         url = got
     if added:
         await _reload(settings, url, added)
-    async with read_service(settings, url):
+    async with platform_services(settings, url):
         yield url
 
 
@@ -427,7 +451,7 @@ async def _own_server(settings: Settings, lock_fd: int) -> AsyncIterator[str]:
             assert pid is not None
             _publish(data_dir, url, pid)
             try:
-                async with read_service(settings, url):
+                async with platform_services(settings, url):
                     yield url
             finally:
                 _unpublish(data_dir, url, pid)

@@ -86,6 +86,7 @@ EXPORTED: dict[str, list[str]] = {
     ],
     "lintas.producers": [
         "AccessRefused",
+        "Admission",
         "BusUnavailable",
         "CaseErased",
         "CaseHead",
@@ -112,6 +113,7 @@ EXPORTED: dict[str, list[str]] = {
         "Published",
         "Publisher",
         "ReadRefused",
+        "Refused",
         "SealBroken",
         "SignatureError",
         "SigningKeyError",

@@ -379,11 +379,6 @@ async def test_personal_data_to_an_agency_without_consent_is_gate(bus: Platform)
 # -- still open on this branch -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agencies may still publish lintas.<agency>.> straight onto the log "
-    "(infra/nats/access.py); closed when that permission is removed",
-)
 async def test_an_agency_cannot_write_the_log_past_admission(bus: Platform) -> None:
     kemlu = await bus.client("kemlu")
     event = bus.event(Case(), "case.opened", "kemlu")

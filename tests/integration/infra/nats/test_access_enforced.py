@@ -15,6 +15,8 @@ import contextlib
 import json
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,12 +28,14 @@ from nats.js.api import ConsumerConfig
 from sqlmodel import Session
 from structlog.testing import capture_logs
 
+from lintas.admission import AdmissionService
 from lintas.consumers.app import Databases, attach_agency, create_broker
 from lintas.consumers.projections import load_worklist
 from lintas.consumers.quarantine import delete_entry, list_entries
 from lintas.consumers.runner import ProjectionRunner
 from lintas.contracts import (
     BROADCAST,
+    Event,
     GateRefused,
     Sealed,
     build_data,
@@ -60,12 +64,15 @@ from lintas.infra.nats.topology import (
     checkpoints_stream,
     declare_platform,
     deployment_consumers,
+    intake_stream,
 )
 from lintas.infra.privacy.casekeys import case_keys_for, list_case_keys
 from lintas.infra.reads import ReadRefused, ReadService, ServiceReads
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
-from tests.support.helpers import T0, Applied
+from lintas.producers import Admission, Publisher
+from lintas.producers._admit import send
+from tests.support.audit import OPENED
+from tests.support.helpers import Applied
 from tests.support.secured import (
     AGENCIES,
     Client,
@@ -86,19 +93,53 @@ pytestmark = pytest.mark.nats
 REQUEST = {"request_id": "doc-1", "kind": "nik"}
 
 
-async def _platform(hub: Hub) -> tuple[Client, ReadService]:
-    """Declare everything, register every agency's signing key, run the read service."""
+NOW = datetime.now(UTC) - timedelta(minutes=1)
+"""The events' time: within what admission accepts of the platform's clock."""
+
+
+@dataclass
+class _Services:
+    """The platform's services on the hub, each as its own identity."""
+
+    reads: ReadService
+    admission: AdmissionService
+    writer: Client
+    """Admission's identity, the only one that may write the log: what a test uses to put
+    there what admission would refuse (a compromised admission), for the readers to catch."""
+
+    async def stop(self) -> None:
+        await self.admission.stop()
+        await self.reads.stop()
+        await self.writer.close()
+
+
+async def _platform(hub: Hub) -> tuple[Client, _Services]:
+    """Declare everything, register every agency's signing key, run the read service and
+    admission."""
     platform = await Client.open(hub.url, hub.settings, "platform")
     js = platform.js()
     await declare_platform(js, hub.settings, deployment_consumers(AGENCIES))
-    for agency in AGENCIES:
+    for agency in (*AGENCIES, "admission"):
         ensure_agency_key(hub.settings, agency)
     await publish_registry(js, load_registry(hub.settings))
     reads = ReadService(
         platform.conn, js, hub.settings.stream, verifier=Verifier(load_registry(hub.settings))
     )
     await reads.start()
-    return platform, reads
+    writer = await Client.open(hub.url, hub.settings, "admission")
+    admission = AdmissionService(
+        writer.conn,
+        writer.js(),
+        hub.settings,
+        verifier=Verifier(load_registry(hub.settings)),
+        signer=Signer.load(hub.settings, "admission"),
+    )
+    await admission.start()
+    return platform, _Services(reads, admission, writer)
+
+
+async def _write_past_admission(services: _Services, subject: str, body: bytes) -> None:
+    await services.writer.js().publish(subject, body, stream="LINTAS")
 
 
 def _publisher(client: Client, settings: Settings) -> Publisher:
@@ -109,6 +150,14 @@ def _publisher(client: Client, settings: Settings) -> Publisher:
         stream=settings.stream,
         signer=Signer.load(settings, agency),
         reads=ServiceReads(client.conn, agency),
+        admission=Admission(client.conn, client.js(), intake_stream(settings)),
+    )
+
+
+async def _open(client: Client, settings: Settings, case_id: str, target: str) -> Any:
+    """The case opened by the client's agency (nothing is admitted of a case never opened)."""
+    return await _publisher(client, settings).publish(
+        "case.opened", OPENED, case_id=case_id, target=target, time=NOW
     )
 
 
@@ -126,7 +175,7 @@ async def _consent_abroad(kemlu: Client, settings: Settings, case_id: str) -> No
         },
         case_id=case_id,
         target="all",
-        time=T0,
+        time=NOW,
     )
 
 
@@ -186,11 +235,12 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             await broker.start()
             # -- legitimate: publish as itself, chained through the read service ------------
             case_id = new_case_id()
+            await _open(kemlu, settings, case_id, "kp2mi")
             opened = await _publisher(kemlu, settings).publish(
-                "document.requested", REQUEST, case_id=case_id, target="dukcapil", time=T0
+                "document.requested", REQUEST, case_id=case_id, target="dukcapil", time=NOW
             )
             answer = await _publisher(dukcapil, settings).publish(
-                "document.requested", REQUEST, case_id=case_id, target="kemlu", time=T0
+                "document.requested", REQUEST, case_id=case_id, target="kemlu", time=NOW
             )
             first = await platform.js().get_msg(settings.stream, seq=opened.stream_seq)
             assert answer.event.envelope.prevhash == message_hash(first.data)
@@ -206,8 +256,9 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             head = await reads.head(case_id)
             assert (head.seq, head.event_id) == (answer.stream_seq, answer.event.id)
             elsewhere = new_case_id()
+            await _open(clients["kp2mi"], settings, elsewhere, "kemlu")
             kp2mi_event = await _publisher(clients["kp2mi"], settings).publish(
-                "document.requested", REQUEST, case_id=elsewhere, target="kemlu", time=T0
+                "document.requested", REQUEST, case_id=elsewhere, target="kemlu", time=NOW
             )
             other_head = await ServiceReads(desa.conn, "desa-3525012001").head(elsewhere)
             assert other_head.seq == kp2mi_event.stream_seq
@@ -218,8 +269,8 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             assert (await registry_from_kv(desa.js())).entries()
             assert (await registry_from_kv(operator.js())).entries()
             # ...quarantine what it cannot apply; the operator reads and removes it
-            await kemlu.js().publish(
-                f"lintas.kemlu.dukcapil.case.opened.{new_case_id()}", b"{not json", stream="LINTAS"
+            await _write_past_admission(
+                service, f"lintas.kemlu.dukcapil.case.opened.{new_case_id()}", b"{not json"
             )
 
             async def quarantined() -> list[Any]:
@@ -241,10 +292,16 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
 
             # -- violations --------------------------------------------------------------
             # The detector first: what is allowed is not reported as refused.
-            own = f"lintas.kemlu.kp2mi.case.opened.{case_id}"
+            own = f"lintas_intake.kemlu.{case_id}"  # no reply inbox: admission drops it
             await kemlu.conn.publish(own, b"{}")
             assert not await kemlu.refused(own, within_s=0.5)
             assert not await _request_refused(desa, "lintas_read.desa-3525012001.head", b"{}")
+            direct = f"lintas.kemlu.kp2mi.case.closed.{case_id}"
+            await kemlu.conn.publish(direct, b"{}")
+            tally("kemlu writes its own event to the log", await kemlu.refused(direct))
+            sent_as = f"lintas_intake.dukcapil.{case_id}"
+            await kemlu.conn.publish(sent_as, b"{}")
+            tally("kemlu sends as dukcapil", await kemlu.refused(sent_as))
             forged = f"lintas.dukcapil.kp2mi.document.issued.{case_id}"
             await kemlu.conn.publish(forged, b"{}")
             tally("kemlu publishes as dukcapil", await kemlu.refused(forged))
@@ -259,7 +316,7 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
                 await desa.conn.subscribe(pattern, cb=spy)
                 tally(f"village subscribes to {pattern}", await desa.refused(pattern))
             await _publisher(kemlu, settings).publish(
-                "document.requested", REQUEST, case_id=case_id, target="dukcapil", time=T0
+                "document.requested", REQUEST, case_id=case_id, target="dukcapil", time=NOW
             )
             await desa.conn.flush()
             tally("  ...and sees nothing of dukcapil's", seen == [])
@@ -386,9 +443,10 @@ async def test_a_partner_behind_its_leaf_node_sees_and_sends_only_its_own(
             clients.append(partner)
             # -- legitimate: its events arrive through its own durable, via the leaf -------
             case_id = new_case_id()
+            await _open(kemlu, settings, case_id, "kp2mi")
             await _consent_abroad(kemlu, settings, case_id)
             sent = await _publisher(kemlu, settings).publish(
-                "document.requested", REQUEST, case_id=case_id, target="my-jkm", time=T0
+                "document.requested", REQUEST, case_id=case_id, target="my-jkm", time=NOW
             )
             sub = await partner.js().pull_subscribe_bind("agency-my-jkm", stream="LINTAS")
             [consented, msg] = await sub.fetch(2, timeout=5)  # the consent is a broadcast
@@ -398,7 +456,7 @@ async def test_a_partner_behind_its_leaf_node_sees_and_sends_only_its_own(
             await msg.ack_sync()
             # ...it answers as itself, chained through the read service, via the leaf
             answer = await _publisher(partner, settings).publish(
-                "document.requested", REQUEST, case_id=case_id, target="kemlu", time=T0
+                "document.requested", REQUEST, case_id=case_id, target="kemlu", time=NOW
             )
             first = await platform.js().get_msg(settings.stream, seq=sent.stream_seq)
             assert answer.event.envelope.prevhash == message_hash(first.data)
@@ -427,8 +485,9 @@ async def test_a_partner_behind_its_leaf_node_sees_and_sends_only_its_own(
             await rogue_client.conn.subscribe(">", cb=spy)
             await rogue_client.conn.flush()
             other_case = new_case_id()
+            await _open(kemlu, settings, other_case, "kp2mi")
             await _publisher(kemlu, settings).publish(
-                "document.requested", REQUEST, case_id=other_case, target="dukcapil", time=T0
+                "document.requested", REQUEST, case_id=other_case, target="dukcapil", time=NOW
             )
             await rogue_client.conn.flush()
             tally(
@@ -439,7 +498,7 @@ async def test_a_partner_behind_its_leaf_node_sees_and_sends_only_its_own(
             # The rogue leaf is connected and works for what is the partner's own...
             await _consent_abroad(kemlu, settings, other_case)
             mine = await _publisher(kemlu, settings).publish(
-                "document.requested", REQUEST, case_id=other_case, target="my-jkm", time=T0
+                "document.requested", REQUEST, case_id=other_case, target="my-jkm", time=NOW
             )
             own_sub = await rjs.pull_subscribe_bind("agency-my-jkm", stream="LINTAS")
             [own_consent, own_msg] = await own_sub.fetch(2, timeout=5)
@@ -488,6 +547,7 @@ def _keyed_publisher(client: Client, settings: Settings, recipients: Recipients)
         signer=Signer.load(settings, agency),
         keys=case_keys_for(client.js(), settings, agency, recipients),
         reads=ServiceReads(client.conn, agency),
+        admission=Admission(client.conn, client.js(), intake_stream(settings)),
     )
 
 
@@ -504,7 +564,7 @@ async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:
         },
         case_id=case_id,
         target="kp2mi",
-        time=T0,
+        time=NOW,
     )
 
 
@@ -546,7 +606,7 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
                 },
                 case_id=case_id,
                 target=BROADCAST,
-                time=T0,
+                time=NOW,
             )
             key = await keys_of["kemlu"].data_key(case_id)
             assert key is not None
@@ -646,16 +706,35 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
 
 
 async def _put_signed(
-    client: Client, settings: Settings, event_type: str, data: Any, case_id: str
+    services: _Services,
+    client: Client,
+    settings: Settings,
+    event_type: str,
+    data: Any,
+    case_id: str,
 ) -> None:
-    """An event signed with the client's own key, put straight on the stream (no
-    Publisher, so none of its checks): what a rogue agency system can do."""
+    """An event signed with the client's own key: admission refuses it (the authority
+    policy), and the agency may not write the log itself; put there all the same (as a
+    compromised admission could), the readers must still not act on it."""
     agency = client.identity
     event = make_event(
-        build_data(event_type, data), source=agency, target=BROADCAST, case_id=case_id, time=T0
+        build_data(event_type, data), source=agency, target=BROADCAST, case_id=case_id, time=NOW
     )
-    envelope = Signer.load(settings, agency).sign(event.envelope)
-    await client.js().publish(
+    head = await ServiceReads(client.conn, agency).head(case_id)
+    chained = event.envelope.model_copy(update={"prevhash": head.hash})
+    envelope = Signer.load(settings, agency).sign(chained)
+    answer = await send(
+        client.conn,
+        client.js(),
+        Event(envelope, event.data),
+        stream=intake_stream(settings),
+        wait_s=20,
+        what="test",
+    )
+    assert (answer.admitted, answer.code) == (False, "not_owner"), answer
+    await client.conn.publish(envelope.nats_subject, encode(envelope))
+    assert await client.refused(envelope.nats_subject)
+    await services.writer.js().publish(
         envelope.nats_subject,
         encode(envelope),
         stream=settings.stream,
@@ -692,25 +771,23 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
                 source="kemlu",
                 target=BROADCAST,
                 case_id=case_id,
-                time=T0,
+                time=NOW,
             ).envelope
-            await kemlu.js().publish(
-                unsigned.nats_subject, encode(unsigned), stream=settings.stream
-            )
+            await _write_past_admission(service, unsigned.nats_subject, encode(unsigned))
             refused = r"only the case's owner \(kemlu\) or kp2mi, which coordinates cases"
             with pytest.raises(GateRefused, match=refused):
                 await _publisher(dukcapil, settings).publish(
                     "case.assigned", taken, case_id=case_id, target=BROADCAST
                 )
 
-            await _put_signed(dukcapil, settings, "case.assigned", taken, case_id)
+            await _put_signed(service, dukcapil, settings, "case.assigned", taken, case_id)
             erasure = {
                 "officer_role": "data_protection_officer",
                 "requested_by": "parent",
                 "legal_basis": "UU 27/2022 Pasal 8",
                 "reason": "taken to be erased",
             }
-            await _put_signed(dukcapil, settings, "case.erased", erasure, case_id)
+            await _put_signed(service, dukcapil, settings, "case.erased", erasure, case_id)
             with pytest.raises(ReadRefused, match=r"not erased by its owner \(kemlu\)"):
                 await ServiceReads(dukcapil.conn, "dukcapil").erase_keys(case_id)
             assert (
@@ -874,6 +951,7 @@ async def test_an_agency_closes_a_gap_after_a_crash_through_the_read_service(
         kemlu = await Client.open(hub.url, settings, "kemlu")
         publisher = _publisher(kemlu, settings)
         case_id = new_case_id()
+        await _open(kemlu, settings, case_id, "kp2mi")
 
         async def request(n: int) -> None:
             await publisher.publish(
@@ -881,7 +959,7 @@ async def test_an_agency_closes_a_gap_after_a_crash_through_the_read_service(
                 {"request_id": f"doc-{n}", "kind": "nik"},
                 case_id=case_id,
                 target="dukcapil",
-                time=T0,
+                time=NOW,
             )
 
         verifier = Verifier(load_registry(settings))
@@ -908,7 +986,7 @@ async def test_an_agency_closes_a_gap_after_a_crash_through_the_read_service(
                 await broker.stop()
                 databases.dispose()
             held = sorted(set(_DiesHoldingFirstBatch.held))
-            assert held == list(range(1, len(held) + 1))
+            assert held == list(range(2, len(held) + 2))  # 1: the opening, kp2mi's
             await request(3)
             applied = Applied()
             with capture_logs() as logs:
@@ -919,9 +997,9 @@ async def test_an_agency_closes_a_gap_after_a_crash_through_the_read_service(
                 finally:
                     await broker.stop()
                     databases.dispose()
-            assert [seq for seq, _ in applied.events] == [1, 2, 3, 4]
+            assert [seq for seq, _ in applied.events] == [2, 3, 4, 5]
             filled = [e for e in logs if e["event"] == "gap.filled"]
-            assert [(e["consumer"], e["first"]) for e in filled] == [("agency-dukcapil", 1)]
+            assert [(e["consumer"], e["first"]) for e in filled] == [("agency-dukcapil", 2)]
         finally:
             await service.stop()
             await kemlu.close()

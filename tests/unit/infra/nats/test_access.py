@@ -61,12 +61,14 @@ def test_the_matcher_matches_as_nats_does() -> None:
     assert not _matches("$JS.API.DIRECT.GET.KV_LINTAS_KEYS", "$JS.API.DIRECT.GET.LINTAS")
 
 
-def test_an_agency_publishes_only_as_itself(settings: Settings) -> None:
+def test_an_agency_sends_only_as_itself_and_never_writes_the_log(settings: Settings) -> None:
     grant = grant_for("kemlu", settings)
-    assert may_publish(grant, "lintas.kemlu.dukcapil.case.opened.C1")
-    assert may_publish(grant, "lintas.kemlu.all.case.closed.C1")
+    assert may_publish(grant, "lintas_intake.kemlu.C1")
     for other in ("dukcapil", "kp2mi", "desa-3525012001", "my-jkm"):
-        assert not may_publish(grant, f"lintas.{other}.kemlu.case.opened.C1")
+        assert not may_publish(grant, f"lintas_intake.{other}.C1")
+    for subject in ("lintas.kemlu.dukcapil.case.opened.C1", "lintas.kemlu.all.case.closed.C1"):
+        assert not may_publish(grant, subject)  # admission alone writes the log
+    assert may_publish(grant_for("admission", settings), "lintas.kemlu.all.case.closed.C1")
     assert not may_publish(grant, "lintas_checkpoints.LINTAS")
     assert not may_publish(grant, "$KV.LINTAS_KEYS.kemlu")  # the registry is the platform's
 
@@ -228,22 +230,29 @@ def test_a_partner_abroad_lives_in_its_own_account(settings: Settings) -> None:
     assert set(block) == {ACCOUNT, "PARTNER_MY_JKM"}
     assert "jetstream" not in block["PARTNER_MY_JKM"]
     exports = block[ACCOUNT]["exports"]
-    # Every export is private to the partner, and is exactly one of the agency rule's.
+    # Every export is private to the partner: each service is exactly one of the agency
+    # rule's, and the one stream is its own inbox (admission's answers).
     assert {tuple(e["accounts"]) for e in exports} == {("PARTNER_MY_JKM",)}
-    assert sorted(e["service"] for e in exports) == sorted(
+    services = [e for e in exports if "service" in e]
+    assert sorted(e["service"] for e in services) == sorted(
         grant_for("my-jkm", settings, api="$JS.API").publish
     )
-    streaming = {e["service"] for e in exports if e.get("response_type") == "stream"}
+    assert [e["stream"] for e in exports if "stream" in e] == ["_INBOX.my-jkm.>"]
+    streaming = {e["service"] for e in services if e.get("response_type") == "stream"}
     assert streaming == {
         "$JS.API.CONSUMER.MSG.NEXT.LINTAS.agency-my-jkm",
         "$JS.API.CONSUMER.MSG.NEXT.LINTAS.sent-my-jkm",
     }
     imports = block["PARTNER_MY_JKM"]["imports"]
-    renamed = {i["service"]["subject"]: i.get("to") for i in imports}
+    renamed = {i["service"]["subject"]: i.get("to") for i in imports if "service" in i}
+    assert [i["stream"] for i in imports if "stream" in i] == [
+        {"account": ACCOUNT, "subject": "_INBOX.my-jkm.>"}
+    ]
     assert renamed["$JS.API.CONSUMER.INFO.LINTAS.agency-my-jkm"] == (
         f"{PARTNER_API}.CONSUMER.INFO.LINTAS.agency-my-jkm"
     )
-    assert renamed["lintas.my-jkm.>"] is None  # the same subject on both sides
+    assert renamed["lintas_intake.my-jkm.*"] is None  # the same subject on both sides
+    assert "lintas.my-jkm.>" not in renamed  # the log is admission's to write
     text = render_accounts(access, settings)
     assert "# my-jkm" in text  # who each key is, for the reader
     assert "# kemlu" in text
