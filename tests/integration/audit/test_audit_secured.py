@@ -48,10 +48,11 @@ async def test_verify_and_replay_run_as_the_auditor_on_a_secured_bus(
     assert await cli("verify", "--case", case.case_id) == 0  # a case's batches, as the auditor
     out = " ".join(capsys.readouterr().out.split())
     assert f"{len(case.timeline)} events of 1 case" in out, out
-    # An agency puts junk on the log under its own subjects: the auditor's verify counts it,
-    # passes over it, and checks the streams' configuration too (stream info is its to read).
+    # Junk on the log, under an agency's subjects (only admission's identity may write
+    # there now: a faulty or broken-into writer): the auditor's verify counts it, passes
+    # over it, and checks the streams' configuration too (stream info is its to read).
     async with open_bus(settings) as url:
-        nc = await connect(url, "lintas-junk", settings=settings, identity="kemlu")
+        nc = await connect(url, "lintas-junk", settings=settings, identity="admission")
         try:
             ack = await nc.jetstream().publish(
                 f"lintas.kemlu.kp2mi.case.opened.{case.case_id}", b"", stream=settings.stream

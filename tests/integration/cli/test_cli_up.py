@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ from lintas.consumers.app import Databases
 from lintas.consumers.projections import load_record
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.bus import AccessRefused, connect
+from lintas.infra.nats.topology import intake_stream
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
+from lintas.producers import Admission, Publisher
 from tests.support.helpers import line_with, publish_case
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -68,15 +70,21 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
                     agency,
                     signer=Signer.load(settings, agency),
                     reads=ServiceReads(nc, agency),
+                    admission=Admission(nc, nc.jetstream(), intake_stream(settings)),
                 )
-            case_id = await publish_case(publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"])
+            # As far back as admission takes (30 days), and past both deadlines of a
+            # document request (14 days to answer, 14 more before KPAI is told).
+            long_ago = datetime.now(UTC) - timedelta(days=29)
+            case_id = await publish_case(
+                publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"], at=long_ago
+            )
         finally:
             for nc in clients:
                 await nc.close()
         databases = Databases(settings)
         engine, _ = databases.for_consumer("record")
         record = None
-        # The requests were made in March 2025 with the default deadlines: long past. The
+        # The requests were made 29 days ago with the default deadlines: long past. The
         # watchdog `lintas up` runs (with the key it made for it) sends both overdue
         # notices, then both escalations, into the record.
         async with asyncio.timeout(30):
