@@ -612,11 +612,17 @@ class ArchiveReader:
     def read(self, name: str) -> bytes:
         """A small file (the manifest, keys, checkpoints) whole: :class:`ArchiveError` if it
         is larger than any honest one, before it is held in memory."""
+        chunks, size = [], 0
         with self._open(name) as handle:
-            raw = handle.read(_SMALL_FILE_LIMIT + 1)
-        if len(raw) > _SMALL_FILE_LIMIT:
-            raise ArchiveError(f"{self.path}: {name} is larger than {_SMALL_FILE_LIMIT} bytes")
-        return raw
+            # In pieces: a read of the limit at once would take the limit's memory up front.
+            while chunk := handle.read(1 << 16):
+                size += len(chunk)
+                if size > _SMALL_FILE_LIMIT:
+                    raise ArchiveError(
+                        f"{self.path}: {name} is larger than {_SMALL_FILE_LIMIT} bytes"
+                    )
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def positions(self) -> Iterator[tuple[int, str] | None]:
         """``(seq, message hash)`` of each line of ``positions.txt`` in turn (None for a line

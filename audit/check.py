@@ -633,23 +633,29 @@ def _manifest_signature(reader: ArchiveReader, registry: Registry) -> str | None
 
 class _Positions:
     """``positions.txt`` read side by side with the events: each line's message must be the
-    one the exporter read at that sequence. A finding counts only once the file is known to
-    be the one the signed manifest names, so it is held until the end (a few, not the log)."""
+    one the exporter read at that sequence, so a message moved is named where it lies.
 
-    _HELD = 1000
+    The file is first read once through for its SHA-256 (it is small, and lies before the
+    events in a tarball): only a file the signed manifest names is a reference; one that is
+    not is a problem by itself, and nothing is judged by it."""
 
-    def __init__(self, reader: ArchiveReader) -> None:
-        self.reader = reader
-        self.present = reader.manifest.positions_sha256 is not None and reader.has(POSITIONS_FILE)
+    def __init__(self, reader: ArchiveReader, checker: LogChecker) -> None:
+        self.checker = checker
+        manifest = reader.manifest
+        self.present = manifest.positions_sha256 is not None and reader.has(POSITIONS_FILE)
+        if self.present:
+            for _ in reader.positions():
+                pass
+            if reader.positions_sha256 != manifest.positions_sha256:
+                checker.report(
+                    "archive-manifest",
+                    f"{POSITIONS_FILE} does not match the SHA-256 in the manifest",
+                )
+                self.present = False
         self._lines = reader.positions() if self.present else iter(())
-        self.found: list[tuple[str, EventRef | None]] = []
-        self.more = 0
 
     def _hold(self, message: str, ref: EventRef | None) -> None:
-        if len(self.found) < self._HELD:
-            self.found.append((message, ref))
-        else:
-            self.more += 1
+        self.checker.report("position", message, ref)
 
     def feed(self, stored: StoredEvent | None, own: str | None, ref: EventRef | None) -> None:
         if not self.present:
@@ -670,23 +676,11 @@ class _Positions:
                 ref,
             )
 
-    def end(self, checker: LogChecker) -> None:
-        if not self.present:
-            return
-        if next(self._lines, None) is not None:
+    def end(self) -> None:
+        if self.present and next(self._lines, None) is not None:
             self._hold(f"{POSITIONS_FILE} names more messages than {EVENTS_FILE} holds", None)
-        for _ in self._lines:
+        for _ in self._lines:  # to its end, closing its handle
             pass
-        if self.reader.positions_sha256 != self.reader.manifest.positions_sha256:
-            checker.report(
-                "archive-manifest",
-                f"{POSITIONS_FILE} does not match the SHA-256 in the manifest",
-            )
-            return
-        for message, ref in self.found:
-            checker.report("position", message, ref)
-        if self.more:
-            checker.report("position", f"and {self.more} more messages out of place", None)
 
 
 def verify_archive(
@@ -756,7 +750,7 @@ def verify_archive(
     if found := checkpointed.check_checkpoints(complete=manifest.whole_log):
         code, problem = found
         checker.report(code, f"{CHECKPOINTS_FILE}: {problem}")
-    positions = _Positions(reader)
+    positions = _Positions(reader, checker)
     covered, uncovered = checkpointed.covered_to, 0
     for number, line in reader.events():
         try:
@@ -777,7 +771,7 @@ def verify_archive(
             progress(number)
     for problem in checkpointed.end(checker.previous_seq, tail=manifest.whole_log):
         checker.report("checkpoint", problem, checker.last)
-    positions.end(checker)
+    positions.end()
     _archive_end(reader, checker, checkpoint_list)
     if focus is not None and checker.messages == checker.passed_over:
         checker.report("no-events", f"the archive holds no events of case {focus}")

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 
 from lintas.audit import StoredEvent, StreamReader, verify_stream
-from lintas.cli import main
 from lintas.audit.archive import parse_line
+from lintas.cli import main
 from lintas.contracts import encode, event_hash, make_event, message_hash, new_case_id
 from lintas.infra.keys.signing import SEALER, KeyEntry, Registry, Signer, load_registry
 from lintas.infra.settings import Settings
@@ -245,7 +245,6 @@ class Tamper:
             (self.path / "positions.txt").write_bytes(positions)
             manifest["positions"]["sha256"] = "sha256:" + hashlib.sha256(positions).hexdigest()
             (self.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
-
 
     def sign_manifest(self, signer: Signer) -> None:
         """Sign the manifest afresh: with a key of one's own, as an impostor would."""

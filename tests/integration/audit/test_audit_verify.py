@@ -386,8 +386,7 @@ async def test_verify_with_a_trusted_registry_rejects_an_archive_resigned_by_oth
     those keys, passes on its own word; ``--keys`` with the registry the auditor trusts
     names its first event."""
     impostors = {
-        a: Ed25519PrivateKey.generate()
-        for a in ("kemlu", "kp2mi", "dukcapil", "kemensos", SEALER)
+        a: Ed25519PrivateKey.generate() for a in ("kemlu", "kp2mi", "dukcapil", "kemensos", SEALER)
     }
     heads: dict[str, str] = {}
     lines = []
