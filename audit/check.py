@@ -35,13 +35,16 @@ later event of the case is checked against it, and the verdict names how many ca
 anchored. A ``--case`` export, or one ``--to`` a time only, starts at the beginning and is
 checked strictly.
 
-Checkpoints (:mod:`.checkpoints`): every checkpoint given is checked for its signature and for
-following its predecessor; over a whole log each checkpoint's range is recomputed (count and chained
-digest) and the log must reach the last checkpoint's last sequence, so removing the tail (with a
-rewritten manifest) or whole cases is named. What no check can catch: the checkpoints and the events
-after the last one both removed from an archive (compare with the checkpoints stream), or a whole
-archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry obtained
-independently."""
+Checkpoints (:mod:`.checkpoints`): every checkpoint given is checked for its signer (the
+sealer only: ``checkpoint-signer``), its signature and for following its predecessor; over a
+whole log each checkpoint's range is recomputed (count and chained digest) and the log must
+reach the last checkpoint's last sequence, so removing the tail or whole cases is named; the
+messages after the last checkpoint are counted as not yet covered. An archive's manifest is
+signed by the sealer (``manifest-signature``) over its filters, counts, digests and last
+checkpoint, and its ``positions.txt`` names the very message moved (``position``). An archive
+verified by its own keys holds nothing against one re-signed throughout with keys it ships
+itself: :attr:`Verdict.authenticated` is then False (``lintas verify`` exits 4); pass a
+registry kept apart (``lintas keys export``)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,11 @@ see :mod:`lintas.contracts.canonical`).
 Registries are JSON files: the one shipped as ``infra/registry/keys.json`` (agencies'
 published keys) and the data directory's own (``<data_dir>/keys/registry.json``: keys made
 here by ``lintas keys init``); a consumer reads both, and the ``LINTAS_KEYS`` bucket
-(:func:`trusted_registry`). Key ids are
+(:func:`trusted_registry`), which the platform keeps from its first start
+(:func:`register_keys`). Written out whole (``lintas keys export``), a registry is the trust
+anchor an auditor keeps, known by its :func:`fingerprint`. Besides agencies, one role holds
+keys: the sealer (:data:`SEALER`), whose keys alone sign checkpoints and archive manifests
+(:func:`ensure_sealer_key`). Key ids are
 ``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``. Files, documents and
 the bucket are handled as for every key registry (:mod:`lintas.infra.keys.registry`); what is
 particular here is an entry's validity dates and the refusal of weak or conflicting keys.
