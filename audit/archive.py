@@ -10,13 +10,22 @@ top folder named after it::
     (:mod:`.checkpoints`) overlapping the exported sequences, one per line:
     {"seq":3,"checkpoint":{...the signed checkpoint...}}
 
+    positions.txt   what the log held at each exported sequence: "<seq> <message hash>" per
+    line, in the order of events.jsonl
+
 ``event`` is the message body spliced in byte for byte, exactly as the stream stored it
 (a body that is not a one-line JSON object, which lintas never publishes, is kept as
 ``body_b64`` instead). ``stored`` is the stream's own timestamp, informational and not
-signed. Nothing in an archive is signed by the exporter: what makes it evidence is that
-each event is signed by its agency and chained to its case's previous event, and the checkpoints
-signed over ranges of the stream, so the archive can be checked without trusting whoever
-carried it, as far as :mod:`lintas.audit.check` explains.
+signed. Each event is signed by its agency and chained to its case's previous event, the
+checkpoints are signed by the sealer over ranges of the stream, and the manifest is signed
+by the exporter with the sealer's key (the platform's): its filters, counts, the SHA-256 of
+every other file and the last checkpoint cannot be changed without ``verify`` noticing, and
+``positions.txt`` (under the manifest's signature) lets it name the very event moved. So the
+archive can be checked without trusting whoever carried it, against a key registry kept
+apart from it, as far as :mod:`lintas.audit.check` explains.
+
+A line of ``events.jsonl`` is read up to :data:`LINE_LIMIT` bytes, never whole beyond it: an
+archive cannot make its reader hold an unbounded line in memory.
 
 An archive holds personal data exactly as the stream does (a child's identity in
 ``case.opened``): it is written readable by its owner only (0700 / 0600).
@@ -40,16 +49,18 @@ from typing import IO, Any
 from lintas.audit.checkpoints import Checkpoint, CheckpointError
 from lintas.audit.events import StoredEvent, event_time
 from lintas.audit.stream import StreamCut
-from lintas.contracts import PermanentError
+from lintas.contracts import PermanentError, message_hash
 from lintas.infra.files import open_private, replacing
-from lintas.infra.keys.signing import Registry, SigningKeyError
+from lintas.infra.keys.signing import SEALER, Registry, Signer, SigningKeyError
 
 __all__ = [
     "CHECKPOINTS_FILE",
     "EVENTS_FILE",
     "FORMAT",
     "KEYS_FILE",
+    "LINE_LIMIT",
     "MANIFEST_FILE",
+    "POSITIONS_FILE",
     "ArchiveError",
     "ArchiveReader",
     "ArchiveWriter",
@@ -61,11 +72,19 @@ __all__ = [
     "parse_line",
 ]
 
-FORMAT = "lintas-archive/1"
+FORMAT = "lintas-archive/2"
+UNSIGNED_FORMAT = "lintas-archive/1"
+"""Archives made before manifests were signed: read, and their manifest named as unsigned."""
 MANIFEST_FILE = "manifest.json"
 KEYS_FILE = "keys.json"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+POSITIONS_FILE = "positions.txt"
+LINE_LIMIT = 1024 * 1024 + 4096
+"""The longest line of ``events.jsonl`` read: a message as large as NATS carries by default
+(1 MiB, sixteen times admission's limit) and its sequence, subject and time."""
+_SMALL_FILE_LIMIT = 64 * 1024 * 1024
+"""The manifest, keys and checkpoints are read whole: not beyond this."""
 LEGACY_CHECKPOINTS_FILE = "seals.jsonl"
 LEGACY_CHECKPOINTS_KEY = "seals"
 """What archives written before the word 'checkpoint' call the file and its lines' key."""
@@ -111,6 +130,12 @@ class Manifest:
     checkpoints_count: int = 0
     checkpoints_sha256: str | None = None
     """None: an archive written before checkpoints (no ``checkpoints.jsonl``)."""
+    last_checkpoint: dict[str, Any] | None = None
+    """The last checkpoint the export carries (``seq``, ``last_seq``, ``digest``), or None."""
+    positions_sha256: str | None = None
+    """None: an archive written before ``positions.txt``."""
+    doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The manifest as read, signature included (None for one being written)."""
 
     @property
     def whole_log(self) -> bool:
@@ -132,7 +157,12 @@ class Manifest:
             parts.append(f"event time to {self.time_to.isoformat()}")
         return ", ".join(parts) or "none (the whole log)"
 
+    @property
+    def signed(self) -> bool:
+        return self.doc is not None and "signature" in self.doc
+
     def to_json(self) -> dict[str, Any]:
+        """The manifest to sign (``signed_by``: the sealer, ``signed_at``: its creation)."""
         return {
             "format": FORMAT,
             "created_at": self.created_at,
@@ -161,6 +191,13 @@ class Manifest:
                 if self.checkpoints_sha256 is not None
                 else {}
             ),
+            **(
+                {"positions": {"file": POSITIONS_FILE, "sha256": self.positions_sha256}}
+                if self.positions_sha256 is not None
+                else {}
+            ),
+            "signed_by": SEALER,
+            "signed_at": self.created_at,
             "chains": "anchored at the first event of each case in the window"
             if self.anchored
             else "complete: every case from its first event",
@@ -171,12 +208,13 @@ class Manifest:
             "file": CHECKPOINTS_FILE,
             "count": self.checkpoints_count,
             "sha256": self.checkpoints_sha256,
+            "last": self.last_checkpoint,
         }
 
     @classmethod
     def from_json(cls, doc: Any) -> Manifest:
         try:
-            if doc["format"] != FORMAT:
+            if doc["format"] not in (FORMAT, UNSIGNED_FORMAT):
                 raise ArchiveError(f"manifest format {doc['format']!r}, expected {FORMAT!r}")
             filters, events, keys = doc["filters"], doc["events"], doc["keys"]
             # Archives written before checkpoints were called so name them "seals".
@@ -197,11 +235,27 @@ class Manifest:
                 time_to=_instant(filters["to"]),
                 checkpoints_count=int(checkpoints["count"]) if checkpoints else 0,
                 checkpoints_sha256=str(checkpoints["sha256"]) if checkpoints else None,
+                last_checkpoint=_last_checkpoint(checkpoints),
+                positions_sha256=(
+                    str(doc["positions"]["sha256"]) if doc.get("positions") else None
+                ),
+                doc=doc,
             )
         except ArchiveError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{MANIFEST_FILE} is malformed ({exc.__class__.__name__})") from None
+
+
+def _last_checkpoint(checkpoints: Any) -> dict[str, Any] | None:
+    last = checkpoints.get("last") if checkpoints else None
+    if last is None:
+        return None
+    return {
+        "seq": int(last["seq"]),
+        "last_seq": int(last["last_seq"]),
+        "digest": str(last["digest"]),
+    }
 
 
 def _instant(text: Any) -> datetime | None:
@@ -316,7 +370,9 @@ def _in_window(
 def _tar(staging: Path, out: Path) -> None:
     top = out.name.removesuffix(".tar.gz").removesuffix(".tgz") or "archive"
     with replacing(out) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        for name in (MANIFEST_FILE, KEYS_FILE, EVENTS_FILE, CHECKPOINTS_FILE):
+        # positions.txt before events.jsonl: a reader streams both, side by side, without
+        # decompressing the events twice to reach it.
+        for name in (MANIFEST_FILE, KEYS_FILE, CHECKPOINTS_FILE, POSITIONS_FILE, EVENTS_FILE):
             if (staging / name).exists():
                 tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
 
@@ -347,6 +403,8 @@ class ArchiveWriter:
         self._staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
         self._staging.mkdir(mode=0o700)
         self._sink: IO[bytes] | None = open_private(self._staging / EVENTS_FILE)
+        self._positions: IO[bytes] | None = open_private(self._staging / POSITIONS_FILE)
+        self._positions_digest = hashlib.sha256()
 
     def add(self, stored: StoredEvent) -> bool:
         """Write the event if it lies in the event-time window; say whether it did."""
@@ -358,6 +416,10 @@ class ArchiveWriter:
         line = encode_line(stored)
         self._sink.write(line)
         self._digest.update(line)
+        position = f"{stored.seq} {message_hash(stored.body)}\n".encode()
+        assert self._positions is not None
+        self._positions.write(position)
+        self._positions_digest.update(position)
         written = self._written
         written.count += 1
         written.first_seq = written.first_seq or stored.seq
@@ -373,12 +435,18 @@ class ArchiveWriter:
         registry: Registry,
         case_id: str | None,
         checkpoints: Sequence[Checkpoint] = (),
+        signer: Signer | None = None,
     ) -> Manifest:
         """Write the checkpoints overlapping the events written, the keys of the agencies present
-        (sources and checkpointers) and the manifest; move the archive in."""
+        (sources, the sealer) and the manifest, signed by ``signer`` (the sealer's: an
+        unsigned manifest, without one, is one ``verify`` names); move the archive in."""
         assert self._sink is not None, "finished"
+        assert self._positions is not None, "finished"
+        if signer is not None and signer.agency != SEALER:
+            raise ValueError(f"a manifest is signed by the {SEALER}, not by {signer.agency}")
         self._sink.close()
-        self._sink = None
+        self._positions.close()
+        self._sink = self._positions = None
         written, staging = self._written, self._staging
         whole = case_id is None and self.time_from is None and self.time_to is None
         kept = [
@@ -398,7 +466,7 @@ class ArchiveWriter:
         )
         with open_private(staging / CHECKPOINTS_FILE) as sink:
             sink.write(checkpoints_raw)
-        signers = written.agencies | {s.signed_by for s in kept}
+        signers = written.agencies | {s.signed_by for s in kept} | {SEALER}
         keys = Registry(e for e in registry.entries() if e.agency in signers)
         keys_raw = (json.dumps(keys.to_json(), indent=2, sort_keys=True) + "\n").encode()
         with open_private(staging / KEYS_FILE) as sink:
@@ -419,9 +487,18 @@ class ArchiveWriter:
             time_to=self.time_to,
             checkpoints_count=len(kept),
             checkpoints_sha256=sha256_text(hashlib.sha256(checkpoints_raw)),
+            last_checkpoint=(
+                {"seq": kept[-1].seq, "last_seq": kept[-1].last_seq, "digest": kept[-1].digest}
+                if kept
+                else None
+            ),
+            positions_sha256=sha256_text(self._positions_digest),
         )
+        doc = manifest.to_json()
+        if signer is not None:
+            doc = signer.sign_document(doc)
         with open_private(staging / MANIFEST_FILE) as sink:
-            sink.write((json.dumps(manifest.to_json(), indent=2) + "\n").encode())
+            sink.write((json.dumps(doc, indent=2) + "\n").encode())
         if is_tarball(self.out):
             _tar(staging, self.out)
             shutil.rmtree(staging)
@@ -430,9 +507,10 @@ class ArchiveWriter:
         return manifest
 
     def abort(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        for sink in (self._sink, self._positions):
+            if sink is not None:
+                sink.close()
+        self._sink = self._positions = None
         if self._staging.exists():
             shutil.rmtree(self._staging)
 
@@ -455,15 +533,19 @@ async def export_archive(
     time_to: datetime | None = None,
     progress: Callable[[int], None] | None = None,
     checkpoints: Sequence[Checkpoint] = (),
+    signer: Signer | None = None,
 ) -> Manifest:
     """Write ``events`` (already filtered by case, if any) within the event-time window
-    (both ends inclusive) to a new archive at ``out``. Returns its manifest."""
+    (both ends inclusive) to a new archive at ``out``, its manifest signed by ``signer``
+    (the sealer's). Returns its manifest."""
     with ArchiveWriter(out, time_from=time_from, time_to=time_to) as writer:
         async for stored in events:
             writer.add(stored)
             if progress is not None:
                 progress(writer.read)
-        return writer.finish(cut=cut, registry=registry, case_id=case_id, checkpoints=checkpoints)
+        return writer.finish(
+            cut=cut, registry=registry, case_id=case_id, checkpoints=checkpoints, signer=signer
+        )
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -497,6 +579,13 @@ class ArchiveReader:
         """Of ``events.jsonl`` as read, once :meth:`events` has read it to the end."""
         self.checkpoints_sha256: str | None = None
         """Of ``checkpoints.jsonl`` as read by :meth:`checkpoints` (None: there is none)."""
+        self.positions_sha256: str | None = None
+        """Of ``positions.txt``, once :meth:`positions` has read it to the end."""
+
+    def has(self, name: str) -> bool:
+        if self._tar is None:
+            return (self.path / name).is_file()
+        return name in self._members
 
     def _index(self, tar: tarfile.TarFile) -> None:
         for member in tar.getmembers():
@@ -521,8 +610,47 @@ class ArchiveReader:
         return handle
 
     def read(self, name: str) -> bytes:
+        """A small file (the manifest, keys, checkpoints) whole: :class:`ArchiveError` if it
+        is larger than any honest one, before it is held in memory."""
+        chunks, size = [], 0
         with self._open(name) as handle:
-            return handle.read()
+            # In pieces: a read of the limit at once would take the limit's memory up front.
+            while chunk := handle.read(1 << 16):
+                size += len(chunk)
+                if size > _SMALL_FILE_LIMIT:
+                    raise ArchiveError(
+                        f"{self.path}: {name} is larger than {_SMALL_FILE_LIMIT} bytes"
+                    )
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def positions(self) -> Iterator[tuple[int, str] | None]:
+        """``(seq, message hash)`` of each line of ``positions.txt`` in turn (None for a line
+        that is not one), on a handle of its own, so that it is read side by side with
+        :meth:`events`; its digest in :attr:`positions_sha256` once read to the end."""
+        digest = hashlib.sha256()
+        second = None
+        if self._tar is None:
+            handle: IO[bytes] = (self.path / POSITIONS_FILE).open("rb")
+        else:
+            # Its own decompression: one stream of a .tar.gz cannot serve two readers.
+            second = tarfile.open(self.path, mode="r:gz")  # noqa: SIM115 - closed below
+            member = next((m for m in second if Path(m.name).name == POSITIONS_FILE), None)
+            found = second.extractfile(member) if member is not None else None
+            if found is None:
+                second.close()
+                raise ArchiveError(f"{self.path} has no {POSITIONS_FILE}")
+            handle = found
+        try:
+            while line := handle.readline(256):
+                digest.update(line)
+                seq, _, hashed = line.decode("ascii", "replace").strip().partition(" ")
+                yield (int(seq), hashed) if seq.isdigit() and hashed else None
+        finally:
+            handle.close()
+            if second is not None:
+                second.close()
+        self.positions_sha256 = sha256_text(digest)
 
     def checkpoints(self) -> list[Checkpoint]:
         """The checkpoints in ``checkpoints.jsonl`` (none if the archive has no such file)."""
@@ -544,13 +672,23 @@ class ArchiveReader:
                 raise CheckpointError(f"line {number} is not a checkpoint line") from None
         return checkpoints
 
-    def events(self) -> Iterator[tuple[int, bytes]]:
-        """``(line number, line)`` of ``events.jsonl``, streamed; its digest at the end."""
+    def events(self) -> Iterator[tuple[int, bytes | None]]:
+        """``(line number, line)`` of ``events.jsonl``, streamed; its digest at the end. A
+        line longer than :data:`LINE_LIMIT` is ``None``: read past in bounded pieces (for the
+        digest), never held whole."""
         digest = hashlib.sha256()
+        number = 0
         with self._open(EVENTS_FILE) as handle:
-            for number, line in enumerate(handle, start=1):
+            while line := handle.readline(LINE_LIMIT + 1):
+                number += 1
                 digest.update(line)
-                yield number, line
+                if len(line) <= LINE_LIMIT or line.endswith(b"\n"):
+                    yield number, line
+                    continue
+                while (rest := handle.readline(LINE_LIMIT)) and not rest.endswith(b"\n"):
+                    digest.update(rest)
+                digest.update(rest)
+                yield number, None
         self.events_sha256 = sha256_text(digest)
 
     def close(self) -> None:

@@ -15,10 +15,10 @@ any state), never against a state that lacks the case's beginning.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
-from lintas.contracts.authority import CODES, Refusal, judge_alone, refusals
+from lintas.contracts.authority import CODES, Refusal, apply, judge, judge_alone, start
 from lintas.contracts.envelope import Event
 
 __all__ = ["AUTHORITY_PROBLEMS", "PREFIX", "authority"]
@@ -32,19 +32,27 @@ AUTHORITY_PROBLEMS: Final[Mapping[str, str]] = {
     for code, meaning in CODES.items()
 }
 
+_ALONE: Final = "alone"
+"""The state of a case begun before what is read: each event judged by itself."""
 
-def authority(events: Sequence[Event]) -> Iterator[tuple[Event, str, str]]:
-    """One case's events (decoded, signed, in log order): each the policy refuses, coded."""
-    refused: Iterator[tuple[Event, Refusal]]
-    if events and events[0].envelope.prevhash is not None:
-        found = ((event, judge_alone(event)) for event in events)
-        refused = ((event, refusal) for event, refusal in found if refusal is not None)
+
+def authority(event: Event, state: Any) -> tuple[Any, Iterable[tuple[str, str]]]:
+    """The next of one case's events (decoded, signed, in log order) and the case's state
+    so far (None before its first here): the state after it, and the refusal coded if the
+    policy refuses it (a refused event changes nothing, as admission would never have
+    admitted it). One state per case is held, never the case's events."""
+    if state is None:
+        state = _ALONE if event.envelope.prevhash is not None else start()
+    refusal: Refusal | None
+    if state is _ALONE:
+        refusal = judge_alone(event)
     else:
-        refused = refusals(events)
-    for event, refusal in refused:
-        where = f" ({refusal.field})" if refusal.field else ""
-        yield (
-            event,
-            f"{PREFIX}{refusal.code}",
-            f"{event.type} from {event.source}: {refusal.reason}{where}",
-        )
+        refusal = judge(state, event)
+        if refusal is None:
+            state = apply(state, event)
+    if refusal is None:
+        return state, ()
+    where = f" ({refusal.field})" if refusal.field else ""
+    return state, (
+        (f"{PREFIX}{refusal.code}", f"{event.type} from {event.source}: {refusal.reason}{where}"),
+    )

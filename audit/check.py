@@ -35,13 +35,16 @@ later event of the case is checked against it, and the verdict names how many ca
 anchored. A ``--case`` export, or one ``--to`` a time only, starts at the beginning and is
 checked strictly.
 
-Checkpoints (:mod:`.checkpoints`): every checkpoint given is checked for its signature and for
-following its predecessor; over a whole log each checkpoint's range is recomputed (count and chained
-digest) and the log must reach the last checkpoint's last sequence, so removing the tail (with a
-rewritten manifest) or whole cases is named. What no check can catch: the checkpoints and the events
-after the last one both removed from an archive (compare with the checkpoints stream), or a whole
-archive re-signed with keys the archive itself supplies: pass ``--keys`` a registry obtained
-independently."""
+Checkpoints (:mod:`.checkpoints`): every checkpoint given is checked for its signer (the
+sealer only: ``checkpoint-signer``), its signature and for following its predecessor; over a
+whole log each checkpoint's range is recomputed (count and chained digest) and the log must
+reach the last checkpoint's last sequence, so removing the tail or whole cases is named; the
+messages after the last checkpoint are counted as not yet covered. An archive's manifest is
+signed by the sealer (``manifest-signature``) over its filters, counts, digests and last
+checkpoint, and its ``positions.txt`` names the very message moved (``position``). An archive
+verified by its own keys holds nothing against one re-signed throughout with keys it ships
+itself: :attr:`Verdict.authenticated` is then False (``lintas verify`` exits 4); pass a
+registry kept apart (``lintas keys export``)."""
 
 from __future__ import annotations
 
@@ -55,6 +58,9 @@ from lintas.audit.archive import (
     CHECKPOINTS_FILE,
     EVENTS_FILE,
     KEYS_FILE,
+    LINE_LIMIT,
+    MANIFEST_FILE,
+    POSITIONS_FILE,
     ArchiveReader,
     LineError,
     load_keys,
@@ -68,12 +74,15 @@ from lintas.contracts import (
     ContractError,
     Event,
     SignatureError,
+    canonical_json,
     decode,
     message_hash,
     parse_message,
 )
+from lintas.contracts.admission import duplicate_member
+from lintas.contracts.canonical import parsed_plain
 from lintas.contracts.errors import EnvelopeError, UnknownEventType, UnknownVersion
-from lintas.infra.keys.signing import Registry, Verifier
+from lintas.infra.keys.signing import SEALER, Registry, Verifier, fingerprint
 
 __all__ = [
     "CASE_PASSES",
@@ -100,6 +109,10 @@ PROBLEMS: Final[Mapping[str, str]] = {
     "outside-window": "an event time outside the archive manifest's window",
     "log-end": "stream sequences are missing after the last message: removed",
     "checkpoint": "a checkpoint's signature, range, count or digest does not hold",
+    "checkpoint-signer": "a checkpoint signed by anyone but the sealer (an agency's key, say)",
+    "duplicate-member": "a JSON object names one member twice: readers would disagree on it",
+    "position": "not the message the log held at this sequence (moved, swapped or altered)",
+    "manifest-signature": "the archive's manifest is not signed by the sealer, or altered",
     "archive-line": "a line of events.jsonl that is no message line",
     "archive-manifest": "the archive disagrees with its manifest (counts, sequences, digests)",
     "no-events": "the case asked for has no events",
@@ -117,11 +130,12 @@ NOT_EVENTS: Final[Mapping[str, str]] = {
 }
 """Why a message is no event, by its stable code: counted and listed, not a problem."""
 
-CasePass = Callable[[Sequence[Event]], Iterable[tuple[Event, str, str]]]
-"""A rule over one case's events (decoded and signed, in stream order), run when the log has
-been read: ``(event, code, message)`` per problem it finds (its codes in :data:`PROBLEMS`).
+CasePass = Callable[[Event, Any], tuple[Any, Iterable[tuple[str, str]]]]
+"""A rule over one case's events (decoded and signed, in stream order), as a fold: given
+the next event and the state it left the case in (None before the case's first), the new
+state and ``(code, message)`` per problem with that event (its codes in :data:`PROBLEMS`).
 The authority policy is one (:func:`lintas.audit.authority.authority`, :data:`CASE_PASSES`).
-Without a pass the checker holds no events, one hash per case."""
+The checker holds one state per case and pass, and one hash per case: never the events."""
 
 CASE_PASSES: Final[tuple[CasePass, ...]] = (authority,)
 """What :func:`verify_stream` and :func:`verify_archive` run over each case by default."""
@@ -153,6 +167,11 @@ class Problem:
 @dataclass
 class Verdict:
     source: str
+    authenticated: bool = True
+    """False: the keys came from the archive itself (no ``--keys``), so what holds proves
+    nothing about who signed it."""
+    uncovered: int = 0
+    """Messages after the last checkpoint: no checkpoint vouches for them yet."""
     events: int = 0
     cases: int = 0
     messages: int = 0
@@ -173,12 +192,19 @@ class Verdict:
         """The first problem, if any."""
         return self.problems[0] if self.problems else None
 
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "problems"
+        return "verified" if self.authenticated else "unauthenticated"
+
     def to_json(self) -> dict[str, Any]:
         """``lintas verify --json``: a stable document (docs/AUDIT.md)."""
         return {
             "format": "lintas-verify/1",
             "source": self.source,
-            "status": "verified" if self.ok else "problems",
+            "status": self.status,
+            "authenticated": self.authenticated,
             "counts": {
                 "messages": self.messages,
                 "events": self.events,
@@ -186,6 +212,7 @@ class Verdict:
                 "not_events": len(self.not_events),
                 "problems": len(self.problems),
                 "anchored_cases": self.anchored,
+                "uncovered": self.uncovered,
             },
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
@@ -207,6 +234,26 @@ def _not_event_code(exc: Exception) -> str:
     if isinstance(exc, EnvelopeError):
         return "not-an-envelope"
     return "breaks-contract" if isinstance(exc, ContractError) else "undecodable"
+
+
+def _hash_and_duplicate(body: bytes, doc: Any) -> tuple[str, str | None]:
+    """The message's hash (:func:`message_hash`) and a member name one of its objects
+    names twice, if any.
+
+    The canonical form the hash needs also rules duplicates out cheaply: for a document
+    read with no fraction, it is never longer than the body, and exactly as long only when
+    the body is compact and names no member twice (a second member adds bytes nothing can
+    take away). Only a body that is not is parsed again, member by member."""
+    if isinstance(doc, dict):
+        try:
+            canon = canonical_json(doc)
+        except (TypeError, ValueError):
+            return message_hash(body, doc), duplicate_member(body)
+        own = "sha256:" + hashlib.sha256(canon).hexdigest()
+        if parsed_plain(doc) and len(canon) == len(body):
+            return own, None
+        return own, duplicate_member(body)
+    return message_hash(body, doc), None
 
 
 def _case_of_subject(subject: str) -> str | None:
@@ -253,7 +300,9 @@ class LogChecker:
         self._heads: dict[str, _Head] = {}
         self._event_heads: dict[str, _Head] = {}
         self._cases: set[str] = set()
-        self._case_events: dict[str, list[tuple[int, Event]]] = {}
+        self._case_states: dict[str, list[Any]] = {}
+        self.last_hash: str | None = None
+        """The hash of the last message checked in full."""
         self.previous_seq: int | None = None
         self.last: EventRef | None = None
         self.messages = 0
@@ -310,7 +359,16 @@ class LogChecker:
 
     def _message(self, stored: StoredEvent, ref: EventRef) -> EventRef:
         doc = parse_message(stored.body)  # once: contract, signature and hash
-        own = message_hash(stored.body, doc)  # the hash the case's next message must carry
+        # The hash the case's next message must carry.
+        own, twice = _hash_and_duplicate(stored.body, doc)
+        self.last_hash = own
+        if twice is not None:
+            self.report(
+                "duplicate-member",
+                f"a JSON object in it names {twice!r} twice: one reader would take the first, "
+                "another the last (admission refuses it: duplicate_member)",
+                stored.ref(),
+            )
         event: Event | None = None
         code, reason = "not-json", "not JSON"
         if doc is not None:
@@ -346,9 +404,16 @@ class LogChecker:
             self.report("signature", f"signature: {exc}{cause}", ref)
         else:
             if self.case_passes:
-                self._case_events.setdefault(event.case_id, []).append((stored.seq, event))
+                self._judge(event, ref)
         self._chain(stored, event.case_id, event.envelope.prevhash, own, ref)
         return ref
+
+    def _judge(self, event: Event, ref: EventRef) -> None:
+        states = self._case_states.setdefault(event.case_id, [None] * len(self.case_passes))
+        for index, rule in enumerate(self.case_passes):
+            states[index], found = rule(event, states[index])
+            for code, message in found:
+                self.report(code, message, ref)
 
     def _chain(
         self, stored: StoredEvent, case_id: str, prevhash: str | None, own: str, ref: EventRef
@@ -403,14 +468,8 @@ class LogChecker:
         )
 
     def finish(self) -> None:
-        """Once the log is read: the :data:`CasePass` rules, case by case."""
-        for case_id, checked in self._case_events.items():
-            seqs = {id(event): seq for seq, event in checked}
-            events = [event for _, event in checked]
-            for rule in self.case_passes:
-                for event, code, message in rule(events):
-                    self.report(code, message, EventRef(seqs.get(id(event)), event.id, case_id))
-        self._case_events.clear()
+        """Once the log is read: the cases' states let go."""
+        self._case_states.clear()
 
     def verdict(self, source: str) -> Verdict:
         return Verdict(
@@ -453,11 +512,13 @@ async def verify_stream(
     checkpointed = CheckpointChecker(
         checkpoints or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
     )
-    if problem := checkpointed.check_checkpoints(complete=True):
-        checker.report("checkpoint", problem)
-    read = 0
+    if found := checkpointed.check_checkpoints(complete=True):
+        checker.report(*found)
+    read = uncovered = 0
+    covered = checkpointed.covered_to
     async for stored in events:
         checker.check(stored)
+        uncovered += stored.seq > covered
         for problem in checkpointed.feed(stored):
             checker.report("checkpoint", problem, checker.last)
         read += 1
@@ -474,13 +535,31 @@ async def verify_stream(
     verdict = checker.verdict(f"{what} up to seq {cut.last_seq}")
     if checkpoints is not None:
         verdict.notes.append(checkpointed.note())
+        verdict.uncovered = _uncovered(verdict, covered, uncovered)
     return verdict
+
+
+def _uncovered(verdict: Verdict, covered: int, uncovered: int) -> int:
+    """``uncovered`` messages read after the last checkpoint (``covered``): named in a note."""
+    if uncovered:
+        verdict.notes.append(
+            f"not yet covered by a checkpoint: {_plural(uncovered, 'message')} after stream seq "
+            f"{covered} (up to {verdict.last_seq}); no checkpoint vouches for them yet, so "
+            "their removal with the manifest's would not show"
+        )
+    return uncovered
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 # -- an archive ---------------------------------------------------------------------------------
 
 
-def _archive_end(reader: ArchiveReader, checker: LogChecker) -> None:
+def _archive_end(
+    reader: ArchiveReader, checker: LogChecker, checkpoints: Sequence[Checkpoint]
+) -> None:
     manifest = reader.manifest
     last = checker.last
 
@@ -522,6 +601,89 @@ def _archive_end(reader: ArchiveReader, checker: LogChecker) -> None:
         differs(f"{KEYS_FILE} was altered: {'; '.join(checker.key_problems)}")
     if reader.checkpoints_sha256 != manifest.checkpoints_sha256:
         differs(f"{CHECKPOINTS_FILE} does not match the SHA-256 in the manifest")
+    if manifest.last_checkpoint is not None:
+        kept = [c for c in checkpoints if c.seq == manifest.last_checkpoint["seq"]]
+        if not kept or kept[0].digest != manifest.last_checkpoint["digest"]:
+            differs(
+                f"the manifest's last checkpoint ({manifest.last_checkpoint['seq']}) is not in "
+                f"{CHECKPOINTS_FILE}: checkpoints were removed or replaced"
+            )
+    elif manifest.signed and checkpoints:
+        differs(f"the manifest lists no checkpoint, but {CHECKPOINTS_FILE} holds some")
+
+
+def _manifest_signature(reader: ArchiveReader, registry: Registry) -> str | None:
+    """What is wrong with the manifest's signature (by the sealer, over the manifest as
+    read), if anything."""
+    manifest = reader.manifest
+    if not manifest.signed or manifest.doc is None:
+        return (
+            f"{MANIFEST_FILE} is not signed: its filters, counts and digests are only the "
+            "word of whoever carried the archive"
+        )
+    signer = manifest.doc.get("signed_by")
+    if signer != SEALER:
+        return f"{MANIFEST_FILE} is signed by {signer!r}, not by the {SEALER}"
+    try:
+        at = datetime.fromisoformat(str(manifest.doc.get("signed_at")))
+        Verifier(registry).verify_document(manifest.doc, signer=SEALER, at=at)
+    except ValueError:
+        return f"{MANIFEST_FILE}: signed_at is not a time"
+    except SignatureError as exc:
+        return f"{MANIFEST_FILE}, signed by the {SEALER}: {exc} (its filters or counts altered?)"
+    return None
+
+
+class _Positions:
+    """``positions.txt`` read side by side with the events: each line's message must be the
+    one the exporter read at that sequence, so a message moved is named where it lies.
+
+    The file is first read once through for its SHA-256 (it is small, and lies before the
+    events in a tarball): only a file the signed manifest names is a reference; one that is
+    not is a problem by itself, and nothing is judged by it."""
+
+    def __init__(self, reader: ArchiveReader, checker: LogChecker) -> None:
+        self.checker = checker
+        manifest = reader.manifest
+        self.present = manifest.positions_sha256 is not None and reader.has(POSITIONS_FILE)
+        if self.present:
+            for _ in reader.positions():
+                pass
+            if reader.positions_sha256 != manifest.positions_sha256:
+                checker.report(
+                    "archive-manifest",
+                    f"{POSITIONS_FILE} does not match the SHA-256 in the manifest",
+                )
+                self.present = False
+        self._lines = reader.positions() if self.present else iter(())
+
+    def _hold(self, message: str, ref: EventRef | None) -> None:
+        self.checker.report("position", message, ref)
+
+    def feed(self, stored: StoredEvent | None, own: str | None, ref: EventRef | None) -> None:
+        if not self.present:
+            return
+        expected = next(self._lines, None)
+        if stored is None:
+            return
+        if expected is None:
+            self._hold(f"{POSITIONS_FILE} names no message at this line", ref)
+        elif expected[0] != stored.seq:
+            self._hold(
+                f"{POSITIONS_FILE} puts stream seq {expected[0]} here: lines were moved", ref
+            )
+        elif expected[1] != (own or message_hash(stored.body)):
+            self._hold(
+                f"the log held another message at stream seq {stored.seq} ({expected[1]}): "
+                "this one was moved here, swapped or altered",
+                ref,
+            )
+
+    def end(self) -> None:
+        if self.present and next(self._lines, None) is not None:
+            self._hold(f"{POSITIONS_FILE} names more messages than {EVENTS_FILE} holds", None)
+        for _ in self._lines:  # to its end, closing its handle
+            pass
 
 
 def verify_archive(
@@ -547,22 +709,23 @@ def verify_archive(
     if "sha256:" + hashlib.sha256(keys_raw).hexdigest() != manifest.keys_sha256:
         key_problems.insert(0, "it does not match the SHA-256 in the manifest")
     notes: list[str] = []
+    authenticated = registry is not None
     if registry is None:
         registry = own
         vouched = [e for e in own.entries() if trusted is not None and trusted.get(e.keyid)]
         notes.append(
-            f"keys: {len(own.entries())} from the archive's {KEYS_FILE}, {len(vouched)} of them "
-            "also in this data dir's registry"
-            + (
-                "; the others are trusted on the archive's word (--keys REGISTRY checks "
-                "against a registry you trust)"
-                if len(vouched) < len(own.entries())
-                else ""
-            )
+            f"authenticity NOT established: the keys are the archive's own {KEYS_FILE} "
+            f"({len(own.entries())} keys, {len(vouched)} of them also in this data dir's "
+            "registry), and an archive re-signed throughout with keys of its own holds by "
+            "them: pass --keys the platform's registry (`lintas keys export`), checked "
+            "against its published fingerprint"
         )
     else:
         given = len(registry.entries())
-        notes.append(f"keys: the registry given ({given} keys), not the archive's")
+        notes.append(
+            f"keys: the registry given ({given} keys, fingerprint {fingerprint(registry)}), "
+            "not the archive's"
+        )
     checker = LogChecker(
         registry,
         contiguous_from=1 if manifest.whole_log else None,
@@ -573,6 +736,8 @@ def verify_archive(
         focus=focus,
         case_passes=case_passes,
     )
+    if problem := _manifest_signature(reader, registry):
+        checker.report("manifest-signature", problem)
     try:
         checkpoint_list = reader.checkpoints()
     except CheckpointError as exc:
@@ -585,22 +750,32 @@ def verify_archive(
         digests="strict" if manifest.whole_log else "partial",
         where="the archive",
     )
-    if problem := checkpointed.check_checkpoints(complete=manifest.whole_log):
-        checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {problem}")
+    if found := checkpointed.check_checkpoints(complete=manifest.whole_log):
+        code, problem = found
+        checker.report(code, f"{CHECKPOINTS_FILE}: {problem}")
+    positions = _Positions(reader, checker)
+    covered, uncovered = checkpointed.covered_to, 0
     for number, line in reader.events():
         try:
+            if line is None:
+                raise LineError(f"is longer than {LINE_LIMIT} bytes: not read")
             stored = parse_line(line)
         except LineError as exc:
             checker.report("archive-line", f"{EVENTS_FILE} line {number} {exc}", checker.last)
+            positions.feed(None, None, None)
             continue
+        checker.last_hash = None
         checker.check(stored)
+        uncovered += stored.seq > covered
+        positions.feed(stored, checker.last_hash, checker.last)
         for problem in checkpointed.feed(stored):
             checker.report("checkpoint", problem, checker.last)
         if progress is not None:
             progress(number)
     for problem in checkpointed.end(checker.previous_seq, tail=manifest.whole_log):
         checker.report("checkpoint", problem, checker.last)
-    _archive_end(reader, checker)
+    positions.end()
+    _archive_end(reader, checker, checkpoint_list)
     if focus is not None and checker.messages == checker.passed_over:
         checker.report("no-events", f"the archive holds no events of case {focus}")
     checker.finish()
@@ -612,4 +787,6 @@ def verify_archive(
         )
     notes.append(checkpointed.note())
     verdict.notes = notes
+    verdict.authenticated = authenticated
+    verdict.uncovered = _uncovered(verdict, covered, uncovered)
     return verdict

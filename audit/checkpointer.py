@@ -2,8 +2,8 @@
 
 ``lintas up`` runs a :class:`Checkpointer` every ``LINTAS_CHECKPOINT_INTERVAL_S`` seconds (0:
 never), and ``lintas checkpoint --every SECONDS`` runs one on any host with the platform's
-credentials and the checkpointing agency's key; the period counts from the end of each round. A
-round reads the newest checkpoint and the events after it
+credentials and the sealer's key (checkpoints are the sealer's alone); the period counts
+from the end of each round. A round reads the newest checkpoint and the events after it
 (:func:`~lintas.audit.checkpoints.checkpoint_stream`), so its cost follows the traffic, and
 publishes nothing when there is nothing new.
 
@@ -23,7 +23,7 @@ import structlog
 from lintas.audit.checkpoints import Checkpoint, CheckpointRaced, checkpoint_stream
 from lintas.contracts import TransientError
 from lintas.infra.bootstrap import Parts
-from lintas.infra.keys.signing import Signer
+from lintas.infra.keys.signing import SEALER, Signer, register_keys
 from lintas.infra.nats.background import Background
 
 __all__ = ["Checkpointer", "RunningCheckpointer", "start_checkpointer"]
@@ -95,7 +95,8 @@ async def start_checkpointer(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> RunningCheckpointer:
     """Checkpoint every ``interval_s`` (default ``checkpoint_interval_s``) seconds with
-    ``signer``'s key, connected as the platform, which alone may write the checkpoints stream."""
+    ``signer``'s key (the sealer's), connected as the platform, which alone may write the
+    checkpoints stream; the key is put into the bus's registry first."""
     js: Any = None
 
     async def checkpoint() -> Checkpoint | None:
@@ -105,6 +106,14 @@ async def start_checkpointer(
     checkpointer = Checkpointer(
         checkpoint, interval, on_checkpoint=on_checkpoint
     )  # a bad interval, before connecting
+    if signer.agency != SEALER:
+        raise ValueError(f"checkpoints are signed by the {SEALER} only, not by {signer.agency}")
     nc = await parts.connect("platform", name="lintas-checkpointer", reconnect_forever=True)
     js = parts.jetstream(nc, "platform")
+    try:
+        # Its key in the platform's registry before it signs anything.
+        await register_keys(parts.settings, js)
+    except BaseException:
+        await nc.close()
+        raise
     return RunningCheckpointer(nc, asyncio.create_task(checkpointer.run()))

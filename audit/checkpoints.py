@@ -8,13 +8,14 @@ A checkpoint covers the stream sequences after the previous checkpoint's last, u
 
 over the messages of the range in stream order (:func:`lintas.contracts.message_hash`: the
 SHA-256 of a message's RFC 8785 form, as a case's ``prevhash`` uses). The checkpoint is signed
-like an event: Ed25519 over the RFC 8785 form of its JSON without ``signature``, by the
-key of ``signed_by`` (an agency of the key registry, kp2mi unless told otherwise)::
+like an event: Ed25519 over the RFC 8785 form of its JSON without ``signature``, by a key
+registered for the sealer (:data:`~lintas.infra.keys.registry.SEALER`), the platform's
+signing role: a checkpoint signed by anyone else, an agency above all, is refused::
 
     {"type": "lintas.checkpoint", "stream": "LINTAS", "first_seq": 1, "last_seq": 24,
      "count": 24, "prev_digest": "sha256:000...", "digest": "sha256:...",
-     "signed_at": "2025-03-01T08:00:00+00:00", "signed_by": "kp2mi",
-     "keyid": "kp2mi:...", "signature": "..."}
+     "signed_at": "2025-03-01T08:00:00+00:00", "signed_by": "sealer",
+     "keyid": "sealer:...", "signature": "..."}
 
 Checkpoints live in their own stream (``LINTAS_CHECKPOINTS``, :mod:`lintas.infra.nats.checkpoints`),
 which denies delete and purge. Because a checkpoint commits to the last sequence and to every
@@ -37,7 +38,7 @@ from lintas.audit.stream import StreamCut, StreamReader
 from lintas.contracts import LintasError, SignatureError, message_hash
 from lintas.contracts.subjects import checkpoints_subject
 from lintas.infra.errors import bus_errors
-from lintas.infra.keys.signing import Registry, Signer, Verifier
+from lintas.infra.keys.signing import SEALER, Registry, Signer, Verifier
 from lintas.infra.nats.topology import checkpoints_config, checkpoints_stream, ensure_stream_config
 from lintas.infra.settings import Settings
 
@@ -183,7 +184,10 @@ async def checkpoint_stream(
 ) -> Checkpoint | None:
     """Checkpoint everything after the last checkpoint up to the stream's last sequence now; None
     (publishing nothing) when there is nothing new. :class:`CheckpointRaced` when another
-    checkpointer stored a checkpoint after this one read the last."""
+    checkpointer stored a checkpoint after this one read the last. ``signer`` is the
+    sealer's: ValueError for any other."""
+    if signer.agency != SEALER:
+        raise ValueError(f"checkpoints are signed by the {SEALER} only, not by {signer.agency}")
     with bus_errors(f"reading {checkpoints_stream(settings)}"):
         try:
             await js.stream_info(checkpoints_stream(settings))
@@ -278,41 +282,65 @@ class CheckpointChecker:
         self._next_seq: int | None = None
         self._whole = True
 
-    def check_checkpoints(self, *, complete: bool) -> str | None:
-        """Signatures, and each checkpoint's range following its predecessor's. ``complete``:
-        these are all the checkpoints there are, so the first starts the log."""
+    def check_checkpoints(self, *, complete: bool) -> tuple[str, str] | None:
+        """Signers, signatures, and each checkpoint's range following its predecessor's:
+        the first problem, as ``(code, message)`` (``checkpoint-signer`` or ``checkpoint``).
+        ``complete``: these are all the checkpoints there are, so the first starts the log."""
         previous: Checkpoint | None = None
         for checkpoint in self.checkpoints:
             if checkpoint.stream != self.stream:
-                return f"{checkpoint} is of stream {checkpoint.stream}, not {self.stream}"
+                return (
+                    "checkpoint",
+                    f"{checkpoint} is of stream {checkpoint.stream}, not {self.stream}",
+                )
+            if checkpoint.signed_by != SEALER:
+                # Whoever holds an agency's key could otherwise drop events and checkpoint
+                # the rest afresh.
+                return "checkpoint-signer", (
+                    f"{checkpoint} is signed by {checkpoint.signed_by}, not by the {SEALER}: "
+                    "no agency's key makes a checkpoint"
+                )
             try:
                 self.verifier.verify_document(
                     checkpoint.doc, signer=checkpoint.signed_by, at=checkpoint.signed_at
                 )
             except SignatureError as exc:
-                return f"{checkpoint}, checkpointed by {checkpoint.signed_by}: signature: {exc}"
+                return (
+                    "checkpoint",
+                    f"{checkpoint}, checkpointed by {checkpoint.signed_by}: signature: {exc}",
+                )
             if (
                 checkpoint.last_seq < checkpoint.first_seq
                 or checkpoint.count > checkpoint.last_seq - checkpoint.first_seq + 1
             ):
-                return f"{checkpoint} holds an impossible range or count ({checkpoint.count})"
+                return (
+                    "checkpoint",
+                    f"{checkpoint} holds an impossible range or count ({checkpoint.count})",
+                )
             if previous is None:
                 if complete and (
                     checkpoint.first_seq != 1 or checkpoint.prev_digest != ZERO_DIGEST
                 ):
                     return (
-                        f"{checkpoint} is the first checkpoint but does not start the log at seq 1"
+                        "checkpoint",
+                        f"{checkpoint} is the first checkpoint but does not start the log at seq 1",
                     )
             elif (
                 checkpoint.first_seq != previous.last_seq + 1
                 or checkpoint.prev_digest != previous.digest
             ):
                 return (
-                    f"{checkpoint} does not follow {previous}: the checkpoints are not contiguous "
-                    "(a checkpoint removed, or forged)"
+                    "checkpoint",
+                    f"{checkpoint} does not follow {previous}: the checkpoints are not "
+                    "contiguous (a checkpoint removed, or forged)",
                 )
             previous = checkpoint
         return None
+
+    @property
+    def covered_to(self) -> int:
+        """The last stream sequence a checkpoint covers (0: none)."""
+        return max((c.last_seq for c in self.checkpoints), default=0)
 
     def feed(self, stored: StoredEvent) -> list[str]:
         """Take the next message read (every one: a checkpoint's digest covers messages,

@@ -42,6 +42,7 @@ from lintas.audit import (
 from lintas.audit.archive import (
     EVENTS_FILE,
     KEYS_FILE,
+    LINE_LIMIT,
     ArchiveError,
     LineError,
     load_keys,
@@ -55,7 +56,16 @@ from lintas.cli._errors import fail
 from lintas.cli._signals import stop_on_signals
 from lintas.contracts import LintasError, is_case_id
 from lintas.infra.bootstrap import Parts
-from lintas.infra.keys.signing import Registry, Signer, SigningKeyError, load_registry
+from lintas.infra.keys.signing import (
+    Registry,
+    Signer,
+    ensure_sealer_key,
+    fingerprint,
+    load_registry,
+    read_registry_file,
+    register_keys,
+    trusted_registry,
+)
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import dropping_streams
@@ -133,19 +143,16 @@ def _reader(js: Any, settings: Settings, case_id: str | None) -> StreamReader:
 
 
 def _registry_file(path: Path) -> Registry:
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError:
-        raise SigningKeyError(f"{path} is not JSON") from None
-    return Registry.from_json(doc, str(path))
+    return read_registry_file(path)
 
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-VERIFIED, PROBLEMS_FOUND, UNVERIFIED = 0, 1, 2
-"""``lintas verify``'s exit status (its ``--help`` and docs/AUDIT.md say the same)."""
+VERIFIED, PROBLEMS_FOUND, UNVERIFIED, UNAUTHENTICATED = 0, 1, 2, 4
+"""``lintas verify``'s exit status (its ``--help`` and docs/AUDIT.md say the same): 4 when
+everything holds, but only by the archive's own keys (no ``--keys``)."""
 
 _LISTED = 20  # messages that are no event, named on the line that counts them
 
@@ -188,10 +195,15 @@ def _print_verdict(console: Console, verdict: Verdict) -> int:
         if verdict.first_seq is not None
         else "no events"
     )
-    say(
-        f"[green]verified[/green] {verdict.source}: {checked} ({span}): contracts, "
-        "signatures, the authority policy, hash chains and sequence hold"
-    )
+    holds = "contracts, signatures, the authority policy, hash chains and sequence hold"
+    if not verdict.authenticated:
+        say(
+            f"[yellow]NOT AUTHENTICATED[/yellow] {verdict.source}: {checked} ({span}): "
+            f"{holds}, but by the archive's own keys: who signed it is not established "
+            "(verify with --keys the platform's registry)"
+        )
+        return UNAUTHENTICATED
+    say(f"[green]verified[/green] {verdict.source}: {checked} ({span}): {holds}")
     return VERIFIED
 
 
@@ -203,9 +215,6 @@ def _print_json(console: Console, doc: dict[str, Any]) -> None:
 
 
 def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> int:
-    if args.archive is None and args.keys is not None:
-        fail("[red]--keys applies to --archive; the stream uses this data dir's[/red]")
-        return UNVERIFIED
     try:
         verdict = (
             _verify_archive(settings, args, console)
@@ -223,7 +232,9 @@ def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> i
         return UNVERIFIED
     if args.json:
         _print_json(console, verdict.to_json())
-        return VERIFIED if verdict.ok else PROBLEMS_FOUND
+        if not verdict.ok:
+            return PROBLEMS_FOUND
+        return VERIFIED if verdict.authenticated else UNAUTHENTICATED
     return _print_verdict(console, verdict)
 
 
@@ -241,23 +252,33 @@ def _verify_archive(settings: Settings, args: argparse.Namespace, console: Conso
 
 
 async def _verify_stream(settings: Settings, args: argparse.Namespace, console: Console) -> Verdict:
+    given = _registry_file(args.keys) if args.keys is not None else None
+
     async def work(js: Any) -> Verdict:
         reader = _reader(js, settings, args.case_id)
         dropping = await dropping_streams(js, settings)
+        # The platform's own registry (its bus, this data dir), unless one kept apart is given.
+        registry = given if given is not None else await trusted_registry(settings, js)
         # Before the cut: every checkpoint lies within it.
         checkpoints = await read_checkpoints(js, settings)
         cut = await reader.cut()
         with _progress(console, "verifying") as progress:
             task = progress.add_task("verify", total=None if args.case_id else cut.messages)
-            return await verify_stream(
+            verdict = await verify_stream(
                 reader.events(cut),
                 cut,
-                load_registry(settings),
+                registry,
                 case_id=args.case_id,
                 progress=lambda n: progress.update(task, completed=n),
                 checkpoints=checkpoints,
                 dropping=dropping,
             )
+        whose = "the registry given" if given is not None else "the platform's registry"
+        verdict.notes.insert(
+            0,
+            f"keys: {whose} ({len(registry.entries())} keys, fingerprint {fingerprint(registry)})",
+        )
+        return verdict
 
     return await _on_stream(settings, "lintas-verify", work)
 
@@ -273,6 +294,16 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         fail(f"[red]{args.out} exists: an archive is never overwritten[/red]")
         return 1
 
+    # The exporter signs the manifest with the platform's key (the sealer's).
+    signer, made = ensure_sealer_key(settings)
+    if made is not None:
+        console.print(
+            f"made the sealer's signing key {made.keyid} to sign the manifest: it must be in "
+            "the registry auditors keep (`lintas keys publish`, `lintas keys export`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
     async def work(js: Any) -> tuple[Any, StreamCut]:
         reader = _reader(js, settings, args.case_id)
         checkpoints = await read_checkpoints(js, settings)
@@ -283,12 +314,13 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
                 reader.events(cut),
                 args.out,
                 cut=cut,
-                registry=load_registry(settings),
+                registry=await trusted_registry(settings, js),
                 case_id=args.case_id,
                 time_from=args.time_from,
                 time_to=args.time_to,
                 progress=lambda n: progress.update(task, completed=n),
                 checkpoints=checkpoints,
+                signer=signer,
             )
         return manifest, cut
 
@@ -322,6 +354,8 @@ def _archive_events(reader: ArchiveReader) -> AsyncIterator[StoredEvent]:
     async def events() -> AsyncIterator[StoredEvent]:
         for number, line in reader.events():
             try:
+                if line is None:
+                    raise LineError(f"is longer than {LINE_LIMIT} bytes")
                 stored = parse_line(line)
             except LineError as exc:
                 raise ArchiveError(
@@ -449,11 +483,18 @@ async def _checkpoint(settings: Settings, args: argparse.Namespace, console: Con
     if args.every is not None and not args.every > 0:
         fail("[red]--every must be more than 0 seconds[/red]")
         return 2
-    signer = Signer.load(settings, args.agency)
+    signer, made = ensure_sealer_key(settings)
+    if made is not None:
+        console.print(
+            f"made the sealer's signing key {made.keyid}: checkpoints are signed with it alone",
+            highlight=False,
+        )
     if args.every is not None:
         return await _checkpoint_every(settings, signer, args.every, console)
 
     async def work(js: Any) -> Any:
+        # The sealer's key belongs in the platform's registry before anything is signed with it.
+        await register_keys(settings, js)
         return await checkpoint_stream(js, settings, signer)
 
     # Checkpointing reads the whole log and writes the checkpoints stream: the platform's job.
@@ -489,9 +530,8 @@ async def _checkpoint_every(
                 on_checkpoint=lambda s: _print_checkpoint(console, s),
             )
             console.print(
-                f"checkpointing stream {settings.stream} every {every:g} s with "
-                f"{signer.agency}'s key "
-                f"{signer.keyid}. Ctrl-C stops.",
+                f"checkpointing stream {settings.stream} every {every:g} s with the "
+                f"sealer's key {signer.keyid}. Ctrl-C stops.",
                 highlight=False,
             )
             try:

@@ -1,14 +1,16 @@
-"""``lintas keys init | list | publish``: agencies' key pairs and the registries."""
+"""``lintas keys init | list | publish | export``: agencies' key pairs and the registries."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from rich.console import Console
 
 from lintas.cli._errors import fail
 from lintas.contracts import is_agency_id
+from lintas.infra.files import open_private
 from lintas.infra.keys.exchange import (
     EXCHANGE_BUCKET,
     exchange_key_path,
@@ -18,10 +20,15 @@ from lintas.infra.keys.exchange import (
 )
 from lintas.infra.keys.signing import (
     KEYS_BUCKET,
+    Registry,
+    fingerprint,
     init_agency_key,
     load_registry,
     private_key_path,
     publish_registry,
+    registry_bytes,
+    spoken,
+    trusted_registry,
 )
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.settings import Settings
@@ -40,6 +47,37 @@ async def _publish_keys(settings: Settings, console: Console) -> int:
     console.print(f"{len(registry.entries())} keys of {count} agencies in {KEYS_BUCKET}")
     console.print(f"X25519 keys of {exchange} agencies in {EXCHANGE_BUCKET}")
     return 0
+
+
+def _export_keys(settings: Settings, out: Path, console: Console) -> int:
+    if out.exists():
+        fail(f"[red]{out} exists: a registry is never overwritten[/red]", highlight=False)
+        return 1
+    registry = asyncio.run(_platform_registry(settings))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open_private(out, mode=0o644) as sink:  # public keys: nothing here is secret
+        sink.write(registry_bytes(registry) + b"\n")
+    agencies = sorted({entry.agency for entry in registry.entries()})
+    console.print(
+        f"{len(registry.entries())} keys of {len(agencies)} holders ({', '.join(agencies)}) "
+        f"written to {out}\nfingerprint {fingerprint(registry)}\n{spoken(fingerprint(registry))}\n"
+        "publish the fingerprint where auditors read it (or read it out to them): "
+        "`lintas verify --keys` prints the fingerprint of the file it is given",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+async def _platform_registry(settings: Settings) -> Registry:
+    async with open_bus(settings) as url:
+        # The auditor may read the registry, and nothing it does here writes the bus.
+        nc = await connect(url, "lintas-keys-export", settings=settings, identity="auditor")
+        try:
+            registry = await trusted_registry(settings, nc.jetstream())
+        finally:
+            await nc.close()
+    return registry
 
 
 def _keys_init(settings: Settings, agency: str, console: Console) -> int:
@@ -75,6 +113,8 @@ def _keys_init(settings: Settings, agency: str, console: Console) -> int:
 def run_keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.keys_command == "publish":
         return asyncio.run(_publish_keys(settings, console))
+    if args.keys_command == "export":
+        return _export_keys(settings, args.out, console)
     if args.keys_command == "init":
         return _keys_init(settings, args.agency, console)
     for entry in load_registry(settings).entries():

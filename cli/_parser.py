@@ -71,7 +71,8 @@ def add_audit_commands(commands: Any) -> None:
         ),
         epilog=(
             "exit status: 0 all verified; 1 problems found (each listed); 2 could not "
-            "verify (bus unreachable or refused, archive unreadable, bad arguments)"
+            "verify (bus unreachable or refused, archive unreadable, bad arguments); 4 an "
+            "archive holds, but only by its own keys: authenticity not established (--keys)"
         ),
     )
     verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
@@ -79,7 +80,8 @@ def add_audit_commands(commands: Any) -> None:
     verify.add_argument(
         "--keys",
         type=Path,
-        help="a key registry (JSON) to verify an archive against instead of its own keys",
+        help="the platform's key registry kept apart (`lintas keys export`), to verify "
+        "against instead of an archive's own keys or the bus's",
     )
     verify.add_argument(
         "--json",
@@ -134,13 +136,9 @@ def add_audit_commands(commands: Any) -> None:
     checkpoint = _command(
         commands,
         "checkpoint",
-        example="lintas checkpoint --agency kp2mi --every 60",
-        help="publish a signed checkpoint over the stream's events since the last one",
-    )
-    checkpoint.add_argument(
-        "--agency",
-        default="kp2mi",
-        help="the agency whose key signs the checkpoint (default kp2mi)",
+        example="lintas checkpoint --every 60",
+        help="publish a checkpoint over the stream's events since the last one, signed with "
+        "the sealer's key (made here on first use)",
     )
     checkpoint.add_argument(
         "--every",
@@ -393,6 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
         example="lintas keys list",
         help="the public keys this data dir trusts",
     )
+    key_export = _command(
+        key_commands,
+        "export",
+        example="lintas keys export --out lintas-keys.json",
+        help="write the platform's key registry (the LINTAS_KEYS bucket and this data dir's) "
+        "to a new file, and print its fingerprint to publish: what auditors pass to "
+        "`verify --keys`",
+    )
+    key_export.add_argument("--out", type=Path, required=True, help="a new file")
     _command(
         key_commands,
         "publish",

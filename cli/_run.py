@@ -27,8 +27,10 @@ from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import (
     Registry,
     Signer,
+    ensure_sealer_key,
     init_agency_key,
     private_key_path,
+    register_keys,
     trusted_registry,
 )
 from lintas.infra.nats.bus import open_bus, platform_services, read_service
@@ -54,6 +56,9 @@ async def _declare(
     try:
         js = parts.jetstream(nc, identity)
         await declare_platform(js, parts.settings, specs)
+        # The platform keeps the registry in the bus from its first start: the trust anchor
+        # an auditor exports (`lintas keys export`) and keeps.
+        await register_keys(parts.settings, js)
         return await trusted_registry(parts.settings, js)
     finally:
         await nc.close()
@@ -154,6 +159,19 @@ def _watchdog_key(settings: Settings, console: Console) -> Signer:
     return Signer.load(settings, WATCHDOG)
 
 
+def _sealer_key(settings: Settings, console: Console) -> Signer:
+    """The sealer's key (checkpoints, archive manifests), made here on first use and put
+    into the bus's registry with the others when the platform declares."""
+    signer, made = ensure_sealer_key(settings)
+    if made is not None:
+        console.print(
+            f"made the sealer's signing key {made.keyid} (checkpoints and archive manifests; "
+            "`lintas keys export` writes the registry to publish)",
+            highlight=False,
+        )
+    return signer
+
+
 async def _up(settings: Settings, console: Console) -> int:
     """The platform (declarations, record, read service) and every agency's consumers, each
     connected as itself."""
@@ -164,7 +182,8 @@ async def _up(settings: Settings, console: Console) -> int:
 async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-up")
-        signer = _watchdog_key(settings, console)
+        _watchdog_key(settings, console)
+        sealer = _sealer_key(settings, console)
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         databases = Databases(settings)
         verifier = parts.trust(registry)
@@ -192,8 +211,8 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
             running.push_async_callback(ticker.stop)
             checkpointing = ""
             if settings.checkpoint_interval_s:
-                # The platform operator checkpoints with the watchdog's key, which it holds here.
-                running.push_async_callback((await start_checkpointer(parts, signer)).stop)
+                # Checkpoints are the sealer's alone: no agency's key, not even the watchdog's.
+                running.push_async_callback((await start_checkpointer(parts, sealer)).stop)
                 checkpointing = f", checkpoints every {settings.checkpoint_interval_s:g} s"
             console.print(
                 f"lintas is up on {url}: record + watchdog + {len(settings.agencies)} agencies "

@@ -44,6 +44,7 @@ __all__ = [
     "Receipt",
     "Refusal",
     "chain_refusal",
+    "duplicate_member",
     "shape_refusal",
     "subject_refusal",
     "time_refusal",
@@ -187,6 +188,19 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateMember(name)
             seen.add(name)
     return doc
+
+
+def duplicate_member(raw: bytes) -> str | None:
+    """The first member name an object in the JSON ``raw`` names twice, if any (None too
+    when ``raw`` is no JSON): the check admission refuses ``duplicate_member`` by, for
+    readers of a log or an archive."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        return exc.name
+    except (ValueError, RecursionError):
+        return None
+    return None
 
 
 def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:

@@ -29,7 +29,12 @@ from lintas.demo.intake import open_case, pathway_for
 from lintas.demo.pathways import agencies
 from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.exchange import ensure_exchange_key
-from lintas.infra.keys.signing import ensure_agency_key, load_registry
+from lintas.infra.keys.signing import (
+    ensure_agency_key,
+    ensure_sealer_key,
+    load_registry,
+    register_keys,
+)
 from lintas.infra.nats.bus import embedded_url, open_bus
 from lintas.infra.nats.topology import (
     ConsumerSpec,
@@ -188,6 +193,9 @@ async def _run(
             # (the watchdog holds none: it never sees a child's data).
             for agency in (*agencies(), WATCHDOG):
                 ensure_agency_key(settings, agency)
+            # The sealer's key too, and every key in the bus's registry, as `lintas up` keeps it.
+            ensure_sealer_key(settings)
+            await register_keys(settings, js)
             for agency in agencies():
                 ensure_exchange_key(settings, agency)
             # Every agency's recipients as the platform reads them (files and bucket).

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import nats.js.errors
 from cryptography.hazmat.primitives import serialization
@@ -39,6 +39,8 @@ from lintas.infra.files import write_private
 from lintas.infra.nats.topology import open_key_bucket
 
 __all__ = [
+    "ROLES",
+    "SEALER",
     "PublishedKey",
     "SigningKeyError",
     "b64",
@@ -58,6 +60,14 @@ __all__ = [
 
 
 _Public = TypeVar("_Public")
+
+SEALER: Final = "sealer"
+"""The platform's signing role: its keys sign checkpoints and archive manifests, and nothing
+else does. It is no agency (no envelope can name it as its source), so an agency's key
+never makes a checkpoint and the sealer's key never makes an event."""
+
+ROLES: Final = frozenset({SEALER})
+"""Holders of registered keys that are roles, not agencies."""
 
 
 class SigningKeyError(PermanentError):
@@ -132,8 +142,9 @@ def read_agencies(doc: Mapping[str, Any], where: str, take: Callable[[str, Any],
 
 
 def checked_agency(agency: str, where: str | None = None) -> str:
-    """``agency``, if it is an agency id (whose key ``where`` holds, if given)."""
-    if not is_agency_id(agency):
+    """``agency``, if it is an agency id or a role of :data:`ROLES` (whose key ``where``
+    holds, if given)."""
+    if not (is_agency_id(agency) or agency in ROLES):
         prefix = f"{where}: " if where else ""
         raise SigningKeyError(f"{prefix}{agency!r} is not an agency id")
     return agency

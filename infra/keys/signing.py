@@ -10,7 +10,11 @@ see :mod:`lintas.contracts.canonical`).
 Registries are JSON files: the one shipped as ``infra/registry/keys.json`` (agencies'
 published keys) and the data directory's own (``<data_dir>/keys/registry.json``: keys made
 here by ``lintas keys init``); a consumer reads both, and the ``LINTAS_KEYS`` bucket
-(:func:`trusted_registry`). Key ids are
+(:func:`trusted_registry`), which the platform keeps from its first start
+(:func:`register_keys`). Written out whole (``lintas keys export``), a registry is the trust
+anchor an auditor keeps, known by its :func:`fingerprint`. Besides agencies, one role holds
+keys: the sealer (:data:`SEALER`), whose keys alone sign checkpoints and archive manifests
+(:func:`ensure_sealer_key`). Key ids are
 ``<agency>:<first 16 hex digits of the SHA-256 of the raw public key>``. Files, documents and
 the bucket are handled as for every key registry (:mod:`lintas.infra.keys.registry`); what is
 particular here is an entry's validity dates and the refusal of weak or conflicting keys.
@@ -28,6 +32,8 @@ must), its :class:`UnknownKey` (a key id the registry does not hold), and
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,10 +49,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from lintas.contracts import (
     Envelope,
     SignatureError,
+    canonical_json,
     parse_message,
 )
 from lintas.infra import canonical as fastjcs
+from lintas.infra.errors import bus_errors
 from lintas.infra.keys.registry import (
+    SEALER,
     PublishedKey,
     SigningKeyError,
     b64,
@@ -65,11 +74,12 @@ from lintas.infra.keys.registry import (
 from lintas.infra.keys.registry import (
     key_id as published_key_id,
 )
-from lintas.infra.nats.topology import KEYS_BUCKET
+from lintas.infra.nats.topology import KEYS_BUCKET, open_key_bucket
 from lintas.infra.settings import Settings
 
 __all__ = [
     "KEYS_BUCKET",
+    "SEALER",
     "SHIPPED_REGISTRY",
     "KeyEntry",
     "Registry",
@@ -79,12 +89,18 @@ __all__ = [
     "Verifier",
     "bucket_values",
     "ensure_agency_key",
+    "ensure_sealer_key",
+    "fingerprint",
     "init_agency_key",
     "load_registry",
     "local_registry_path",
     "private_key_path",
     "publish_registry",
+    "read_registry_file",
+    "register_keys",
+    "registry_bytes",
     "registry_from_kv",
+    "spoken",
     "trusted_registry",
 ]
 
@@ -254,6 +270,15 @@ def ensure_agency_key(settings: Settings, agency: str) -> None:
     """``init_agency_key`` unless the agency has a key here already (the demo's own)."""
     if not private_key_path(settings, agency).exists():
         init_agency_key(settings, agency, now=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+def ensure_sealer_key(settings: Settings) -> tuple[Signer, KeyEntry | None]:
+    """The sealer's signer (:data:`SEALER`: checkpoints and archive manifests), its key made
+    here on first use, valid from now; the entry made, if one was."""
+    made = None
+    if not private_key_path(settings, SEALER).exists():
+        made = init_agency_key(settings, SEALER)
+    return Signer.load(settings, SEALER), made
 
 
 class Signer:
@@ -449,6 +474,56 @@ async def registry_from_kv(js: Any) -> Registry:
     """The public keys in the ``LINTAS_KEYS`` bucket; empty if there is no bucket."""
     doc = await bucket_document(js, KEYS_BUCKET)
     return Registry.from_json(doc, f"the {KEYS_BUCKET} bucket")
+
+
+async def register_keys(settings: Settings, js: Any) -> Registry:
+    """The platform's registry, kept in the ``LINTAS_KEYS`` bucket from the first start: the
+    bucket made if missing, this data directory's keys added to what it holds (an agency's
+    list put again only when it gains a key), and the whole returned."""
+    with bus_errors(f"writing the {KEYS_BUCKET} bucket"):
+        await open_key_bucket(js, KEYS_BUCKET)
+    held = await registry_from_kv(js)
+    merged = Registry(held.entries())
+    for entry in load_registry(settings).entries():
+        merged.add(entry)
+    grown = {e.agency for e in merged.entries() if held.get(e.keyid) is None}
+    if grown:
+        doc = merged.to_json()
+        await publish_document(
+            js, KEYS_BUCKET, {"agencies": {a: doc["agencies"][a] for a in sorted(grown)}}
+        )
+    return merged
+
+
+def registry_bytes(registry: Registry) -> bytes:
+    """The registry's canonical form (RFC 8785): what its fingerprint is the SHA-256 of,
+    whatever the spacing or order of the file it was read from."""
+    return canonical_json(registry.to_json())
+
+
+def fingerprint(registry: Registry) -> str:
+    """``sha256:<hex>`` of :func:`registry_bytes`: what an auditor compares with the one the
+    platform published."""
+    return "sha256:" + hashlib.sha256(registry_bytes(registry)).hexdigest()
+
+
+def spoken(digest: str) -> str:
+    """A fingerprint in groups of four hex digits, eight to a line: to read out over the
+    phone or compare by eye."""
+    hexits = digest.removeprefix("sha256:")
+    groups = [hexits[i : i + 4] for i in range(0, len(hexits), 4)]
+    return "\n".join(" ".join(groups[i : i + 8]) for i in range(0, len(groups), 8))
+
+
+def read_registry_file(path: Path) -> Registry:
+    """A registry file given by hand (``--keys``): :class:`SigningKeyError` if it is not one."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError:
+        raise SigningKeyError(f"{path} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise SigningKeyError(f"{path} is not a key registry")
+    return Registry.from_json(doc, str(path))
 
 
 async def trusted_registry(settings: Settings, js: Any) -> Registry:

@@ -360,8 +360,9 @@ EXCHANGE_BUCKET: Final = "LINTAS_EXCHANGE_KEYS"
 def keys_bucket_config() -> KeyValueConfig:
     """With history: a rotation leaves the agency's previous list of keys behind.
 
-    Made by the first ``lintas keys publish`` rather than by :func:`declare_platform`: a bus
-    where no key was ever published has no bucket, which readers take as no keys."""
+    Made at the platform's first start (``lintas up``, ``lintas run platform``, the demo:
+    :func:`lintas.infra.keys.signing.register_keys`) or by the first ``lintas keys
+    publish``: the registry an auditor exports (``lintas keys export``) and keeps."""
     return KeyValueConfig(bucket=KEYS_BUCKET, history=16, description="agencies' public keys")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import JetStreamContext
 
 from lintas.audit import StoredEvent, StreamReader, verify_stream
+from lintas.audit.archive import parse_line
 from lintas.cli import main
-from lintas.contracts import encode, event_hash, make_event, new_case_id
-from lintas.infra.keys.signing import KeyEntry, Registry, Signer, load_registry
+from lintas.contracts import encode, event_hash, make_event, message_hash, new_case_id
+from lintas.infra.keys.signing import SEALER, KeyEntry, Registry, Signer, load_registry
 from lintas.infra.settings import Settings
 from tests.support.helpers import declare_record, publish_case, signed
 from tests.support.samples import sealed
@@ -79,7 +81,9 @@ STEPS: list[tuple[str, str, str, dict[str, Any], int]] = [
 AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
 
 # Agencies' keys for events signed in memory (the unit tests), and the registry of them.
-SIGNERS = {agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi")}
+SIGNERS = {
+    agency: Signer(agency, Ed25519PrivateKey.generate()) for agency in ("kemlu", "kp2mi", SEALER)
+}
 REGISTRY = Registry(
     KeyEntry(agency, s.keyid, s._key.public_key(), valid_from=datetime(2000, 1, 1, tzinfo=UTC))
     for agency, s in SIGNERS.items()
@@ -233,7 +237,20 @@ class Tamper:
             manifest["cut"]["last_seq"] = max(manifest["cut"]["last_seq"], seqs[-1])
             keys = (self.path / "keys.json").read_bytes()
             manifest["keys"]["sha256"] = "sha256:" + hashlib.sha256(keys).hexdigest()
+            # What the log held at each position, as the attacker would have it read.
+            positions = b"".join(
+                f"{json.loads(x)['seq']} {message_hash(parse_line(x).body)}\n".encode()
+                for x in self.lines
+            )
+            (self.path / "positions.txt").write_bytes(positions)
+            manifest["positions"]["sha256"] = "sha256:" + hashlib.sha256(positions).hexdigest()
             (self.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    def sign_manifest(self, signer: Signer) -> None:
+        """Sign the manifest afresh: with a key of one's own, as an impostor would."""
+        manifest = json.loads((self.path / "manifest.json").read_text())
+        signed = signer.sign_document(manifest)
+        (self.path / "manifest.json").write_text(json.dumps(signed, indent=2))
 
 
 async def export(tmp_path: Path, *args: str, name: str = "archive") -> Path:
@@ -241,6 +258,22 @@ async def export(tmp_path: Path, *args: str, name: str = "archive") -> Path:
     out = tmp_path / name
     assert await cli("export", "--out", str(out), *args) == 0
     return out
+
+
+async def keys_file(tmp_path: Path) -> Path:
+    """``lintas keys export``: the platform's registry as it stands now, in a new file."""
+    out = tmp_path / f"keys-{next(_KEY_FILES)}.json"
+    assert await cli("keys", "export", "--out", str(out)) == 0
+    return out
+
+
+_KEY_FILES = itertools.count(1)
+
+
+async def verify_archive_cli(tmp_path: Path, archive: Path, *args: str) -> int:
+    """``lintas verify --archive`` against the platform's registry kept apart (``--keys``)."""
+    keys = await keys_file(tmp_path)
+    return await cli("verify", "--archive", str(archive), "--keys", str(keys), *args)
 
 
 async def verify_fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:

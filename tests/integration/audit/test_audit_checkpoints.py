@@ -19,7 +19,16 @@ from lintas.contracts import message_hash
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.nats.topology import checkpoints_stream
 from lintas.infra.settings import Settings
-from tests.support.audit import ChainedAgencies, Sent, Tamper, cli, export, verify_fails
+from tests.support.audit import (
+    ChainedAgencies,
+    Sent,
+    Tamper,
+    cli,
+    export,
+    keys_file,
+    verify_archive_cli,
+    verify_fails,
+)
 from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
@@ -62,7 +71,7 @@ async def test_a_checkpoint_covers_the_log_and_verify_checks_it(
         1,
         28,
         28,
-        "kp2mi",
+        "sealer",
     )
     # The digest, as documented: chained over message_hash of every message, from zeros.
     digest = ZERO_DIGEST
@@ -86,12 +95,12 @@ async def test_a_second_checkpoint_covers_only_the_new_events_and_nothing_new_ch
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert await cli("checkpoint") == 0
-    assert await cli("checkpoint", "--agency", "kemlu") == 0
+    assert await cli("checkpoint") == 0
     assert "nothing to checkpoint" in _out(capsys)
     assert (await js.stream_info(checkpoints_stream(cli_env))).state.messages == 1
     more = await ChainedAgencies(js, cli_env).cases(1, steps=3)
-    assert await cli("checkpoint", "--agency", "kemlu") == 0
-    assert "seq 29..31 (3 messages) as checkpoint 2, signed by kemlu" in _out(capsys)
+    assert await cli("checkpoint") == 0
+    assert "seq 29..31 (3 messages) as checkpoint 2, signed by sealer" in _out(capsys)
     first, second = await read_checkpoints(js, cli_env)
     assert (second.first_seq, second.last_seq, second.count) == (29, 31, 3)
     assert second.prev_digest == first.digest
@@ -120,15 +129,17 @@ async def test_a_checkpoint_with_a_bad_signature_is_named(
     )
     assert verdict.finding is not None
     assert (
-        "checkpoint 1 (stream seq 1..28), checkpointed by kp2mi: signature: the signature does not"
-        in (str(verdict.finding))
+        "checkpoint 1 (stream seq 1..28), checkpointed by sealer: signature: the signature does "
+        "not" in (str(verdict.finding))
     )
-    # ... and one that says it is kemlu's, signed with kp2mi's key.
+    # ... and one that says it is kemlu's: no agency makes a checkpoint.
     claimed = dict(checkpoint.doc, signed_by="kemlu")
     verdict = await verify_stream(
         reader.events(cut), cut, registry, checkpoints=[Checkpoint.from_doc(1, claimed)]
     )
-    assert "says it is kemlu's but is signed with kp2mi's key" in str(verdict.finding)
+    assert verdict.finding is not None
+    assert verdict.finding.code == "checkpoint-signer"
+    assert "is signed by kemlu, not by the sealer" in str(verdict.finding)
 
 
 async def test_a_stream_shorter_than_its_checkpoints_is_named(
@@ -154,10 +165,13 @@ async def test_deleting_the_tail_of_an_archive_with_its_manifest_is_caught_by_th
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Without a checkpoint, removing the last events and rewriting the manifest went unnoticed.
+    # Without a checkpoint, removing the last events and rewriting the manifest went unnoticed
+    # until the manifest was signed.
     uncheckpointed = Tamper(await export(tmp_path, name="uncheckpointed"))
     _cut_tail(uncheckpointed, 3)
-    assert await cli("verify", "--archive", str(uncheckpointed.path)) == 0
+    assert "[manifest-signature]" in await verify_fails(
+        capsys, "--archive", str(uncheckpointed.path), "--keys", str(await keys_file(tmp_path))
+    )
     # With a checkpoint over the log, the archive carries it and verify names the cut.
     assert await cli("checkpoint") == 0
     archive = await export(tmp_path, name="checkpointed")
@@ -165,10 +179,10 @@ async def test_deleting_the_tail_of_an_archive_with_its_manifest_is_caught_by_th
     assert manifest["checkpoints"]["count"] == 1
     assert len((archive / "checkpoints.jsonl").read_text().splitlines()) == 1
     capsys.readouterr()
-    assert await cli("verify", "--archive", str(archive)) == 0
+    assert await verify_archive_cli(tmp_path, archive) == 0
     assert "checkpoints: 1 (stream seq 1..28), 1 recomputed" in _out(capsys)
     tarball = await export(tmp_path, name="checkpointed.tar.gz")
-    assert await cli("verify", "--archive", str(tarball)) == 0
+    assert await verify_archive_cli(tmp_path, tarball) == 0
     tamper = Tamper(archive)
     _cut_tail(tamper, 3)
     out = await verify_fails(capsys, "--archive", str(archive))
@@ -188,7 +202,7 @@ async def test_a_checkpoint_altered_in_an_archive_is_named(
     (archive / "checkpoints.jsonl").write_text(json.dumps(line) + "\n")
     out = await verify_fails(capsys, "--archive", str(archive))
     assert (
-        "checkpoints.jsonl: checkpoint 1 (stream seq 1..27), checkpointed by kp2mi: signature:"
+        "checkpoints.jsonl: checkpoint 1 (stream seq 1..27), checkpointed by sealer: signature:"
         in out
     )
 
@@ -206,5 +220,5 @@ async def test_a_partial_export_carries_the_checkpoints_it_overlaps(
     case = await export(tmp_path, "--case", log[0].case_id)
     assert len((case / "checkpoints.jsonl").read_text().splitlines()) == 1  # 1..28 only
     capsys.readouterr()
-    assert await cli("verify", "--archive", str(case)) == 0
+    assert await verify_archive_cli(tmp_path, case) == 0
     assert "0 recomputed, 1 not checkable here" in _out(capsys)

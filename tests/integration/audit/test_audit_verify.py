@@ -22,9 +22,19 @@ from structlog.testing import capture_logs
 
 from lintas.audit import ArchiveReader, StreamReader, verify_archive, verify_stream
 from lintas.contracts import canonical_json, event_hash, new_case_id, signing_input
-from lintas.infra.keys.signing import Signer, key_id, load_registry, private_key_path
+from lintas.infra.keys.signing import SEALER, Signer, key_id, load_registry, private_key_path
 from lintas.infra.settings import Settings
-from tests.support.audit import T0, ChainedAgencies, Sent, Tamper, cli, export, verify_fails
+from tests.support.audit import (
+    T0,
+    ChainedAgencies,
+    Sent,
+    Tamper,
+    cli,
+    export,
+    keys_file,
+    verify_archive_cli,
+    verify_fails,
+)
 from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
@@ -152,15 +162,27 @@ async def test_an_exported_archive_verifies_offline(
     assert first.endswith(
         b',"event":' + json.dumps(log[0].doc, separators=(",", ":")).encode() + b"}"
     )
+    keys = await keys_file(tmp_path)
     # Offline: no bus at all.
     monkeypatch.setenv("LINTAS_NATS_URL", "nats://127.0.0.1:1")
     capsys.readouterr()
     for archive in (directory, tarball):
-        assert await cli("verify", "--archive", str(archive)) == 0
+        assert await cli("verify", "--archive", str(archive), "--keys", str(keys)) == 0
         out = " ".join(capsys.readouterr().out.split())
         assert f"{len(log)} events of {CASES} cases" in out
-        assert "4 from the archive's keys.json, 4 of them also in this data dir's registry" in out
-    assert await cli("verify", "--archive", str(directory), "--case", log[2].case_id) == 0
+        assert "keys: the registry given (" in out
+        assert "fingerprint sha256:" in out
+        # Without the registry kept apart, all holds, by the archive's own keys: exit 4.
+        assert await cli("verify", "--archive", str(archive)) == 4
+        out = " ".join(capsys.readouterr().out.split())
+        assert "NOT AUTHENTICATED" in out
+        assert "5 keys, 5 of them also in this data dir's registry" in out
+    assert (
+        await cli(
+            "verify", "--archive", str(directory), "--case", log[2].case_id, "--keys", str(keys)
+        )
+        == 0
+    )
     assert "7 events of 1 case " in " ".join(capsys.readouterr().out.split())
 
 
@@ -176,7 +198,7 @@ async def test_a_case_export_is_checked_from_the_cases_first_event(
 ) -> None:
     case_id = log[1].case_id
     archive = await export(tmp_path, "--case", case_id)
-    assert await cli("verify", "--archive", str(archive)) == 0
+    assert await verify_archive_cli(tmp_path, archive) == 0
     mine = [s for s in log if s.case_id == case_id]
     tamper = Tamper(archive)
     assert len(tamper.lines) == len(mine)
@@ -193,7 +215,7 @@ async def test_a_window_export_anchors_the_cases_that_began_before_it(
     # Cases open one day apart, each lasting 5 hours: from day 1 + 3h, case 1 is half over.
     start = (T0.replace(day=2, hour=11)).isoformat()
     archive = await export(tmp_path, "--from", start)
-    assert await cli("verify", "--archive", str(archive)) == 0
+    assert await verify_archive_cli(tmp_path, archive) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 case began before this partial log" in out
     assert log[1].case_id in out  # named as anchored
@@ -364,7 +386,7 @@ async def test_verify_with_a_trusted_registry_rejects_an_archive_resigned_by_oth
     those keys, passes on its own word; ``--keys`` with the registry the auditor trusts
     names its first event."""
     impostors = {
-        a: Ed25519PrivateKey.generate() for a in ("kemlu", "kp2mi", "dukcapil", "kemensos")
+        a: Ed25519PrivateKey.generate() for a in ("kemlu", "kp2mi", "dukcapil", "kemensos", SEALER)
     }
     heads: dict[str, str] = {}
     lines = []
@@ -398,13 +420,15 @@ async def test_verify_with_a_trusted_registry_rejects_an_archive_resigned_by_oth
         ]
     (archive.path / "keys.json").write_text(json.dumps(keys))
     archive.save(fix_manifest=True)
+    archive.sign_manifest(Signer(SEALER, impostors[SEALER]))
     capsys.readouterr()
-    assert await cli("verify", "--archive", str(archive.path)) == 0
+    # It holds on its own word, and verify says that proves nothing: exit 4, not 0.
+    status = await cli("verify", "--archive", str(archive.path))
     out = " ".join(capsys.readouterr().out.split())
+    assert status == 4, out
     assert "0 of them also in this data dir's registry" in out
-    assert "trusted on the archive's word" in out
-    trusted = tmp_path / "trusted.json"
-    trusted.write_text(json.dumps(load_registry(cli_env).to_json()))
+    assert "authenticity NOT established" in out
+    trusted = await keys_file(tmp_path)
     out = await verify_fails(capsys, "--archive", str(archive.path), "--keys", str(trusted))
     assert f"stream seq 1, event {log[0].doc['id']}, case {log[0].case_id}" in out
     assert "is not in the registry" in out
@@ -428,7 +452,7 @@ async def test_keys_are_never_printed_or_logged(
     with capture_logs() as logs:
         archive = await export(tmp_path)
         assert await cli("verify") == 0
-        assert await cli("verify", "--archive", str(archive)) == 0
+        assert await verify_archive_cli(tmp_path, archive) == 0
         assert (
             await cli(
                 "replay", "--archive", str(archive), "--database", f"sqlite:///{tmp_path / 'r.db'}"
@@ -456,6 +480,7 @@ async def test_library_verdicts_match_the_cli(
     archive = await export(tmp_path)
     verdict = _reader_verdict(archive, verify_archive)
     assert verdict.ok
+    assert not verdict.authenticated  # the archive's own keys
     assert verdict.events == len(log)
     reader = StreamReader(js, cli_env.stream)
     cut = await reader.cut()

@@ -23,7 +23,13 @@ from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import ZERO_DIGEST, Checkpoint, CheckpointRaced, checkpoint_stream
 from lintas.infra.bootstrap import Parts
 from lintas.infra.errors import BusUnavailable
-from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry
+from lintas.infra.keys.signing import (
+    SEALER,
+    Signer,
+    ensure_agency_key,
+    ensure_sealer_key,
+    load_registry,
+)
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import checkpoints_config, ensure_stream_config
 from lintas.infra.settings import Settings
@@ -49,7 +55,7 @@ async def test_each_round_checkpoints_what_is_new_and_verify_checks_the_checkpoi
     checkpointed: asyncio.Queue[Checkpoint] = asyncio.Queue()
     checkpointer = await start_checkpointer(
         Parts(settings, nats_server.url),
-        Signer.load(settings, "kp2mi"),
+        _sealer(settings),
         interval_s=0.05,
         on_checkpoint=checkpointed.put_nowait,
     )
@@ -57,7 +63,7 @@ async def test_each_round_checkpoints_what_is_new_and_verify_checks_the_checkpoi
         async with asyncio.timeout(20):
             first = await checkpointed.get()
         assert (first.first_seq, first.last_seq, first.count) == (1, 6, 6)
-        assert (first.prev_digest, first.signed_by) == (ZERO_DIGEST, "kp2mi")
+        assert (first.prev_digest, first.signed_by) == (ZERO_DIGEST, SEALER)
         await agencies.cases(1, steps=3)  # seq 7..9, checkpointed in one round or more
         later = [first]
         async with asyncio.timeout(20):
@@ -83,6 +89,21 @@ async def test_each_round_checkpoints_what_is_new_and_verify_checks_the_checkpoi
     assert verdict.ok, verdict.finding
 
 
+def _sealer(settings: Settings) -> Signer:
+    return ensure_sealer_key(settings)[0]
+
+
+async def test_an_agencys_key_never_makes_a_checkpoint(
+    js: JetStreamContext, settings: Settings, nats_server: EmbeddedNats, agencies: ChainedAgencies
+) -> None:
+    kp2mi = Signer.load(settings, "kp2mi")
+    with pytest.raises(ValueError, match="signed by the sealer only, not by kp2mi"):
+        await checkpoint_stream(js, settings, kp2mi)
+    with pytest.raises(ValueError, match="signed by the sealer only, not by kp2mi"):
+        await start_checkpointer(Parts(settings, nats_server.url), kp2mi, interval_s=1)
+    assert await read_checkpoints(js, settings) == []
+
+
 async def test_lintas_checkpoint_every_checkpoints_until_sigint(
     js: JetStreamContext, cli_env: Settings, agencies: ChainedAgencies
 ) -> None:
@@ -101,12 +122,12 @@ async def test_lintas_checkpoint_every_checkpoints_until_sigint(
     assert proc.stdout is not None
     try:
         line = await line_with(proc.stdout, "checkpointing stream", 30)
-        assert f"checkpointing stream {cli_env.stream} every 0.1 s with kp2mi's key" in line
+        assert f"checkpointing stream {cli_env.stream} every 0.1 s with the sealer's key" in line
         line = await line_with(proc.stdout, "checkpointed stream", 30)
-        assert "seq 1..6 (6 messages) as checkpoint 1, signed by kp2mi" in line
+        assert "seq 1..6 (6 messages) as checkpoint 1, signed by sealer" in line
         await agencies.cases(1, steps=1)  # seq 7
         line = await line_with(proc.stdout, "checkpointed stream", 30)
-        assert "seq 7..7 (1 message) as checkpoint 2, signed by kp2mi" in line
+        assert "seq 7..7 (1 message) as checkpoint 2, signed by sealer" in line
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
@@ -120,7 +141,7 @@ async def test_lintas_checkpoint_every_needs_a_bus_with_a_log(
 ) -> None:
     """No LINTAS_NATS_URL and no `lintas up` here: a bus started for the command would hold
     no log to checkpoint."""
-    ensure_agency_key(settings, "kp2mi")
+    ensure_agency_key(settings, SEALER)
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert await cli("checkpoint", "--every", "5") == 1
     assert "no bus to checkpoint: set LINTAS_NATS_URL" in capsys.readouterr().err
@@ -155,8 +176,8 @@ class _Gated:
 async def _race(js: JetStreamContext, other: JetStreamContext, settings: Settings) -> Checkpoint:
     """Two checkpoint_stream rounds at once; the first publishes first. The winner's checkpoint."""
     first, second = _Gated(js), _Gated(other)
-    winner = asyncio.create_task(checkpoint_stream(first, settings, Signer.load(settings, "kp2mi")))
-    loser = asyncio.create_task(checkpoint_stream(second, settings, Signer.load(settings, "kemlu")))
+    winner = asyncio.create_task(checkpoint_stream(first, settings, _sealer(settings)))
+    loser = asyncio.create_task(checkpoint_stream(second, settings, _sealer(settings)))
     async with asyncio.timeout(30):
         await first.reached.wait()
         await second.reached.wait()
@@ -174,11 +195,11 @@ async def test_two_checkpointers_at_once_store_one_checkpoint_and_the_other_is_t
 ) -> None:
     won = await _race(js, js, settings)
     stored = await read_checkpoints(js, settings)
-    assert [(s.seq, s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 1, 6, "kp2mi")]
+    assert [(s.seq, s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 1, 6, SEALER)]
     # The loser's next round checkpoints what is still uncheckpointed, after the winner's
     # checkpoint.
     await agencies.cases(1, steps=1)  # seq 7
-    after = await checkpoint_stream(js, settings, Signer.load(settings, "kemlu"))
+    after = await checkpoint_stream(js, settings, _sealer(settings))
     assert after is not None
     assert (after.first_seq, after.last_seq, after.prev_digest) == (7, 7, won.digest)
 
@@ -201,7 +222,7 @@ async def test_on_a_replicated_stream_the_checkpointer_that_lost_is_told_too(
             await ChainedAgencies(js, settings).cases(2, steps=3)  # seq 1..6
             await _race(js, other.jetstream(), settings)
             stored = await read_checkpoints(js, settings)
-            assert [(s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 6, "kp2mi")]
+            assert [(s.first_seq, s.last_seq, s.signed_by) for s in stored] == [(1, 6, SEALER)]
         finally:
             for client in (nc, other):
                 with contextlib.suppress(nats.errors.Error, OSError):

@@ -94,6 +94,7 @@ async def test_junk_is_counted_and_passed_over_and_a_later_break_still_found(
         "not_events": 3,
         "problems": 1,
         "anchored_cases": 0,
+        "uncovered": 11,  # no checkpoint yet
     }
     assert [(p["code"], p["seq"], p["case"]) for p in doc["not_events"]] == [
         ("not-json", 7, a),
@@ -119,6 +120,7 @@ async def test_a_clean_stream_exits_0_and_its_json_has_the_documented_shape(
         "format",
         "source",
         "status",
+        "authenticated",
         "counts",
         "first_seq",
         "last_seq",

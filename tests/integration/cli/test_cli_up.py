@@ -17,7 +17,13 @@ from sqlmodel import Session
 from lintas.audit import Checkpoint, read_checkpoints
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import load_record
-from lintas.infra.keys.signing import Signer, ensure_agency_key
+from lintas.infra.keys.signing import (
+    SEALER,
+    Signer,
+    ensure_agency_key,
+    load_registry,
+    registry_from_kv,
+)
 from lintas.infra.nats.bus import AccessRefused, connect
 from lintas.infra.nats.topology import intake_stream
 from lintas.infra.reads import ServiceReads
@@ -105,8 +111,9 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
         assert {(e.source, e.target) for e in record.timeline[3:5]} == {("watchdog", "kemlu")}
         assert {(e.source, e.target) for e in record.timeline[5:]} == {("watchdog", "kpai")}
         assert (settings.data_dir / "keys" / "watchdog.key").exists()
-        # The platform checkpoints the log as it grows, with the watchdog's key: a checkpoint
-        # reaches the last event (the stream is written by another process: poll the checkpoints).
+        # The platform checkpoints the log as it grows, with the sealer's key (no agency's, not
+        # the watchdog's): a checkpoint reaches the last event (the stream is written by
+        # another process: poll the checkpoints).
         auditor = await connect(url_text, "auditor", settings=settings, identity="auditor")
         try:
             js = auditor.jetstream()
@@ -116,10 +123,17 @@ async def test_up_runs_consumers_until_sigint(settings: Settings) -> None:
                 while not checkpoints or checkpoints[-1].last_seq < last_seq:
                     await asyncio.sleep(0.05)
                     checkpoints = await read_checkpoints(js, settings)
+            # The registry is in the bus from the first start, every key of this data dir in
+            # it, the sealer's and the watchdog's made by `lintas up` included.
+            held = await registry_from_kv(js)
         finally:
             await auditor.close()
-        assert {checkpoint.signed_by for checkpoint in checkpoints} == {"watchdog"}
+        assert {checkpoint.signed_by for checkpoint in checkpoints} == {SEALER}
         assert checkpoints[0].first_seq == 1
+        assert {e.agency for e in held.entries()} >= {"kemlu", "kp2mi", "watchdog", SEALER}
+        assert {e.keyid for e in load_registry(settings).entries()} <= {
+            e.keyid for e in held.entries()
+        }
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

@@ -22,7 +22,8 @@ from lintas.audit.archive import (
 )
 from lintas.audit.check import verify_archive, verify_stream
 from lintas.contracts import new_case_id
-from tests.support.audit import REGISTRY, T0, Log
+from lintas.infra.keys.signing import SEALER
+from tests.support.audit import REGISTRY, SIGNERS, T0, Log
 
 
 def _run(checker: LogChecker, events: Iterable[StoredEvent]) -> str | None:
@@ -152,22 +153,26 @@ def test_every_problem_is_listed_and_the_check_carries_on() -> None:
 
 
 def test_a_case_pass_is_a_few_lines_and_names_the_event() -> None:
-    """The hook the authority policy plugs into: a rule over one case's events."""
+    """The hook the authority policy plugs into: a fold over one case's events, holding a
+    state per case (here, how many events it has seen), never the events."""
     log = Log()
     a, b = new_case_id(), new_case_id()
     log.case(a)
     log.case(b, minutes=10)
+    seen: list[Any] = []
 
-    def closing_officer(events: Any) -> Any:
-        for event in events:
-            if event.type == "case.assigned":
-                yield event, "authority-test", f"{event.source} may not assign"
+    def closing_officer(event: Any, state: Any) -> Any:
+        seen.append(state)
+        found = []
+        if event.type == "case.assigned":
+            found.append(("authority-test", f"{event.source} may not assign"))
+        return (state or 0) + 1, found
 
     checker = _checker(case_passes=[closing_officer])
     for stored in log.events:
         checker.check(stored)
-    assert checker.problems == []
     checker.finish()
+    assert seen == [None, 1, 2, None, 1, 2]
     assert [
         (p.code, p.event and p.event.seq, p.event and p.event.case_id) for p in checker.problems
     ] == [
@@ -259,12 +264,21 @@ async def test_an_archive_written_from_any_source_verifies(tmp_path: Path, name:
     log.case(new_case_id())
     log.case(new_case_id(), minutes=30)
     cut = StreamCut("LINTAS", 1, 6, 6)
-    manifest = await export_archive(_each(log.events), tmp_path / name, cut=cut, registry=REGISTRY)
+    manifest = await export_archive(
+        _each(log.events), tmp_path / name, cut=cut, registry=REGISTRY, signer=SIGNERS[SEALER]
+    )
     assert (manifest.count, manifest.first_seq, manifest.last_seq) == (6, 1, 6)
     assert manifest.agencies == ("kemlu", "kp2mi")
     with ArchiveReader(tmp_path / name) as reader:
-        verdict = verify_archive(reader)
+        verdict = verify_archive(reader, registry=REGISTRY)
     assert verdict.ok, verdict.finding
+    assert verdict.authenticated
+    assert verdict.uncovered == 6  # no checkpoint over it
+    with ArchiveReader(tmp_path / name) as reader:
+        alone = verify_archive(reader)  # by its own keys: holds, but proves nothing
+    assert alone.ok, alone.finding
+    assert not alone.authenticated
+    assert alone.to_json()["status"] == "unauthenticated"
     assert (verdict.events, verdict.cases) == (6, 2)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no staging left
 
@@ -281,9 +295,10 @@ async def test_a_window_keeps_events_by_event_time(tmp_path: Path) -> None:
         registry=REGISTRY,
         time_from=T0 + timedelta(minutes=1),
         time_to=T0 + timedelta(minutes=31),
+        signer=SIGNERS[SEALER],
     )
     assert (manifest.count, manifest.first_seq, manifest.last_seq) == (4, 2, 5)
     with ArchiveReader(tmp_path / "w") as reader:
-        verdict = verify_archive(reader)
+        verdict = verify_archive(reader, registry=REGISTRY)
     assert verdict.ok, verdict.finding
     assert verdict.anchored == 1  # the first case began before the window

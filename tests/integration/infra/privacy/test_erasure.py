@@ -258,7 +258,9 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
     assert "the authority policy, hash chains and sequence hold" in outputs[-1]
     archive = tmp_path / "after-erasure"
     assert await cli("export", "--out", str(archive)) == 0
-    assert await cli("verify", "--archive", str(archive)) == 0
+    keys = tmp_path / "lintas-keys.json"
+    assert await cli("keys", "export", "--out", str(keys)) == 0
+    assert await cli("verify", "--archive", str(archive), "--keys", str(keys)) == 0
     replayed = f"sqlite:///{tmp_path / 'replay.db'}"
     outputs.append(str(capsys.readouterr()))
     assert await cli("replay", "--database", replayed, "--case", case_id) == 0
