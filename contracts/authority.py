@@ -63,6 +63,7 @@ __all__ = [
     "Pending",
     "Refusal",
     "Rule",
+    "allowed",
     "apply",
     "check",
     "check_alone",
@@ -444,6 +445,19 @@ def apply(state: CaseState, event: Event) -> CaseState:
                 state, handoffs=tuple(ended if h is found else h for h in state.handoffs)
             )
     return state
+
+
+def allowed(
+    events: Iterable[tuple[int, Event]],
+) -> Iterator[tuple[int, Event, CaseState]]:
+    """One case's events in log order, with their sequences: those the policy allows, each
+    with the case's state once it is applied (the others decide nothing). What a reader
+    that acts for the case (the read service's key operations) folds."""
+    state = start()
+    for seq, event in events:
+        if judge(state, event) is None:
+            state = apply(state, event)
+            yield seq, event, state
 
 
 def refusals(events: Iterable[Event]) -> Iterator[tuple[Event, Refusal]]:

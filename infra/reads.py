@@ -61,6 +61,7 @@ from lintas.contracts import (
     ContractError,
     Event,
     SignatureError,
+    authority,
     case_filter,
     decode,
     gate,
@@ -299,11 +300,6 @@ def _int(request: dict[str, Any], name: str) -> int:
     return value
 
 
-# What decides who owns a case and whether its keys go counts only signed
-# (lintas.contracts.gate), as the record counts events (consumers apply only signed ones).
-_SIGNED_ONLY = gate.NAMING_OWNER | gate.ERASING
-
-
 class ReadService:
     """Answers agencies' reads on ``lintas_read.<agency>.<operation>`` (a queue group:
     run as many as you like). ``start`` subscribes, ``stop`` drains.
@@ -429,8 +425,7 @@ class ReadService:
 
     async def _case_events(self, subject_filter: str, last: int) -> list[tuple[int, Event]]:
         """The case's events that keep their contracts (quarantined everywhere else), up
-        to ``last``; an opening, assignment or erasure only if it holds its source's
-        signature (with a verifier)."""
+        to ``last``, each only if it holds its source's signature (with a verifier)."""
         events = []
         cursor = 1
         while cursor <= last:
@@ -440,7 +435,7 @@ class ReadService:
             for found in batch:
                 try:
                     event = decode(found.data, subject=found.subject)
-                    if self._verifier is not None and event.type in _SIGNED_ONLY:
+                    if self._verifier is not None:
                         await self._verifier.check(found.data, event.envelope)
                 except (ContractError, SignatureError):
                     continue
@@ -448,22 +443,29 @@ class ReadService:
             cursor = batch[-1].seq + 1
         return events
 
+    async def _allowed(
+        self, case_id: str, last: int
+    ) -> list[tuple[int, Event, authority.CaseState]]:
+        """The case's events up to ``last`` the authority policy allows, each with the
+        case's state after it: what admission admits and every reader folds. What is on
+        the log without that (written around admission) calls for nothing here."""
+        return list(authority.allowed(await self._case_events(case_filter(case_id), last)))
+
     async def _op_owner(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
         """The case's owner on the whole log up to ``upto``: only an agency id."""
-        case_id, upto = _case_of(request), _int(request, "upto")
-        events = await self._case_events(case_filter(case_id), upto)
-        return {"owner": gate.owner_of(e for _, e in events)}
+        allowed = await self._allowed(_case_of(request), _int(request, "upto"))
+        return {"owner": allowed[-1][2].owner if allowed else None}
 
     async def _op_erase_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Erase a case's data keys, if its owner's ``case.erased`` is on the log (the
-        erasure the record keeps: :func:`lintas.contracts.gate.owners_erasure`)."""
+        """Erase a case's data keys, if a ``case.erased`` the authority policy allows (its
+        owner's) is on the log: the erasure the record keeps."""
         case_id = _case_of(request)
-        erasures = await self._case_events(broadcast_filter(case_id, "case.erased"), 2**63)
+        erasures = await self._reads.between(broadcast_filter(case_id, "case.erased"), 1, 2**63, 1)
         if not erasures:
             raise _Refusal(409, f"case {case_id} has no case.erased on the log: its keys stay")
-        events = await self._case_events(case_filter(case_id), erasures[-1][0])
-        if gate.owners_erasure(events) is None:
-            owner = gate.owner_of(e for _, e in events)
+        allowed = await self._allowed(case_id, 2**63)
+        if not any(event.type == "case.erased" for _, event, _ in allowed):
+            owner = allowed[-1][2].owner if allowed else None
             raise _Refusal(403, f"case {case_id} was not erased by its owner ({owner})")
         try:
             erased = await erase_case_keys(self._reads._js, case_id)
@@ -473,7 +475,9 @@ class ReadService:
         return {"erased": erased}
 
     async def _op_revoke_keys(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Erase the wraps of the agencies the withdrawal at ``seq`` no longer covers."""
+        """Erase the wraps of the agencies the withdrawal at ``seq`` no longer covers, if
+        the authority policy allows that withdrawal (signed, by whoever recorded the
+        consent or the case's owner)."""
         case_id, seq = _case_of(request), _int(request, "seq")
         try:
             raw = await self._reads._js.get_msg(self._reads.stream, seq=seq)
@@ -481,11 +485,16 @@ class ReadService:
             raise _Refusal(404, f"no message at seq {seq}") from None
         if not matches(broadcast_filter(case_id, "consent.withdrawn"), raw.subject or ""):
             raise _Refusal(409, f"seq {seq} is no consent.withdrawn of case {case_id}")
-        try:
-            withdrawal = decode(bytes(raw.data or b""), subject=raw.subject)
-        except ContractError as exc:
-            raise _Refusal(409, f"seq {seq} is no valid event: {exc}") from None
-        book = gate.fold_all(await self._case_events(broadcast_filter(case_id), seq))
+        allowed = await self._allowed(case_id, seq)
+        withdrawal = next((e for at, e, _ in allowed if at == seq), None)
+        if withdrawal is None:
+            raise _Refusal(
+                403,
+                f"the consent.withdrawn at seq {seq} of case {case_id} is not one the "
+                "authority policy allows (signed by whoever recorded the consent, or the "
+                "case's owner): no key is revoked for it",
+            )
+        book = gate.fold_all((at, event) for at, event, _ in allowed)
         lost = gate.lost_readers(book, seq, withdrawal.source)
         revoked = await revoke_case_keys(self._reads._js, case_id, lost) if lost else []
         _log.info("reads.keys_revoked", agency=agency, case_id=case_id, revoked=revoked)

@@ -430,13 +430,14 @@ class PublishGate:
             return
         book = await self.book(case_id, seq, what)
         if isinstance(data, consent.ConsentWithdrawnV2):
-            lost = gate_rules.lost_readers(book, seq, self.agency)
-            if lost:
-                with bus_errors(f"{what}: revoking data keys of case {case_id}"):
-                    if self._service is not None:
-                        await self._service.revoke_keys(case_id, seq)
-                    else:
-                        await revoke_case_keys(self._js, case_id, lost)
+            with bus_errors(f"{what}: revoking data keys of case {case_id}"):
+                if self._service is not None:
+                    # The read service folds what the authority policy allows, where this
+                    # book counts every restriction (a forged withdrawal before this one
+                    # would leave nothing to revoke here): it decides whose wraps go.
+                    await self._service.revoke_keys(case_id, seq)
+                elif lost := gate_rules.lost_readers(book, seq, self.agency):
+                    await revoke_case_keys(self._js, case_id, lost)
             return
         if self.keys is None or book.erased():
             return

@@ -671,6 +671,25 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
                 else:
                     tally(what, False)
             assert await keys_of["kp2mi"].data_key(case_id) == key
+            # A withdrawal of kemlu's consent by dukcapil, signed: admission refuses it, and
+            # on the log all the same, the read service revokes no one's key for it.
+            rogue = await _put_signed(
+                service,
+                dukcapil,
+                settings,
+                "consent.withdrawn",
+                {"consent_id": "consent-1", "notified": ["kp2mi"]},
+                case_id,
+                code="not_recorder",
+            )
+            try:
+                await reads.revoke_keys(case_id, rogue)
+            except ReadRefused as exc:
+                tally("dukcapil revokes with its own withdrawal of kemlu's consent", True)
+                assert "not one the authority policy allows" in str(exc)
+            else:
+                tally("dukcapil revokes with its own withdrawal of kemlu's consent", False)
+            assert await keys_of["kp2mi"].data_key(case_id) == key
 
             # -- legitimate: withdrawing revokes, erasing destroys, through the service -----
             await publisher.publish(
@@ -712,10 +731,12 @@ async def _put_signed(
     event_type: str,
     data: Any,
     case_id: str,
-) -> None:
+    code: str = "not_owner",
+) -> int:
     """An event signed with the client's own key: admission refuses it (the authority
-    policy), and the agency may not write the log itself; put there all the same (as a
-    compromised admission could), the readers must still not act on it."""
+    policy, with ``code``), and the agency may not write the log itself; put there all the
+    same (as a compromised admission could), the readers must still not act on it. Its
+    sequence."""
     agency = client.identity
     event = make_event(
         build_data(event_type, data), source=agency, target=BROADCAST, case_id=case_id, time=NOW
@@ -731,15 +752,16 @@ async def _put_signed(
         wait_s=20,
         what="test",
     )
-    assert (answer.admitted, answer.code) == (False, "not_owner"), answer
+    assert (answer.admitted, answer.code) == (False, code), answer
     await client.conn.publish(envelope.nats_subject, encode(envelope))
     assert await client.refused(envelope.nats_subject)
-    await services.writer.js().publish(
+    ack = await services.writer.js().publish(
         envelope.nats_subject,
         encode(envelope),
         stream=settings.stream,
         headers={"Nats-Msg-Id": envelope.id},
     )
+    return int(ack.seq)
 
 
 async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path: Path) -> None:
