@@ -417,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         dlq_commands, "show", example="lintas dlq show 3", help="one entry, personal fields masked"
     )
     dlq_show.add_argument("id", type=int)
+    dlq_show.add_argument("--json", action="store_true", help="for scripts")
     dlq_retry = _command(
         dlq_commands,
         "retry",
