@@ -18,7 +18,9 @@ The page never holds a child's identifying data: fields the contract marks
 summaries) are shown as ``[personal: sealed]`` (carried encrypted) or ``[personal: not
 shown]`` (carried in the clear, before sealing), and as ``[erased]`` once the case was
 erased (its data keys destroyed); an event that does not decode shows no data at all.
-Every string is escaped; the page has inline CSS and SVG, no script and no external asset.
+Every string is escaped, its control and bidirectional characters too
+(:func:`lintas.contracts.redaction.printable`); the page has inline CSS and SVG, no script
+and no external asset.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from lintas.contracts import (
     is_agency_id,
     is_uuid7,
 )
+from lintas.contracts.redaction import printable
 from lintas.infra.keys.signing import Registry
 
 __all__ = [
@@ -299,7 +302,9 @@ PAD = 24
 
 
 def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    # Controls and bidirectional overrides escaped first: html.escape leaves them, and
+    # a U+202E in an office's name would reorder the page around it.
+    return html.escape(printable("" if value is None else str(value)), quote=True)
 
 
 def _when(value: datetime | None) -> str:

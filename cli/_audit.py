@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +51,9 @@ from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import Checkpoint, checkpoint_stream, read_checkpoints
 from lintas.audit.collector import relaxed_collector
 from lintas.audit.replay import open_fresh_store
+from lintas.cli._cases import case_messages, no_such_case
 from lintas.cli._errors import fail
+from lintas.cli._json import print_json
 from lintas.cli._signals import stop_on_signals
 from lintas.contracts import LintasError, is_case_id
 from lintas.infra.bootstrap import Parts
@@ -142,6 +143,32 @@ def _reader(js: Any, settings: Settings, case_id: str | None) -> StreamReader:
     return StreamReader(js, settings.stream, case_id=case_id, consumer=not auditor_bound)
 
 
+def _where(settings: Settings, archive: Path | None) -> str:
+    return f"archive {archive}" if archive is not None else f"stream {settings.stream}"
+
+
+async def _has_case(settings: Settings, case_id: str) -> bool:
+    """Whether the stream holds a message of the case (asked as the auditor)."""
+
+    async def work(js: Any) -> bool:
+        return await case_messages(js, settings.stream, case_id, at_most=1) > 0
+
+    return await _on_stream(settings, "lintas-case", work)
+
+
+def _archive_has_case(reader: ArchiveReader, case_id: str) -> bool:
+    wanted = case_id.encode()
+    for _, line in reader.events():
+        if line is None or wanted not in line:  # most lines, at the cost of a byte search
+            continue  # (None: a line too long to read, which verify reports)
+        try:
+            if parse_line(line).subject.rpartition(".")[2] == case_id:
+                return True
+        except LineError:
+            continue  # verify says what is wrong with it
+    return False
+
+
 def _registry_file(path: Path) -> Registry:
     return read_registry_file(path)
 
@@ -207,10 +234,6 @@ def _print_verdict(console: Console, verdict: Verdict) -> int:
     return VERIFIED
 
 
-def _print_json(console: Console, doc: dict[str, Any]) -> None:
-    console.print(json.dumps(doc, indent=2), markup=False, highlight=False, soft_wrap=True)
-
-
 # -- verify -------------------------------------------------------------------------------------
 
 
@@ -223,15 +246,17 @@ def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> i
         )
     except (LintasError, OSError) as exc:
         # Nothing was verified: not the same as a log found wanting.
-        if args.json:
-            _print_json(
+        fail(f"[red]could not verify:[/red] {exc}", highlight=False, soft_wrap=True)
+        if args.json:  # the documented shape still, for a script reading only stdout
+            print_json(
                 console, {"format": "lintas-verify/1", "status": "unverified", "error": str(exc)}
             )
-        else:
-            fail(f"[red]could not verify:[/red] {exc}", highlight=False, soft_wrap=True)
         return UNVERIFIED
+    if args.case_id is not None and [p.code for p in verdict.problems] == ["no-events"]:
+        # Nothing of the case to verify, and nothing else wrong: not a log found wanting.
+        return no_such_case(args.case_id, _where(settings, args.archive))
     if args.json:
-        _print_json(console, verdict.to_json())
+        print_json(console, verdict.to_json())
         if not verdict.ok:
             return PROBLEMS_FOUND
         return VERIFIED if verdict.authenticated else UNAUTHENTICATED
@@ -304,7 +329,9 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
             soft_wrap=True,
         )
 
-    async def work(js: Any) -> tuple[Any, StreamCut]:
+    async def work(js: Any) -> tuple[Any, StreamCut] | None:
+        if args.case_id and not await case_messages(js, settings.stream, args.case_id, at_most=1):
+            return None  # before anything is written: no empty archive
         reader = _reader(js, settings, args.case_id)
         checkpoints = await read_checkpoints(js, settings)
         cut = await reader.cut()
@@ -324,7 +351,13 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
             )
         return manifest, cut
 
-    manifest, cut = await _on_stream(settings, "lintas-export", work)
+    exported = await _on_stream(settings, "lintas-export", work)
+    if exported is None:
+        return no_such_case(args.case_id, _where(settings, None))
+    manifest, cut = exported
+    if args.json:
+        print_json(console, {"archive": str(args.out), "manifest": manifest.to_json()})
+        return 0
     span = (
         f"stream seq {manifest.first_seq}..{manifest.last_seq}" if manifest.count else "no events"
     )
@@ -368,6 +401,15 @@ def _archive_events(reader: ArchiveReader) -> AsyncIterator[StoredEvent]:
 
 
 async def _replay(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.case_id is not None:
+        # Before the fresh store is made: a missing case leaves no empty replay behind.
+        if args.archive is not None:
+            with ArchiveReader(args.archive) as reader:
+                found = _archive_has_case(reader, args.case_id)
+        else:
+            found = await _has_case(settings, args.case_id)
+        if not found:
+            return no_such_case(args.case_id, _where(settings, args.archive))
     url: str = args.database
     engine = open_fresh_store(url, settings)
     shown = make_url(url).render_as_string(hide_password=True)
@@ -395,7 +437,7 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
                         tracer_provider=tracing,
                     )
                 if reader.events_sha256 != reader.manifest.events_sha256:
-                    console.print(
+                    fail(  # a warning: on standard error, beside the result
                         "[yellow]the archive's events do not match its manifest: run "
                         "`lintas verify --archive` before trusting this replay[/yellow]"
                     )
@@ -425,6 +467,10 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
     finally:
         engine.dispose()
         tracing.shutdown()
+    assert result.digest is not None
+    if args.json:
+        print_json(console, _replay_json(result, shown, url, args))
+        return 0
     console.print(
         f"replayed {result.read} events into {shown}: {result.applied} applied, "
         f"{result.skipped} skipped as the live record would (quarantined)"
@@ -435,12 +481,37 @@ async def _replay(settings: Settings, args: argparse.Namespace, console: Console
     )
     for reason in result.skipped_reasons[:5]:
         console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
-    assert result.digest is not None
     console.print(
         f"record digest {result.digest.digest} ({result.digest.cases} cases)", highlight=False
     )
     _print_personal(console, url, args.case_id)
     return 0
+
+
+def _replay_json(result: Any, shown: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    summary = personal_summary(url, args.case_id)
+    return {
+        "database": shown,
+        "source": f"archive {args.archive}" if args.archive is not None else "stream",
+        "case": args.case_id,
+        "as_of": args.as_of.isoformat() if args.as_of else None,
+        "read": result.read,
+        "applied": result.applied,
+        "skipped": result.skipped,
+        "skipped_reasons": list(result.skipped_reasons),
+        "after_as_of": result.after_as_of,
+        "last_seq": result.last_seq,
+        "workers": result.workers,
+        "record_digest": {"digest": result.digest.digest, "cases": result.digest.cases},
+        "personal": {
+            "states": dict(sorted(summary.states.items())),
+            "erased_cases": summary.erased_cases,
+            "fields": [
+                {"seq": seq, "type": kind, "field": name, "state": state}
+                for seq, kind, name, state in summary.fields
+            ],
+        },
+    }
 
 
 _SHOWN = {"sealed": "[sealed]", "erased": "[erased]", "clear": "[in the clear: before sealing]"}
@@ -472,6 +543,10 @@ def _print_personal(console: Console, url: str, case_id: str | None) -> None:
 def _record_digest(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     url = args.database or live_record_url(settings)
     digest = record_digest(url)
+    if args.json:
+        shown = make_url(url).render_as_string(hide_password=True)
+        print_json(console, {"database": shown, "digest": digest.digest, "cases": digest.cases})
+        return 0
     console.print(f"record digest {digest.digest} ({digest.cases} cases)", highlight=False)
     return 0
 

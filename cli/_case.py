@@ -1,4 +1,10 @@
-"""``lintas case erase`` and ``lintas case file``: a child's data, erased or looked at.
+"""``lintas case show | erase | file | exposed``: one case's record, a child's data erased
+or looked at.
+
+``show`` prints the case's coordination record and says whether the record has caught up
+with the stream for that case: the events of the case after the record consumer's
+tracking position, counted through the case's subject filter as the auditor (an erasure
+the record has not read yet still shows the data sealed).
 
 ``erase`` publishes ``case.erased`` as the case's owner (signed with the owner's key from
 this data directory, by an officer in an authorised role), which destroys the case's data
@@ -12,7 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nats.js.errors
@@ -22,8 +28,11 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from lintas.cli._cases import case_messages, no_such_case
 from lintas.cli._errors import fail
+from lintas.cli._json import print_json
 from lintas.cli.render import case_view
+from lintas.consumers import CaseRecord
 from lintas.consumers.app import Databases
 from lintas.consumers.casefile import read_case_file
 from lintas.consumers.gate import AgencyGate
@@ -31,6 +40,7 @@ from lintas.consumers.projections import RecordCaseRow, load_record
 from lintas.contracts import (
     BROADCAST,
     ContractError,
+    LintasError,
     case_filter,
     decode,
     gate,
@@ -38,7 +48,7 @@ from lintas.contracts import (
     is_case_id,
 )
 from lintas.infra.bootstrap import Parts
-from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.db import Tracking, create_db_engine, ensure_tables
 from lintas.infra.keys.exchange import exchange_key_path, load_recipients
 from lintas.infra.keys.signing import Verifier, private_key_path, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
@@ -51,9 +61,10 @@ from lintas.producers import publisher_for
 __all__ = ["case_erase", "case_exposed", "case_file", "run_case"]
 
 
-async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
-    """The case's owner as its events say (:func:`lintas.contracts.gate.owner_of`), to pick
-    whose key signs by default; signatures unchecked: the owner's Publisher decides."""
+async def _owner(js: Any, settings: Settings, case_id: str) -> tuple[bool, str | None]:
+    """Whether the stream holds the case, and its owner as its events say
+    (:func:`lintas.contracts.gate.owner_of`), to pick whose key signs by default;
+    signatures unchecked: the owner's Publisher decides."""
     owner = None
     cursor = 1
     while True:
@@ -62,7 +73,7 @@ async def _owner(js: Any, settings: Settings, case_id: str) -> str | None:
                 settings.stream, seq=cursor, subject=case_filter(case_id), next=True
             )
         except nats.js.errors.NotFoundError:  # the end of the case
-            return owner
+            return cursor > 1, owner
         with contextlib.suppress(ContractError):
             owner = gate.owner_after(owner, decode(raw.data or b"", subject=raw.subject))
         cursor = int(raw.seq or 0) + 1
@@ -79,9 +90,15 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
         try:
             js = nc.jetstream()
             await ensure_stream_config(js, case_keys_stream_config(settings))
-            agency = args.agency or await _owner(js, settings, case_id)
+            found, owner = await _owner(js, settings, case_id)
+            if not found:  # nothing to erase, whoever asks
+                return no_such_case(case_id, f"stream {settings.stream}")
+            agency = args.agency or owner
             if agency is None:
-                fail(f"[red]no case {case_id} in stream {settings.stream}[/red]")
+                fail(
+                    f"[red]case {case_id} names no owner in stream {settings.stream}: say "
+                    "who erases it (--agency)[/red]"
+                )
                 return 1
             if not private_key_path(settings, agency).exists():
                 fail(
@@ -215,7 +232,7 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
             }
         )
     if args.json:
-        console.print_json(json.dumps({"agency": agency, "cases": rows}))
+        print_json(console, {"agency": agency, "cases": rows})
         return 0
     table = Table(
         title=f"Cases whose data key is wrapped for {agency}: {len(rows)}", title_justify="left"
@@ -233,10 +250,56 @@ async def case_exposed(settings: Settings, args: argparse.Namespace, console: Co
     return 0
 
 
-def _case_show(settings: Settings, case_id: str, console: Console) -> int:
-    if not is_case_id(case_id):
-        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
-        return 2
+_BEHIND_COUNTED = 1000  # events of one case counted behind the record, at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Freshness:
+    """Where the record stands for one case against the stream: ``behind`` events of the
+    case after the record's tracking position (None: not compared, ``error`` says why)."""
+
+    stream: str
+    position: int
+    in_stream: bool | None = None
+    behind: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "record_position": self.position,
+            "compared": self.behind is not None,
+            "behind": self.behind,
+            "behind_at_least": self.behind is not None and self.behind >= _BEHIND_COUNTED,
+            "error": self.error,
+        }
+
+    def line(self, case_id: str) -> Text:
+        if self.behind is None:
+            return Text(
+                f"Not compared with stream {self.stream} ({self.error}): the record may be "
+                "behind it.",
+                style="yellow",
+            )
+        if self.behind == 0:
+            return Text(
+                f"The record is up to date with stream {self.stream} for this case (it has "
+                f"read the stream up to seq {self.position}).",
+                style="dim",
+            )
+        count = f"{self.behind}+" if self.behind >= _BEHIND_COUNTED else str(self.behind)
+        return Text(
+            f"The record is behind stream {self.stream}: {count} event(s) of case {case_id} "
+            f"after seq {self.position} are not in it yet, so what it shows may be out of "
+            "date (an erasure, a withdrawn consent). Is the record running (`lintas up`, "
+            "`lintas run record`)?",
+            style="bold yellow",
+        )
+
+
+def _read_record(settings: Settings, case_id: str) -> tuple[CaseRecord | None, int]:
+    """The case's record, and the position up to which the record consumer has read the
+    stream (0: never ran)."""
     databases = Databases(settings)
     try:
         engine, _ = databases.for_consumer("record")
@@ -244,12 +307,79 @@ def _case_show(settings: Settings, case_id: str, console: Console) -> int:
         ensure_tables(engine, RecordCaseRow)
         with Session(engine) as session:
             record = load_record(session, case_id)
+            tracking = session.get(Tracking, ("record", settings.stream))
     finally:
         databases.dispose()
+    return record, tracking.position if tracking is not None else 0
+
+
+async def _freshness(settings: Settings, case_id: str, position: int) -> _Freshness:
+    fresh = _Freshness(settings.stream, position)
+    if settings.nats_url is None and not settings.nats_store_dir.exists():
+        # Nothing ever ran on this data directory: no stream, no event of any case.
+        return replace(fresh, in_stream=False, error=f"no event store in {settings.data_dir}")
+    try:
+        async with open_bus(settings) as url:
+            # The auditor reads the log and may change nothing.
+            nc = await connect(url, "lintas-case-show", settings=settings, identity="auditor")
+            try:
+                js = nc.jetstream()
+                behind = await case_messages(
+                    js, settings.stream, case_id, after=position, at_most=_BEHIND_COUNTED
+                )
+                in_stream = behind > 0 or (
+                    position > 0 and await case_messages(js, settings.stream, case_id, at_most=1)
+                )
+            finally:
+                await nc.close()
+    except LintasError as exc:
+        return replace(fresh, error=str(exc))
+    return replace(fresh, in_stream=bool(in_stream), behind=behind)
+
+
+async def _case_show(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    case_id: str = args.case_id
+    if not is_case_id(case_id):
+        fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
+        return 2
+    record, position = _read_record(settings, case_id)
+    fresh = await _freshness(settings, case_id, position)
     if record is None:
-        fail(f"[red]no case {case_id} in the coordination record[/red]")
+        if fresh.in_stream is False:
+            return no_such_case(case_id, f"stream {settings.stream}")
+        if fresh.in_stream is None:
+            fail(
+                f"[red]no case {case_id} in the coordination record, and stream "
+                f"{settings.stream} could not be asked: {fresh.error}[/red]",
+                highlight=False,
+            )
+        elif fresh.behind:
+            fail(
+                f"[red]case {case_id} is in stream {settings.stream}, not yet in the "
+                f"coordination record: the record is {fresh.behind} event(s) of it behind "
+                "(is it running? `lintas up`, `lintas run record`)[/red]",
+                highlight=False,
+            )
+        else:
+            fail(
+                f"[red]case {case_id} is in stream {settings.stream}, but the coordination "
+                "record, which has read past it, holds nothing of it: its opening was "
+                "refused or quarantined (`lintas dlq list`)[/red]",
+                highlight=False,
+            )
         return 1
+    if args.json:
+        print_json(
+            console,
+            {
+                "case_id": case_id,
+                "record": record.model_dump(mode="json"),
+                "freshness": fresh.to_json(),
+            },
+        )
+        return 0
     console.print(case_view(record))
+    console.print(fresh.line(case_id))
     return 0
 
 
@@ -260,4 +390,4 @@ def run_case(settings: Settings, args: argparse.Namespace, console: Console) -> 
         return asyncio.run(case_file(settings, args, console))
     if args.case_command == "exposed":
         return asyncio.run(case_exposed(settings, args, console))
-    return _case_show(settings, args.case_id, console)
+    return asyncio.run(_case_show(settings, args, console))

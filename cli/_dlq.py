@@ -11,12 +11,14 @@ from typing import Any
 from opentelemetry.trace import Tracer, TracerProvider
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lintas.cli._errors import fail
+from lintas.cli._json import print_json
 from lintas.consumers.app import Databases
 from lintas.consumers.quarantine import QuarantineEntry, delete_entry, get_entry, list_entries
 from lintas.consumers.retry import RetryOutcome, retry_entry
-from lintas.contracts import PERSONAL_KEY, latest
+from lintas.contracts.redaction import UNKNOWN, printable, printable_json, redacted_event
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Verifier, load_registry, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
@@ -31,20 +33,21 @@ __all__ = ["dlq_list", "dlq_retry", "dlq_show", "redacted_body", "run_dlq"]
 async def dlq_list(console: Console, js: Any, settings: Settings, as_json: bool) -> int:
     entries = [entry async for entry in list_entries(js, settings)]
     if as_json:
-        console.print_json(json.dumps([_summary(e) for e in entries]))
+        print_json(console, [_summary(e) for e in entries])
         return 0
     table = Table(title=f"Quarantine: {len(entries)} entries", title_justify="left")
     for column in ("id", "consumer", "seq", "subject", "tries", "quarantined", "reason"):
         table.add_column(column)
     for e in entries:
+        # What the quarantine holds came off the wire: text, never markup.
         table.add_row(
             str(e.id),
-            e.consumer,
+            Text(printable(e.consumer)),
             str(e.stream_seq),
-            e.subject,
+            Text(printable(e.subject)),
             str(e.attempts),
             e.quarantined_at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.reason,
+            Text(printable(e.reason)),
         )
     console.print(table)
     return 0
@@ -63,16 +66,17 @@ def _summary(entry: QuarantineEntry) -> dict[str, Any]:
     }
 
 
-def _mask(schema: dict[str, Any], data: Any) -> Any:
-    """Replace the values of fields the schema marks personal."""
-    if not isinstance(data, dict):
-        return data
-    props = schema.get("properties", {})
-    return {k: "[personal]" if props.get(k, {}).get(PERSONAL_KEY) else v for k, v in data.items()}
+# Headers a lintas publisher or JetStream sets; any other is a publisher's own, shown masked.
+_KNOWN_HEADERS = ("traceparent", "tracestate")
 
 
-def redacted_body(body: bytes) -> str:
-    """The entry's body for an operator's screen: personal fields masked, or a summary.
+def _header(name: str, value: str) -> str:
+    known = name.startswith("Nats-") or name in _KNOWN_HEADERS
+    return value if known else UNKNOWN
+
+
+def _redacted(body: bytes) -> Any:
+    """The entry's body as it may be shown (lintas.contracts.redaction), or a note.
 
     A body that does not parse may still hold a child's data, so only its size is shown.
     """
@@ -82,25 +86,42 @@ def redacted_body(body: bytes) -> str:
         return f"<{len(body)} bytes, not JSON: not shown>"
     if not isinstance(doc, dict):
         return f"<{len(body)} bytes of JSON, not an object: not shown>"
-    try:
-        schema = latest(str(doc.get("type"))).model_json_schema()
-        data = _mask(schema, doc.get("data"))
-    except Exception:
-        data = "[not shown: unknown type]"
-    return json.dumps({**doc, "data": data}, indent=2, ensure_ascii=False)
+    return redacted_event(doc)
 
 
-async def dlq_show(console: Console, js: Any, settings: Settings, entry_id: int) -> int:
+def redacted_body(body: bytes) -> str:
+    """The entry's body for an operator's screen: personal fields and fields the contract
+    does not know masked, every string printable."""
+    shown = _redacted(body)
+    return printable(shown) if isinstance(shown, str) else printable_json(shown)
+
+
+async def dlq_show(
+    console: Console, js: Any, settings: Settings, entry_id: int, as_json: bool = False
+) -> int:
     entry = await get_entry(js, settings, entry_id)
     if entry is None:
         fail(f"[red]no quarantine entry {entry_id}[/red]")
         return 1
+    headers = {name: _header(name, value) for name, value in entry.original_headers.items()}
+    if as_json:
+        doc = {**_summary(entry), "headers": headers, "body": _redacted(entry.body)}
+        print_json(console, doc)
+        return 0
     for key, value in _summary(entry).items():
-        console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
-    for key, value in entry.original_headers.items():
-        console.print(f"[bold]header {key}[/bold]: {value}", highlight=False)
-    console.print(redacted_body(entry.body), highlight=False, markup=False)
+        _line(console, key, str(value))
+    for key, value in headers.items():
+        _line(console, f"header {key}", value)
+    console.print(redacted_body(entry.body), highlight=False, markup=False, soft_wrap=True)
     return 0
+
+
+def _line(console: Console, key: str, value: str) -> None:
+    console.print(
+        Text.assemble((printable(key), "bold"), ": ", printable(value)),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 async def dlq_retry(
@@ -184,7 +205,7 @@ async def run_dlq(settings: Settings, args: argparse.Namespace, console: Console
             if args.dlq_command == "list":
                 return await dlq_list(console, js, settings, args.json)
             if args.dlq_command == "show":
-                return await dlq_show(console, js, settings, args.id)
+                return await dlq_show(console, js, settings, args.id, args.json)
             tracing = configure_tracing(settings, "lintas-dlq")
             try:
                 return await dlq_retry(

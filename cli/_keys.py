@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from lintas.cli._errors import fail
+from lintas.cli._json import print_json
 from lintas.contracts import is_agency_id
 from lintas.infra.files import open_private
 from lintas.infra.keys.exchange import (
@@ -110,6 +112,29 @@ def _keys_init(settings: Settings, agency: str, console: Console) -> int:
     return 0
 
 
+def _keys_json(settings: Settings) -> dict[str, Any]:
+    """The public keys this data dir trusts: key ids and validity, never key material."""
+    recipients = load_recipients(settings)
+    exchange = []
+    for agency in recipients.agencies():
+        key = recipients.get(agency)
+        assert key is not None
+        exchange.append({"agency": agency, "kid": key.kid, "algorithm": "X25519"})
+    return {
+        "signing": [
+            {
+                "agency": entry.agency,
+                "keyid": entry.keyid,
+                "algorithm": "Ed25519",
+                "valid_from": entry.valid_from.isoformat(),
+                "valid_until": entry.valid_until.isoformat() if entry.valid_until else None,
+            }
+            for entry in load_registry(settings).entries()
+        ],
+        "exchange": exchange,
+    }
+
+
 def run_keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.keys_command == "publish":
         return asyncio.run(_publish_keys(settings, console))
@@ -117,6 +142,9 @@ def run_keys(settings: Settings, args: argparse.Namespace, console: Console) -> 
         return _export_keys(settings, args.out, console)
     if args.keys_command == "init":
         return _keys_init(settings, args.agency, console)
+    if args.json:
+        print_json(console, _keys_json(settings))
+        return 0
     for entry in load_registry(settings).entries():
         until = entry.valid_until.isoformat() if entry.valid_until else "no end"
         console.print(

@@ -71,8 +71,9 @@ def add_audit_commands(commands: Any) -> None:
         ),
         epilog=(
             "exit status: 0 all verified; 1 problems found (each listed); 2 could not "
-            "verify (bus unreachable or refused, archive unreadable, bad arguments); 4 an "
-            "archive holds, but only by its own keys: authenticity not established (--keys)"
+            "verify (bus unreachable or refused, archive unreadable, bad arguments); 3 no such "
+            "case (--case names a case the log holds no event of); 4 an archive holds, but "
+            "only by its own keys: authenticity not established (--keys)"
         ),
     )
     verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
@@ -99,11 +100,16 @@ def add_audit_commands(commands: Any) -> None:
     export.add_argument(
         "--out", type=Path, required=True, help="a new directory, or a file ending .tar.gz"
     )
-    export.add_argument("--case", dest="case_id", help="only this case")
+    export.add_argument(
+        "--case", dest="case_id", help="only this case (exit 3 if the log holds none of it)"
+    )
     export.add_argument(
         "--from", dest="time_from", type=_instant, help="event time from (ISO 8601, zoned)"
     )
     export.add_argument("--to", dest="time_to", type=_instant, help="event time up to, inclusive")
+    export.add_argument(
+        "--json", action="store_true", help="print the manifest's summary as one JSON document"
+    )
 
     rebuild = _command(
         commands,
@@ -118,8 +124,13 @@ def add_audit_commands(commands: Any) -> None:
     rebuild.add_argument(
         "--as-of", dest="as_of", type=_instant, help="only events with event time <= this"
     )
-    rebuild.add_argument("--case", dest="case_id", help="only this case")
+    rebuild.add_argument(
+        "--case", dest="case_id", help="only this case (exit 3 if the log holds none of it)"
+    )
     rebuild.add_argument("--keys", type=Path, help="a key registry (JSON) instead of the usual")
+    rebuild.add_argument(
+        "--json", action="store_true", help="print the result and digest as one JSON document"
+    )
 
     record = _command(
         commands, "record", example="lintas record digest", help="the coordination record"
@@ -132,6 +143,7 @@ def add_audit_commands(commands: Any) -> None:
         help="SHA-256 of the record (the live one, or --database a replay)",
     )
     digest.add_argument("--database", help="SQLAlchemy URL of another record (e.g. a replay)")
+    digest.add_argument("--json", action="store_true", help="for scripts")
 
     checkpoint = _command(
         commands,
@@ -220,11 +232,13 @@ def add_trace_command(commands: Any) -> None:
         "trace",
         example="lintas trace C01M98983XRES49DSZN3PCKHDVA --all",
         help="a case's spans as a waterfall (from the local span file)",
+        epilog=_NO_SUCH_CASE,
     )
     trace.add_argument("case_id", metavar="CASE", help="the case id")
     trace.add_argument(
         "--all", action="store_true", help="every span, also projections' and broadcasts'"
     )
+    trace.add_argument("--json", action="store_true", help="the case's spans, by trace")
 
 
 def add_watch_commands(commands: Any) -> None:
@@ -261,11 +275,17 @@ def add_report_command(commands: Any) -> None:
         "report",
         example="lintas report C01M98983XRES49DSZN3PCKHDVA --html case.html",
         help="one case's audit report: a self-contained HTML page (timeline, checks)",
+        epilog=_NO_SUCH_CASE,
     )
     report.add_argument("case_id", metavar="CASE", help="the case id")
     report.add_argument("--html", type=Path, required=True, help="the HTML file to write")
     report.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
 
+
+_NO_SUCH_CASE = (
+    "exit status 3: no such case (a well-formed case id the log holds no event of), the "
+    "same for every command that takes a case id"
+)
 
 _REQUESTED_BY = ("data_subject", "parent", "guardian", "court", "retention_ended")
 
@@ -279,6 +299,7 @@ def add_privacy_commands(case_commands: Any) -> None:
             "--reason 'request of the parent'"
         ),
         help="erase a case's personal data: destroy its data keys, publish case.erased",
+        epilog=_NO_SUCH_CASE,
     )
     erase.add_argument("case_id")
     erase.add_argument("--reason", required=True, help="why (kept in the log: no child's data)")
@@ -385,12 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
         "keys): private keys 0600 in the data dir, public keys in its registries",
     )
     key_init.add_argument("agency")
-    _command(
+    key_list = _command(
         key_commands,
         "list",
-        example="lintas keys list",
+        example="lintas keys list --json",
         help="the public keys this data dir trusts",
     )
+    key_list.add_argument("--json", action="store_true", help="for scripts")
     key_export = _command(
         key_commands,
         "export",
@@ -426,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         dlq_commands, "show", example="lintas dlq show 3", help="one entry, personal fields masked"
     )
     dlq_show.add_argument("id", type=int)
+    dlq_show.add_argument("--json", action="store_true", help="for scripts")
     dlq_retry = _command(
         dlq_commands,
         "retry",
@@ -447,9 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         case_commands,
         "show",
         example="lintas case show C01M98983XRES49DSZN3PCKHDVA",
-        help="print a case's coordination record",
+        help="print a case's coordination record, and whether it has caught up with the stream",
+        epilog=_NO_SUCH_CASE,
     )
     show.add_argument("case_id")
+    show.add_argument("--json", action="store_true", help="the record and its freshness")
     add_privacy_commands(case_commands)
 
     # -- auditors: verify, export, replay, record digest (cli/_audit.py) ----------------------

@@ -4,7 +4,8 @@ Reads only that case's events (the stream through the case's subject filter, or 
 archive offline), checks each one as ``lintas verify`` does without stopping at the first
 failure, folds them into the case's record, and writes a self-contained page
 (:mod:`lintas.audit.report`). Exit 1 when any event did not verify (the page says which and
-why), or when the case has no events (no page is written).
+why); exit 3 (:data:`~lintas.cli._cases.NO_SUCH_CASE`) when the case has no events, and no
+page is written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lintas.audit import ArchiveReader, StreamReader
 from lintas.audit.archive import KEYS_FILE, load_keys
 from lintas.audit.report import CaseReport, build_report, render_html
 from lintas.cli._audit import _archive_events, _on_stream
+from lintas.cli._cases import no_such_case
 from lintas.cli._errors import fail
 from lintas.contracts import is_case_id
 from lintas.infra.keys.signing import load_registry
@@ -91,10 +93,9 @@ async def run_report(settings: Settings, args: argparse.Namespace, console: Cons
         report = await _from_archive(args.archive, case_id)
     else:
         report = await _from_stream(settings, case_id)
-    if not report.events:
-        where = "the archive" if args.archive is not None else f"stream {settings.stream}"
-        fail(f"[red]case {case_id} has no events in {where}: no report written[/red]")
-        return 1
+    if not report.events:  # no page is written
+        where = f"stream {settings.stream}" if args.archive is None else f"archive {args.archive}"
+        return no_such_case(case_id, where)
     _write(args.html, render_html(report))
     verdict = (
         f"[green]all {len(report.events)} events verified[/green]"

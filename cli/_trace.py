@@ -12,12 +12,15 @@ trace's start), for how long, and how long it waited for its cause:
 * a relay's publish span under an outbox ``create``: time in the outbox.
 
 By default, process spans that led to nothing (projections, broadcasts read and filed) are
-left out, unless they failed; ``--all`` shows every span.
+left out, unless they failed; ``--all`` shows every span; ``--json`` gives every span, by
+trace. A case with no span here is looked for in the log: none there either is "no such
+case" (:data:`~lintas.cli._cases.NO_SUCH_CASE`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +32,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from lintas.cli._cases import case_messages, no_such_case
 from lintas.cli._errors import fail
-from lintas.contracts import is_case_id
+from lintas.cli._json import print_json
+from lintas.contracts import LintasError, is_case_id
+from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.observability.telemetry import read_span_file
 from lintas.infra.observability.tracing import (
     AGENCY,
@@ -42,7 +48,7 @@ from lintas.infra.observability.tracing import (
 )
 from lintas.infra.settings import Settings
 
-__all__ = ["case_spans", "run_trace", "waterfall"]
+__all__ = ["case_spans", "run_trace", "traces_json", "waterfall"]
 
 _BAR = 32
 
@@ -246,13 +252,70 @@ def waterfall(spans: list[_Span], *, everything: bool = False) -> list[Renderabl
     return out
 
 
+def _span_json(span: _Span) -> dict[str, Any]:
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_id,
+        "name": span.name,
+        "kind": span.kind,
+        "start_time_unix_nano": span.start,
+        "end_time_unix_nano": span.end,
+        "failed": span.failed,
+        "attributes": span.attributes,
+        "links": span.links,
+    }
+
+
+def traces_json(case_id: str, path: Path, spans: list[_Span]) -> dict[str, Any]:
+    """``lintas trace --json``: the case's spans (every one), grouped by trace, each
+    trace's spans in the order they began."""
+    traces: dict[str, list[_Span]] = defaultdict(list)
+    for span in spans:
+        traces[span.trace_id].append(span)
+    ordered = sorted(traces.items(), key=lambda t: min(s.start for s in t[1]))
+    return {
+        "case_id": case_id,
+        "span_file": str(path),
+        "traces": [
+            {
+                "trace_id": trace_id,
+                "spans": [
+                    _span_json(s) for s in sorted(members, key=lambda s: (s.start, s.span_id))
+                ],
+            }
+            for trace_id, members in ordered
+        ],
+    }
+
+
+async def _in_log(settings: Settings, case_id: str) -> bool | None:
+    """Whether the log holds the case (asked as the auditor); None when it cannot be asked."""
+    if settings.nats_url is None and not settings.nats_store_dir.exists():
+        return None  # no log here to ask (spans may come from processes elsewhere)
+    try:
+        async with open_bus(settings) as url:
+            nc = await connect(url, "lintas-trace", settings=settings, identity="auditor")
+            try:
+                return await case_messages(nc.jetstream(), settings.stream, case_id, at_most=1) > 0
+            finally:
+                await nc.close()
+    except LintasError:
+        return None
+
+
 def run_trace(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     case_id: str = args.case_id
     if not is_case_id(case_id):
         fail(f"[red]{case_id!r} is not a lintas case id (C + 26 characters)[/red]")
         return 2
     path: Path = settings.span_file
-    if not path.exists() and not path.with_name(path.name + ".1").exists():
+    found = path.exists() or path.with_name(path.name + ".1").exists()
+    spans = case_spans(read_span_file(path, containing=case_id), case_id) if found else []
+    # The span file is no record of which cases exist: the log is.
+    if not spans and asyncio.run(_in_log(settings, case_id)) is False:
+        return no_such_case(case_id, f"stream {settings.stream}")
+    if not found:
         where = (
             f"spans go to the collector at LINTAS_OTLP_ENDPOINT ({settings.otlp_endpoint}): "
             f"look for lintas.case.id={case_id} there"
@@ -261,7 +324,6 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
         )
         fail(f"[red]no span file at {path}: {where}[/red]", highlight=False, soft_wrap=True)
         return 1
-    spans = case_spans(read_span_file(path, containing=case_id), case_id)
     if not spans:
         fail(
             f"[red]no spans of case {case_id} in {path}[/red] (spans older than "
@@ -270,6 +332,9 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
             soft_wrap=True,
         )
         return 1
+    if args.json:
+        print_json(console, traces_json(case_id, path, spans))
+        return 0
     console.print(
         Group(
             Text.assemble(("Case ", "bold"), (case_id, "bold cyan"), f"  ·  spans from {path}"),

@@ -1,4 +1,9 @@
-"""Terminal views of the coordination record (rich)."""
+"""Terminal views of the coordination record (rich), each fitting 100 columns.
+
+Every string that came from an event is shown as text, never as markup, and printable
+(:func:`lintas.contracts.redaction.printable`): an office's name with a U+202E or an ESC
+in it shows the escape, not its effect.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,45 @@ from rich.text import Text
 
 from lintas.consumers import CaseRecord
 from lintas.contracts import agency_name
+from lintas.contracts.redaction import printable
 
 __all__ = ["case_view", "handoff_table", "privacy_view", "summary_tables"]
+
+
+_AGENCY = len("desa-3525012001")  # the widest agency id of the demo: never cut
+
+
+def _t(value: object) -> Text:
+    """A cell or a part of a line that came from an event: text, printable."""
+    return Text(printable("-" if value is None else str(value)))
 
 
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+    if seconds < 10:
+        return f"{seconds * 1000:,.0f} ms"
+    return f"{seconds:,.1f} s" if seconds < 3600 else _span(seconds)
+
+
+def _span(seconds: float) -> str:
+    """A time from a case's opening, in at most 8 columns: the demo's seconds or a real
+    case's days."""
+    if seconds < 60:
+        return f"{seconds:.3f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:,.1f}d"
 
 
 def _clock(at: datetime | None, start: datetime | None) -> str:
     if at is None:
         return "-"
     if start is None:
-        return at.strftime("%H:%M:%S.%f")[:-3]
-    return f"+{(at - start).total_seconds():.3f}s"
+        return at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return f"+{_span(max(0.0, (at - start).total_seconds()))}"
 
 
 def case_view(record: CaseRecord) -> Group:
@@ -37,29 +65,37 @@ def case_view(record: CaseRecord) -> Group:
     head = Text.assemble(
         ("Case ", "bold"),
         (record.case_id, "bold cyan"),
-        f"  {record.situation or '?'} in {record.jurisdiction or '?'}",
-        f"  opened by {record.opened_by} at {_clock(start, None)} UTC\n",
-        f"owner {record.owner}  ·  status {record.status}",
-        f" ({record.closed_reason})" if record.closed_reason else "",
-        f"  ·  now: {record.whereabouts or 'unknown'}",
+        printable(f"  {record.situation or '?'} in {record.jurisdiction or '?'}"),
+        "\n",
+        printable(f"opened by {record.opened_by} at {_clock(start, None)} UTC"),
+        printable(f"  ·  owner {record.owner}  ·  status {record.status}"),
+        printable(f" ({record.closed_reason})") if record.closed_reason else "",
+        "\n",
+        printable(f"now: {record.whereabouts or 'unknown'}"),
     )
     timeline = Table(title="Timeline", title_justify="left", show_lines=False, expand=False)
-    for column in ("seq", "at", "event", "from", "to", "case owner"):
-        timeline.add_column(column, no_wrap=True)
+    timeline.add_column("seq", no_wrap=True, justify="right")
+    timeline.add_column("at", no_wrap=True)
+    timeline.add_column("event", no_wrap=True)
+    # These wrap (at the arrow; a refusal under the owner), never cutting an agency id.
+    timeline.add_column("from → to", min_width=_AGENCY, overflow="fold")
+    timeline.add_column("case owner", min_width=_AGENCY, overflow="fold")
     for entry in record.timeline:
+        owner = _t(entry.owner)
+        if entry.refused:
+            owner.append("  refused: no consent", style="red")
         timeline.add_row(
             str(entry.seq),
             _clock(entry.time, start),
-            entry.type,
-            entry.source,
-            entry.target,
-            (entry.owner or "-") + ("  [red]refused: no consent[/red]" if entry.refused else ""),
+            _t(entry.type),
+            _t(f"{entry.source} → {entry.target}"),
+            owner,
         )
     docs = ", ".join(f"{d.kind} ({d.issuing_office})" for d in record.documents) or "none"
     return Group(
         head,
         handoff_table(record),
-        Text(f"Documents issued: {docs}"),
+        _t(f"Documents issued: {docs}"),
         privacy_view(record),
         timeline,
     )
@@ -92,9 +128,9 @@ def privacy_view(record: CaseRecord) -> Group:
     for column in ("seq", "event", "field", "as stored"):
         fields.add_column(column, no_wrap=True)
     for p in record.personal:
-        fields.add_row(str(p.seq), p.type, p.field, Text(_SHOWN.get(p.state, p.state)))
+        fields.add_row(str(p.seq), _t(p.type), _t(p.field), _t(_SHOWN.get(p.state, p.state)))
     erased = (
-        Text(
+        _t(
             f"Erased at seq {record.erasure.seq} by {record.erasure.by} "
             f"({record.erasure.officer_role}, {record.erasure.legal_basis}; requested by "
             f"{record.erasure.requested_by}): every sealed field is unreadable"
@@ -102,35 +138,30 @@ def privacy_view(record: CaseRecord) -> Group:
         if record.erasure
         else Text("")
     )
-    return Group(Text("Consent:\n" + "\n".join(lines)), fields, erased)
+    return Group(Text("Consent:\n" + "\n".join(printable(line) for line in lines)), fields, erased)
 
 
 def handoff_table(record: CaseRecord) -> Table:
+    """Who asked whom for what, when, how long the answer took, where it stands (when each
+    was accepted and answered: ``case show --json``, the timeline)."""
     table = Table(title="Hand-offs", title_justify="left")
-    for column in (
-        "#",
-        "asked by",
-        "asked of",
-        "for",
-        "requested",
-        "accepted",
-        "done",
-        "took",
-        "status",
-    ):
-        table.add_column(column, no_wrap=True)
+    table.add_column("#", no_wrap=True, justify="right")
+    table.add_column("asked by", no_wrap=True)
+    table.add_column("asked of", no_wrap=True)
+    table.add_column("for", min_width=16, overflow="fold")  # wraps: a facility's name, say
+    table.add_column("requested", no_wrap=True)
+    table.add_column("took", no_wrap=True)
+    table.add_column("status", min_width=9, overflow="fold")
     start = record.opened_at
     for number, h in enumerate(record.handoffs, 1):
         table.add_row(
             str(number),
-            h.requester,
-            h.asked or "-",
-            f"{h.handoff}: {h.what}",
+            _t(h.requester),
+            _t(h.asked),
+            _t(f"{h.handoff}: {h.what}"),
             _clock(h.requested_at, start),
-            _clock(h.accepted_at, start),
-            _clock(h.closed_at, start),
             _ms(h.duration_s),
-            h.status + (" (overdue)" if h.overdue else ""),
+            _t(h.status + (" (overdue)" if h.overdue else "")),
         )
     return table
 
@@ -138,20 +169,22 @@ def handoff_table(record: CaseRecord) -> Table:
 def summary_tables(records: Sequence[CaseRecord], titles: dict[str, str]) -> Group:
     """Cases per pathway, and the median time per hand-off of each agency asked."""
     per_pathway = Table(title="Cases per pathway", title_justify="left")
-    for column in ("pathway", "cases", "closed", "hand-offs", "events", "consents", "sealed"):
-        per_pathway.add_column(column)
+    per_pathway.add_column("pathway", min_width=16, overflow="fold")
+    for column in ("cases", "closed", "hand-offs", "events", "consents", "overrides", "sealed"):
+        per_pathway.add_column(column, no_wrap=True, justify="right")
     grouped: dict[str, list[CaseRecord]] = defaultdict(list)
     for record in records:
         grouped[record.situation or "?"].append(record)
     for situation, group in sorted(grouped.items()):
         per_pathway.add_row(
-            titles.get(situation, situation),
+            # The title's head ("Undocumented child in Sabah"), not the whole pathway.
+            _t(titles.get(situation, situation).split(":", 1)[0]),
             str(len(group)),
             str(sum(r.status == "closed" for r in group)),
             str(sum(len(r.handoffs) for r in group)),
             str(sum(len(r.timeline) for r in group)),
-            f"{sum(1 for r in group for c in r.consents if c.consent_id)} recorded, "
-            f"{sum(1 for r in group for c in r.consents if not c.consent_id)} overridden",
+            str(sum(1 for r in group for c in r.consents if c.consent_id)),
+            str(sum(1 for r in group for c in r.consents if not c.consent_id)),
             str(sum(1 for r in group for p in r.personal if p.state == "sealed")),
         )
     durations: dict[str, list[float]] = defaultdict(list)
@@ -160,12 +193,14 @@ def summary_tables(records: Sequence[CaseRecord], titles: dict[str, str]) -> Gro
             if h.asked and h.duration_s is not None:
                 durations[h.asked].append(h.duration_s)
     per_agency = Table(title="Median time per hand-off, by agency asked", title_justify="left")
-    for column in ("agency", "", "hand-offs", "median", "slowest"):
-        per_agency.add_column(column)
+    per_agency.add_column("agency", no_wrap=True)
+    per_agency.add_column("", min_width=16, overflow="fold")
+    for column in ("hand-offs", "median", "slowest"):
+        per_agency.add_column(column, no_wrap=True, justify="right")
     for agency, values in sorted(durations.items(), key=lambda kv: -statistics.median(kv[1])):
         per_agency.add_row(
-            agency,
-            agency_name(agency),
+            _t(agency),
+            _t(agency_name(agency)),
             str(len(values)),
             _ms(statistics.median(values)),
             _ms(max(values)),

@@ -192,6 +192,6 @@ async def test_a_tampered_event_shows_failed_with_the_reason(
 async def test_no_events_no_page(cli_env: Settings, js: JetStreamContext, tmp_path: Path) -> None:
     await declare_record(js, cli_env)
     out = tmp_path / "report.html"
-    assert await cli("report", new_case_id(), "--html", str(out)) == 1
+    assert await cli("report", new_case_id(), "--html", str(out)) == 3  # no such case
     assert not out.exists()
     assert await cli("report", "not-a-case", "--html", str(out)) == 2

@@ -123,8 +123,10 @@ def test_cli_case_show_errors(
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     assert main(["case", "show", "not-a-case"]) == 2
     assert "not a lintas case id" in capsys.readouterr().err
-    assert main(["case", "show", "C" + "0" * 26]) == 1
-    assert "no case" in capsys.readouterr().err
+    assert main(["case", "show", "C" + "0" * 26]) == 3  # no such case, as everywhere
+    assert "no case C00000000000000000000000000: stream LINTAS holds no event of it" in " ".join(
+        capsys.readouterr().err.split()
+    )
     assert main(["run", "nobody"]) == 2
     assert "not an agency id" in capsys.readouterr().err
     # The watchdog signs what it sends: without its key it does not start.

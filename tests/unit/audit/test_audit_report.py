@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from html.parser import HTMLParser
 
 from lintas.audit import StoredEvent
@@ -104,3 +105,20 @@ async def test_after_erasure_the_report_shows_erased_where_the_data_was() -> Non
     assert "personal data was erased at stream seq 3 by kemlu" in page
     for secret in SECRETS:
         assert secret not in page, secret
+
+
+async def test_control_and_bidirectional_characters_are_escaped_on_the_page() -> None:
+    """html.escape leaves a U+202E or an ESC as it is: the page shows their escapes."""
+    case_id = new_case_id()
+    log = Log()
+    log.add("case.opened", case_id, source="kemlu", target="kp2mi")
+    report = await build_report(_each(log.events), REGISTRY, case_id=case_id, source="t")
+    assert report.record is not None
+    hostile = "Kinabalu\u202eteL\x1b[2J\x00\u2066"
+    report.record = report.record.model_copy(update={"whereabouts": hostile})
+    report.events[0] = replace(report.events[0], data=(("location.name", hostile),))
+    report.notes.append(hostile)
+    page = render_html(report)
+    for raw in ("\u202e", "\x1b", "\x00", "\u2066"):
+        assert raw not in page, repr(raw)
+    assert page.count("Kinabalu\\u202eteL\\u001b[2J\\u0000\\u2066") == 3

@@ -1,0 +1,246 @@
+"""The commands that take a case id, and every reading command's ``--json``, on the demo's
+bus, where authorization is on: each connects as the identity it runs as (the auditor
+reads the log, the operator the quarantine, the platform erases)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lintas.consumers.quarantine import QuarantineEntry, put
+from lintas.contracts import new_case_id, uuid7
+from lintas.contracts.redaction import PERSONAL, UNKNOWN
+from lintas.demo import run_demo
+from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.credentials import js_options, uses_credentials
+from lintas.infra.observability.tracing import CASE_ID
+from lintas.infra.settings import Settings
+from tests.support.audit import cli
+from tests.support.samples import FAKE_SEALED
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+
+@pytest.fixture
+async def demo(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """One demo case on the data dir's embedded bus (authorization on), which each command
+    then starts for its own duration, as an operator's shell would."""
+    result = await run_demo(settings, 1, timeout_s=120)
+    assert uses_credentials(settings, "auditor")
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("LINTAS_NATS_URL", raising=False)
+    return result
+
+
+def _said(captured: Any) -> str:
+    return " ".join(captured.err.split())  # unwrapped
+
+
+async def test_a_case_the_log_does_not_hold_gets_one_line_and_exit_3_from_every_command(
+    demo: Any, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = new_case_id()
+    line = f"no case {missing}: stream {settings.stream} holds no event of it"
+    replayed, exported, page = tmp_path / "r.db", tmp_path / "case.tar.gz", tmp_path / "c.html"
+    capsys.readouterr()
+    for argv in (
+        ["case", "show", missing],
+        ["case", "show", missing, "--json"],
+        ["verify", "--case", missing],
+        ["verify", "--case", missing, "--json"],
+        ["replay", "--database", f"sqlite:///{replayed}", "--case", missing, "--json"],
+        ["export", "--out", str(exported), "--case", missing],
+        ["report", missing, "--html", str(page)],
+        ["trace", missing],
+        ["case", "erase", missing, "--reason", "asked", "--role", "data_protection_officer"],
+    ):
+        assert await cli(*argv) == 3, argv
+        captured = capsys.readouterr()
+        assert captured.out == "", argv  # not a verdict, a digest or an archive of nothing
+        assert _said(captured) == line, argv
+    assert not replayed.exists()
+    assert not exported.exists()
+    assert not page.exists()
+
+    # The same answer from an archive, offline.
+    archive = tmp_path / "all"
+    assert await cli("export", "--out", str(archive)) == 0
+    capsys.readouterr()
+    for argv in (
+        ["verify", "--archive", str(archive), "--case", missing],
+        [
+            "replay",
+            "--database",
+            f"sqlite:///{replayed}",
+            "--archive",
+            str(archive),
+            "--case",
+            missing,
+        ],
+    ):
+        assert await cli(*argv) == 3, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert _said(captured) == f"no case {missing}: archive {archive} holds no event of it"
+    assert not replayed.exists()
+
+    # A case the log holds is no such answer.
+    case_id = demo.records[0].case_id
+    assert await cli("verify", "--case", case_id) == 0
+    assert await cli("verify", "--archive", str(archive), "--case", case_id) == 0
+
+
+async def test_case_show_says_when_the_record_has_not_caught_up_with_the_stream(
+    demo: Any, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = demo.records[0]
+    case_id = record.case_id
+    capsys.readouterr()
+    assert await cli("case", "show", case_id, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["record"]["case_id"] == case_id
+    assert doc["record"]["last_seq"] == record.timeline[-1].seq
+    assert doc["freshness"]["compared"] is True
+    assert doc["freshness"]["behind"] == 0
+    assert await cli("case", "show", case_id) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"The record is up to date with stream {settings.stream} for this case" in out
+
+    # Erased while no record runs (the demo's consumers are gone): the record still says
+    # sealed, and case show says it is one event of the case behind.
+    erase = ["case", "erase", case_id, "--reason", "asked", "--role", "data_protection_officer"]
+    assert await cli(*erase) == 0
+    capsys.readouterr()
+    assert await cli("case", "show", case_id) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[sealed]" in out
+    assert "[erased]" not in out
+    assert f"The record is behind stream {settings.stream}: 1 event(s) of case {case_id}" in out
+    assert await cli("case", "show", case_id, "--json") == 0
+    freshness = json.loads(capsys.readouterr().out)["freshness"]
+    assert (freshness["behind"], freshness["behind_at_least"]) == (1, False)
+    assert freshness["record_position"] == doc["freshness"]["record_position"]
+
+
+async def test_every_reading_command_prints_one_json_document_on_stdout(
+    demo: Any, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case_id = demo.records[0].case_id
+    replayed = tmp_path / "r.db"
+    capsys.readouterr()
+
+    def document() -> Any:
+        return json.loads(capsys.readouterr().out)  # the whole of stdout, or it fails
+
+    assert await cli("verify", "--case", case_id, "--json") == 0
+    verdict = document()
+    assert (verdict["status"], verdict["counts"]["events"]) == ("verified", demo.events)
+
+    assert await cli("export", "--out", str(tmp_path / "a"), "--json") == 0
+    exported = document()
+    assert exported["archive"] == str(tmp_path / "a")
+    assert exported["manifest"]["events"]["count"] == demo.events
+
+    assert await cli("replay", "--database", f"sqlite:///{replayed}", "--json") == 0
+    replay = document()
+    assert (replay["read"], replay["applied"], replay["skipped"]) == (demo.events, demo.events, 0)
+    sealed = sum(len(r.personal) for r in demo.records)
+    assert replay["personal"]["states"] == {"sealed": sealed}
+
+    assert await cli("record", "digest", "--database", f"sqlite:///{replayed}", "--json") == 0
+    digest = document()
+    assert digest["digest"] == replay["record_digest"]["digest"]
+    assert digest["cases"] == 1
+    assert await cli("record", "digest", "--json") == 0  # the live record: the same
+    assert document()["digest"] == digest["digest"]
+
+    assert await cli("keys", "list", "--json") == 0
+    keys = document()
+    assert "kemlu" in {k["agency"] for k in keys["signing"]}
+    assert "kemlu" in {k["agency"] for k in keys["exchange"]}
+    assert all(set(k) == {"agency", "kid", "algorithm"} for k in keys["exchange"])
+
+    assert await cli("trace", case_id, "--json") == 0
+    traces = document()["traces"]
+    spans = [s for t in traces for s in t["spans"]]
+    assert spans
+    assert {s["attributes"][CASE_ID] for s in spans} == {case_id}
+
+    assert await cli("dlq", "list", "--json") == 0
+    assert document() == []
+
+
+async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_rest(
+    demo: Any, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An agency's consumer quarantined a case.opened that broke its contract with a
+    child's name in a field of its own, a terminal escape and a U+202E in a region's name,
+    and a header of its own; the operator looks at it."""
+    case_id = demo.records[0].case_id
+    body = {
+        "specversion": "1.0",
+        "id": str(uuid7()),
+        "source": "kemlu",
+        "type": "case.opened",
+        "time": datetime.now(UTC).isoformat(),
+        "subject": case_id,
+        "datacontenttype": "application/json",
+        "dataschema": "lintas:schemas/case.opened/v3.json",
+        "dataversion": 3,
+        "target": "kp2mi",
+        "child_name": "Dewi Lestari",
+        "data": {
+            "situation": "left_behind",
+            "location": {"country": "ID", "name": "Gresik\u202eKab\x1b[2J"},
+            "jurisdiction": {"country": "ID"},
+            "risk_level": "low",
+            "child": FAKE_SEALED,
+            "child_name": "Dewi Lestari",
+            "Dewi Lestari": "2015-06-01",
+        },
+    }
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-test", settings=settings, identity="kp2mi")
+        try:
+            entry_id = await put(
+                nc.jetstream(**js_options("kp2mi")),
+                settings,
+                QuarantineEntry(
+                    consumer="agency-kp2mi",
+                    stream=settings.stream,
+                    stream_seq=999,
+                    subject=f"lintas.kemlu.kp2mi.case.opened.{case_id}",
+                    attempts=1,
+                    reason="case.opened v3, field 'data.child_name': extra inputs not permitted",
+                    body=json.dumps(body).encode(),
+                    original_headers={"Nats-Msg-Id": body["id"], "X-Child": "Dewi Lestari"},
+                ),
+            )
+        finally:
+            await nc.close()
+
+    capsys.readouterr()
+    assert await cli("dlq", "show", str(entry_id)) == 0
+    out = capsys.readouterr().out
+    assert "Dewi" not in out
+    assert "\u202e" not in out
+    assert "\x1b" not in out
+    assert "2015-06-01" not in out
+    assert f'"child_name": "{UNKNOWN}"' in out
+    assert f'"child": "{PERSONAL}"' in out
+    assert '"name": "Gresik\\u202eKab\\u001b[2J"' in out  # known: shown, escaped
+
+    assert await cli("dlq", "show", str(entry_id), "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["headers"] == {"Nats-Msg-Id": body["id"], "X-Child": UNKNOWN}
+    assert shown["body"]["child_name"] == UNKNOWN
+    assert shown["body"]["data"]["child_name"] == UNKNOWN
+    assert shown["body"]["data"]["[unknown field 1]"] == UNKNOWN
+    assert shown["body"]["data"]["child"] == PERSONAL
+    # The region's name is a field the contract knows: shown, with its controls escaped
+    # in the text (JSON reads them back).
+    assert shown["body"]["data"]["location"]["name"] == "Gresik\u202eKab\x1b[2J"
