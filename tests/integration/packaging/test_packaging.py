@@ -4,6 +4,7 @@ license, SPDX metadata and the generated documents `lintas contracts check` read
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,28 @@ import lintas.audit
 import lintas.contracts
 from tests.support.paths import REPO
 
+# What a build leaves beside the sources, and what is not the project's to copy.
+_NOT_COPIED = shutil.ignore_patterns(
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".lintas",
+    ".venv",
+)
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the checkout: setuptools writes build/ and the
+    egg-info beside the sources it builds, and the checkout must be left as it was."""
+    before = sorted(p.name for p in REPO.iterdir())
+    sources = tmp_path_factory.mktemp("sources") / "lintas"
+    shutil.copytree(REPO, sources, ignore=_NOT_COPIED)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -29,11 +49,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--quiet",
             "--wheel-dir",
             str(out),
-            str(REPO),
+            str(sources),
         ],
         check=True,
         cwd=out,
     )
+    assert sorted(p.name for p in REPO.iterdir()) == before, "the build wrote into the checkout"
     (found,) = out.glob("lintas-*.whl")
     return found
 
