@@ -94,15 +94,18 @@ def _target(settings: Settings, name: str) -> _Target | None:
 # A consumer stopped a moment ago leaves its last pull request until that expires (FastStream
 # asks for a batch at a time, for at most a few seconds).
 _STOPPED_WITHIN_S = 5.0
+_IDLE_LOOKS = 3
 
 
 async def _pulling(js: Any, settings: Settings, consumer: str) -> int | None:
     """How many pull requests wait on ``consumer`` once a stopped instance's have expired:
-    0 when nobody consumes it, more while an instance runs (one that is busy applying a
-    batch, and so not waiting, is not seen: the check guards, it does not lock). None
-    when there is no such consumer."""
+    0 when nobody consumes it (none seen in a few looks in a row: a running instance asks
+    again as soon as a request ends), more while an instance runs (one busy applying a
+    long batch asks for nothing meanwhile, and is not seen: the check guards, it does not
+    lock). None when there is no such consumer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _STOPPED_WITHIN_S
+    idle = 0
     while True:
         with bus_errors(f"reading consumer {consumer}"):
             try:
@@ -110,7 +113,10 @@ async def _pulling(js: Any, settings: Settings, consumer: str) -> int | None:
             except nats.js.errors.NotFoundError:
                 return None
         waiting = int(info.num_waiting or 0)
-        if not waiting or loop.time() > deadline:
+        idle = idle + 1 if not waiting else 0
+        if idle >= _IDLE_LOOKS:
+            return 0
+        if waiting and loop.time() > deadline:
             return waiting
         await asyncio.sleep(0.2)
 

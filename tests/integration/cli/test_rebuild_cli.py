@@ -131,7 +131,8 @@ async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_servic
                 capsys.readouterr()
                 assert await asyncio.to_thread(main, ["rebuild", "dukcapil"]) == 1
                 failed = capsys.readouterr()
-                assert "agency-dukcapil is being consumed" in failed.err
+                # Either of its two consumers, whichever was seen asking first.
+                assert "-dukcapil is being consumed" in failed.err
                 assert failed.out == ""
                 assert _worklist(databases) == before
             finally:
