@@ -96,6 +96,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace, console: Console) ->
 
         run = run_status if command == "status" else run_watch
         return asyncio.run(run(settings, args, console))
+    if command == "rebuild":
+        from lintas.cli._rebuild import run_rebuild
+
+        return asyncio.run(run_rebuild(settings, args, console))
     if command in _INFRA:
         from lintas.cli._infra import run_infra
 

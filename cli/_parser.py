@@ -336,6 +336,28 @@ def add_privacy_commands(case_commands: Any) -> None:
     exposed.add_argument("--json", action="store_true", help="for scripts")
 
 
+def add_rebuild_command(commands: Any) -> None:
+    rebuild = _command(
+        commands,
+        "rebuild",
+        example="lintas rebuild dukcapil",
+        help="drop a projection and rebuild it from the log, from sequence 1",
+        description=(
+            "Drop a projection's tables and rebuild them from the log: the consumer's "
+            "messages from stream sequence 1, through the same fold and consent gate as live "
+            "ones, up to the last its durable delivered. What lintas does by itself on start "
+            "when a projection's tables no longer match the code (docs/OPERATIONS.md). Run it "
+            "with the consumer stopped, as its own identity: the platform for 'record' and "
+            "'watchdog', the agency for its worklist."
+        ),
+    )
+    rebuild.add_argument(
+        "consumer",
+        metavar="CONSUMER",
+        help="'record', 'watchdog', or an agency id (its worklist, fed by agency-<a> and sent-<a>)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lintas",
@@ -487,4 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_watch_commands(commands)
     # -- identities and deployment files (cli/_infra.py) -------------------------------------
     add_infra_commands(commands)
+    # -- operators: a projection rebuilt from the log (cli/_rebuild.py) -----------------------
+    add_rebuild_command(commands)
     return parser

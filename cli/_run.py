@@ -17,6 +17,7 @@ from lintas.cli.render import case_view, summary_tables
 from lintas.consumers.app import (
     Databases,
     agency_broker,
+    catch_up_broker,
     create_agency_app,
     create_record_app,
     record_broker,
@@ -205,6 +206,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
             running.push_async_callback(parts.close)
             running.callback(databases.dispose)
             for broker in brokers:
+                await catch_up_broker(parts, broker)  # a rebuilt projection: from sequence 1
                 await broker.start()
                 running.push_async_callback(broker.stop)
             ticker = await start_ticker(parts, databases, verifier=verifier)

@@ -9,6 +9,7 @@ database for them). The rest lives in its module, imported where it is used:
 * :mod:`.runner`: the consumer edge (a pulled batch, one transaction, acknowledgements);
 * :mod:`.app`: FastStream subscribers and apps (``Databases``, ``attach_*``, ``create_*``);
 * :mod:`.watchdog`: the deadline watchdog's projection, ticker and app;
+* :mod:`.rebuild`: schema versions, and a projection rebuilt from the log when stale;
 * :mod:`.casefile`, :mod:`.gate`, :mod:`.quarantine`, :mod:`.retry`, :mod:`.status`.
 """
 

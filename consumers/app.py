@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+import structlog
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.annotations import JsClient
@@ -25,9 +26,10 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry, put
+from lintas.consumers.rebuild import catch_up, prepare
 from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
 from lintas.infra.bootstrap import Parts
-from lintas.infra.db import create_db_engine, ensure_tables
+from lintas.infra.db import create_db_engine
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, servers
 from lintas.infra.nats.credentials import connect_options, js_options
@@ -51,11 +53,14 @@ __all__ = [
     "attach_batches",
     "attach_record",
     "attach_runner",
+    "catch_up_broker",
     "create_agency_app",
     "create_broker",
     "create_record_app",
     "record_broker",
 ]
+
+_log = structlog.get_logger("lintas.rebuild")
 
 
 class Databases:
@@ -115,6 +120,8 @@ def create_broker(
     )
     if "inbox_prefix" in options:
         _INBOXES[broker] = f"{options['inbox_prefix']}.".encode()
+    if identity is not None:
+        _IDENTITIES[broker] = identity
     return broker
 
 
@@ -122,6 +129,12 @@ def create_broker(
 # connection's: a subscriber of a broker connected as an identity must use that identity's,
 # the only one its permissions let it subscribe to.
 _INBOXES: weakref.WeakKeyDictionary[NatsBroker, bytes] = weakref.WeakKeyDictionary()
+# Who a broker connects as, and the runners on it with their consumers and whose read
+# service fills their gaps: what catch_up_broker needs before the broker starts.
+_IDENTITIES: weakref.WeakKeyDictionary[NatsBroker, str] = weakref.WeakKeyDictionary()
+_RUNNERS: weakref.WeakKeyDictionary[
+    NatsBroker, list[tuple[ProjectionRunner, ConsumerSpec, str | None]]
+] = weakref.WeakKeyDictionary()
 
 
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.
@@ -189,6 +202,48 @@ def attach_runner(
         await runner.handle(msgs, BatchServices(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
+    _RUNNERS.setdefault(broker, []).append((runner, spec, reads_as))
+
+
+async def catch_up_broker(parts: Parts, broker: NatsBroker) -> None:
+    """Before ``broker`` starts: bring each of its projections up to what its durable has
+    delivered, reading the stream as the broker's identity (through the read service for
+    an agency that may not read it). After a rebuild (a projection found stale when it was
+    attached, or one another process of a shared database rebuilt) that is the whole log
+    from sequence 1, logged as it goes; otherwise, usually nothing."""
+    attached = _RUNNERS.get(broker, [])
+    if not attached:
+        return
+    identity = _IDENTITIES.get(broker, "platform")
+    nc = await parts.connect(identity, name=f"lintas-catch-up-{identity}")
+    try:
+        js = parts.jetstream(nc, identity)
+        for runner, spec, reads_as in attached:
+            reads = ServiceReads(nc, reads_as) if reads_as else None
+            await catch_up(
+                runner, js, spec, parts.settings, reads=reads, progress=_logged(spec.name)
+            )
+    finally:
+        await nc.close()
+
+
+def _logged(consumer: str) -> Callable[[int, int], None]:
+    """A progress callback that logs each tenth of the way (a rebuild can take a while)."""
+    told = [0]
+
+    def progress(position: int, through: int) -> None:
+        tenth = position * 10 // max(through, 1)
+        if tenth > told[0]:
+            told[0] = tenth
+            _log.info(
+                "projection.catch_up_progress",
+                consumer=consumer,
+                position=position,
+                through=through,
+                percent=tenth * 10,
+            )
+
+    return progress
 
 
 def _runner(
@@ -205,7 +260,9 @@ def _runner(
 ) -> ProjectionRunner:
     engine, sqlite_lock = databases.for_consumer(database)
     lock = sqlite_lock or lock
-    ensure_tables(engine, *projection.tables)
+    # Tables older code made are dropped here, and the consumer catches up from sequence 1
+    # (catch_up_broker) before it takes a delivery.
+    prepare(engine, projection, settings.stream, [spec.name])
     return ProjectionRunner(
         consumer=spec.name,
         stream=settings.stream,
@@ -336,6 +393,11 @@ def app_of(broker: NatsBroker, databases: Databases, parts: Parts) -> FastStream
     # FastStream's own app logger writes to stdout past any configuration; this one goes
     # through the process's logging (structlog's format, the personal-data filter).
     app = FastStream(broker, logger=logging.getLogger("lintas.app"))
+
+    async def caught_up() -> None:
+        await catch_up_broker(parts, broker)
+
+    app.on_startup(caught_up)
     app.after_shutdown(databases.dispose)
     app.after_shutdown(parts.close)
     return app

@@ -23,6 +23,7 @@ from lintas.consumers.record import CaseRecord
 from lintas.consumers.worklist import WorkItem
 from lintas.contracts import Event, PermanentError, authority
 from lintas.infra.db import UTCDateTime
+from lintas.infra.nats.topology import agency_of
 
 __all__ = [
     "Batch",
@@ -41,7 +42,21 @@ Batch = Sequence[tuple[int, Event]]
 
 
 class Projection(Protocol):
+    """A fold kept in tables. ``name`` and ``schema_version`` say which tables it builds:
+    bump the version whenever the tables, or what the fold writes into them, change, and
+    the projection is rebuilt from the log where it was built by older code
+    (:mod:`.rebuild`; ``tests/unit/consumers/test_projection_versions.py`` fails on a
+    table changed without a bump)."""
+
+    name: ClassVar[str]
+    schema_version: ClassVar[int]
     tables: ClassVar[tuple[type[SQLModel], ...]]
+
+    @staticmethod
+    def feeds(consumer: str) -> bool:
+        """Whether a consumer of this name writes these tables: how a tracking row noted
+        before versions were is told apart in a database several projections share."""
+        ...
 
     def apply_batch(self, session: Session, batch: Batch) -> int:
         """Apply the batch in order; return how many events changed the projection."""
@@ -70,7 +85,14 @@ class WorklistProjection:
     (:mod:`.gate`): an event the gate refuses raises, and is quarantined; so does one the
     authority policy refuses on its own (:func:`lintas.contracts.authority.judge_alone`)."""
 
+    name: ClassVar[str] = "worklist"
+    schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[type[SQLModel], ...]] = (WorklistRow, *AgencyGate.tables)
+
+    @staticmethod
+    def feeds(consumer: str) -> bool:
+        # Every agency's: in a shared database, one table holds every agency's worklist.
+        return agency_of(consumer) is not None
 
     def __init__(self, agency: str) -> None:
         self.agency = agency
@@ -171,7 +193,13 @@ class RecordProjection:
     replay's shards, which alone write their cases, run them in separate transactions so
     that folding holds no database lock."""
 
+    name: ClassVar[str] = "record"
+    schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
+
+    @staticmethod
+    def feeds(consumer: str) -> bool:
+        return consumer == "record"
 
     def __init__(self, held_bytes: int = 8 * 2**20) -> None:
         # The records last written, by case, with their JSON: a record that reads back as

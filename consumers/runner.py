@@ -107,6 +107,13 @@ class _Incoming:
     delivery: int | None = None  # the consumer sequence of this delivery
 
 
+def _seqs(msgs: Sequence[Any]) -> str | None:
+    """The stream sequences a pulled batch spans, for a log line (None: read, not pulled)."""
+    if not msgs:
+        return None
+    return f"{msgs[0].metadata.sequence.stream}..{msgs[-1].metadata.sequence.stream}"
+
+
 def _follows(previous: _Incoming, item: _Incoming) -> bool:
     """Whether nothing of the consumer can lie between two delivered messages.
 
@@ -436,6 +443,48 @@ class ProjectionRunner:
         with Session(self.engine) as session:
             return read_position(session, self.consumer, self.stream).position
 
+    async def catch_up(
+        self,
+        through: int,
+        services: BatchServices,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 1000,
+    ) -> None:
+        """Apply the consumer's messages from its tracked position up to stream sequence
+        ``through``, read from the stream (``services.gaps``) ``chunk`` at a time: before
+        the subscriber takes deliveries, after a rebuild (:mod:`.rebuild`) or a stop that
+        left messages unapplied. ``progress(position, through)`` after each chunk."""
+        gaps = services.gaps
+        assert gaps is not None
+        self._position = await asyncio.to_thread(self._read_position)
+        self._last = None
+        while self._position < through:
+            start = self._position + 1
+
+            async def read(start: int = start) -> list[_Incoming]:
+                found = await gaps.between(start, through, chunk)
+                return [_Incoming(m.seq, m.subject, m.data) for m in found]
+
+            found = await self._with_retry(read, (), poison_after=None)
+            if not found:
+                break
+            await self._process(found, services, ())
+            if progress is not None:
+                progress(self._position, through)
+
+    async def counts(self) -> tuple[int, int, int]:
+        """The tracking row's position and its counts of events applied and rejected."""
+
+        def read() -> tuple[int, int, int]:
+            with Session(self.engine) as session:
+                row = read_position(session, self.consumer, self.stream)
+                session.commit()
+                return row.position, row.applied, row.rejected
+
+        async with self.lock:
+            return await asyncio.to_thread(read)
+
     # -- commit, retry, ack ----------------------------------------------------------------
 
     def _notify(self, applied: Batch) -> None:
@@ -495,8 +544,7 @@ class ProjectionRunner:
                     attempt=attempt,
                     delay_s=delay,
                     error=exc.__class__.__name__,
-                    stream_seqs=f"{msgs[0].metadata.sequence.stream}.."
-                    f"{msgs[-1].metadata.sequence.stream}",
+                    stream_seqs=_seqs(msgs),
                     exc_info=not expected,
                 )
                 for msg in msgs:

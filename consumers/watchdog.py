@@ -117,7 +117,13 @@ def _item(row: DeadlineRow) -> Deadline:
 
 
 class WatchdogProjection:
+    name: ClassVar[str] = "watchdog"
+    schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[type[SQLModel], ...]] = (DeadlineRow, WatchdogCaseRow)
+
+    @staticmethod
+    def feeds(consumer: str) -> bool:
+        return consumer.startswith("watchdog")
 
     def __init__(self, policy: DeadlinePolicy) -> None:
         self.policy = policy

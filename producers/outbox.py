@@ -117,6 +117,7 @@ from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.reads import DirectReads, ReadRefused, StreamReads
 from lintas.producers._admit import Admission
 from lintas.producers._gate import PublishGate
+from lintas.producers._schema import ensure_outbox_table
 from lintas.producers._wire import (
     CaseHead,
     Draft,
@@ -177,11 +178,6 @@ class OutboxRecord(SQLModel, table=True):
 
 
 _TABLE: Table = OutboxRecord.__table__  # type: ignore[attr-defined]
-
-
-def ensure_outbox_table(engine: Engine) -> None:
-    """Create ``lintas_outbox`` if it is missing (an agency with migrations adds it there)."""
-    SQLModel.metadata.create_all(engine, tables=[_TABLE])
 
 
 class Outbox:

@@ -4,6 +4,7 @@ license, SPDX metadata and the generated documents `lintas contracts check` read
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,28 @@ import lintas.audit
 import lintas.contracts
 from tests.support.paths import REPO
 
+# What a build leaves beside the sources, and what is not the project's to copy.
+_NOT_COPIED = shutil.ignore_patterns(
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".lintas",
+    ".venv",
+)
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the checkout: setuptools writes build/ and the
+    egg-info beside the sources it builds, and the checkout must be left as it was."""
+    before = sorted(p.name for p in REPO.iterdir())
+    sources = tmp_path_factory.mktemp("sources") / "lintas"
+    shutil.copytree(REPO, sources, ignore=_NOT_COPIED)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -29,11 +49,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--quiet",
             "--wheel-dir",
             str(out),
-            str(REPO),
+            str(sources),
         ],
         check=True,
         cwd=out,
     )
+    assert sorted(p.name for p in REPO.iterdir()) == before, "the build wrote into the checkout"
     (found,) = out.glob("lintas-*.whl")
     return found
 
@@ -75,13 +96,23 @@ def test_wheel_holds_the_license_and_spdx_metadata(wheel: Path) -> None:
     assert not [line for line in metadata if line.startswith("License:")]  # the old form
 
 
+def test_wheel_holds_the_outbox_migrations(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "lintas/producers/_schema.py" in names
+    assert "lintas/producers/migrations/env.py" in names
+    assert "lintas/producers/migrations/script.py.mako" in names
+    assert "lintas/producers/migrations/versions/r0001_outbox.py" in names
+
+
 def test_wheel_holds_the_generated_documents_the_cli_checks(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "lintas/docs/asyncapi.json" in names
     assert "lintas/docs/AUTHORITY.md" in names
 
 
-def test_contracts_check_passes_from_an_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+def test_an_installed_wheel_checks_contracts_and_migrates_the_outbox(
+    wheel: Path, tmp_path: Path
+) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -102,3 +133,24 @@ def test_contracts_check_passes_from_an_installed_wheel(wheel: Path, tmp_path: P
         [str(venv / "bin" / "lintas"), "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("lintas ")
+    # The outbox's migrations run from the installed package, not from this checkout.
+    migrate = (
+        "from lintas.infra.db import create_db_engine\n"
+        "from lintas.producers import ensure_outbox_table\n"
+        "from lintas.producers._schema import MIGRATIONS, revision\n"
+        "engine = create_db_engine('sqlite:///agency.sqlite')\n"
+        "ensure_outbox_table(engine)\n"
+        "print(revision(engine), MIGRATIONS)\n"
+    )
+    migrated = subprocess.run(
+        [str(python), "-c", migrate],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    head, location = migrated.stdout.split()
+    assert head == "0001"
+    assert Path(location).is_relative_to(venv)
