@@ -44,6 +44,23 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 
 
 @pytest.fixture
+async def admission(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[object]:
+    """Admission on the test's bus, as a deployment runs it (``lintas run admission``): the
+    only writer of the log, which every Publisher made by ``publisher_for`` (the CLI's, the
+    watchdog's) sends to. The platform is declared first."""
+    from lintas.admission.running import admission_service
+    from lintas.infra.nats.topology import declare_platform
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await declare_platform(nc.jetstream(), settings, [])
+    finally:
+        await nc.close()
+    async with admission_service(settings, nats_server.url) as service:
+        yield service
+
+
+@pytest.fixture
 async def nats_client(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
     nc = await nats.connect(nats_server.url)
     try:

@@ -122,6 +122,7 @@ async def _pathway(case_id: str, kemlu: Any, kp2mi: Any, dukcapil: Any) -> None:
 
 async def test_after_erasure_nothing_identifying_survives_and_the_log_still_verifies(
     nats_server: EmbeddedNats,
+    admission: object,
     js: JetStreamContext,
     settings: Settings,
     database_url: str | None,
