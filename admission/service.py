@@ -26,6 +26,7 @@ personal); nothing refused enters the log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -91,6 +92,9 @@ class AdmissionService:
         self._tasks: list[asyncio.Task[None]] = []
         self.held: set[int] = set()
         """The partitions this instance writes now."""
+        self.admissions = 0
+        self.refusals: collections.Counter[str] = collections.Counter()
+        """Answers since it started, refusals by code: its metrics (lintas.admission.metrics)."""
 
     async def start(self) -> None:
         self._ids = await self._js.key_value(ADMITTED_IDS_BUCKET)
@@ -215,6 +219,7 @@ class AdmissionService:
             # No one to answer: a sender must say where its answer goes, inside its own
             # inbox (an answer must not land in another agency's inbox).
             _log.info("admission.refused", code="bad_reply", agency=agency)
+            self.refusals["bad_reply"] += 1
             await msg.ack()
             return
         try:
@@ -293,6 +298,7 @@ class AdmissionService:
             }
         )
         _log.info("admission.admitted", event_id=event.id, seq=seq, type=event.type)
+        self.admissions += 1
         return Answer(
             admitted=True,
             event_id=event.id,
@@ -306,4 +312,5 @@ class AdmissionService:
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None
         _log.info("admission.refused", code=refusal.code, agency=agency, event_id=event_id)
+        self.refusals[refusal.code] += 1
         return Answer.refused(refusal, event_id, head if refusal.code == "chain_moved" else None)

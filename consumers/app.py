@@ -55,6 +55,7 @@ __all__ = [
     "create_broker",
     "create_record_app",
     "record_broker",
+    "runners_of",
 ]
 
 
@@ -124,6 +125,17 @@ def create_broker(
 _INBOXES: weakref.WeakKeyDictionary[NatsBroker, bytes] = weakref.WeakKeyDictionary()
 
 
+# The runners attached to each broker: what its process's metrics report on.
+_RUNNERS: weakref.WeakKeyDictionary[NatsBroker, list[ProjectionRunner]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def runners_of(broker: NatsBroker) -> list[ProjectionRunner]:
+    """The projection runners attached to ``broker`` (:func:`attach_runner`), in order."""
+    return list(_RUNNERS.get(broker, ()))
+
+
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.
 BatchHandler = Callable[[list[Any], Any], Awaitable[None]]
 
@@ -189,6 +201,7 @@ def attach_runner(
         await runner.handle(msgs, BatchServices(gaps=gaps, quarantine=quarantine))
 
     attach_batches(broker, spec, settings, handle)
+    _RUNNERS.setdefault(broker, []).append(runner)
 
 
 def _runner(

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
         description="OTLP/HTTP collector for spans (Jaeger, Tempo, ...), e.g. "
         "http://localhost:4318; unset = the local span file under data_dir/traces",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="port of the process's /metrics, /healthz and /readyz (Prometheus); unset "
+        "= none; 0 = any free port (logged)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the metrics port listens on (0.0.0.0 in a container)",
+    )
     # -- deadlines (the watchdog): how long the agency asked has to answer when the request
     # names no due date, and how long after that due date KPAI is told. ISO 8601 durations
     # (P7D, PT12H). A hand-off keeps the deadlines in force when it was requested.

@@ -350,15 +350,17 @@ async def _reload(settings: Settings, url: str, added: list[str]) -> None:
 
 
 @asynccontextmanager
-async def read_service(settings: Settings, url: str, *, run: bool = True) -> AsyncIterator[None]:
-    """The read service, as the platform, for the block (nothing if not ``run``).
+async def read_service(
+    settings: Settings, url: str, *, run: bool = True
+) -> AsyncIterator[ReadService | None]:
+    """The read service, as the platform, for the block (nothing if not ``run``: None).
 
     Every process using the embedded bus runs one (they share the work as a queue group),
     so agencies always have one; on a configured cluster ``lintas up`` / ``lintas run reads``
     run it.
     """
     if not run:
-        yield
+        yield None
         return
     nc = await connect(url, "lintas-reads", settings=settings, identity="platform", attempts=-1)
     js = nc.jetstream()
@@ -369,7 +371,7 @@ async def read_service(settings: Settings, url: str, *, run: bool = True) -> Asy
     service = ReadService(nc, js, settings.stream, verifier=verifier)
     try:
         await service.start()
-        yield
+        yield service
     finally:
         await service.stop()
         with contextlib.suppress(nats.errors.Error, OSError):
