@@ -31,7 +31,7 @@ from rich.text import Text
 
 from lintas.cli._errors import fail
 from lintas.contracts import is_case_id
-from lintas.infra.observability.telemetry import read_span_file
+from lintas.infra.observability.telemetry import otlp_endpoint, read_span_file, traces_exporters
 from lintas.infra.observability.tracing import (
     AGENCY,
     CASE_ID,
@@ -253,10 +253,13 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
         return 2
     path: Path = settings.span_file
     if not path.exists() and not path.with_name(path.name + ".1").exists():
+        exporters = traces_exporters(settings)
         where = (
-            f"spans go to the collector at LINTAS_OTLP_ENDPOINT ({settings.otlp_endpoint}): "
+            f"spans go to the collector at {otlp_endpoint(settings)}: "
             f"look for lintas.case.id={case_id} there"
-            if settings.otlp_endpoint
+            if "otlp" in exporters
+            else "tracing is off (OTEL_TRACES_EXPORTER)"
+            if not exporters
             else "nothing has been traced with this data directory yet"
         )
         fail(f"[red]no span file at {path}: {where}[/red]", highlight=False, soft_wrap=True)
