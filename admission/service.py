@@ -26,6 +26,7 @@ personal); nothing refused enters the log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -95,6 +96,14 @@ class AdmissionService:
         self._ids: Any = None
         self._leases: Any = None
         self._tried: list[asyncio.Event] = []
+        self.admissions = 0
+        self.refusals: collections.Counter[str] = collections.Counter()
+        """Answers since it started, refusals by code: its metrics (lintas.admission.metrics)."""
+
+    @property
+    def nc(self) -> Any:
+        """The connection it writes and answers on (its health is admission's)."""
+        return self._nc
 
     async def start(self) -> None:
         """Start writing, and return once each partition was tried: taken if its lease was
@@ -237,6 +246,7 @@ class AdmissionService:
             # No one to answer: a sender must say where its answer goes, inside its own
             # inbox (an answer must not land in another agency's inbox).
             _log.info("admission.refused", code="bad_reply", agency=agency)
+            self.refusals["bad_reply"] += 1
             await msg.ack()
             return
         try:
@@ -319,6 +329,7 @@ class AdmissionService:
             }
         )
         _log.info("admission.admitted", event_id=event.id, seq=seq, type=event.type)
+        self.admissions += 1
         return Answer(
             admitted=True,
             event_id=event.id,
@@ -333,6 +344,7 @@ class AdmissionService:
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None
         _log.info("admission.refused", code=refusal.code, agency=agency, event_id=event_id)
+        self.refusals[refusal.code] += 1
         return Answer.refused(
             refusal,
             event_id,

@@ -69,7 +69,8 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import uses_credentials
-from lintas.infra.nats.topology import dropping_streams
+from lintas.infra.nats.topology import checkpoints_stream, dropping_streams
+from lintas.infra.observability.metrics import Probes, connected, metrics_endpoint, streams_present
 from lintas.infra.observability.telemetry import configure_tracing
 from lintas.infra.settings import Settings
 
@@ -598,19 +599,33 @@ async def _checkpoint_every(
         return 1
     with stop_on_signals() as stop:
         async with open_bus(settings) as url:
+            parts = Parts(settings, url, service="lintas-checkpoint")
             checkpointer = await start_checkpointer(
-                Parts(settings, url),
+                parts,
                 signer,
                 interval_s=every,
                 on_checkpoint=lambda s: _print_checkpoint(console, s),
             )
+
+            def probes(js: Any) -> Probes:
+                streams = [settings.stream, checkpoints_stream(settings)]
+                return Probes(
+                    checks=[connected("checkpointer", checkpointer), streams_present(js, streams)]
+                )
+
             console.print(
                 f"checkpointing stream {settings.stream} every {every:g} s with the "
                 f"sealer's key {signer.keyid}. Ctrl-C stops.",
                 highlight=False,
             )
             try:
-                await stop.wait()
+                async with metrics_endpoint(parts, "platform", probes) as metrics:
+                    if metrics is not None:
+                        console.print(
+                            f"metrics on {metrics.url}/metrics (probes /healthz, /readyz)",
+                            highlight=False,
+                        )
+                    await stop.wait()
             finally:
                 await checkpointer.stop()
     return 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
+from faststream import FastStream
+from faststream.nats import NatsBroker
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,6 +25,7 @@ from lintas.consumers.app import (
     create_record_app,
     record_broker,
 )
+from lintas.consumers.metrics import consumer_probes
 from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
 from lintas.contracts import WATCHDOG, is_agency_id
 from lintas.infra.bootstrap import Parts
@@ -45,6 +49,14 @@ from lintas.infra.nats.topology import (
     record_consumer,
     watchdog_consumer,
 )
+from lintas.infra.observability.metrics import (
+    MetricsServer,
+    Probes,
+    connected,
+    metrics_endpoint,
+    streams_present,
+)
+from lintas.infra.reads import ReadService
 from lintas.infra.settings import Settings
 
 
@@ -76,6 +88,58 @@ async def _bind(parts: Parts, agency: str, specs: Sequence[ConsumerSpec]) -> Reg
         return await trusted_registry(parts.settings, js)
     finally:
         await nc.close()
+
+
+def _announce(console: Console, server: MetricsServer | None) -> None:
+    if server is not None:
+        console.print(
+            f"metrics on {server.url}/metrics (probes /healthz, /readyz)", highlight=False
+        )
+
+
+def _with_reads(
+    build: Callable[[Any], Probes], reads: ReadService | None
+) -> Callable[[Any], Probes]:
+    """``build``'s probes, and the read service's connection when this process runs it."""
+
+    def probes(js: Any) -> Probes:
+        found = build(js)
+        if reads is not None:
+            found.checks.append(connected("read service", reads))
+        return found
+
+    return probes
+
+
+def _serve_metrics(
+    app: FastStream,
+    parts: Parts,
+    identity: str,
+    console: Console,
+    *,
+    worklists: Sequence[str] = (),
+    watchdog: bool = False,
+    reads: ReadService | None = None,
+) -> None:
+    """Serve the app's metrics and probes (``LINTAS_METRICS_PORT``) while it runs, asking
+    the bus as ``identity``."""
+    databases = Databases(parts.settings)  # its own engines: reads only
+    brokers = [cast("NatsBroker", broker) for broker in app.brokers]
+    probes = _with_reads(
+        consumer_probes(parts.settings, brokers, databases, worklists=worklists, watchdog=watchdog),
+        reads,
+    )
+
+    running = contextlib.AsyncExitStack()
+
+    async def start() -> None:
+        running.callback(databases.dispose)
+        _announce(
+            console, await running.enter_async_context(metrics_endpoint(parts, identity, probes))
+        )
+
+    app.after_startup(start)
+    app.on_shutdown(running.aclose)
 
 
 async def _demo(settings: Settings, args: argparse.Namespace, console: Console) -> int:
@@ -200,7 +264,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
         # cluster gets them here. Whatever started is stopped, in reverse, even if stopping
         # something else fails.
         async with (
-            platform_services(settings, url, run=bool(settings.nats_url)),
+            platform_services(settings, url, run=bool(settings.nats_url)) as reads,
             contextlib.AsyncExitStack() as running,
         ):
             running.push_async_callback(parts.close)
@@ -211,6 +275,12 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 running.push_async_callback(broker.stop)
             ticker = await start_ticker(parts, databases, verifier=verifier)
             running.push_async_callback(ticker.stop)
+            probes = consumer_probes(
+                settings, brokers, databases, worklists=settings.agencies, watchdog=True
+            )
+            metrics = await running.enter_async_context(
+                metrics_endpoint(parts, "platform", _with_reads(probes, reads))
+            )
             checkpointing = ""
             if settings.checkpoint_interval_s:
                 # Checkpoints are the sealer's alone: no agency's key, not even the watchdog's.
@@ -221,6 +291,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 f"({', '.join(settings.agencies)}){checkpointing}. Ctrl-C stops.",
                 soft_wrap=True,
             )
+            _announce(console, metrics)
             await stop.wait()
     return 0
 
@@ -229,25 +300,43 @@ async def _run_reads(settings: Settings, console: Console) -> int:
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            read_service(settings, url, run=bool(settings.nats_url)),
+            read_service(settings, url, run=bool(settings.nats_url)) as service,
         ):
-            console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
-            await stop.wait()
+            parts = Parts(settings, url, service="lintas-reads")
+
+            def probes(js: Any) -> Probes:
+                found = Probes(checks=[streams_present(js, [settings.stream])])
+                if service is not None:
+                    found.checks.append(connected("read service", service))
+                return found
+
+            async with metrics_endpoint(parts, "platform", probes) as metrics:
+                console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
+                _announce(console, metrics)
+                await stop.wait()
     return 0
 
 
 async def _run_admission(settings: Settings, console: Console) -> int:
+    from lintas.admission.metrics import admission_probes
     from lintas.admission.running import admission_service
 
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            admission_service(settings, url, run=bool(settings.nats_url)),
+            admission_service(settings, url, run=bool(settings.nats_url)) as service,
         ):
+            parts = Parts(settings, url, service="lintas-admission")
             console.print(
                 f"admission up on {url} (the intake: lintas_intake.<agency>.<case>). Ctrl-C stops."
             )
-            await stop.wait()
+            if service is None:  # the embedded bus runs it already, in this process too
+                await stop.wait()
+                return 0
+            probes = admission_probes(service, service.nc, settings)
+            async with metrics_endpoint(parts, "admission", probes) as metrics:
+                _announce(console, metrics)
+                await stop.wait()
     return 0
 
 
@@ -259,7 +348,8 @@ async def _run_platform(settings: Settings, console: Console) -> int:
         parts = Parts(settings, url, service="lintas-record")
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         app = create_record_app(parts, registry)
-        async with platform_services(settings, url, run=bool(settings.nats_url)):
+        async with platform_services(settings, url, run=bool(settings.nats_url)) as service:
+            _serve_metrics(app, parts, "platform", console, reads=service)
             console.print(
                 f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
                 "record, read service and admission running",
@@ -288,9 +378,11 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
         if agency == "record":
             registry = await _declare(parts, [record_consumer()])
             app = create_record_app(parts, registry)
+            _serve_metrics(app, parts, "platform", console)
         elif agency == WATCHDOG:
             registry = await _declare(parts, [watchdog_consumer()])
             app = create_watchdog_app(parts, registry)
+            _serve_metrics(app, parts, "platform", console, watchdog=True)
         else:
             specs = [agency_consumer(agency), agency_sent_consumer(agency)]
             # An agency's own host holds its seed, not the platform's: it may bind to its
@@ -302,6 +394,7 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
             else:  # no credentials at all: an open bus, where anyone may declare
                 registry = await _declare(parts, specs, identity=agency)
             app = create_agency_app(parts, agency, registry)
+            _serve_metrics(app, parts, agency, console, worklists=[agency])
         console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
         await app.run()
     return 0

@@ -37,7 +37,7 @@ from lintas.cli._errors import fail
 from lintas.cli._json import print_json
 from lintas.contracts import LintasError, is_case_id
 from lintas.infra.nats.bus import connect, open_bus
-from lintas.infra.observability.telemetry import read_span_file
+from lintas.infra.observability.telemetry import otlp_endpoint, read_span_file, traces_exporters
 from lintas.infra.observability.tracing import (
     AGENCY,
     CASE_ID,
@@ -316,10 +316,13 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
     if not spans and asyncio.run(_in_log(settings, case_id)) is False:
         return no_such_case(case_id, f"stream {settings.stream}")
     if not found:
+        exporters = traces_exporters(settings)
         where = (
-            f"spans go to the collector at LINTAS_OTLP_ENDPOINT ({settings.otlp_endpoint}): "
+            f"spans go to the collector at {otlp_endpoint(settings)}: "
             f"look for lintas.case.id={case_id} there"
-            if settings.otlp_endpoint
+            if "otlp" in exporters
+            else "tracing is off (OTEL_TRACES_EXPORTER)"
+            if not exporters
             else "nothing has been traced with this data directory yet"
         )
         fail(f"[red]no span file at {path}: {where}[/red]", highlight=False, soft_wrap=True)

@@ -58,6 +58,7 @@ __all__ = [
     "create_broker",
     "create_record_app",
     "record_broker",
+    "runners_of",
 ]
 
 _log = structlog.get_logger("lintas.rebuild")
@@ -130,11 +131,17 @@ def create_broker(
 # the only one its permissions let it subscribe to.
 _INBOXES: weakref.WeakKeyDictionary[NatsBroker, bytes] = weakref.WeakKeyDictionary()
 # Who a broker connects as, and the runners on it with their consumers and whose read
-# service fills their gaps: what catch_up_broker needs before the broker starts.
+# service fills their gaps: what catch_up_broker needs before the broker starts, and what
+# its process's metrics report on.
 _IDENTITIES: weakref.WeakKeyDictionary[NatsBroker, str] = weakref.WeakKeyDictionary()
 _RUNNERS: weakref.WeakKeyDictionary[
     NatsBroker, list[tuple[ProjectionRunner, ConsumerSpec, str | None]]
 ] = weakref.WeakKeyDictionary()
+
+
+def runners_of(broker: NatsBroker) -> list[ProjectionRunner]:
+    """The projection runners attached to ``broker`` (:func:`attach_runner`), in order."""
+    return [runner for runner, _, _ in _RUNNERS.get(broker, ())]
 
 
 # A pulled batch of nats-py messages, and the JetStream context of the subscriber's broker.

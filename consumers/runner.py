@@ -192,12 +192,22 @@ class ProjectionRunner:
         self._tracer = tracer_for(tracer_provider, "lintas.consumers")
         self._position: int | None = None  # tracked position, once read
         self._last: _Incoming | None = None  # the last message handled, to tell continuity
+        # What the process's metrics read (lintas.consumers.metrics): counts since it started,
+        # and the stored times (epoch seconds) that bound the consumer's lag.
+        self.applied = 0
+        self.quarantined = 0
+        self.holding_since: float | None = None
+        """Stored time of the oldest message of the batch in hand (None: none in hand)."""
+        self.acked_through: float | None = None
+        """Stored time of the newest message acknowledged so far."""
 
     async def handle(self, msgs: Sequence[Any], services: BatchServices | None = None) -> None:
         """Apply one pulled batch of ``nats.aio.msg.Msg`` and acknowledge it."""
         if not msgs:
             return
         services = services or BatchServices()
+        stored = [msg.metadata.timestamp.timestamp() for msg in msgs]
+        self.holding_since = min(stored)
         incoming = [
             _Incoming(
                 msg.metadata.sequence.stream,
@@ -221,6 +231,8 @@ class ProjectionRunner:
                 await self._process(run, services, msgs)
                 self._last = run[-1]
             await self._ack(msgs)
+        self.holding_since = None
+        self.acked_through = max(self.acked_through or 0.0, *stored)
 
     # -- one ordered run of messages ------------------------------------------------------
 
@@ -410,6 +422,7 @@ class ProjectionRunner:
                 return await quarantine(entry)
 
             entry_id = await self._with_retry(store, msgs, poison_after=None)
+            self.quarantined += 1
             with self._about(spans, item.seq):
                 _log.warning("message.quarantined", stream_seq=item.seq, quarantine_id=entry_id)
 
@@ -569,4 +582,5 @@ class ProjectionRunner:
                 rejected=sum(1 for seq in rejected if seq > tracking.position),
             )
             session.commit()
+            self.applied += len(fresh)
             return fresh, position

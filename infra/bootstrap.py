@@ -33,7 +33,7 @@ from lintas.infra.keys.exchange import Recipients, trusted_recipients
 from lintas.infra.keys.signing import Registry, Signer, Verifier
 from lintas.infra.nats.bus import connect, registry_source
 from lintas.infra.nats.credentials import js_options, uses_credentials
-from lintas.infra.observability.telemetry import configure_tracing
+from lintas.infra.observability.telemetry import TracingOff, configure_tracing
 from lintas.infra.privacy.casekeys import CaseKeys, case_keys_for
 from lintas.infra.reads import DirectReads, ServiceReads, StreamReads
 from lintas.infra.settings import Settings
@@ -56,7 +56,7 @@ class Parts:
         self.url = url
         self.service = service
         self._tracer_provider = tracer_provider
-        self._owned_tracer: SdkTracerProvider | None = None
+        self._owned_tracer: SdkTracerProvider | TracingOff | None = None
         self._signers: dict[str, Signer] = {}
         self._verifiers: dict[str, Verifier] = {}
         self._recipients: Recipients | None = None

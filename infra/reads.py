@@ -328,6 +328,11 @@ class ReadService:
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(read_subject("*", "*"), queue=_QUEUE, cb=self._on_msg)
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether its connection is up (its process's readiness)."""
+        return bool(self._nc.is_connected)
+
     async def stop(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None

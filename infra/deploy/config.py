@@ -1,8 +1,9 @@
 """Rendering a deployment directory (``lintas infra config --out DIR``).
 
 The shipped templates (``infra/deploy/production/``: three node configs, a partner's leaf
-node, the compose file; and ``infra/deploy/single-node.conf``) are copied into ``DIR``
-next to what is generated from this data directory's access description:
+node, the compose file, Prometheus's ``prometheus.yml``; and ``infra/deploy/single-node.conf``)
+are copied into ``DIR`` next to what is generated from this data directory's access
+description:
 
 * ``accounts.conf``: every identity's public nkeys and permissions (no demo staff);
 * ``leafnodes.conf``: each partner abroad's leaf-node user, with a bcrypt hash;
@@ -10,7 +11,12 @@ next to what is generated from this data directory's access description:
   ``ca.pem``: what the partner runs on its own server;
 * ``nkeys/<identity>.nk`` (0600): the seeds made in this data directory, for the compose
   trial, which runs every identity on one host. In a real deployment each agency keeps
-  its own seed (``lintas agency add NAME --nkey <its public key>``), and none is copied.
+  its own seed (``lintas agency add NAME --nkey <its public key>``), and none is copied;
+* ``keys/<service>.key`` (0600): the signing keys of the platform's own services (the
+  watchdog's, admission's, and the sealer's), made in this data directory if it has none,
+  for the same trial;
+* ``data/nats-{1,2,3}/``: the nodes' stores, made here so that they belong to whoever
+  renders (the containers run as that user, not root).
 
 Certificates are not made here: ``lintas infra certs --out DIR/certs`` (a private CA) or an
 organisation's own, under the same names.
@@ -23,7 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lintas.contracts import PLATFORM_SERVICES
 from lintas.infra.files import replace_file
+from lintas.infra.keys.signing import (
+    SEALER,
+    ensure_sealer_key,
+    init_agency_key,
+    private_key_path,
+)
 from lintas.infra.nats.access import Access, render_accounts, render_leaf_users, render_partner_leaf
 from lintas.infra.nats.credentials import seed_path
 from lintas.infra.nats.identities import ensure_local_identities, leaf_password_path, load_access
@@ -70,11 +83,13 @@ def render_deployment(
     access = Access(stored.identities, simulated_staff=False)
     done = Rendered(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (*NODE_CONFIGS, "compose.yaml"):
+    for name in (*NODE_CONFIGS, "compose.yaml", "prometheus.yml"):
         shutil.copyfile(PRODUCTION_DIR / name, out / name)
         done.files.append(out / name)
     shutil.copyfile(PRODUCTION_DIR.parent / "single-node.conf", out / "single-node.conf")
     done.files.append(out / "single-node.conf")
+    for node in range(1, len(NODE_CONFIGS) + 1):
+        (out / "data" / f"nats-{node}").mkdir(parents=True, exist_ok=True, mode=0o700)
     _write(out / "accounts.conf", render_accounts(access, settings))
     _write(out / "leafnodes.conf", render_leaf_users(access))
     done.files += [out / "accounts.conf", out / "leafnodes.conf"]
@@ -119,4 +134,14 @@ def render_deployment(
                 (out / "nkeys").mkdir(exist_ok=True, mode=0o700)
                 _copy_secret(seed, target)
                 done.secrets.append(target)
+        for service in (*PLATFORM_SERVICES, SEALER):
+            key = private_key_path(settings, service)
+            if service == SEALER:
+                ensure_sealer_key(settings)  # checkpoints and manifests: the sealer's alone
+            elif not key.exists():  # made here, as the identities are: `keys publish` shares it
+                init_agency_key(settings, service)
+            (out / "keys").mkdir(exist_ok=True, mode=0o700)
+            target = out / "keys" / key.name
+            _write(target, key.read_text(), secret=True)
+            done.secrets.append(target)
     return done

@@ -24,6 +24,11 @@ class Background:
         self._nc = nc
         self._task = task
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether its connection is up (its process's readiness)."""
+        return bool(self._nc.is_connected)
+
     async def stop(self) -> None:
         while not self._task.done():
             self._task.cancel()

@@ -351,15 +351,17 @@ async def _reload(settings: Settings, url: str, added: list[str]) -> None:
 
 
 @asynccontextmanager
-async def read_service(settings: Settings, url: str, *, run: bool = True) -> AsyncIterator[None]:
-    """The read service, as the platform, for the block (nothing if not ``run``).
+async def read_service(
+    settings: Settings, url: str, *, run: bool = True
+) -> AsyncIterator[ReadService | None]:
+    """The read service, as the platform, for the block (nothing if not ``run``: None).
 
     Every process using the embedded bus runs one (they share the work as a queue group),
     so agencies always have one; on a configured cluster ``lintas up`` / ``lintas run reads``
     run it.
     """
     if not run:
-        yield
+        yield None
         return
     nc = await connect(url, "lintas-reads", settings=settings, identity="platform", attempts=-1)
     js = nc.jetstream()
@@ -370,7 +372,7 @@ async def read_service(settings: Settings, url: str, *, run: bool = True) -> Asy
     service = ReadService(nc, js, settings.stream, verifier=verifier)
     try:
         await service.start()
-        yield
+        yield service
     finally:
         await service.stop()
         with contextlib.suppress(nats.errors.Error, OSError):
@@ -380,23 +382,23 @@ async def read_service(settings: Settings, url: str, *, run: bool = True) -> Asy
 @asynccontextmanager
 async def platform_services(
     settings: Settings, url: str, *, run: bool = True
-) -> AsyncIterator[None]:
+) -> AsyncIterator[ReadService | None]:
     """What every agency needs of the platform, for the block (nothing if not ``run``): the
     read service, and admission, the only writer of the event log.
 
     Every process using the embedded bus runs both (read requests are shared as a queue
     group, intake partitions by lease), so an agency on it always has them; on a configured
     cluster ``lintas up``, ``lintas run platform`` (or ``run reads`` and ``run admission``)
-    run them.
+    run them. Yields the read service (its health is the process's too).
     """
     # Admission is built on infra, not the other way round: imported when a process runs it.
     from lintas.admission.running import admission_service
 
     async with (
-        read_service(settings, url, run=run),
+        read_service(settings, url, run=run) as reads,
         admission_service(settings, url, run=run),
     ):
-        yield
+        yield reads
 
 
 @asynccontextmanager

@@ -30,18 +30,26 @@ from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import NoOpTracerProvider, format_span_id, format_trace_id
 
 from lintas.infra.settings import Settings
 
 __all__ = [
     "SPAN_FILE_MAX_BYTES",
     "SpanFileExporter",
+    "TracingOff",
     "configure_tracing",
+    "otlp_endpoint",
     "otlp_traces_url",
     "read_span_file",
     "span_record",
+    "traces_exporters",
 ]
 
 SPAN_FILE_MAX_BYTES: Final = 64 * 1024 * 1024
@@ -154,28 +162,74 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + "/v1/traces"
 
 
+def otlp_endpoint(settings: Settings) -> str | None:
+    """The collector's traces URL, if one is configured: ``LINTAS_OTLP_ENDPOINT`` (lintas's
+    own, first), ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (as it is), or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (with ``/v1/traces`` added, as OpenTelemetry says)."""
+    if settings.otlp_endpoint:
+        return otlp_traces_url(settings.otlp_endpoint)
+    if settings.otel_exporter_otlp_traces_endpoint:
+        return settings.otel_exporter_otlp_traces_endpoint
+    if settings.otel_exporter_otlp_endpoint:
+        return settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    return None
+
+
+def traces_exporters(settings: Settings) -> list[str]:
+    """Where this process's spans go: ``otlp``, ``console``, ``file`` (the span file);
+    empty: tracing is off (``OTEL_TRACES_EXPORTER=none``, ``OTEL_SDK_DISABLED=true``)."""
+    if settings.otel_sdk_disabled:
+        return []
+    if settings.otel_traces_exporter is not None:
+        return [name for name in settings.otel_traces_exporter.split(",") if name != "none"]
+    return ["otlp"] if otlp_endpoint(settings) else ["file"]
+
+
+class TracingOff(NoOpTracerProvider):
+    """The provider of a process whose tracing is off: its tracers make no span, and the
+    consumer edge skips even a span's attributes (:func:`~.tracing.process_span`)."""
+
+    def shutdown(self) -> None:
+        """Nothing to write."""
+
+
+def _exporter(name: str, settings: Settings) -> SpanExporter:
+    if name == "otlp":
+        # Imported here: an agency system that embeds lintas and exports elsewhere never
+        # loads the OTLP stack. OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, ... it reads itself.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # No endpoint at all (OTEL_TRACES_EXPORTER=otlp alone): OpenTelemetry's default.
+        return OTLPSpanExporter(endpoint=otlp_endpoint(settings) or _OTLP_DEFAULT)
+    if name == "console":
+        return ConsoleSpanExporter()
+    return SpanFileExporter(settings.span_file)
+
+
+_OTLP_DEFAULT: Final = "http://localhost:4318/v1/traces"
+
+
 def configure_tracing(
     settings: Settings, service: str, *, exporter: SpanExporter | None = None
-) -> TracerProvider:
-    """A tracer provider for this process (``service`` names it, e.g. ``lintas-up``),
-    exporting to ``exporter``, else the collector or the span file as configured."""
+) -> TracerProvider | TracingOff:
+    """A tracer provider for this process (``service`` names it, e.g. ``lintas-up``, unless
+    ``OTEL_SERVICE_NAME`` does), exporting to ``exporter``, else as configured
+    (:func:`traces_exporters`); :class:`TracingOff` when tracing is off."""
+    exporters = [exporter] if exporter is not None else []
     if exporter is None:
-        if settings.otlp_endpoint:
-            # Imported here: an agency system that embeds lintas and exports elsewhere
-            # never loads the OTLP stack.
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter(endpoint=otlp_traces_url(settings.otlp_endpoint))
-        else:
-            exporter = SpanFileExporter(settings.span_file)
+        names = traces_exporters(settings)
+        if not names:
+            return TracingOff()
+        exporters = [_exporter(name, settings) for name in names]
     provider = TracerProvider(
         resource=Resource.create(
             {
-                "service.name": service,
+                "service.name": settings.otel_service_name or service,
                 "service.namespace": "lintas",
                 "service.version": _lintas_version(),
             }
         )
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    for each in exporters:
+        provider.add_span_processor(BatchSpanProcessor(each))
     return provider

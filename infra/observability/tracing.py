@@ -32,8 +32,10 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
+    INVALID_SPAN,
     Link,
     NonRecordingSpan,
+    NoOpTracer,
     Span,
     SpanContext,
     SpanKind,
@@ -251,6 +253,10 @@ def process_span(
     a child of the message's producer span, and linked to it. ``envelope`` is None for a
     message that did not decode; then only the headers and subject describe it.
     ``operation`` names it: ``process``, or ``retry`` (``lintas dlq retry``)."""
+    if isinstance(tracer, NoOpTracer):
+        # Tracing is off (OTEL_TRACES_EXPORTER=none): this runs for every message a
+        # consumer takes up, and the attributes below are most of a span's cost.
+        return INVALID_SPAN
     producer = message_context(envelope, headers)
     attributes: dict[str, Any]
     if envelope is not None:

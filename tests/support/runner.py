@@ -4,6 +4,7 @@ controls, and the record projection's real runner on a real SQLite store (no bro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,9 @@ from lintas.consumers.runner import ProjectionRunner
 from lintas.infra.db import create_db_engine
 
 __all__ = ["StubMsg", "runner_for"]
+
+
+STORED_AT = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -42,7 +46,9 @@ class StubMsg:
     @property
     def metadata(self) -> Any:
         sequence = SimpleNamespace(stream=self.seq, consumer=self.seq)
-        return SimpleNamespace(sequence=sequence, num_delivered=self.delivered)
+        # Stored a second apart, in stream order, as JetStream's ack subject says.
+        stored = STORED_AT + timedelta(seconds=self.seq)
+        return SimpleNamespace(sequence=sequence, num_delivered=self.delivered, timestamp=stored)
 
     async def ack(self) -> None:
         self.acks.append("ack")

@@ -147,9 +147,11 @@ class Hub:
 
 
 @asynccontextmanager
-async def secured_hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    settings = Settings(data_dir=tmp_path / "data", agencies=AGENCIES, batch_size=16)
-    ensure_local_identities(settings, AGENCIES)
+async def secured_hub(
+    tmp_path: Path, agencies: tuple[str, ...] = AGENCIES, batch_size: int = 16
+) -> AsyncIterator[Hub]:
+    settings = Settings(data_dir=tmp_path / "data", agencies=agencies, batch_size=batch_size)
+    ensure_local_identities(settings, agencies)
     leaf_port, http_port = free_ports(2)
     config = hub_config(tmp_path / "hub", settings, leaf_port, http_port)
     server = EmbeddedNats(

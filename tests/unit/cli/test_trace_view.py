@@ -174,8 +174,17 @@ def test_clear_messages_without_a_span_file_or_without_the_case(
     assert "nothing has been traced" in out
     monkeypatch.setenv("LINTAS_OTLP_ENDPOINT", "http://collector:4318")
     assert main(["trace", CASE]) == 1
-    assert "collector at LINTAS_OTLP_ENDPOINT (http://collector:4318)" in capsys.readouterr().err
+    assert "collector at http://collector:4318/v1/traces" in capsys.readouterr().err
     monkeypatch.delenv("LINTAS_OTLP_ENDPOINT")
+    # OpenTelemetry's own variables say the same.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")
+    assert main(["trace", CASE]) == 1
+    assert "collector at http://jaeger:4318/v1/traces" in capsys.readouterr().err
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert main(["trace", CASE]) == 1
+    assert "tracing is off" in capsys.readouterr().err
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     _write(data_dir, [_span("9" * 16, None, "INTERNAL", 0, 1, case_id=OTHER)])
     assert main(["trace", CASE]) == 1
     assert f"no spans of case {CASE}" in capsys.readouterr().err

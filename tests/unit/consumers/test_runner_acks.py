@@ -6,6 +6,7 @@ the runner, the projection and the SQLite store are the real ones."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import nats.errors
@@ -17,7 +18,7 @@ from lintas.consumers.projections import load_record
 from lintas.contracts import encode
 from lintas.infra.db import read_position
 from tests.support.events import CASE, CONSENT, OPENED
-from tests.support.runner import StubMsg, runner_for
+from tests.support.runner import STORED_AT, StubMsg, runner_for
 
 
 def _msgs(
@@ -66,3 +67,19 @@ async def test_an_ack_that_fails_for_a_bug_still_raises(tmp_path: Path) -> None:
     runner, _ = runner_for(tmp_path, [])
     with pytest.raises(nats.errors.MsgAlreadyAckdError):
         await runner.handle(_msgs(confirm=False, fails=nats.errors.MsgAlreadyAckdError))
+
+
+async def test_the_runner_counts_what_it_applied_and_knows_how_far_it_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # What a process's metrics read (lintas.consumers.metrics): counts, and stored times.
+    applied: list[int] = []
+    runner, _ = runner_for(tmp_path, applied)
+    assert (runner.applied, runner.holding_since, runner.acked_through) == (0, None, None)
+    await runner.handle(_msgs())
+    assert runner.applied == 2
+    assert runner.quarantined == 0
+    assert runner.holding_since is None  # nothing in hand once acknowledged
+    assert runner.acked_through == (STORED_AT + timedelta(seconds=2)).timestamp()
+    await runner.handle(_msgs(delivered=2))  # a redelivery: acknowledged, not applied again
+    assert runner.applied == 2

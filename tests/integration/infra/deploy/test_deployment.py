@@ -80,14 +80,30 @@ def test_a_rendered_deployment_is_valid_and_mounts_no_secret_where_it_does_not_b
         seeds = [v for v in service.get("volumes", []) if ".nk:" in v]
         if service.get("image", "").startswith("nats:"):
             assert seeds == [], f"{name} is a nats server and gets a seed"
-        elif service.get("command", [None])[0] == "run":
-            identity = service["command"][1]
-            assert seeds == [f"./nkeys/{identity}.nk:/etc/lintas/nkeys/{identity}.nk:ro"]
-            assert _mode(out / "nkeys" / f"{identity}.nk") == 0o600
+        elif "build" in service:  # a lintas service: its own seeds (and keys), no other
+            identities = _IDENTITIES.get(name, [name])
+            assert seeds == [f"./nkeys/{i}.nk:/etc/lintas/nkeys/{i}.nk:ro" for i in identities]
+            for identity in identities:
+                assert _mode(out / "nkeys" / f"{identity}.nk") == 0o600
+            keys = [v.split(":")[0] for v in service.get("volumes", []) if ".key:" in v]
+            assert keys == [f"./keys/{k}.key" for k in _KEYS.get(name, [])]
+            for key in keys:
+                assert _mode(out / key) == 0o600
+            assert service["user"] == "${LINTAS_UID:-10001}"  # never root by default
     for n in (1, 2, 3):
         mounted = {v.split(":")[1] for v in services[f"nats-{n}"]["volumes"]}
         assert "/etc/nats/node.conf" in mounted
         assert services[f"nats-{n}"]["command"] == ["-c", "/etc/nats/node.conf"]
+
+
+# The identities each lintas service logs in as (default: its own name), and the signing
+# keys it holds (default: none).
+_IDENTITIES = {
+    "reads": ["platform"],
+    "watchdog": ["platform", "watchdog"],
+    "checkpointer": ["platform"],
+}
+_KEYS = {"admission": ["admission"], "watchdog": ["watchdog"], "checkpointer": ["watchdog"]}
 
 
 def _hosts() -> list[str]:

@@ -15,8 +15,10 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
+from lintas.infra.observability import tracing
 from lintas.infra.observability.telemetry import (
     SpanFileExporter,
+    TracingOff,
     configure_tracing,
     otlp_traces_url,
     read_span_file,
@@ -275,3 +277,84 @@ def test_by_default_spans_go_to_the_span_file_in_the_data_dir(tmp_path: Path) ->
     assert record["name"] == "kept"
     assert record["service"] == "lintas-test"
     assert settings.span_file == tmp_path / "traces" / "spans.jsonl"
+
+
+def _publish_one(provider: trace.TracerProvider) -> None:
+    with publishing(
+        provider.get_tracer("t"),
+        agency="kp2mi",
+        event_type="referral.requested",
+        case_id=CASE,
+        target="kemenpppa",
+    ):
+        pass
+
+
+def test_opentelemetry_s_own_variables_send_spans_to_the_collector(
+    tmp_path: Path,
+    collector: tuple[str, list[tuple[str, str, bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = collector
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url + "/")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "kemlu-consumers")
+    settings = Settings(data_dir=tmp_path)  # read from the environment, as in a deployment
+    provider = configure_tracing(settings, "lintas-kemlu")
+    _publish_one(provider)
+    provider.shutdown()
+    [(path, _, body)] = received
+    assert path == "/v1/traces"
+    [resource_spans] = ExportTraceServiceRequest.FromString(body).resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == "kemlu-consumers"
+    assert not settings.span_file.exists()
+
+    # The traces endpoint is used as it is; OTEL_TRACES_EXPORTER=otlp,console sends to both.
+    received.clear()
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url + "/custom")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+    provider = configure_tracing(Settings(data_dir=tmp_path), "lintas-kemlu")
+    _publish_one(provider)
+    provider.shutdown()
+    assert [path for path, _, _ in received] == ["/custom"]
+
+
+def test_otel_traces_exporter_none_turns_tracing_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    settings = Settings(data_dir=tmp_path)
+    provider = configure_tracing(settings, "lintas-kemlu")
+    tracer = provider.get_tracer("t")
+    _publish_one(provider)
+
+    # The consumer edge makes no span, and does not even build one's attributes.
+    def built(**_: object) -> None:
+        raise AssertionError("a span's attributes were built with tracing off")
+
+    monkeypatch.setattr(tracing, "_event_attributes", built)
+    span = process_span(
+        tracer,
+        consumer="agency-kemenpppa",
+        agency="kemenpppa",
+        envelope=_event(PARENT),  # type: ignore[arg-type]
+        subject="lintas.kp2mi.kemenpppa.referral.requested." + CASE,
+        stream_seq=1,
+    )
+    assert span is trace.INVALID_SPAN
+    assert not span.is_recording()
+    provider.shutdown()
+    assert not settings.span_file.exists()
+    # OpenTelemetry's switch for the whole SDK says the same.
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert isinstance(configure_tracing(Settings(data_dir=tmp_path), "x"), TracingOff)
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    assert not isinstance(configure_tracing(Settings(data_dir=tmp_path), "x"), TracingOff)
+
+
+def test_a_misspelt_exporter_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaegr")
+    with pytest.raises(ValueError, match="jaegr is not one of otlp, console, none"):
+        Settings()
