@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="agency id (e.g. dukcapil), 'record' (the coordination record), 'reads' (the "
         "read service agencies' publishers and consumers ask), 'admission' (the only writer "
         "of the event log, which agencies send their events to), 'platform' (declarations "
-        "for LINTAS_AGENCIES, record, read service and admission) or 'watchdog' (the "
+        "for LINTAS_AGENCIES, record and read service) or 'watchdog' (the "
         "deadline watchdog)",
     )
 

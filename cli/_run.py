@@ -342,17 +342,18 @@ async def _run_admission(settings: Settings, console: Console) -> int:
 
 async def _run_platform(settings: Settings, console: Console) -> int:
     """What a deployment's platform host runs: the stream and every agency's consumers
-    declared, the coordination record, the read service and admission. No agency's
-    consumers."""
+    declared, the coordination record and the read service. No agency's consumers, and not
+    admission, which runs as its own identity (``lintas run admission``), with its own seed
+    and key, on a host of its own or beside this one (on the embedded bus, it runs here)."""
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-record")
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         app = create_record_app(parts, registry)
-        async with platform_services(settings, url, run=bool(settings.nats_url)) as service:
+        async with read_service(settings, url, run=bool(settings.nats_url)) as service:
             _serve_metrics(app, parts, "platform", console, reads=service)
             console.print(
                 f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
-                "record, read service and admission running",
+                "record and read service running (admission: `lintas run admission`)",
                 highlight=False,
             )
             await app.run()

@@ -388,8 +388,8 @@ async def platform_services(
 
     Every process using the embedded bus runs both (read requests are shared as a queue
     group, intake partitions by lease), so an agency on it always has them; on a configured
-    cluster ``lintas up``, ``lintas run platform`` (or ``run reads`` and ``run admission``)
-    run them. Yields the read service (its health is the process's too).
+    cluster ``lintas up`` runs both, and a deployment ``lintas run reads`` (or ``run
+    platform``) and ``lintas run admission``, each as its own identity. Yields the read service (its health is the process's too).
     """
     # Admission is built on infra, not the other way round: imported when a process runs it.
     from lintas.admission.running import admission_service

@@ -52,6 +52,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 AGENCIES = (*NATIONAL_AGENCIES, "desa-3525012001", "my-jkm")  # LINTAS_AGENCIES' default
 
+
 # `lintas run admission` is being added (issue 24). Until it is, the command takes
 # `admission` for an agency and fails looking for its consumers: the one service allowed
 # not to run, and the test warns that it did not.
@@ -153,12 +154,16 @@ async def _serving(service: Service, within_s: float = 90) -> None:
     """Until the service prints where its metrics are, or ends."""
     stdout = service.proc.stdout
     assert stdout is not None
-    async with asyncio.timeout(within_s):
-        while line := (await stdout.readline()).decode():
-            service.output.append(line)
-            if "metrics on" in line:
-                service.base = metrics_url(line)
-                return
+    try:
+        async with asyncio.timeout(within_s):
+            while line := (await stdout.readline()).decode():
+                service.output.append(line)
+                if "metrics on" in line:
+                    service.base = metrics_url(line)
+                    return
+    except TimeoutError:
+        said = "".join(service.output)[-3000:]
+        raise AssertionError(f"{service.name} did not serve in {within_s}s:\n{said}") from None
 
 
 async def _drain(service: Service) -> None:

@@ -103,7 +103,7 @@ _IDENTITIES = {
     "watchdog": ["platform", "watchdog"],
     "checkpointer": ["platform"],
 }
-_KEYS = {"admission": ["admission"], "watchdog": ["watchdog"], "checkpointer": ["watchdog"]}
+_KEYS = {"admission": ["admission"], "watchdog": ["watchdog"], "checkpointer": ["sealer"]}
 
 
 def _hosts() -> list[str]:

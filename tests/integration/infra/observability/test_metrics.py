@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from lintas.infra.nats.bus import read_service
 from lintas.infra.nats.topology import intake_stream
 from lintas.infra.observability.metrics import metrics_endpoint
 from lintas.infra.reads import ServiceReads
-from lintas.producers import Publisher
+from lintas.producers import Admission, Publisher
 from lintas.producers._admit import send
 from tests.support.attack import forge, platform_running
 from tests.support.helpers import line_with, publish_case
@@ -74,8 +75,11 @@ async def test_an_agency_process_reports_its_consumers_and_worklist(tmp_path: Pa
                     agency,
                     signer=Signer.load(settings, agency),
                     reads=ServiceReads(client.conn, agency),
+                    admission=Admission(client.conn, client.js(), intake_stream(settings)),
                 )
-            case_id = await publish_case(publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"])
+            case_id = await publish_case(
+                publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"], at=datetime.now(UTC)
+            )
 
             def caught_up(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
                 return (
