@@ -37,7 +37,7 @@ import structlog
 from nats.aio.client import Client
 
 from lintas.contracts.errors import PermanentError
-from lintas.infra.errors import BusUnavailable
+from lintas.infra.errors import BusUnavailable, note_denial, watch_denials
 from lintas.infra.keys.signing import Registry, Verifier, trusted_registry
 from lintas.infra.nats.access import ACCOUNT
 from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
@@ -190,11 +190,14 @@ async def connect(
     """
     options: dict[str, Any] = connect_options(settings, identity) if settings else {}
     refusals: list[Exception] = []
+    denials: list[str] = []
     log_error = log_nats_error(identity or name)
 
     async def on_error(exc: Exception) -> None:
         if _refused(exc):
             refusals.append(exc)
+        if "permissions violation" in str(exc).lower():
+            note_denial(denials, f"{identity or name}: {exc}")
         await log_error(exc)
 
     try:
@@ -222,6 +225,8 @@ async def connect(
             ) from None
         raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
     await _refuse_old_server(nc, url)
+    # What the server refuses this client, for bus_errors(..., nc) to tell from a timeout.
+    watch_denials(nc, denials)
     read_headers_fast(nc)
     if reconnect_forever:
         # nats-py reads the option afresh on every reconnect.
