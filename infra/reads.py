@@ -115,6 +115,7 @@ _QUEUE = "lintas-read"
 OPERATOR = "operator"
 """The one identity besides the agencies the service answers, and only ``oldest-unacked``."""
 _CONCURRENCY = 64
+_NO_RESPONDERS_WAIT_S = 0.1
 
 
 class ReadRefused(PermanentError):
@@ -566,13 +567,33 @@ class ServiceReads:
         self.agency = agency
         self.timeout = timeout
 
+    async def _request(self, subject: str, payload: bytes) -> Any:
+        """The service's reply. Every operation may be asked twice (reads, and erasures
+        that are done once done), so a request is asked again where another instance may
+        answer: while none is subscribed (they are reconnecting, after the bus came back),
+        for up to ``timeout``; and once after no answer in time (the server handed it to an
+        instance that is hung, or died with the request)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        timed_out = False
+        while True:
+            try:
+                return await self._nc.request(subject, payload, timeout=self.timeout)
+            except nats.errors.NoRespondersError:
+                if loop.time() + _NO_RESPONDERS_WAIT_S >= deadline:
+                    raise
+                await asyncio.sleep(_NO_RESPONDERS_WAIT_S)  # nothing to await: no one is there
+            except nats.errors.TimeoutError:
+                if timed_out:
+                    raise
+                timed_out = True
+                deadline = loop.time() + self.timeout
+
     async def _ask(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         subject = read_subject(self.agency, op)
         try:
-            with bus_errors(f"asking the read service ({subject})"):
-                reply = await self._nc.request(
-                    subject, json.dumps(request).encode(), timeout=self.timeout
-                )
+            with bus_errors(f"asking the read service ({subject})", self._nc):
+                reply = await self._request(subject, json.dumps(request).encode())
         except BusUnavailable as exc:
             if isinstance(exc.__cause__, nats.errors.NoRespondersError):
                 raise BusUnavailable(
