@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import nats.errors
 from faststream import FastStream
+from faststream.nats import NatsBroker
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -75,19 +76,36 @@ async def _serve(app: FastStream, stop: Stop, outage: Outage, parts: Parts) -> i
         await _stop(app, parts)
 
 
+# With the bus away, a broker cannot drain: nats-py refuses while it reconnects, or its
+# subscribers' last requests time out.
+_UNDRAINABLE = (nats.errors.Error, TimeoutError, OSError)
+
+
+async def _close(broker: NatsBroker) -> None:
+    """Close a broker's connection that cannot drain, with nothing in flight to lose: what
+    was not acknowledged is delivered again."""
+    # FastStream keeps the client there, and offers no close without a drain.
+    nc = getattr(broker, "_connection", None)
+    if nc is not None:
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await nc.close()
+
+
+async def _stop_broker(broker: NatsBroker) -> None:
+    try:
+        await broker.stop()
+    except _UNDRAINABLE:
+        await _close(broker)
+
+
 async def _stop(app: FastStream, parts: Parts) -> None:
-    """Stop ``app``. With the bus away, a broker cannot drain (nats-py refuses while it
-    reconnects): its connection is closed instead, with nothing in flight to lose (what was
-    not acknowledged is delivered again), and the spans still written."""
+    """Stop ``app``; with the bus away, its connections closed instead, and the spans
+    still written."""
     try:
         await app.stop()
-    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+    except _UNDRAINABLE:
         for broker in app.brokers:
-            # FastStream keeps the client there, and offers no close without a drain.
-            nc = getattr(broker, "_connection", None)
-            if nc is not None:
-                with contextlib.suppress(nats.errors.Error, OSError):
-                    await nc.close()
+            await _close(broker)  # type: ignore[arg-type]
         await parts.close()
 
 
@@ -233,7 +251,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
             running.callback(databases.dispose)
             for broker in brokers:
                 await broker.start()
-                running.push_async_callback(broker.stop)
+                running.push_async_callback(_stop_broker, broker)
             ticker = await start_ticker(parts, databases, verifier=verifier)
             running.push_async_callback(ticker.stop)
             checkpointing = ""
