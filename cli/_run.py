@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import nats.errors
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from rich.console import Console
@@ -39,6 +40,7 @@ from lintas.infra.keys.signing import (
     trusted_registry,
 )
 from lintas.infra.nats.bus import open_bus, platform_services, read_service
+from lintas.infra.nats.outage import EXIT_BUS_LOST, Outage
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -58,6 +60,66 @@ from lintas.infra.observability.metrics import (
 )
 from lintas.infra.reads import ReadService
 from lintas.infra.settings import Settings
+
+
+async def _until_stopped_or_lost(stop: Stop, outage: Outage) -> int:
+    """0 once SIGINT or SIGTERM arrives; :data:`EXIT_BUS_LOST` once the bus has been away
+    for too long (the process then stops cleanly, and its supervisor starts it again)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    lost = asyncio.ensure_future(outage.lost())
+    try:
+        await asyncio.wait([stopped, lost], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        lost.cancel()
+    outage.stopping()
+    if stop.is_set() or not lost.done() or lost.cancelled():
+        return 0
+    fail(f"[red]{lost.result()}: stopping, for a supervisor to start this process again[/red]")
+    return EXIT_BUS_LOST
+
+
+async def _serve(app: FastStream, stop: Stop, outage: Outage, parts: Parts) -> int:
+    """Run ``app`` until a signal or the bus is lost; stopped cleanly either way."""
+    await app.start()
+    try:
+        return await _until_stopped_or_lost(stop, outage)
+    finally:
+        outage.stopping()
+        await _stop(app, parts)
+
+
+# With the bus away, a broker cannot drain: nats-py refuses while it reconnects, or its
+# subscribers' last requests time out.
+_UNDRAINABLE = (nats.errors.Error, TimeoutError, OSError)
+
+
+async def _close(broker: NatsBroker) -> None:
+    """Close a broker's connection that cannot drain, with nothing in flight to lose: what
+    was not acknowledged is delivered again."""
+    # FastStream keeps the client there, and offers no close without a drain.
+    nc = getattr(broker, "_connection", None)
+    if nc is not None:
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await nc.close()
+
+
+async def _stop_broker(broker: NatsBroker) -> None:
+    try:
+        await broker.stop()
+    except _UNDRAINABLE:
+        await _close(broker)
+
+
+async def _stop(app: FastStream, parts: Parts) -> None:
+    """Stop ``app``; with the bus away, its connections closed instead, and the spans
+    still written."""
+    try:
+        await app.stop()
+    except _UNDRAINABLE:
+        for broker in app.brokers:
+            await _close(broker)  # type: ignore[arg-type]
+        await parts.close()
 
 
 async def _declare(
@@ -245,6 +307,7 @@ async def _up(settings: Settings, console: Console) -> int:
 
 
 async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
+    outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-up")
         _watchdog_key(settings, console)
@@ -252,14 +315,14 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         databases = Databases(settings)
         verifier = parts.trust(registry)
-        record = record_broker(parts, databases, verifier)
+        record = record_broker(parts, databases, verifier, outage=outage)
         # The watchdog reads every event, as the platform does; it publishes as itself.
         attach_watchdog(
             record, databases, settings, verifier=verifier, tracer_provider=parts.tracer_provider
         )
         brokers = [record]
         for agency in settings.agencies:
-            brokers.append(agency_broker(parts, databases, agency, verifier))
+            brokers.append(agency_broker(parts, databases, agency, verifier, outage=outage))
         # The embedded bus runs the read service and admission already; a configured
         # cluster gets them here. Whatever started is stopped, in reverse, even if stopping
         # something else fails.
@@ -272,7 +335,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
             for broker in brokers:
                 await catch_up_broker(parts, broker)  # a rebuilt projection: from sequence 1
                 await broker.start()
-                running.push_async_callback(broker.stop)
+                running.push_async_callback(_stop_broker, broker)
             ticker = await start_ticker(parts, databases, verifier=verifier)
             running.push_async_callback(ticker.stop)
             probes = consumer_probes(
@@ -292,8 +355,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 soft_wrap=True,
             )
             _announce(console, metrics)
-            await stop.wait()
-    return 0
+            return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_reads(settings: Settings, console: Console) -> int:
@@ -340,15 +402,16 @@ async def _run_admission(settings: Settings, console: Console) -> int:
     return 0
 
 
-async def _run_platform(settings: Settings, console: Console) -> int:
+async def _run_platform(settings: Settings, console: Console, stop: Stop) -> int:
     """What a deployment's platform host runs: the stream and every agency's consumers
     declared, the coordination record and the read service. No agency's consumers, and not
     admission, which runs as its own identity (``lintas run admission``), with its own seed
     and key, on a host of its own or beside this one (on the embedded bus, it runs here)."""
+    outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-record")
         registry = await _declare(parts, deployment_consumers(settings.agencies))
-        app = create_record_app(parts, registry)
+        app = create_record_app(parts, registry, outage=outage)
         async with read_service(settings, url, run=bool(settings.nats_url)) as service:
             _serve_metrics(app, parts, "platform", console, reads=service)
             console.print(
@@ -356,17 +419,22 @@ async def _run_platform(settings: Settings, console: Console) -> int:
                 "record and read service running (admission: `lintas run admission`)",
                 highlight=False,
             )
-            await app.run()
-    return 0
+            return await _serve(app, stop, outage, parts)
 
 
 async def _run(settings: Settings, agency: str, console: Console) -> int:
     if agency == "reads":
         return await _run_reads(settings, console)
-    if agency == "platform":
-        return await _run_platform(settings, console)
     if agency == "admission":
         return await _run_admission(settings, console)
+    # The handlers first: a SIGTERM while it starts, or while the bus is away, ends it cleanly.
+    with stop_on_signals() as stop:
+        if agency == "platform":
+            return await _run_platform(settings, console, stop)
+        return await _run_part(settings, agency, console, stop)
+
+
+async def _run_part(settings: Settings, agency: str, console: Console, stop: Stop) -> int:
     if agency != "record" and not is_agency_id(agency):
         fail(f"[red]{agency!r} is not an agency id (kp2mi, desa-<code>, my-jkm, ...)[/red]")
         return 2
@@ -374,15 +442,16 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
     if agency == WATCHDOG:
         Signer.load(settings, WATCHDOG)
     platform_part = agency in ("record", WATCHDOG)
+    outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings, agencies=[] if platform_part else [agency]) as url:
         parts = Parts(settings, url, service=f"lintas-{agency}")
         if agency == "record":
             registry = await _declare(parts, [record_consumer()])
-            app = create_record_app(parts, registry)
+            app = create_record_app(parts, registry, outage=outage)
             _serve_metrics(app, parts, "platform", console)
         elif agency == WATCHDOG:
             registry = await _declare(parts, [watchdog_consumer()])
-            app = create_watchdog_app(parts, registry)
+            app = create_watchdog_app(parts, registry, outage=outage)
             _serve_metrics(app, parts, "platform", console, watchdog=True)
         else:
             specs = [agency_consumer(agency), agency_sent_consumer(agency)]
@@ -394,11 +463,10 @@ async def _run(settings: Settings, agency: str, console: Console) -> int:
                 registry = await _bind(parts, agency, specs)
             else:  # no credentials at all: an open bus, where anyone may declare
                 registry = await _declare(parts, specs, identity=agency)
-            app = create_agency_app(parts, agency, registry)
+            app = create_agency_app(parts, agency, registry, outage=outage)
             _serve_metrics(app, parts, agency, console, worklists=[agency])
         console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
-        await app.run()
-    return 0
+        return await _serve(app, stop, outage, parts)
 
 
 def run_command(settings: Settings, args: argparse.Namespace, console: Console) -> int:

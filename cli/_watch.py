@@ -25,9 +25,11 @@ from lintas.consumers.app import Databases
 from lintas.consumers.status import (
     AGE_BUCKETS,
     BusSample,
+    LagReads,
     NothingRunYet,
     Status,
     build_status,
+    lag_reads,
     read_projections,
     sample_bus,
 )
@@ -49,10 +51,14 @@ def _require_store(settings: Settings) -> None:
 
 
 async def _snapshot(
-    js: Any, settings: Settings, databases: Databases, previous: BusSample | None
+    js: Any,
+    settings: Settings,
+    databases: Databases,
+    previous: BusSample | None,
+    reads: LagReads | None = None,
 ) -> tuple[Status, BusSample]:
     now = datetime.now(UTC)
-    sample = await sample_bus(js, settings, now)
+    sample = await sample_bus(js, settings, now, reads)
 
     def engine_for(database: str) -> Any:
         return databases.for_consumer(database)[0]
@@ -150,7 +156,8 @@ def render_status(status: Status) -> RenderableType:
         if watchdog is not None
         else Text("watchdog: not run yet on this data", style="dim")
     )
-    return Group(head, agencies, platform, foot)
+    problems = [Text(problem, style="yellow") for problem in status.problems]
+    return Group(head, agencies, platform, foot, *problems)
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -166,11 +173,12 @@ async def run_status(settings: Settings, args: argparse.Namespace, console: Cons
         databases = Databases(settings)
         try:
             js = nc.jetstream()
+            reads = lag_reads(nc, js, settings)
             previous = None
             if args.sample > 0:
-                previous = await sample_bus(js, settings, datetime.now(UTC))
+                previous = await sample_bus(js, settings, datetime.now(UTC), reads)
                 await asyncio.sleep(args.sample)
-            status, _ = await _snapshot(js, settings, databases, previous)
+            status, _ = await _snapshot(js, settings, databases, previous, reads)
         finally:
             databases.dispose()
             await nc.close()
@@ -202,7 +210,8 @@ async def run_watch(
             databases = Databases(settings)
             try:
                 js = nc.jetstream()
-                status, previous = await _snapshot(js, settings, databases, None)
+                reads = lag_reads(nc, js, settings)
+                status, previous = await _snapshot(js, settings, databases, None, reads)
                 shown = 1
                 with Live(
                     render_status(status),
@@ -217,7 +226,9 @@ async def run_watch(
                         if stop.is_set():
                             break
                         try:
-                            status, previous = await _snapshot(js, settings, databases, previous)
+                            status, previous = await _snapshot(
+                                js, settings, databases, previous, reads
+                            )
                             view: RenderableType = render_status(status)
                         except TransientError as exc:
                             view = Group(

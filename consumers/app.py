@@ -34,6 +34,7 @@ from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, servers
 from lintas.infra.nats.credentials import connect_options, js_options
 from lintas.infra.nats.headers import read_headers_fast
+from lintas.infra.nats.outage import Outage
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -90,10 +91,18 @@ async def _raw_body(_msg: Any) -> None:
 
 
 def create_broker(
-    url: str, settings: Settings | None = None, identity: str | None = None
+    url: str,
+    settings: Settings | None = None,
+    identity: str | None = None,
+    *,
+    outage: Outage | None = None,
 ) -> NatsBroker:
     """A broker connected as ``identity`` (its nkey, inbox prefix, JetStream API prefix,
-    TLS) when ``settings`` say how; else as an anonymous client of an open bus."""
+    TLS) when ``settings`` say how; else as an anonymous client of an open bus.
+
+    ``outage``: a long-running process's; the broker then reconnects forever, and the
+    outage follows its connection (nats-py's default gives up after about two minutes,
+    leaving a process that runs and does nothing)."""
     # FastStream logs every batch, and its task supervisor every callback, at INFO;
     # lintas logs what matters itself, through structlog.
     logger = logging.getLogger("lintas.faststream")
@@ -109,6 +118,9 @@ def create_broker(
     extra: dict[str, Any] = {}
     if "inbox_prefix" in options:
         extra["inbox_prefix"] = options["inbox_prefix"]
+    if outage is not None:
+        extra |= outage.follow(f"lintas-{identity or 'anonymous'}")
+        extra |= {"max_reconnect_attempts": -1, "reconnect_time_wait": 1}
     broker = NatsBroker(
         servers(url),
         logger=logger,
@@ -355,11 +367,12 @@ def agency_broker(
     verifier: Verifier,
     *,
     on_commit: Sequence[OnCommit] = (),
+    outage: Outage | None = None,
 ) -> NatsBroker:
     """A broker connected as ``agency`` with its worklist attached (:func:`attach_agency`):
     spans to ``parts.tracer_provider``, gaps read through the read service where the bus
     does not let the agency read the stream."""
-    broker = create_broker(parts.url, parts.settings, agency)
+    broker = create_broker(parts.url, parts.settings, agency, outage=outage)
     attach_agency(
         broker,
         databases,
@@ -379,10 +392,11 @@ def record_broker(
     verifier: Verifier,
     *,
     on_commit: Sequence[OnCommit] = (),
+    outage: Outage | None = None,
 ) -> NatsBroker:
     """A broker connected as the platform with the coordination record attached
     (:func:`attach_record`), spans to ``parts.tracer_provider``."""
-    broker = create_broker(parts.url, parts.settings, "platform")
+    broker = create_broker(parts.url, parts.settings, "platform", outage=outage)
     attach_record(
         broker,
         databases,
@@ -410,17 +424,24 @@ def app_of(broker: NatsBroker, databases: Databases, parts: Parts) -> FastStream
     return app
 
 
-def create_agency_app(parts: Parts, agency: str, registry: Registry | None = None) -> FastStream:
+def create_agency_app(
+    parts: Parts, agency: str, registry: Registry | None = None, *, outage: Outage | None = None
+) -> FastStream:
     """One agency's consumer app, connected as the agency; it trusts ``registry`` (default:
-    the registry files), refreshed from the bus as ``agency``."""
+    the registry files), refreshed from the bus as ``agency``. ``outage``: the process's
+    (:func:`create_broker`)."""
     databases = Databases(parts.settings)
     verifier = parts.trust(registry or load_registry(parts.settings), agency)
-    return app_of(agency_broker(parts, databases, agency, verifier), databases, parts)
+    broker = agency_broker(parts, databases, agency, verifier, outage=outage)
+    return app_of(broker, databases, parts)
 
 
-def create_record_app(parts: Parts, registry: Registry | None = None) -> FastStream:
+def create_record_app(
+    parts: Parts, registry: Registry | None = None, *, outage: Outage | None = None
+) -> FastStream:
     """The record projector's app, connected as the platform; it trusts ``registry``
-    (default: the registry files), refreshed from the bus as the platform."""
+    (default: the registry files), refreshed from the bus as the platform. ``outage``: the
+    process's (:func:`create_broker`)."""
     databases = Databases(parts.settings)
     verifier = parts.trust(registry or load_registry(parts.settings))
-    return app_of(record_broker(parts, databases, verifier), databases, parts)
+    return app_of(record_broker(parts, databases, verifier, outage=outage), databases, parts)

@@ -83,7 +83,7 @@ class QuarantineEntry:
 
 async def put(js: Any, settings: Settings, entry: QuarantineEntry) -> int:
     """Store ``entry``; return its id. Only then may the original be acknowledged."""
-    with bus_errors(f"quarantining {entry.stream} seq {entry.stream_seq}"):
+    with bus_errors(f"quarantining {entry.stream} seq {entry.stream_seq}", js):
         ack = await js.publish(
             quarantine_subject(settings.stream, entry.consumer),
             entry.body,
@@ -94,7 +94,7 @@ async def put(js: Any, settings: Settings, entry: QuarantineEntry) -> int:
 
 
 async def get_entry(js: Any, settings: Settings, entry_id: int) -> QuarantineEntry | None:
-    with bus_errors(f"reading quarantine entry {entry_id}"):
+    with bus_errors(f"reading quarantine entry {entry_id}", js):
         try:
             raw = await js.get_msg(quarantine_stream(settings), seq=entry_id)
         except nats.js.errors.NotFoundError:
@@ -105,7 +105,7 @@ async def get_entry(js: Any, settings: Settings, entry_id: int) -> QuarantineEnt
 async def list_entries(js: Any, settings: Settings) -> AsyncIterator[QuarantineEntry]:
     """Every entry still in quarantine, oldest first."""
     name = quarantine_stream(settings)
-    with bus_errors(f"reading {name}"):
+    with bus_errors(f"reading {name}", js):
         try:
             state = (await js.stream_info(name)).state
         except nats.js.errors.NotFoundError:
@@ -114,7 +114,7 @@ async def list_entries(js: Any, settings: Settings) -> AsyncIterator[QuarantineE
         return
     seq = state.first_seq
     while seq <= state.last_seq:
-        with bus_errors(f"reading {name}"):
+        with bus_errors(f"reading {name}", js):
             try:
                 raw = await js.get_msg(
                     name, seq=seq, subject=quarantine_filter(settings.stream), next=True
@@ -128,5 +128,5 @@ async def list_entries(js: Any, settings: Settings) -> AsyncIterator[QuarantineE
 
 
 async def delete_entry(js: Any, settings: Settings, entry_id: int) -> None:
-    with bus_errors(f"deleting quarantine entry {entry_id}"):
+    with bus_errors(f"deleting quarantine entry {entry_id}", js):
         await js.delete_msg(quarantine_stream(settings), entry_id)

@@ -10,13 +10,19 @@ Per agency, from its durable consumers ``agency-<a>`` and ``sent-<a>``:
 * ``pending``: messages for it not yet delivered; ``ack_pending``: delivered, not yet
   acknowledged (a consumer acknowledges after its transaction commits);
 * ``lag_s``: how long ago the oldest message it has not acknowledged was stored (0 when
-  caught up);
+  caught up; None when that could not be read: ``problems`` says why);
 * ``events_per_second``: messages its consumers acknowledged per second between two
   samples (None from a single sample);
 
 and from its worklist: open hand-offs (requested or accepted) by age, and how many of
 them are overdue; from the watchdog: how many of them were escalated to KPAI; from the
 quarantine: how many of its messages are held there.
+
+A lag needs the time a message was stored, which only a read of the stream tells. The
+operator may not read the stream (``lintas.infra.nats.access``): on a secured bus it asks
+the platform's read service (``oldest-unacked``: a time, nothing of the message). When no
+read service answers, the snapshot is still taken, with those lags unknown and
+``problems`` saying so: ``lintas status`` is wanted most when something is wrong.
 
 Errors::
 
@@ -31,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import nats.js.errors
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,8 +50,10 @@ from lintas.consumers.projections import WorklistRow
 from lintas.consumers.watchdog import DeadlineRow
 from lintas.contracts import PermanentError, agency_name
 from lintas.infra.db import Tracking
-from lintas.infra.errors import bus_errors
+from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import agency_of, quarantine_stream
+from lintas.infra.reads import OPERATOR, DirectReads, ReadRefused, ServiceReads
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "BusSample",
     "ConsumerSample",
     "ConsumerStatus",
+    "LagReads",
     "NothingRunYet",
     "OpenHandoffs",
     "Projections",
@@ -62,6 +71,7 @@ __all__ = [
     "StreamStatus",
     "WatchdogStatus",
     "build_status",
+    "lag_reads",
     "read_projections",
     "sample_bus",
 ]
@@ -91,7 +101,7 @@ class _Model(BaseModel):
 class ConsumerStatus(_Model):
     pending: int
     ack_pending: int
-    lag_s: float
+    lag_s: float | None
     events_per_second: float | None
 
 
@@ -138,6 +148,8 @@ class Status(_Model):
     agencies: dict[str, AgencyStatus]
     consumers: dict[str, ConsumerStatus]
     watchdog: WatchdogStatus | None
+    # What could not be read (a lag, when no read service answers): the rest still is.
+    problems: list[str] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -152,7 +164,7 @@ class ConsumerSample:
     pending: int
     ack_pending: int
     acknowledged: int  # the consumer sequence of its ack floor: deliveries acknowledged
-    lag_s: float
+    lag_s: float | None  # None: not read (BusSample.problems says why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,32 +174,55 @@ class BusSample:
     last_seq: int
     consumers: dict[str, ConsumerSample]
     quarantined: dict[str, int]  # by consumer
+    problems: tuple[str, ...] = ()
 
 
-async def _oldest_unacknowledged(js: Any, stream: str, info: Any, now: datetime) -> float:
-    if not (info.num_pending or info.num_ack_pending):
-        return 0.0
-    config = info.config
-    filters = config.filter_subjects or [config.filter_subject or ">"]
-    after = (info.ack_floor.stream_seq or 0) + 1
-    oldest: Any = None
-    for subject in filters:
+class LagReads(Protocol):
+    """Where a consumer's lag is read: the stream itself (``DirectReads``), or the read
+    service as the operator (``ServiceReads(nc, "operator")``)."""
+
+    async def oldest_unacknowledged(self, consumer: str) -> datetime | None: ...
+
+
+class _Lags:
+    """Each consumer's lag; after the first failure to read one, the rest are not asked
+    (the same failure, each after its own timeout), and the failure is kept to tell."""
+
+    def __init__(self, reads: LagReads, now: datetime) -> None:
+        self._reads, self._now = reads, now
+        self.problem: str | None = None
+
+    async def of(self, info: Any) -> float | None:
+        if not (info.num_pending or info.num_ack_pending):
+            return 0.0
+        if self.problem is not None:
+            return None
         try:
-            raw = await js.get_msg(stream, seq=after, subject=subject, next=True)
+            stored = await self._reads.oldest_unacknowledged(info.name)
+        except (BusUnavailable, ReadRefused) as exc:
+            self.problem = f"lag not read ({exc})"
+            return None
         except nats.js.errors.NotFoundError:
-            continue
-        if raw.seq is not None and (oldest is None or raw.seq < oldest.seq):
-            oldest = raw
-    if oldest is None or oldest.time is None:
-        return 0.0
-    stored: datetime = oldest.time
-    return max(0.0, (now - stored).total_seconds())
+            return 0.0  # deleted since it was listed
+        return 0.0 if stored is None else max(0.0, (self._now - stored).total_seconds())
 
 
-async def sample_bus(js: Any, settings: Settings, now: datetime) -> BusSample:
-    """The event stream, every durable consumer on it, and the quarantine, once."""
+def lag_reads(nc: Any, js: Any, settings: Settings) -> LagReads:
+    """Where the operator, connected as ``nc``, reads lags: the read service when it logs in
+    with its own nkey (the bus then keeps it off the stream), else the stream."""
+    if uses_credentials(settings, OPERATOR):
+        return ServiceReads(nc, OPERATOR)
+    return DirectReads(js, settings.stream)
+
+
+async def sample_bus(
+    js: Any, settings: Settings, now: datetime, reads: LagReads | None = None
+) -> BusSample:
+    """The event stream, every durable consumer on it, and the quarantine, once; lags read
+    through ``reads`` (default: the stream, for an identity that may read it)."""
     stream = settings.stream
-    with bus_errors(f"reading the state of {stream}"):
+    lags = _Lags(reads if reads is not None else DirectReads(js, stream), now)
+    with bus_errors(f"reading the state of {stream}", js):
         try:
             state = (await js.stream_info(stream)).state
         except nats.js.errors.NotFoundError:
@@ -205,7 +240,7 @@ async def sample_bus(js: Any, settings: Settings, now: datetime) -> BusSample:
                     pending=int(info.num_pending or 0),
                     ack_pending=int(info.num_ack_pending or 0),
                     acknowledged=int(info.ack_floor.consumer_seq or 0),
-                    lag_s=await _oldest_unacknowledged(js, stream, info, now),
+                    lag_s=await lags.of(info),
                 )
             if len(page) < 256:
                 break
@@ -226,6 +261,7 @@ async def sample_bus(js: Any, settings: Settings, now: datetime) -> BusSample:
         last_seq=int(state.last_seq),
         consumers=consumers,
         quarantined=quarantined,
+        problems=(lags.problem,) if lags.problem else (),
     )
 
 
@@ -361,7 +397,7 @@ def build_status(
         name: ConsumerStatus(
             pending=sample.pending,
             ack_pending=sample.ack_pending,
-            lag_s=round(sample.lag_s, 3),
+            lag_s=round(sample.lag_s, 3) if sample.lag_s is not None else None,
             events_per_second=rate(name),
         )
         for name, sample in sorted(current.consumers.items())
@@ -378,7 +414,7 @@ def build_status(
             consumers=own,
             pending=sum(consumers[c].pending for c in own) if own else None,
             ack_pending=sum(consumers[c].ack_pending for c in own) if own else None,
-            lag_s=max(consumers[c].lag_s for c in own) if own else None,
+            lag_s=_max_lag(consumers[c].lag_s for c in own) if own else None,
             events_per_second=(
                 round(sum(r for r in rates if r is not None), 3)
                 if own and all(r is not None for r in rates)
@@ -410,4 +446,13 @@ def build_status(
         agencies=statuses,
         consumers=consumers,
         watchdog=projections.watchdog,
+        problems=list(current.problems),
+    )
+
+
+def _max_lag(lags: Iterable[float | None]) -> float | None:
+    """An agency's lag: its consumers' longest, unknown if any one's is."""
+    known = list(lags)
+    return (
+        None if any(lag is None for lag in known) else max(lag for lag in known if lag is not None)
     )

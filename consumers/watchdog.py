@@ -61,6 +61,7 @@ from lintas.infra.clock import Clock, SystemClock
 from lintas.infra.db import Tracking, UTCDateTime
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.background import Background
+from lintas.infra.nats.outage import Outage
 from lintas.infra.nats.topology import ConsumerSpec, watchdog_consumer
 from lintas.infra.settings import Settings
 from lintas.producers import HeadMoved, Publisher, PublishRejected, publisher_for
@@ -464,13 +465,18 @@ async def start_ticker(
 
 
 def create_watchdog_app(
-    parts: Parts, registry: Registry | None = None, *, clock: Clock | None = None
+    parts: Parts,
+    registry: Registry | None = None,
+    *,
+    clock: Clock | None = None,
+    outage: Outage | None = None,
 ) -> FastStream:
     """The watchdog's app: its projection, and its ticker every ``watchdog_tick_s``."""
     parts.signer(WATCHDOG)  # no key, no app: before anything connects
     databases = Databases(parts.settings)
     verifier = parts.trust(registry or load_registry(parts.settings))
-    broker = create_broker(parts.url, parts.settings, "platform")  # it reads every event
+    # It reads every event, as the platform.
+    broker = create_broker(parts.url, parts.settings, "platform", outage=outage)
     attach_watchdog(
         broker, databases, parts.settings, verifier=verifier, tracer_provider=parts.tracer_provider
     )

@@ -20,6 +20,12 @@ And one answer the log gives that an agency cannot work out from what it may rea
            all the case's events): the Publisher's gate lets only the owner erase or hand on
            a case, and an agency that owns a case by assignment may not read its opening.
 
+And one read for the operator (``lintas status``, ``lintas watch``), whose permissions do not
+let it read the stream either:
+
+``oldest-unacked``  when the oldest message a durable consumer has not acknowledged was
+                    stored (a consumer's lag): a time, nothing of the message.
+
 Besides, two changes to the case key store (:mod:`lintas.infra.privacy.casekeys`) that an agency's
 permissions do not allow, made as the platform and only when the log calls for them:
 ``erase-keys`` once the case's owner has published ``case.erased``, ``revoke-keys`` for the
@@ -28,7 +34,8 @@ agencies a ``consent.withdrawn`` no longer covers.
 :class:`DirectReads` makes them straight on the stream (the platform, or a bus without
 authorization). :class:`ReadService` (run by the platform: ``lintas up``, ``lintas run
 reads``, and every embedded bus) makes them for agencies that ask on
-``lintas_read.<agency>.<operation>``; only that agency may publish there. It answers a body
+``lintas_read.<agency>.<operation>`` (and ``lintas_read.operator.oldest-unacked``); only that
+agency (or the operator) may publish there. It answers a body
 only when the message is addressed to the agency, from it, or to ``all`` (what its own
 consumers deliver), and of any other message only its sequence and hash: a hash of a
 signed, id-bearing document reveals nothing of it (a head it may read comes with its subject
@@ -50,6 +57,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import nats.errors
@@ -86,6 +94,7 @@ from lintas.infra.keys.signing import Verifier
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 
 __all__ = [
+    "OPERATOR",
     "CaseHead",
     "DirectReads",
     "ReadRefused",
@@ -104,7 +113,10 @@ _log = structlog.get_logger("lintas.reads")
 # An answer stays well under nats-server's default max_payload (1 MB) once base64'd.
 _MAX_ANSWER_BYTES = 512 * 1024
 _QUEUE = "lintas-read"
+OPERATOR = "operator"
+"""The one identity besides the agencies the service answers, and only ``oldest-unacked``."""
 _CONCURRENCY = 64
+_NO_RESPONDERS_WAIT_S = 0.1
 
 
 class ReadRefused(PermanentError):
@@ -244,6 +256,11 @@ class DirectReads:
             return None
         return int(raw.seq or 0), (raw.headers or {}).get("Nats-Msg-Id")
 
+    async def oldest_unacknowledged(self, consumer: str) -> datetime | None:
+        """When the oldest message ``consumer`` has not acknowledged was stored (None: it
+        has none). Raises nats-py's ``NotFoundError`` when there is no such consumer."""
+        return await oldest_unacknowledged(self._js, self.stream, consumer)
+
     async def between(
         self, subject_filter: str, first: int, last: int, limit: int
     ) -> list[StoredMessage]:
@@ -263,6 +280,29 @@ class DirectReads:
             found.append(raw)
             cursor = raw.seq + 1
         return found
+
+
+async def oldest_unacknowledged(js: Any, stream: str, consumer: str) -> datetime | None:
+    """When the oldest message ``consumer`` has not acknowledged was stored: the first
+    message after its ack floor on one of its filters (None when it holds nothing)."""
+    info = await js.consumer_info(stream, consumer)
+    if not (info.num_pending or info.num_ack_pending):
+        return None
+    config = info.config
+    filters = config.filter_subjects or [config.filter_subject or ">"]
+    after = (info.ack_floor.stream_seq or 0) + 1
+    oldest: Any = None
+    for subject in filters:
+        try:
+            raw = await js.get_msg(stream, seq=after, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            continue
+        if raw.seq is not None and (oldest is None or raw.seq < oldest.seq):
+            oldest = raw
+    if oldest is None or oldest.time is None:
+        return None
+    stored: datetime = oldest.time
+    return stored
 
 
 def _head_of(raw: StoredMessage, *, visible: bool) -> CaseHead:
@@ -291,6 +331,7 @@ class _Refusal(Exception):
 
 
 _CASE = re.compile(r"^[A-Z0-9]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a JetStream durable's name, as a subject token
 
 
 def _int(request: dict[str, Any], name: str) -> int:
@@ -324,6 +365,7 @@ class ReadService:
             "erase-keys": self._op_erase_keys,
             "revoke-keys": self._op_revoke_keys,
         }
+        self._operator_ops = {"oldest-unacked": self._op_oldest_unacked}
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(read_subject("*", "*"), queue=_QUEUE, cb=self._on_msg)
@@ -351,7 +393,8 @@ class ReadService:
         async with self._slots:
             agency, op = parse_read_subject(msg.subject)
             try:
-                if not is_agency_id(agency) or op not in self._ops:
+                ops = self._operator_ops if agency == OPERATOR else self._ops
+                if not (is_agency_id(agency) or agency == OPERATOR) or op not in ops:
                     raise _Refusal(400, f"no operation {op!r} for {agency!r}")
                 try:
                     request = json.loads(msg.data or b"{}")
@@ -360,7 +403,7 @@ class ReadService:
                 if not isinstance(request, dict):
                     raise _Refusal(400, "the request is not a JSON object")
                 with bus_errors(f"reading {self._reads.stream} for {agency}"):
-                    answer = await self._ops[op](agency, request)
+                    answer = await ops[op](agency, request)
             except _Refusal as refusal:
                 answer = {"error": str(refusal), "code": refusal.code}
             except BusUnavailable as exc:
@@ -425,6 +468,17 @@ class ReadService:
             cursor = found.seq + 1
         truncated = size >= _MAX_ANSWER_BYTES and cursor <= last and len(messages) < limit
         return {"messages": messages, "complete": not truncated}
+
+    async def _op_oldest_unacked(self, who: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A consumer's lag, for the operator: a time, never anything of the message."""
+        consumer = request.get("consumer")
+        if not isinstance(consumer, str) or not _NAME.match(consumer):
+            raise _Refusal(400, "consumer must be a durable consumer's name")
+        try:
+            stored = await self._reads.oldest_unacknowledged(consumer)
+        except nats.js.errors.NotFoundError:
+            raise _Refusal(404, f"no consumer {consumer} on {self._reads.stream}") from None
+        return {"stored": stored.isoformat() if stored is not None else None}
 
     # -- the case key store: what the log calls for, done as the platform ------------------
 
@@ -517,22 +571,43 @@ def _case_of(request: dict[str, Any]) -> str:
 
 
 class ServiceReads:
-    """The reads, asked of the read service as ``agency``."""
+    """The reads, asked of the read service as ``agency`` (or as the :data:`OPERATOR`,
+    which the service answers :meth:`oldest_unacknowledged` only)."""
 
     def __init__(self, nc: Any, agency: str, *, timeout: float = 5.0) -> None:
-        if not is_agency_id(agency):
-            raise ValueError(f"{agency!r} is not an agency id")
+        if not (is_agency_id(agency) or agency == OPERATOR):
+            raise ValueError(f"{agency!r} is not an agency id, nor the operator")
         self._nc = nc
         self.agency = agency
         self.timeout = timeout
 
+    async def _request(self, subject: str, payload: bytes) -> Any:
+        """The service's reply. Every operation may be asked twice (reads, and erasures
+        that are done once done), so a request is asked again where another instance may
+        answer: while none is subscribed (they are reconnecting, after the bus came back),
+        for up to ``timeout``; and once after no answer in time (the server handed it to an
+        instance that is hung, or died with the request)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        timed_out = False
+        while True:
+            try:
+                return await self._nc.request(subject, payload, timeout=self.timeout)
+            except nats.errors.NoRespondersError:
+                if loop.time() + _NO_RESPONDERS_WAIT_S >= deadline:
+                    raise
+                await asyncio.sleep(_NO_RESPONDERS_WAIT_S)  # nothing to await: no one is there
+            except nats.errors.TimeoutError:
+                if timed_out:
+                    raise
+                timed_out = True
+                deadline = loop.time() + self.timeout
+
     async def _ask(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         subject = read_subject(self.agency, op)
         try:
-            with bus_errors(f"asking the read service ({subject})"):
-                reply = await self._nc.request(
-                    subject, json.dumps(request).encode(), timeout=self.timeout
-                )
+            with bus_errors(f"asking the read service ({subject})", self._nc):
+                reply = await self._request(subject, json.dumps(request).encode())
         except BusUnavailable as exc:
             if isinstance(exc.__cause__, nats.errors.NoRespondersError):
                 raise BusUnavailable(
@@ -595,6 +670,13 @@ class ServiceReads:
                 break
             cursor = found[-1].seq + 1
         return found
+
+    async def oldest_unacknowledged(self, consumer: str) -> datetime | None:
+        """When the oldest message ``consumer`` has not acknowledged was stored (None: it
+        has none)."""
+        answer = await self._ask("oldest-unacked", {"consumer": consumer})
+        stored = answer.get("stored")
+        return datetime.fromisoformat(stored) if isinstance(stored, str) else None
 
     async def owner(self, case_id: str, upto: int) -> str | None:
         """The case's owner as its whole log says, up to sequence ``upto``."""

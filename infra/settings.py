@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     watchdog_tick_s: float = Field(
         default=30.0, gt=0, description="how often the watchdog looks at the deadlines"
     )
+    bus_lost_exit_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a long-running process whose bus has been away this long exits (status "
+        "75) for its supervisor to restart it",
+    )
     checkpoint_interval_s: float = Field(
         default=60.0,
         ge=0,

@@ -40,7 +40,8 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   publishes nothing else: no event, no checkpoint, no consumer.
 * the **operator** reads stream and consumer state, the quarantine, which it may also
   delete entries from (``lintas dlq retry``), and the public-key registry (a retried
-  message's signature is checked again).
+  message's signature is checked again); it asks the read service when a consumer's oldest
+  unacknowledged message was stored (its lag), never for a message.
 * the **platform** (declaring streams and consumers, the record projector, the read service,
   checkpoints, the key registry) may do anything in ``LINTAS`` except publish events and
   anything in :data:`LOG_GUARD`: change, purge, delete or restore the event or checkpoints
@@ -190,6 +191,9 @@ RULES: Mapping[str, Rule] = {
             "{api}.STREAM.MSG.DELETE.{quarantine}",  # lintas dlq retry removes what it applied
             # The public keys: lintas dlq retry checks a message's signature again.
             *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
+            # A consumer's lag (lintas status): when its oldest unacknowledged message was
+            # stored, which the read service tells, as it may not read the stream itself.
+            "{read}.operator.oldest-unacked",
         ),
         subscribe=("_INBOX.operator.>",),
     ),

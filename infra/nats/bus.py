@@ -5,6 +5,12 @@ data directory (published in ``nats.url`` and ``nats.pid``); else an embedded se
 over the data directory's store for the duration of the command. An exclusive ``flock`` on
 ``nats.lock`` keeps two processes from starting two servers over one store.
 
+The embedded server keeps its port per data directory (``nats.port``, kept when it stops):
+started again, by its owner when it dies or by the next command, it listens where it did, so
+the long-running processes that were using it reconnect to it where they are
+(:mod:`lintas.infra.nats.outage`). Only when that port has been taken meanwhile does it
+take another, and they exit for their supervisor to restart them.
+
 The embedded server runs with authorization on, like a deployment: before it starts (or
 when it already runs and an agency is new), every role and agency the command needs gets
 an identity in the data directory (:mod:`lintas.infra.nats.identities`), and the server runs
@@ -37,7 +43,7 @@ import structlog
 from nats.aio.client import Client
 
 from lintas.contracts.errors import PermanentError
-from lintas.infra.errors import BusUnavailable
+from lintas.infra.errors import BusUnavailable, note_denial, watch_denials
 from lintas.infra.keys.signing import Registry, Verifier, trusted_registry
 from lintas.infra.nats.access import ACCOUNT
 from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
@@ -45,6 +51,8 @@ from lintas.infra.nats.embedded import (
     LOG_NAME,
     MIN_NATS_SERVER,
     EmbeddedNats,
+    EmbeddedNatsError,
+    PortInUse,
     UnsupportedNatsServer,
 )
 from lintas.infra.nats.headers import read_headers_fast
@@ -55,6 +63,7 @@ from lintas.infra.settings import Settings
 __all__ = [
     "LOCK_FILE",
     "PID_FILE",
+    "PORT_FILE",
     "URL_FILE",
     "AccessRefused",
     "connect",
@@ -77,12 +86,14 @@ class AccessRefused(PermanentError):
 URL_FILE = "nats.url"
 PID_FILE = "nats.pid"
 LOCK_FILE = "nats.lock"
+PORT_FILE = "nats.port"
 
 # How long a process that finds the lock taken waits for the holder to publish its URL:
 # longer than EmbeddedNats.start's own timeout, so a slow start is not mistaken for a hang.
 _LOCK_WAIT_S = 15.0
 _POLL_S = 0.05
 _PROBE_TIMEOUT_S = 0.5
+_RESTART_BACKOFF_S = 1.0
 
 
 def _read_published(data_dir: Path) -> tuple[str, int] | None:
@@ -191,11 +202,14 @@ async def connect(
     """
     options: dict[str, Any] = connect_options(settings, identity) if settings else {}
     refusals: list[Exception] = []
+    denials: list[str] = []
     log_error = log_nats_error(identity or name)
 
     async def on_error(exc: Exception) -> None:
         if _refused(exc):
             refusals.append(exc)
+        if "permissions violation" in str(exc).lower():
+            note_denial(denials, f"{identity or name}: {exc}")
         await log_error(exc)
 
     try:
@@ -223,6 +237,8 @@ async def connect(
             ) from None
         raise BusUnavailable(f"cannot reach NATS at {url} ({exc.__class__.__name__})") from None
     await _refuse_old_server(nc, url)
+    # What the server refuses this client, for bus_errors(..., nc) to tell from a timeout.
+    watch_denials(nc, denials)
     read_headers_fast(nc)
     if reconnect_forever:
         # nats-py reads the option afresh on every reconnect.
@@ -389,7 +405,8 @@ async def platform_services(
     Every process using the embedded bus runs both (read requests are shared as a queue
     group, intake partitions by lease), so an agency on it always has them; on a configured
     cluster ``lintas up`` runs both, and a deployment ``lintas run reads`` (or ``run
-    platform``) and ``lintas run admission``, each as its own identity. Yields the read service (its health is the process's too).
+    platform``) and ``lintas run admission``, each as its own identity. Yields the read
+    service (its health is the process's too).
     """
     # Admission is built on infra, not the other way round: imported when a process runs it.
     from lintas.admission.running import admission_service
@@ -437,25 +454,87 @@ async def open_bus(
         yield url
 
 
+def _remembered_port(data_dir: Path) -> int | None:
+    try:
+        port = int((data_dir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
+
+
+async def _start_embedded(settings: Settings) -> EmbeddedNats:
+    """The data directory's server, on the port it had (any free one the first time, or
+    when that one has been taken meanwhile); the port is remembered for the next start."""
+    data_dir = settings.data_dir
+    remembered = _remembered_port(data_dir)
+    for port in dict.fromkeys((remembered, None)):
+        server = EmbeddedNats(
+            settings.nats_store_dir,
+            port=port,
+            binary=settings.nats_server_bin,
+            config=accounts_path(settings),
+            client_options=connect_options(settings, "platform"),
+        )
+        try:
+            await server.start()
+        except PortInUse:
+            _log.warning("bus.port_taken", port=port, data_dir=str(data_dir))
+            continue
+        chosen = urlsplit(server.url).port
+        if chosen != remembered:
+            _write_atomically(data_dir / PORT_FILE, f"{chosen}\n")
+        return server
+    raise AssertionError("unreachable: a server on a free port raises, it is not PortInUse")
+
+
+async def _keep_serving(settings: Settings, box: list[EmbeddedNats]) -> None:
+    """Start the server again, on its port, whenever it dies under its owner: processes
+    using it reconnect on their own (docs/OPERATIONS.md, "when the bus goes away")."""
+    data_dir = settings.data_dir
+    while True:
+        server = box[0]
+        url, pid = server.url, server.pid
+        assert pid is not None
+        code = await server.exited()
+        _log.error("bus.server_died", exit_code=code, log=str(server.log_path))
+        await server.stop()
+        while True:
+            try:
+                box[0] = await _start_embedded(settings)
+                break
+            except EmbeddedNatsError as exc:
+                _log.error("bus.server_restart_failed", error=str(exc))
+                await asyncio.sleep(_RESTART_BACKOFF_S)  # nothing to await: try again later
+        new = box[0]
+        assert new.pid is not None
+        _unpublish(data_dir, url, pid)
+        _publish(data_dir, new.url, new.pid)
+        _log.warning("bus.server_restarted", url=new.url, pid=new.pid)
+
+
 @asynccontextmanager
 async def _own_server(settings: Settings, lock_fd: int) -> AsyncIterator[str]:
     data_dir = settings.data_dir
     try:
         _adopt_global_store(settings.nats_store_dir)
-        server = EmbeddedNats(
-            settings.nats_store_dir,
-            binary=settings.nats_server_bin,
-            config=accounts_path(settings),
-            client_options=connect_options(settings, "platform"),
-        )
-        async with server:
-            url, pid = server.url, server.pid
+        box = [await _start_embedded(settings)]
+        keeper: asyncio.Task[None] | None = None
+        try:
+            url, pid = box[0].url, box[0].pid
             assert pid is not None
             _publish(data_dir, url, pid)
+            keeper = asyncio.create_task(_keep_serving(settings, box))
             try:
                 async with platform_services(settings, url):
                     yield url
             finally:
-                _unpublish(data_dir, url, pid)
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                server = box[0]
+                if server.pid is not None:
+                    _unpublish(data_dir, server.url, server.pid)
+        finally:
+            await box[0].stop()
     finally:
         os.close(lock_fd)  # releases the flock

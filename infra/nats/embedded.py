@@ -407,6 +407,13 @@ class EmbeddedNats(ServerLifecycle):
     def pid(self) -> int | None:
         return self._server.pid if self._server is not None else None
 
+    async def exited(self) -> int:
+        """Once the running server process ends (however): its exit status."""
+        server = self._server
+        if server is None or server.proc is None:
+            raise EmbeddedNatsError("the embedded nats-server is not running")
+        return await server.proc.wait()
+
     async def start(self, timeout: float = 10.0) -> str:  # noqa: ASYNC109
         """Launch the server; return its client URL once JetStream answers.
 

@@ -180,9 +180,11 @@ async def test_the_demo_runs_every_agency_as_itself_on_an_authorizing_bus(
         used.append(kwargs.get("identity"))
         return await real_connect(url, name, **kwargs)
 
-    def create_broker(url: str, settings: Settings | None = None, identity: Any = None) -> Any:
+    def create_broker(
+        url: str, settings: Settings | None = None, identity: Any = None, **kwargs: Any
+    ) -> Any:
         used.append(identity)
-        return real_broker(url, settings, identity)
+        return real_broker(url, settings, identity, **kwargs)
 
     monkeypatch.setattr(bootstrap, "connect", connect)
     monkeypatch.setattr(app, "create_broker", create_broker)

@@ -1,0 +1,142 @@
+"""``lintas status``, ``status --json`` and ``watch`` as the operator, on a bus with
+authorization on, while an agency's consumers have a backlog: when operators need them.
+
+The operator may not read the event stream; a lag (when the oldest unacknowledged message
+was stored) comes from the platform's read service, and without one the snapshot is still
+taken, saying which lags it could not read and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from argparse import Namespace
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from lintas.cli import main
+from lintas.cli._watch import run_watch
+from lintas.contracts import new_case_id
+from lintas.infra.nats.bus import read_service
+from lintas.infra.nats.credentials import uses_credentials
+from lintas.infra.nats.topology import declare_platform, deployment_consumers
+from tests.support.secured import Client, Hub, secured_hub
+
+pytestmark = pytest.mark.nats
+
+BACKLOG = 3
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    async with secured_hub(tmp_path) as hub:
+        yield hub
+
+
+@pytest.fixture
+async def backlog(hub: Hub) -> list[int]:
+    """KP2MI's and Dukcapil's consumers declared, none running; Kemlu sends KP2MI three
+    messages. Returns their stream sequences."""
+    settings = hub.settings
+    platform = await Client.open(hub.url, settings, "platform")
+    kemlu = await Client.open(hub.url, settings, "kemlu")
+    try:
+        await declare_platform(platform.js(), settings, deployment_consumers(["kp2mi", "dukcapil"]))
+        seqs = []
+        for _ in range(BACKLOG):
+            subject = f"lintas.kemlu.kp2mi.case.opened.{new_case_id()}"
+            ack = await kemlu.js().publish(subject, b"{}", stream=settings.stream)
+            seqs.append(ack.seq)
+        return seqs
+    finally:
+        await kemlu.close()
+        await platform.close()
+
+
+async def _stored(hub: Hub, seq: int) -> datetime:
+    """When the bus stored ``seq``, as the platform reads it (the operator may not)."""
+    platform = await Client.open(hub.url, hub.settings, "platform")
+    try:
+        stored = (await platform.js().get_msg(hub.settings.stream, seq)).time
+    finally:
+        await platform.close()
+    assert stored is not None
+    return stored
+
+
+async def _status(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    for name in list(os.environ):
+        if name.startswith("LINTAS_") and not name.startswith("LINTAS_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LINTAS_NATS_URL", hub.url)
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(hub.settings.data_dir))
+    monkeypatch.setenv("LINTAS_AGENCIES", json.dumps(["kp2mi", "dukcapil"]))
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["status", *args])
+    said = capsys.readouterr()
+    return code, said.out, said.err
+
+
+async def test_status_and_watch_as_the_operator_with_a_backlog(
+    hub: Hub,
+    backlog: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert uses_credentials(hub.settings, "operator")  # the CLI connects as the operator
+    async with read_service(hub.settings, hub.url):
+        code, out, err = await _status(hub, monkeypatch, capsys, "--json", "--sample", "0")
+        assert code == 0, err
+        doc: dict[str, Any] = json.loads(out)
+        kp2mi = doc["agencies"]["kp2mi"]
+        assert (kp2mi["pending"], kp2mi["ack_pending"]) == (BACKLOG, 0)
+        # The lag is the age of the oldest message it has not acknowledged, when `at` was taken.
+        oldest = await _stored(hub, backlog[0])
+        expected = (datetime.fromisoformat(doc["at"]) - oldest).total_seconds()
+        assert kp2mi["lag_s"] == pytest.approx(expected, abs=0.002)
+        assert doc["consumers"]["agency-kp2mi"]["lag_s"] == kp2mi["lag_s"]
+        assert doc["agencies"]["dukcapil"]["lag_s"] == 0.0  # nothing for it
+        assert doc["problems"] == []
+
+        code, out, err = await _status(hub, monkeypatch, capsys)
+        assert code == 0, err
+        assert "kp2mi" in out
+        assert "lag not read" not in out
+
+        shown = io.StringIO()
+        console = Console(file=shown, width=200, force_terminal=True, color_system=None)
+        watch_settings = hub.settings.model_copy(update={"nats_url": hub.url})
+        assert await run_watch(watch_settings, Namespace(interval=0.05), console, frames=2) == 0
+        frames = shown.getvalue()
+        assert "kp2mi" in frames
+        assert "lag not read" not in frames
+
+
+async def test_without_a_read_service_status_says_which_lags_it_could_not_read(
+    hub: Hub,
+    backlog: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = await _status(hub, monkeypatch, capsys, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    kp2mi = doc["agencies"]["kp2mi"]
+    assert (kp2mi["pending"], kp2mi["lag_s"]) == (BACKLOG, None)  # unknown, not 0
+    assert doc["agencies"]["dukcapil"]["lag_s"] == 0.0  # no backlog: no read needed
+    [problem] = doc["problems"]
+    assert "no read service answers" in problem, problem
+    assert "NATS unavailable" not in problem
+
+    code, out, err = await _status(hub, monkeypatch, capsys)
+    assert code == 0, err
+    assert "no read service answers" in " ".join(out.split())

@@ -1,0 +1,58 @@
+"""What a failed request on the bus is called: a refusal, a timeout, nothing answering, or
+a bus that is away, each said as what it is (never "NATS unavailable" for a refusal)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lintas.infra.errors import BusUnavailable, NotPermitted, bus_errors
+from lintas.infra.nats.bus import connect
+from lintas.infra.nats.topology import declare_platform, deployment_consumers
+from tests.support.secured import Hub, secured_hub
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    async with secured_hub(tmp_path) as hub:
+        yield hub
+
+
+async def test_a_refusal_a_timeout_and_no_responders_are_told_apart(hub: Hub) -> None:
+    settings = hub.settings
+    platform = await connect(hub.url, "t-platform", settings=settings, identity="platform")
+    operator = await connect(hub.url, "t-operator", settings=settings, identity="operator")
+    try:
+        await declare_platform(platform.jetstream(), settings, deployment_consumers(["kp2mi"]))
+        # The operator may not read the event stream: the server refuses, the request times
+        # out, and the error says which of the two it was.
+        js = operator.jetstream(timeout=0.5)
+        with pytest.raises(NotPermitted) as refused, bus_errors("reading seq 1", js):
+            await js.get_msg(settings.stream, 1)
+        said = str(refused.value)
+        assert said.startswith("reading seq 1: the server refused it as not permitted")
+        assert "$js.api.stream.msg.get.lintas" in said.lower()
+        assert "NATS unavailable" not in said
+
+        # What it may read still reads, on the same client, and a plain timeout is a timeout.
+        with bus_errors("reading the stream's state", js):
+            assert (await js.stream_info(settings.stream)).config.name == settings.stream
+        sub = await platform.subscribe("lintas_read.operator.oldest-unacked")  # never answers
+        await platform.flush()
+        with pytest.raises(BusUnavailable) as slow, bus_errors("asking", operator):
+            await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=0.2)
+        assert "no answer in time" in str(slow.value)
+        assert not isinstance(slow.value, NotPermitted)
+        await sub.unsubscribe()
+        await platform.flush()
+
+        with pytest.raises(BusUnavailable) as nobody, bus_errors("asking", operator):
+            await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=2)
+        assert "nothing answers the request" in str(nobody.value)
+    finally:
+        await operator.close()
+        await platform.close()
