@@ -13,6 +13,8 @@ its own database, in the same transaction as its own rows, and a relay publishes
     relay = OutboxRelay(
         engine, js, stream="LINTAS", signer=signer, keys=keys,
         verifier=Verifier(registry, refresh=registry_source(url, settings, "dukcapil")),
+        reads=ServiceReads(nc, "dukcapil"),                    # heads, through the platform
+        admission=Admission(nc, js, intake_stream(settings)),  # the log's only writer
     )                                                          # the gate counts signed consents
     outbox.notify(relay.wake)                                  # optional: no poll delay
     await relay.run(stop)                                      # until stop is set
@@ -24,7 +26,8 @@ rows) and sealed by the relay when it publishes (it needs ``keys``, the agency's
 keys); the relay also applies the Publisher's consent gate then, and once the event is
 stored replaces the row's body with the sealed envelope, so no plaintext stays in the
 outbox. A row the gate refuses holds the outbox like any refused publish, until a consent
-covers it (``outbox.publish_failed`` names why). The relay publishes
+covers it (``outbox.publish_failed`` names why); so does a row admission refuses
+(:class:`~lintas.producers.Refused`, its code in ``last_error``). The relay publishes
 pending rows strictly in the order they were written (``position``), one at a time,
 waiting for each ack, with ``Nats-Msg-Id`` = the event id, then marks them sent with
 their stream sequence. If it crashes between the ack and the mark, it publishes the same
