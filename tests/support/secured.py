@@ -289,3 +289,33 @@ def stop_leaf(leaf: Leaf) -> None:
         except subprocess.TimeoutExpired:
             leaf.proc.kill()
             leaf.proc.wait()
+
+
+@asynccontextmanager
+async def admission_running(hub: Hub) -> AsyncIterator[Any]:
+    """Admission on the hub as a deployment runs it (``lintas run admission``: its own
+    identity, seed and receipt key), for the block. The platform must be declared first."""
+    from lintas.admission.running import admission_service
+
+    async with admission_service(hub.settings, hub.url) as service:
+        yield service
+
+
+def agency_publisher(client: Client, settings: Settings, **kw: Any) -> Any:
+    """``client``'s agency's Publisher as on a secured bus: signing with its key, reading
+    heads through the read service, sending through admission (``kw``: e.g. its ``keys``)."""
+    from lintas.infra.keys.signing import Signer
+    from lintas.infra.nats.topology import intake_stream
+    from lintas.infra.reads import ServiceReads
+    from lintas.producers import Admission, Publisher
+
+    agency = client.identity
+    return Publisher(
+        client.js(),
+        agency,
+        stream=settings.stream,
+        signer=Signer.load(settings, agency),
+        reads=ServiceReads(client.conn, agency),
+        admission=Admission(client.conn, client.js(), intake_stream(settings)),
+        **kw,
+    )

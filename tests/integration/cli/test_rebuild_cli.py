@@ -9,8 +9,10 @@ running, and a name that has no projection, on standard error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,6 @@ from lintas.consumers.projections import WorklistRow, load_worklist
 from lintas.contracts import new_case_id
 from lintas.infra.db import Tracking
 from lintas.infra.keys.signing import (
-    Signer,
     Verifier,
     ensure_agency_key,
     load_registry,
@@ -31,11 +32,18 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.credentials import seed_path
 from lintas.infra.nats.topology import declare_platform, deployment_consumers
-from lintas.infra.reads import ReadService, ServiceReads
+from lintas.infra.reads import ReadService
 from lintas.infra.settings import Settings
-from lintas.producers import Publisher
-from tests.support.helpers import T0, Applied
-from tests.support.secured import AGENCIES, Client, Hub, secured_hub
+from tests.support.audit import OPENED
+from tests.support.helpers import Applied
+from tests.support.secured import (
+    AGENCIES,
+    Client,
+    Hub,
+    admission_running,
+    agency_publisher,
+    secured_hub,
+)
 
 pytestmark = pytest.mark.nats
 
@@ -71,7 +79,7 @@ async def _num_waiting(platform: Client, settings: Settings, consumer: str) -> i
 async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with secured_hub(tmp_path) as hub:
+    async with secured_hub(tmp_path) as hub, contextlib.AsyncExitStack() as stack:
         settings = hub.settings
         platform = await Client.open(hub.url, settings, "platform")
         await declare_platform(platform.js(), settings, deployment_consumers(AGENCIES))
@@ -86,22 +94,20 @@ async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_servic
         )
         await reads.start()
         kemlu = await Client.open(hub.url, settings, "kemlu")
+        await stack.enter_async_context(admission_running(hub))
         try:
-            publisher = Publisher(
-                kemlu.js(),
-                "kemlu",
-                stream=settings.stream,
-                signer=Signer.load(settings, "kemlu"),
-                reads=ServiceReads(kemlu.conn, "kemlu"),
+            publisher = agency_publisher(kemlu, settings)
+            case_id, now = new_case_id(), datetime.now(UTC)
+            await publisher.publish(
+                "case.opened", OPENED, case_id=case_id, target="kp2mi", time=now
             )
-            case_id = new_case_id()
             for n in range(3):
                 await publisher.publish(
                     "document.requested",
                     {"request_id": f"doc-{n}", "kind": "nik"},
                     case_id=case_id,
                     target="dukcapil",
-                    time=T0,
+                    time=now,
                 )
 
             def consumer(on_commit: list[Any]) -> tuple[Any, Databases]:
@@ -147,7 +153,7 @@ async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_servic
             assert await asyncio.to_thread(main, ["rebuild", "dukcapil"]) == 0
             done = capsys.readouterr()
             assert done.err == ""
-            assert "agency-dukcapil: 3 events applied up to stream sequence 3" in done.out
+            assert "agency-dukcapil: 3 events applied up to stream sequence 4" in done.out
             assert "rebuilt the worklist of dukcapil from the log" in done.out
             assert _worklist(databases) == before
             with Session(engine) as session:
@@ -155,7 +161,7 @@ async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_servic
                     row.consumer: (row.position, row.applied)
                     for row in session.exec(select(Tracking))
                 }
-            assert tracked["agency-dukcapil"] == (3, 3)
+            assert tracked["agency-dukcapil"] == (4, 3)  # seq 1: the opening, for kp2mi
 
             # The record, as the platform (only its seed at hand).
             _as(monkeypatch, hub, _only_seed_of(settings, "platform", tmp_path / "platform"))
