@@ -42,21 +42,22 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
 
 @pytest.fixture
 async def backlog(hub: Hub) -> list[int]:
-    """KP2MI's and Dukcapil's consumers declared, none running; Kemlu sends KP2MI three
-    messages. Returns their stream sequences."""
+    """KP2MI's and Dukcapil's consumers declared, none running; three messages for KP2MI
+    on the log (written as admission, its only writer: what they say does not matter to a
+    backlog). Returns their stream sequences."""
     settings = hub.settings
     platform = await Client.open(hub.url, settings, "platform")
-    kemlu = await Client.open(hub.url, settings, "kemlu")
+    writer = await Client.open(hub.url, settings, "admission")
     try:
         await declare_platform(platform.js(), settings, deployment_consumers(["kp2mi", "dukcapil"]))
         seqs = []
         for _ in range(BACKLOG):
             subject = f"lintas.kemlu.kp2mi.case.opened.{new_case_id()}"
-            ack = await kemlu.js().publish(subject, b"{}", stream=settings.stream)
+            ack = await writer.js().publish(subject, b"{}", stream=settings.stream)
             seqs.append(ack.seq)
         return seqs
     finally:
-        await kemlu.close()
+        await writer.close()
         await platform.close()
 
 

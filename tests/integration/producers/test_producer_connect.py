@@ -5,6 +5,7 @@ case keys and reading case heads through the read service, as a deployment requi
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ from lintas.infra.keys.signing import (
 from lintas.infra.nats.topology import declare_platform, deployment_consumers
 from lintas.infra.reads import ReadService, ServiceReads
 from lintas.producers import connect
-from tests.support.helpers import T0
-from tests.support.secured import AGENCIES, Client, secured_hub
+from tests.support.secured import AGENCIES, Client, admission_running, secured_hub
+
+NOW = datetime.now(UTC)
 
 pytestmark = pytest.mark.nats
 
@@ -52,18 +54,18 @@ async def test_an_agency_publishes_through_connect_and_reads_its_event_back(
         await service.start()
         case_id = new_case_id()
         try:
-            async with connect("kemlu", settings, hub.url) as publisher:
+            async with admission_running(hub), connect("kemlu", settings, hub.url) as publisher:
                 # As kemlu, which may not read the stream: heads come from the read service.
                 assert isinstance(publisher.reads, ServiceReads)
                 opened = await publisher.publish(
-                    "case.opened", CHILD, case_id=case_id, target="kp2mi", time=T0
+                    "case.opened", CHILD, case_id=case_id, target="kp2mi", time=NOW
                 )
                 again = await publisher.publish(
                     "case.opened",
                     CHILD,
                     case_id=case_id,
                     target="kp2mi",
-                    time=T0,
+                    time=NOW,
                     event_id=opened.event.id,
                 )
                 head = await publisher.head(case_id)
