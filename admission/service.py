@@ -57,6 +57,7 @@ from lintas.infra.nats.topology import (
     admission_consumer,
     intake_stream,
 )
+from lintas.infra.observability.tracing import envelope_headers
 from lintas.infra.reads import DirectReads
 from lintas.infra.settings import Settings
 
@@ -304,6 +305,7 @@ class AdmissionService:
                     "Nats-Msg-Id": event.id,
                     "Nats-Expected-Last-Subject-Sequence": str(head_seq),
                     "Nats-Expected-Last-Subject-Sequence-Subject": case_filter(event.case_id),
+                    **envelope_headers(event.envelope),
                 },
             )
         except nats.js.errors.APIError as exc:

@@ -32,7 +32,13 @@ from lintas.contracts import gate as gate_rules
 from lintas.contracts.admission import Answer
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Signer
-from lintas.infra.observability.tracing import EVENT_ID, message_context, publishing, trace_headers
+from lintas.infra.observability.tracing import (
+    EVENT_ID,
+    envelope_headers,
+    message_context,
+    publishing,
+    trace_headers,
+)
 from lintas.infra.reads import CaseHead, DirectReads, StreamReads
 from lintas.producers._admit import Admission
 
@@ -318,7 +324,7 @@ async def publish_chained(
                 headers={
                     "Nats-Expected-Last-Subject-Sequence": str(head.seq),
                     "Nats-Expected-Last-Subject-Sequence-Subject": case_filter(event.case_id),
-                    **_trace_headers(envelope),
+                    **envelope_headers(envelope),
                 },
             )
         except PublishRejected as exc:
@@ -336,17 +342,6 @@ async def publish_chained(
             return seq, True, _stored_event(json.loads(stored or b"{}"), event)
         return seq, False, Event(envelope, event.data)
     raise ChainContention(f"{what}: case {draft.case_id} kept changing; {attempts} attempts")
-
-
-def _trace_headers(envelope: Envelope) -> dict[str, str]:
-    """The envelope's trace context, repeated in the NATS headers for tools that read
-    only those (the envelope's copy is the signed one)."""
-    headers = {}
-    if envelope.traceparent:
-        headers["traceparent"] = envelope.traceparent
-        if envelope.tracestate:
-            headers["tracestate"] = envelope.tracestate
-    return headers
 
 
 def _stored_event(doc: dict[str, Any], event: Event) -> Event:

@@ -69,6 +69,7 @@ __all__ = [
     "TARGET",
     "about",
     "destination_template",
+    "envelope_headers",
     "failed",
     "message_context",
     "process_span",
@@ -140,6 +141,17 @@ def trace_headers(span: Span) -> dict[str, str]:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
     return carrier
+
+
+def envelope_headers(envelope: Envelope) -> dict[str, str]:
+    """The envelope's trace context, repeated in a stored message's NATS headers for tools
+    that read only those (the envelope's copy is the signed one)."""
+    headers = {}
+    if envelope.traceparent:
+        headers["traceparent"] = envelope.traceparent
+        if envelope.tracestate:
+            headers["tracestate"] = envelope.tracestate
+    return headers
 
 
 def failed(span: Span, exc: BaseException) -> None:
