@@ -58,9 +58,11 @@ async def test_a_killed_instance_does_not_hold_up_the_requests(hub: Hub, tmp_pat
     try:
         await declare_platform(platform.js(), settings, deployment_consumers(["kp2mi"]))
         case_id = new_case_id()
-        ack = await kemlu.js().publish(
+        writer = await Client.open(hub.url, settings, "admission")  # the log's only writer
+        ack = await writer.js().publish(
             f"lintas.kemlu.kp2mi.case.opened.{case_id}", b"{}", stream=settings.stream
         )
+        await writer.close()
         for n in range(2):
             procs.append(await _reads(hub, tmp_path / f"reads-{n}.log"))
         # No retry after a timeout here: each answer must come from the first request.
