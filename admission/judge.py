@@ -5,6 +5,7 @@ The checks, cheapest first; the first that fails is the answer (one refusal, one
     size and nesting         contracts.admission.shape_refusal
     contract                 decode: envelope, type, version, data schema
     subject and envelope     contracts.admission.subject_refusal
+    nothing personal in clear contracts.admission.clear_refusal (an older version's plaintext)
     signature                the source's registered key, in force at the event's time
     time                     contracts.admission.time_refusal (documented skew)
     id                       never admitted before with other content
@@ -35,6 +36,7 @@ from lintas.contracts.admission import (
     ID_TAKEN,
     Refusal,
     chain_refusal,
+    clear_refusal,
     shape_refusal,
     subject_refusal,
     time_refusal,
@@ -66,7 +68,7 @@ async def judge(
         event = decode(raw, parsed=doc)
     except ContractError as exc:
         return Verdict(refusal=Refusal("contract", str(exc), getattr(exc, "field", None)))
-    refused = subject_refusal(event, agency, case_id)
+    refused = subject_refusal(event, agency, case_id) or clear_refusal(event)
     if refused is not None:
         return Verdict(event, refusal=refused)
     try:

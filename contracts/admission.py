@@ -44,6 +44,7 @@ __all__ = [
     "Receipt",
     "Refusal",
     "chain_refusal",
+    "clear_refusal",
     "duplicate_member",
     "shape_refusal",
     "subject_refusal",
@@ -69,6 +70,8 @@ CODES: Final[dict[str, str]] = {
     "not_json": "the body is not a JSON object",
     "duplicate_member": "a JSON object names one member twice (readers would disagree on it)",
     "contract": "the event breaks its contract (envelope, type, version or data schema)",
+    "not_sealed": "a personal field travels in clear (an older version without sealing): send "
+    "the newest version, the field sealed with the case's data key",
     "subject_mismatch": "the intake subject does not name the envelope's source and case",
     "unsigned": "the event carries no signature",
     "bad_signature": "the signature does not hold, or the key is not the source's",
@@ -218,6 +221,20 @@ def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:
     if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
         return None, Refusal("too_deep", f"nested deeper than {MAX_DEPTH} levels")
     return doc, None
+
+
+def clear_refusal(event: Event) -> Refusal | None:
+    """Nothing personal enters the log in clear, whatever version it was sent in: an older
+    version's plaintext stays readable by anyone who reads the log, for good."""
+    clear = event.data.clear_fields()
+    if clear:
+        return Refusal(
+            "not_sealed",
+            f"{', '.join(clear)} in clear: send version {type(event.data).VERSION}'s field "
+            "sealed (the newest version seals it on the wire)",
+            f"data.{clear[0]}",
+        )
+    return None
 
 
 def subject_refusal(event: Event, agency: str, case_id: str) -> Refusal | None:

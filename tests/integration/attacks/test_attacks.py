@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lintas.contracts import encode, new_case_id
+from lintas.contracts import Event, dataschema_uri, encode, new_case_id
 from lintas.contracts.admission import MAX_BYTES, MAX_DEPTH
 from lintas.contracts.subjects import intake_subject
+from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.topology import intake_stream
 from tests.support.attack import Case, Platform, platform_running
 from tests.support.samples import SAMPLES, VILLAGE
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.nats]
 CONSENT = {**SAMPLES["consent.recorded"], "agencies": ["kp2mi", "dukcapil"]}
 REFERRAL = {"referral_id": "ref-1", "service": "shelter"}  # nothing personal in it
 DOC_REQUEST = {"request_id": "doc-1", "kind": "akta_kelahiran"}
+SAMPLES_V2_DOCUMENT = dict(SAMPLES["document.issued"])  # v2 and v3 differ only in sealing
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -377,6 +379,29 @@ async def test_personal_data_to_an_agency_without_consent_is_gate(bus: Platform)
 
 
 # -- still open on this branch -------------------------------------------------------------------
+
+
+async def test_a_personal_field_in_clear_in_an_older_version_is_not_sealed(
+    bus: Platform,
+) -> None:
+    """document.issued v2 carried the document's number in clear; the newest version seals
+    it. Sent as v2, valid and signed, it would put the number on the log for good."""
+    case = await bus.opened("kp2mi")
+    newest = bus.event(case, "document.issued", "dukcapil", target="kp2mi")
+    old = dict(SAMPLES_V2_DOCUMENT, number="3201-CLEAR-NUMBER")
+    envelope = newest.envelope.model_copy(
+        update={
+            "dataversion": 2,
+            "dataschema": dataschema_uri("document.issued", 2),
+            "data": old,
+            "signature": None,
+            "keyid": None,
+        }
+    )
+    signed = Signer.load(bus.settings, "dukcapil").sign(envelope)
+    answer = await bus.refused(Event(signed, newest.data), "not_sealed")
+    assert answer.field == "data.number"
+    assert not await bus.in_log(newest.id)
 
 
 async def test_an_agency_cannot_write_the_log_past_admission(bus: Platform) -> None:

@@ -372,12 +372,9 @@ async def test_an_agency_without_lintas_sends_through_admission(tmp_path: Path) 
         "consent.recorded",
         "referral.requested",
         "referral.accepted",
-        "document.issued",
+        "document.requested",
     ]
     assert [e.refused for e in main.timeline] == [None] * 5  # every disclosure consented
-    assert [(d.kind, d.issuing_office_code, d.valid_until) for d in main.documents] == [
-        ("citizenship_confirmation", "KJRI-TWU", "2030-07-10")
-    ]
     old = next(r for r in records.values() if r.case_id != case)
     assert (old.situation, old.whereabouts) == ("stateless_risk", "Sarawak, MY")
     assert [(i.requester, i.request_id, i.status) for i in items] == [
@@ -492,21 +489,17 @@ async def _send_the_story(jkm: Agency, kemlu: Agency) -> tuple[str, str]:
     await kemlu.say(
         envelope("kemlu", "my-jkm", "referral.accepted", 1, case, {"referral_id": "jkm-77"})
     )
+    # (An older version whose personal fields travel in clear, document.issued v2 with its
+    # number, is refused not_sealed: a client without the case's data key sends nothing
+    # personal. tests/integration/attacks: test_a_personal_field_in_clear_...)
     await kemlu.say(
         envelope(
             "kemlu",
             "kp2mi",
-            "document.issued",
-            2,
+            "document.requested",
+            1,
             case,
-            {
-                "kind": "citizenship_confirmation",
-                "number": "KK-2030-001",
-                "issuing_office": "KJRI Tawau",
-                "issuing_office_code": "KJRI-TWU",
-                "issued_on": "2030-01-10",
-                "valid_until": "2030-07-10",
-            },
+            {"request_id": "kemlu-doc-1", "kind": "citizenship_confirmation"},
         ),
     )
     return case, older
