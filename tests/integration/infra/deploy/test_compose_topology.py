@@ -32,15 +32,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from lintas.contracts import NATIONAL_AGENCIES
 from lintas.infra.deploy.config import render_deployment
-from lintas.infra.keys.signing import Signer, ensure_agency_key, load_registry, publish_registry
-from lintas.infra.nats.topology import intake_stream
-from lintas.infra.reads import ServiceReads
-from lintas.producers import Admission, Publisher
+from lintas.infra.keys.signing import ensure_agency_key, load_registry, publish_registry
 from tests.support.cluster import free_ports
 from tests.support.helpers import publish_case
 from tests.support.metrics import metrics_url, ready_until, scrape_until, value
 from tests.support.secured import (
     Client,
+    agency_publisher,
     leaves_connected,
     partner_conf,
     secured_hub,
@@ -223,13 +221,7 @@ async def test_the_compose_services_run_as_processes_and_an_event_goes_through(
             for agency in ("kemlu", "kp2mi"):
                 client = await Client.open(hub.url, settings, agency)
                 clients.append(client)
-                publishers[agency] = Publisher(
-                    client.js(),
-                    agency,
-                    signer=Signer.load(settings, agency),
-                    reads=ServiceReads(client.conn, agency),
-                    admission=Admission(client.conn, client.js(), intake_stream(settings)),
-                )
+                publishers[agency] = agency_publisher(client, settings)
             try:
                 await publish_case(
                     publishers["kemlu"], steps=1, kp2mi=publishers["kp2mi"], at=datetime.now(UTC)

@@ -69,7 +69,7 @@ from lintas.infra.nats.topology import (
 from lintas.infra.privacy.casekeys import case_keys_for, list_case_keys
 from lintas.infra.reads import ReadRefused, ReadService, ServiceReads
 from lintas.infra.settings import Settings
-from lintas.producers import Admission, Publisher
+from lintas.producers import Publisher
 from lintas.producers._admit import send
 from tests.support.audit import OPENED
 from tests.support.helpers import Applied
@@ -78,6 +78,7 @@ from tests.support.secured import (
     Client,
     Hub,
     Tally,
+    agency_publisher,
     leafz,
     leaves_connected,
     partner_conf,
@@ -143,15 +144,8 @@ async def _write_past_admission(services: _Services, subject: str, body: bytes) 
 
 
 def _publisher(client: Client, settings: Settings) -> Publisher:
-    agency = client.identity
-    return Publisher(
-        client.js(),
-        agency,
-        stream=settings.stream,
-        signer=Signer.load(settings, agency),
-        reads=ServiceReads(client.conn, agency),
-        admission=Admission(client.conn, client.js(), intake_stream(settings)),
-    )
+    publisher: Publisher = agency_publisher(client, settings)
+    return publisher
 
 
 async def _open(client: Client, settings: Settings, case_id: str, target: str) -> Any:
@@ -539,16 +533,9 @@ async def test_a_partner_behind_its_leaf_node_sees_and_sends_only_its_own(
 
 def _keyed_publisher(client: Client, settings: Settings, recipients: Recipients) -> Publisher:
     """An agency's Publisher holding its case keys, on its own connection."""
-    agency = client.identity
-    return Publisher(
-        client.js(),
-        agency,
-        stream=settings.stream,
-        signer=Signer.load(settings, agency),
-        keys=case_keys_for(client.js(), settings, agency, recipients),
-        reads=ServiceReads(client.conn, agency),
-        admission=Admission(client.conn, client.js(), intake_stream(settings)),
-    )
+    keys = case_keys_for(client.js(), settings, client.identity, recipients)
+    publisher: Publisher = agency_publisher(client, settings, keys=keys)
+    return publisher
 
 
 async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:

@@ -17,16 +17,14 @@ import pytest
 from lintas.admission.metrics import admission_probes
 from lintas.contracts import new_case_id
 from lintas.infra.bootstrap import Parts
-from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.bus import read_service
 from lintas.infra.nats.topology import intake_stream
 from lintas.infra.observability.metrics import metrics_endpoint
-from lintas.infra.reads import ServiceReads
-from lintas.producers import Admission, Publisher
 from lintas.producers._admit import send
 from tests.support.attack import forge, platform_running
 from tests.support.helpers import line_with, publish_case
 from tests.support.metrics import get, metrics_url, ready_until, scrape, scrape_until, value
+from tests.support.secured import agency_publisher
 
 pytestmark = [pytest.mark.nats]
 
@@ -70,13 +68,7 @@ async def test_an_agency_process_reports_its_consumers_and_worklist(tmp_path: Pa
             publishers = {}
             for agency in ("kemlu", "kp2mi"):
                 client = await platform.client(agency)
-                publishers[agency] = Publisher(
-                    client.js(),
-                    agency,
-                    signer=Signer.load(settings, agency),
-                    reads=ServiceReads(client.conn, agency),
-                    admission=Admission(client.conn, client.js(), intake_stream(settings)),
-                )
+                publishers[agency] = agency_publisher(client, settings)
             case_id = await publish_case(
                 publishers["kemlu"], steps=2, kp2mi=publishers["kp2mi"], at=datetime.now(UTC)
             )
