@@ -31,6 +31,7 @@ from lintas.contracts import (
     decode,
     gate,
     message_hash,
+    parse_message,
 )
 from lintas.contracts.admission import (
     ID_TAKEN,
@@ -61,9 +62,13 @@ class Verdict:
 async def judge(
     raw: bytes, agency: str, case_id: str, state: CaseState, verifier: Verifier, now: datetime
 ) -> Verdict:
-    doc, refused = shape_refusal(raw)
+    _, refused = shape_refusal(raw)
     if refused is not None:
         return Verdict(refusal=refused)
+    # Parsed again, the way every reader parses a stored message: its canonical form (the
+    # signature's input, the hash) then takes the C path, at about a third of the cost of
+    # re-encoding the plain dicts the shape check made (docs/PERFORMANCE.md, Admission).
+    doc = parse_message(raw)
     try:
         event = decode(raw, parsed=doc)
     except ContractError as exc:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -161,6 +160,15 @@ class AdmissionService:
         except Exception:  # best effort: the lease ages out anyway
             _log.debug("admission.release_failed", partition=partition)
 
+    async def _hold(self, partition: int, revision: int) -> None:
+        """Renew the partition's lease twice per renewal period until it is lost (another
+        instance took it: this one had stalled past the lease) or cannot be renewed."""
+        renew_every = ADMISSION_LEASE_S / 3
+        held: int | None = revision
+        while held is not None:
+            await asyncio.sleep(renew_every / 2)  # a period, not a wait for an event
+            held = await self._renew(partition, held)
+
     async def _partition(self, partition: int) -> None:
         """Hold the partition's lease when free, and write while holding it."""
         spec = admission_consumer(partition)
@@ -178,21 +186,20 @@ class AdmissionService:
                 sub = await self._js.pull_subscribe_bind(
                     spec.name, stream=intake_stream(self._settings)
                 )
-                renewed = time.monotonic()
+                # Renewed beside the work, not between batches: a batch that takes longer
+                # than the lease (an overloaded instance) must not lose the partition, and
+                # have every waiting sender time out and send again.
+                holding = asyncio.create_task(self._hold(partition, revision))
                 try:
-                    while revision is not None:
+                    while not holding.done():
                         try:
                             msgs = await sub.fetch(64, timeout=renew_every)
                         except (TimeoutError, nats.errors.TimeoutError):
                             msgs = []
                         await self._admit_batch(msgs)
-                        # Not after every batch: a renewal is a round trip, and a busy
-                        # partition fetches small batches often. Half the renewal period
-                        # keeps the lease as fresh as the fetch timeout alone would.
-                        if time.monotonic() - renewed >= renew_every / 2:
-                            revision = await self._renew(partition, revision)
-                            renewed = time.monotonic()
                 finally:
+                    holding.cancel()
+                    await asyncio.gather(holding, return_exceptions=True)
                     await sub.unsubscribe()
                 self.held.discard(partition)
                 _log.warning("admission.partition_lost", partition=partition)

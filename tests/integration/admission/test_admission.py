@@ -21,7 +21,7 @@ from lintas.infra.keys.signing import (
     ensure_agency_key,
     load_registry,
 )
-from lintas.infra.nats.topology import declare_platform, intake_stream
+from lintas.infra.nats.topology import ADMISSION_LEASE_S, declare_platform, intake_stream
 from lintas.infra.settings import Settings
 from lintas.producers._admit import send
 from tests.support.attack import forge
@@ -214,4 +214,39 @@ async def test_a_partition_fails_over_when_its_writer_dies(
         assert answer.admitted
         assert standby.held
     finally:
+        await standby.stop()
+
+
+async def test_a_batch_longer_than_the_lease_keeps_its_partition(
+    admission: AdmissionService,
+    nats_client: NATS,
+    js: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An overloaded writer (one batch outlasting the lease) still renews its lease: no
+    standby takes the partition over, and the senders waiting are answered by it."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    decide = admission._decide
+
+    async def slow(raw: bytes, agency: str, case_id: str) -> Answer:
+        entered.set()
+        await release.wait()
+        return await decide(raw, agency, case_id)
+
+    monkeypatch.setattr(admission, "_decide", slow)
+    standby = await _service(nats_client, js, settings, instance="standby")
+    try:
+        opened = event(settings, "case.opened", case_id=new_case_id())
+        sending = asyncio.create_task(submit(js, nats_client, settings, opened))
+        await entered.wait()
+        # What is tested is time passing with the batch unfinished: half again the lease's
+        # life, through which the standby polls for a free lease.
+        await asyncio.sleep(ADMISSION_LEASE_S * 1.5)
+        assert standby.held == set()
+        assert admission.held == set(range(settings.admission_partitions))
+        release.set()
+        assert (await sending).admitted
+    finally:
+        release.set()
         await standby.stop()
