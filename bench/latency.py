@@ -6,11 +6,14 @@ At a steady ``--rate`` of events per second for ``--seconds``, and again at a lo
 ``--sustained`` rate (one the Publisher keeps up with: past it, the figure is the
 backlog's growth), on a fresh embedded nats-server each:
 
-* lintas: Kemenlu's Publisher (signed, chained) opens cases for KemenP2MI; latency is from
-  the moment each publish was due to the moment KemenP2MI's agency consumer committed it
-  to its worklist (SQLite, exactly-once tracking, signature checked);
+* lintas: Kemenlu's Publisher (signed, chained) opens cases for KemenP2MI, each sent to
+  the intake; admission (in this process, on its own connection, as ``lintas up`` runs it)
+  judges it, reserves its id, writes it to ``LINTAS`` and answers; latency is from the
+  moment each publish was due to the moment KemenP2MI's agency consumer committed it to
+  its worklist (SQLite, exactly-once tracking, signature checked), and to the moment the
+  publish returned (admission's answer: the event is on the log);
 * raw: ``js.publish`` of bytes of the same size, received by a nats-py push subscriber on
-  the stream; latency from the moment each publish was due to its arrival.
+  the stream; latency from the moment each publish was due to its arrival, and to its ack.
 
 Each publish is started on schedule (a task per event), so a slow publisher shows as
 latency instead of silently lowering the rate (no coordinated omission). Prints p50, p99
@@ -72,8 +75,12 @@ def _summary(label: str, latencies: list[float], achieved: float) -> str:
     )
 
 
-async def lintas_latency(root: Path, rate: int, seconds: float) -> tuple[list[float], float]:
-    async with fresh_bus(root, "lintas") as bus:
+Latencies = tuple[list[float], list[float], float]
+"""Due -> received (applied), due -> acked (answered), and the rate sent."""
+
+
+async def lintas_latency(root: Path, rate: int, seconds: float) -> Latencies:
+    async with fresh_bus(root, "lintas", admission=True) as bus:
         settings, server, js = bus.settings, bus.server, bus.js
         await declare_platform(
             js, settings, [agency_consumer(TARGET), agency_sent_consumer(TARGET)]
@@ -97,9 +104,11 @@ async def lintas_latency(root: Path, rate: int, seconds: float) -> tuple[list[fl
         parts = Parts(settings, server.url, tracer_provider=trace.get_tracer_provider())
         publisher = await publisher_for(parts, bus.nc, SOURCE, js=js)
         cases = [new_case_id() for _ in range(expected)]
+        answered: dict[int, float] = {}
 
         async def send(i: int) -> None:
             await publisher.publish("case.opened", OPENED, case_id=cases[i], target=TARGET)
+            answered[i] = time.perf_counter()
 
         try:
             due, took = await _paced(rate, seconds, send)
@@ -107,12 +116,14 @@ async def lintas_latency(root: Path, rate: int, seconds: float) -> tuple[list[fl
         finally:
             await broker.stop()
             databases.dispose()
-        return [committed[cases[i]] - due[i] for i in range(expected)], expected / took
+        return (
+            [committed[cases[i]] - due[i] for i in range(expected)],
+            [answered[i] - due[i] for i in range(expected)],
+            expected / took,
+        )
 
 
-async def raw_latency(
-    root: Path, rate: int, seconds: float, size: int
-) -> tuple[list[float], float]:
+async def raw_latency(root: Path, rate: int, seconds: float, size: int) -> Latencies:
     async with fresh_bus(root, "raw") as bus:
         settings, js = bus.settings, bus.js
         expected = int(rate * seconds)
@@ -128,18 +139,24 @@ async def raw_latency(
             "lintas.>", stream=settings.stream, cb=on_msg, ordered_consumer=True
         )
         body = b"x" * size
+        acked: dict[int, float] = {}
 
         async def send(i: int) -> None:
             await js.publish(
                 f"lintas.{SOURCE}.{TARGET}.case.opened.C{i}", body, headers={"i": str(i)}
             )
+            acked[i] = time.perf_counter()
 
         try:
             due, took = await _paced(rate, seconds, send)
             await asyncio.wait_for(done.wait(), timeout=300)
         finally:
             await sub.unsubscribe()
-        return [arrived[i] - due[i] for i in range(expected)], expected / took
+        return (
+            [arrived[i] - due[i] for i in range(expected)],
+            [acked[i] - due[i] for i in range(expected)],
+            expected / took,
+        )
 
 
 async def run(args: argparse.Namespace) -> dict[str, float]:
@@ -150,22 +167,29 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     # The target rate, and one a single Publisher process sustains here: beyond what it
     # sustains, latency is the backlog's growth rather than the path's.
     for rate in dict.fromkeys((args.rate, args.sustained)):
-        lintas, lintas_rate = await lintas_latency(root / f"at-{rate}", rate, args.seconds)
-        raw, raw_rate = await raw_latency(root / f"at-{rate}", rate, args.seconds, args.size)
+        at = root / f"at-{rate}"
+        lintas, lintas_ack, lintas_rate = await lintas_latency(at, rate, args.seconds)
+        raw, raw_ack, raw_rate = await raw_latency(at, rate, args.seconds, args.size)
         print()
         print(f"== end-to-end latency at {rate:,} events/s for {args.seconds:g} s ==")
+        print(_summary("raw nats-py publish -> ack", raw_ack, raw_rate))
+        print(_summary("lintas publish -> admitted", lintas_ack, lintas_rate))
         print(_summary("raw nats-py publish -> receive", raw, raw_rate))
         print(_summary("lintas publish -> applied (kp2mi)", lintas, lintas_rate))
         if lintas_rate < 0.95 * rate:
             print(f"  (the Publisher sent {lintas_rate:,.0f} of {rate:,} ev/s: a backlog)")
-        lms, rms = sorted(lintas), sorted(raw)
         suffix = "" if rate == args.rate else f"_at_{rate}"
-        figures |= {
-            f"latency_lintas_p50_ms{suffix}": statistics.median(lms) * 1000,
-            f"latency_lintas_p99_ms{suffix}": lms[min(len(lms) - 1, int(len(lms) * 0.99))] * 1000,
-            f"latency_raw_p50_ms{suffix}": statistics.median(rms) * 1000,
-            f"latency_raw_p99_ms{suffix}": rms[min(len(rms) - 1, int(len(rms) * 0.99))] * 1000,
-        }
+        for name, latencies in (
+            ("lintas", lintas),
+            ("raw", raw),
+            ("lintas_admitted", lintas_ack),
+            ("raw_acked", raw_ack),
+        ):
+            ms = sorted(latencies)
+            figures |= {
+                f"latency_{name}_p50_ms{suffix}": statistics.median(ms) * 1000,
+                f"latency_{name}_p99_ms{suffix}": ms[min(len(ms) - 1, int(len(ms) * 0.99))] * 1000,
+            }
     return figures
 
 
