@@ -11,11 +11,13 @@ import asyncio
 import os
 import platform
 import resource
+import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,15 +26,24 @@ from typing import Any
 import nats
 from nats.js import JetStreamContext
 
+from lintas.admission import AdmissionService
+from lintas.admission.running import admission_service
 from lintas.contracts import build_data, encode, make_event, message_hash, new_case_id
 from lintas.infra.keys.exchange import ensure_exchange_key
 from lintas.infra.keys.signing import Signer, ensure_agency_key
 from lintas.infra.nats.embedded import EmbeddedNats, find_nats_server, nats_server_version
-from lintas.infra.nats.topology import case_keys_stream_config, ensure_stream, ensure_stream_config
+from lintas.infra.nats.topology import (
+    case_keys_stream_config,
+    declare_platform,
+    ensure_stream,
+    ensure_stream_config,
+)
 from lintas.infra.privacy.sealing import seal_data
 from lintas.infra.settings import Settings
 
 AGENCIES = ("kemlu", "kp2mi", "dukcapil", "kemensos")
+# The filled logs' times: written straight to the stream (a log admitted long ago), never
+# shown to admission, whose clock refuses anything more than 30 days old (time_skew).
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 CHUNK_CASES = 250  # cases built per worker task; their events are interleaved in the stream
 BENCH_DATA_KEY = bytes(32)  # the bench's invented cases are sealed, never opened
@@ -198,31 +209,69 @@ async def fill(
     return case_ids, body_bytes
 
 
+def recent() -> datetime:
+    """A day ago: events from there on, a minute or an hour apart, are in the window
+    admission accepts (docs/ADMISSION.md: up to 5 minutes ahead, 30 days behind)."""
+    return datetime.now(UTC) - timedelta(days=1)
+
+
 @dataclass
 class Bus:
-    """A fresh embedded nats-server with the ``LINTAS`` stream, and the agencies' keys."""
+    """A fresh embedded nats-server with the ``LINTAS`` stream, and the agencies' keys;
+    with ``admission``, the platform declared and admission writing the log."""
 
     settings: Settings
     server: EmbeddedNats
     nc: Any
     js: JetStreamContext
+    admission: AdmissionService | None = None
+    admission_pid: int | None = None
+    """With ``admission_process``: the process admission runs in."""
 
 
 @asynccontextmanager
-async def fresh_bus(root: Path, name: str, **overrides: Any) -> AsyncIterator[Bus]:
-    """``overrides``: settings other than the data directory (``admission_partitions``)."""
+async def fresh_bus(
+    root: Path,
+    name: str,
+    *,
+    admission: bool = False,
+    admission_process: bool = False,
+    **overrides: Any,
+) -> AsyncIterator[Bus]:
+    """``overrides``: settings other than the data directory (``admission_partitions``).
+
+    ``admission``: declare the platform (the intake, its partitions' consumers, the
+    admitted-ids and lease buckets) and run an admission instance for the block, as
+    ``lintas up`` does: in this process, on a connection of its own made as the
+    platform's are (:func:`lintas.admission.running.admission_service`). What a Publisher
+    (:func:`~lintas.producers.publisher_for`) sends goes through it.
+    ``admission_process``: the same in a process of its own (``lintas run admission``),
+    as a deployment keeps it apart from an agency's Publisher.
+    """
+    admission = admission or admission_process
     settings = Settings(data_dir=root / name, **overrides)
-    for agency in AGENCIES:
+    # Admission's key first: every registry read from here on (the Publishers' and the
+    # consumers' verifiers, admission's own) must hold its receipts' key.
+    for agency in (*AGENCIES, "admission") if admission else AGENCIES:
         ensure_agency_key(settings, agency)
+    for agency in AGENCIES:
         ensure_exchange_key(settings, agency)  # a Publisher seals personal fields for them
     server = EmbeddedNats(settings.nats_store_dir, server_name=f"lintas-bench-{name}")
     await server.start()
     nc = await nats.connect(server.url)
     try:
-        js = nc.jetstream(timeout=30, publish_async_max_pending=4000)
-        await ensure_stream(js, settings)
-        await ensure_stream_config(js, case_keys_stream_config(settings))
-        yield Bus(settings, server, nc, js)
+        async with AsyncExitStack() as stack:
+            js = nc.jetstream(timeout=30, publish_async_max_pending=4000)
+            await ensure_stream(js, settings)
+            await ensure_stream_config(js, case_keys_stream_config(settings))
+            service, pid = None, None
+            if admission:
+                await declare_platform(js, settings, [])
+            if admission_process:
+                pid = await stack.enter_async_context(admission_apart(settings, server.url))
+            elif admission:
+                service = await stack.enter_async_context(admission_service(settings, server.url))
+            yield Bus(settings, server, nc, js, service, pid)
     finally:
         await nc.close()
         await server.stop()
@@ -248,6 +297,41 @@ async def filled_log(
             body_bytes,
             fill_s,
         )
+
+
+@asynccontextmanager
+async def admission_apart(settings: Settings, url: str) -> AsyncIterator[int]:
+    """``lintas run admission`` on ``url`` for the block, once it says it is up: its pid."""
+    env = {**os.environ, "LINTAS_DATA_DIR": str(settings.data_dir), "LINTAS_NATS_URL": url}
+    env["LINTAS_ADMISSION_PARTITIONS"] = str(settings.admission_partitions)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lintas.cli",
+        "run",
+        "admission",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        if b"admission up" not in line:
+            raise RuntimeError(f"lintas run admission did not start: {line!r}")
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used so far; 0 without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kb() -> int:
