@@ -30,6 +30,7 @@ from lintas.consumers.metrics import consumer_probes
 from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
 from lintas.contracts import WATCHDOG, is_agency_id
 from lintas.infra.bootstrap import Parts
+from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import (
     Registry,
     Signer,
@@ -79,19 +80,49 @@ async def _until_stopped_or_lost(stop: Stop, outage: Outage) -> int:
     return EXIT_BUS_LOST
 
 
-async def _serve(app: FastStream, stop: Stop, outage: Outage, parts: Parts) -> int:
-    """Run ``app`` until a signal or the bus is lost; stopped cleanly either way."""
-    await app.start()
+# With the bus away, a broker cannot drain: nats-py refuses while it reconnects, or its
+# subscribers' last requests time out. Nor can it start.
+_UNDRAINABLE = (nats.errors.Error, TimeoutError, OSError)
+
+
+async def _started(app: FastStream, stop: Stop) -> bool:
+    """Start ``app``: True once it runs, False if SIGINT or SIGTERM came first (its start
+    is abandoned). The bus going away while it starts raises :class:`BusUnavailable`."""
+    starting = asyncio.ensure_future(app.start())
+    stopped = asyncio.ensure_future(stop.wait())
     try:
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BusUnavailable, *_UNDRAINABLE):
+                await starting
+    if stop.is_set():
+        if starting.done() and not starting.cancelled():
+            starting.exception()  # retrieved: a start the signal made moot failing says nothing
+        return False
+    try:
+        starting.result()
+    except _UNDRAINABLE as exc:  # its subscribers asked a bus that had just gone
+        raise BusUnavailable(f"the bus went away while starting ({type(exc).__name__})") from None
+    return True
+
+
+async def _serve(
+    app: FastStream, stop: Stop, outage: Outage, parts: Parts, ready: Callable[[], None]
+) -> int:
+    """Run ``app`` until a signal or the bus is lost; stopped cleanly either way, also if
+    the signal comes while it starts. ``ready`` says it runs, once its consumers do: said
+    before they started, it would be untrue whenever the bus went away meanwhile."""
+    try:
+        if not await _started(app, stop):
+            return 0
+        ready()
         return await _until_stopped_or_lost(stop, outage)
     finally:
         outage.stopping()
         await _stop(app, parts)
-
-
-# With the bus away, a broker cannot drain: nats-py refuses while it reconnects, or its
-# subscribers' last requests time out.
-_UNDRAINABLE = (nats.errors.Error, TimeoutError, OSError)
 
 
 async def _close(broker: NatsBroker) -> None:
@@ -414,12 +445,16 @@ async def _run_platform(settings: Settings, console: Console, stop: Stop) -> int
         app = create_record_app(parts, registry, outage=outage)
         async with read_service(settings, url, run=bool(settings.nats_url)) as service:
             _serve_metrics(app, parts, "platform", console, reads=service)
-            console.print(
-                f"platform up on {url}: consumers of {len(settings.agencies)} agencies declared, "
-                "record and read service running (admission: `lintas run admission`)",
-                highlight=False,
-            )
-            return await _serve(app, stop, outage, parts)
+
+            def ready() -> None:
+                console.print(
+                    f"platform up on {url}: consumers of {len(settings.agencies)} agencies "
+                    "declared, record and read service running (admission: `lintas run "
+                    "admission`)",
+                    highlight=False,
+                )
+
+            return await _serve(app, stop, outage, parts, ready)
 
 
 async def _run(settings: Settings, agency: str, console: Console) -> int:
@@ -465,8 +500,11 @@ async def _run_part(settings: Settings, agency: str, console: Console, stop: Sto
                 registry = await _declare(parts, specs, identity=agency)
             app = create_agency_app(parts, agency, registry, outage=outage)
             _serve_metrics(app, parts, agency, console, worklists=[agency])
-        console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
-        return await _serve(app, stop, outage, parts)
+
+        def ready() -> None:
+            console.print(f"lintas runs {agency}'s consumers on {url}. Ctrl-C stops.")
+
+        return await _serve(app, stop, outage, parts, ready)
 
 
 def run_command(settings: Settings, args: argparse.Namespace, console: Console) -> int:

@@ -14,11 +14,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+import nats.errors
 import structlog
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.annotations import JsClient
 from faststream.nats.security import NatsNKey, NatsSecurity
+from nats.aio.client import Client
 from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -30,6 +32,7 @@ from lintas.consumers.rebuild import catch_up, prepare
 from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
 from lintas.infra.bootstrap import Parts
 from lintas.infra.db import create_db_engine
+from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, servers
 from lintas.infra.nats.credentials import connect_options, js_options
@@ -90,6 +93,34 @@ async def _raw_body(_msg: Any) -> None:
     return None
 
 
+# The first connection of a long-running process's broker: as many tries as
+# lintas.infra.nats.bus.connect makes, a few seconds in all.
+_FIRST_CONNECT_ATTEMPTS = 3
+
+
+class _ReconnectingBroker(NatsBroker):
+    """A long-running process's broker: its first connection fails within seconds, as
+    every connection :func:`lintas.infra.nats.bus.connect` makes does; once connected, it
+    reconnects for ever.
+
+    nats-py applies ``max_reconnect_attempts=-1`` to the first connection too: a process
+    whose bus went away after it declared its consumers but before its broker connected
+    (the moment it starts them) tried again for ever, and in silence: not disconnected, its
+    :class:`Outage` never counted the time, and no log line said why it did nothing.
+    """
+
+    bus_url = ""
+
+    async def connect(self) -> Client:
+        try:
+            nc = await super().connect()
+        except nats.errors.NoServersError:  # every try refused or timed out
+            raise BusUnavailable(f"cannot reach NATS at {self.bus_url} (NoServersError)") from None
+        # nats-py reads the option afresh on every reconnect.
+        nc.options["max_reconnect_attempts"] = -1
+        return nc
+
+
 def create_broker(
     url: str,
     settings: Settings | None = None,
@@ -100,9 +131,10 @@ def create_broker(
     """A broker connected as ``identity`` (its nkey, inbox prefix, JetStream API prefix,
     TLS) when ``settings`` say how; else as an anonymous client of an open bus.
 
-    ``outage``: a long-running process's; the broker then reconnects forever, and the
-    outage follows its connection (nats-py's default gives up after about two minutes,
-    leaving a process that runs and does nothing)."""
+    ``outage``: a long-running process's; the broker then reconnects forever once it has
+    connected (its first connection fails within seconds, with :class:`BusUnavailable`),
+    and the outage follows its connection (nats-py's default gives up after about two
+    minutes, leaving a process that runs and does nothing)."""
     # FastStream logs every batch, and its task supervisor every callback, at INFO;
     # lintas logs what matters itself, through structlog.
     logger = logging.getLogger("lintas.faststream")
@@ -118,10 +150,12 @@ def create_broker(
     extra: dict[str, Any] = {}
     if "inbox_prefix" in options:
         extra["inbox_prefix"] = options["inbox_prefix"]
+    kind = NatsBroker
     if outage is not None:
         extra |= outage.follow(f"lintas-{identity or 'anonymous'}")
-        extra |= {"max_reconnect_attempts": -1, "reconnect_time_wait": 1}
-    broker = NatsBroker(
+        extra |= {"max_reconnect_attempts": _FIRST_CONNECT_ATTEMPTS, "reconnect_time_wait": 1}
+        kind = _ReconnectingBroker
+    broker = kind(
         servers(url),
         logger=logger,
         log_level=logging.DEBUG,
@@ -131,6 +165,8 @@ def create_broker(
         name=f"lintas-{identity}" if identity else "lintas",
         **extra,
     )
+    if isinstance(broker, _ReconnectingBroker):
+        broker.bus_url = url
     if "inbox_prefix" in options:
         _INBOXES[broker] = f"{options['inbox_prefix']}.".encode()
     if identity is not None:

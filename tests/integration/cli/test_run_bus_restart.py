@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -201,12 +202,14 @@ async def test_run_processes_carry_on_after_the_embedded_server_dies_and_comes_b
 @pytest.fixture
 async def away(
     nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
-) -> tuple[EmbeddedNats, Any]:
+) -> AsyncIterator[tuple[EmbeddedNats, Any]]:
     """A bus with the record declared and one event on it, and a function starting
-    ``lintas run record`` on it with more settings."""
+    ``lintas run record`` on it with more settings (killed at the end if still running: a
+    failed test leaves no process behind)."""
     await declare_record(js, settings)
     kemlu = signed(js, settings, "kemlu")
     await kemlu.publish("case.opened", OPENED, case_id=new_case_id(), target="kp2mi")
+    started: list[Part] = []
 
     async def run_record(log: Path, **extra: str) -> Part:
         env = _env(settings.model_copy(update={"nats_url": nats_server.url}), **extra)
@@ -221,9 +224,13 @@ async def away(
                 stdout=sink,
                 stderr=asyncio.subprocess.PIPE,
             )
-        return Part(proc, log)
+        started.append(Part(proc, log))
+        return started[-1]
 
-    return nats_server, run_record
+    yield nats_server, run_record
+    for part in started:
+        if part.proc.returncode is None:
+            await part.kill()
 
 
 async def _said(part: Part, text: str) -> str:
