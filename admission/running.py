@@ -50,7 +50,9 @@ async def admission_service(
         yield None
         return
     signer = admission_key(settings)
-    nc = await connect(url, "lintas-admission", settings=settings, identity=ADMISSION, attempts=-1)
+    nc = await connect(
+        url, "lintas-admission", settings=settings, identity=ADMISSION, reconnect_forever=True
+    )
     try:
         js = nc.jetstream()
         verifier = Verifier(

@@ -379,7 +379,9 @@ async def read_service(
     if not run:
         yield None
         return
-    nc = await connect(url, "lintas-reads", settings=settings, identity="platform", attempts=-1)
+    nc = await connect(
+        url, "lintas-reads", settings=settings, identity="platform", reconnect_forever=True
+    )
     js = nc.jetstream()
     # Whom a case's owner is, it counts from signed events only, as the record does.
     verifier = Verifier(
