@@ -52,9 +52,17 @@ async def test_a_refusal_a_timeout_and_no_responders_are_told_apart(hub: Hub) ->
         await sub.unsubscribe()
         await platform.flush()
 
-        with pytest.raises(BusUnavailable) as nobody, bus_errors("asking", operator):
-            await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=2)
-        assert "nothing answers the request" in str(nobody.value)
+        # The server drops the interest in its own time after the unsubscribe (it was seen
+        # to answer one more request with silence on a busy machine): ask until it says
+        # that nothing answers, a few times at most.
+        said = []
+        for _ in range(5):
+            with pytest.raises(BusUnavailable) as nobody, bus_errors("asking", operator):
+                await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=2)
+            said.append(str(nobody.value))
+            if "nothing answers the request" in said[-1]:
+                break
+        assert "nothing answers the request" in said[-1], said
     finally:
         await operator.close()
         await platform.close()
