@@ -393,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="agency id (e.g. dukcapil), 'record' (the coordination record), 'reads' (the "
         "read service agencies' publishers and consumers ask), 'admission' (the only writer "
         "of the event log, which agencies send their events to), 'platform' (declarations "
-        "for LINTAS_AGENCIES, record and read service) or 'watchdog' (the "
-        "deadline watchdog)",
+        "for LINTAS_AGENCIES, record, read service, and admission where its seed is) or "
+        "'watchdog' (the deadline watchdog)",
     )
 
     contracts = _command(

@@ -435,22 +435,36 @@ async def _run_admission(settings: Settings, console: Console) -> int:
 
 async def _run_platform(settings: Settings, console: Console, stop: Stop) -> int:
     """What a deployment's platform host runs: the stream and every agency's consumers
-    declared, the coordination record and the read service. No agency's consumers, and not
-    admission, which runs as its own identity (``lintas run admission``), with its own seed
-    and key, on a host of its own or beside this one (on the embedded bus, it runs here)."""
+    declared, the coordination record, the read service, and admission when this host holds
+    admission's own seed (or the bus asks for none). Admission runs as its own identity: a
+    platform host without its seed leaves it to ``lintas run admission`` on another (the
+    compose file's way). No agency's consumers."""
+    from lintas.admission.running import admission_service
+
     outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-record")
         registry = await _declare(parts, deployment_consumers(settings.agencies))
         app = create_record_app(parts, registry, outage=outage)
-        async with read_service(settings, url, run=bool(settings.nats_url)) as service:
+        # The embedded bus runs both already (open_bus).
+        admits = bool(settings.nats_url) and (
+            parts.secured("admission") or not parts.secured("platform")
+        )
+        async with (
+            read_service(settings, url, run=bool(settings.nats_url)) as service,
+            admission_service(settings, url, run=admits),
+        ):
             _serve_metrics(app, parts, "platform", console, reads=service)
+            where = (
+                "admission running"
+                if admits or not settings.nats_url
+                else "admission: `lintas run admission` where its seed is"
+            )
 
             def ready() -> None:
                 console.print(
                     f"platform up on {url}: consumers of {len(settings.agencies)} agencies "
-                    "declared, record and read service running (admission: `lintas run "
-                    "admission`)",
+                    f"declared, record, read service and {where}",
                     highlight=False,
                 )
 
