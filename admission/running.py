@@ -13,14 +13,7 @@ import nats.errors
 
 from lintas.admission.service import AdmissionService
 from lintas.contracts.agencies import ADMISSION
-from lintas.infra.keys.registry import SigningKeyError
-from lintas.infra.keys.signing import (
-    Signer,
-    Verifier,
-    init_agency_key,
-    private_key_path,
-    trusted_registry,
-)
+from lintas.infra.keys.signing import Signer, Verifier, ensure_signing_key, trusted_registry
 from lintas.infra.nats.bus import connect, registry_source
 from lintas.infra.settings import Settings
 
@@ -30,11 +23,7 @@ __all__ = ["admission_key", "admission_service"]
 def admission_key(settings: Settings) -> Signer:
     """Admission's signing key (its receipts), made here on first use, as the watchdog's is
     by ``lintas up``: the data directory's registry holds its public half from then on."""
-    if not private_key_path(settings, ADMISSION).exists():
-        # Another process of this data directory may be making it at the same moment.
-        with contextlib.suppress(SigningKeyError):
-            init_agency_key(settings, ADMISSION)
-    return Signer.load(settings, ADMISSION)
+    return ensure_signing_key(settings, ADMISSION)[0]
 
 
 @contextlib.asynccontextmanager

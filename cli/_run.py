@@ -35,8 +35,7 @@ from lintas.infra.keys.signing import (
     Registry,
     Signer,
     ensure_sealer_key,
-    init_agency_key,
-    private_key_path,
+    ensure_signing_key,
     register_keys,
     trusted_registry,
 )
@@ -307,14 +306,14 @@ async def _demo(settings: Settings, args: argparse.Namespace, console: Console) 
 def _watchdog_key(settings: Settings, console: Console) -> Signer:
     """The watchdog's signing key, made here on first use: ``lintas up`` is one data dir,
     whose registry every consumer it runs trusts."""
-    if not private_key_path(settings, WATCHDOG).exists():
-        entry = init_agency_key(settings, WATCHDOG)
+    signer, made = ensure_signing_key(settings, WATCHDOG)
+    if made is not None:
         console.print(
-            f"made the watchdog's signing key {entry.keyid} (`lintas keys publish` shares it "
+            f"made the watchdog's signing key {made.keyid} (`lintas keys publish` shares it "
             "with consumers running elsewhere)",
             highlight=False,
         )
-    return Signer.load(settings, WATCHDOG)
+    return signer
 
 
 def _sealer_key(settings: Settings, console: Console) -> Signer:

@@ -32,6 +32,7 @@ must), its :class:`UnknownKey` (a key id the registry does not hold), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -90,6 +91,7 @@ __all__ = [
     "bucket_values",
     "ensure_agency_key",
     "ensure_sealer_key",
+    "ensure_signing_key",
     "fingerprint",
     "init_agency_key",
     "load_registry",
@@ -272,13 +274,21 @@ def ensure_agency_key(settings: Settings, agency: str) -> None:
         init_agency_key(settings, agency, now=datetime(2000, 1, 1, tzinfo=UTC))
 
 
-def ensure_sealer_key(settings: Settings) -> tuple[Signer, KeyEntry | None]:
-    """The sealer's signer (:data:`SEALER`: checkpoints and archive manifests), its key made
-    here on first use, valid from now; the entry made, if one was."""
+def ensure_signing_key(settings: Settings, holder: str) -> tuple[Signer, KeyEntry | None]:
+    """``holder``'s signer (a platform service's: the watchdog, admission, the sealer), its
+    key made here on first use, valid from now; the entry made, if this call made it.
+    Another process of the data directory making it at the same moment is no error."""
     made = None
-    if not private_key_path(settings, SEALER).exists():
-        made = init_agency_key(settings, SEALER)
-    return Signer.load(settings, SEALER), made
+    if not private_key_path(settings, holder).exists():
+        with contextlib.suppress(SigningKeyError):  # the other process made it first
+            made = init_agency_key(settings, holder)
+    return Signer.load(settings, holder), made
+
+
+def ensure_sealer_key(settings: Settings) -> tuple[Signer, KeyEntry | None]:
+    """The sealer's signer (:data:`SEALER`: checkpoints and archive manifests), as
+    :func:`ensure_signing_key` makes it."""
+    return ensure_signing_key(settings, SEALER)
 
 
 class Signer:
