@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from lintas.audit.checkpoints import Checkpoint, CheckpointError
 from lintas.audit.events import StoredEvent, event_time
+from lintas.audit.logtree import CaseHead, LogTree, hash_bytes, hash_text
 from lintas.audit.stream import StreamCut
 from lintas.contracts import PermanentError, message_hash
 from lintas.infra.files import open_private, replacing
@@ -61,18 +62,23 @@ __all__ = [
     "LINE_LIMIT",
     "MANIFEST_FILE",
     "POSITIONS_FILE",
+    "PROOFS_FILE",
     "ArchiveError",
     "ArchiveReader",
     "ArchiveWriter",
     "LineError",
     "Manifest",
+    "ProofSource",
     "encode_line",
     "export_archive",
     "load_keys",
     "parse_line",
 ]
 
-FORMAT = "lintas-archive/2"
+FORMAT = "lintas-archive/3"
+"""With ``proofs.jsonl``: Merkle proofs of a partial archive's events against a checkpoint."""
+FORMAT_2 = "lintas-archive/2"
+"""Signed manifests, no proofs: read as ever."""
 UNSIGNED_FORMAT = "lintas-archive/1"
 """Archives made before manifests were signed: read, and their manifest named as unsigned."""
 MANIFEST_FILE = "manifest.json"
@@ -80,6 +86,7 @@ KEYS_FILE = "keys.json"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 POSITIONS_FILE = "positions.txt"
+PROOFS_FILE = "proofs.jsonl"
 LINE_LIMIT = 1024 * 1024 + 4096
 """The longest line of ``events.jsonl`` read: a message as large as NATS carries by default
 (1 MiB, sixteen times admission's limit) and its sequence, subject and time."""
@@ -134,6 +141,12 @@ class Manifest:
     """The last checkpoint the export carries (``seq``, ``last_seq``, ``digest``), or None."""
     positions_sha256: str | None = None
     """None: an archive written before ``positions.txt``."""
+    proofs: dict[str, Any] | None = None
+    """A partial archive's proofs (``lintas-archive/3``): ``file``, ``sha256``, the
+    ``checkpoint`` (its ``seq``, ``tree_size``, ``root_hash``) they prove against, and for
+    one case's archive its ``case_head`` (``case``, ``seq``, ``hash``, ``index``,
+    ``cases_size``, ``path``); None: no proofs (a whole log, no checkpoint with a tree yet,
+    or an older archive)."""
     doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The manifest as read, signature included (None for one being written)."""
 
@@ -196,6 +209,7 @@ class Manifest:
                 if self.positions_sha256 is not None
                 else {}
             ),
+            **({"proofs": self.proofs} if self.proofs is not None else {}),
             "signed_by": SEALER,
             "signed_at": self.created_at,
             "chains": "anchored at the first event of each case in the window"
@@ -214,7 +228,7 @@ class Manifest:
     @classmethod
     def from_json(cls, doc: Any) -> Manifest:
         try:
-            if doc["format"] not in (FORMAT, UNSIGNED_FORMAT):
+            if doc["format"] not in (FORMAT, FORMAT_2, UNSIGNED_FORMAT):
                 raise ArchiveError(f"manifest format {doc['format']!r}, expected {FORMAT!r}")
             filters, events, keys = doc["filters"], doc["events"], doc["keys"]
             # Archives written before checkpoints were called so name them "seals".
@@ -239,12 +253,28 @@ class Manifest:
                 positions_sha256=(
                     str(doc["positions"]["sha256"]) if doc.get("positions") else None
                 ),
+                proofs=_proofs(doc.get("proofs")),
                 doc=doc,
             )
         except ArchiveError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{MANIFEST_FILE} is malformed ({exc.__class__.__name__})") from None
+
+
+def _proofs(proofs: Any) -> dict[str, Any] | None:
+    if proofs is None:
+        return None
+    checkpoint, head = proofs["checkpoint"], proofs.get("case_head")
+    if not (isinstance(checkpoint["seq"], int) and isinstance(checkpoint["tree_size"], int)):
+        raise TypeError
+    hash_bytes(str(checkpoint["root_hash"]))
+    if head is not None:
+        hash_bytes(str(head["hash"]))
+        if not all(isinstance(head[k], int) for k in ("seq", "index", "cases_size")):
+            raise TypeError
+        [hash_bytes(f"sha256:{p}") for p in head["path"]]
+    return dict(proofs)
 
 
 def _last_checkpoint(checkpoints: Any) -> dict[str, Any] | None:
@@ -372,9 +402,62 @@ def _tar(staging: Path, out: Path) -> None:
     with replacing(out) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         # positions.txt before events.jsonl: a reader streams both, side by side, without
         # decompressing the events twice to reach it.
-        for name in (MANIFEST_FILE, KEYS_FILE, CHECKPOINTS_FILE, POSITIONS_FILE, EVENTS_FILE):
+        names = (MANIFEST_FILE, KEYS_FILE, CHECKPOINTS_FILE, POSITIONS_FILE, PROOFS_FILE)
+        for name in (*names, EVENTS_FILE):
             if (staging / name).exists():
                 tar.add(staging / name, arcname=f"{top}/{name}", recursive=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProofSource:
+    """The log's tree (every leaf) as far as ``checkpoint`` reaches, and its case heads:
+    what a partial archive's proofs are made from."""
+
+    checkpoint: Checkpoint
+    tree: LogTree
+
+
+def _write_proofs(
+    staging: Path, seqs: Sequence[int], source: ProofSource, case_id: str | None
+) -> dict[str, Any]:
+    """``proofs.jsonl`` (``{"seq":..,"path":[hex,..]}`` per event the checkpoint covers, in
+    the order of ``events.jsonl``) and what the manifest says of it."""
+    checkpoint, tree = source.checkpoint, source.tree
+    assert tree.tree is not None
+    assert tree.size == checkpoint.tree_size
+    digest = hashlib.sha256()
+    with open_private(staging / PROOFS_FILE) as sink:
+        for seq in seqs:
+            if seq > tree.size:
+                break
+            path = [p.hex() for p in tree.tree.inclusion_proof(seq - 1)]
+            line = (json.dumps({"seq": seq, "path": path}, separators=(",", ":")) + "\n").encode()
+            sink.write(line)
+            digest.update(line)
+    head = None
+    if case_id is not None and case_id in tree.heads:
+        heads = tree.case_heads()
+        index = next(i for i, h in enumerate(heads) if h.case_id == case_id)
+        cases = tree.cases_tree()
+        found: CaseHead = heads[index]
+        head = {
+            "case": case_id,
+            "seq": found.seq,
+            "hash": found.hash,
+            "index": index,
+            "cases_size": len(heads),
+            "path": [p.hex() for p in cases.inclusion_proof(index)],
+        }
+    return {
+        "file": PROOFS_FILE,
+        "sha256": sha256_text(digest),
+        "checkpoint": {
+            "seq": checkpoint.seq,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": hash_text(tree.root()),
+        },
+        "case_head": head,
+    }
 
 
 class ArchiveWriter:
@@ -405,6 +488,7 @@ class ArchiveWriter:
         self._sink: IO[bytes] | None = open_private(self._staging / EVENTS_FILE)
         self._positions: IO[bytes] | None = open_private(self._staging / POSITIONS_FILE)
         self._positions_digest = hashlib.sha256()
+        self._seqs: list[int] = []
 
     def add(self, stored: StoredEvent) -> bool:
         """Write the event if it lies in the event-time window; say whether it did."""
@@ -420,6 +504,7 @@ class ArchiveWriter:
         assert self._positions is not None
         self._positions.write(position)
         self._positions_digest.update(position)
+        self._seqs.append(stored.seq)
         written = self._written
         written.count += 1
         written.first_seq = written.first_seq or stored.seq
@@ -436,10 +521,12 @@ class ArchiveWriter:
         case_id: str | None,
         checkpoints: Sequence[Checkpoint] = (),
         signer: Signer | None = None,
+        proofs: ProofSource | None = None,
     ) -> Manifest:
         """Write the checkpoints overlapping the events written, the keys of the agencies present
         (sources, the sealer) and the manifest, signed by ``signer`` (the sealer's: an
-        unsigned manifest, without one, is one ``verify`` names); move the archive in."""
+        unsigned manifest, without one, is one ``verify`` names); move the archive in.
+        ``proofs``: a partial archive's events proved against its checkpoint's tree."""
         assert self._sink is not None, "finished"
         assert self._positions is not None, "finished"
         if signer is not None and signer.agency != SEALER:
@@ -459,7 +546,11 @@ class ArchiveWriter:
                 and s.first_seq <= written.last_seq
                 and s.last_seq >= written.first_seq
             )
+            or (proofs is not None and not whole and s.seq == proofs.checkpoint.seq)
         ]
+        proofs_json = None
+        if proofs is not None and not whole:
+            proofs_json = _write_proofs(staging, self._seqs, proofs, case_id)
         checkpoints_raw = b"".join(
             (json.dumps({"seq": s.seq, "checkpoint": s.doc}, separators=(",", ":")) + "\n").encode()
             for s in kept
@@ -493,6 +584,7 @@ class ArchiveWriter:
                 else None
             ),
             positions_sha256=sha256_text(self._positions_digest),
+            proofs=proofs_json,
         )
         doc = manifest.to_json()
         if signer is not None:
@@ -534,17 +626,23 @@ async def export_archive(
     progress: Callable[[int], None] | None = None,
     checkpoints: Sequence[Checkpoint] = (),
     signer: Signer | None = None,
+    proofs: ProofSource | None = None,
 ) -> Manifest:
     """Write ``events`` (already filtered by case, if any) within the event-time window
     (both ends inclusive) to a new archive at ``out``, its manifest signed by ``signer``
-    (the sealer's). Returns its manifest."""
+    (the sealer's), a partial one with Merkle proofs from ``proofs``. Returns its manifest."""
     with ArchiveWriter(out, time_from=time_from, time_to=time_to) as writer:
         async for stored in events:
             writer.add(stored)
             if progress is not None:
                 progress(writer.read)
         return writer.finish(
-            cut=cut, registry=registry, case_id=case_id, checkpoints=checkpoints, signer=signer
+            cut=cut,
+            registry=registry,
+            case_id=case_id,
+            checkpoints=checkpoints,
+            signer=signer,
+            proofs=proofs,
         )
 
 
@@ -581,6 +679,8 @@ class ArchiveReader:
         """Of ``checkpoints.jsonl`` as read by :meth:`checkpoints` (None: there is none)."""
         self.positions_sha256: str | None = None
         """Of ``positions.txt``, once :meth:`positions` has read it to the end."""
+        self.proofs_sha256: str | None = None
+        """Of ``proofs.jsonl`` as read by :meth:`proofs`."""
 
     def has(self, name: str) -> bool:
         if self._tar is None:
@@ -651,6 +751,24 @@ class ArchiveReader:
             if second is not None:
                 second.close()
         self.positions_sha256 = sha256_text(digest)
+
+    def proofs(self) -> dict[int, list[bytes]]:
+        """The inclusion path of each event ``proofs.jsonl`` proves, by stream sequence;
+        its SHA-256 in :attr:`proofs_sha256`. LineError for a line that is no proof."""
+        raw = self.read(PROOFS_FILE)
+        self.proofs_sha256 = sha256_text(hashlib.sha256(raw))
+        paths: dict[int, list[bytes]] = {}
+        for number, line in enumerate(raw.splitlines(), start=1):
+            try:
+                item = json.loads(line)
+                seq = item["seq"]
+                path = [bytes.fromhex(p) for p in item["path"]]
+                if not isinstance(seq, int) or any(len(p) != 32 for p in path):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError, RecursionError):
+                raise LineError(f"{PROOFS_FILE} line {number} is not a proof line") from None
+            paths[seq] = path
+        return paths
 
     def checkpoints(self) -> list[Checkpoint]:
         """The checkpoints in ``checkpoints.jsonl`` (none if the archive has no such file)."""

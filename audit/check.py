@@ -61,6 +61,8 @@ from lintas.audit.archive import (
     LINE_LIMIT,
     MANIFEST_FILE,
     POSITIONS_FILE,
+    PROOFS_FILE,
+    ArchiveError,
     ArchiveReader,
     LineError,
     load_keys,
@@ -68,7 +70,9 @@ from lintas.audit.archive import (
 )
 from lintas.audit.authority import AUTHORITY_PROBLEMS, authority
 from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
-from lintas.audit.events import EventRef, StoredEvent
+from lintas.audit.events import EventRef, StoredEvent, case_of_subject
+from lintas.audit.logtree import CaseHead, hash_bytes, head_leaf, message_leaf
+from lintas.audit.merkle import verify_inclusion
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
@@ -117,6 +121,10 @@ PROBLEMS: Final[Mapping[str, str]] = {
     "archive-manifest": "the archive disagrees with its manifest (counts, sequences, digests)",
     "no-events": "the case asked for has no events",
     "stream-config": "the event log or its checkpoints stream can drop events",
+    "consistency": "the log does not extend the checkpoint the auditor kept (--since): it "
+    "lost events after it, or was rewritten before it",
+    "inclusion": "an archive's event, or its case's head, is not in the log the checkpoint "
+    "commits to (its Merkle proof fails)",
     **AUTHORITY_PROBLEMS,
 }
 """Every problem ``verify`` reports, by its stable code (``lintas verify --json``)."""
@@ -172,6 +180,9 @@ class Verdict:
     nothing about who signed it."""
     uncovered: int = 0
     """Messages after the last checkpoint: no checkpoint vouches for them yet."""
+    newest: Checkpoint | None = None
+    """The newest checkpoint that commits to the log's Merkle tree (``--save-checkpoint``
+    keeps it for the next ``--since``)."""
     events: int = 0
     cases: int = 0
     messages: int = 0
@@ -254,13 +265,6 @@ def _hash_and_duplicate(body: bytes, doc: Any) -> tuple[str, str | None]:
             return own, None
         return own, duplicate_member(body)
     return message_hash(body, doc), None
-
-
-def _case_of_subject(subject: str) -> str | None:
-    """The case a message's subject files it under (``lintas.*.*.*.*.<case>``): where a
-    publisher's head read finds it, event or not."""
-    tokens = subject.split(".")
-    return (tokens[5] or None) if len(tokens) == 6 else None
 
 
 class LogChecker:
@@ -378,7 +382,7 @@ class LogChecker:
                 code, reason = _not_event_code(exc), f"{exc.__class__.__name__}: {exc}"
         if event is None:
             self.not_events.append(Problem(code, reason, ref))
-            if (case_id := _case_of_subject(stored.subject)) is not None:
+            if (case_id := case_of_subject(stored.subject)) is not None:
                 self._heads[case_id] = _Head(stored.seq, own)  # still the case's head
             return ref
         ref = EventRef(stored.seq, event.id, event.case_id)
@@ -499,33 +503,45 @@ async def verify_stream(
     checkpoints: Sequence[Checkpoint] | None = None,
     dropping: Mapping[str, Sequence[str]] | None = None,
     case_passes: Sequence[CasePass] = CASE_PASSES,
+    since: Checkpoint | None = None,
 ) -> Verdict:
     """Verify the stream up to ``cut`` (one case through its subject filter, if given),
     and the ``checkpoints`` of it (all of them, read before the cut) when given.
 
     ``dropping``: :func:`lintas.infra.nats.topology.dropping_streams`, what in the kept
-    streams' configuration can drop events, each a problem."""
+    streams' configuration can drop events, each a problem. ``since``: a checkpoint the
+    auditor kept from an earlier verify; the log must only have grown since (a consistency
+    proof to the newest checkpoint; the whole stream, not one case)."""
+    if since is not None and case_id is not None:
+        raise ValueError("a consistency proof (--since) needs the whole log, not one case")
     checker = LogChecker(registry, contiguous_from=None if case_id else 1, case_passes=case_passes)
     for name, settings in (dropping or {}).items():
         for setting in settings:
             checker.report("stream-config", f"stream {name} can lose events: {setting}")
     checkpointed = CheckpointChecker(
-        checkpoints or (), registry, stream=cut.stream, digests="none" if case_id else "strict"
+        checkpoints or (),
+        registry,
+        stream=cut.stream,
+        digests="none" if case_id else "strict",
+        since=since,
     )
     if found := checkpointed.check_checkpoints(complete=True):
         checker.report(*found)
     read = uncovered = 0
     covered = checkpointed.covered_to
     async for stored in events:
+        checker.last_hash = None
         checker.check(stored)
         uncovered += stored.seq > covered
-        for problem in checkpointed.feed(stored):
+        for problem in checkpointed.feed(stored, checker.last_hash):
             checker.report("checkpoint", problem, checker.last)
         read += 1
         if progress is not None:
             progress(read)
     for problem in checkpointed.end(cut.last_seq if case_id else checker.previous_seq):
         checker.report("checkpoint", problem, None if case_id else checker.last)
+    if inconsistent := checkpointed.since_problem(registry):
+        checker.report("consistency", inconsistent)
     # Even when the stream holds nothing now: emptied by a limit, its last sequence stays.
     checker.end_of(cut.last_seq)
     if case_id is not None and checker.events == 0:
@@ -536,7 +552,14 @@ async def verify_stream(
     if checkpoints is not None:
         verdict.notes.append(checkpointed.note())
         verdict.uncovered = _uncovered(verdict, covered, uncovered)
+    _tree_notes(verdict, checkpointed)
     return verdict
+
+
+def _tree_notes(verdict: Verdict, checkpointed: CheckpointChecker) -> None:
+    if checkpointed.since_note is not None:
+        verdict.notes.append(checkpointed.since_note)
+    verdict.newest = checkpointed.newest
 
 
 def _uncovered(verdict: Verdict, covered: int, uncovered: int) -> int:
@@ -686,6 +709,132 @@ class _Positions:
             pass
 
 
+class _Proofs:
+    """A partial archive's Merkle proofs (``proofs.jsonl``, ``lintas-archive/3``) against the
+    checkpoint its manifest names: every event that checkpoint covers is in the log's tree
+    at its sequence, and for one case's archive, the case's last message up to it is the
+    head the checkpoint commits to, so no event of the case was dropped (its hash chain
+    holds the rest)."""
+
+    def __init__(
+        self, reader: ArchiveReader, checker: LogChecker, checkpoints: Sequence[Checkpoint]
+    ) -> None:
+        self.checker = checker
+        self.spec = reader.manifest.proofs
+        self.case = reader.manifest.case_id
+        self.paths: dict[int, list[bytes]] = {}
+        self.proved = 0
+        self.head_proved = False
+        self.last_of_case: tuple[int, str] | None = None
+        self.checkpoint: Checkpoint | None = None
+        if self.spec is None:
+            return
+        named = self.spec["checkpoint"]
+        found = [c for c in checkpoints if c.seq == named["seq"] and c.has_tree]
+        if (
+            not found
+            or found[0].tree_size != named["tree_size"]
+            or found[0].root_hash != hash_bytes(named["root_hash"])
+        ):
+            checker.report(
+                "inclusion",
+                f"the manifest's proofs are against checkpoint {named['seq']}, which "
+                f"{CHECKPOINTS_FILE} does not hold as the manifest says",
+            )
+            self.spec = None
+            return
+        self.checkpoint = found[0]
+        try:
+            self.paths = reader.proofs()
+        except (ArchiveError, LineError) as exc:
+            checker.report("archive-manifest", str(exc))
+            self.spec = None
+            return
+        if reader.proofs_sha256 != self.spec["sha256"]:
+            checker.report(
+                "archive-manifest", f"{PROOFS_FILE} does not match the SHA-256 in the manifest"
+            )
+            self.spec = None
+
+    def feed(self, stored: StoredEvent, hashed: str | None, ref: EventRef | None) -> None:
+        checkpoint = self.checkpoint
+        if self.spec is None or checkpoint is None or checkpoint.tree_size is None:
+            return
+        if stored.seq > checkpoint.tree_size:
+            return  # after the checkpoint: counted as not yet covered
+        hashed = hashed or message_hash(stored.body)
+        path = self.paths.get(stored.seq)
+        assert checkpoint.root_hash is not None
+        if path is None or not verify_inclusion(
+            message_leaf(hashed), stored.seq - 1, checkpoint.tree_size, path, checkpoint.root_hash
+        ):
+            self.checker.report(
+                "inclusion",
+                f"not the message the log held at stream seq {stored.seq} by the Merkle tree "
+                f"{checkpoint} commits to: altered, moved, or of another log",
+                ref,
+            )
+        else:
+            self.proved += 1
+        if self.case is not None and case_of_subject(stored.subject) == self.case:
+            self.last_of_case = (stored.seq, hashed)
+
+    def end(self) -> None:
+        checkpoint = self.checkpoint
+        if self.spec is None or checkpoint is None or self.case is None:
+            return
+        head = self.spec.get("case_head")
+        have = self.last_of_case
+        if head is None:
+            if have is not None:
+                self.checker.report(
+                    "inclusion",
+                    f"the manifest proves no head of case {self.case} though {checkpoint} "
+                    f"covers its events up to stream seq {have[0]}",
+                )
+            return
+        entry = CaseHead(self.case, int(head["seq"]), str(head["hash"]))
+        path = [bytes.fromhex(p) for p in head["path"]]
+        assert checkpoint.cases_root is not None
+        if (
+            head["case"] != self.case
+            or head["cases_size"] != checkpoint.cases_size
+            or not verify_inclusion(
+                head_leaf(entry), head["index"], head["cases_size"], path, checkpoint.cases_root
+            )
+        ):
+            self.checker.report(
+                "inclusion",
+                f"case {self.case}'s head in the manifest is not one {checkpoint} commits to",
+            )
+        elif have != (entry.seq, entry.hash):
+            last = f"stream seq {have[0]}" if have is not None else "none"
+            self.checker.report(
+                "inclusion",
+                f"{checkpoint} commits to case {self.case}'s last message up to it at stream "
+                f"seq {entry.seq}, but the archive's last of the case up to there is {last}: "
+                "events of the case were dropped",
+            )
+        else:
+            self.head_proved = True
+
+    def note(self) -> str | None:
+        checkpoint = self.checkpoint
+        if self.spec is None or checkpoint is None:
+            return None
+        text = (
+            f"Merkle proofs: {_plural(self.proved, 'message')} proved in the log's tree of "
+            f"{checkpoint.tree_size} messages, as {checkpoint} commits to it"
+        )
+        if self.case is not None and self.head_proved:
+            return (
+                f"{text}; case {self.case}: exactly what the log held for it up to stream seq "
+                f"{checkpoint.last_seq}, its last message the head the checkpoint commits to "
+                "(one case's log, not a complete log)"
+            )
+        return f"{text} (a partial log: what else the log held is not shown here)"
+
+
 def verify_archive(
     reader: ArchiveReader,
     *,
@@ -694,8 +843,10 @@ def verify_archive(
     focus: str | None = None,
     progress: Progress | None = None,
     case_passes: Sequence[CasePass] = CASE_PASSES,
+    since: Checkpoint | None = None,
 ) -> Verdict:
     """Verify an archive offline, with its own keys unless ``registry`` is given.
+    ``since``: a checkpoint kept from before, which a whole-log archive must extend.
 
     ``focus``: check one case's events in full, and the rest of the archive (sequence,
     manifest, digests) as always.
@@ -743,17 +894,24 @@ def verify_archive(
     except CheckpointError as exc:
         checkpoint_list = []
         checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {exc}")
+    if since is not None and not manifest.whole_log:
+        raise ArchiveError(
+            f"a consistency proof (--since) needs the whole log: {reader.path} holds only "
+            f"{manifest.filters_text()}"
+        )
     checkpointed = CheckpointChecker(
         checkpoint_list,
         registry,
         stream=manifest.stream,
         digests="strict" if manifest.whole_log else "partial",
         where="the archive",
+        since=since,
     )
     if found := checkpointed.check_checkpoints(complete=manifest.whole_log):
         code, problem = found
         checker.report(code, f"{CHECKPOINTS_FILE}: {problem}")
     positions = _Positions(reader, checker)
+    proofs = _Proofs(reader, checker, checkpoint_list)
     covered, uncovered = checkpointed.covered_to, 0
     for number, line in reader.events():
         try:
@@ -768,12 +926,16 @@ def verify_archive(
         checker.check(stored)
         uncovered += stored.seq > covered
         positions.feed(stored, checker.last_hash, checker.last)
-        for problem in checkpointed.feed(stored):
+        proofs.feed(stored, checker.last_hash, checker.last)
+        for problem in checkpointed.feed(stored, checker.last_hash):
             checker.report("checkpoint", problem, checker.last)
         if progress is not None:
             progress(number)
     for problem in checkpointed.end(checker.previous_seq, tail=manifest.whole_log):
         checker.report("checkpoint", problem, checker.last)
+    if inconsistent := checkpointed.since_problem(registry):
+        checker.report("consistency", inconsistent)
+    proofs.end()
     positions.end()
     _archive_end(reader, checker, checkpoint_list)
     if focus is not None and checker.messages == checker.passed_over:
@@ -786,7 +948,10 @@ def verify_archive(
             "checked for sequence and digest, not read"
         )
     notes.append(checkpointed.note())
+    if proved := proofs.note():
+        notes.append(proved)
     verdict.notes = notes
     verdict.authenticated = authenticated
     verdict.uncovered = _uncovered(verdict, covered, uncovered)
+    _tree_notes(verdict, checkpointed)
     return verdict

@@ -5,7 +5,9 @@ never), and ``lintas checkpoint --every SECONDS`` runs one on any host with the 
 credentials and the sealer's key (checkpoints are the sealer's alone); the period counts
 from the end of each round. A round reads the newest checkpoint and the events after it
 (:func:`~lintas.audit.checkpoints.checkpoint_stream`), so its cost follows the traffic, and
-publishes nothing when there is nothing new.
+publishes nothing when there is nothing new. The log's Merkle tree is kept between rounds as
+its frontier (O(log n) hashes) and one head per case; the first round after a start rebuilds
+it by reading the stream once.
 
 A round that fails is logged and the next round tries again: as warnings an outage of the bus
 (``checkpoint.deferred``) and another checkpointer storing its checkpoint first
@@ -21,6 +23,7 @@ from typing import Any
 import structlog
 
 from lintas.audit.checkpoints import Checkpoint, CheckpointRaced, checkpoint_stream
+from lintas.audit.logtree import LogTree
 from lintas.contracts import TransientError
 from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.signing import SEALER, Signer, register_keys
@@ -98,9 +101,12 @@ async def start_checkpointer(
     ``signer``'s key (the sealer's), connected as the platform, which alone may write the
     checkpoints stream; the key is put into the bus's registry first."""
     js: Any = None
+    # The log's tree between rounds: O(log n) hashes and one head per case, so a round reads
+    # only what is new; rebuilt from the stream on the first round (and after a failed one).
+    tree = LogTree()
 
     async def checkpoint() -> Checkpoint | None:
-        return await checkpoint_stream(js, parts.settings, signer)
+        return await checkpoint_stream(js, parts.settings, signer, tree=tree)
 
     interval = parts.settings.checkpoint_interval_s if interval_s is None else interval_s
     checkpointer = Checkpointer(

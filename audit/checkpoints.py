@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,6 +34,8 @@ from typing import Any, Literal
 import nats.js.errors
 
 from lintas.audit.events import StoredEvent
+from lintas.audit.logtree import LogGap, LogTree, hash_bytes, hash_text
+from lintas.audit.merkle import verify_consistency
 from lintas.audit.stream import StreamCut, StreamReader
 from lintas.contracts import LintasError, SignatureError, message_hash
 from lintas.contracts.subjects import checkpoints_subject
@@ -44,6 +46,7 @@ from lintas.infra.settings import Settings
 
 __all__ = [
     "CHECKPOINT_TYPE",
+    "CHECKPOINT_VERSION",
     "ZERO_DIGEST",
     "Checkpoint",
     "CheckpointChecker",
@@ -56,6 +59,10 @@ __all__ = [
 ]
 
 CHECKPOINT_TYPE = "lintas.checkpoint"
+CHECKPOINT_VERSION = 2
+"""Checkpoints that commit to the log's Merkle tree and its case heads (``version``: 2);
+those without ``version`` (1) commit to their range's chained digest only, and are read as
+ever."""
 _SIGNED = ("signed_at", "signed_by")
 LEGACY_TYPE = "lintas.seal"
 """Checkpoints signed before they were called so: the same document with ``sealed_at`` and
@@ -79,8 +86,11 @@ _WRONG_LAST_SEQUENCE = 10071
 
 def chain_digest(previous: str, message: bytes) -> str:
     """One step of the chained digest: ``previous`` extended by ``message`` (its body)."""
-    step = f"{previous}\n{message_hash(message)}".encode()
-    return "sha256:" + hashlib.sha256(step).hexdigest()
+    return _chain(previous, message_hash(message))
+
+
+def _chain(previous: str, hashed: str) -> str:
+    return "sha256:" + hashlib.sha256(f"{previous}\n{hashed}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,17 @@ class Checkpoint:
     signed_at: datetime
     signed_by: str
     doc: dict[str, Any] = field(repr=False, compare=False)
+    tree_size: int | None = None
+    """Version 2: the messages of the log's Merkle tree (the whole stream, 1..``last_seq``);
+    None for a checkpoint made before checkpoints committed to trees."""
+    root_hash: bytes | None = None
+    cases_size: int | None = None
+    """Version 2: the cases in the tree of case heads (:mod:`.logtree`)."""
+    cases_root: bytes | None = None
+
+    @property
+    def has_tree(self) -> bool:
+        return self.root_hash is not None
 
     def __str__(self) -> str:
         return f"checkpoint {self.seq} (stream seq {self.first_seq}..{self.last_seq})"
@@ -119,6 +140,7 @@ class Checkpoint:
             signed_at = datetime.fromisoformat(str(doc[at]))
             if signed_at.tzinfo is None:
                 raise ValueError
+            tree = _tree_fields(doc) if doc.get("version") == CHECKPOINT_VERSION else {}
         except CheckpointError:
             raise
         except (KeyError, TypeError, ValueError):
@@ -134,6 +156,7 @@ class Checkpoint:
             signed_at=signed_at,
             signed_by=texts["signed_by"],
             doc=doc,
+            **tree,
         )
 
     @classmethod
@@ -143,6 +166,16 @@ class Checkpoint:
         except (ValueError, RecursionError):
             raise CheckpointError(f"checkpoint {seq} is not JSON") from None
         return cls.from_doc(seq, doc)
+
+
+def _tree_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    sizes = {k: doc[k] for k in ("tree_size", "cases_size")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes.values()):
+        raise TypeError
+    return sizes | {
+        "root_hash": hash_bytes(str(doc["root_hash"])),
+        "cases_root": hash_bytes(str(doc["cases_root"])),
+    }
 
 
 async def read_checkpoints(js: Any, settings: Settings) -> list[Checkpoint]:
@@ -180,12 +213,25 @@ async def last_checkpoint(js: Any, settings: Settings) -> Checkpoint | None:
 
 
 async def checkpoint_stream(
-    js: Any, settings: Settings, signer: Signer, *, now: datetime | None = None
+    js: Any,
+    settings: Settings,
+    signer: Signer,
+    *,
+    now: datetime | None = None,
+    tree: LogTree | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Checkpoint | None:
     """Checkpoint everything after the last checkpoint up to the stream's last sequence now; None
     (publishing nothing) when there is nothing new. :class:`CheckpointRaced` when another
     checkpointer stored a checkpoint after this one read the last. ``signer`` is the
-    sealer's: ValueError for any other."""
+    sealer's: ValueError for any other.
+
+    The checkpoint commits to the Merkle tree of the whole stream and its case heads
+    (version 2). ``tree``: the tree as the previous round left it (a checkpointer's, kept
+    between rounds), grown here by the new messages only; without it, or when it does not
+    end where the last checkpoint does (a restart), it is rebuilt from the stream, every
+    message read once (``progress(read, total)``), and must give the last checkpoint's root,
+    else :class:`CheckpointError` and nothing is signed."""
     if signer.agency != SEALER:
         raise ValueError(f"checkpoints are signed by the {SEALER} only, not by {signer.agency}")
     with bus_errors(f"reading {checkpoints_stream(settings)}"):
@@ -199,21 +245,42 @@ async def checkpoint_stream(
     first = last.last_seq + 1 if last is not None else 1
     if cut.empty or cut.last_seq < first:
         return None
-    digest = last.digest if last is not None else ZERO_DIGEST
-    prev_digest, count = digest, 0
-    span = StreamCut(cut.stream, first, cut.last_seq, cut.last_seq - first + 1)
-    async for stored in reader.events(span):
-        digest = chain_digest(digest, stored.body)
-        count += 1
+    tree = tree if tree is not None else LogTree()
+    try:
+        if tree.size != first - 1:
+            tree.clear()
+            await _grow(reader, tree, cut.stream, 1, first - 1, progress)
+            if last is not None and last.has_tree and tree.root() != last.root_hash:
+                raise CheckpointError(
+                    f"the stream's messages 1..{first - 1} no longer give the tree root "
+                    f"{last} committed to: the log was altered before it; not checkpointed"
+                )
+        digest = last.digest if last is not None else ZERO_DIGEST
+        prev_digest, count = digest, 0
+
+        def step(stored: StoredEvent, hashed: str) -> None:
+            nonlocal digest, count
+            digest = _chain(digest, hashed)
+            count += 1
+
+        await _grow(reader, tree, cut.stream, first, cut.last_seq, progress, step)
+    except BaseException:
+        tree.clear()  # half grown: the next round rebuilds it
+        raise
     doc = signer.sign_document(
         {
             "type": CHECKPOINT_TYPE,
+            "version": CHECKPOINT_VERSION,
             "stream": settings.stream,
             "first_seq": first,
             "last_seq": cut.last_seq,
             "count": count,
             "prev_digest": prev_digest,
             "digest": digest,
+            "tree_size": tree.size,
+            "root_hash": hash_text(tree.root()),
+            "cases_size": len(tree.heads),
+            "cases_root": hash_text(tree.cases_root()),
             "signed_at": (now or datetime.now(UTC)).isoformat(),
             "signed_by": signer.agency,
         }
@@ -229,7 +296,24 @@ async def checkpoint_stream(
         f"{last.seq if last is not None else 0} first: {first}..{cut.last_seq} not "
         f"checkpointed here"
     )
-    with bus_errors(f"publishing a checkpoint of {settings.stream} {first}..{cut.last_seq}"):
+    try:
+        ack = await _publish(js, settings, doc, headers, raced, first, cut.last_seq)
+    except BaseException:
+        tree.clear()  # what it grew by is in no checkpoint: the next round rebuilds it
+        raise
+    return Checkpoint.from_doc(int(ack.seq), doc)
+
+
+async def _publish(
+    js: Any,
+    settings: Settings,
+    doc: dict[str, Any],
+    headers: dict[str, str],
+    raced: CheckpointRaced,
+    first: int,
+    last_seq: int,
+) -> Any:
+    with bus_errors(f"publishing a checkpoint of {settings.stream} {first}..{last_seq}"):
         try:
             ack = await js.publish(
                 checkpoints_subject(settings.stream),
@@ -245,7 +329,33 @@ async def checkpoint_stream(
         # A replicated stream checks the message id before the expected sequence: the
         # other checkpointer's checkpoint of the same cut is what is stored, not this one.
         raise raced
-    return Checkpoint.from_doc(int(ack.seq), doc)
+    return ack
+
+
+async def _grow(
+    reader: StreamReader,
+    tree: LogTree,
+    stream: str,
+    first: int,
+    last: int,
+    progress: Callable[[int, int], None] | None,
+    step: Callable[[StoredEvent, str], None] | None = None,
+) -> None:
+    """Add the stream's messages ``first..last`` to ``tree``; CheckpointError at a gap."""
+    if last < first:
+        return
+    span = StreamCut(stream, first, last, last - first + 1)
+    async for stored in reader.events(span):
+        try:
+            hashed = tree.add(stored)
+        except LogGap as exc:
+            raise CheckpointError(f"{exc}: not checkpointed") from None
+        if step is not None:
+            step(stored, hashed)
+        if progress is not None:
+            progress(stored.seq, last)
+    if tree.size != last:
+        raise CheckpointError(f"the stream ends at {tree.size}, not {last}: not checkpointed")
 
 
 Mode = Literal["strict", "partial", "none"]
@@ -268,6 +378,7 @@ class CheckpointChecker:
         stream: str,
         digests: Mode,
         where: str = "the stream",
+        since: Checkpoint | None = None,
     ) -> None:
         self.checkpoints = sorted(checkpoints, key=lambda s: s.first_seq)
         self.verifier = Verifier(registry)
@@ -276,6 +387,18 @@ class CheckpointChecker:
         self.where = where
         self.recomputed = 0
         self.not_checkable = 0
+        self.since = since
+        self.since_note: str | None = None
+        # A whole log grows the tree its checkpoints commit to, as the checkpointer did;
+        # every leaf kept only to prove consistency with a checkpoint kept from before.
+        self.tree = LogTree(keep_leaves=since is not None) if digests == "strict" else None
+        self.trees_checked = 0
+        self._tree_broken = False
+        self.newest = max(
+            (c for c in self.checkpoints if c.has_tree), key=lambda c: c.last_seq, default=None
+        )
+        """The newest checkpoint with a tree: what exports prove against, and ``--since``
+        proves consistency up to."""
         self._index = 0
         self._digest = ""
         self._seen = 0
@@ -342,9 +465,10 @@ class CheckpointChecker:
         """The last stream sequence a checkpoint covers (0: none)."""
         return max((c.last_seq for c in self.checkpoints), default=0)
 
-    def feed(self, stored: StoredEvent) -> list[str]:
+    def feed(self, stored: StoredEvent, hashed: str | None = None) -> list[str]:
         """Take the next message read (every one: a checkpoint's digest covers messages,
-        events or not); what is wrong with the checkpoints it closes."""
+        events or not; ``hashed``: its :func:`message_hash`, if known); what is wrong with
+        the checkpoints it closes."""
         if self.digests == "none":
             return []
         problems: list[str] = []
@@ -354,6 +478,12 @@ class CheckpointChecker:
         ):
             if problem := self._close():
                 problems.append(problem)
+        hashed = hashed or message_hash(stored.body)
+        if self.tree is not None and not self._tree_broken:
+            try:
+                self.tree.add(stored, hashed)
+            except LogGap:
+                self._tree_broken = True  # the sequence check names the gap
         if self._index < len(self.checkpoints):
             checkpoint = self.checkpoints[self._index]
             if stored.seq >= checkpoint.first_seq:
@@ -363,7 +493,7 @@ class CheckpointChecker:
                 if stored.seq != self._next_seq:
                     self._whole = False
                 self._next_seq = stored.seq + 1
-                self._digest = chain_digest(self._digest, stored.body)
+                self._digest = _chain(self._digest, hashed)
                 self._seen += 1
         return problems
 
@@ -389,6 +519,74 @@ class CheckpointChecker:
                 "the checkpoint: an event there was altered, removed, inserted or reordered"
             )
         self.recomputed += 1
+        return self._tree_problem(checkpoint)
+
+    def _tree_problem(self, checkpoint: Checkpoint) -> str | None:
+        """A whole log's tree, now as far as ``checkpoint`` reaches, against what it
+        commits to: the root of every checkpoint, the case heads of the newest."""
+        tree = self.tree
+        if tree is None or self._tree_broken or not checkpoint.has_tree:
+            return None
+        if checkpoint.tree_size != tree.size or checkpoint.root_hash != tree.root():
+            return (
+                f"{checkpoint} commits to a Merkle tree of {checkpoint.tree_size} messages "
+                f"that {self.where}'s {tree.size} messages up to seq {checkpoint.last_seq} do "
+                "not give: the log before it was altered, or the checkpoint forged"
+            )
+        if checkpoint is self.newest and (
+            checkpoint.cases_size != len(tree.heads) or checkpoint.cases_root != tree.cases_root()
+        ):
+            return (
+                f"{checkpoint} commits to the heads of {checkpoint.cases_size} cases that "
+                f"{self.where}'s {len(tree.heads)} cases do not give"
+            )
+        self.trees_checked += 1
+        return None
+
+    def since_problem(self, registry: Registry) -> str | None:
+        """Against the checkpoint an auditor kept (``since``), after :meth:`end`: that the
+        newest checkpoint's tree extends it, by a consistency proof (RFC 9162 §2.1.4) made
+        from the log read and checked against the two signed roots alone. What is wrong, if
+        anything (``consistency``)."""
+        kept = self.since
+        if kept is None:
+            return None
+        if kept.stream != self.stream or kept.signed_by != SEALER:
+            return f"the checkpoint kept ({kept}) is not the {SEALER}'s of stream {self.stream}"
+        try:
+            Verifier(registry).verify_document(kept.doc, signer=SEALER, at=kept.signed_at)
+        except SignatureError as exc:
+            return f"the checkpoint kept ({kept}): signature: {exc}"
+        if kept.tree_size is None or kept.root_hash is None:
+            return f"the checkpoint kept ({kept}) commits to no Merkle tree: keep a newer one"
+        newest, tree = self.newest, self.tree
+        if tree is None or tree.tree is None:
+            return f"--since needs the whole log, not {self.where}"
+        if tree.size < kept.tree_size:
+            return (
+                f"{self.where} holds {tree.size} messages, but the checkpoint kept "
+                f"({kept}) covers {kept.tree_size}: the events after seq {tree.size} were "
+                "removed since"
+            )
+        if newest is None or newest.tree_size is None or newest.tree_size < kept.tree_size:
+            return (
+                f"the newest checkpoint here ({newest or 'none'}) covers less than the one "
+                f"kept ({kept}): checkpoints, or the events after them, were removed since"
+            )
+        assert newest.root_hash is not None
+        m, n = kept.tree_size, newest.tree_size
+        proof = tree.tree.consistency_proof(m, n) if n <= tree.tree.size else []
+        if not verify_consistency(m, n, kept.root_hash, newest.root_hash, proof):
+            return (
+                f"the log {newest} commits to ({n} messages) does not extend the one the "
+                f"checkpoint kept commits to ({kept}, {m} messages, root "
+                f"{hash_text(kept.root_hash)}): the log was rewritten at or before seq {m}"
+            )
+        self.since_note = (
+            f"consistency: the log only grew since the checkpoint kept ({kept}, {m} "
+            f"messages) up to {newest} ({n}): a proof of {len(proof)} hashes holds between "
+            "their signed roots"
+        )
         return None
 
     def end(self, last_seq: int | None, *, tail: bool = True) -> list[str]:
@@ -420,6 +618,8 @@ class CheckpointChecker:
                 "not (one case's read)"
             )
         text = f"checkpoints: {len(self.checkpoints)} ({span}), {self.recomputed} recomputed"
+        if self.trees_checked:
+            text += f", {self.trees_checked} Merkle roots recomputed"
         if self.not_checkable:
             text += f", {self.not_checkable} not checkable here (range not wholly in this log)"
         return text

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["EventRef", "StoredEvent", "event_time", "parse_instant"]
+__all__ = ["EventRef", "StoredEvent", "case_of_subject", "event_time", "parse_instant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,13 @@ class EventRef:
                 f"case {self.case_id or '?'}",
             ]
         )
+
+
+def case_of_subject(subject: str) -> str | None:
+    """The case a message's subject files it under (``lintas.*.*.*.*.<case>``): where a
+    publisher's head read finds it, event or not."""
+    tokens = subject.split(".")
+    return (tokens[5] or None) if len(tokens) == 6 else None
 
 
 def event_time(doc: dict[str, Any] | None) -> datetime | None:
