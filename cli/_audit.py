@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -44,22 +45,27 @@ from lintas.audit.archive import (
     LINE_LIMIT,
     ArchiveError,
     LineError,
+    ProofSource,
     load_keys,
     parse_line,
 )
 from lintas.audit.checkpointer import start_checkpointer
 from lintas.audit.checkpoints import Checkpoint, checkpoint_stream, read_checkpoints
 from lintas.audit.collector import relaxed_collector
+from lintas.audit.logtree import LogGap, LogTree
 from lintas.audit.replay import open_fresh_store
 from lintas.cli._cases import case_messages, no_such_case
 from lintas.cli._errors import fail
 from lintas.cli._json import print_json
 from lintas.cli._signals import stop_on_signals
-from lintas.contracts import LintasError, is_case_id
+from lintas.contracts import LintasError, PermanentError, is_case_id
 from lintas.infra.bootstrap import Parts
+from lintas.infra.files import replacing
 from lintas.infra.keys.signing import (
+    SEALER,
     Registry,
     Signer,
+    SigningKeyError,
     ensure_sealer_key,
     fingerprint,
     load_registry,
@@ -178,11 +184,18 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-VERIFIED, PROBLEMS_FOUND, UNVERIFIED, UNAUTHENTICATED = 0, 1, 2, 4
+VERIFIED, PROBLEMS_FOUND, UNVERIFIED, UNAUTHENTICATED, INCONSISTENT = 0, 1, 2, 4, 5
 """``lintas verify``'s exit status (its ``--help`` and docs/AUDIT.md say the same): 4 when
-everything holds, but only by the archive's own keys (no ``--keys``)."""
+everything holds, but only by the archive's own keys (no ``--keys``); 5 when the log does not
+extend the checkpoint the auditor kept (``--since``), whatever else is wrong."""
 
 _LISTED = 20  # messages that are no event, named on the line that counts them
+
+
+def _failed(verdict: Verdict) -> int:
+    if any(p.code == "consistency" for p in verdict.problems):
+        return INCONSISTENT
+    return PROBLEMS_FOUND
 
 
 def _print_verdict(console: Console, verdict: Verdict) -> int:
@@ -217,7 +230,7 @@ def _print_verdict(console: Console, verdict: Verdict) -> int:
         )
         for problem in verdict.problems:
             console.print(f"  [{problem.code}] {problem}", highlight=False, markup=False)
-        return PROBLEMS_FOUND
+        return _failed(verdict)
     span = (
         f"stream seq {verdict.first_seq}..{verdict.last_seq}"
         if verdict.first_seq is not None
@@ -238,8 +251,49 @@ def _print_verdict(console: Console, verdict: Verdict) -> int:
 # -- verify -------------------------------------------------------------------------------------
 
 
-def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+def _kept_checkpoint(path: Path | None) -> Checkpoint | None:
+    """The checkpoint an auditor kept (``--save-checkpoint``): a line of ``checkpoints.jsonl``,
+    ``{"seq": N, "checkpoint": {...}}``."""
+    if path is None:
+        return None
     try:
+        item = json.loads(path.read_bytes())
+        return Checkpoint.from_doc(int(item["seq"]), item["checkpoint"])
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointFileError(f"{path} is no kept checkpoint ({exc})") from None
+
+
+class CheckpointFileError(PermanentError):
+    """A ``--since`` file that holds no checkpoint."""
+
+
+def _save_checkpoint(console: Console, path: Path, verdict: Verdict) -> None:
+    kept = verdict.newest
+    if kept is None:
+        fail(
+            "[yellow]no checkpoint commits to the log's Merkle tree yet: nothing kept "
+            f"in {path}[/yellow]",
+            highlight=False,
+        )
+        return
+    doc = {"seq": kept.seq, "checkpoint": kept.doc}
+    with replacing(path) as sink:
+        sink.write((json.dumps(doc, indent=2) + "\n").encode())
+    assert kept.root_hash is not None
+    fail(  # standard error: --json keeps standard output for the verdict alone
+        f"kept {kept} (tree size {kept.tree_size}, root sha256:{kept.root_hash.hex()}) in "
+        f"{path}: pass it to the next `lintas verify --since`",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    if args.since is not None and args.case_id is not None:
+        fail("[red]--since checks the whole log: not with --case[/red]")
+        return UNVERIFIED
+    try:
+        args.kept = _kept_checkpoint(args.since)
         verdict = (
             _verify_archive(settings, args, console)
             if args.archive is not None
@@ -258,10 +312,18 @@ def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> i
         return no_such_case(args.case_id, _where(settings, args.archive))
     if args.json:
         print_json(console, verdict.to_json())
-        if not verdict.ok:
-            return PROBLEMS_FOUND
-        return VERIFIED if verdict.authenticated else UNAUTHENTICATED
-    return _print_verdict(console, verdict)
+        status = (
+            _failed(verdict)
+            if not verdict.ok
+            else VERIFIED
+            if verdict.authenticated
+            else UNAUTHENTICATED
+        )
+    else:
+        status = _print_verdict(console, verdict)
+    if status == VERIFIED and args.save_checkpoint is not None:
+        _save_checkpoint(console, args.save_checkpoint, verdict)
+    return status
 
 
 def _verify_archive(settings: Settings, args: argparse.Namespace, console: Console) -> Verdict:
@@ -274,6 +336,7 @@ def _verify_archive(settings: Settings, args: argparse.Namespace, console: Conso
             trusted=load_registry(settings),
             focus=args.case_id,
             progress=lambda n: progress.update(task, completed=n),
+            since=args.kept,
         )
 
 
@@ -298,6 +361,7 @@ async def _verify_stream(settings: Settings, args: argparse.Namespace, console: 
                 progress=lambda n: progress.update(task, completed=n),
                 checkpoints=checkpoints,
                 dropping=dropping,
+                since=args.kept,
             )
         whose = "the registry given" if given is not None else "the platform's registry"
         verdict.notes.insert(
@@ -320,21 +384,28 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         fail(f"[red]{args.out} exists: an archive is never overwritten[/red]")
         return 1
 
-    # The exporter signs the manifest with the platform's key (the sealer's).
-    signer, made = ensure_sealer_key(settings)
-    if made is not None:
-        console.print(
-            f"made the sealer's signing key {made.keyid} to sign the manifest: it must be in "
-            "the registry auditors keep (`lintas keys publish`, `lintas keys export`)",
+    # The exporter signs the manifest with the platform's key (the sealer's). One made here,
+    # off the platform's host, would be in no registry an auditor keeps: refused instead.
+    try:
+        signer = Signer.load(settings, SEALER)
+    except SigningKeyError:
+        fail(
+            f"[red]no sealer's key in {settings.data_dir}: an archive's manifest is signed by "
+            "the platform's sealer, whose key auditors hold in their registry. Run `lintas "
+            "export` on the platform's host (its data dir has the key from `lintas up` or "
+            "`lintas run platform`)[/red]",
             highlight=False,
             soft_wrap=True,
         )
+        return 1
 
     async def work(js: Any) -> tuple[Any, StreamCut] | None:
         if args.case_id and not await case_messages(js, settings.stream, args.case_id, at_most=1):
             return None  # before anything is written: no empty archive
         reader = _reader(js, settings, args.case_id)
         checkpoints = await read_checkpoints(js, settings)
+        partial = args.case_id or args.time_from or args.time_to
+        proofs = await _proof_source(js, settings, checkpoints, console) if partial else None
         cut = await reader.cut()
         with _progress(console, "exporting") as progress:
             task = progress.add_task("export", total=None if args.case_id else cut.messages)
@@ -349,6 +420,7 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
                 progress=lambda n: progress.update(task, completed=n),
                 checkpoints=checkpoints,
                 signer=signer,
+                proofs=proofs,
             )
         return manifest, cut
 
@@ -371,6 +443,15 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         highlight=False,
         soft_wrap=True,
     )
+    if manifest.proofs is not None:
+        head = manifest.proofs["case_head"]
+        console.print(
+            f"Merkle proofs against checkpoint {manifest.proofs['checkpoint']['seq']} (tree size "
+            f"{manifest.proofs['checkpoint']['tree_size']})"
+            + (f", and the case's head at stream seq {head['seq']}" if head else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     if manifest.anchored:
         console.print(
             "a partial log (--from): cases that began earlier are verified from their first "
@@ -379,6 +460,34 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
             soft_wrap=True,
         )
     return 0
+
+
+async def _proof_source(
+    js: Any, settings: Settings, checkpoints: list[Checkpoint], console: Console
+) -> ProofSource | None:
+    """The log's tree up to the newest checkpoint that commits to one, every leaf held
+    (64 bytes a message), read from the whole stream once: what a partial archive's proofs
+    are made from. None when no checkpoint has a tree yet (the archive then carries none)."""
+    newest = max((c for c in checkpoints if c.has_tree), key=lambda c: c.last_seq, default=None)
+    if newest is None:
+        return None
+    tree = LogTree(keep_leaves=True)
+    reader = _reader(js, settings, None)
+    span = StreamCut(settings.stream, 1, newest.last_seq, newest.last_seq)
+    with _progress(console, "proving") as progress:
+        task = progress.add_task("prove", total=newest.last_seq)
+        async for stored in reader.events(span):
+            try:
+                tree.add(stored)
+            except LogGap as exc:
+                raise ArchiveError(f"no proofs: {exc}") from None
+            progress.update(task, completed=stored.seq)
+    if tree.size != newest.tree_size or tree.root() != newest.root_hash:
+        raise ArchiveError(
+            f"the stream up to seq {newest.last_seq} does not give the tree {newest} commits "
+            "to: not exported (`lintas verify` says what is wrong)"
+        )
+    return ProofSource(newest, tree)
 
 
 # -- replay -------------------------------------------------------------------------------------

@@ -73,7 +73,9 @@ def add_audit_commands(commands: Any) -> None:
             "exit status: 0 all verified; 1 problems found (each listed); 2 could not "
             "verify (bus unreachable or refused, archive unreadable, bad arguments); 3 no such "
             "case (--case names a case the log holds no event of); 4 an archive holds, but "
-            "only by its own keys: authenticity not established (--keys)"
+            "only by its own keys: authenticity not established (--keys); 5 the log does not "
+            "extend the checkpoint kept (--since): it lost events after it or was rewritten "
+            "before it"
         ),
     )
     verify.add_argument("--archive", type=Path, help="an exported archive (no NATS needed)")
@@ -83,6 +85,20 @@ def add_audit_commands(commands: Any) -> None:
         type=Path,
         help="the platform's key registry kept apart (`lintas keys export`), to verify "
         "against instead of an archive's own keys or the bus's",
+    )
+    verify.add_argument(
+        "--since",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint kept from an earlier verify (--save-checkpoint): the whole log must "
+        "extend it, by a Merkle consistency proof (exit 5 if not)",
+    )
+    verify.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="once the log verifies (exit 0), keep its newest checkpoint in FILE for the next "
+        "verify --since",
     )
     verify.add_argument(
         "--json",
@@ -95,7 +111,8 @@ def add_audit_commands(commands: Any) -> None:
         commands,
         "export",
         example="lintas export --out audit-2025q1.tar.gz --from 2025-01-01T00:00:00+07:00",
-        help="export the log as a self-contained archive",
+        help="export the log as a self-contained archive, its manifest signed by the sealer "
+        "(run it on the platform's host, whose data dir holds the sealer's key)",
     )
     export.add_argument(
         "--out", type=Path, required=True, help="a new directory, or a file ending .tar.gz"
