@@ -207,7 +207,7 @@ async def test_since_passes_on_a_log_that_grew_and_fails_on_one_that_lost_or_rew
     kept = tmp_path / "kept-checkpoint.json"
     capsys.readouterr()
     assert await cli("verify", "--save-checkpoint", str(kept)) == 0
-    assert f"kept checkpoint 1 (stream seq 1..28) (tree size 28" in " ".join(
+    assert "kept checkpoint 1 (stream seq 1..28) (tree size 28" in " ".join(
         capsys.readouterr().err.split()
     )
     assert json.loads(kept.read_text())["checkpoint"]["tree_size"] == 28
