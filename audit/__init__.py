@@ -11,8 +11,9 @@
   publishing nothing, and digest a record (replayed or live) so that the two can be compared.
 
 * checkpoint it (:mod:`.checkpoints`): signed checkpoints over ranges of the stream (count, last
-  sequence, chained digest), kept in their own stream and checked by ``verify``; on a
-  timer (:mod:`.checkpointer`) in ``lintas up`` and ``lintas checkpoint --every``.
+  sequence, chained digest) that commit to the Merkle tree of the whole log and every case's
+  head (:mod:`.merkle`, :mod:`.logtree`), kept in their own stream and checked by ``verify``;
+  on a timer (:mod:`.checkpointer`) in ``lintas up`` and ``lintas checkpoint --every``.
 
 The CLI (``lintas verify | export | replay | record digest | checkpoint``) is in
 ``cli/_audit.py``; docs/AUDIT.md is the auditor's guide.
