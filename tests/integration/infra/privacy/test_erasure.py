@@ -22,7 +22,7 @@ from lintas.consumers.app import Databases, attach_agency, attach_record, create
 from lintas.consumers.casefile import ERASED, read_case_file
 from lintas.consumers.projections import load_record
 from lintas.contracts import BROADCAST, CaseErased, new_case_id, uuid7
-from lintas.infra.keys.signing import Verifier, load_registry
+from lintas.infra.keys.signing import Verifier, ensure_sealer_key, load_registry
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import case_keys_stream, declare_platform, deployment_consumers
 from lintas.infra.privacy.casekeys import list_case_keys
@@ -258,6 +258,7 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
     outputs.append(str(capsys.readouterr()))
     assert "the authority policy, hash chains and sequence hold" in outputs[-1]
     archive = tmp_path / "after-erasure"
+    ensure_sealer_key(settings)  # exported on the platform's host, which holds the sealer's key
     assert await cli("export", "--out", str(archive)) == 0
     keys = tmp_path / "lintas-keys.json"
     assert await cli("keys", "export", "--out", str(keys)) == 0
