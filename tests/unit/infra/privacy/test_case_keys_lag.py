@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lintas.contracts import new_case_id
 from lintas.infra.keys.exchange import Recipients
-from lintas.infra.nats.topology import CASE_KEYS_BUCKET
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier, key_id
+from lintas.infra.nats.topology import CASE_KEYS_BUCKET
 from lintas.infra.privacy.casekeys import CURRENT_GEN, CaseKeys, NotAKeyHolder
 from lintas.infra.privacy.custody import make_wrap
 from lintas.infra.privacy.sealing import new_data_key
