@@ -11,23 +11,27 @@ on disk), each holding no more than a wrapped key or a marker::
     <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.privacy.sealing)
     <case>.erased            the case was erased: no data key may be made for it again
 
-An agency reads its wrapped key and unwraps it with its X25519 private key; the data key
-itself is never stored, logged or traced, and lives in memory only while it is used.
-Withdrawing a consent erases the wraps of the agencies it no longer covers; erasing a case
+An agency reads its wrapped key, verifies its maker's signature and binding, and unwraps it
+with its X25519 private key (:mod:`lintas.infra.privacy.custody`); the data key itself is
+never stored, logged or traced, and lives in memory only while it is used. Withdrawing a
+consent erases the wraps of the agencies it no longer covers; erasing a case
 (``case.erased``) erases every entry of the case: its sealed fields are unreadable
 everywhere from then on, which is what the log's immutability needs (crypto-shredding).
 
-Who may do what on a bus with permissions (:mod:`lintas.infra.nats.access`): an agency writes
-entries (create only: each write expects the key to hold nothing) and reads, by direct
-get, only the case markers and *its own* wraps (the key is in the request's subject, so
-NATS permissions can tell); it cannot list the store or delete from it. Erasing and
-revoking, which need both, are the platform's: the agency asks the read service
-(:meth:`lintas.infra.reads.ServiceReads.erase_keys` / ``revoke_keys``), which does only
-what the log calls for (its owner's ``case.erased``, a ``consent.withdrawn``).
+Who may do what on a bus with permissions (:mod:`lintas.infra.nats.access`): an agency has
+no right on the store. Its :class:`CaseKeys` goes through the platform's custody service
+(:class:`~lintas.infra.privacy.custody.Custody`, in the read service), which writes a
+case's first key and each wrap once it has checked the log, and reads the agency the case
+markers and its own wraps only. Erasing and revoking are the platform's too: the agency
+asks the read service (:meth:`lintas.infra.reads.ServiceReads.erase_keys` /
+``revoke_keys``), which does only what the log calls for (its owner's ``case.erased``, a
+``consent.withdrawn``). Where nothing enforces permissions (the platform itself, a bus
+without authorization) :class:`DirectStore` reads and writes the store as it is.
 
 Errors::
 
     NotAKeyHolder (PermanentError)    this agency holds no wrap of the case's data key
+    WrapUnverified (SealBroken)       its wrap is not one it can verify (custody module)
     NoKeyStore    (PermanentError)    the key store is not declared on this bus
     NoExchangeKey (PermanentError)    no X25519 public key is known for an agency to wrap for
     CaseErased    (PermanentError)    the case was erased: no new data key for it
@@ -349,10 +353,11 @@ class CaseKeys:
         """:meth:`data_key`, where the store says the case has one: looked for again a few
         times (under half a second in all) before this agency's wrap is taken to be absent.
 
-        A replica of a replicated store may answer a direct get before it holds what the
-        leader stored a moment ago (no read-after-write coherency, NATS ADR-31), and a
-        direct get naming the key is the one read an agency's permissions allow. A wrap
-        just written for this agency would otherwise read as "not a key holder".
+        A replica of a replicated store may answer a direct get (:class:`DirectStore`'s
+        read) before it holds what the leader stored a moment ago (no read-after-write
+        coherency, NATS ADR-31). A wrap just written for this agency would otherwise read as
+        "not a key holder". Custody reads from the leader, so through it a look again is
+        rare (a wrap whose writer has not yet been answered).
         ``missed``: the caller has just read it and not found it."""
         key = None if missed else await self.data_key(case_id)
         for pause in self._lag_retries_s:
