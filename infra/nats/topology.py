@@ -402,7 +402,11 @@ async def ensure_key_buckets(js: Any, settings: Settings) -> dict[str, str]:
             try:
                 info = await js.stream_info(name)
             except nats.js.errors.NotFoundError:
-                await open_key_bucket(js, bucket, settings.stream_replicas)
+                try:
+                    await open_key_bucket(js, bucket, settings.stream_replicas)
+                except nats.js.errors.APIError as exc:
+                    # e.g. 10074: more replicas than servers; 10005: a peer is offline
+                    raise TopologyRefused("stream", name, exc) from None
                 outcome[name] = CREATED
                 continue
         have = info.config.num_replicas or 1

@@ -17,6 +17,7 @@ from lintas.infra.nats.topology import (
     EXCHANGE_BUCKET,
     KEYS_BUCKET,
     TopologyConflict,
+    TopologyRefused,
     case_keys_stream,
     declare_platform,
     ensure_key_buckets,
@@ -43,13 +44,16 @@ async def test_every_key_bucket_has_the_stream_s_replicas_on_a_cluster(
         nc = await nats.connect(cluster.urls, error_cb=_quiet)
         try:
             js = nc.jetstream()
-            for attempt in range(3):  # a cluster just formed may leave a create unanswered
+            # A cluster just formed, on a loaded machine, may leave a create unanswered or
+            # see a peer offline for a moment. Declaring again is idempotent.
+            for attempt in range(5):
                 try:
                     await declare_platform(js, settings, [])
                     break
-                except BusUnavailable:
-                    if attempt == 2:
+                except (BusUnavailable, TopologyRefused):
+                    if attempt == 4:
                         raise
+                    await cluster.wait_formed(30)
             await register_keys(settings, js)
             for name in BUCKETS:
                 assert (await js.stream_info(name)).config.num_replicas == 3, name
