@@ -82,6 +82,7 @@ async def read_case_file(
         keys is not None and any(r.state == "sealed" for r in rows) and await keys.erased(case_id)
     )
     data_keys: dict[int, bytes | None] = {}
+    unverified: set[int] = set()  # generations whose wrap this agency refuses to open
     fields = []
     for row in rows:
         if erased or row.state != "sealed" or row.sealed is None:
@@ -90,7 +91,14 @@ async def read_case_file(
             continue
         sealed = Sealed.model_validate_json(row.sealed)
         if keys is not None and sealed.gen not in data_keys:
-            data_keys[sealed.gen] = await keys.data_key(case_id, sealed.gen)
+            try:
+                data_keys[sealed.gen] = await keys.data_key(case_id, sealed.gen)
+            except SealBroken:  # a wrap it cannot verify (WrapUnverified), or opens not
+                data_keys[sealed.gen] = None
+                unverified.add(sealed.gen)
+        if sealed.gen in unverified:
+            fields.append(_field(row, BROKEN, ciphertext=sealed.ct))
+            continue
         key = data_keys.get(sealed.gen)
         if key is None:
             fields.append(_field(row, NOT_SHARED, ciphertext=sealed.ct))

@@ -34,6 +34,8 @@ error a publish can raise). Other docstrings name the errors they raise and poin
     │   ├── CredentialsError         (infra.nats.credentials) a seed file that does not hold
     │   ├── SigningKeyError          (infra.keys.registry) a key or registry file that does not
     │   ├── SealBroken               (infra.privacy.sealing) a sealed value that does not open
+    │   │   └── WrapUnverified       (infra.privacy.custody) a wrap its recipient cannot verify
+    │   ├── CustodyRefused           (infra.privacy.custody) the platform will not store it
     │   ├── NotAKeyHolder            (infra.privacy.casekeys) no wrap of the case's data key
     │   ├── NoKeyStore               (infra.privacy.casekeys) the key store is not declared
     │   ├── NoExchangeKey            (infra.privacy.casekeys) an agency with no X25519 key

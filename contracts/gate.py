@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from lintas.contracts import registry
-from lintas.contracts.agencies import BROADCAST, is_partner_abroad
+from lintas.contracts.agencies import BROADCAST, PLATFORM_SERVICES, is_agency_id, is_partner_abroad
 from lintas.contracts.envelope import Event
 from lintas.contracts.errors import (
     CaseErased,
@@ -68,6 +68,7 @@ __all__ = [
     "COORDINATOR",
     "ERASING",
     "GRANTING",
+    "MADE",
     "NAMING_OWNER",
     "OVERDUE_NOTICES",
     "OVERSIGHT",
@@ -83,12 +84,14 @@ __all__ = [
     "fold_all",
     "gate_refusal",
     "lost_readers",
+    "may_hold_keys",
     "misaddressed",
     "owner_after",
     "owner_of",
     "owners_erasure",
     "refusal",
     "requirement",
+    "wrap_refusal",
 ]
 
 CONSENT_TYPES: Final = frozenset({"consent.recorded", "consent.overridden", "consent.withdrawn"})
@@ -211,6 +214,47 @@ def lost_readers(book: ConsentBook, seq: int, by: str) -> frozenset[str]:
     """The agencies that may no longer read the case once the withdrawal at ``seq`` (by
     ``by``, which keeps its own key) is folded into ``book``: whose wraps are erased."""
     return book.readers(at=seq) - book.readers() - {by}
+
+
+MADE: Final = "made"
+"""The grant a case's first wrap names: its maker's own, made with the key itself."""
+
+
+def may_hold_keys(agency: str) -> bool:
+    """Whether ``agency`` may ever hold a case's data key: an agency, but never a partner
+    abroad (minimisation) nor a platform service (the platform's operator sees no child)."""
+    return (
+        is_agency_id(agency) and agency not in PLATFORM_SERVICES and not is_partner_abroad(agency)
+    )
+
+
+def wrap_refusal(book: ConsentBook, *, grant_seq: int, maker: str, recipient: str) -> str | None:
+    """Why ``maker`` may not wrap the case's data key for ``recipient`` on the strength of
+    the grant at stream sequence ``grant_seq`` (None: it may). ``book`` is folded from the
+    case's events the authority policy allows, up to now; that ``maker`` holds the key is
+    the key store's to say.
+
+    The grant must be a consent or override on the log, still in force, with a scope that
+    reads the child's identity, naming ``recipient``, and published by ``maker`` (the
+    Publisher that records a consent wraps for it), and the case not erased."""
+    if book.erased():
+        return "the case was erased: its data key goes to no one"
+    if not may_hold_keys(recipient):
+        return f"{recipient} never holds a case's data key (a partner abroad or a platform service)"
+    if not may_hold_keys(maker):
+        return f"{maker} never holds a case's data key, so it wraps it for no one"
+    grant = next((g for g in book.grants if g.seq == grant_seq), None)
+    if grant is None:
+        return f"no admitted consent or override of the case is at seq {grant_seq}"
+    if grant.by != maker:
+        return f"the grant at seq {grant_seq} was given by {grant.by}, not {maker}"
+    if not grant.active(None):
+        return f"the consent at seq {grant_seq} was withdrawn"
+    if not grant.scopes & READ_SCOPES:
+        return f"the grant at seq {grant_seq} gives no scope that reads the child's identity"
+    if recipient not in grant.agencies:
+        return f"the grant at seq {grant_seq} does not name {recipient}"
+    return None
 
 
 def owner_after(owner: str | None, event: Event) -> str | None:

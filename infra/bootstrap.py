@@ -123,7 +123,13 @@ class Parts:
 
     async def case_keys(self, js: Any, agency: str) -> CaseKeys:
         """``agency``'s access to the case key store, with its X25519 private key."""
-        return case_keys_for(js, self.settings, agency, await self.recipients(js))
+        return case_keys_for(
+            js,
+            self.settings,
+            agency,
+            await self.recipients(js),
+            verifier=await self.verifier(agency if self.secured(agency) else "platform"),
+        )
 
     # -- tracing -----------------------------------------------------------------------------
 

@@ -26,6 +26,11 @@ let it read the stream either:
 ``oldest-unacked``  when the oldest message a durable consumer has not acknowledged was
                     stored (a consumer's lag): a time, nothing of the message.
 
+Custody of the case key store (:mod:`lintas.infra.privacy.custody`), which no agency may
+touch: ``key`` reads an agency a case marker or its own wrap, ``make-key`` stores a case's
+first data key for its maker, ``wrap-key`` a wrap its holder made for an agency a consent
+names; each checked against the log first.
+
 Besides, two changes to the case key store (:mod:`lintas.infra.privacy.casekeys`) that an agency's
 permissions do not allow, made as the platform and only when the log calls for them:
 ``erase-keys`` once the case's owner has published ``case.erased``, ``revoke-keys`` for the
@@ -92,6 +97,7 @@ from lintas.contracts.subjects import (
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
+from lintas.infra.privacy.custody import Custody, CustodyRefused
 
 __all__ = [
     "OPERATOR",
@@ -365,6 +371,13 @@ class ReadService:
             "erase-keys": self._op_erase_keys,
             "revoke-keys": self._op_revoke_keys,
         }
+        # Custody of case keys: the only writer of the store, and agencies' reads of it.
+        self._custody = Custody(js, verifier, lambda case_id: self._allowed(case_id, 2**63))
+        self._ops |= {
+            "key": self._custody.read,
+            "make-key": self._custody.make,
+            "wrap-key": self._custody.wrap,
+        }
         self._operator_ops = {"oldest-unacked": self._op_oldest_unacked}
 
     async def start(self) -> None:
@@ -404,7 +417,7 @@ class ReadService:
                     raise _Refusal(400, "the request is not a JSON object")
                 with bus_errors(f"reading {self._reads.stream} for {agency}"):
                     answer = await ops[op](agency, request)
-            except _Refusal as refusal:
+            except (_Refusal, CustodyRefused) as refusal:
                 answer = {"error": str(refusal), "code": refusal.code}
             except BusUnavailable as exc:
                 answer = {"error": str(exc), "code": 503}
@@ -689,6 +702,25 @@ class ServiceReads:
         ``case.erased`` is on the log); return how many entries it erased."""
         answer = await self._ask("erase-keys", {"case": case_id})
         return int(answer.get("erased", 0))
+
+    async def case_key(self, key: str) -> bytes | None:
+        """One entry of the case key store: a case marker, or this agency's own wrap."""
+        answer = await self._ask("key", {"key": key})
+        value = answer.get("value")
+        return _unb64(value) if isinstance(value, str) else None
+
+    async def make_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> str | None:
+        """Have the platform store the case's first data key (``wrap``: this agency's own);
+        the agency that made the case's key (another, if one came first)."""
+        answer = await self._ask("make-key", {"case": case_id, "gen": gen, "wrap": wrap})
+        creator = answer.get("creator")
+        return creator if isinstance(creator, str) else None
+
+    async def wrap_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> bool:
+        """Have the platform store a wrap this agency made for another, as a consent allows
+        (:class:`ReadRefused` if the log does not); False if it is stored already."""
+        answer = await self._ask("wrap-key", {"case": case_id, "gen": gen, "wrap": wrap})
+        return bool(answer.get("wrapped"))
 
     async def revoke_keys(self, case_id: str, seq: int) -> list[str]:
         """Have the platform erase the wraps the withdrawal at ``seq`` ends."""

@@ -16,7 +16,9 @@ publish: a consent withdrawn after the head moved it, and JetStream refuses the 
 
 After the event is stored (again on a retried publish, so a retry completes it)::
 
-    consent.recorded / overridden   the data key wrapped for the agencies it covers
+    consent.recorded / overridden   the data key wrapped for the agencies it covers, each
+                                    wrap bound to this consent and signed (stored by the
+                                    platform's custody service once it checks the log)
     consent.withdrawn               the wraps of agencies it no longer covers erased
     case.erased                     every data key of the case erased
 
@@ -443,4 +445,4 @@ class PublishGate:
             return
         grant = next((g for g in book.grants if g.seq == seq), None)
         if grant is not None and grant.scopes & gate_rules.READ_SCOPES:
-            await self.keys.grant(case_id, grant.agencies & book.readers())
+            await self.keys.grant(case_id, grant.agencies & book.readers(), grant.seq)

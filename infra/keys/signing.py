@@ -491,7 +491,7 @@ async def register_keys(settings: Settings, js: Any) -> Registry:
     bucket made if missing, this data directory's keys added to what it holds (an agency's
     list put again only when it gains a key), and the whole returned."""
     with bus_errors(f"writing the {KEYS_BUCKET} bucket"):
-        await open_key_bucket(js, KEYS_BUCKET)
+        await open_key_bucket(js, KEYS_BUCKET, settings.stream_replicas)
     held = await registry_from_kv(js)
     merged = Registry(held.entries())
     for entry in load_registry(settings).entries():

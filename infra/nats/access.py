@@ -27,8 +27,9 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   only its own durable consumers (``agency-<a>``, ``sent-<a>``), which the platform declares
   with the filters ``lintas.*.<a>.>``, ``lintas.*.all.>`` and ``lintas.<a>.>``; quarantines
   only under its consumers' names; reads the public-key registries (Ed25519 and X25519);
-  in the case key store, creates entries, and reads the case markers and its own wrapped
-  keys only (a direct get names the key in its subject); and asks the read service
+  has no right on the case key store at all (the platform's custody service writes it
+  after its checks, and reads an agency the case markers and its own wraps); and asks
+  the read service
   (``lintas_read.<itself>.*``, :mod:`lintas.infra.reads`) for the few reads of the stream it
   needs and may not make directly: any direct get or stream message get on ``LINTAS`` takes
   its subject in the request body, which permissions cannot see, so it is not granted; the
@@ -65,18 +66,15 @@ from lintas.contracts.subjects import INTAKE_ROOT, READ_ROOT, quarantine_subject
 from lintas.infra.nats.topology import (
     ADMISSION_LEASES_BUCKET,
     ADMITTED_IDS_BUCKET,
-    CASE_KEYS_BUCKET,
     EXCHANGE_BUCKET,
     KEYS_BUCKET,
     agency_consumer,
     agency_sent_consumer,
-    case_keys_stream,
     checkpoints_stream,
     intake_stream,
     quarantine_stream,
     staff_consumer,
 )
-from lintas.infra.privacy.casekeys import CURRENT_GEN
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -119,9 +117,8 @@ class Rule:
 
     Placeholders: ``{a}`` the agency, ``{c}`` a consumer, ``{api}`` the JetStream API prefix
     of the identity's account, ``{stream}`` ``{quarantine}`` ``{checkpoints}`` ``{keys}``
-    ``{exchange}`` ``{casekeys}`` stream names, ``{q}`` the quarantine subject root,
-    ``{read}`` the read service's root, ``{ck}`` the case key store's subject root and
-    ``{gen}`` its current key generation; ``{intake}`` the intake root and ``{intake_stream}``
+    ``{exchange}`` stream names, ``{q}`` the quarantine subject root,
+    ``{read}`` the read service's root; ``{intake}`` the intake root and ``{intake_stream}``
     its stream, ``{ids}`` and ``{leases}`` admission's buckets.
     """
 
@@ -159,13 +156,11 @@ RULES: Mapping[str, Rule] = {
             "{q}.{c}",  # quarantine what they cannot apply
             "{api}.STREAM.MSG.GET.{keys}",  # the public-key registry
             "{api}.STREAM.MSG.GET.{exchange}",  # agencies' X25519 keys, to wrap data keys for
-            # The case key store (lintas.infra.privacy.casekeys): make a case's data key, wrap it
-            # for the agencies a consent names (each key written once: the stream refuses
-            # a second write), read a case's markers and its own wraps, and no one else's.
-            "{ck}.*.{gen}",
-            "{ck}.*.{gen}.*",
-            "{api}.DIRECT.GET.{casekeys}.{ck}.*.*",
-            "{api}.DIRECT.GET.{casekeys}.{ck}.*.*.{a}",
+            # Nothing of the case key store: the platform's custody service
+            # (lintas.infra.privacy.custody, on {read}.{a}.*) writes it, after its checks, and
+            # reads an agency its markers and own wraps. A direct get whose subject ends in a
+            # literal '>' or '*' token is a filter to the server, so no direct-get permission
+            # can keep an agency to its own wraps.
         ),
         subscribe=("_INBOX.{a}.>",),
     ),
@@ -319,9 +314,6 @@ def grant_for(
         "checkpoints": checkpoints_stream(settings),
         "keys": f"KV_{KEYS_BUCKET}",
         "exchange": f"KV_{EXCHANGE_BUCKET}",
-        "casekeys": case_keys_stream(),
-        "ck": f"$KV.{CASE_KEYS_BUCKET}",
-        "gen": str(CURRENT_GEN),
         "q": quarantine_subject(settings.stream, "").rstrip("."),
         "read": READ_ROOT,
         "intake": INTAKE_ROOT,

@@ -5,8 +5,9 @@ a consumer could not apply), its checkpoints (``LINTAS_CHECKPOINTS``), and the c
 (``LINTAS_CASE_KEYS``, a KV bucket on a stream declared here so that its entries can be erased).
 Consumers: durable pull consumers per agency (inbox and sent), the record and the watchdog.
 :func:`declare_platform` declares them all, as the platform. The buckets of agencies' public
-keys (``LINTAS_KEYS``, ``LINTAS_EXCHANGE_KEYS``) are configured here too, and made by whoever
-first publishes keys (``lintas keys publish``).
+keys (``LINTAS_KEYS``, ``LINTAS_EXCHANGE_KEYS``) are configured here too, declared by the
+platform with the event stream's replica count (``LINTAS_STREAM_REPLICAS``), or made by
+whoever first publishes keys on a bus the platform never declared (``lintas keys publish``).
 
 Declaring is idempotent and never overwrites. A stream or consumer that already exists with
 another configuration is reported as a :class:`TopologyConflict` naming each field: quietly
@@ -90,6 +91,7 @@ __all__ = [
     "dropping_settings",
     "dropping_streams",
     "ensure_consumer",
+    "ensure_key_buckets",
     "ensure_stream",
     "ensure_stream_config",
     "exchange_bucket_config",
@@ -357,32 +359,63 @@ EXCHANGE_BUCKET: Final = "LINTAS_EXCHANGE_KEYS"
 """Agencies' X25519 public keys (:mod:`lintas.infra.keys.exchange`), one KV key per agency."""
 
 
-def keys_bucket_config() -> KeyValueConfig:
+def keys_bucket_config(replicas: int = 1) -> KeyValueConfig:
     """With history: a rotation leaves the agency's previous list of keys behind.
 
     Made at the platform's first start (``lintas up``, ``lintas run platform``, the demo:
     :func:`lintas.infra.keys.signing.register_keys`) or by the first ``lintas keys
     publish``: the registry an auditor exports (``lintas keys export``) and keeps."""
-    return KeyValueConfig(bucket=KEYS_BUCKET, history=16, description="agencies' public keys")
+    return KeyValueConfig(
+        bucket=KEYS_BUCKET, history=16, description="agencies' public keys", replicas=replicas
+    )
 
 
-def exchange_bucket_config() -> KeyValueConfig:
-    """Made as :func:`keys_bucket_config`'s bucket is, by the first publish."""
+def exchange_bucket_config(replicas: int = 1) -> KeyValueConfig:
+    """Made as :func:`keys_bucket_config`'s bucket is."""
     return KeyValueConfig(
         bucket=EXCHANGE_BUCKET,
         history=4,
         description="agencies' X25519 public keys, to wrap case data keys for",
+        replicas=replicas,
     )
 
 
-async def open_key_bucket(js: Any, bucket: str) -> Any:
+async def open_key_bucket(js: Any, bucket: str, replicas: int = 1) -> Any:
     """The public key bucket ``bucket`` (:data:`KEYS_BUCKET` or :data:`EXCHANGE_BUCKET`),
-    made as configured here if it is missing."""
+    made as configured here, with ``replicas``, if it is missing."""
     config = {KEYS_BUCKET: keys_bucket_config, EXCHANGE_BUCKET: exchange_bucket_config}[bucket]
     try:
         return await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(config())
+        return await js.create_key_value(config(replicas))
+
+
+async def ensure_key_buckets(js: Any, settings: Settings) -> dict[str, str]:
+    """Both public key buckets, made with the event stream's replica count if missing; one
+    that exists with fewer replicas (made before the platform declared them, or by a
+    ``lintas keys publish`` on a bus it never declared) is a :class:`TopologyConflict`:
+    the registry of keys must survive what the log survives."""
+    outcome = {}
+    for bucket in (KEYS_BUCKET, EXCHANGE_BUCKET):
+        name = f"KV_{bucket}"
+        with bus_errors(f"declaring the key bucket {bucket}"):
+            try:
+                info = await js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await open_key_bucket(js, bucket, settings.stream_replicas)
+                except nats.js.errors.APIError as exc:
+                    # e.g. 10074: more replicas than servers; 10005: a peer is offline
+                    raise TopologyRefused("stream", name, exc) from None
+                outcome[name] = CREATED
+                continue
+        have = info.config.num_replicas or 1
+        if have != settings.stream_replicas:
+            raise TopologyConflict(
+                "stream", name, {"num_replicas": (have, settings.stream_replicas)}
+            )
+        outcome[name] = UNCHANGED
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,8 +711,9 @@ async def declare_platform(
 ) -> dict[str, str]:
     """Everything a lintas deployment declares, in one call: the event stream and its
     consumers, then the quarantine stream they rely on (a consumer that cannot quarantine a
-    poison message stalls rather than drop it), the checkpoints stream, and the case key
-    store. What happened to each, by name.
+    poison message stalls rather than drop it), the checkpoints stream, the case key
+    store and the public key buckets (all with the event stream's replica count). What
+    happened to each, by name.
 
     First the streams nothing may leave are checked (:func:`check_kept_streams`): lintas
     does not start on a log that can lose events. Nothing here updates a stream, so the
@@ -695,6 +729,7 @@ async def declare_platform(
         admission_leases_config(settings),
     ):
         outcome[config.name or ""] = await ensure_stream_config(js, config)
+    outcome |= await ensure_key_buckets(js, settings)
     for partition in range(settings.admission_partitions):
         spec = admission_consumer(partition)
         outcome[spec.name] = await ensure_consumer(js, intake_stream(settings), spec, settings)

@@ -11,23 +11,27 @@ on disk), each holding no more than a wrapped key or a marker::
     <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.privacy.sealing)
     <case>.erased            the case was erased: no data key may be made for it again
 
-An agency reads its wrapped key and unwraps it with its X25519 private key; the data key
-itself is never stored, logged or traced, and lives in memory only while it is used.
-Withdrawing a consent erases the wraps of the agencies it no longer covers; erasing a case
+An agency reads its wrapped key, verifies its maker's signature and binding, and unwraps it
+with its X25519 private key (:mod:`lintas.infra.privacy.custody`); the data key itself is
+never stored, logged or traced, and lives in memory only while it is used. Withdrawing a
+consent erases the wraps of the agencies it no longer covers; erasing a case
 (``case.erased``) erases every entry of the case: its sealed fields are unreadable
 everywhere from then on, which is what the log's immutability needs (crypto-shredding).
 
-Who may do what on a bus with permissions (:mod:`lintas.infra.nats.access`): an agency writes
-entries (create only: each write expects the key to hold nothing) and reads, by direct
-get, only the case markers and *its own* wraps (the key is in the request's subject, so
-NATS permissions can tell); it cannot list the store or delete from it. Erasing and
-revoking, which need both, are the platform's: the agency asks the read service
-(:meth:`lintas.infra.reads.ServiceReads.erase_keys` / ``revoke_keys``), which does only
-what the log calls for (its owner's ``case.erased``, a ``consent.withdrawn``).
+Who may do what on a bus with permissions (:mod:`lintas.infra.nats.access`): an agency has
+no right on the store. Its :class:`CaseKeys` goes through the platform's custody service
+(:class:`~lintas.infra.privacy.custody.Custody`, in the read service), which writes a
+case's first key and each wrap once it has checked the log, and reads the agency the case
+markers and its own wraps only. Erasing and revoking are the platform's too: the agency
+asks the read service (:meth:`lintas.infra.reads.ServiceReads.erase_keys` /
+``revoke_keys``), which does only what the log calls for (its owner's ``case.erased``, a
+``consent.withdrawn``). Where nothing enforces permissions (the platform itself, a bus
+without authorization) :class:`DirectStore` reads and writes the store as it is.
 
 Errors::
 
     NotAKeyHolder (PermanentError)    this agency holds no wrap of the case's data key
+    WrapUnverified (SealBroken)       its wrap is not one it can verify (custody module)
     NoKeyStore    (PermanentError)    the key store is not declared on this bus
     NoExchangeKey (PermanentError)    no X25519 public key is known for an agency to wrap for
     CaseErased    (PermanentError)    the case was erased: no new data key for it
@@ -41,10 +45,10 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import nats.js.errors
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -52,9 +56,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from lintas.contracts import CaseErased, PermanentError
 from lintas.contracts.subjects import kv_subject
 from lintas.infra.errors import bus_errors
-from lintas.infra.keys.exchange import Recipients, load_exchange_key
+from lintas.infra.keys.exchange import (
+    ExchangeKey,
+    Recipients,
+    exchange_key_id,
+    load_exchange_key,
+)
+from lintas.infra.keys.signing import Signer, Verifier, load_registry
+from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import CASE_KEYS_BUCKET, case_keys_stream
-from lintas.infra.privacy.sealing import new_data_key, unwrap_key, wrap_key
+from lintas.infra.privacy.custody import grant_of, make_wrap, open_wrap
+from lintas.infra.privacy.sealing import new_data_key
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -218,9 +230,65 @@ async def erase_case_keys(js: Any, case_id: str, bucket: str = CASE_KEYS_BUCKET)
     return total
 
 
+class KeyStore(Protocol):
+    """Where an agency's case keys are read and written: the store itself
+    (:class:`DirectStore`: the platform, a bus without permissions) or the platform's
+    custody service (:class:`lintas.infra.reads.ServiceReads`: an agency on a bus with
+    permissions, which may not touch the store)."""
+
+    async def case_key(self, key: str) -> bytes | None: ...
+
+    async def make_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> str | None: ...
+
+    async def wrap_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> bool: ...
+
+
+class DirectStore:
+    """The case key store written and read directly, by an identity allowed to (the
+    platform, or anyone on a bus without permissions). It checks nothing: on a bus with
+    permissions agencies go through :class:`~lintas.infra.privacy.custody.Custody`."""
+
+    def __init__(self, js: Any, bucket: str = CASE_KEYS_BUCKET) -> None:
+        self._js = js
+        self.bucket = bucket
+
+    async def case_key(self, key: str) -> bytes | None:
+        try:
+            raw = await self._js.get_msg(
+                case_keys_stream(self.bucket), subject=kv_subject(self.bucket, key), direct=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        return bytes(raw.data or b"") or None
+
+    async def make_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> str | None:
+        maker = str(wrap.get("maker"))
+        marker = json.dumps({"created_by": maker, "at": datetime.now(UTC).isoformat()})
+        if not await _create(self._js, self.bucket, f"{case_id}.{gen}", marker.encode()):
+            return _creator(await self.case_key(f"{case_id}.{gen}"))
+        await _create(self._js, self.bucket, f"{case_id}.{gen}.{maker}", json.dumps(wrap).encode())
+        return maker
+
+    async def wrap_case_key(self, case_id: str, gen: int, wrap: dict[str, Any]) -> bool:
+        key = f"{case_id}.{gen}.{wrap.get('for')}"
+        return await _create(self._js, self.bucket, key, json.dumps(wrap).encode())
+
+
+def _creator(marker: bytes | None) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        creator = json.loads(marker or b"").get("created_by")
+        return creator if isinstance(creator, str) else None
+    return None
+
+
 class CaseKeys:
     """One agency's access to the case key store: its own wrapped keys (unwrapped with its
-    X25519 private key), and wrapping for others (with their public keys)."""
+    X25519 private key once verified: :func:`~lintas.infra.privacy.custody.open_wrap`),
+    and wrapping for others (with their public keys, signed with its ``signer``).
+
+    ``store``: where it reads and writes (default: the store itself, :class:`DirectStore`);
+    ``verifier``: the registry its wraps' makers' signatures are checked against;
+    ``signer``: its signing key, or what loads it when it first wraps."""
 
     def __init__(
         self,
@@ -229,6 +297,9 @@ class CaseKeys:
         private_key: X25519PrivateKey,
         recipients: Recipients,
         *,
+        verifier: Verifier,
+        signer: Signer | Callable[[], Signer],
+        store: KeyStore | None = None,
         bucket: str = CASE_KEYS_BUCKET,
         cached_cases: int = 1024,
         cache_s: float = 30.0,
@@ -239,6 +310,9 @@ class CaseKeys:
         self._private = private_key
         self.recipients = recipients
         self.bucket = bucket
+        self._store: KeyStore = store if store is not None else DirectStore(js, bucket)
+        self._verifier = verifier
+        self._signer = signer
         # Data keys this agency seals with, in this process's memory only (never written),
         # for ``cache_s`` after their last use: a burst of publishes for a case unwraps its
         # key once. Forgotten at once when this process erases the case.
@@ -251,35 +325,39 @@ class CaseKeys:
         """Drop the case's data key from memory (after erasure)."""
         self._sealing.pop(case_id, None)
 
+    def _signing(self) -> Signer:
+        if not isinstance(self._signer, Signer):
+            self._signer = self._signer()
+        return self._signer
+
     async def _get(self, key: str) -> bytes | None:
-        # A direct get of the key's last message: the key is in the request's subject, so
-        # an agency's permissions can let it read its own wraps and no one else's.
-        try:
-            raw = await self._js.get_msg(
-                case_keys_stream(self.bucket), subject=kv_subject(self.bucket, key), direct=True
-            )
-        except nats.js.errors.NotFoundError:
-            return None
-        return bytes(raw.data or b"") or None
+        return await self._store.case_key(key)
 
     async def data_key(self, case_id: str, gen: int = CURRENT_GEN) -> bytes | None:
-        """The case's data key of generation ``gen`` if it is wrapped for this agency."""
+        """The case's data key of generation ``gen`` if it is wrapped for this agency.
+        Raises :class:`~lintas.infra.privacy.custody.WrapUnverified` for a wrap that is not
+        signed by an agency that may have made it."""
         with bus_errors(f"reading {self.agency}'s data key of case {case_id}"):
             value = await self._get(f"{case_id}.{gen}.{self.agency}")
         if value is None:
             return None
-        return unwrap_key(
-            json.loads(value), self._private, case_id=case_id, gen=gen, agency=self.agency
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            doc = None
+        return await open_wrap(
+            doc, self._private, self._verifier, case_id=case_id, gen=gen, recipient=self.agency
         )
 
     async def _data_key_settled(self, case_id: str, *, missed: bool = False) -> bytes | None:
         """:meth:`data_key`, where the store says the case has one: looked for again a few
         times (under half a second in all) before this agency's wrap is taken to be absent.
 
-        A replica of a replicated store may answer a direct get before it holds what the
-        leader stored a moment ago (no read-after-write coherency, NATS ADR-31), and a
-        direct get naming the key is the one read an agency's permissions allow. A wrap
-        just written for this agency would otherwise read as "not a key holder".
+        A replica of a replicated store may answer a direct get (:class:`DirectStore`'s
+        read) before it holds what the leader stored a moment ago (no read-after-write
+        coherency, NATS ADR-31). A wrap just written for this agency would otherwise read as
+        "not a key holder". Custody reads from the leader, so through it a look again is
+        rare (a wrap whose writer has not yet been answered).
         ``missed``: the caller has just read it and not found it."""
         key = None if missed else await self.data_key(case_id)
         for pause in self._lag_retries_s:
@@ -320,8 +398,10 @@ class CaseKeys:
         with bus_errors(f"making the data key of case {case_id}"):
             if not new_case and await self._get(f"{case_id}.{_ERASED}") is not None:
                 raise CaseErased(f"case {case_id} was erased: no data key is made for it again")
-            made = json.dumps({"created_by": self.agency, "at": datetime.now(UTC).isoformat()})
-            if not await _create(self._js, self.bucket, f"{case_id}.{CURRENT_GEN}", made.encode()):
+            key = new_data_key()
+            own = self._wrap_for(case_id, self.agency, key, None)
+            creator = await self._store.make_case_key(case_id, CURRENT_GEN, own)
+            if creator != self.agency:
                 # Another agency made it first (between our read and now): ours, if wrapped.
                 key = await self._data_key_settled(case_id)
                 if key is None:
@@ -331,35 +411,38 @@ class CaseKeys:
                         "holds it"
                     )
                 return CURRENT_GEN, self._remember(case_id, key)
-            key = new_data_key()
-            await self._put_wrap(case_id, self.agency, key)
         return CURRENT_GEN, self._remember(case_id, key)
 
-    async def _put_wrap(self, case_id: str, agency: str, key: bytes) -> bool:
+    def _wrap_for(self, case_id: str, agency: str, key: bytes, grant: int | None) -> dict[str, Any]:
+        """``key`` wrapped for ``agency`` and signed, justified by the consent or override
+        at ``grant`` (None: this agency's own first wrap, for its own public key)."""
         recipient = self.recipients.get(agency)
+        if agency == self.agency:
+            own = self._private.public_key()
+            recipient = ExchangeKey(agency, exchange_key_id(agency, own), own)
         if recipient is None:
             raise NoExchangeKey(
                 f"no X25519 public key is known for {agency}: it cannot be given case "
                 f"{case_id}'s data key (`lintas keys init {agency}` there, then "
                 "`lintas keys publish`)"
             )
-        wrapped = wrap_key(
-            key, recipient.public_key, case_id=case_id, gen=CURRENT_GEN, agency=agency
-        )
-        wrapped["kid"] = recipient.kid
-        # False: wrapped already.
-        return await _create(
-            self._js,
-            self.bucket,
-            f"{case_id}.{CURRENT_GEN}.{agency}",
-            json.dumps(wrapped).encode(),
+        return make_wrap(
+            self._signing(),
+            key,
+            recipient.public_key,
+            kid=recipient.kid,
+            case_id=case_id,
+            gen=CURRENT_GEN,
+            recipient=agency,
+            grant=grant_of(grant),
         )
 
     def missing_recipients(self, agencies: Iterable[str]) -> list[str]:
         return sorted(a for a in set(agencies) if self.recipients.get(a) is None)
 
-    async def grant(self, case_id: str, agencies: Iterable[str]) -> list[str]:
-        """Wrap the case's data key for each of ``agencies`` that lacks it; return those.
+    async def grant(self, case_id: str, agencies: Iterable[str], grant: int) -> list[str]:
+        """Wrap the case's data key for each of ``agencies`` that lacks it, as the consent or
+        override at stream sequence ``grant`` allows; return those.
 
         Raises :class:`NotAKeyHolder` if this agency holds no wrap of it (when the case has
         no data key yet, it is made here), :class:`NoExchangeKey` (before wrapping any) if
@@ -376,7 +459,14 @@ class CaseKeys:
             )
         _gen, key = await self.sealing_key(case_id)
         with bus_errors(f"wrapping the data key of case {case_id}"):
-            done = await asyncio.gather(*(self._put_wrap(case_id, a, key) for a in wanted))
+            done = await asyncio.gather(
+                *(
+                    self._store.wrap_case_key(
+                        case_id, CURRENT_GEN, self._wrap_for(case_id, a, key, grant)
+                    )
+                    for a in wanted
+                )
+            )
         return [agency for agency, wrapped in zip(wanted, done, strict=True) if wrapped]
 
     async def erased(self, case_id: str) -> bool:
@@ -401,14 +491,35 @@ class CaseKeys:
         """The agency that made the case's data key (None: none made, or erased)."""
         with bus_errors(f"reading the key store of case {case_id}"):
             made = await self._get(f"{case_id}.{CURRENT_GEN}")
-        if made is None:
-            return None
-        with contextlib.suppress(ValueError, AttributeError):
-            creator = json.loads(made).get("created_by")
-            return creator if isinstance(creator, str) else None
-        return None
+        return _creator(made)
 
 
-def case_keys_for(js: Any, settings: Settings, agency: str, recipients: Recipients) -> CaseKeys:
-    """``agency``'s case keys, with its X25519 private key from the data directory."""
-    return CaseKeys(js, agency, load_exchange_key(settings, agency), recipients)
+def case_keys_for(
+    js: Any,
+    settings: Settings,
+    agency: str,
+    recipients: Recipients,
+    *,
+    verifier: Verifier | None = None,
+) -> CaseKeys:
+    """``agency``'s case keys, with its X25519 private key and its signing key from the data
+    directory. Where the bus enforces the agency's permissions it reads and writes through
+    the platform's custody service (it may not touch the store); ``verifier``: default, the
+    shipped and local registries."""
+    store: KeyStore | None = None
+    if uses_credentials(settings, agency) and agency != "platform":
+        # Imported here: the read service erases keys with this module.
+        from lintas.infra.reads import ServiceReads, jetstream_api
+
+        api = jetstream_api(js)
+        if api is not None:
+            store = ServiceReads(api[0], agency)
+    return CaseKeys(
+        js,
+        agency,
+        load_exchange_key(settings, agency),
+        recipients,
+        verifier=verifier or Verifier(load_registry(settings)),
+        signer=lambda: Signer.load(settings, agency),
+        store=store,
+    )

@@ -8,8 +8,11 @@ Pure functions (no I/O) over the ``cryptography`` package:
   moved to another case or field unnoticed;
 * the data key is *wrapped* for one agency with that agency's X25519 public key: an
   ephemeral X25519 key pair, HKDF-SHA256 over the shared secret (info binds both public
-  keys), and AES-256-GCM over the data key, bound to the case, the key's generation and
-  the agency. Only the holder of the agency's X25519 private key can unwrap it.
+  keys), and AES-256-GCM over the data key, bound (associated data) to the case, the key's
+  generation, the agency it is for, the grant that justified it and the agency that made
+  it. Only the holder of the agency's X25519 private key can unwrap it; who made it, and
+  for which grant, the maker's signature over the stored wrap says
+  (:mod:`lintas.infra.privacy.custody`).
 
 Errors::
 
@@ -143,8 +146,9 @@ def open_field(
 # -- data keys ----------------------------------------------------------------------------
 
 
-def _wrap_aad(case_id: str, gen: int, agency: str) -> bytes:
-    return f"lintas-wrap:{case_id}:{gen}:{agency}".encode()
+def _wrap_aad(case_id: str, gen: int, agency: str, grant: str, maker: str) -> bytes:
+    # v2: v1 bound case, generation and recipient only (no grant, no maker).
+    return f"lintas-wrap:v2:{case_id}:{gen}:{agency}:{grant}:{maker}".encode()
 
 
 def _kek(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
@@ -155,19 +159,34 @@ def _kek(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
 
 
 def wrap_key(
-    data_key: bytes, recipient: X25519PublicKey, *, case_id: str, gen: int, agency: str
+    data_key: bytes,
+    recipient: X25519PublicKey,
+    *,
+    case_id: str,
+    gen: int,
+    agency: str,
+    grant: str,
+    maker: str,
 ) -> dict[str, str]:
-    """The data key, readable only with ``agency``'s X25519 private key."""
+    """The data key, readable only with ``agency``'s X25519 private key, bound to the
+    ``grant`` that justified it and the agency (``maker``) that made it."""
     ephemeral = X25519PrivateKey.generate()
     epk = raw_public(ephemeral.public_key())
     kek = _kek(ephemeral.exchange(recipient), epk, raw_public(recipient))
     iv = os.urandom(_NONCE_BYTES)
-    ct = AESGCM(kek).encrypt(iv, data_key, _wrap_aad(case_id, gen, agency))
+    ct = AESGCM(kek).encrypt(iv, data_key, _wrap_aad(case_id, gen, agency, grant, maker))
     return {"alg": WRAP_ALGORITHM, "epk": _b64(epk), "iv": _b64(iv), "ct": _b64(ct)}
 
 
 def unwrap_key(
-    wrapped: Mapping[str, Any], private: X25519PrivateKey, *, case_id: str, gen: int, agency: str
+    wrapped: Mapping[str, Any],
+    private: X25519PrivateKey,
+    *,
+    case_id: str,
+    gen: int,
+    agency: str,
+    grant: str,
+    maker: str,
 ) -> bytes:
     """The data key from ``wrapped``; :class:`SealBroken` if it is not for this key."""
     try:
@@ -177,7 +196,9 @@ def unwrap_key(
         shared = private.exchange(X25519PublicKey.from_public_bytes(epk))
         kek = _kek(shared, epk, raw_public(private.public_key()))
         return AESGCM(kek).decrypt(
-            _unb64(str(wrapped["iv"])), _unb64(str(wrapped["ct"])), _wrap_aad(case_id, gen, agency)
+            _unb64(str(wrapped["iv"])),
+            _unb64(str(wrapped["ct"])),
+            _wrap_aad(case_id, gen, agency, grant, maker),
         )
     except (InvalidTag, KeyError, TypeError, ValueError):
         raise SealBroken(

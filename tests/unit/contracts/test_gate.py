@@ -281,3 +281,41 @@ def test_what_every_gate_needs_goes_to_everyone_or_nowhere(event_type: str) -> N
 def test_other_events_may_go_to_one_agency() -> None:
     assert gate_rules.misaddressed("referral.requested", "kemensos") is None
     assert gate_rules.misaddressed("case.opened", "kp2mi") is None
+
+
+def test_a_wrap_needs_the_maker_s_own_grant_in_force_naming_the_recipient() -> None:
+    """Custody's rule (lintas.infra.privacy.custody): who may be given a case's data key,
+    by whom, on the strength of which grant."""
+    withdrawn = ev(
+        "consent.withdrawn",
+        {"consent_id": "c-2", "notified": ["kemensos"]},
+        source="kemlu",
+        target=BROADCAST,
+        case_id=CASE,
+        time=at(5),
+    )
+    book = fold_all(
+        [
+            (1, _consent("c-1", ["kp2mi", "my-jkm"], ["services"])),
+            (2, _consent("c-2", ["kemensos"], ["services"])),
+            (3, _consent("c-3", ["kpai"], ["reporting"])),
+            (5, withdrawn),
+        ]
+    )
+
+    def refused(grant_seq: int, recipient: str, maker: str = "kemlu") -> str | None:
+        return gate_rules.wrap_refusal(book, grant_seq=grant_seq, maker=maker, recipient=recipient)
+
+    assert refused(1, "kp2mi") is None
+    assert "does not name" in (refused(1, "dukcapil") or "")
+    assert "given by kemlu" in (refused(1, "kp2mi", maker="dukcapil") or "")
+    assert "never holds" in (refused(1, "my-jkm") or "")  # named, but abroad
+    assert "never holds" in (refused(1, "kp2mi", maker="my-jkm") or "")
+    assert "never holds" in (refused(1, "watchdog") or "")
+    assert "withdrawn" in (refused(2, "kemensos") or "")
+    assert "no scope" in (refused(3, "kpai") or "")
+    assert "no admitted" in (refused(4, "kp2mi") or "")
+    erased = fold_all([(9, _event("case.erased", BROADCAST, source="kemlu"))], book)
+    assert "erased" in (
+        gate_rules.wrap_refusal(erased, grant_seq=1, maker="kemlu", recipient="kp2mi") or ""
+    )

@@ -558,10 +558,11 @@ async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:
 async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The case key store under the generated permissions: each agency writes entries
-    (create only) and reads the case markers and its own wraps; listing, deleting and
-    reading another agency's wrap are refused; erasing and revoking go through the read
-    service, which does only what the log calls for."""
+    """The case key store under the generated permissions: an agency has no right on it;
+    the custody service makes and wraps keys for it and reads it the case markers and its
+    own wraps; listing, writing, deleting and reading another agency's wrap are refused;
+    erasing and revoking go through the read service, which does only what the log calls
+    for."""
     tally = Tally()
     async with secured_hub(tmp_path) as hub:
         settings = hub.settings
@@ -631,18 +632,15 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
             marker = f"{root}.{case_id}.erased"
             await dukcapil.conn.publish(marker, b"{}")
             tally("dukcapil marks a case erased", await dukcapil.refused(marker))
-            # Allowed to write wraps for others (a consent it records names them), but
-            # never over one: the store takes each key once.
-            try:
-                await dukcapil.js().publish(f"{root}.{case_id}.1.kp2mi", b'{"forged":1}')
-            except nats.js.errors.APIError:
-                replaced = False
-            else:
-                replaced = True
-            tally(
-                "dukcapil replaces kp2mi's wrap",
-                not replaced and await keys_of["kp2mi"].data_key(case_id) == key,
-            )
+            # No right to write the store at all: custody writes it, after its checks.
+            for what, entry in (
+                ("dukcapil replaces kp2mi's wrap", f"{root}.{case_id}.1.kp2mi"),
+                ("dukcapil writes a wrap for itself", f"{root}.{case_id}.1.dukcapil"),
+                ("dukcapil makes a case's key", f"{root}.{new_case_id()}.1"),
+            ):
+                await dukcapil.conn.publish(entry, b'{"forged":1}')
+                tally(what, await dukcapil.refused(entry))
+            assert await keys_of["kp2mi"].data_key(case_id) == key
             reads = ServiceReads(dukcapil.conn, "dukcapil")
             for what, attempt in (
                 ("dukcapil has the keys of a case not erased, erased", reads.erase_keys(case_id)),

@@ -265,6 +265,8 @@ async def test_an_agency_outside_the_consent_cannot_decrypt_and_sees_not_shared_
             case_id=case_id,
             gen=1,
             agency="kp2mi",
+            grant="seq:2",
+            maker="kemlu",
         )
 
     applied = Applied()

@@ -105,30 +105,37 @@ def test_an_agency_uses_only_its_own_consumers_and_never_reads_the_stream(
     assert not may_subscribe(grant, "_INBOX.dukcapil.abc")
 
 
-def test_in_the_case_key_store_an_agency_creates_and_reads_its_own_wraps_only(
+def test_an_agency_has_no_right_on_the_case_key_store_and_asks_custody(
     settings: Settings,
 ) -> None:
+    """Only the platform writes the store; an agency reads its markers and own wraps
+    through the custody service. A direct get is not granted even for its own wraps: a
+    subject ending in a literal '>' or '*' token is a filter to the server."""
     grant = grant_for("kp2mi", settings)
     case, api = "C01JD3Z0000000000000000000", "$JS.API.DIRECT.GET.KV_LINTAS_CASE_KEYS"
     root = "$KV.LINTAS_CASE_KEYS"
     allowed = [
-        f"{root}.{case}.1",  # make the case's data key
-        f"{root}.{case}.1.kemensos",  # wrap it for an agency a consent names
-        f"{api}.{root}.{case}.1",  # who made it
-        f"{api}.{root}.{case}.erased",  # whether the case was erased
-        f"{api}.{root}.{case}.1.kp2mi",  # its own wrap
+        "lintas_read.kp2mi.key",  # a marker or its own wrap, through custody
+        "lintas_read.kp2mi.make-key",  # a case's first key
+        "lintas_read.kp2mi.wrap-key",  # a wrap for an agency a consent names
         "$JS.API.STREAM.MSG.GET.KV_LINTAS_EXCHANGE_KEYS",  # others' X25519 public keys
     ]
     assert [s for s in allowed if not may_publish(grant, s)] == []
     refused = [
+        f"{root}.{case}.1",  # make a case's data key itself
+        f"{root}.{case}.1.kemensos",  # write a wrap itself
+        f"{root}.{case}.1.kp2mi",
+        f"{root}.{case}.erased",
+        f"{api}.{root}.{case}.1",
+        f"{api}.{root}.{case}.1.kp2mi",  # even its own wrap, by direct get
+        f"{api}.{root}.{case}.>",  # a filter
         f"{api}.{root}.{case}.1.kemensos",  # another agency's wrap
         api,  # a get by sequence: the key would be in the body
         "$JS.API.STREAM.MSG.GET.KV_LINTAS_CASE_KEYS",
         "$JS.API.STREAM.INFO.KV_LINTAS_CASE_KEYS",  # its subjects: who holds which case
         "$JS.API.STREAM.MSG.DELETE.KV_LINTAS_CASE_KEYS",  # erasing is the platform's
         "$JS.API.STREAM.PURGE.KV_LINTAS_CASE_KEYS",
-        f"{root}.{case}.erased",  # marking a case erased too
-        f"{root}.{case}.2.kemensos",  # only the current generation
+        "lintas_read.kemensos.key",  # asking as another agency
     ]
     assert [s for s in refused if may_publish(grant, s)] == []
 

@@ -8,18 +8,22 @@ the leader does; the wrapping, unwrapping and the CaseKeys logic are the real on
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import nats.js.errors
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lintas.contracts import new_case_id
 from lintas.infra.keys.exchange import Recipients
+from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier, key_id
 from lintas.infra.nats.topology import CASE_KEYS_BUCKET
 from lintas.infra.privacy.casekeys import CURRENT_GEN, CaseKeys, NotAKeyHolder
-from lintas.infra.privacy.sealing import new_data_key, wrap_key
+from lintas.infra.privacy.custody import make_wrap
+from lintas.infra.privacy.sealing import new_data_key
 
 CASE = new_case_id()
 PREFIX = f"$KV.{CASE_KEYS_BUCKET}."
@@ -54,14 +58,38 @@ class _LaggingStore:
 def _store(lag: int) -> tuple[_LaggingStore, CaseKeys, bytes]:
     private = X25519PrivateKey.generate()
     data_key = new_data_key()
-    wrap = wrap_key(data_key, private.public_key(), case_id=CASE, gen=CURRENT_GEN, agency="kp2mi")
+    signing = Ed25519PrivateKey.generate()
+    entry = KeyEntry(
+        "kemlu",
+        key_id("kemlu", signing.public_key()),
+        signing.public_key(),
+        datetime(2000, 1, 1, tzinfo=UTC),
+    )
+    wrap = make_wrap(
+        Signer("kemlu", signing),
+        data_key,
+        private.public_key(),
+        kid="kp2mi:x",
+        case_id=CASE,
+        gen=CURRENT_GEN,
+        recipient="kp2mi",
+        grant="seq:2",
+    )
     late = f"{CASE}.{CURRENT_GEN}.kp2mi"
     values = {
         f"{CASE}.{CURRENT_GEN}": json.dumps({"created_by": "kemlu"}).encode(),
         late: json.dumps(wrap).encode(),
     }
     store = _LaggingStore(values, late, lag)
-    keys = CaseKeys(store, "kp2mi", private, Recipients(), lag_retries_s=(0, 0, 0, 0))
+    keys = CaseKeys(
+        store,
+        "kp2mi",
+        private,
+        Recipients(),
+        verifier=Verifier(Registry([entry])),
+        signer=lambda: Signer("kp2mi", Ed25519PrivateKey.generate()),
+        lag_retries_s=(0, 0, 0, 0),
+    )
     return store, keys, data_key
 
 

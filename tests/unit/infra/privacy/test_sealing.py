@@ -68,12 +68,15 @@ def test_two_seals_of_one_value_differ() -> None:
 def test_a_wrapped_data_key_opens_only_for_its_agency() -> None:
     case_id, key = new_case_id(), new_data_key()
     kp2mi, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    wrapped = wrap_key(key, kp2mi.public_key(), case_id=case_id, gen=1, agency="kp2mi")
+    bound = {"gen": 1, "agency": "kp2mi", "grant": "seq:3", "maker": "kemlu"}
+    wrapped = wrap_key(key, kp2mi.public_key(), case_id=case_id, **bound)  # type: ignore[arg-type]
     assert json.dumps(wrapped).find(key.hex()) == -1
-    assert unwrap_key(wrapped, kp2mi, case_id=case_id, gen=1, agency="kp2mi") == key
+    assert unwrap_key(wrapped, kp2mi, case_id=case_id, **bound) == key  # type: ignore[arg-type]
     with pytest.raises(SealBroken):
-        unwrap_key(wrapped, other, case_id=case_id, gen=1, agency="kp2mi")
-    with pytest.raises(SealBroken):  # bound to the agency it was wrapped for
-        unwrap_key(wrapped, kp2mi, case_id=case_id, gen=1, agency="kemensos")
+        unwrap_key(wrapped, other, case_id=case_id, **bound)  # type: ignore[arg-type]
     with pytest.raises(SealBroken):
-        unwrap_key(wrapped, kp2mi, case_id=new_case_id(), gen=1, agency="kp2mi")
+        unwrap_key(wrapped, kp2mi, case_id=new_case_id(), **bound)  # type: ignore[arg-type]
+    # Bound to the agency it was wrapped for, its grant and its maker.
+    for changed in ({"agency": "kemensos"}, {"grant": "seq:4"}, {"maker": "my-jkm"}):
+        with pytest.raises(SealBroken):
+            unwrap_key(wrapped, kp2mi, case_id=case_id, **(bound | changed))  # type: ignore[arg-type]
