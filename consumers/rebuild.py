@@ -36,7 +36,7 @@ from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection
 from lintas.consumers.quarantine import QuarantineEntry, put
 from lintas.consumers.runner import BatchServices, ProjectionRunner
-from lintas.infra.db import Retried, Tracking, UTCDateTime, ensure_tables
+from lintas.infra.db import Retried, Tracking, UTCDateTime, ensure_tables, schema_lock
 from lintas.infra.errors import bus_errors
 from lintas.infra.nats.topology import ConsumerSpec
 from lintas.infra.reads import StreamReads
@@ -77,10 +77,9 @@ def _tables(projection: Projection) -> list[Table]:
 
 def _lock(conn: Connection) -> None:
     """One preparer at a time per database: two processes starting at once must not both
-    find the projection stale and reset it twice (SQLite: the transaction's BEGIN
-    IMMEDIATE already is the database's one write lock)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lintas_projection'))"))
+    find the projection stale and reset it twice, nor both create its tables (the lock
+    every maker of tables takes, :func:`lintas.infra.db.schema_lock`)."""
+    schema_lock(conn)
 
 
 def _structure(conn: Connection, projection: Projection) -> str | None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, TypeDecorator, event
+from sqlalchemy import BigInteger, Connection, DateTime, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -24,6 +24,7 @@ __all__ = [
     "create_db_engine",
     "ensure_tables",
     "read_position",
+    "schema_lock",
     "write_position",
 ]
 
@@ -110,15 +111,31 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def schema_lock(conn: Connection) -> None:
+    """Hold the database's tables still until ``conn``'s transaction ends: one process at a
+    time makes, drops or inspects them.
+
+    PostgreSQL's ``CREATE TABLE`` (``create_all`` asks first, then creates) is no atomic
+    if-absent: two processes starting at once both find a table missing, and the second
+    fails on the catalog (``pg_type_typname_nsp_index``, or "already exists"). Behind this
+    transaction lock the second waits, then finds the tables the first committed (DDL is
+    transactional there). SQLite's BEGIN IMMEDIATE (above) is its one write lock already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lintas_projection'))"))
+
+
 def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
-    SQLModel.metadata.create_all(
-        engine,
-        tables=[
-            Tracking.__table__,  # type: ignore[attr-defined]
-            Retried.__table__,  # type: ignore[attr-defined]
-            *(t.__table__ for t in tables),  # type: ignore[attr-defined]
-        ],
-    )
+    """Make the tracking tables and ``tables`` where missing, one process at a time."""
+    with engine.begin() as conn:
+        schema_lock(conn)
+        SQLModel.metadata.create_all(
+            conn,
+            tables=[
+                Tracking.__table__,  # type: ignore[attr-defined]
+                Retried.__table__,  # type: ignore[attr-defined]
+                *(t.__table__ for t in tables),  # type: ignore[attr-defined]
+            ],
+        )
 
 
 def read_position(session: Session, consumer: str, stream: str) -> Tracking:
