@@ -15,16 +15,6 @@ import types
 import pytest
 
 EXPORTED: dict[str, list[str]] = {
-    "lintas.infra.db": [
-        "Retried",
-        "Tracking",
-        "UTCDateTime",
-        "create_db_engine",
-        "ensure_tables",
-        "read_position",
-        "schema_lock",
-        "write_position",
-    ],
     "lintas.admission": [
         "AdmissionService",
     ],
