@@ -28,7 +28,7 @@ from typing import Any
 
 import nats.js.errors
 import structlog
-from sqlalchemy import Connection, Table, delete, inspect, select, text, tuple_
+from sqlalchemy import Connection, Table, delete, inspect, select, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 

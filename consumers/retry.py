@@ -26,7 +26,7 @@ from lintas.contracts import (
     decode,
     parse_message,
 )
-from lintas.infra.db import Retried, ensure_tables
+from lintas.infra.db import Retried, TablesBusy, ensure_tables
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.topology import agency_of
 
@@ -60,6 +60,10 @@ def retry_entry(
     if target is None:
         return RetryOutcome(False, f"consumer {entry.consumer!r} has no projection to retry into")
     database, projection = target
+    try:
+        databases.hold(database, projection.name)  # not into tables a rebuild is remaking
+    except TablesBusy as exc:
+        return RetryOutcome(False, str(exc))
     event: Event | None = None
     try:
         doc = parse_message(entry.body)
