@@ -88,6 +88,16 @@ async def test_a_case_the_log_does_not_hold_gets_one_line_and_exit_3_from_every_
         assert _said(captured) == f"no case {missing}: archive {archive} holds no event of it"
     assert not replayed.exists()
 
+    # An agency knows only the cases it took part in: to it, one it holds nothing of (in
+    # its worklist, consent books or case file) does not exist. Asked as the agency.
+    owner = demo.records[0].owner
+    assert await cli("case", "file", missing, "--agency", owner) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert _said(captured) == f"no case {missing}: {owner}'s projection holds no event of it"
+    assert await cli("case", "file", demo.records[0].case_id, "--agency", owner) == 0
+    capsys.readouterr()
+
     # A case the log holds is no such answer.
     case_id = demo.records[0].case_id
     assert await cli("verify", "--case", case_id) == 0
