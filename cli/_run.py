@@ -389,10 +389,13 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
 
 
 async def _run_reads(settings: Settings, console: Console) -> int:
+    # Reconnects forever, and exits EXIT_BUS_LOST once the bus stays away too long, as
+    # lintas run AGENCY does: a supervisor restarts a process that serves nothing.
+    outage = Outage(settings.bus_lost_exit_s)
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            read_service(settings, url, run=bool(settings.nats_url)) as service,
+            read_service(settings, url, run=bool(settings.nats_url), outage=outage) as service,
         ):
             parts = Parts(settings, url, service="lintas-reads")
 
@@ -405,18 +408,18 @@ async def _run_reads(settings: Settings, console: Console) -> int:
             async with metrics_endpoint(parts, "platform", probes) as metrics:
                 console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
                 _announce(console, metrics)
-                await stop.wait()
-    return 0
+                return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_admission(settings: Settings, console: Console) -> int:
     from lintas.admission.metrics import admission_probes
     from lintas.admission.running import admission_service
 
+    outage = Outage(settings.bus_lost_exit_s)  # as lintas run reads
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            admission_service(settings, url, run=bool(settings.nats_url)) as service,
+            admission_service(settings, url, run=bool(settings.nats_url), outage=outage) as service,
         ):
             parts = Parts(settings, url, service="lintas-admission")
             console.print(
@@ -428,8 +431,7 @@ async def _run_admission(settings: Settings, console: Console) -> int:
             probes = admission_probes(service, service.nc, settings)
             async with metrics_endpoint(parts, "admission", probes) as metrics:
                 _announce(console, metrics)
-                await stop.wait()
-    return 0
+                return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_platform(settings: Settings, console: Console, stop: Stop) -> int:
