@@ -28,7 +28,7 @@ from lintas.consumers.app import (
 )
 from lintas.consumers.metrics import consumer_probes
 from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
-from lintas.contracts import WATCHDOG, is_agency_id
+from lintas.contracts import WATCHDOG, LintasError, is_agency_id
 from lintas.infra.bootstrap import Parts
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import (
@@ -331,12 +331,31 @@ def _sealer_key(settings: Settings, console: Console) -> Signer:
 
 async def _up(settings: Settings, console: Console) -> int:
     """The platform (declarations, record, read service) and every agency's consumers, each
-    connected as itself."""
+    connected as itself.
+
+    A signal while it starts (the bus, declarations, consumers catching up, brokers
+    connecting) abandons the start, stops what had started, and ends with 0, as ``lintas
+    run`` does: a start that then fails (the bus away, say) says nothing more. Once up, it
+    ends on the signal by itself."""
     with stop_on_signals() as stop:
-        return await _up_until(settings, console, stop)
+        up = asyncio.Event()
+        running = asyncio.ensure_future(_up_until(settings, console, stop, up))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not running.done() and not up.is_set():
+            running.cancel()  # its async with blocks stop what had started
+        try:
+            return await running
+        except (asyncio.CancelledError, LintasError, *_UNDRAINABLE):
+            if stop.is_set() and not up.is_set():
+                return 0
+            raise
 
 
-async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
+async def _up_until(settings: Settings, console: Console, stop: Stop, up: asyncio.Event) -> int:
     outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-up")
@@ -385,6 +404,7 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 soft_wrap=True,
             )
             _announce(console, metrics)
+            up.set()
             return await _until_stopped_or_lost(stop, outage)
 
 
