@@ -31,7 +31,7 @@ from lintas.cli._errors import fail
 from lintas.consumers.app import Databases
 from lintas.consumers.deadlines import DeadlinePolicy
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
-from lintas.consumers.rebuild import Rebuilt, catch_up, reset
+from lintas.consumers.rebuild import Rebuilt, build_of, catch_up, reset
 from lintas.consumers.runner import ProjectionRunner
 from lintas.consumers.watchdog import WatchdogProjection
 from lintas.contracts import WATCHDOG, is_agency_id
@@ -222,6 +222,7 @@ async def _replay(
                 verifier=verifier,
                 agency=target.agency,
                 tracer_provider=parts.tracer_provider,
+                build=build_of(engine, spec.name, settings.stream),
             )
             task = progress.add_task(spec.name, total=None)
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry, put
-from lintas.consumers.rebuild import catch_up, prepare
+from lintas.consumers.rebuild import build_of, catch_up, prepare
 from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
 from lintas.infra.bootstrap import Parts
 from lintas.infra.db import Release, create_db_engine, hold_tables
@@ -343,6 +343,7 @@ def _runner(
         verifier=verifier,
         agency=agency,
         tracer_provider=tracer_provider,
+        build=build_of(engine, spec.name, settings.stream),
     )
 
 

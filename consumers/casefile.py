@@ -81,7 +81,7 @@ def knows_case(engine: Engine, agency: str, case_id: str) -> bool:
     tables: tuple[type[SQLModel], ...] = (CaseFileRow, WorklistRow, GateCaseRow)
     with Session(engine) as session:
         for table in tables:
-            if table.__tablename__ not in present:  # type: ignore[attr-defined]
+            if table.__tablename__ not in present:
                 continue
             query = select(table).where(
                 table.agency == agency,  # type: ignore[attr-defined]

@@ -45,6 +45,7 @@ from lintas.infra.settings import Settings
 __all__ = [
     "ProjectionBuild",
     "Rebuilt",
+    "build_of",
     "catch_up",
     "prepare",
     "reset",
@@ -250,6 +251,20 @@ def prepare(
         _note(conn, projection, stream, consumers)
     _log.warning("projection.reset", projection=projection.name, consumers=fed, stream=stream)
     return why
+
+
+def build_of(engine: Engine, consumer: str, stream: str) -> str | None:
+    """When ``consumer``'s projection was last built from the log (noted by :func:`prepare`
+    or :func:`reset`), as text; None if never noted. A rebuild changes it; a restart not."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(_BUILDS.name):
+            return None
+        built = conn.execute(
+            select(_BUILDS.c.built_at).where(
+                _BUILDS.c.consumer == consumer, _BUILDS.c.stream == stream
+            )
+        ).scalar()
+    return None if built is None else built.isoformat()
 
 
 @dataclass(frozen=True, slots=True)
