@@ -15,6 +15,7 @@ from lintas.admission.service import AdmissionService
 from lintas.contracts.agencies import ADMISSION
 from lintas.infra.keys.signing import Signer, Verifier, ensure_signing_key, trusted_registry
 from lintas.infra.nats.bus import connect, registry_source
+from lintas.infra.nats.outage import Outage
 from lintas.infra.settings import Settings
 
 __all__ = ["admission_key", "admission_service"]
@@ -28,19 +29,25 @@ def admission_key(settings: Settings) -> Signer:
 
 @contextlib.asynccontextmanager
 async def admission_service(
-    settings: Settings, url: str, *, run: bool = True
+    settings: Settings, url: str, *, run: bool = True, outage: Outage | None = None
 ) -> AsyncIterator[AdmissionService | None]:
     """An admission instance, as its own identity, for the block (nothing if not ``run``).
 
     Any number may run: each partition has one writer at a time, and another instance takes
-    it over when that one stops (:mod:`lintas.admission.service`).
+    it over when that one stops (:mod:`lintas.admission.service`). ``outage``: the
+    process's, following its connection (:func:`lintas.infra.nats.bus.connect`).
     """
     if not run:
         yield None
         return
     signer = admission_key(settings)
     nc = await connect(
-        url, "lintas-admission", settings=settings, identity=ADMISSION, reconnect_forever=True
+        url,
+        "lintas-admission",
+        settings=settings,
+        identity=ADMISSION,
+        reconnect_forever=True,
+        outage=outage,
     )
     try:
         js = nc.jetstream()

@@ -34,7 +34,7 @@ from lintas.cli._json import print_json
 from lintas.cli.render import case_view
 from lintas.consumers import CaseRecord
 from lintas.consumers.app import Databases
-from lintas.consumers.casefile import read_case_file
+from lintas.consumers.casefile import knows_case, read_case_file
 from lintas.consumers.gate import AgencyGate
 from lintas.consumers.projections import RecordCaseRow, load_record
 from lintas.contracts import (
@@ -171,8 +171,11 @@ async def case_file(settings: Settings, args: argparse.Namespace, console: Conso
                 fields = await read_case_file(engine, agency, case_id, keys)
             finally:
                 await nc.close()
+        known = bool(fields) or knows_case(engine, agency, case_id)
     finally:
         engine.dispose()
+    if not known:
+        return no_such_case(case_id, f"{agency}'s projection")
     if not fields:
         console.print(f"{agency}'s case file holds no personal field of case {case_id}")
         return 0

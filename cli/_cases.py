@@ -1,6 +1,6 @@
 """A case asked for by its id: whether the log holds it, one answer everywhere.
 
-Every command that takes a case id (``case show``, ``case erase``, ``verify --case``,
+Every command that takes a case id (``case show``, ``case erase``, ``case file``, ``verify --case``,
 ``replay --case``, ``export --case``, ``report``, ``trace``) answers a well-formed id the
 log holds no event of with the same line on standard error and the same exit status,
 :data:`NO_SUCH_CASE`: not a failed verification, not an empty archive, not the digest

@@ -158,25 +158,33 @@ async def dlq_retry(
     verifier = Verifier(registry)
     tracer = tracer_for(tracer_provider, "lintas.cli")
     databases = Databases(settings)
-    failed = 0
+    failed = dropped = 0
     try:
         for entry in entries:
             started = time.time_ns()
             outcome = retry_entry(entry, databases, verifier=verifier)
             _retry_span(tracer, entry, outcome, started)
-            if outcome.applied:
+            if outcome.applied or outcome.superseded:
                 assert entry.id is not None
                 await delete_entry(js, settings, entry.id)
             else:
                 failed += 1
-            mark = "[green]retried[/green]" if outcome.applied else "[red]kept[/red]"
+            dropped += outcome.superseded
+            mark = (
+                "[green]retried[/green]"
+                if outcome.applied
+                else "[yellow]dropped[/yellow]"
+                if outcome.superseded
+                else "[red]kept[/red]"
+            )
             console.print(
                 f"{mark} {entry.id} ({entry.consumer} seq {entry.stream_seq}): {outcome.detail}",
                 highlight=False,
             )
     finally:
         databases.dispose()
-    console.print(f"{len(entries) - failed} retried, {failed} still quarantined")
+    also = f", {dropped} dropped (from before a rebuild)" if dropped else ""
+    console.print(f"{len(entries) - failed - dropped} retried{also}, {failed} still quarantined")
     return 1 if failed else 0
 
 
@@ -193,7 +201,10 @@ def _retry_span(
         start_time=started,
         operation="retry",
     )
-    span.set_attribute(OUTCOME, "applied" if outcome.applied else "kept")
+    span.set_attribute(
+        OUTCOME,
+        "applied" if outcome.applied else "dropped" if outcome.superseded else "kept",
+    )
     span.end()
 
 

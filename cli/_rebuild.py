@@ -25,18 +25,20 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy.engine import Engine
 
 from lintas.cli._errors import fail
 from lintas.consumers.app import Databases
 from lintas.consumers.deadlines import DeadlinePolicy
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
-from lintas.consumers.rebuild import Rebuilt, catch_up, reset
+from lintas.consumers.rebuild import Rebuilt, build_of, catch_up, reset
 from lintas.consumers.runner import ProjectionRunner
 from lintas.consumers.watchdog import WatchdogProjection
 from lintas.contracts import WATCHDOG, is_agency_id
 from lintas.infra.bootstrap import Parts
+from lintas.infra.db import TablesBusy, hold_tables
 from lintas.infra.errors import bus_errors
-from lintas.infra.keys.signing import trusted_registry
+from lintas.infra.keys.signing import Verifier, trusted_registry
 from lintas.infra.nats.bus import open_bus
 from lintas.infra.nats.topology import (
     ConsumerSpec,
@@ -164,47 +166,79 @@ async def _rebuild(parts: Parts, databases: Databases, target: _Target, console:
                 return 1
         verifier = parts.trust(await trusted_registry(settings, js), target.identity)
         engine, sqlite_lock = databases.for_consumer(target.database)
-        lock = sqlite_lock or asyncio.Lock()
-        names = [spec.name for spec in target.specs]
-        forgotten = await asyncio.to_thread(
-            reset, engine, target.projection, settings.stream, names
-        )
-        reads = (
-            ServiceReads(nc, target.agency)
-            if target.agency and parts.secured(target.agency)
-            else None
-        )
-        done: list[Rebuilt] = []
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            for spec in target.specs:
-                runner = ProjectionRunner(
-                    consumer=spec.name,
-                    stream=settings.stream,
-                    projection=target.projection,
-                    engine=engine,
-                    lock=lock,
-                    max_deliver=settings.max_deliver,
-                    verifier=verifier,
-                    agency=target.agency,
-                    tracer_provider=parts.tracer_provider,
-                )
-                task = progress.add_task(spec.name, total=None)
-
-                def update(position: int, through: int, task: TaskID = task) -> None:
-                    progress.update(task, completed=position, total=through)
-
-                rebuilt = await catch_up(runner, js, spec, settings, reads=reads, progress=update)
-                assert rebuilt is not None  # the consumer was found above
-                progress.update(task, completed=rebuilt.through, total=rebuilt.through)
-                done.append(rebuilt)
+        try:
+            # The lock, where the look above only guards: no consumer of these tables
+            # (nor another rebuild, nor a dlq retry) writes them until the rebuild ends,
+            # and none starts meanwhile.
+            release = hold_tables(engine, target.projection.name, exclusive=True)
+        except TablesBusy as exc:
+            fail(f"[red]{exc}[/red]", highlight=False)
+            return 1
+        try:
+            done = await _replay(parts, target, js, nc, engine, sqlite_lock, verifier, console)
+        finally:
+            release()
     finally:
         await nc.close()
+    _report(console, target, done)
+    return 0
+
+
+async def _replay(
+    parts: Parts,
+    target: _Target,
+    js: Any,
+    nc: Any,
+    engine: Engine,
+    sqlite_lock: asyncio.Lock | None,
+    verifier: Verifier | None,
+    console: Console,
+) -> tuple[list[Rebuilt], list[str]]:
+    """Reset the target's tables and apply its consumers' messages from the log; returns
+    what each consumer did, and every consumer reset."""
+    settings = parts.settings
+    lock = sqlite_lock or asyncio.Lock()
+    names = [spec.name for spec in target.specs]
+    forgotten = await asyncio.to_thread(reset, engine, target.projection, settings.stream, names)
+    reads = (
+        ServiceReads(nc, target.agency) if target.agency and parts.secured(target.agency) else None
+    )
+    done: list[Rebuilt] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        for spec in target.specs:
+            runner = ProjectionRunner(
+                consumer=spec.name,
+                stream=settings.stream,
+                projection=target.projection,
+                engine=engine,
+                lock=lock,
+                max_deliver=settings.max_deliver,
+                verifier=verifier,
+                agency=target.agency,
+                tracer_provider=parts.tracer_provider,
+                build=build_of(engine, spec.name, settings.stream),
+            )
+            task = progress.add_task(spec.name, total=None)
+
+            def update(position: int, through: int, task: TaskID = task) -> None:
+                progress.update(task, completed=position, total=through)
+
+            rebuilt = await catch_up(runner, js, spec, settings, reads=reads, progress=update)
+            assert rebuilt is not None  # the consumer was found above
+            progress.update(task, completed=rebuilt.through, total=rebuilt.through)
+            done.append(rebuilt)
+    return done, forgotten
+
+
+def _report(console: Console, target: _Target, result: tuple[list[Rebuilt], list[str]]) -> None:
+    done, forgotten = result
+    names = [spec.name for spec in target.specs]
     for rebuilt in done:
         console.print(
             f"{rebuilt.consumer}: {rebuilt.applied} events applied up to stream sequence "
@@ -219,4 +253,3 @@ async def _rebuild(parts: Parts, databases: Databases, target: _Target, console:
             "the log when it next starts: restart them",
             highlight=False,
         )
-    return 0

@@ -28,7 +28,7 @@ from lintas.consumers.app import (
 )
 from lintas.consumers.metrics import consumer_probes
 from lintas.consumers.watchdog import attach_watchdog, create_watchdog_app, start_ticker
-from lintas.contracts import WATCHDOG, is_agency_id
+from lintas.contracts import WATCHDOG, LintasError, is_agency_id
 from lintas.infra.bootstrap import Parts
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import (
@@ -331,12 +331,31 @@ def _sealer_key(settings: Settings, console: Console) -> Signer:
 
 async def _up(settings: Settings, console: Console) -> int:
     """The platform (declarations, record, read service) and every agency's consumers, each
-    connected as itself."""
+    connected as itself.
+
+    A signal while it starts (the bus, declarations, consumers catching up, brokers
+    connecting) abandons the start, stops what had started, and ends with 0, as ``lintas
+    run`` does: a start that then fails (the bus away, say) says nothing more. Once up, it
+    ends on the signal by itself."""
     with stop_on_signals() as stop:
-        return await _up_until(settings, console, stop)
+        up = asyncio.Event()
+        running = asyncio.ensure_future(_up_until(settings, console, stop, up))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not running.done() and not up.is_set():
+            running.cancel()  # its async with blocks stop what had started
+        try:
+            return await running
+        except (asyncio.CancelledError, LintasError, *_UNDRAINABLE):
+            if stop.is_set() and not up.is_set():
+                return 0
+            raise
 
 
-async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
+async def _up_until(settings: Settings, console: Console, stop: Stop, up: asyncio.Event) -> int:
     outage = Outage(settings.bus_lost_exit_s)
     async with open_bus(settings) as url:
         parts = Parts(settings, url, service="lintas-up")
@@ -385,14 +404,18 @@ async def _up_until(settings: Settings, console: Console, stop: Stop) -> int:
                 soft_wrap=True,
             )
             _announce(console, metrics)
+            up.set()
             return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_reads(settings: Settings, console: Console) -> int:
+    # Reconnects forever, and exits EXIT_BUS_LOST once the bus stays away too long, as
+    # lintas run AGENCY does: a supervisor restarts a process that serves nothing.
+    outage = Outage(settings.bus_lost_exit_s)
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            read_service(settings, url, run=bool(settings.nats_url)) as service,
+            read_service(settings, url, run=bool(settings.nats_url), outage=outage) as service,
         ):
             parts = Parts(settings, url, service="lintas-reads")
 
@@ -405,18 +428,18 @@ async def _run_reads(settings: Settings, console: Console) -> int:
             async with metrics_endpoint(parts, "platform", probes) as metrics:
                 console.print(f"read service up on {url} (lintas_read.<agency>.*). Ctrl-C stops.")
                 _announce(console, metrics)
-                await stop.wait()
-    return 0
+                return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_admission(settings: Settings, console: Console) -> int:
     from lintas.admission.metrics import admission_probes
     from lintas.admission.running import admission_service
 
+    outage = Outage(settings.bus_lost_exit_s)  # as lintas run reads
     with stop_on_signals() as stop:
         async with (
             open_bus(settings) as url,
-            admission_service(settings, url, run=bool(settings.nats_url)) as service,
+            admission_service(settings, url, run=bool(settings.nats_url), outage=outage) as service,
         ):
             parts = Parts(settings, url, service="lintas-admission")
             console.print(
@@ -428,8 +451,7 @@ async def _run_admission(settings: Settings, console: Console) -> int:
             probes = admission_probes(service, service.nc, settings)
             async with metrics_endpoint(parts, "admission", probes) as metrics:
                 _announce(console, metrics)
-                await stop.wait()
-    return 0
+                return await _until_stopped_or_lost(stop, outage)
 
 
 async def _run_platform(settings: Settings, console: Console, stop: Stop) -> int:

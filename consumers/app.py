@@ -28,10 +28,10 @@ from sqlalchemy.engine.url import make_url
 from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry, put
-from lintas.consumers.rebuild import catch_up, prepare
+from lintas.consumers.rebuild import build_of, catch_up, prepare
 from lintas.consumers.runner import BatchServices, OnCommit, ProjectionRunner
 from lintas.infra.bootstrap import Parts
-from lintas.infra.db import create_db_engine
+from lintas.infra.db import Release, create_db_engine, hold_tables
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import Registry, Verifier, load_registry
 from lintas.infra.nats.bus import log_nats_error, servers
@@ -74,6 +74,7 @@ class Databases:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engines: dict[str, tuple[Engine, asyncio.Lock | None]] = {}
+        self._held: dict[tuple[str, str], Release] = {}
 
     def for_consumer(self, name: str) -> tuple[Engine, asyncio.Lock | None]:
         url = self.settings.database_url_for(name)
@@ -82,7 +83,19 @@ class Databases:
             self._engines[url] = (create_db_engine(url), asyncio.Lock() if is_sqlite else None)
         return self._engines[url]
 
+    def hold(self, database: str, projection: str) -> None:
+        """Hold ``projection``'s tables in ``database`` shared (:func:`hold_tables`) until
+        :meth:`dispose`: no rebuild drops them under this process's writers meanwhile.
+        :class:`~lintas.infra.db.TablesBusy` while one runs."""
+        url = self.settings.database_url_for(database)
+        if (url, projection) not in self._held:
+            engine, _ = self.for_consumer(database)
+            self._held[(url, projection)] = hold_tables(engine, projection, exclusive=False)
+
     def dispose(self) -> None:
+        for release in self._held.values():
+            release()
+        self._held.clear()
         for engine, _ in self._engines.values():
             engine.dispose()
         self._engines.clear()
@@ -315,6 +328,7 @@ def _runner(
 ) -> ProjectionRunner:
     engine, sqlite_lock = databases.for_consumer(database)
     lock = sqlite_lock or lock
+    databases.hold(database, projection.name)  # before anything is read or made
     # Tables older code made are dropped here, and the consumer catches up from sequence 1
     # (catch_up_broker) before it takes a delivery.
     prepare(engine, projection, settings.stream, [spec.name])
@@ -329,6 +343,7 @@ def _runner(
         verifier=verifier,
         agency=agency,
         tracer_provider=tracer_provider,
+        build=build_of(engine, spec.name, settings.stream),
     )
 
 

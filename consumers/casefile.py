@@ -19,15 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from lintas.consumers.gate import CaseFileRow
+from lintas.consumers.gate import CaseFileRow, GateCaseRow
+from lintas.consumers.projections import WorklistRow
 from lintas.contracts import Sealed
 from lintas.infra.privacy.casekeys import CaseKeys
 from lintas.infra.privacy.sealing import SealBroken, open_value
 
-__all__ = ["ERASED", "NOT_SHARED", "FileField", "read_case_file"]
+__all__ = ["ERASED", "NOT_SHARED", "FileField", "knows_case", "read_case_file"]
 
 NOT_SHARED = "not shared with you"
 ERASED = "erased"
@@ -69,6 +71,25 @@ def _rows(engine: Engine, agency: str, case_id: str) -> list[CaseFileRow]:
                 .order_by(col(CaseFileRow.seq), col(CaseFileRow.field))
             )
         )
+
+
+def knows_case(engine: Engine, agency: str, case_id: str) -> bool:
+    """Whether ``agency``'s projection holds anything of the case: a work item, a consent
+    book, a case-file field. An agency knows only the cases it took part in, so a case it
+    has no part in is, to it, a case that does not exist."""
+    present = set(inspect(engine).get_table_names())
+    tables: tuple[type[SQLModel], ...] = (CaseFileRow, WorklistRow, GateCaseRow)
+    with Session(engine) as session:
+        for table in tables:
+            if table.__tablename__ not in present:
+                continue
+            query = select(table).where(
+                table.agency == agency,  # type: ignore[attr-defined]
+                table.case_id == case_id,  # type: ignore[attr-defined]
+            )
+            if session.exec(query.limit(1)).first() is not None:
+                return True
+    return False
 
 
 async def read_case_file(

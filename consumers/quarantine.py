@@ -6,8 +6,12 @@ publishes a copy here (the original bytes, with where it came from, which consum
 many attempts and why, as headers) and acknowledges the original only after this
 stream has stored the copy. Nothing is dropped silently and the consumer keeps going.
 
-One message per (consumer, stream sequence): ``Nats-Msg-Id`` is built from both, so a
-consumer that crashes after quarantining and quarantines again stores one copy.
+One message per (consumer, stream sequence, build): ``Nats-Msg-Id`` is built from them, so
+a consumer that crashes after quarantining and quarantines again stores one copy. The
+build (``Lintas-Build``: when the consumer's projection was last built from the log, see
+:mod:`.rebuild`) tells an entry of an earlier build: a rebuild judges every message again
+(it applies it, or quarantines it anew as an entry of its own build), so ``lintas dlq
+retry`` drops such an entry instead of applying it a second time (:mod:`.retry`).
 Operators list, show and retry entries (``lintas dlq``); a retried entry is deleted. The
 stream itself is declared with the others, in :mod:`lintas.infra.nats.topology`.
 """
@@ -44,10 +48,13 @@ class QuarantineEntry:
     original_headers: Mapping[str, str] = field(default_factory=dict)
     quarantined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: int | None = None  # its sequence in the quarantine stream, once stored
+    build: str | None = None
+    """When the consumer's projection was built (None: an entry from before builds were)."""
 
     def headers(self) -> dict[str, str]:
+        built = f":{self.build}" if self.build else ""
         headers = {
-            "Nats-Msg-Id": f"q:{self.stream}:{self.stream_seq}:{self.consumer}",
+            "Nats-Msg-Id": f"q:{self.stream}:{self.stream_seq}:{self.consumer}{built}",
             f"{_H}Consumer": self.consumer,
             f"{_H}Stream": self.stream,
             f"{_H}Stream-Seq": str(self.stream_seq),
@@ -57,6 +64,8 @@ class QuarantineEntry:
             f"{_H}Reason": " ".join(self.reason.split())[:500],
             f"{_H}Quarantined-At": self.quarantined_at.isoformat(),
         }
+        if self.build:
+            headers[f"{_H}Build"] = self.build
         for name, value in self.original_headers.items():
             headers[f"{_ORIGINAL}{name}"] = value
         return headers
@@ -78,6 +87,7 @@ class QuarantineEntry:
                 headers.get(f"{_H}Quarantined-At", "1970-01-01T00:00:00+00:00")
             ),
             id=seq,
+            build=headers.get(f"{_H}Build"),
         )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import nats.js.errors
 import structlog
-from sqlalchemy import Connection, Table, delete, inspect, select, text, tuple_
+from sqlalchemy import Connection, Table, delete, inspect, select, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
@@ -36,7 +36,7 @@ from lintas.consumers._gaps import StreamGapReader
 from lintas.consumers.projections import Projection
 from lintas.consumers.quarantine import QuarantineEntry, put
 from lintas.consumers.runner import BatchServices, ProjectionRunner
-from lintas.infra.db import Retried, Tracking, UTCDateTime, ensure_tables
+from lintas.infra.db import Retried, Tracking, UTCDateTime, ensure_tables, schema_lock
 from lintas.infra.errors import bus_errors
 from lintas.infra.nats.topology import ConsumerSpec
 from lintas.infra.reads import StreamReads
@@ -45,6 +45,7 @@ from lintas.infra.settings import Settings
 __all__ = [
     "ProjectionBuild",
     "Rebuilt",
+    "build_of",
     "catch_up",
     "prepare",
     "reset",
@@ -77,10 +78,9 @@ def _tables(projection: Projection) -> list[Table]:
 
 def _lock(conn: Connection) -> None:
     """One preparer at a time per database: two processes starting at once must not both
-    find the projection stale and reset it twice (SQLite: the transaction's BEGIN
-    IMMEDIATE already is the database's one write lock)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lintas_projection'))"))
+    find the projection stale and reset it twice, nor both create its tables (the lock
+    every maker of tables takes, :func:`lintas.infra.db.schema_lock`)."""
+    schema_lock(conn)
 
 
 def _structure(conn: Connection, projection: Projection) -> str | None:
@@ -251,6 +251,20 @@ def prepare(
         _note(conn, projection, stream, consumers)
     _log.warning("projection.reset", projection=projection.name, consumers=fed, stream=stream)
     return why
+
+
+def build_of(engine: Engine, consumer: str, stream: str) -> str | None:
+    """When ``consumer``'s projection was last built from the log (noted by :func:`prepare`
+    or :func:`reset`), as text; None if never noted. A rebuild changes it; a restart not."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(_BUILDS.name):
+            return None
+        built = conn.execute(
+            select(_BUILDS.c.built_at).where(
+                _BUILDS.c.consumer == consumer, _BUILDS.c.stream == stream
+            )
+        ).scalar()
+    return None if built is None else built.isoformat()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ already past the message).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -18,6 +19,7 @@ from sqlmodel import Session
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Projection, RecordProjection, WorklistProjection
 from lintas.consumers.quarantine import QuarantineEntry
+from lintas.consumers.rebuild import build_of
 from lintas.contracts import (
     ContractError,
     Event,
@@ -26,7 +28,7 @@ from lintas.contracts import (
     decode,
     parse_message,
 )
-from lintas.infra.db import Retried, ensure_tables
+from lintas.infra.db import Retried, TablesBusy, ensure_tables
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.topology import agency_of
 
@@ -39,6 +41,9 @@ class RetryOutcome:
     detail: str
     event: Event | None = None
     """The entry's event, once it decoded (whatever became of it then)."""
+    superseded: bool = False
+    """Quarantined by an earlier build of the projection: judged again since, by the
+    rebuild (applied, or quarantined anew). Dropped, never applied."""
 
 
 def projection_for(consumer: str) -> tuple[str, Projection] | None:
@@ -51,6 +56,16 @@ def projection_for(consumer: str) -> tuple[str, Projection] | None:
     return None
 
 
+def _superseded(entry: QuarantineEntry, built: str | None) -> bool:
+    """Whether ``entry`` comes from before the projection's build ``built``."""
+    if built is None:
+        return False  # never noted: no rebuild since (builds are noted from the first start)
+    if entry.build is not None:
+        return entry.build != built
+    # An entry from before builds were noted in it: by its time.
+    return entry.quarantined_at < datetime.fromisoformat(built)
+
+
 def retry_entry(
     entry: QuarantineEntry, databases: Databases, *, verifier: Verifier | None
 ) -> RetryOutcome:
@@ -60,6 +75,19 @@ def retry_entry(
     if target is None:
         return RetryOutcome(False, f"consumer {entry.consumer!r} has no projection to retry into")
     database, projection = target
+    try:
+        databases.hold(database, projection.name)  # not into tables a rebuild is remaking
+    except TablesBusy as exc:
+        return RetryOutcome(False, str(exc))
+    engine, _ = databases.for_consumer(database)
+    built = build_of(engine, entry.consumer, entry.stream)
+    if _superseded(entry, built):
+        return RetryOutcome(
+            False,
+            f"quarantined before {entry.consumer}'s projection was rebuilt from the log (at "
+            f"{built}), which applied it or quarantined it again as an entry of its own",
+            superseded=True,
+        )
     event: Event | None = None
     try:
         doc = parse_message(entry.body)
@@ -73,7 +101,6 @@ def retry_entry(
         return RetryOutcome(False, f"still cannot be applied: {exc}")
     except Exception as exc:
         return RetryOutcome(False, f"still cannot be decoded: {exc.__class__.__name__}")
-    engine, _ = databases.for_consumer(database)
     ensure_tables(engine, *projection.tables)
     with Session(engine) as session:
         session.add(

@@ -175,8 +175,12 @@ class ProjectionRunner:
         verifier: Verifier | None = None,
         agency: str | None = None,
         tracer_provider: TracerProvider | None = None,
+        build: str | None = None,
     ) -> None:
         self.consumer = consumer
+        # When the projection was built from the log (lintas.consumers.rebuild.build_of):
+        # what it quarantines says so, and a retry tells an entry of an earlier build.
+        self.build = build
         self.agency = agency  # whose consumer this is (None: the platform's record)
         self.stream = stream
         self.projection = projection
@@ -416,6 +420,7 @@ class ProjectionRunner:
                 reason=reason,
                 body=item.data,
                 original_headers=item.headers,
+                build=self.build,
             )
 
             async def store(entry: QuarantineEntry = entry) -> int:

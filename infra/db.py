@@ -7,23 +7,32 @@ and skipped: exactly-once effects on at-least-once delivery.
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, TypeDecorator, event
+from sqlalchemy import BigInteger, Connection, DateTime, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from lintas.contracts.errors import TransientError
+
 __all__ = [
+    "Release",
     "Retried",
+    "TablesBusy",
     "Tracking",
     "UTCDateTime",
     "create_db_engine",
     "ensure_tables",
+    "hold_tables",
     "read_position",
+    "schema_lock",
     "write_position",
 ]
 
@@ -110,15 +119,31 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def schema_lock(conn: Connection) -> None:
+    """Hold the database's tables still until ``conn``'s transaction ends: one process at a
+    time makes, drops or inspects them.
+
+    PostgreSQL's ``CREATE TABLE`` (``create_all`` asks first, then creates) is no atomic
+    if-absent: two processes starting at once both find a table missing, and the second
+    fails on the catalog (``pg_type_typname_nsp_index``, or "already exists"). Behind this
+    transaction lock the second waits, then finds the tables the first committed (DDL is
+    transactional there). SQLite's BEGIN IMMEDIATE (above) is its one write lock already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lintas_projection'))"))
+
+
 def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
-    SQLModel.metadata.create_all(
-        engine,
-        tables=[
-            Tracking.__table__,  # type: ignore[attr-defined]
-            Retried.__table__,  # type: ignore[attr-defined]
-            *(t.__table__ for t in tables),  # type: ignore[attr-defined]
-        ],
-    )
+    """Make the tracking tables and ``tables`` where missing, one process at a time."""
+    with engine.begin() as conn:
+        schema_lock(conn)
+        SQLModel.metadata.create_all(
+            conn,
+            tables=[
+                Tracking.__table__,  # type: ignore[attr-defined]
+                Retried.__table__,  # type: ignore[attr-defined]
+                *(t.__table__ for t in tables),  # type: ignore[attr-defined]
+            ],
+        )
 
 
 def read_position(session: Session, consumer: str, stream: str) -> Tracking:
@@ -151,3 +176,81 @@ def write_position(row: Tracking, position: int, *, applied: int, rejected: int)
     row.applied += applied
     row.rejected += rejected
     row.updated_at = datetime.now(UTC)
+
+
+class TablesBusy(TransientError):
+    """Another process holds a projection's tables in a way that excludes this one: a
+    rebuild, while consumers run, or the reverse."""
+
+
+Release = Callable[[], None]
+
+
+def hold_tables(engine: Engine, name: str, *, exclusive: bool) -> Release:
+    """Hold the tables of projection ``name`` in ``engine``'s database until the returned
+    function is called (or the process ends): shared by every process that writes them in
+    order (its consumers, ``lintas dlq retry``), exclusive for one that drops and rebuilds
+    them (``lintas rebuild``). Never waits: :class:`TablesBusy` if the other kind holds them.
+
+    PostgreSQL: a session advisory lock on a connection of its own, kept out of the pool
+    (a pooled connection keeps session locks after it is returned). SQLite: ``flock`` on a
+    file beside the database (per open file, so it holds between processes and within
+    one). Either is let go by the operating system or the server when the process dies:
+    a crashed consumer never blocks a rebuild."""
+    if engine.dialect.name == "postgresql":
+        return _hold_postgres(engine, name, exclusive)
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return lambda: None  # one process's own database: nobody else to exclude
+    fd = os.open(f"{database}.{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _busy(name, exclusive) from None
+
+    def release() -> None:
+        os.close(fd)  # closing the file lets go of its lock
+
+    return release
+
+
+def _hold_postgres(engine: Engine, name: str, exclusive: bool) -> Release:
+    kind = "" if exclusive else "_shared"
+    # The two-key form: a key space of its own, apart from schema_lock's one-key locks.
+    keys = "hashtext('lintas_tables'), hashtext(:name)"
+    conn = engine.connect()
+    try:
+        held = conn.execute(text(f"SELECT pg_try_advisory_lock{kind}({keys})"), {"name": name})
+        got = bool(held.scalar_one())
+        conn.commit()  # no transaction left open: a session lock outlives it
+    except BaseException:
+        conn.invalidate()
+        conn.close()
+        raise
+    if not got:
+        conn.close()
+        raise _busy(name, exclusive)
+
+    def release() -> None:
+        try:
+            conn.execute(text(f"SELECT pg_advisory_unlock{kind}({keys})"), {"name": name})
+            conn.commit()
+        except Exception:
+            conn.invalidate()  # its session, and the lock with it, ends with the connection
+        finally:
+            conn.close()
+
+    return release
+
+
+def _busy(name: str, exclusive: bool) -> TablesBusy:
+    if exclusive:
+        return TablesBusy(
+            f"the {name} projection is in use: a consumer (or lintas dlq retry) writing it "
+            "runs against this database; stop it first"
+        )
+    return TablesBusy(
+        f"the {name} projection is being rebuilt (lintas rebuild) in this database: "
+        "start again once it has finished"
+    )

@@ -123,6 +123,9 @@ OPERATOR = "operator"
 """The one identity besides the agencies the service answers, and only ``oldest-unacked``."""
 _CONCURRENCY = 64
 _NO_RESPONDERS_WAIT_S = 0.1
+# A request not answered yet is asked again after these pauses (ServiceReads._request).
+_HEDGE_FIRST_S = 0.25
+_HEDGE_MAX_S = 1.0
 
 
 class ReadRefused(PermanentError):
@@ -597,24 +600,49 @@ class ServiceReads:
     async def _request(self, subject: str, payload: bytes) -> Any:
         """The service's reply. Every operation may be asked twice (reads, and erasures
         that are done once done), so a request is asked again where another instance may
-        answer: while none is subscribed (they are reconnecting, after the bus came back),
-        for up to ``timeout``; and once after no answer in time (the server handed it to an
-        instance that is hung, or died with the request)."""
+        answer, within twice ``timeout`` in all (two full tries, as long as it ever took):
+
+        * while none is subscribed (they are reconnecting, after the bus came back), every
+          so often for up to ``timeout``;
+        * while no answer has come, a copy after 0.25 s, then after growing pauses (at most
+          1 s), each copy waiting up to ``timeout`` beside the earlier ones, the first
+          answer taken. The server hands each copy to any instance of the queue group: one
+          that is frozen (stopped, swapping, in a long GC) but still connected gets its
+          share until the server's pings give up on it, minutes later. Waiting for it would
+          stall half the requests; hedging lets another instance answer, and a slow but
+          healthy instance still answers the first copy."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        timed_out = False
-        while True:
-            try:
-                return await self._nc.request(subject, payload, timeout=self.timeout)
-            except nats.errors.NoRespondersError:
-                if loop.time() + _NO_RESPONDERS_WAIT_S >= deadline:
-                    raise
-                await asyncio.sleep(_NO_RESPONDERS_WAIT_S)  # nothing to await: no one is there
-            except nats.errors.TimeoutError:
-                if timed_out:
-                    raise
-                timed_out = True
-                deadline = loop.time() + self.timeout
+        start = loop.time()
+        deadline = start + 2 * self.timeout
+        asked: set[asyncio.Future[Any]] = set()
+        pause = _HEDGE_FIRST_S
+        last: Exception = nats.errors.TimeoutError()
+        try:
+            while (left := deadline - loop.time()) > 0:
+                copy = self._nc.request(subject, payload, timeout=min(self.timeout, left))
+                asked.add(asyncio.ensure_future(copy))
+                wake = loop.time() + min(pause, left)
+                pause = min(pause * 2, _HEDGE_MAX_S)
+                while asked and (wait := wake - loop.time()) > 0:
+                    done, asked = await asyncio.wait(
+                        asked, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        try:
+                            return task.result()
+                        except nats.errors.NoRespondersError as exc:
+                            if loop.time() + _NO_RESPONDERS_WAIT_S >= start + self.timeout:
+                                raise
+                            last = exc
+                            wake = min(wake, loop.time() + _NO_RESPONDERS_WAIT_S)
+                        except nats.errors.TimeoutError as exc:
+                            last = exc
+                if not asked:  # each copy failed at once: nobody there yet
+                    await asyncio.sleep(max(0.0, wake - loop.time()))
+            raise last
+        finally:
+            for task in asked:
+                task.cancel()  # nats-py forgets a cancelled request's inbox
 
     async def _ask(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         subject = read_subject(self.agency, op)

@@ -57,6 +57,7 @@ from lintas.infra.nats.embedded import (
 )
 from lintas.infra.nats.headers import read_headers_fast
 from lintas.infra.nats.identities import accounts_path, ensure_local_identities
+from lintas.infra.nats.outage import Outage
 from lintas.infra.reads import ReadService
 from lintas.infra.settings import Settings
 
@@ -187,6 +188,7 @@ async def connect(
     identity: str | None = None,
     attempts: int = 3,
     reconnect_forever: bool = False,
+    outage: Outage | None = None,
 ) -> Client:
     """Connect to ``url`` as ``identity`` (its nkey from ``settings``' credentials dir,
     TLS as configured), or raise :class:`BusUnavailable` within a few seconds, or
@@ -199,8 +201,13 @@ async def connect(
     client never gives up reconnecting (processes that run for long: the watchdog's
     ticker, ``lintas watch``). ``attempts=-1`` would also retry the *first* connection
     forever, hanging a command whose bus is down.
+
+    ``outage``: the process's (:class:`~lintas.infra.nats.outage.Outage`), which then
+    follows this connection: away for too long, the process gives up for its supervisor.
     """
     options: dict[str, Any] = connect_options(settings, identity) if settings else {}
+    if outage is not None:
+        options |= outage.follow(name)
     refusals: list[Exception] = []
     denials: list[str] = []
     log_error = log_nats_error(identity or name)
@@ -368,19 +375,24 @@ async def _reload(settings: Settings, url: str, added: list[str]) -> None:
 
 @asynccontextmanager
 async def read_service(
-    settings: Settings, url: str, *, run: bool = True
+    settings: Settings, url: str, *, run: bool = True, outage: Outage | None = None
 ) -> AsyncIterator[ReadService | None]:
     """The read service, as the platform, for the block (nothing if not ``run``: None).
 
     Every process using the embedded bus runs one (they share the work as a queue group),
     so agencies always have one; on a configured cluster ``lintas up`` / ``lintas run reads``
-    run it.
+    run it. ``outage``: the process's, following its connection (:func:`connect`).
     """
     if not run:
         yield None
         return
     nc = await connect(
-        url, "lintas-reads", settings=settings, identity="platform", reconnect_forever=True
+        url,
+        "lintas-reads",
+        settings=settings,
+        identity="platform",
+        reconnect_forever=True,
+        outage=outage,
     )
     js = nc.jetstream()
     # Whom a case's owner is, it counts from signed events only, as the record does.

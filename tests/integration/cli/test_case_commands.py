@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from lintas.consumers.quarantine import QuarantineEntry, put
-from lintas.contracts import new_case_id, uuid7
+from lintas.contracts import build_data, encode, make_event, new_case_id, uuid7
 from lintas.contracts.redaction import PERSONAL, UNKNOWN
 from lintas.demo import run_demo
+from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.credentials import js_options, uses_credentials
 from lintas.infra.observability.tracing import CASE_ID
@@ -87,6 +88,16 @@ async def test_a_case_the_log_does_not_hold_gets_one_line_and_exit_3_from_every_
         assert captured.out == ""
         assert _said(captured) == f"no case {missing}: archive {archive} holds no event of it"
     assert not replayed.exists()
+
+    # An agency knows only the cases it took part in: to it, one it holds nothing of (in
+    # its worklist, consent books or case file) does not exist. Asked as the agency.
+    owner = demo.records[0].owner
+    assert await cli("case", "file", missing, "--agency", owner) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert _said(captured) == f"no case {missing}: {owner}'s projection holds no event of it"
+    assert await cli("case", "file", demo.records[0].case_id, "--agency", owner) == 0
+    capsys.readouterr()
 
     # A case the log holds is no such answer.
     case_id = demo.records[0].case_id
@@ -245,3 +256,75 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
     # The region's name is a field the contract knows: shown, with its controls escaped
     # in the text (JSON reads them back).
     assert shown["body"]["data"]["location"]["name"] == "Gresik\u202eKab\x1b[2J"
+
+
+async def test_dlq_retry_as_the_operator_applies_once_and_keeps_a_forgery(
+    demo: Any, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The record's consumer quarantined two case.opened: one signed by kemlu (a bug since
+    fixed, say), one with no signature. The operator (the only identity the command
+    connects as) lists them, retries each by id, then all: the signed one is applied once
+    and leaves the quarantine, the unsigned one stays; a missing id is one line and 1."""
+    data = {
+        "situation": "neglected",
+        "location": {"country": "ID"},
+        "jurisdiction": {"country": "ID"},
+        "risk_level": "low",
+    }
+    signed_case, unsigned_case = new_case_id(), new_case_id()
+
+    def opened(case_id: str) -> Any:
+        return make_event(
+            build_data("case.opened", data), source="kemlu", target="kp2mi", case_id=case_id
+        ).envelope
+
+    good = Signer.load(settings, "kemlu").sign(opened(signed_case))
+    bad = opened(unsigned_case)
+    async with open_bus(settings) as url:
+        nc = await connect(url, "lintas-test", settings=settings, identity="platform")
+        try:
+            js = nc.jetstream(**js_options("platform"))
+            ids = [
+                await put(
+                    js,
+                    settings,
+                    QuarantineEntry(
+                        consumer="record",
+                        stream=settings.stream,
+                        stream_seq=seq,
+                        subject=envelope.nats_subject,
+                        attempts=1,
+                        reason="a bug",
+                        body=encode(envelope),
+                    ),
+                )
+                for seq, envelope in ((100_001, good), (100_002, bad))
+            ]
+        finally:
+            await nc.close()
+
+    capsys.readouterr()
+    assert await cli("dlq", "list", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["id"], e["stream_seq"]) for e in listed] == [(ids[0], 100_001), (ids[1], 100_002)]
+
+    assert await cli("dlq", "retry", str(ids[0])) == 0
+    captured = capsys.readouterr()
+    assert "cannot read the public-key bucket" not in captured.out  # the operator may
+    assert f"retried {ids[0]} (record seq 100001): case.opened applied to record" in " ".join(
+        captured.out.split()
+    )
+    assert await cli("case", "show", signed_case, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["case_id"] == signed_case
+
+    assert await cli("dlq", "retry", "--all") == 1
+    kept = " ".join(capsys.readouterr().out.split())
+    assert f"kept {ids[1]} (record seq 100002)" in kept
+    assert "0 retried, 1 still quarantined" in kept
+    assert await cli("dlq", "list", "--json") == 0
+    assert [e["id"] for e in json.loads(capsys.readouterr().out)] == [ids[1]]
+
+    assert await cli("dlq", "retry", str(ids[0])) == 1  # gone from the quarantine
+    assert _said(capsys.readouterr()) == f"no quarantine entry {ids[0]}"
+    assert await cli("dlq", "show", str(ids[0])) == 1
+    assert _said(capsys.readouterr()) == f"no quarantine entry {ids[0]}"

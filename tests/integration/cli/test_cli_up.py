@@ -25,10 +25,12 @@ from lintas.infra.keys.signing import (
     registry_from_kv,
 )
 from lintas.infra.nats.bus import AccessRefused, connect
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import intake_stream
 from lintas.infra.reads import ServiceReads
 from lintas.infra.settings import Settings
 from lintas.producers import Admission, Publisher
+from tests.support.gate import Gate
 from tests.support.helpers import line_with, publish_case
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -173,3 +175,23 @@ async def test_up_interrupted_while_it_starts_ends_cleanly(settings: Settings) -
         output, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, output.decode()
     assert b"Traceback" not in output
+
+
+async def test_up_stopped_while_a_start_that_fails_ends_cleanly(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    """SIGTERM while ``lintas up`` starts its brokers, on a bus that holds the record's
+    broker unanswered (its start would fail): the start is abandoned, and it ends with 0,
+    not with the start's failure (1)."""
+    gate = Gate(nats_server.url, "lintas-platform")  # create_broker's name for the record's
+    async with gate:
+        proc = await _up(settings, LINTAS_NATS_URL=gate.url, LINTAS_CHECKPOINT_INTERVAL_S="0")
+        try:
+            await asyncio.wait_for(gate.met.wait(), 60)  # declared; its broker is connecting
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, output.decode()
+    assert b"lintas is up" not in output
+    assert b"Traceback" not in output, output.decode()

@@ -144,6 +144,13 @@ async def test_rebuild_an_agencys_worklist_as_the_agency_through_the_read_servic
             finally:
                 await broker.stop()
 
+            # Stopped pulling, but its process still holds the tables (as one busy applying
+            # a long batch would, unseen by the look at pull requests): the lock refuses.
+            assert await asyncio.to_thread(main, ["rebuild", "dukcapil"]) == 1
+            held = capsys.readouterr()
+            assert "the worklist projection is in use" in held.err
+            assert _worklist(databases) == before
+
             # The projection lost its rows (a bad restore, a fold fixed): rebuilt from the log.
             engine, _ = databases.for_consumer("worklist-dukcapil")
             with Session(engine) as session:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,11 +14,13 @@ from nats.js import JetStreamContext
 from rich.console import Console
 from sqlmodel import Session
 
+from lintas.cli import main
 from lintas.cli._dlq import dlq_list, dlq_retry, dlq_show
 from lintas.consumers.app import Databases
 from lintas.consumers.projections import Batch, RecordProjection, load_record
 from lintas.consumers.quarantine import QuarantineEntry, list_entries
 from lintas.consumers.quarantine import put as quarantine_put
+from lintas.consumers.rebuild import build_of, prepare
 from lintas.consumers.retry import retry_entry
 from lintas.contracts import build_data, encode, make_event
 from lintas.infra.errors import BusUnavailable
@@ -250,3 +254,113 @@ async def test_a_retry_that_cannot_read_the_key_bucket_checks_against_the_data_d
     assert "lintas infra config" in out
     assert f"retried {genuine} (record seq 7): case.opened applied to record" in out
     assert f"kept {forged} (record seq 8): its signature still does not hold" in out
+
+
+async def test_a_rebuild_supersedes_what_was_quarantined_before_it(
+    nats_server: EmbeddedNats,
+    js: JetStreamContext,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record quarantined a case.opened it failed on (a bug) and one of a future
+    version; the bug is fixed and ``lintas rebuild record`` applies the first from the log
+    and quarantines the second anew (a copy of its own build, not deduplicated into the old
+    one). Retrying the entries of before the rebuild would apply the first twice: they are
+    dropped; the rebuild's own entry stays."""
+    await declare_record(js, settings)
+    kemlu = signed(js, settings, "kemlu")
+    case_id = "C" + "3" * 26
+    opened = await kemlu.publish(
+        "case.opened",
+        {
+            "situation": "neglected",
+            "location": {"country": "ID"},
+            "jurisdiction": {"country": "ID"},
+            "risk_level": "low",
+        },
+        case_id=case_id,
+        target="kp2mi",
+    )
+    body = (await js.get_msg(settings.stream, opened.stream_seq)).data
+    assert body is not None
+    await js.publish(
+        opened.event.envelope.nats_subject,
+        body.replace(b'"dataversion":3', b'"dataversion":7'),
+        stream=settings.stream,
+    )
+    broken = RecordProjection.apply_batch
+
+    def fails_on_opened(self: RecordProjection, session: Session, batch: Batch) -> int:
+        if any(event.type == "case.opened" for _, event in batch):
+            raise RuntimeError("a bug, since fixed")
+        return broken(self, session, batch)
+
+    stored: list[int] = []
+    both = asyncio.Event()
+
+    async def put_and_count(*args: Any) -> int:
+        stored.append(await quarantine_put(*args))
+        if len(stored) == 2:
+            both.set()
+        return stored[-1]
+
+    with monkeypatch.context() as bug:
+        bug.setattr(RecordProjection, "apply_batch", fails_on_opened)
+        bug.setattr("lintas.consumers.app.put", put_and_count)
+        stop, databases = await start_record(nats_server.url, settings, [])
+        try:
+            await asyncio.wait_for(both.wait(), 30)
+        finally:
+            await stop()
+    engine, _ = databases.for_consumer("record")
+    before = build_of(engine, "record", settings.stream)
+    databases.dispose()
+    old = [e async for e in list_entries(js, settings)]
+    assert {(e.stream_seq, e.build) for e in old} == {(1, before), (2, before)}
+
+    monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("LINTAS_NATS_URL", nats_server.url)
+    assert await asyncio.to_thread(main, ["rebuild", "record"]) == 0
+    databases = Databases(settings)
+    engine, _ = databases.for_consumer("record")
+    after = build_of(engine, "record", settings.stream)
+    assert after is not None
+    assert after != before
+    entries = [e async for e in list_entries(js, settings)]
+    # (seq 2 is refused on decoding, before seq 1 fails on applying)
+    assert [(e.stream_seq, e.build) for e in entries] == [(2, before), (1, before), (2, after)]
+
+    console = _console()
+    assert await dlq_retry(console, js, settings, None) == 1  # the future version stays
+    out = " ".join(console.export_text().split())
+    first = next(e.id for e in old if e.stream_seq == 1)
+    assert f"dropped {first} (record seq 1): quarantined before record's projection" in out
+    assert "0 retried, 2 dropped (from before a rebuild), 1 still quarantined" in out
+    assert [(e.stream_seq, e.build) async for e in list_entries(js, settings)] == [(2, after)]
+    with Session(engine) as session:
+        record = load_record(session, case_id)
+    databases.dispose()
+    assert record is not None
+    assert [(e.seq, e.type) for e in record.timeline] == [(1, "case.opened")]  # once
+
+
+def test_an_entry_from_before_builds_were_noted_is_judged_by_its_time(
+    settings: Settings,
+) -> None:
+    """An entry with no build (quarantined by older code) from before the projection's
+    build is dropped on retry; one from after it is applied."""
+    databases = Databases(settings)
+    try:
+        engine, _ = databases.for_consumer("record")
+        prepare(engine, RecordProjection(), "LINTAS", ["record"])
+        built = build_of(engine, "record", "LINTAS")
+        assert built is not None
+        at = datetime.fromisoformat(built)
+        older = replace(_opened(5, "C" + "4" * 26), quarantined_at=at - timedelta(seconds=1))
+        newer = replace(_opened(6, "C" + "5" * 26), quarantined_at=at + timedelta(seconds=1))
+        dropped = retry_entry(older, databases, verifier=None)
+        applied = retry_entry(newer, databases, verifier=None)
+    finally:
+        databases.dispose()
+    assert (dropped.applied, dropped.superseded) == (False, True)
+    assert (applied.applied, applied.superseded) == (True, False)

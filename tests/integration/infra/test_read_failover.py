@@ -93,3 +93,49 @@ async def test_a_killed_instance_does_not_hold_up_the_requests(hub: Hub, tmp_pat
             await asyncio.wait_for(proc.wait(), 30)
         await kemlu.close()
         await platform.close()
+
+
+async def test_a_frozen_instance_does_not_hold_up_the_requests(hub: Hub, tmp_path: Path) -> None:
+    """One of two instances is SIGSTOPped: still connected as far as the server knows (for
+    minutes, until its pings go unanswered), it is handed about half the requests and
+    answers none. Each request must still be answered, by the other, within its bound."""
+    settings = hub.settings
+    platform = await Client.open(hub.url, settings, "platform")
+    kemlu = await Client.open(hub.url, settings, "kemlu")
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        await declare_platform(platform.js(), settings, deployment_consumers(["kp2mi"]))
+        case_id = new_case_id()
+        writer = await Client.open(hub.url, settings, "admission")
+        ack = await writer.js().publish(
+            f"lintas.kemlu.kp2mi.case.opened.{case_id}", b"{}", stream=settings.stream
+        )
+        await writer.close()
+        for n in range(2):
+            procs.append(await _reads(hub, tmp_path / f"reads-{n}.log"))
+        reads = ServiceReads(kemlu.conn, "kemlu", timeout=5.0)
+        assert (await reads.head(case_id)).seq == ack.seq
+
+        procs[0].send_signal(signal.SIGSTOP)
+        loop = asyncio.get_running_loop()
+
+        async def timed() -> tuple[int, float]:
+            began = loop.time()
+            head = await reads.head(case_id)
+            return head.seq, loop.time() - began
+
+        answers = await asyncio.gather(*(timed() for _ in range(REQUESTS)))
+        # Each answered (one try, then one more after a timeout, left about a quarter of
+        # them to fail), and most at once: a copy reached the live instance.
+        assert [seq for seq, _ in answers] == [ack.seq] * REQUESTS
+        took = sorted(took for _, took in answers)
+        assert took[-1] < 2 * reads.timeout
+        assert took[len(took) // 2] < 1.0, took
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        await kemlu.close()
+        await platform.close()
