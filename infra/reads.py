@@ -80,6 +80,7 @@ from lintas.contracts import (
     outbound_filter,
     parse_message,
 )
+from lintas.contracts.agencies import is_partner_abroad
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import (
     addressing,
@@ -91,6 +92,7 @@ from lintas.contracts.subjects import (
 )
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
+from lintas.infra.nats.access import is_own_reply
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 
 __all__ = [
@@ -384,6 +386,15 @@ class ReadService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_msg(self, msg: Any) -> None:
+        agency, _ = parse_read_subject(msg.subject)
+        if msg.reply and not (
+            (is_agency_id(agency) or agency == OPERATOR)
+            and is_own_reply(agency, msg.reply, imported=is_partner_abroad(agency))
+        ):
+            # The answer would be published with the platform's rights on a subject the
+            # asker chose: its key registry, admission's leases, the JetStream API.
+            _log.warning("reads.bad_reply", agency=agency)
+            return
         # One task per request: a slow stream read must not hold up everyone else's.
         task = asyncio.get_running_loop().create_task(self._answer(msg))
         self._tasks.add(task)

@@ -66,12 +66,6 @@ async def _asked_with_reply(bus: Platform, identity: str, reply: str) -> None:
     await bus.reader.conn.flush()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read service answers on any reply subject the requester names, with the "
-    "platform's permissions: a reply subject $KV.LINTAS_KEYS.<agency> has the platform "
-    "overwrite that agency's entry of the key registry with the answer",
-)
 @pytest.mark.parametrize("identity", ["kemlu", "desa-3525012001", "operator"])
 async def test_a_reply_subject_in_the_key_registry_does_not_overwrite_an_agencys_keys(
     bus: Platform, identity: str
@@ -82,13 +76,6 @@ async def test_a_reply_subject_in_the_key_registry_does_not_overwrite_an_agencys
     assert after == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read service answers on any reply subject the requester names, with the "
-    "platform's permissions: a reply subject $KV.LINTAS_ADMISSION_LEASES.<p> has the "
-    "platform overwrite admission's lease of partition p; admission cannot renew it and "
-    "stops writing that partition (asked every 2 s, admission stops for every agency)",
-)
 async def test_a_reply_subject_on_an_admission_lease_does_not_take_the_partition(
     bus: Platform,
 ) -> None:
@@ -98,13 +85,6 @@ async def test_a_reply_subject_on_an_admission_lease_does_not_take_the_partition
     assert bytes(held.value or b"") == bus.service.instance.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admission publishes its answer on the Lintas-Reply header as given: a value "
-    "with a space (no NATS subject has one) makes its PUB line unparseable, and the server "
-    "closes admission's connection; the message is never acknowledged, so it comes again "
-    "after ack_wait and cuts admission off again, for every agency",
-)
 async def test_a_reply_header_that_is_no_subject_does_not_cut_admission_off(
     bus: Platform,
 ) -> None:
