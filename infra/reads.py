@@ -332,8 +332,9 @@ class _Refusal(Exception):
         self.code = code
 
 
-_CASE = re.compile(r"^[A-Z0-9]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a JetStream durable's name, as a subject token
+# Matched whole (fullmatch): with re.match, "$" also matches before a trailing newline, and
+# a name ending in one breaks the protocol line of the request made with it.
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a JetStream durable's name, as a subject token
 
 
 def _int(request: dict[str, Any], name: str) -> int:
@@ -483,7 +484,7 @@ class ReadService:
     async def _op_oldest_unacked(self, who: str, request: dict[str, Any]) -> dict[str, Any]:
         """A consumer's lag, for the operator: a time, never anything of the message."""
         consumer = request.get("consumer")
-        if not isinstance(consumer, str) or not _NAME.match(consumer):
+        if not isinstance(consumer, str) or not _NAME.fullmatch(consumer):
             raise _Refusal(400, "consumer must be a durable consumer's name")
         try:
             stored = await self._reads.oldest_unacknowledged(consumer)

@@ -130,13 +130,6 @@ async def test_the_read_service_still_answers_an_agency_on_its_own_inbox(bus: Pl
     assert "stored" in json.loads(lag.data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read service checks a consumer's name with ^...$ and re.match, and $ also "
-    "matches before a trailing newline: the operator's oldest-unacked for 'record\\n' has "
-    "the platform request $JS.API.CONSUMER.INFO.LINTAS.record<LF>, a protocol line the "
-    "server cannot parse, and the server closes the platform's connection",
-)
 async def test_a_consumer_name_ending_in_a_newline_does_not_cut_the_read_service_off(
     bus: Platform,
 ) -> None:
