@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from lintas.contracts import encode
+from lintas.infra.keys.signing import Signer
 from tests.support.attack import Case, Platform, platform_running
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.nats]
@@ -47,3 +48,32 @@ async def test_an_event_not_in_plain_utf8_is_not_json(bus: Platform, encoded: ob
     assert answer is not None
     assert (answer.admitted, answer.code) == (False, "not_json"), answer
     assert await bus.log_size() == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the envelope's traceparent and tracestate are any strings, and admission copies "
+    "them into the NATS headers of its write to LINTAS: a CR LF in one (signed by the "
+    "sender) adds headers of the sender's choosing to the stored message, under the "
+    "platform's write (a second Nats-Msg-Id that Python readers take, or a "
+    "Nats-Expected-Last-Sequence that makes the write fail every time)",
+)
+async def test_a_line_break_in_the_trace_context_adds_no_header_to_the_stored_message(
+    bus: Platform,
+) -> None:
+    case = Case()
+    event = bus.event(case, "case.opened", "kemlu")
+    injected = event.envelope.model_copy(
+        update={
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tracestate": "lintas=1\r\nX-Injected-By-Kemlu: yes",
+            "signature": None,
+        }
+    )
+    signed = Signer.load(bus.settings, "kemlu").sign(injected)
+    answer = await bus.send_raw("kemlu", encode(signed), case.id)
+    assert answer is not None
+    if answer.admitted:
+        assert answer.seq is not None
+        stored = await bus.reader.js().get_msg(bus.settings.stream, seq=answer.seq)
+        assert "X-Injected-By-Kemlu" not in (stored.headers or {})
