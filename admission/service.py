@@ -48,7 +48,7 @@ from lintas.contracts.admission import (
 )
 from lintas.contracts.subjects import parse_intake_subject
 from lintas.infra.keys.signing import Signer, Verifier
-from lintas.infra.nats.access import inbox_prefix
+from lintas.infra.nats.access import is_own_reply
 from lintas.infra.nats.topology import (
     ADMISSION_LEASE_S,
     ADMISSION_LEASES_BUCKET,
@@ -250,9 +250,10 @@ class AdmissionService:
             await msg.term()
             return
         agency, case_id = where
-        if not reply or not reply.startswith(inbox_prefix(agency) + "."):
+        if not reply or not is_own_reply(agency, reply):
             # No one to answer: a sender must say where its answer goes, inside its own
-            # inbox (an answer must not land in another agency's inbox).
+            # inbox (an answer must not land in another agency's inbox, nor anywhere else
+            # admission may write; a header that is no subject would cut its connection).
             _log.info("admission.refused", code="bad_reply", agency=agency)
             self.refusals["bad_reply"] += 1
             await msg.ack()

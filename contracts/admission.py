@@ -67,7 +67,7 @@ that would rewrite a case's past does not."""
 CODES: Final[dict[str, str]] = {
     "too_large": f"the message is larger than {MAX_BYTES} bytes",
     "too_deep": f"the JSON nests deeper than {MAX_DEPTH} levels",
-    "not_json": "the body is not a JSON object",
+    "not_json": "the body is not a JSON object in UTF-8 (no byte order mark)",
     "duplicate_member": "a JSON object names one member twice (readers would disagree on it)",
     "contract": "the event breaks its contract (envelope, type, version or data schema)",
     "not_sealed": "a personal field travels in clear (an older version without sealing): send "
@@ -211,7 +211,14 @@ def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:
     if len(raw) > MAX_BYTES:
         return None, Refusal("too_large", f"{len(raw)} bytes, at most {MAX_BYTES}")
     try:
-        doc = json.loads(raw, object_pairs_hook=_unique_members)
+        # UTF-8 without a byte order mark, as RFC 8259 has JSON exchanged between systems:
+        # json.loads on bytes also reads UTF-16 and UTF-32, which the signature (over the
+        # parsed document) would let onto the log for every other agency's parser to refuse.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, Refusal("not_json", "the body is not UTF-8")
+    try:
+        doc = json.loads(text, object_pairs_hook=_unique_members)
     except _DuplicateMember as exc:
         return None, Refusal("duplicate_member", f"member {exc.name!r} appears twice", exc.name)
     except (ValueError, RecursionError):

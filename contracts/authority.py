@@ -33,7 +33,8 @@ issue's words, the rule allows it and still blocks the attack:
   the child on to the village; a mission refers to its partner abroad); an outsider opens
   none;
 * ``oversight.escalated`` comes from the watchdog *or the owner* (KemenP2MI escalates a
-  trafficking case to KPAI itself); ``*.overdue`` notices from the watchdog only;
+  trafficking case to KPAI itself), and goes to KPAI only: it opens a hand-off asked of its
+  target, and an agency holding one is a party; ``*.overdue`` notices from the watchdog only;
 * after ``case.erased`` a case may still be wound down (closed; hand-offs answered,
   revoked, noticed overdue and escalated; consents withdrawn): nothing is opened,
   recorded, assigned, assessed, reopened or erased again. The consent gate keeps personal
@@ -93,6 +94,7 @@ CODES: Final[Mapping[str, str]] = {
     "no_such_request": "the notice names no hand-off asked of the agency it is sent to",
     "watchdog_only": "only the platform's deadline watchdog sends it",
     "kpai_only": "only KPAI reviews an escalation",
+    "not_to_kpai": "an escalation goes to KPAI, and to no one else",
 }
 """Every refusal code, with its documented meaning (stable: readers and reports key on it)."""
 
@@ -290,7 +292,7 @@ RULES: Final[Mapping[str, Rule]] = {
     "rehabilitation.completed": _ANSWER,
     "rehabilitation.reintegration_handoff": _REQUEST,
     "rehabilitation.handoff_overdue": _OVERDUE,
-    "oversight.escalated": Rule(("watchdog", "owner"), "watchdog_only", "any"),
+    "oversight.escalated": Rule(("watchdog", "owner"), "watchdog_only", "any", ("not_to_kpai",)),
     "oversight.reviewed": Rule(("kpai",), "kpai_only", "any", ("not_asked",)),
     "tracing.requested": _REQUEST,
     "tracing.match_found": _ANSWER,
@@ -346,6 +348,13 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
 def _own_refusal(event: Event) -> Refusal | None:
     """The further checks that need nothing but the event itself."""
     data = event.data
+    if event.type == "oversight.escalated" and event.target != OVERSIGHT:
+        # It opens a hand-off asked of its target, which makes the target a party of the
+        # case (it may then record consents): the watchdog, which may escalate any case,
+        # would otherwise make any agency a party of any case.
+        return Refusal(
+            "not_to_kpai", f"an escalation goes to KPAI ({OVERSIGHT}), not {event.target}", "target"
+        )
     if event.type == "consent.overridden":
         if event.source not in OVERRIDING:
             return Refusal(

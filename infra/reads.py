@@ -85,6 +85,7 @@ from lintas.contracts import (
     outbound_filter,
     parse_message,
 )
+from lintas.contracts.agencies import is_partner_abroad
 from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import (
     addressing,
@@ -96,6 +97,7 @@ from lintas.contracts.subjects import (
 )
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
+from lintas.infra.nats.access import is_own_reply
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 from lintas.infra.privacy.custody import Custody, CustodyRefused
 
@@ -339,8 +341,9 @@ class _Refusal(Exception):
         self.code = code
 
 
-_CASE = re.compile(r"^[A-Z0-9]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a JetStream durable's name, as a subject token
+# Matched whole (fullmatch): with re.match, "$" also matches before a trailing newline, and
+# a name ending in one breaks the protocol line of the request made with it.
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a JetStream durable's name, as a subject token
 
 
 def _int(request: dict[str, Any], name: str) -> int:
@@ -400,6 +403,15 @@ class ReadService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_msg(self, msg: Any) -> None:
+        agency, _ = parse_read_subject(msg.subject)
+        if msg.reply and not (
+            (is_agency_id(agency) or agency == OPERATOR)
+            and is_own_reply(agency, msg.reply, imported=is_partner_abroad(agency))
+        ):
+            # The answer would be published with the platform's rights on a subject the
+            # asker chose: its key registry, admission's leases, the JetStream API.
+            _log.warning("reads.bad_reply", agency=agency)
+            return
         # One task per request: a slow stream read must not hold up everyone else's.
         task = asyncio.get_running_loop().create_task(self._answer(msg))
         self._tasks.add(task)
@@ -488,7 +500,7 @@ class ReadService:
     async def _op_oldest_unacked(self, who: str, request: dict[str, Any]) -> dict[str, Any]:
         """A consumer's lag, for the operator: a time, never anything of the message."""
         consumer = request.get("consumer")
-        if not isinstance(consumer, str) or not _NAME.match(consumer):
+        if not isinstance(consumer, str) or not _NAME.fullmatch(consumer):
             raise _Refusal(400, "consumer must be a durable consumer's name")
         try:
             stored = await self._reads.oldest_unacknowledged(consumer)

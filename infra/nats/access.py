@@ -92,6 +92,7 @@ __all__ = [
     "grant_for",
     "inbox_prefix",
     "is_identity",
+    "is_own_reply",
     "js_api_prefix",
     "render_accounts",
     "render_leaf_users",
@@ -262,6 +263,25 @@ def inbox_prefix(identity: str) -> str:
     """Replies to ``identity`` arrive under this prefix, which no one else may subscribe to."""
     _check_identity(identity)
     return f"_INBOX.{identity}"
+
+
+_REPLY_TOKEN = r"[^\s.*>\x00-\x1f\x7f]+"
+_SERVICE_REPLY = re.compile(rf"_R_(?:\.{_REPLY_TOKEN})+")
+"""The reply subject nats-server gives a request that crossed an account's service import."""
+
+
+def is_own_reply(identity: str, reply: str, *, imported: bool = False) -> bool:
+    """Whether a platform service may answer ``identity`` on ``reply``, a subject the
+    requester chose: only a literal subject under its own inbox prefix (which no one else
+    reads), or, with ``imported``, the reply nats-server made for a request that came through
+    a partner's service import. The service publishes with its own rights, which reach the
+    JetStream API and the platform's buckets: anything else would be the requester writing
+    there through it; and a value that is no subject (a space in a header) would make its
+    connection's protocol line unparseable and the server close it."""
+    own = re.escape(inbox_prefix(identity))
+    if re.fullmatch(rf"{own}(?:\.{_REPLY_TOKEN})+", reply):
+        return True
+    return imported and _SERVICE_REPLY.fullmatch(reply) is not None
 
 
 def consumers_of(agency: str, *, simulated_staff: bool = False) -> list[str]:

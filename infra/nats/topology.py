@@ -432,7 +432,7 @@ class ConsumerSpec:
     deliver_new: bool = False
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"{self.name!r} is not a valid JetStream consumer name")
         if not self.filter_subjects:
             raise ValueError(f"consumer {self.name!r} has no filter subject")

@@ -24,6 +24,7 @@ read the envelope's header members only. A failure is recorded as the exception'
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -143,13 +144,19 @@ def trace_headers(span: Span) -> dict[str, str]:
     return carrier
 
 
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE: Final = re.compile(r"[\x20-\x7e]{1,512}")  # W3C: printable ASCII, 512 at most
+
+
 def envelope_headers(envelope: Envelope) -> dict[str, str]:
     """The envelope's trace context, repeated in a stored message's NATS headers for tools
-    that read only those (the envelope's copy is the signed one)."""
+    that read only those (the envelope's copy is the signed one): only in W3C's form. The
+    envelope's fields are any strings its sender signed, and a line break in a header value
+    would add headers of the sender's choosing to what admission writes."""
     headers = {}
-    if envelope.traceparent:
+    if envelope.traceparent and _TRACEPARENT.fullmatch(envelope.traceparent):
         headers["traceparent"] = envelope.traceparent
-        if envelope.tracestate:
+        if envelope.tracestate and _TRACESTATE.fullmatch(envelope.tracestate):
             headers["tracestate"] = envelope.tracestate
     return headers
 

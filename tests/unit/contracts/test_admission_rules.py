@@ -39,6 +39,9 @@ def test_shapes() -> None:
     assert shape_refusal(b"x" * (MAX_BYTES + 1))[1].code == "too_large"
     assert shape_refusal(b"nope")[1].code == "not_json"
     assert shape_refusal(b"[]")[1].code == "not_json"
+    for foreign in ('{"a": 1}'.encode("utf-16"), b"\xef\xbb\xbf{}", b'{"a": "\xff"}'):
+        assert shape_refusal(foreign)[1].code == "not_json"  # UTF-8 only, no byte order mark
+    assert shape_refusal('{"a": "ä"}'.encode())[1] is None
     assert shape_refusal(b'{"a":' * 17 + b"1" + b"}" * 17)[1].code == "too_deep"
     twice = shape_refusal(b'{"type": "case.opened", "x": {"type": 1}, "type": "case.closed"}')[1]
     assert (twice.code, twice.field) == ("duplicate_member", "type")

@@ -249,6 +249,14 @@ def test_escalations_only_from_the_watchdog_or_the_owner() -> None:
     assert code(OPEN, e("oversight.escalated", "watchdog", "kpai")) is None
 
 
+def test_escalations_go_to_kpai_only() -> None:
+    # The target of an escalation holds a hand-off of the case: a party, which may record
+    # consents. The watchdog escalates any case, so it would make anyone a party.
+    assert code(OPEN, e("oversight.escalated", "watchdog", "dukcapil")) == "not_to_kpai"
+    assert code(OPEN, e("oversight.escalated", "kp2mi", "kemensos")) == "not_to_kpai"
+    assert judge_alone(e("oversight.escalated", "watchdog", "dukcapil")) is not None
+
+
 def test_reviews_only_from_kpai_and_of_an_escalation() -> None:
     escalated = after(e("oversight.escalated", "kp2mi", "kpai"), state=OPEN)
     assert code(escalated, e("oversight.reviewed", "kemensos", "kp2mi")) == "kpai_only"

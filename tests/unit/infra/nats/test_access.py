@@ -18,6 +18,7 @@ from lintas.infra.nats.access import (
     account_of,
     accounts_block,
     grant_for,
+    is_own_reply,
     render_accounts,
 )
 from lintas.infra.nats.credentials import public_key, seed_path
@@ -336,3 +337,29 @@ def test_the_read_service_ranges_over_an_agencys_filters_or_one_case_of_them() -
         f"lintas.*.all.*.*.{case}.x",
     ):
         assert not may_read_filter("kemensos", refused), refused
+
+
+@pytest.mark.parametrize(
+    ("identity", "reply", "imported", "answered"),
+    [
+        ("kemlu", "_INBOX.kemlu.1f2e.7", False, True),
+        ("operator", "_INBOX.operator.abc", False, True),
+        ("my-jkm", "_R_.AbC123.dEf", True, True),
+        ("kemlu", "_INBOX.kp2mi.abc", False, False),  # another agency's inbox
+        ("kemlu", "_INBOX.kemlu", False, False),
+        ("kemlu", "_INBOX.kemlu.", False, False),
+        ("kemlu", "_INBOX.kemlu..x", False, False),
+        ("kemlu", "_INBOX.kemlu.x y", False, False),  # would break the answerer's PUB line
+        ("kemlu", "_INBOX.kemlu.x\tPUB", False, False),
+        ("kemlu", "_INBOX.kemlu.x\r\nPUB lintas.a 1", False, False),
+        ("kemlu", "_INBOX.kemlu.*", False, False),
+        ("kemlu", "_INBOX.kemlu.>", False, False),
+        ("kemlu", "$KV.LINTAS_KEYS.kp2mi", False, False),  # the platform's buckets
+        ("kemlu", "$JS.API.STREAM.PURGE.LINTAS_INTAKE", False, False),
+        ("kemlu", "_R_.AbC123.dEf", False, False),  # a service import's, for partners only
+    ],
+)
+def test_a_service_answers_only_on_a_literal_subject_of_the_askers_own(
+    identity: str, reply: str, imported: bool, answered: bool
+) -> None:
+    assert is_own_reply(identity, reply, imported=imported) is answered
