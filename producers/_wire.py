@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -47,6 +48,7 @@ __all__ = [
     "ChainContention",
     "Draft",
     "HeadMoved",
+    "Heads",
     "Prepare",
     "PublishRejected",
     "Refused",
@@ -223,6 +225,35 @@ async def case_head(js: Any, stream: str, case_id: str, what: str = "") -> CaseH
         return await DirectReads(js, stream).head(case_id)
 
 
+class Heads:
+    """The heads of the cases a publisher keeps writing, as admission answered them: the
+    next event of such a case chains to its own last one without reading the head first.
+
+    Only a hint: another agency's event of the case may have come in since. Then admission
+    refuses the event ``chain_moved`` (it checks ``prevhash`` against the case as stored),
+    nothing of it enters the log, and the head is read and the event decided again. Kept
+    for the ``size`` cases written last."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._heads: OrderedDict[str, CaseHead] = OrderedDict()
+
+    def get(self, case_id: str) -> CaseHead | None:
+        return self._heads.get(case_id)
+
+    def put(self, case_id: str, head: CaseHead) -> None:
+        known = self._heads.get(case_id)
+        if known is not None and known.seq >= head.seq:
+            return  # two publishes of the case answered out of order: keep the later
+        self._heads[case_id] = head
+        self._heads.move_to_end(case_id)
+        while len(self._heads) > self._size:
+            self._heads.popitem(last=False)
+
+    def drop(self, case_id: str) -> None:
+        self._heads.pop(case_id, None)
+
+
 Prepare = Callable[[CaseHead], Awaitable[Event]]
 """What turns the event into the one to publish on top of a case head (the privacy step:
 the consent gate against the case as of that head, and sealing), or refuses it."""
@@ -241,6 +272,7 @@ async def publish_chained(
     expected_head: CaseHead | None = None,
     reads: StreamReads | None = None,
     admission: Admission | None = None,
+    heads: Heads | None = None,
 ) -> tuple[int, bool, Event]:
     """Append ``event`` to its case's hash chain; return (sequence, duplicate, as stored).
 
@@ -266,6 +298,9 @@ async def publish_chained(
 
     ``reads``: who reads the case's head (default: this client, on the stream); an agency
     on a bus with permissions asks the read service (:class:`~lintas.infra.reads.ServiceReads`).
+
+    ``heads`` (with ``admission``): the case's head as admission last answered it, taken
+    instead of reading it (:class:`Heads`); read again after ``chain_moved``.
     """
     reads = reads or DirectReads(js, stream)
     subject = event.envelope.nats_subject
@@ -273,8 +308,11 @@ async def publish_chained(
     if expected_head is not None:
         attempts = 1
     for _ in range(attempts):
+        known = heads.get(draft.case_id) if heads is not None and admission is not None else None
         if expected_head is not None:
             head = expected_head
+        elif known is not None:
+            head = known
         else:
             with bus_errors(f"{what}: reading the head of case {draft.case_id}"):
                 head = await reads.head(draft.case_id)
@@ -297,8 +335,16 @@ async def publish_chained(
         if signer is not None:
             envelope = signer.sign(envelope)
         if admission is not None:
-            answer = await admission.send(encode(envelope), event.source, event.case_id, what)
+            body = encode(envelope)
+            answer = await admission.send(body, event.source, event.case_id, what)
+            if heads is not None and not (answer.admitted and not answer.duplicate):
+                heads.drop(event.case_id)
             if answer.admitted and answer.seq is not None:
+                if heads is not None and not answer.duplicate and answer.hash is not None:
+                    heads.put(
+                        event.case_id,
+                        CaseHead(answer.seq, answer.hash, event.id, subject, body),
+                    )
                 return answer.seq, answer.duplicate, Event(envelope, event.data)
             if answer.code == "chain_moved":
                 if expected_head is not None:

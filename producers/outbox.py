@@ -124,6 +124,7 @@ from lintas.producers._schema import ensure_outbox_table
 from lintas.producers._wire import (
     CaseHead,
     Draft,
+    Heads,
     PublishRejected,
     Refused,
     drafted,
@@ -323,6 +324,7 @@ class OutboxRelay:
         self.verifier = verifier
         self.admission = admission
         self._gates: dict[str, PublishGate] = {}
+        self._heads = Heads()
         self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.engine = engine
@@ -430,6 +432,7 @@ class OutboxRelay:
                 reads=self._reads,
                 prepare=prepare,
                 admission=self.admission,
+                heads=self._heads,
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:

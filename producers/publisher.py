@@ -41,6 +41,7 @@ from lintas.producers._wire import (
     CaseHead,
     Draft,
     HeadMoved,
+    Heads,
     PublishRejected,
     case_head,
     drafted,
@@ -112,6 +113,7 @@ class Publisher:
         self.verifier = verifier
         self.admission = admission
         self.gate = PublishGate(js, agency, stream, keys, reads=reads, verifier=verifier)
+        self._heads = Heads()
 
     async def publish(
         self,
@@ -162,6 +164,7 @@ class Publisher:
                 reads=self.reads,
                 prepare=prepare,
                 admission=self.admission,
+                heads=self._heads,
             )
             if prepared and not duplicate:
                 await self.gate.stored(event, prepared[0][1], seq)
