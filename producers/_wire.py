@@ -231,27 +231,40 @@ class Heads:
 
     Only a hint: another agency's event of the case may have come in since. Then admission
     refuses the event ``chain_moved`` (it checks ``prevhash`` against the case as stored),
-    nothing of it enters the log, and the head is read and the event decided again. Kept
+    nothing of it enters the log, and the head is read and the event decided again. That
+    costs a send more than the read it saves, so a case found moved once is taken as one
+    that others write too, and its head is read before each publish from then on. Kept
     for the ``size`` cases written last."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._heads: OrderedDict[str, CaseHead] = OrderedDict()
+        # None: a case others write too (its head is read each time).
+        self._heads: OrderedDict[str, CaseHead | None] = OrderedDict()
 
     def get(self, case_id: str) -> CaseHead | None:
         return self._heads.get(case_id)
 
     def put(self, case_id: str, head: CaseHead) -> None:
-        known = self._heads.get(case_id)
-        if known is not None and known.seq >= head.seq:
-            return  # two publishes of the case answered out of order: keep the later
+        """The case's head after an event this publisher had admitted."""
+        if case_id in self._heads:
+            known = self._heads[case_id]
+            if known is None or known.seq >= head.seq:
+                return  # shared; or two publishes of the case answered out of order
+        self._keep(case_id, head)
+
+    def moved(self, case_id: str) -> None:
+        """Admission said the case had moved past the head taken from here."""
+        self._keep(case_id, None)
+
+    def drop(self, case_id: str) -> None:
+        if self._heads.get(case_id) is not None:
+            del self._heads[case_id]
+
+    def _keep(self, case_id: str, head: CaseHead | None) -> None:
         self._heads[case_id] = head
         self._heads.move_to_end(case_id)
         while len(self._heads) > self._size:
             self._heads.popitem(last=False)
-
-    def drop(self, case_id: str) -> None:
-        self._heads.pop(case_id, None)
 
 
 Prepare = Callable[[CaseHead], Awaitable[Event]]
@@ -300,7 +313,8 @@ async def publish_chained(
     on a bus with permissions asks the read service (:class:`~lintas.infra.reads.ServiceReads`).
 
     ``heads`` (with ``admission``): the case's head as admission last answered it, taken
-    instead of reading it (:class:`Heads`); read again after ``chain_moved``.
+    instead of reading it (:class:`Heads`); read again after ``chain_moved``, and from
+    then on.
     """
     reads = reads or DirectReads(js, stream)
     subject = event.envelope.nats_subject
@@ -308,7 +322,11 @@ async def publish_chained(
     if expected_head is not None:
         attempts = 1
     for _ in range(attempts):
-        known = heads.get(draft.case_id) if heads is not None and admission is not None else None
+        known = (
+            heads.get(draft.case_id)
+            if heads is not None and admission is not None and expected_head is None
+            else None
+        )
         if expected_head is not None:
             head = expected_head
         elif known is not None:
@@ -338,7 +356,10 @@ async def publish_chained(
             body = encode(envelope)
             answer = await admission.send(body, event.source, event.case_id, what)
             if heads is not None and not (answer.admitted and not answer.duplicate):
-                heads.drop(event.case_id)
+                if answer.code == "chain_moved" and known is not None:
+                    heads.moved(event.case_id)
+                else:
+                    heads.drop(event.case_id)
             if answer.admitted and answer.seq is not None:
                 if heads is not None and not answer.duplicate and answer.hash is not None:
                     heads.put(

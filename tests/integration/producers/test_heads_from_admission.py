@@ -1,6 +1,7 @@
 """A Publisher that keeps writing a case chains each event to the head admission answered
 for its last one, without reading the head first; when another agency's event came in
-meanwhile, admission refuses ``chain_moved`` and the Publisher reads the head again."""
+meanwhile, admission refuses ``chain_moved`` and the Publisher reads the head again, and
+before each later event of that case (others write it too)."""
 
 from __future__ import annotations
 
@@ -82,8 +83,16 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
         assert kemlu_reads.heads == 2
         assert platform.service.refusals["chain_moved"] == 1
         assert last.stream_seq == theirs.stream_seq + 1
+        shared = await kemlu.publish(
+            "document.requested",
+            {"request_id": "doc-shared", "kind": "nik"},
+            case_id=case_id,
+            target="dukcapil",
+        )
+        assert kemlu_reads.heads == 3
+        assert platform.service.refusals["chain_moved"] == 1
 
-        chain = [*published, theirs, last]
+        chain = [*published, theirs, last, shared]
         js = platform.reader.js()
         stored = [(await js.get_msg(settings.stream, seq=p.stream_seq)).data for p in chain]
         assert [json.loads(raw).get("prevhash") for raw in stored] == [
