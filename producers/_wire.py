@@ -1,7 +1,7 @@
 """What the Publisher and the outbox relay share: building an event, putting bytes on
 JetStream, and naming what went wrong.
 
-Errors: the tree in :mod:`lintas.producers`.
+Errors: those :mod:`lintas.producers` lists.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Each publish is a PRODUCER span (:mod:`lintas.infra.observability.tracing`) whos
 processed, it continues that event's trace; published later with ``caused_by``, it joins the
 cause's.
 
-Errors: the tree in :mod:`lintas.producers` (``ContractError`` and ``GateRefused`` publish
+Errors: those :mod:`lintas.producers` lists (``ContractError`` and ``GateRefused`` publish
 nothing; a ``BusUnavailable`` retried with the same ``event_id`` also completes what follows
 a stored event: wrapping, revoking or erasing data keys).
 """
