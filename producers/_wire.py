@@ -31,6 +31,7 @@ from lintas.contracts import (
 )
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.admission import Answer
+from lintas.contracts.subjects import addressing
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Signer
 from lintas.infra.observability.tracing import (
@@ -232,9 +233,10 @@ class Heads:
     Only a hint: another agency's event of the case may have come in since. Then admission
     refuses the event ``chain_moved`` (it checks ``prevhash`` against the case as stored),
     nothing of it enters the log, and the head is read and the event decided again. That
-    costs a send more than the read it saves, so a case found moved once is taken as one
-    that others write too, and its head is read before each publish from then on. Kept
-    for the ``size`` cases written last."""
+    costs a whole send more than the read it saved, so only cases this publisher alone has
+    written are kept: a case whose head, read before a publish, is another's event (or one
+    it may not see), or that moved past a head kept here, is one others write too, and its
+    head is read before each publish. Kept for the ``size`` cases written last."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
@@ -252,8 +254,13 @@ class Heads:
                 return  # shared; or two publishes of the case answered out of order
         self._keep(case_id, head)
 
-    def moved(self, case_id: str) -> None:
-        """Admission said the case had moved past the head taken from here."""
+    def read(self, case_id: str, head: CaseHead, source: str) -> None:
+        """``head`` was read before ``source`` publishes to the case."""
+        if head.seq and (addressing(head.subject) or ("", ""))[0] != source:
+            self.shared(case_id)
+
+    def shared(self, case_id: str) -> None:
+        """Others write the case too: its head is read before each publish."""
         self._keep(case_id, None)
 
     def drop(self, case_id: str) -> None:
@@ -313,8 +320,8 @@ async def publish_chained(
     on a bus with permissions asks the read service (:class:`~lintas.infra.reads.ServiceReads`).
 
     ``heads`` (with ``admission``): the case's head as admission last answered it, taken
-    instead of reading it (:class:`Heads`); read again after ``chain_moved``, and from
-    then on.
+    instead of reading it, for a case only this publisher writes (:class:`Heads`); read
+    again after ``chain_moved``, and from then on.
     """
     reads = reads or DirectReads(js, stream)
     subject = event.envelope.nats_subject
@@ -334,6 +341,8 @@ async def publish_chained(
         else:
             with bus_errors(f"{what}: reading the head of case {draft.case_id}"):
                 head = await reads.head(draft.case_id)
+            if heads is not None:
+                heads.read(draft.case_id, head, draft.source)
         if head.event_id == draft.id:
             # A retry of a publish that was stored: it is the head already.
             with bus_errors(f"reading event {draft.id}"):
@@ -357,7 +366,7 @@ async def publish_chained(
             answer = await admission.send(body, event.source, event.case_id, what)
             if heads is not None and not (answer.admitted and not answer.duplicate):
                 if answer.code == "chain_moved" and known is not None:
-                    heads.moved(event.case_id)
+                    heads.shared(event.case_id)
                 else:
                     heads.drop(event.case_id)
             if answer.admitted and answer.seq is not None:

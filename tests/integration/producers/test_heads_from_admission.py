@@ -1,7 +1,8 @@
 """A Publisher that keeps writing a case chains each event to the head admission answered
 for its last one, without reading the head first; when another agency's event came in
 meanwhile, admission refuses ``chain_moved`` and the Publisher reads the head again, and
-before each later event of that case (others write it too)."""
+before each later event of that case (others write it too). A Publisher that finds
+another's event at the head it reads keeps no head of that case either."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
                 admission=Admission(client.conn, client.js(), intake_stream(settings)),
             ), reads
 
-        (kemlu, kemlu_reads), (kp2mi, _) = await publisher("kemlu"), await publisher("kp2mi")
+        (kemlu, kemlu_reads), (kp2mi, kp2mi_reads) = (
+            await publisher("kemlu"),
+            await publisher("kp2mi"),
+        )
         case_id = new_case_id()
         published = [await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi")]
         for n in range(3):
@@ -91,8 +95,17 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
         )
         assert kemlu_reads.heads == 3
         assert platform.service.refusals["chain_moved"] == 1
+        # kp2mi read kemlu's event at the head before its own: it kept no head of the case.
+        again = await kp2mi.publish(
+            "document.requested",
+            {"request_id": "kp2mi-2", "kind": "kk"},
+            case_id=case_id,
+            target="kemlu",
+        )
+        assert kp2mi_reads.heads == 2
+        assert platform.service.refusals["chain_moved"] == 1
 
-        chain = [*published, theirs, last, shared]
+        chain = [*published, theirs, last, shared, again]
         js = platform.reader.js()
         stored = [(await js.get_msg(settings.stream, seq=p.stream_seq)).data for p in chain]
         assert [json.loads(raw).get("prevhash") for raw in stored] == [
