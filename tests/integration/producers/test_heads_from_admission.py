@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,11 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
         read_service(platform.settings, platform.hub.url),
     ):
         settings = platform.settings
+        clients: list[Any] = []
 
         async def publisher(agency: str) -> tuple[Publisher, _CountedReads]:
             client = await platform.client(agency)
+            clients.append(client.conn)
             reads = _CountedReads(client.conn, agency)
             return Publisher(
                 client.js(),
@@ -59,6 +62,7 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
         )
         case_id = new_case_id()
         published = [await kemlu.publish("case.opened", OPENED, case_id=case_id, target="kp2mi")]
+        subscribed = clients[0]._sid  # nats-py's count of subscriptions made
         for n in range(3):
             published.append(
                 await kemlu.publish(
@@ -104,6 +108,8 @@ async def test_a_case_kept_written_reads_its_head_only_when_it_moved(tmp_path: P
         )
         assert kp2mi_reads.heads == 2
         assert platform.service.refusals["chain_moved"] == 1
+
+        assert clients[0]._sid == subscribed  # one took all of admission's answers
 
         chain = [*published, theirs, last, shared, again]
         js = platform.reader.js()
