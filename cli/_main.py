@@ -71,6 +71,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace, console: Console) ->
         from lintas.cli._keys import run_keys
 
         return run_keys(settings, args, console)
+    if command == "dlq" and args.dlq_command == "outbox":  # an agency's database, no bus
+        from lintas.cli._outbox import outbox_dead_letters
+
+        return outbox_dead_letters(args, console)
     if command == "dlq":
         from lintas.cli._dlq import run_dlq
 

@@ -473,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "dlq",
         example="lintas dlq list --json",
-        help="the quarantine: messages consumers could not apply",
+        help="the quarantine: messages consumers could not apply (and, with outbox, an "
+        "agency outbox's dead letters)",
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     listing = _command(
@@ -497,6 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     which = dlq_retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=int, nargs="?")
     which.add_argument("--all", action="store_true", help="every entry")
+    dead = _command(
+        dlq_commands,
+        "outbox",
+        example="lintas dlq outbox sqlite:///kemlu.db --json",
+        help="an agency outbox's dead letters: rows admission refused for good",
+    )
+    dead.add_argument("database", help="the agency database's URL (SQLAlchemy)")
+    dead.add_argument("--json", action="store_true", help="for scripts")
 
     case = _command(
         commands,

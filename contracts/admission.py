@@ -39,6 +39,7 @@ __all__ = [
     "MAX_FUTURE",
     "MAX_PAST",
     "REPLY_HEADER",
+    "SENDER_CODES",
     "Answer",
     "Head",
     "Receipt",
@@ -85,6 +86,15 @@ CODES: Final[dict[str, str]] = {
 }
 """Admission's own refusal codes; an authority refusal carries the policy's code
 (:data:`lintas.contracts.authority.CODES`)."""
+
+
+SENDER_CODES: Final[frozenset[str]] = frozenset(
+    {"unsigned", "bad_signature", "unknown_key", "time_skew", "bad_reply"}
+)
+"""Refusals about the sender rather than the event (its key, its clock, its inbox): every
+event it sends is refused alike until that is set right, and then the same event may be
+admitted (a ``time`` ahead of the platform's clock, too). An outbox holds on these, and
+sets aside a row refused for any other code, which sending again cannot change."""
 
 
 ID_TAKEN: Final = Refusal("duplicate_id", "the id is taken", "id")

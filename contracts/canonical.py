@@ -33,6 +33,7 @@ __all__ = [
     "message_hash",
     "parse_message",
     "parsed_plain",
+    "plain",
     "signing_input",
     "signing_members",
 ]
@@ -114,6 +115,31 @@ def parsed_plain(value: Any) -> bool:
     document is read, never changed: a value put into it later would be written by that
     encoder however it pleases, not checked as here."""
     return type(value) is _Plain
+
+
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_inside(value: Any) -> bool:
+    # Exact types only: a subclass (an IntEnum, say) may be written otherwise by the C
+    # encoder than by the general one.
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _plain_inside(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_inside(v) for v in value)
+    return kind in _PLAIN_SCALARS
+
+
+def plain(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``value`` as :func:`parse_message` would read its JSON when it holds only what that
+    reading gives (dicts, lists, strings, integers, booleans, null: no fraction, no
+    subclass), so that its canonical form takes the fast path; else ``value`` itself. For a
+    document built in code rather than parsed (a receipt, a checkpoint) that is signed, and
+    is not changed afterwards."""
+    if type(value) is dict and _plain_inside(value):
+        return _Plain(value)
+    return value
 
 
 def canonical_json(value: Any) -> bytes:

@@ -6,44 +6,30 @@ Publishing as one agency (:func:`connect`; :class:`Outbox` for the outbox)::
     async with connect("kemlu") as publisher:
         await publisher.publish("case.opened", data, case_id=case_id, target="kp2mi")
 
-Every error a publish (or :func:`connect`) raises on purpose, by branch: retry on a
+Every error a publish (or :func:`connect`) raises on purpose is exported here. Retry on a
 :class:`TransientError` (with the same ``event_id`` it is stored once), never on a
-:class:`PermanentError`::
+:class:`PermanentError`. The tree is drawn once, in :mod:`lintas.contracts.errors` (this
+package's own classes are marked ``(producers)`` there); what each means for a publish:
 
-    LintasError
-    ├── PermanentError              retrying the same publish cannot succeed
-    │   ├── ContractError           the event breaks its contract; nothing published
-    │   │   ├── EnvelopeError       the CloudEvents envelope itself is wrong
-    │   │   ├── SubjectError        an agency id, case id or subject that breaks the scheme
-    │   │   ├── UnknownEventType    no such event type
-    │   │   ├── UnknownVersion      no such version of a known type
-    │   │   └── InvalidEventData    the data does not match its type's model
-    │   ├── SignatureError          a signer of another agency's than the Publisher's
-    │   ├── GateRefused             the privacy gate refuses it; nothing published
-    │   │   ├── ConsentMissing      no consent (or recorded override) covers scope and target
-    │   │   ├── NotForAbroad        a field not declared for sharing abroad, going abroad
-    │   │   ├── CaseErased          personal data for a case whose data was erased
-    │   │   └── NotAuthorised       erasing a case it does not own; assigning one it does
-    │   │                           not own unless it is the coordinator
-    │   ├── NotAKeyHolder           it carries or grants a child's data, and the Publisher
-    │   │                           has no case keys, or no wrap of the case's data key
-    │   ├── NoExchangeKey           a consent names an agency with no known X25519 key
-    │   ├── NoKeyStore              the case key store is not declared on this bus
-    │   ├── SealBroken              a wrapped data key that does not open with its key
-    │   ├── ReadRefused             the read service will not show what the gate needs
-    │   ├── Refused                 admission refused it (``code``: docs/ADMISSION.md);
-    │   │                           nothing of it entered the log
-    │   ├── PublishRejected         JetStream refused it (another stream owns the subject)
-    │   ├── AccessRefused           (connect) the bus refused the agency's credentials
-    │   └── SigningKeyError         (connect) no signing key of the agency's here
-    └── TransientError              worth retrying later
-        ├── BusUnavailable          no answer, no stream listening yet, connection down
-        │   └── NatsClientClosed    the nats-py client gave up reconnecting: a new client
-        ├── ChainContention         the case's head kept moving under twenty attempts
-        └── HeadMoved               (``expected_head``) the case has events since: nothing
-                                    published; read the case again and decide again
+* permanent, nothing published: :class:`ContractError` (and below it
+  :class:`EnvelopeError`, :class:`SubjectError`, :class:`UnknownEventType`,
+  :class:`UnknownVersion`, :class:`InvalidEventData`); :class:`SignatureError` (a signer
+  of another agency's than the Publisher's); :class:`GateRefused` (:class:`ConsentMissing`,
+  :class:`NotForAbroad`, :class:`CaseErased`, :class:`NotAuthorised`: erasing a case it
+  does not own, assigning one it does not own unless it is the coordinator);
+  :class:`NotAKeyHolder` (it carries or grants a child's data, and the Publisher has no
+  case keys, or no wrap of the case's data key); :class:`NoExchangeKey`,
+  :class:`NoKeyStore`, :class:`SealBroken`, :class:`ReadRefused`; :class:`Refused`
+  (admission refused it, ``code`` and ``field``: docs/ADMISSION.md);
+  :class:`PublishRejected`; and from :func:`connect`, :class:`AccessRefused` and
+  :class:`SigningKeyError`;
+* transient: :class:`BusUnavailable` (no answer, no stream listening yet, connection
+  down; :class:`NatsClientClosed`: the client gave up reconnecting, make a new one),
+  :class:`ChainContention` (the case's head kept moving under twenty attempts),
+  :class:`HeadMoved` (``expected_head``: the case has events since; nothing published,
+  read the case again and decide again).
 
-Other docstrings of this package point here rather than drawing it again.
+Other docstrings of this package point here rather than listing them again.
 """
 
 from lintas.contracts.errors import (

@@ -9,11 +9,15 @@ first answer: ``Answer.duplicate``), and after the last attempt raises
 
 Why the same bytes: a retry that rebuilt the event (a new ``time``, a new signature) would
 be another content under an admitted id, which admission refuses (``duplicate_id``).
+
+One subscription per connection and sending agency, ``_INBOX.<agency>.<random>.*``, takes
+every answer, each send waiting on a token of its own under it: a subscription made and dropped per
+event cost the client and the server two protocol messages and an interest change each.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +35,50 @@ from lintas.infra.nats.access import inbox_prefix
 __all__ = ["Admission", "send"]
 
 _log = structlog.get_logger("lintas.producer")
+
+
+class _Answers:
+    """The answers to one connection's sends, by the token each send's inbox ends in."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, tuple[Any, str]] = {}  # by agency: (subscription, prefix)
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._lock = asyncio.Lock()
+
+    async def inbox(self, nc: Any, source: str) -> tuple[str, asyncio.Future[bytes]]:
+        """A fresh inbox under ``source``'s own prefix, and where its answer lands."""
+        held = self._subs.get(source)
+        if held is None or held[0]._closed:
+            async with self._lock:
+                held = self._subs.get(source)
+                if held is None or held[0]._closed:
+                    # Under the agency's own prefix whatever the client's default: admission
+                    # answers only there.
+                    prefix = f"{inbox_prefix(source)}.{uuid.uuid4().hex}"
+                    held = (await nc.subscribe(f"{prefix}.*", cb=self._answered), prefix)
+                    self._subs[source] = held
+        token = uuid.uuid4().hex
+        landed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = landed
+        return f"{held[1]}.{token}", landed
+
+    def forget(self, inbox: str) -> None:
+        self._waiting.pop(inbox.rsplit(".", 1)[1], None)
+
+    async def _answered(self, msg: Any) -> None:
+        landed = self._waiting.pop(msg.subject.rsplit(".", 1)[1], None)
+        if landed is not None and not landed.done():
+            landed.set_result(bytes(msg.data))
+
+
+def _answers_on(nc: Any) -> _Answers:
+    """The one answer subscription per connection (and agency), whoever sends on it: kept
+    on the client, so that it goes with it (its subscription refers to the client)."""
+    answers: _Answers | None = getattr(nc, "_lintas_answers", None)
+    if answers is None:
+        answers = _Answers()
+        nc._lintas_answers = answers
+    return answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +110,8 @@ class Admission:
         )
 
     async def _once(self, body: bytes, source: str, case_id: str, what: str) -> Answer | None:
-        # Under the agency's own prefix whatever the client's default: admission answers only there.
-        inbox = f"{inbox_prefix(source)}.{uuid.uuid4().hex}"
-        sub = await self.nc.subscribe(inbox, max_msgs=1)
+        answers = _answers_on(self.nc)
+        inbox, landed = await answers.inbox(self.nc, source)
         try:
             try:
                 await self.js.publish(
@@ -81,14 +128,12 @@ class Admission:
             except (nats.errors.TimeoutError, TimeoutError):
                 return None
             try:
-                msg = await sub.next_msg(timeout=self.wait_s)
-            except (nats.errors.TimeoutError, TimeoutError):
+                data = await asyncio.wait_for(landed, timeout=self.wait_s)
+            except TimeoutError:
                 return None
         finally:
-            # The connection may have gone, and the subscription with it.
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-        return Answer.model_validate_json(msg.data)
+            answers.forget(inbox)
+        return Answer.model_validate_json(data)
 
 
 async def send(nc: Any, js: Any, event: Event, *, stream: str, wait_s: float, what: str) -> Answer:

@@ -9,6 +9,8 @@ wheel) and keep their own version table, ``lintas_outbox_version``, apart from a
 
 Revision ``0001`` is the table as the code before migrations made it: a database holding
 that table and no version table is stamped ``0001`` first, then upgraded like any other.
+Revision ``0002`` adds ``lintas_outbox_dead``, where the relay sets aside the rows admission
+refused for good (:class:`~lintas.producers.outbox.OutboxDeadLetter`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _config(conn: Connection) -> Config:
 
 
 def ensure_outbox_table(engine: Engine) -> None:
-    """Make ``lintas_outbox``, or bring it to the newest revision, in one transaction."""
+    """Make ``lintas_outbox`` and ``lintas_outbox_dead``, or bring them to the newest
+    revision, in one transaction."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two relays starting at once: the second waits, then finds nothing to do.

@@ -1,13 +1,14 @@
 """What the Publisher and the outbox relay share: building an event, putting bytes on
 JetStream, and naming what went wrong.
 
-Errors: the tree in :mod:`lintas.producers`.
+Errors: those :mod:`lintas.producers` lists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -30,6 +31,7 @@ from lintas.contracts import (
 )
 from lintas.contracts import gate as gate_rules
 from lintas.contracts.admission import Answer
+from lintas.contracts.subjects import addressing
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Signer
 from lintas.infra.observability.tracing import (
@@ -47,6 +49,7 @@ __all__ = [
     "ChainContention",
     "Draft",
     "HeadMoved",
+    "Heads",
     "Prepare",
     "PublishRejected",
     "Refused",
@@ -223,6 +226,54 @@ async def case_head(js: Any, stream: str, case_id: str, what: str = "") -> CaseH
         return await DirectReads(js, stream).head(case_id)
 
 
+class Heads:
+    """The heads of the cases a publisher keeps writing, as admission answered them: the
+    next event of such a case chains to its own last one without reading the head first.
+
+    Only a hint: another agency's event of the case may have come in since. Then admission
+    refuses the event ``chain_moved`` (it checks ``prevhash`` against the case as stored),
+    nothing of it enters the log, and the head is read and the event decided again. That
+    costs a whole send more than the read it saved, so only cases this publisher alone has
+    written are kept: a case whose head, read before a publish, is another's event (or one
+    it may not see), or that moved past a head kept here, is one others write too, and its
+    head is read before each publish. Kept for the ``size`` cases written last."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        # None: a case others write too (its head is read each time).
+        self._heads: OrderedDict[str, CaseHead | None] = OrderedDict()
+
+    def get(self, case_id: str) -> CaseHead | None:
+        return self._heads.get(case_id)
+
+    def put(self, case_id: str, head: CaseHead) -> None:
+        """The case's head after an event this publisher had admitted."""
+        if case_id in self._heads:
+            known = self._heads[case_id]
+            if known is None or known.seq >= head.seq:
+                return  # shared; or two publishes of the case answered out of order
+        self._keep(case_id, head)
+
+    def read(self, case_id: str, head: CaseHead, source: str) -> None:
+        """``head`` was read before ``source`` publishes to the case."""
+        if head.seq and (addressing(head.subject) or ("", ""))[0] != source:
+            self.shared(case_id)
+
+    def shared(self, case_id: str) -> None:
+        """Others write the case too: its head is read before each publish."""
+        self._keep(case_id, None)
+
+    def drop(self, case_id: str) -> None:
+        if self._heads.get(case_id) is not None:
+            del self._heads[case_id]
+
+    def _keep(self, case_id: str, head: CaseHead | None) -> None:
+        self._heads[case_id] = head
+        self._heads.move_to_end(case_id)
+        while len(self._heads) > self._size:
+            self._heads.popitem(last=False)
+
+
 Prepare = Callable[[CaseHead], Awaitable[Event]]
 """What turns the event into the one to publish on top of a case head (the privacy step:
 the consent gate against the case as of that head, and sealing), or refuses it."""
@@ -241,6 +292,7 @@ async def publish_chained(
     expected_head: CaseHead | None = None,
     reads: StreamReads | None = None,
     admission: Admission | None = None,
+    heads: Heads | None = None,
 ) -> tuple[int, bool, Event]:
     """Append ``event`` to its case's hash chain; return (sequence, duplicate, as stored).
 
@@ -266,6 +318,10 @@ async def publish_chained(
 
     ``reads``: who reads the case's head (default: this client, on the stream); an agency
     on a bus with permissions asks the read service (:class:`~lintas.infra.reads.ServiceReads`).
+
+    ``heads`` (with ``admission``): the case's head as admission last answered it, taken
+    instead of reading it, for a case only this publisher writes (:class:`Heads`); read
+    again after ``chain_moved``, and from then on.
     """
     reads = reads or DirectReads(js, stream)
     subject = event.envelope.nats_subject
@@ -273,11 +329,20 @@ async def publish_chained(
     if expected_head is not None:
         attempts = 1
     for _ in range(attempts):
+        known = (
+            heads.get(draft.case_id)
+            if heads is not None and admission is not None and expected_head is None
+            else None
+        )
         if expected_head is not None:
             head = expected_head
+        elif known is not None:
+            head = known
         else:
             with bus_errors(f"{what}: reading the head of case {draft.case_id}"):
                 head = await reads.head(draft.case_id)
+            if heads is not None:
+                heads.read(draft.case_id, head, draft.source)
         if head.event_id == draft.id:
             # A retry of a publish that was stored: it is the head already.
             with bus_errors(f"reading event {draft.id}"):
@@ -297,8 +362,19 @@ async def publish_chained(
         if signer is not None:
             envelope = signer.sign(envelope)
         if admission is not None:
-            answer = await admission.send(encode(envelope), event.source, event.case_id, what)
+            body = encode(envelope)
+            answer = await admission.send(body, event.source, event.case_id, what)
+            if heads is not None and not (answer.admitted and not answer.duplicate):
+                if answer.code == "chain_moved" and known is not None:
+                    heads.shared(event.case_id)
+                else:
+                    heads.drop(event.case_id)
             if answer.admitted and answer.seq is not None:
+                if heads is not None and not answer.duplicate and answer.hash is not None:
+                    heads.put(
+                        event.case_id,
+                        CaseHead(answer.seq, answer.hash, event.id, subject, body),
+                    )
                 return answer.seq, answer.duplicate, Event(envelope, event.data)
             if answer.code == "chain_moved":
                 if expected_head is not None:

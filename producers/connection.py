@@ -28,6 +28,7 @@ from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.exchange import exchange_key_path
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.bus import open_bus
+from lintas.infra.nats.headers import read_headers_fast
 from lintas.infra.nats.topology import intake_stream
 from lintas.infra.settings import Settings
 from lintas.producers._admit import Admission
@@ -50,6 +51,9 @@ async def publisher_for(
     JetStream context of ``nc`` with options of the caller's (default:
     :meth:`Parts.jetstream`).
     """
+    # The fast header reader lintas' own connections have (the head reads' answers carry
+    # headers): for a connection the caller made itself, too. It reads what nats-py reads.
+    read_headers_fast(nc)
     js = js if js is not None else parts.jetstream(nc, agency)
     keys = None
     if exchange_key_path(parts.settings, agency).exists():

@@ -26,8 +26,12 @@ rows) and sealed by the relay when it publishes (it needs ``keys``, the agency's
 keys); the relay also applies the Publisher's consent gate then, and once the event is
 stored replaces the row's body with the sealed envelope, so no plaintext stays in the
 outbox. A row the gate refuses holds the outbox like any refused publish, until a consent
-covers it (``outbox.publish_failed`` names why); so does a row admission refuses
-(:class:`~lintas.producers.Refused`, its code in ``last_error``). The relay publishes
+covers it (``outbox.publish_failed`` names why); so does a row admission refuses for the
+sender's setup (:data:`~lintas.contracts.admission.SENDER_CODES`, its code in
+``last_error``). A row admission refuses for good (:class:`~lintas.producers.Refused`, any
+other code) is moved to :class:`OutboxDeadLetter` (``lintas_outbox_dead``: its code and
+field, none of its data; ``outbox.dead_lettered``; ``lintas dlq outbox``) and the rows
+behind it flow. The relay publishes
 pending rows strictly in the order they were written (``position``), one at a time,
 waiting for each ack, with ``Nats-Msg-Id`` = the event id, then marks them sent with
 their stream sequence. If it crashes between the ack and the mark, it publishes the same
@@ -85,6 +89,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     select,
     text,
     update,
@@ -105,6 +110,7 @@ from lintas.contracts import (
     encode,
     is_agency_id,
 )
+from lintas.contracts.admission import MAX_PAST, SENDER_CODES
 from lintas.infra.db import UTCDateTime
 from lintas.infra.errors import BusUnavailable, NatsClientClosed, bus_errors
 from lintas.infra.keys.signing import Signer, Verifier
@@ -124,13 +130,22 @@ from lintas.producers._schema import ensure_outbox_table
 from lintas.producers._wire import (
     CaseHead,
     Draft,
+    Heads,
     PublishRejected,
     Refused,
     drafted,
     publish_chained,
 )
 
-__all__ = ["NatsClientClosed", "Outbox", "OutboxRecord", "OutboxRelay", "ensure_outbox_table"]
+__all__ = [
+    "NatsClientClosed",
+    "Outbox",
+    "OutboxDeadLetter",
+    "OutboxRecord",
+    "OutboxRelay",
+    "dead_letters",
+    "ensure_outbox_table",
+]
 
 _log = structlog.get_logger("lintas.outbox")
 
@@ -181,6 +196,40 @@ class OutboxRecord(SQLModel, table=True):
 
 
 _TABLE: Table = OutboxRecord.__table__  # type: ignore[attr-defined]
+
+
+class OutboxDeadLetter(SQLModel, table=True):
+    """A row admission refused for good, set aside so the rows behind it flow: what was
+    refused and why, and nothing of the event's data (its body, which may hold a child's
+    data in clear, went with the row). The agency's own rows still hold what it meant to
+    say; a corrected event is a new :meth:`Outbox.add`."""
+
+    __tablename__ = "lintas_outbox_dead"
+
+    position: int = Field(
+        primary_key=True,
+        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
+        sa_column_kwargs={"autoincrement": False},
+        description="the row's position in lintas_outbox",
+    )
+    id: str = Field(unique=True, max_length=36, description="event id (UUIDv7)")
+    agency: str = Field(max_length=64, description="the publishing agency")
+    subject: str = Field(max_length=255, description="its subject: type, source, target, case")
+    created_at: datetime = Field(sa_type=UTCDateTime, description="when the row was added")
+    refused_at: datetime = Field(sa_type=UTCDateTime, description="when it was set aside")
+    attempts: int = Field(description="publish attempts, the refused one included")
+    code: str = Field(max_length=64, description="admission's refusal code (ADMISSION.md)")
+    field: str | None = Field(default=None, max_length=255, description="the field at fault")
+
+
+_DEAD: Table = OutboxDeadLetter.__table__  # type: ignore[attr-defined]
+
+
+def dead_letters(engine: Engine) -> list[OutboxDeadLetter]:
+    """The rows admission refused for good in ``engine``'s outbox, oldest first."""
+    with Session(engine) as session:
+        found = session.execute(select(OutboxDeadLetter).order_by(_DEAD.c.position))
+        return list(found.scalars())
 
 
 class Outbox:
@@ -277,6 +326,20 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_LAST_ERROR_CHARS]
 
 
+def _for_good(refused: Refused, row: _Pending) -> bool:
+    """Whether admission's refusal of ``row`` will never change: anything but a refusal
+    of the sender's setup (:data:`~lintas.contracts.admission.SENDER_CODES`, which a
+    corrected key or clock lifts), or a ``time`` further back than admission ever takes."""
+    if refused.code not in SENDER_CODES:
+        return True
+    if refused.code != "time_skew":
+        return False
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        at = datetime.fromisoformat(json.loads(row.body)["time"].replace("Z", "+00:00"))
+        return at < datetime.now(UTC) - MAX_PAST
+    return False
+
+
 def _expected(exc: BaseException) -> bool:
     """A failure that clears by itself: the bus or the database is down or busy."""
     return isinstance(exc, OperationalError | TransientError) or (
@@ -323,6 +386,7 @@ class OutboxRelay:
         self.verifier = verifier
         self.admission = admission
         self._gates: dict[str, PublishGate] = {}
+        self._heads = Heads()
         self._sealed: dict[int, str] = {}  # position -> the body as published, when sealed
         self._tracer = tracer_for(tracer_provider, "lintas.producers")
         self.engine = engine
@@ -351,8 +415,10 @@ class OutboxRelay:
         """Publish up to ``batch`` pending rows in order; return how many were sent.
 
         Stops at the first failure and raises it (:class:`BusUnavailable`,
-        :class:`PublishRejected`, a refusal of the consent gate, or a database error), after
-        marking the rows published before it: the failed row is first again next round.
+        :class:`PublishRejected`, a refusal of the consent gate or of the sender's setup, or
+        a database error), after marking the rows published before it: the failed row is
+        first again next round. A row admission refuses for good is set aside
+        (:class:`OutboxDeadLetter`), and the round goes on.
         """
         rows = await asyncio.to_thread(self._pending, self.batch)
         if not rows:
@@ -369,6 +435,13 @@ class OutboxRelay:
                     seq, duplicate = (
                         (stored, True) if stored is not None else await self._publish(row)
                     )
+                except Refused as exc:
+                    if not _for_good(exc, row):
+                        await self._record_failure(row, exc, published=len(acked))
+                        raise
+                    # Sending it again gets the same answer: set aside, the rest flows.
+                    await self._set_aside(row, exc)
+                    continue
                 except (BusUnavailable, PermanentError) as exc:
                     # Refused by the bus or the consent gate: first in line again next round.
                     await self._record_failure(row, exc, published=len(acked))
@@ -430,6 +503,7 @@ class OutboxRelay:
                 reads=self._reads,
                 prepare=prepare,
                 admission=self.admission,
+                heads=self._heads,
             )
             span.set_attributes({STREAM_SEQ: seq, DUPLICATE: duplicate})
         if prepared and not duplicate:
@@ -464,6 +538,18 @@ class OutboxRelay:
                 # Stored sealed: the row's plaintext goes, as after an acknowledged publish.
                 self._sealed[row.position] = body.decode()
         return last[0]
+
+    async def _set_aside(self, row: _Pending, refused: Refused) -> None:
+        await asyncio.to_thread(self._mark_dead, row, refused)
+        # Error level: the event will never be on the log; the agency decides what now.
+        _log.error(
+            "outbox.dead_lettered",
+            stream=self.stream,
+            event_id=row.id,
+            position=row.position,
+            code=refused.code,
+            field=refused.field,
+        )
 
     async def _record_failure(self, row: _Pending, exc: Exception, *, published: int) -> None:
         transient = isinstance(exc, BusUnavailable) and not isinstance(exc, NatsClientClosed)
@@ -594,6 +680,27 @@ class OutboxRelay:
                 .values(attempts=c.attempts + 1, last_error=error)
             )
             return conn.execute(select(c.attempts).where(c.position == row.position)).scalar()
+
+    def _mark_dead(self, row: _Pending, refused: Refused) -> None:
+        c = _TABLE.c
+        with self.engine.begin() as conn:
+            created = conn.execute(
+                select(c.created_at, c.agency).where(c.position == row.position)
+            ).one()
+            conn.execute(
+                insert(_DEAD).values(
+                    position=row.position,
+                    id=row.id,
+                    agency=created.agency,
+                    subject=row.subject,
+                    created_at=created.created_at,
+                    refused_at=datetime.now(UTC),
+                    attempts=row.attempts + 1,
+                    code=refused.code[:64],
+                    field=refused.field[:255] if refused.field else None,
+                )
+            )
+            conn.execute(delete(_TABLE).where(c.position == row.position))
 
     def _count_pending(self) -> int:
         query = select(func.count()).select_from(_TABLE).where(_TABLE.c.sent_at.is_(None))

@@ -11,7 +11,7 @@ Each publish is a PRODUCER span (:mod:`lintas.infra.observability.tracing`) whos
 processed, it continues that event's trace; published later with ``caused_by``, it joins the
 cause's.
 
-Errors: the tree in :mod:`lintas.producers` (``ContractError`` and ``GateRefused`` publish
+Errors: those :mod:`lintas.producers` lists (``ContractError`` and ``GateRefused`` publish
 nothing; a ``BusUnavailable`` retried with the same ``event_id`` also completes what follows
 a stored event: wrapping, revoking or erasing data keys).
 """
@@ -41,6 +41,7 @@ from lintas.producers._wire import (
     CaseHead,
     Draft,
     HeadMoved,
+    Heads,
     PublishRejected,
     case_head,
     drafted,
@@ -112,6 +113,7 @@ class Publisher:
         self.verifier = verifier
         self.admission = admission
         self.gate = PublishGate(js, agency, stream, keys, reads=reads, verifier=verifier)
+        self._heads = Heads()
 
     async def publish(
         self,
@@ -162,6 +164,7 @@ class Publisher:
                 reads=self.reads,
                 prepare=prepare,
                 admission=self.admission,
+                heads=self._heads,
             )
             if prepared and not duplicate:
                 await self.gate.stored(event, prepared[0][1], seq)

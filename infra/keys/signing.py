@@ -53,6 +53,7 @@ from lintas.contracts import (
     canonical_json,
     parse_message,
 )
+from lintas.contracts.canonical import plain
 from lintas.infra import canonical as fastjcs
 from lintas.infra.errors import bus_errors
 from lintas.infra.keys.registry import (
@@ -322,7 +323,9 @@ class Signer:
         ``keyid`` set, the signature over its RFC 8785 form without ``signature``."""
         keyed = {k: v for k, v in doc.items() if k != "signature"}
         keyed["keyid"] = self.keyid
-        return {**keyed, "signature": b64(self._key.sign(fastjcs.signing_input(keyed)))}
+        # A plain document, as a parsed one, takes the C/orjson path (a receipt per event).
+        signed = self._key.sign(fastjcs.canonical_json(plain(keyed)))
+        return {**keyed, "signature": b64(signed)}
 
 
 _MISMATCH = (

@@ -152,5 +152,5 @@ def test_an_installed_wheel_checks_contracts_and_migrates_the_outbox(
     )
     assert migrated.returncode == 0, migrated.stderr
     head, location = migrated.stdout.split()
-    assert head == "0001"
+    assert head == "0002"
     assert Path(location).is_relative_to(venv)

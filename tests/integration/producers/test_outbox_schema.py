@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from lintas.infra.db import UTCDateTime, create_db_engine
 from lintas.producers import Outbox, OutboxRecord, ensure_outbox_table
 from lintas.producers._schema import MIGRATIONS, VERSION_TABLE, revision
+from lintas.producers.outbox import OutboxDeadLetter
 from tests.support.postgres import POSTGRES_ENV, postgres_database
 
 
@@ -85,16 +86,18 @@ def _before_migrations() -> Table:
 
 
 def _differences(engine: Engine) -> list[Any]:
-    """What Alembic would change to make the database's outbox the model's."""
+    """What Alembic would change to make the database's outbox (and its dead letters) the
+    model's."""
     model = MetaData()
     OutboxRecord.__table__.to_metadata(model)  # type: ignore[attr-defined]
+    OutboxDeadLetter.__table__.to_metadata(model)  # type: ignore[attr-defined]
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn,
             opts={
                 "compare_type": True,
                 "include_name": lambda name, kind, _parent: (
-                    kind != "table" or name == "lintas_outbox"
+                    kind != "table" or name in {"lintas_outbox", "lintas_outbox_dead"}
                 ),
             },
         )
@@ -133,7 +136,7 @@ def _ids(engine: Engine) -> list[str]:
 def test_an_empty_database_is_brought_to_the_newest_revision(engine: Engine) -> None:
     assert revision(engine) is None
     ensure_outbox_table(engine)
-    assert revision(engine) == _head() == "0001"
+    assert revision(engine) == _head() == "0002"
     assert _differences(engine) == []
     first = _add(engine, Outbox("kemlu"))
     ensure_outbox_table(engine)  # again: nothing to do
@@ -157,4 +160,7 @@ def test_a_database_made_before_migrations_is_taken_as_revision_1(engine: Engine
 def test_the_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent.name == "producers"
     assert (MIGRATIONS / "env.py").is_file()
-    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py")) == ["r0001_outbox.py"]
+    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py")) == [
+        "r0001_outbox.py",
+        "r0002_outbox_dead.py",
+    ]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NATS
 
 from lintas.contracts import decode, message_hash, new_case_id
+from lintas.infra.bootstrap import Parts
 from lintas.infra.keys.exchange import ensure_exchange_key
 from lintas.infra.keys.signing import (
     Verifier,
@@ -18,9 +21,11 @@ from lintas.infra.keys.signing import (
     load_registry,
     publish_registry,
 )
+from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.topology import declare_platform, deployment_consumers
 from lintas.infra.reads import ReadService, ServiceReads
-from lintas.producers import connect
+from lintas.infra.settings import Settings
+from lintas.producers import connect, publisher_for
 from tests.support.secured import AGENCIES, Client, admission_running, secured_hub
 
 NOW = datetime.now(UTC)
@@ -82,3 +87,18 @@ async def test_an_agency_publishes_through_connect_and_reads_its_event_back(
     # The child's identity went out sealed with the case's data key, never in the clear.
     assert "Siti" not in stored.decode()
     assert "child" in doc["data"]
+
+
+async def test_a_publisher_on_a_connection_of_the_callers_reads_headers_fast(
+    nats_server: EmbeddedNats, nats_client: NATS, settings: Settings
+) -> None:
+    # A connection made with plain nats-py reads headers with the email parser; the
+    # Publisher's head reads are answered with headers, on every publish.
+    assert isinstance(nats_client._hdr_parser, BytesParser)
+    ensure_agency_key(settings, "kemlu")
+    parts = Parts(settings, nats_server.url)
+    try:
+        await publisher_for(parts, nats_client, "kemlu")
+    finally:
+        await parts.close()
+    assert type(nats_client._hdr_parser).__name__ == "_HeaderParser"

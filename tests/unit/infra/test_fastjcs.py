@@ -3,6 +3,7 @@ where it can."""
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -41,6 +42,35 @@ def test_the_same_bytes_as_the_contracts(value: dict[str, Any], ascii_only: bool
     assert fastjcs.canonical_json(parsed) == contract.canonical_json(parsed)
     assert fastjcs.signing_input(parsed) == contract.signing_input(parsed)
     assert fastjcs.canonical_json(value) == contract.canonical_json(value)  # not parsed
+    built = contract.plain(value)  # a document built in code, as a receipt is
+    assert contract.parsed_plain(built)
+    assert fastjcs.canonical_json(built) == contract.canonical_json(value)
+
+
+def test_a_receipt_built_in_code_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    receipt = {"event_id": "e1", "seq": 7, "admitted_at": "2026-12-07T10:00:00+00:00"}
+    _contracts_refuse(monkeypatch)
+    assert fastjcs.canonical_json(contract.plain(receipt)) == (
+        b'{"admitted_at":"2026-12-07T10:00:00+00:00","event_id":"e1","seq":7}'
+    )
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1.5},  # a fraction: the general encoder refuses it
+        {"a": 1.0},
+        {"a": _Level.HIGH},  # a subclass: the C encoder writes 2, str() "_Level.HIGH"
+        {"a": ("x", 1)},  # a tuple, not what parsing gives
+        {"a": {"b": [{"c": object()}]}},  # not JSON at all, deep inside
+    ],
+)
+def test_a_built_document_beyond_what_parsing_gives_stays_general(value: dict[str, Any]) -> None:
+    assert contract.plain(value) is value
 
 
 class _Refused(Exception):
