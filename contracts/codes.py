@@ -24,6 +24,7 @@ Code lists:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Final, Literal
 
 from pydantic import Field
@@ -47,6 +48,7 @@ __all__ = [
     "OfficerRole",
     "PortCode",
     "code_of",
+    "cited",
     "citations_in",
     "label",
 ]
@@ -122,6 +124,7 @@ ErasureReason = Literal[
 
 OFFICES: Final[dict[str, str]] = {
     "35": "Disdukcapil Provinsi Jawa Timur",
+    "35.25": "Disdukcapil Kabupaten Gresik",
     "65.03": "Disdukcapil Kabupaten Nunukan",
     "32.75": "Disdukcapil Kota Bekasi",
     "KBRI-MYKUL": "KBRI Kuala Lumpur",
@@ -175,6 +178,11 @@ def label(code: str | None) -> str:
     if _REGION_ONLY.fullmatch(code):
         return f"Disdukcapil {code}"
     return code
+
+
+def cited(basis: Sequence[str] | None) -> str:
+    """A legal basis (citations) for display."""
+    return "; ".join(basis) if basis is not None else "not coded"
 
 
 def code_of(text: object, table: dict[str, str], pattern: str) -> str | None:

@@ -41,7 +41,7 @@ async def owned_by_kp2mi(bus: Platform) -> Case:
     """kemlu opens, records the parent's consent, and hands the case to kp2mi."""
     case = await bus.opened("kemlu")
     await bus.say(case, "consent.recorded", "kemlu", data=CONSENT)
-    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "x"})
+    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "X-1"})
     return case
 
 
@@ -244,7 +244,7 @@ async def test_a_non_owner_assigns(bus: Platform) -> None:
         "case.assigned",
         "dukcapil",
         "not_owner",
-        data={"owner": "dukcapil", "officer_ref": "x"},
+        data={"owner": "dukcapil", "officer_ref": "X-1"},
     )
 
 

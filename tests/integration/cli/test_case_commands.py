@@ -13,7 +13,7 @@ import pytest
 
 from lintas.consumers.quarantine import QuarantineEntry, put
 from lintas.contracts import new_case_id, uuid7
-from lintas.contracts.redaction import PERSONAL, UNKNOWN
+from lintas.contracts.redaction import FREE_TEXT, PERSONAL, UNKNOWN
 from lintas.demo import run_demo
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.credentials import js_options, uses_credentials
@@ -196,7 +196,11 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
         "child_name": "Dewi Lestari",
         "data": {
             "situation": "left_behind",
-            "location": {"country": "ID", "name": "Gresik\u202eKab\x1b[2J"},
+            "location": {
+                "country": "ID",
+                "subdivision": "ID-JI\u202e\x1b[2J",
+                "name": "Gresik Dewi Lestari",
+            },
             "jurisdiction": {"country": "ID"},
             "risk_level": "low",
             "child": FAKE_SEALED,
@@ -233,7 +237,10 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
     assert "2015-06-01" not in out
     assert f'"child_name": "{UNKNOWN}"' in out
     assert f'"child": "{PERSONAL}"' in out
-    assert '"name": "Gresik\\u202eKab\\u001b[2J"' in out  # known: shown, escaped
+    assert '"subdivision": "ID-JI\\u202e\\u001b[2J"' in out  # known: shown, escaped
+    # v3's free-text place name: whatever it holds is not shown (v4 carries codes only)
+    assert f'"name": "{FREE_TEXT}"' in out
+    assert "Gresik" not in out
 
     assert await cli("dlq", "show", str(entry_id), "--json") == 0
     shown = json.loads(capsys.readouterr().out)

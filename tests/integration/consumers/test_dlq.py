@@ -79,7 +79,7 @@ async def test_list_show_and_retry_exactly_once(
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "location": {"country": "MY", "name": "Sabah"},
+            "location": {"country": "MY", "subdivision": "MY-12"},
             "jurisdiction": {"country": "MY"},
             "risk_level": "high",
             "child": CHILD,

@@ -434,7 +434,7 @@ async def _send_the_story(jkm: Agency, kemlu: Agency) -> tuple[str, str]:
             case,
             {
                 "situation": "undocumented_abroad",
-                "location": {"country": "MY", "subdivision": "MY-12", "name": "Tawau"},
+                "location": {"country": "MY", "subdivision": "MY-12"},
                 "jurisdiction": {"country": "MY", "responsible_office": "KJRI Tawau"},
                 "risk_level": "high",
             },

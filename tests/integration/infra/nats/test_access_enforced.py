@@ -544,8 +544,8 @@ async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-            "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+            "location": {"country": "MY", "subdivision": "MY-12"},
+            "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
             "risk_level": "high",
             "child": {"full_name": f"Wulan Sari-{tag}", "birth_date": "2014-02-03"},
         },

@@ -81,8 +81,8 @@ async def _pathway(case_id: str, kemlu: Any, kp2mi: Any, dukcapil: Any) -> None:
     """Opened with the child's identity, consented, a document number, referral notes."""
     opened = {
         "situation": "undocumented_abroad",
-        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "location": {"country": "MY", "subdivision": "MY-12"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
         "risk_level": "high",
         "child": CHILD,
     }
@@ -106,7 +106,7 @@ async def _pathway(case_id: str, kemlu: Any, kp2mi: Any, dukcapil: Any) -> None:
             "request_id": "d-1",
             "kind": "nik",
             "number": NUMBER,
-            "issuing_office": "Disdukcapil Kabupaten Gresik",
+            "issuing_office": "35.25",
             "issued_on": "2025-03-02",
         },
         case_id=case_id,
