@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from lintas.contracts._base import SEALED_KEY, EventData
 
-__all__ = ["ALLOWED", "carried", "free_text_paths"]
+__all__ = ["ALLOWED", "carried", "free_text_paths", "unconstrained_paths"]
 
 _AGENCY = (
     "an agency id: the model checks it against the agency-id grammar "
@@ -61,13 +61,18 @@ def _walk(node: Mapping[str, Any], path: str, defs: Mapping[str, Any]) -> Iterat
         yield path
 
 
+def unconstrained_paths(model: type[EventData]) -> tuple[str, ...]:
+    """The paths of ``model``'s text fields in clear that no schema constraint bounds,
+    the allowed ones included."""
+    schema = model.model_json_schema()
+    return tuple(dict.fromkeys(_walk(schema, "", schema.get("$defs", {}))))
+
+
 def free_text_paths(model: type[EventData]) -> tuple[str, ...]:
     """The paths of ``model``'s text fields that are free text in clear (not allowed)."""
     found = _CACHE.get(model)
     if found is None:
-        schema = model.model_json_schema()
-        paths = dict.fromkeys(_walk(schema, "", schema.get("$defs", {})))
-        found = tuple(p for p in paths if (model.TYPE, p) not in ALLOWED)
+        found = tuple(p for p in unconstrained_paths(model) if (model.TYPE, p) not in ALLOWED)
         _CACHE[model] = found
     return found
 
