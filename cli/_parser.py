@@ -289,6 +289,7 @@ _NO_SUCH_CASE = (
     "same for every command that takes a case id"
 )
 
+
 def _citation(text: str) -> str:
     if not re.fullmatch(CITATION_PATTERN, text):
         raise argparse.ArgumentTypeError(
@@ -335,8 +336,7 @@ def add_privacy_commands(case_commands: Any) -> None:
         "--legal-basis",
         action="append",
         type=_citation,
-        help="a provision it answers, e.g. 'UU 27/2022 Pasal 8' (the default); repeat for "
-        "more",
+        help="a provision it answers, e.g. 'UU 27/2022 Pasal 8' (the default); repeat for more",
     )
     show = _command(
         case_commands,

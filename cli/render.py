@@ -92,9 +92,7 @@ def case_view(record: CaseRecord) -> Group:
             _t(f"{entry.source} → {entry.target}"),
             owner,
         )
-    docs = (
-        ", ".join(f"{d.kind} ({label(d.issuing_office)})" for d in record.documents) or "none"
-    )
+    docs = ", ".join(f"{d.kind} ({label(d.issuing_office)})" for d in record.documents) or "none"
     return Group(
         head,
         handoff_table(record),

@@ -47,9 +47,9 @@ __all__ = [
     "OfficerRef",
     "OfficerRole",
     "PortCode",
-    "code_of",
-    "cited",
     "citations_in",
+    "cited",
+    "code_of",
     "label",
 ]
 
@@ -146,8 +146,7 @@ INSTITUTIONS: Final[dict[str, str]] = {
     "SENTRA-32.75": "Sentra Terpadu Pangudi Luhur (Bekasi)",
 }
 OFFICER_ROLES: Final[dict[str, str]] = {
-    "consular_protection_officer": "consular protection officer (Pelaksana Fungsi "
-    "Pelindungan WNI)",
+    "consular_protection_officer": "consular protection officer (Pelaksana Fungsi Pelindungan WNI)",
     "social_worker": "social worker (Pekerja Sosial)",
     "child_protection_officer": "child protection officer (UPTD PPA)",
     "police_investigator": "police investigator (Penyidik)",

@@ -295,9 +295,7 @@ _POLICIES: dict[str, Callable[[Event], list[Reaction]]] = {
     "kp2mi": _kp2mi,
     "kemlu": _kemlu,
     PARTNER: _only("referral.requested", _serve),
-    "dukcapil": _only(
-        "document.requested", lambda e: _issue(e, "65.03")
-    ),
+    "dukcapil": _only("document.requested", lambda e: _issue(e, "65.03")),
     "kemenpppa": _only("referral.requested", lambda e: _serve(e, assessed=True)),
     "kemnaker": _only("referral.requested", _serve),
     "kpai": _only(

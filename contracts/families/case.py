@@ -43,11 +43,11 @@ __all__ = [
     "CaseOpenedV2",
     "CaseOpenedV3",
     "CaseOpenedV4",
-    "CodedJurisdiction",
-    "CodedPlace",
     "CaseReopenedV1",
     "CaseReopenedV2",
     "ChildIdentity",
+    "CodedJurisdiction",
+    "CodedPlace",
     "Jurisdiction",
     "Place",
     "SealedChild",
@@ -398,8 +398,7 @@ class CaseAssignedV2(EventData):
     owner: AgencyId
     officer_ref: OfficerRef | None = Field(
         default=None,
-        description="None: not named, or named by an older version in a form that is no "
-        "reference",
+        description="None: not named, or named by an older version in a form that is no reference",
     )
 
 

@@ -41,7 +41,7 @@ class _WithFreeText(EventData):
 
     code: str = Field(pattern=r"^[A-Z]{2}$")
     label: str = Field(max_length=120)  # free text in clear: the walker must find it
-    notes: list[_Note] = []
+    notes: list[_Note] = Field(default_factory=list)
 
 
 def test_the_walker_finds_free_text_at_any_depth() -> None:

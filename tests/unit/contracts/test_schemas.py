@@ -89,8 +89,14 @@ OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         **SAMPLES["rehabilitation.handoff_requested"],
         "placement": "Sentra Bogor",
     },
-    ("repatriation.scheduled", 1): {**SAMPLES["repatriation.scheduled"], "port_of_entry": "Nunukan"},
-    ("repatriation.completed", 1): {**SAMPLES["repatriation.completed"], "port_of_entry": "Nunukan"},
+    ("repatriation.scheduled", 1): {
+        **SAMPLES["repatriation.scheduled"],
+        "port_of_entry": "Nunukan",
+    },
+    ("repatriation.completed", 1): {
+        **SAMPLES["repatriation.completed"],
+        "port_of_entry": "Nunukan",
+    },
     ("consent.withdrawn", 1): {"consent_id": "consent-1", "reason": "moved"},
     # main's v2 (names the overdue hand-off), before v3 sealed its reason.
     ("oversight.escalated", 2): SAMPLES["oversight.escalated"],

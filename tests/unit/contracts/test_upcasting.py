@@ -9,7 +9,6 @@ import pytest
 from lintas.consumers import record as record_fold
 from lintas.consumers import worklist
 from lintas.contracts import InvalidEventData, decode, encode, registry
-from lintas.contracts.sealed import ALLOW_CLEAR
 from lintas.contracts.families.case import (
     CaseOpenedV4,
     ChildIdentity,
@@ -20,6 +19,7 @@ from lintas.contracts.families.document import DocumentIssuedV4, DocumentRequest
 from lintas.contracts.families.oversight import OversightEscalatedV3
 from lintas.contracts.families.referral import ReferralOverdueV2, ReferralRequestedV2
 from lintas.contracts.families.rehabilitation import RehabilitationHandoffRequestedV3
+from lintas.contracts.sealed import ALLOW_CLEAR
 from tests.support.paths import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "events"
@@ -55,7 +55,11 @@ def test_a_place_that_cannot_be_coded_is_not_carried_forward_but_stays_in_the_lo
     assert event.envelope.data["location"] == "Kampung Baru"
     tawau = decode(_stored("case.opened.v3.tawau"))
     assert isinstance(tawau.data, CaseOpenedV4)
-    assert tawau.data.location.model_dump() == {"country": "MY", "subdivision": None, "regency": None}
+    assert tawau.data.location.model_dump() == {
+        "country": "MY",
+        "subdivision": None,
+        "regency": None,
+    }
     assert tawau.data.jurisdiction.responsible_office is None  # no code names that text
     assert "Tawau" not in tawau.data.model_dump_json()
 
@@ -89,7 +93,12 @@ def test_a_stored_v3_document_issued_reads_its_office_code_not_its_free_text() -
         "issued_on": "2025-03-01",
     }
     upcast = registry.upcast("document.issued", 3, uncoded)
-    assert upcast == {"kind": "kk", "number": "x", "issuing_office": None, "issued_on": "2025-03-01"}
+    assert upcast == {
+        "kind": "kk",
+        "number": "x",
+        "issuing_office": None,
+        "issued_on": "2025-03-01",
+    }
     assert "Siti" not in str(upcast)
 
 

@@ -352,7 +352,9 @@ def test_a_consent_ignored_for_want_of_its_key_counts_once_a_key_is_learned() ->
 def test_an_assignment_goes_to_everyone() -> None:
     async def run() -> None:
         log = _Log()
-        head = log.add(1, "case.assigned", {"owner": "kemlu", "officer_ref": "OFF-3"}, "kp2mi", "all")
+        head = log.add(
+            1, "case.assigned", {"owner": "kemlu", "officer_ref": "OFF-3"}, "kp2mi", "all"
+        )
         data = build_data("case.assigned", {"owner": "kemensos", "officer_ref": "OFF-2"})
         to_one = make_event(data, source="kp2mi", target="kemensos", case_id=CASE)
         with pytest.raises(ContractError, match="must go to everyone"):
