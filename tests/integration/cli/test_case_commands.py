@@ -56,7 +56,15 @@ async def test_a_case_the_log_does_not_hold_gets_one_line_and_exit_3_from_every_
         ["export", "--out", str(exported), "--case", missing],
         ["report", missing, "--html", str(page)],
         ["trace", missing],
-        ["case", "erase", missing, "--reason", "asked", "--role", "data_protection_officer"],
+        [
+            "case",
+            "erase",
+            missing,
+            "--reason",
+            "subject_request",
+            "--role",
+            "data_protection_officer",
+        ],
     ):
         assert await cli(*argv) == 3, argv
         captured = capsys.readouterr()
@@ -113,7 +121,15 @@ async def test_case_show_says_when_the_record_has_not_caught_up_with_the_stream(
 
     # Erased while no record runs (the demo's consumers are gone): the record still says
     # sealed, and case show says it is one event of the case behind.
-    erase = ["case", "erase", case_id, "--reason", "asked", "--role", "data_protection_officer"]
+    erase = [
+        "case",
+        "erase",
+        case_id,
+        "--reason",
+        "subject_request",
+        "--role",
+        "data_protection_officer",
+    ]
     assert await cli(*erase) == 0
     capsys.readouterr()
     assert await cli("case", "show", case_id) == 0

@@ -201,9 +201,9 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
 
         # Only the owner, and only a data protection officer.
         with pytest.raises(SystemExit):
-            await cli("case", "erase", case_id, "--reason", "the mother asked")
+            await cli("case", "erase", case_id, "--reason", "subject_request")
         refused = await cli(
-            "case", "erase", case_id, "--reason", "x", "--role", "data_protection_officer",
+            "case", "erase", case_id, "--reason", "subject_request", "--role", "data_protection_officer",
             "--agency", "kemlu",
         )  # fmt: skip
         assert refused == 1
@@ -211,7 +211,7 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
         assert "only the case's owner (kp2mi) may erase" in outputs[-1]
 
         assert await cli(
-            "case", "erase", case_id, "--reason", "the mother asked for erasure",
+            "case", "erase", case_id, "--reason", "subject_request",
             "--role", "data_protection_officer", "--requested-by", "parent",
         ) == 0  # fmt: skip
         outputs.append(str(capsys.readouterr()))
@@ -318,8 +318,8 @@ async def test_an_erasure_retried_completes_and_changes_nothing_more(
     erasure: dict[str, Any] = {
         "officer_role": "data_protection_officer",
         "requested_by": "retention_ended",
-        "legal_basis": "UU 27/2022 Pasal 43",
-        "reason": "retention period ended",
+        "legal_basis": ["UU 27/2022 Pasal 43"],
+        "reason": "retention_ended",
     }
     event_id = str(uuid7())
     first = await kemlu.publish(
