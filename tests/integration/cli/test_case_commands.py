@@ -265,6 +265,7 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
     assert shown["body"]["data"]["child_name"] == UNKNOWN
     assert shown["body"]["data"]["[unknown field 1]"] == UNKNOWN
     assert shown["body"]["data"]["child"] == PERSONAL
-    # The region's name is a field the contract knows: shown, with its controls escaped
-    # in the text (JSON reads them back).
-    assert shown["body"]["data"]["location"]["name"] == "Gresik\u202eKab\x1b[2J"
+    # The subdivision is a field the contract knows: shown, with its controls escaped in
+    # the text (JSON reads them back); v3's free-text place name is not shown at all.
+    assert shown["body"]["data"]["location"]["subdivision"] == "ID-JI\u202e\x1b[2J"
+    assert shown["body"]["data"]["location"]["name"] == FREE_TEXT
