@@ -51,10 +51,9 @@ def test_a_failure_is_said_on_standard_error_only(capsys: pytest.CaptureFixture[
 def test_case_erase_takes_a_reason_code_and_citations_never_free_text() -> None:
     parser = build_parser()
     case = "C01M98983XRES49DSZN3PCKHDVA"
-    args = parser.parse_args(
-        ["case", "erase", case, "--reason", "retention_ended", "--role", "data_protection_officer"]
-        + ["--legal-basis", "UU 27/2022 Pasal 43", "--legal-basis", "UU 27/2022 Pasal 8"]
-    )
+    bases = ["--legal-basis", "UU 27/2022 Pasal 43", "--legal-basis", "UU 27/2022 Pasal 8"]
+    erase = ["case", "erase", case, "--reason", "retention_ended"]
+    args = parser.parse_args([*erase, "--role", "data_protection_officer", *bases])
     assert (args.reason, args.legal_basis) == (
         "retention_ended",
         ["UU 27/2022 Pasal 43", "UU 27/2022 Pasal 8"],

@@ -203,8 +203,8 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
         with pytest.raises(SystemExit):
             await cli("case", "erase", case_id, "--reason", "subject_request")
         refused = await cli(
-            "case", "erase", case_id, "--reason", "subject_request", "--role", "data_protection_officer",
-            "--agency", "kemlu",
+            "case", "erase", case_id, "--reason", "subject_request",
+            "--role", "data_protection_officer", "--agency", "kemlu",
         )  # fmt: skip
         assert refused == 1
         outputs.append(str(capsys.readouterr()))
