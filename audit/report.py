@@ -50,6 +50,7 @@ from lintas.contracts import (
     is_agency_id,
     is_uuid7,
 )
+from lintas.contracts.codes import cited, label
 from lintas.contracts.redaction import printable
 from lintas.infra.keys.signing import Registry
 
@@ -241,7 +242,8 @@ async def build_report(
         ]
         report.notes.append(
             f"the case's personal data was erased at stream seq {record.erasure.seq} by "
-            f"{record.erasure.by} ({record.erasure.officer_role}, {record.erasure.legal_basis}): "
+            f"{record.erasure.by} ({label(record.erasure.officer_role)}, "
+            f"{cited(record.erasure.legal_basis)}; {label(record.erasure.reason)}): "
             "its sealed fields are unreadable everywhere; the events and their verification "
             "stand"
         )
@@ -547,8 +549,7 @@ def render_html(report: CaseReport) -> str:
         [
             _e(d.kind),
             _e(d.issued_by),
-            _e(d.issuing_office)
-            + (f" (<code>{_e(d.issuing_office_code)}</code>)" if d.issuing_office_code else ""),
+            _e(label(d.issuing_office)),
             _e(d.issued_on),
             _e(_when(d.at)),
         ]

@@ -55,8 +55,8 @@ NOTES = (
 )
 OPENED: dict[str, Any] = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
     "child": {
         "full_name": "Siti Nurhaliza binti Ahmad",
@@ -83,7 +83,7 @@ def cycle(k: int) -> list[tuple[str, str, str, dict[str, Any]]]:
                 "request_id": f"doc-{k}",
                 "kind": "nik",
                 "number": "3525010101150001",
-                "issuing_office": "Dinas Kependudukan dan Pencatatan Sipil Kabupaten Gresik",
+                "issuing_office": "35.25",
                 "issued_on": "2025-03-02",
                 "valid_until": "2035-03-02",
             },

@@ -120,7 +120,7 @@ async def case_erase(settings: Settings, args: argparse.Namespace, console: Cons
                         {
                             "officer_role": args.role,
                             "requested_by": args.requested_by,
-                            "legal_basis": args.legal_basis,
+                            "legal_basis": args.legal_basis or ["UU 27/2022 Pasal 8"],
                             "reason": args.reason,
                         },
                         case_id=case_id,

@@ -8,6 +8,7 @@ imported by :func:`lintas.cli._main.main` once the arguments are known.
 from __future__ import annotations
 
 import argparse
+import re
 import textwrap
 from datetime import datetime
 from importlib.metadata import version
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lintas.cli._contracts import DEFAULT_ASYNCAPI
+from lintas.contracts.codes import CITATION_PATTERN, ERASURE_REASONS
 from lintas.contracts.families.case import ERASURE_ROLES
 from lintas.contracts.schemadocs import SCHEMA_DIR
 
@@ -304,6 +306,16 @@ _NO_SUCH_CASE = (
     "same for every command that takes a case id"
 )
 
+
+def _citation(text: str) -> str:
+    if not re.fullmatch(CITATION_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no citation: 'UU|PP|Perppu|Perpres|Permen|Perda <n>/<year>' and "
+            "an optional ' Pasal <n>' and ' ayat (<n>)'"
+        )
+    return text
+
+
 _REQUESTED_BY = ("data_subject", "parent", "guardian", "court", "retention_ended")
 
 
@@ -313,13 +325,18 @@ def add_privacy_commands(case_commands: Any) -> None:
         "erase",
         example=(
             "lintas case erase C01M98983XRES49DSZN3PCKHDVA --role data_protection_officer "
-            "--reason 'request of the parent'"
+            "--reason subject_request"
         ),
         help="erase a case's personal data: destroy its data keys, publish case.erased",
         epilog=_NO_SUCH_CASE,
     )
     erase.add_argument("case_id")
-    erase.add_argument("--reason", required=True, help="why (kept in the log: no child's data)")
+    erase.add_argument(
+        "--reason",
+        required=True,
+        choices=tuple(ERASURE_REASONS),
+        help="why, as a code (kept in the log after the erasure: never free text)",
+    )
     erase.add_argument(
         "--role",
         required=True,
@@ -333,7 +350,10 @@ def add_privacy_commands(case_commands: Any) -> None:
         "--requested-by", choices=_REQUESTED_BY, default="parent", help="whose request or rule"
     )
     erase.add_argument(
-        "--legal-basis", default="UU 27/2022 Pasal 8", help="the provision it answers"
+        "--legal-basis",
+        action="append",
+        type=_citation,
+        help="a provision it answers, e.g. 'UU 27/2022 Pasal 8' (the default); repeat for more",
     )
     show = _command(
         case_commands,

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from lintas.consumers import CaseRecord
 from lintas.contracts import agency_name
+from lintas.contracts.codes import cited, label
 from lintas.contracts.redaction import printable
 
 __all__ = ["case_view", "handoff_table", "privacy_view", "summary_tables"]
@@ -91,7 +92,7 @@ def case_view(record: CaseRecord) -> Group:
             _t(f"{entry.source} → {entry.target}"),
             owner,
         )
-    docs = ", ".join(f"{d.kind} ({d.issuing_office})" for d in record.documents) or "none"
+    docs = ", ".join(f"{d.kind} ({label(d.issuing_office)})" for d in record.documents) or "none"
     return Group(
         head,
         handoff_table(record),
@@ -111,7 +112,7 @@ def privacy_view(record: CaseRecord) -> Group:
         who = (
             f"consent {c.consent_id} given by {c.given_by}"
             if c.consent_id
-            else f"override by {c.officer_role} ({c.legal_basis})"
+            else f"override by {label(c.officer_role)} ({cited(c.legal_basis)})"
         )
         withdrawn = (
             f"; withdrawn at seq {c.withdrawn_seq}, told: {', '.join(c.notified or ()) or '-'}"
@@ -132,8 +133,9 @@ def privacy_view(record: CaseRecord) -> Group:
     erased = (
         _t(
             f"Erased at seq {record.erasure.seq} by {record.erasure.by} "
-            f"({record.erasure.officer_role}, {record.erasure.legal_basis}; requested by "
-            f"{record.erasure.requested_by}): every sealed field is unreadable"
+            f"({label(record.erasure.officer_role)}, {cited(record.erasure.legal_basis)}; "
+            f"requested by {record.erasure.requested_by}; {label(record.erasure.reason)}): "
+            "every sealed field is unreadable"
         )
         if record.erasure
         else Text("")

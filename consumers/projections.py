@@ -194,7 +194,8 @@ class RecordProjection:
     that folding holds no database lock."""
 
     name: ClassVar[str] = "record"
-    schema_version: ClassVar[int] = 1
+    # 2: codes where free text was (contracts' codes): records with free text are rebuilt.
+    schema_version: ClassVar[int] = 2
     tables: ClassVar[tuple[type[SQLModel], ...]] = (RecordCaseRow,)
 
     @staticmethod

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from lintas.contracts import Event, EventData, Sealed
 from lintas.contracts import authority as authority_rules
 from lintas.contracts import gate as gate_rules
+from lintas.contracts.codes import label
 from lintas.contracts.families import case, document, rehabilitation, repatriation
 from lintas.contracts.handoffs import RANK, TERMINAL, classify
 
@@ -70,8 +71,9 @@ class DocumentIssued(BaseModel):
 
     kind: str
     issued_by: str
-    issuing_office: str
-    issuing_office_code: str | None = None
+    issuing_office: str | None
+    """The office's code (labels: lintas.contracts.codes); None: an older event named it
+    in free text, which is not carried forward."""
     issued_on: str
     valid_until: str | None = None
     at: datetime
@@ -100,8 +102,8 @@ class ConsentEntry(BaseModel):
     by: str
     consent_id: str | None = None  # None: an override
     given_by: str | None = None
-    officer_role: str | None = None
-    legal_basis: str | None = None
+    officer_role: str | None = None  # a code; None on a consent, or an uncoded override
+    legal_basis: tuple[str, ...] | None = None  # citations, as officer_role
     scopes: tuple[str, ...]
     agencies: tuple[str, ...]
     withdrawn_seq: int | None = None
@@ -128,8 +130,8 @@ class Erasure(BaseModel):
     by: str
     officer_role: str
     requested_by: str
-    legal_basis: str
-    reason: str
+    legal_basis: tuple[str, ...] | None  # citations; None: v1 text that held none
+    reason: str | None  # a code; None: v1's free text, not carried forward
 
 
 class CaseRecord(BaseModel):
@@ -236,7 +238,7 @@ def _consents(record: CaseRecord, event: Event, seq: int) -> tuple[ConsentEntry,
                 consent_id=grant.consent_id,
                 given_by=getattr(data, "given_by", None),
                 officer_role=getattr(data, "officer_role", None),
-                legal_basis=getattr(data, "legal_basis", None),
+                legal_basis=_citations(getattr(data, "legal_basis", None)),
                 # In the event's own order, as published (a grant holds them as sets).
                 scopes=tuple(getattr(data, "scopes", ())),
                 agencies=tuple(getattr(data, "agencies", ())),
@@ -255,7 +257,7 @@ def _consents(record: CaseRecord, event: Event, seq: int) -> tuple[ConsentEntry,
 
 
 def _personal(record: CaseRecord, event: Event, seq: int) -> tuple[PersonalField, ...]:
-    if isinstance(event.data, case.CaseErasedV1):
+    if isinstance(event.data, case.CaseErasedV2):
         return tuple(
             p.model_copy(update={"state": "erased"}) if p.state == "sealed" else p
             for p in record.personal
@@ -322,22 +324,28 @@ def _handoffs(record: CaseRecord, event: Event) -> tuple[Handoff, ...]:
     return (*record.handoffs, updated)
 
 
+def _citations(basis: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(basis) if basis is not None else None
+
+
 def _whereabouts(record: CaseRecord, event: Event) -> str | None:
     data = event.data
-    if isinstance(data, case.CaseOpenedV3):
+    if isinstance(data, case.CaseOpenedV4):
         place = data.location
-        return f"{place.name or place.subdivision or 'unknown region'}, {place.country}"
-    if isinstance(data, repatriation.RepatriationScheduledV1):
-        return f"awaiting repatriation via {data.port_of_entry} on {data.departure_on}"
-    if isinstance(data, repatriation.RepatriationCompletedV1):
-        return f"arrived in Indonesia at {data.port_of_entry}"
+        return f"{place.regency or place.subdivision or 'unknown region'}, {place.country}"
+    if isinstance(data, repatriation.RepatriationScheduledV2):
+        return f"awaiting repatriation via {label(data.port_of_entry)} on {data.departure_on}"
+    if isinstance(data, repatriation.RepatriationCompletedV2):
+        return f"arrived in Indonesia at {label(data.port_of_entry)}"
     if isinstance(data, rehabilitation.RehabilitationHandoffAcceptedV1):
         step = classify(event)
         handoff = next((h for h in record.handoffs if step and h.key == step.key), None)
         if handoff is not None and handoff.handoff == "reintegration":
             return f"home: {event.source} ({(handoff.what or 'family').replace('_', ' ')})"
         placement = handoff.what if handoff is not None else None
-        return f"in rehabilitation with {event.source}" + (f" ({placement})" if placement else "")
+        return f"in rehabilitation with {event.source}" + (
+            f" ({label(placement)})" if placement else ""
+        )
     return record.whereabouts
 
 
@@ -357,7 +365,7 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     update: dict[str, object] = {"last_seq": max(record.last_seq, seq)}
     owner = gate_rules.owner_after(record.owner, event)
     refused = gate_rules.gate_refusal(consent_book(record), event, at=seq)
-    if isinstance(data, case.CaseOpenedV3):
+    if isinstance(data, case.CaseOpenedV4):
         update |= {
             "situation": data.situation,
             "jurisdiction": data.jurisdiction.country,
@@ -369,7 +377,7 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
     elif isinstance(data, case.CaseReopenedV2):
         update |= {"status": "open", "closed_reason": None, "closed_at": None}
     elif (
-        isinstance(data, case.CaseErasedV1)
+        isinstance(data, case.CaseErasedV2)
         and record.erasure is None
         and gate_rules.erases(owner, event)
     ):
@@ -380,10 +388,10 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
             by=event.source,
             officer_role=data.officer_role,
             requested_by=data.requested_by,
-            legal_basis=data.legal_basis,
+            legal_basis=_citations(data.legal_basis),
             reason=data.reason,
         )
-    elif isinstance(data, document.DocumentIssuedV3):
+    elif isinstance(data, document.DocumentIssuedV4):
         # The number identifies the child: the record keeps only that it was issued.
         update["documents"] = (
             *record.documents,
@@ -391,7 +399,6 @@ def apply(record: CaseRecord | None, event: Event, seq: int) -> CaseRecord:
                 kind=data.kind,
                 issued_by=event.source,
                 issuing_office=data.issuing_office,
-                issuing_office_code=data.issuing_office_code,
                 valid_until=data.valid_until.isoformat() if data.valid_until else None,
                 issued_on=data.issued_on.isoformat(),
                 at=event.time,

@@ -82,6 +82,9 @@ class EventData(BaseModel):
     VERSION: ClassVar[int]
     CROSS_BORDER: ClassVar[frozenset[str]] = frozenset()
     """The fields this version may carry to a partner abroad (none unless declared)."""
+    CODED: ClassVar[frozenset[str]] = frozenset()
+    """Fields that carry a code where an older version carried free text: null only when
+    an upcast could not code that text (it is not carried forward), never on the wire."""
 
     @classmethod
     def family(cls) -> str:
@@ -111,6 +114,14 @@ class EventData(BaseModel):
     def _sealed_on_the_wire(self, info: ValidationInfo) -> EventData:
         if (info.context or {}).get(ALLOW_CLEAR):
             return self
+        uncoded = sorted(name for name in self.CODED if getattr(self, name) is None)
+        if uncoded:
+            raise PydanticCustomError(
+                "lintas_uncoded",
+                "{fields} must hold a code in {type} v{version} (null only in an upcast "
+                "from a version that carried free text)",
+                {"fields": ", ".join(uncoded), "type": self.TYPE, "version": self.VERSION},
+            )
         clear = self.clear_fields()
         if clear:
             raise PydanticCustomError(

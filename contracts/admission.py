@@ -28,8 +28,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
+from lintas.contracts import registry
 from lintas.contracts.authority import Refusal
 from lintas.contracts.envelope import Event
+from lintas.contracts.freetext import carried
 
 __all__ = [
     "CODES",
@@ -71,8 +73,9 @@ CODES: Final[dict[str, str]] = {
     "not_json": "the body is not a JSON object in UTF-8 (no byte order mark)",
     "duplicate_member": "a JSON object names one member twice (readers would disagree on it)",
     "contract": "the event breaks its contract (envelope, type, version or data schema)",
-    "not_sealed": "a personal field travels in clear (an older version without sealing): send "
-    "the newest version, the field sealed with the case's data key",
+    "not_sealed": "a personal field or a free text travels in clear (an older version without "
+    "sealing or codes): send the newest version, the field sealed with the case's data key "
+    "or as a code",
     "subject_mismatch": "the intake subject does not name the envelope's source and case",
     "unsigned": "the event carries no signature",
     "bad_signature": "the signature does not hold, or the key is not the source's",
@@ -241,8 +244,9 @@ def shape_refusal(raw: bytes) -> tuple[dict[str, Any] | None, Refusal | None]:
 
 
 def clear_refusal(event: Event) -> Refusal | None:
-    """Nothing personal enters the log in clear, whatever version it was sent in: an older
-    version's plaintext stays readable by anyone who reads the log, for good."""
+    """Nothing personal, and no free text, enters the log in clear, whatever version it was
+    sent in: an older version's plaintext stays readable by anyone who reads the log, for
+    good. Readers still read the older versions already in the log."""
     clear = event.data.clear_fields()
     if clear:
         return Refusal(
@@ -250,6 +254,17 @@ def clear_refusal(event: Event) -> Refusal | None:
             f"{', '.join(clear)} in clear: send version {type(event.data).VERSION}'s field "
             "sealed (the newest version seals it on the wire)",
             f"data.{clear[0]}",
+        )
+    # A field the newest version carries as a code was free text before: the old version
+    # would let any text, a child's name included, into the log in clear.
+    sent = registry.lookup(event.type, event.envelope.dataversion)
+    texts = carried(sent, event.envelope.data)
+    if texts:
+        return Refusal(
+            "not_sealed",
+            f"{', '.join(texts)} free text in clear (v{sent.VERSION}): send version "
+            f"{type(event.data).VERSION}, which carries it as a code or sealed",
+            f"data.{texts[0]}",
         )
     return None
 

@@ -362,7 +362,10 @@ def _own_refusal(event: Event) -> Refusal | None:
                 f"{event.source} has no child-protection mandate to override consent",
                 "source",
             )
-        if not str(getattr(data, "legal_basis", "")).strip():
+        # As sent, whatever its version: an older event's text that holds no citation reads
+        # as null today, and was no less a legal basis when it was admitted.
+        basis = event.envelope.data.get("legal_basis")
+        if not (basis.strip() if isinstance(basis, str) else basis):
             return Refusal(
                 "no_legal_basis", "the override names no legal basis", "data.legal_basis"
             )

@@ -145,7 +145,10 @@ _UNION_TAGS = frozenset({"sealed", "clear"})  # the branches of a sealed field's
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
-    if err["type"] == "lintas_clear_personal":  # a model-level check naming its fields
+    if err["type"] in (
+        "lintas_clear_personal",
+        "lintas_uncoded",
+    ):  # a model-level check naming its fields
         loc.append(str(err.get("ctx", {}).get("fields", "")).partition(",")[0])
     return ".".join(loc) or "<root>", err["msg"]
 

@@ -196,7 +196,7 @@ def fold(book: ConsentBook, event: Event, seq: int) -> ConsentBook:
             seq, event.source, data.consent_id, frozenset(data.scopes), frozenset(data.agencies)
         )
         return replace(book, grants=(*book.grants, grant))
-    if isinstance(data, consent.ConsentOverriddenV2):
+    if isinstance(data, consent.ConsentOverriddenV3):
         grant = Grant(seq, event.source, None, frozenset(data.scopes), frozenset(data.agencies))
         return replace(book, grants=(*book.grants, grant))
     if isinstance(data, consent.ConsentWithdrawnV2):

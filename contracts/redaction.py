@@ -8,7 +8,9 @@ Two rules, applied together:
   Schema) declares the field and does not mark it ``x-lintas-personal``. A personal field
   shows :data:`PERSONAL`; a field the contract does not know (a message that broke its
   contract with a ``child_name``, say) shows :data:`UNKNOWN`, and its name only when the
-  name is a plain identifier. An unknown event type shows no data at all.
+  name is a plain identifier. An unknown event type shows no data at all. A free text
+  an older version carried in clear (:mod:`lintas.contracts.freetext`: the current
+  versions carry codes there) shows :data:`FREE_TEXT`: it may hold anything.
 * **printable**: every string shown has its control characters (NUL, ESC, newlines),
   Unicode format characters (U+202E RIGHT-TO-LEFT OVERRIDE and the other bidirectional
   controls, zero-width characters), line and paragraph separators, surrogates and
@@ -31,9 +33,11 @@ from typing import Any, Final
 from lintas.contracts._base import PERSONAL_KEY
 from lintas.contracts.envelope import Envelope
 from lintas.contracts.errors import ContractError
+from lintas.contracts.freetext import carried
 from lintas.contracts.registry import latest, lookup
 
 __all__ = [
+    "FREE_TEXT",
     "PERSONAL",
     "UNKNOWN",
     "UNKNOWN_TYPE",
@@ -44,6 +48,7 @@ __all__ = [
 ]
 
 PERSONAL: Final = "[personal]"
+FREE_TEXT: Final = "[free text of an older version: not shown]"
 UNKNOWN: Final = "[not in the contract: not shown]"
 UNKNOWN_TYPE: Final = "[not shown: unknown event type]"
 
@@ -165,7 +170,27 @@ def redacted_data(event_type: str, version: int | None, data: Any) -> Any:
         except ContractError:
             return UNKNOWN_TYPE
     schema = model.model_json_schema()
-    return _shown(data, schema, schema.get("$defs", {}))
+    shown = _shown(data, schema, schema.get("$defs", {}))
+    if isinstance(data, Mapping) and isinstance(shown, dict):
+        for path in carried(model, data):
+            _mask(shown, path.split("."))
+    return shown
+
+
+def _mask(shown: Any, parts: list[str]) -> None:
+    name, brackets, _ = parts[0].partition("[]")
+    if not isinstance(shown, dict) or name not in shown:
+        return
+    if len(parts) == 1 and not brackets:
+        if isinstance(shown[name], str) and shown[name] not in (PERSONAL, UNKNOWN):
+            shown[name] = FREE_TEXT
+        return
+    items = shown[name] if brackets and isinstance(shown[name], list) else [shown[name]]
+    if brackets and len(parts) == 1:
+        shown[name] = [FREE_TEXT if isinstance(i, str) else i for i in items]
+        return
+    for item in items:
+        _mask(item, parts[1:])
 
 
 def redacted_event(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,6 @@ async def _open(opener: Publisher, pathway: Pathway, case_id: str, rng: random.R
             "location": {
                 "country": pathway.jurisdiction,
                 "subdivision": pathway.subdivision,
-                "name": pathway.location,
             },
             "jurisdiction": {
                 "country": pathway.jurisdiction,
@@ -87,7 +86,7 @@ async def _open(opener: Publisher, pathway: Pathway, case_id: str, rng: random.R
             "consent.overridden",
             {
                 "officer_role": pathway.override.officer_role,
-                "legal_basis": pathway.override.legal_basis,
+                "legal_basis": list(pathway.override.legal_basis),
                 "reason": pathway.override.reason,
                 "scopes": scopes,
                 "agencies": list(pathway.shared_with),

@@ -38,9 +38,9 @@ class Override:
     """Consent overridden at intake: no parent or guardian can give it (and the law says
     the child's protection may not wait for one)."""
 
-    officer_role: str
-    legal_basis: str
-    reason: str
+    officer_role: str  # a code of contracts.codes.OFFICER_ROLES
+    legal_basis: tuple[str, ...]  # citations
+    reason: str  # sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Pathway:
     jurisdiction: str
     location: str
     subdivision: str
-    responsible_office: str
+    responsible_office: str  # an office code (contracts.codes.OFFICES)
     risk_level: str
     closed_reason: str
     handoffs: tuple[ExpectedHandoff, ...]
@@ -72,7 +72,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         jurisdiction="MY",
         location="Sabah",
         subdivision="MY-12",
-        responsible_office="KJRI Kota Kinabalu",
+        responsible_office="KJRI-MYBKI",
         risk_level="high",
         closed_reason="reintegrated",
         handoffs=(
@@ -83,7 +83,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
             _H("kp2mi", "dukcapil", "document", "nik"),
             _H("kp2mi", "dukcapil", "document", "akta_kelahiran"),
             _H("kp2mi", "dukcapil", "document", "kk"),
-            _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
+            _H("kp2mi", "kemensos", "rehabilitation", "SENTRA-32.75"),
             _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
         ),
         shared_with=("kp2mi", "dukcapil", "kemensos", VILLAGE),
@@ -95,7 +95,7 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         jurisdiction="ID",
         location="Jawa Timur",
         subdivision="ID-JI",
-        responsible_office="BP3MI Jawa Timur",
+        responsible_office="BP3MI-35",
         risk_level="medium",
         closed_reason="no_longer_needed",
         handoffs=(
@@ -111,20 +111,20 @@ PATHWAYS: Final[tuple[Pathway, ...]] = (
         jurisdiction="SA",
         location="Jeddah",
         subdivision="SA-02",
-        responsible_office="KJRI Jeddah",
+        responsible_office="KJRI-SAJED",
         risk_level="critical",
         closed_reason="reintegrated",
         handoffs=(
             _H("kp2mi", "kpai", "oversight", "trafficking"),
             _H("kp2mi", "kemlu", "repatriation", "repatriation"),
             _H("kp2mi", "kemenpppa", "referral", "protection_services"),
-            _H("kp2mi", "kemensos", "rehabilitation", "Sentra Terpadu Pangudi Luhur"),
+            _H("kp2mi", "kemensos", "rehabilitation", "SENTRA-32.75"),
             _H("kemensos", VILLAGE, "reintegration", "community_parenting"),
         ),
         shared_with=("kp2mi", "kpai", "kemenpppa", "kemensos", VILLAGE),
         override=Override(
-            officer_role="Pelaksana Fungsi Pelindungan WNI, KJRI Jeddah",
-            legal_basis="UU 35/2014 Pasal 59A; UU 21/2007 (TPPO)",
+            officer_role="consular_protection_officer",
+            legal_basis=("UU 35/2014 Pasal 59A", "UU 21/2007"),
             reason="child trafficking victim; no parent or guardian can be reached",
         ),
     ),

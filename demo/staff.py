@@ -26,7 +26,7 @@ from lintas.demo.pathways import PARTNER, VILLAGE
 
 __all__ = ["Reaction", "react"]
 
-PLACEMENT = "Sentra Terpadu Pangudi Luhur"
+PLACEMENT = "SENTRA-32.75"  # Sentra Terpadu Pangudi Luhur, Bekasi (contracts.codes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ def _number(event: Event, kind: str) -> str:
 _VALID_DAYS = {"splp": 30, "citizenship_confirmation": 180}
 
 
-def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
+def _issue(event: Event, office: str) -> list[Reaction]:
     data = event.data
     assert isinstance(data, document.DocumentRequestedV2)
     days = _VALID_DAYS.get(data.kind)
@@ -58,7 +58,6 @@ def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
                 "kind": data.kind,
                 "number": _number(event, data.kind),
                 "issuing_office": office,
-                "issuing_office_code": office_code,
                 "issued_on": event.time.date().isoformat(),
                 "valid_until": (event.time.date() + timedelta(days=days)).isoformat()
                 if days
@@ -70,7 +69,7 @@ def _issue(event: Event, office: str, office_code: str) -> list[Reaction]:
 
 def _kp2mi(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, case.CaseOpenedV3):
+    if isinstance(data, case.CaseOpenedV4):
         first: dict[str, Reaction] = {
             "undocumented_abroad": Reaction(
                 "document.requested",
@@ -97,10 +96,10 @@ def _kp2mi(event: Event) -> list[Reaction]:
             ),
         }
         assigned = Reaction(
-            "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
+            "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-07"}
         )
         return [assigned, first[data.situation]] if data.situation in first else [assigned]
-    if isinstance(data, document.DocumentIssuedV3):
+    if isinstance(data, document.DocumentIssuedV4):
         following = {
             "citizenship_confirmation": Reaction(
                 "document.requested", "kemlu", {"request_id": "doc-splp", "kind": "splp"}
@@ -125,7 +124,7 @@ def _kp2mi(event: Event) -> list[Reaction]:
             ),
         }
         return [following[data.kind]] if data.kind in following else []
-    if isinstance(data, repatriation.RepatriationCompletedV1):
+    if isinstance(data, repatriation.RepatriationCompletedV2):
         if data.repatriation_id == "rep-1":
             return [
                 Reaction("document.requested", "dukcapil", {"request_id": "doc-nik", "kind": "nik"})
@@ -197,7 +196,7 @@ def _return_home(event: Event, repatriation_id: str, port: str) -> list[Reaction
 def _kemlu(event: Event) -> list[Reaction]:
     data = event.data
     if isinstance(data, document.DocumentRequestedV2):
-        return _issue(event, "KJRI Kota Kinabalu", "KJRI-KK")
+        return _issue(event, "KJRI-MYBKI")
     if isinstance(data, repatriation.RepatriationRequestedV1):
         if data.from_country == "MY":
             # Across the border only with a consent naming the partner, and only the
@@ -220,9 +219,9 @@ def _kemlu(event: Event) -> list[Reaction]:
                     {"referral_id": "exit-1", "service": "exit_clearance"},
                 ),
             ]
-        return _return_home(event, data.repatriation_id, "Soekarno-Hatta")
+        return _return_home(event, data.repatriation_id, "IDJKT")
     if isinstance(data, referral.ReferralCompletedV1) and data.referral_id == "exit-1":
-        return _return_home(event, "rep-1", "Nunukan")
+        return _return_home(event, "rep-1", "IDNNX")
     return []
 
 
@@ -249,7 +248,7 @@ def _serve(event: Event, assessed: bool = False) -> list[Reaction]:
 
 def _kemensos(event: Event) -> list[Reaction]:
     data = event.data
-    if isinstance(data, rehabilitation.RehabilitationHandoffRequestedV2):
+    if isinstance(data, rehabilitation.RehabilitationHandoffRequestedV3):
         hid = {"handoff_id": data.handoff_id}
         return [
             Reaction("rehabilitation.handoff_accepted", event.source, hid),
@@ -296,9 +295,7 @@ _POLICIES: dict[str, Callable[[Event], list[Reaction]]] = {
     "kp2mi": _kp2mi,
     "kemlu": _kemlu,
     PARTNER: _only("referral.requested", _serve),
-    "dukcapil": _only(
-        "document.requested", lambda e: _issue(e, "Disdukcapil Kabupaten Nunukan", "65.03")
-    ),
+    "dukcapil": _only("document.requested", lambda e: _issue(e, "65.03")),
     "kemenpppa": _only("referral.requested", lambda e: _serve(e, assessed=True)),
     "kemnaker": _only("referral.requested", _serve),
     "kpai": _only(

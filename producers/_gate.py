@@ -295,10 +295,10 @@ class PublishGate:
         )
         if refused_abroad is not None:
             raise refused_abroad
-        if isinstance(event.data, case.CaseErasedV1) and head.seq > 0:
+        if isinstance(event.data, case.CaseErasedV2) and head.seq > 0:
             # With nothing of the case yet there is nothing to erase, and no owner to ask.
             await self._must_own(event, head, what, "erase")
-        if isinstance(event.data, case.CaseAssignedV1) and self.agency != gate_rules.COORDINATOR:
+        if isinstance(event.data, case.CaseAssignedV2) and self.agency != gate_rules.COORDINATOR:
             await self._must_own(event, head, what, "assign")
         if isinstance(event.data, consent.ConsentWithdrawnV2):
             event = await self._with_notified(event, head, what)
@@ -361,7 +361,7 @@ class PublishGate:
 
     async def _can_grant(self, event: Event) -> None:
         data = event.data
-        assert isinstance(data, consent.ConsentRecordedV1 | consent.ConsentOverriddenV2)
+        assert isinstance(data, consent.ConsentRecordedV1 | consent.ConsentOverriddenV3)
         # Partners abroad never get the key: a consent naming only them (and this agency)
         # gives it to no one, and needs no key here.
         readers = {a for a in data.agencies if not is_partner_abroad(a)} - {self.agency}
@@ -425,7 +425,7 @@ class PublishGate:
         """Grant, revoke or erase data keys as the stored event says (idempotent)."""
         data = event.data
         case_id = event.case_id
-        if isinstance(data, case.CaseErasedV1):
+        if isinstance(data, case.CaseErasedV2):
             await self._erase_keys(case_id, seq, what, own=True)
             return
         if event.type not in gate_rules.CONSENT_TYPES:

@@ -9,6 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lintas.contracts._base import EventData, Sealed, personal
 from lintas.contracts._types import AgencyId, CountryCode, RiskLevel, Situation
+from lintas.contracts.codes import (
+    OFFICE_PATTERN,
+    OFFICER_REF_PATTERN,
+    OFFICES,
+    ErasureReason,
+    LegalCitation,
+    OfficeCode,
+    OfficerRef,
+    citations_in,
+    code_of,
+)
 from lintas.contracts.registry import register, register_upcaster
 from lintas.contracts.sealed import (
     SealedText500,
@@ -24,14 +35,19 @@ __all__ = [
     "CaseAssessedV1",
     "CaseAssessedV2",
     "CaseAssignedV1",
+    "CaseAssignedV2",
     "CaseClosedV1",
     "CaseErasedV1",
+    "CaseErasedV2",
     "CaseOpenedV1",
     "CaseOpenedV2",
     "CaseOpenedV3",
+    "CaseOpenedV4",
     "CaseReopenedV1",
     "CaseReopenedV2",
     "ChildIdentity",
+    "CodedJurisdiction",
+    "CodedPlace",
     "Jurisdiction",
     "Place",
     "SealedChild",
@@ -303,3 +319,127 @@ class CaseErasedV1(EventData):
         max_length=500,
         description="why, for the audit trail; kept after erasure, so never the child's data",
     )
+
+
+class CodedPlace(BaseModel):
+    """Where the child is, as codes only: no name of a place travels in clear."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    country: CountryCode
+    subdivision: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$",
+        description="ISO 3166-2 code, e.g. MY-12 (Sabah), SA-02 (Makkah), ID-JI (Jawa Timur)",
+    )
+    regency: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{2}\.[0-9]{2}$",
+        description="Kemendagri kabupaten/kota code in Indonesia, e.g. 65.03 (Nunukan)",
+    )
+
+
+class CodedJurisdiction(BaseModel):
+    """Whose law applies, and the code of the Indonesian office that answers for the child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    country: CountryCode
+    responsible_office: OfficeCode | None = Field(
+        default=None,
+        description="the office's code (lintas.contracts.codes), e.g. KJRI-MYBKI (KJRI Kota "
+        "Kinabalu); None: not named, or named in free text by an older version",
+    )
+
+
+@register
+class CaseOpenedV4(EventData):
+    """v4: no free text in clear. The place is codes only (a region's name no longer
+    travels), and the responsible office is a code."""
+
+    TYPE: ClassVar[Literal["case.opened"]] = "case.opened"
+    VERSION: ClassVar[Literal[4]] = 4
+
+    situation: Situation
+    location: CodedPlace
+    jurisdiction: CodedJurisdiction
+    risk_level: RiskLevel
+    home_village: AgencyId | None = Field(
+        default=None, description="the child's home village as an agency id (desa-<code>)"
+    )
+    child: SealedChild | None = sealed(ChildIdentity, default=None)
+
+
+@register_upcaster("case.opened", 3)
+def case_opened_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Code what can be coded; a region's or office's name that is no code is not carried
+    forward (it may be anything, a child's name included: docs/CONTRACTS.md)."""
+    location = dict(data["location"])
+    name = location.pop("name", None)
+    if location.get("subdivision") is None and isinstance(name, str):
+        subdivision = _SUBDIVISIONS.get(name.strip().lower())
+        if subdivision and subdivision[:2] == location["country"]:
+            location["subdivision"] = subdivision
+    jurisdiction = dict(data["jurisdiction"])
+    jurisdiction["responsible_office"] = code_of(
+        jurisdiction.get("responsible_office"), OFFICES, OFFICE_PATTERN
+    )
+    return {**data, "location": location, "jurisdiction": jurisdiction}
+
+
+@register
+class CaseAssignedV2(EventData):
+    """v2: the officer's reference is a unit prefix and a number, never a name."""
+
+    TYPE: ClassVar[Literal["case.assigned"]] = "case.assigned"
+    VERSION: ClassVar[Literal[2]] = 2
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset({"owner", "officer_ref"})
+
+    owner: AgencyId
+    officer_ref: OfficerRef | None = Field(
+        default=None,
+        description="None: not named, or named by an older version in a form that is no reference",
+    )
+
+
+@register_upcaster("case.assigned", 1)
+def case_assigned_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """A v1 reference that is no ``OfficerRef`` is not carried forward (it may be a name)."""
+    return {**data, "officer_ref": code_of(data.get("officer_ref"), {}, OFFICER_REF_PATTERN)}
+
+
+@register
+class CaseErasedV2(EventData):
+    """v2: the legal basis is citations and the reason a code. Nothing free travels in
+    clear: this event outlives the data it erased, so it can never be sealed."""
+
+    TYPE: ClassVar[Literal["case.erased"]] = "case.erased"
+    VERSION: ClassVar[Literal[2]] = 2
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"officer_role", "requested_by", "legal_basis", "reason"}
+    )
+    CODED: ClassVar[frozenset[str]] = frozenset({"legal_basis", "reason"})
+
+    officer_role: Literal["data_protection_officer"] = Field(
+        description="the role of the officer who erased it (only this role may)"
+    )
+    requested_by: Literal["data_subject", "parent", "guardian", "court", "retention_ended"] = Field(
+        description="whose right or which rule the erasure answers"
+    )
+    legal_basis: list[LegalCitation] | None = Field(
+        min_length=1,
+        max_length=5,
+        description="the provisions it answers, e.g. ['UU 27/2022 Pasal 43']; null only on "
+        "events upcast from v1 whose text held no citation",
+    )
+    reason: ErasureReason | None = Field(
+        description="why, as a code (lintas.contracts.codes.ERASURE_REASONS); null only on "
+        "events upcast from v1, whose reason was free text"
+    )
+
+
+@register_upcaster("case.erased", 1)
+def case_erased_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """The citations a v1 legal basis holds are kept; its free-text reason is not carried
+    forward (it outlives the erasure, and nothing checked that it named no child)."""
+    return {**data, "legal_basis": citations_in(data.get("legal_basis")), "reason": None}

@@ -8,12 +8,14 @@ from pydantic import Field
 
 from lintas.contracts._base import EventData, personal
 from lintas.contracts._types import AgencyId, RequestId
+from lintas.contracts.codes import OFFICER_ROLES, LegalCitation, OfficerRole, citations_in
 from lintas.contracts.registry import register, register_upcaster
 from lintas.contracts.sealed import SealedText500, SealedText1000, same_fields, sealed_text
 
 __all__ = [
     "ConsentOverriddenV1",
     "ConsentOverriddenV2",
+    "ConsentOverriddenV3",
     "ConsentRecordedV1",
     "ConsentScope",
     "ConsentWithdrawnV1",
@@ -102,3 +104,48 @@ class ConsentOverriddenV2(EventData):
 
 
 register_upcaster("consent.overridden", 1)(same_fields)
+
+
+@register
+class ConsentOverriddenV3(EventData):
+    """v3: the officer's role is a code and the legal basis citations: no free text in
+    clear (the reason stays sealed)."""
+
+    TYPE: ClassVar[Literal["consent.overridden"]] = "consent.overridden"
+    VERSION: ClassVar[Literal[3]] = 3
+    CROSS_BORDER: ClassVar[frozenset[str]] = frozenset(
+        {"officer_role", "legal_basis", "scopes", "agencies"}
+    )
+    CODED: ClassVar[frozenset[str]] = frozenset({"officer_role", "legal_basis"})
+
+    officer_role: OfficerRole | None = Field(
+        description="the overriding officer's role (lintas.contracts.codes.OFFICER_ROLES); "
+        "null only on events upcast from v1-v2 whose role was free text"
+    )
+    legal_basis: list[LegalCitation] | None = Field(
+        min_length=1,
+        max_length=5,
+        description="the provisions that allow it, e.g. ['UU 35/2014 Pasal 59A']; null only "
+        "on events upcast from v1-v2 whose text held no citation",
+    )
+    reason: SealedText1000 = sealed_text(1000)
+    scopes: list[ConsentScope] = Field(min_length=1)
+    agencies: list[AgencyId] = Field(min_length=1)
+
+
+def _role(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    value = text.strip()
+    return value if value in OFFICER_ROLES else None
+
+
+@register_upcaster("consent.overridden", 2)
+def consent_overridden_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """A role that is a code and the citations a legal basis holds are kept; free text is
+    not carried forward (docs/CONTRACTS.md)."""
+    return {
+        **data,
+        "officer_role": _role(data.get("officer_role")),
+        "legal_basis": citations_in(data.get("legal_basis")),
+    }

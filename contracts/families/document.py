@@ -9,6 +9,7 @@ from pydantic import Field
 
 from lintas.contracts._base import EventData, personal
 from lintas.contracts._types import AgencyId, RequestId, Timestamp
+from lintas.contracts.codes import OFFICE_PATTERN, OFFICES, OfficeCode, code_of
 from lintas.contracts.registry import register, register_upcaster
 from lintas.contracts.sealed import SealedText64, SealedText500, same_fields, sealed_text
 
@@ -16,6 +17,7 @@ __all__ = [
     "DocumentIssuedV1",
     "DocumentIssuedV2",
     "DocumentIssuedV3",
+    "DocumentIssuedV4",
     "DocumentKind",
     "DocumentOverdueV1",
     "DocumentRejectedV1",
@@ -175,3 +177,35 @@ class DocumentOverdueV1(EventData):
     escalates_at: Timestamp | None = Field(
         default=None, description="when KPAI is told if it is still unanswered; None: not said"
     )
+
+
+@register
+class DocumentIssuedV4(EventData):
+    """v4: the issuing office is a code (its name no longer travels in clear)."""
+
+    TYPE: ClassVar[Literal["document.issued"]] = "document.issued"
+    VERSION: ClassVar[Literal[4]] = 4
+    CODED: ClassVar[frozenset[str]] = frozenset({"issuing_office"})
+
+    request_id: RequestId | None = Field(default=None, description="the request it answers")
+    kind: DocumentKind
+    number: SealedText64 = sealed_text(64)
+    issuing_office: OfficeCode | None = Field(
+        description="the office's code (lintas.contracts.codes): a Disdukcapil by its "
+        "Kemendagri region code ('65.03'), a mission ('KJRI-MYBKI'); null only on events "
+        "upcast from v1-v3 whose office could not be coded"
+    )
+    issued_on: date
+    valid_until: date | None = Field(default=None, description="None: valid without end date")
+
+
+@register_upcaster("document.issued", 3)
+def document_issued_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """The office's code if v3 gave one that is a code today, else its name's code if the
+    code list knows it; a free text that is neither is not carried forward (it may be
+    anything, a child's name included: docs/CONTRACTS.md)."""
+    upgraded = {k: v for k, v in data.items() if k not in ("issuing_office", "issuing_office_code")}
+    upgraded["issuing_office"] = code_of(
+        data.get("issuing_office_code"), {}, OFFICE_PATTERN
+    ) or code_of(data.get("issuing_office"), OFFICES, OFFICE_PATTERN)
+    return upgraded

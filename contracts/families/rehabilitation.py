@@ -8,6 +8,7 @@ from pydantic import Field
 
 from lintas.contracts._base import EventData, personal
 from lintas.contracts._types import AgencyId, RequestId, Timestamp
+from lintas.contracts.codes import INSTITUTION_PATTERN, INSTITUTIONS, InstitutionCode, code_of
 from lintas.contracts.registry import register, register_upcaster
 from lintas.contracts.sealed import SealedText2000, same_fields, sealed_text
 
@@ -17,6 +18,7 @@ __all__ = [
     "RehabilitationHandoffOverdueV1",
     "RehabilitationHandoffRequestedV1",
     "RehabilitationHandoffRequestedV2",
+    "RehabilitationHandoffRequestedV3",
     "RehabilitationProgressReportedV1",
     "RehabilitationProgressReportedV2",
     "RehabilitationReintegrationHandoffV1",
@@ -121,3 +123,31 @@ class RehabilitationHandoffOverdueV1(EventData):
     escalates_at: Timestamp | None = Field(
         default=None, description="when KPAI is told if it is still unanswered; None: not said"
     )
+
+
+@register
+class RehabilitationHandoffRequestedV3(EventData):
+    """v3: the placement is an institution's code (its name no longer travels in clear)."""
+
+    TYPE: ClassVar[Literal["rehabilitation.handoff_requested"]] = "rehabilitation.handoff_requested"
+    VERSION: ClassVar[Literal[3]] = 3
+    CODED: ClassVar[frozenset[str]] = frozenset({"placement"})
+
+    handoff_id: RequestId
+    placement: InstitutionCode | None = Field(
+        description="the institution's code (lintas.contracts.codes), e.g. SENTRA-32.75; "
+        "null only on events upcast from v1-v2 whose placement could not be coded"
+    )
+    due: Timestamp | None = Field(
+        default=None,
+        description="answer wanted by then; None: the platform's default for rehabilitation",
+    )
+
+
+@register_upcaster("rehabilitation.handoff_requested", 2)
+def rehabilitation_handoff_requested_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """The placement's code if the code list knows its name; else not carried forward."""
+    return {
+        **data,
+        "placement": code_of(data.get("placement"), INSTITUTIONS, INSTITUTION_PATTERN),
+    }

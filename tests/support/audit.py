@@ -36,8 +36,8 @@ DAY = timedelta(days=1)
 
 OPENED: dict[str, Any] = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
 }
 
@@ -62,7 +62,7 @@ STEPS: list[tuple[str, str, str, dict[str, Any], int]] = [
             "request_id": "doc-1",
             "kind": "nik",
             "number": "3525010101150001",
-            "issuing_office": "Disdukcapil Kabupaten Gresik",
+            "issuing_office": "35.25",
             "issued_on": "2025-03-02",
         },
         2,

@@ -26,8 +26,8 @@ CHILD = {
 }
 OPENED = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
     "child": CHILD,
 }

@@ -172,8 +172,8 @@ async def publish_case(
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-            "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+            "location": {"country": "MY", "subdivision": "MY-12"},
+            "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
             "risk_level": "high",
         },
         case_id=case_id,

@@ -32,13 +32,13 @@ CHILD: dict[str, Any] = {
 SAMPLES: dict[str, dict[str, Any]] = {
     "case.opened": {
         "situation": "undocumented_abroad",
-        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "location": {"country": "MY", "subdivision": "MY-12"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
         "risk_level": "high",
         "home_village": VILLAGE,
         "child": CHILD,
     },
-    "case.assigned": {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"},
+    "case.assigned": {"owner": "kp2mi", "officer_ref": "P2MI-07"},
     "case.assessed": {
         "risk_level": "medium",
         "needs": ["documents", "repatriation"],
@@ -55,8 +55,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "consent.withdrawn": {"consent_id": "consent-1", "reason": "moved"},
     "consent.overridden": {
-        "officer_role": "UPTD PPA head",
-        "legal_basis": "UU 35/2014 Pasal 59",
+        "officer_role": "child_protection_officer",
+        "legal_basis": ["UU 35/2014 Pasal 59"],
         "reason": "immediate danger",
         "scopes": ["services"],
         "agencies": ["kemensos"],
@@ -93,25 +93,25 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "request_id": "doc-1",
         "kind": "akta_kelahiran",
         "number": "3525-LT-01032024-0042",
-        "issuing_office": "Disdukcapil Kabupaten Gresik",
+        "issuing_office": "35.25",
         "issued_on": "2024-03-02",
     },
     "document.rejected": {"request_id": "doc-1", "kind": "kk", "reason": "no parent record"},
     "repatriation.requested": {"repatriation_id": "rep-1", "from_country": "MY"},
     "repatriation.scheduled": {
         "repatriation_id": "rep-1",
-        "port_of_entry": "Nunukan",
+        "port_of_entry": "IDNNX",
         "departure_on": "2024-03-05",
     },
     "repatriation.completed": {
         "repatriation_id": "rep-1",
-        "port_of_entry": "Nunukan",
+        "port_of_entry": "IDNNX",
         "arrived_at": "2024-03-05T14:00:00+08:00",
     },
     "repatriation.failed": {"repatriation_id": "rep-1", "reason": "exit clearance refused"},
     "rehabilitation.handoff_requested": {
         "handoff_id": "rehab-1",
-        "placement": "Sentra Bogor",
+        "placement": "SENTRA-32.01",
         "due": "2024-03-04T08:00:00Z",
     },
     "rehabilitation.handoff_overdue": {
@@ -157,8 +157,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
 SAMPLES["case.erased"] = {
     "officer_role": "data_protection_officer",
     "requested_by": "parent",
-    "legal_basis": "UU 27/2022 Pasal 8",
-    "reason": "the parent asked",
+    "legal_basis": ["UU 27/2022 Pasal 8"],
+    "reason": "subject_request",
 }
 
 

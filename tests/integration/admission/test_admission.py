@@ -29,8 +29,8 @@ from tests.support.attack import forge
 pytestmark = pytest.mark.asyncio
 
 NOW = datetime.now(UTC)
-OWNED_BY_KP2MI = {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
-OWNED_BY_KEMLU = {"owner": "kemlu", "officer_ref": "P2MI-OFC-07"}
+OWNED_BY_KP2MI = {"owner": "kp2mi", "officer_ref": "P2MI-07"}
+OWNED_BY_KEMLU = {"owner": "kemlu", "officer_ref": "P2MI-07"}
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from lintas.contracts import Event, dataschema_uri, encode, new_case_id
+from lintas.contracts import Event, dataschema_uri, encode, new_case_id, registry
 from lintas.contracts.admission import MAX_BYTES, MAX_DEPTH
 from lintas.contracts.subjects import intake_subject
 from lintas.infra.keys.signing import Signer
@@ -41,7 +42,7 @@ async def owned_by_kp2mi(bus: Platform) -> Case:
     """kemlu opens, records the parent's consent, and hands the case to kp2mi."""
     case = await bus.opened("kemlu")
     await bus.say(case, "consent.recorded", "kemlu", data=CONSENT)
-    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "x"})
+    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "XX-1"})
     return case
 
 
@@ -244,7 +245,7 @@ async def test_a_non_owner_assigns(bus: Platform) -> None:
         "case.assigned",
         "dukcapil",
         "not_owner",
-        data={"owner": "dukcapil", "officer_ref": "x"},
+        data={"owner": "dukcapil", "officer_ref": "XX-1"},
     )
 
 
@@ -402,6 +403,173 @@ async def test_a_personal_field_in_clear_in_an_older_version_is_not_sealed(
     answer = await bus.refused(Event(signed, newest.data), "not_sealed")
     assert answer.field == "data.number"
     assert not await bus.in_log(newest.id)
+
+
+def _sent_as(
+    bus: Platform,
+    case: Case,
+    event_type: str,
+    source: str,
+    version: int,
+    data: dict[str, Any],
+    target: str = "dukcapil",
+) -> Event:
+    """``data`` sent as ``version`` of ``event_type``, valid there and signed by ``source``."""
+    newest = bus.event(case, event_type, source, target=target)
+    envelope = newest.envelope.model_copy(
+        update={
+            "dataversion": version,
+            "dataschema": dataschema_uri(event_type, version),
+            "data": data,
+            "signature": None,
+            "keyid": None,
+        }
+    )
+    return Event(Signer.load(bus.settings, source).sign(envelope), newest.data)
+
+
+CHILD_IN_CLEAR = "Siti Aminah binti Ahmad, lahir 2015-04-01"
+FAKE_SEALED = {"alg": "A256GCM", "gen": 1, "iv": "A" * 16, "ct": "B" * 40}
+
+# Each field a child's data could once travel in, in clear: (type, version that carried
+# free text there, its data with the name and birth date in that field, the field).
+FORMER_FREE_TEXT = [
+    (
+        "document.issued",
+        3,
+        {
+            "kind": "akta_kelahiran",
+            "number": FAKE_SEALED,
+            "issuing_office": CHILD_IN_CLEAR,
+            "issued_on": "2025-03-01",
+        },
+        "issuing_office",
+    ),
+    (
+        "case.opened",
+        3,
+        {
+            "situation": "neglected",
+            "location": {"country": "MY", "name": CHILD_IN_CLEAR},
+            "jurisdiction": {"country": "MY"},
+            "risk_level": "low",
+        },
+        "location.name",
+    ),
+    (
+        "case.opened",
+        3,
+        {
+            "situation": "neglected",
+            "location": {"country": "MY"},
+            "jurisdiction": {"country": "MY", "responsible_office": CHILD_IN_CLEAR},
+            "risk_level": "low",
+        },
+        "jurisdiction.responsible_office",
+    ),
+    ("case.assigned", 1, {"owner": "kp2mi", "officer_ref": "Siti Aminah 2015"}, "officer_ref"),
+    (
+        "consent.overridden",
+        2,
+        {
+            "officer_role": CHILD_IN_CLEAR,
+            "legal_basis": "UU 35/2014 Pasal 59",
+            "reason": FAKE_SEALED,
+            "scopes": ["services"],
+            "agencies": ["kemensos"],
+        },
+        "legal_basis",  # the first free-text field in the schema's order
+    ),
+    (
+        "case.erased",
+        1,
+        {
+            "officer_role": "data_protection_officer",
+            "requested_by": "parent",
+            "legal_basis": "UU 27/2022 Pasal 8",
+            "reason": CHILD_IN_CLEAR,
+        },
+        "legal_basis",
+    ),
+    (
+        "rehabilitation.handoff_requested",
+        2,
+        {"handoff_id": "rehab-1", "placement": CHILD_IN_CLEAR},
+        "placement",
+    ),
+    (
+        "repatriation.scheduled",
+        1,
+        {
+            "repatriation_id": "rep-1",
+            "port_of_entry": CHILD_IN_CLEAR[:80],
+            "departure_on": "2025-03-05",
+        },
+        "port_of_entry",
+    ),
+    (
+        "repatriation.completed",
+        1,
+        {
+            "repatriation_id": "rep-1",
+            "port_of_entry": CHILD_IN_CLEAR[:80],
+            "arrived_at": "2025-03-05T14:00:00+08:00",
+        },
+        "port_of_entry",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "version", "data", "field"),
+    FORMER_FREE_TEXT,
+    ids=[f"{t}.v{v}.{f}" for t, v, _, f in FORMER_FREE_TEXT],
+)
+async def test_a_childs_name_in_a_former_free_text_field_is_refused_in_every_version(
+    bus: Platform, event_type: str, version: int, data: dict[str, Any], field: str
+) -> None:
+    """Sent as the version that allowed free text there, valid and signed: not_sealed (an
+    agency cannot skip the codes by sending the older version). Sent as the newest: the
+    field is a code, and a name is no code."""
+    case = await bus.opened("kemlu")
+    old = _sent_as(bus, case, event_type, "kp2mi", version, data)
+    answer = await bus.refused(old, "not_sealed")
+    assert answer.field == f"data.{field}"
+    assert not await bus.in_log(old.id)
+    newest = registry.latest(event_type).VERSION
+    current = {k: v for k, v in data.items() if k != "issuing_office_code"}
+    current = _current_shape(event_type, current)
+    sent = _sent_as(bus, case, event_type, "kp2mi", newest, current)
+    answer = await bus.refused(sent, "contract")
+    assert CHILD_IN_CLEAR[:12] not in (answer.reason or "")
+    assert not await bus.in_log(sent.id)
+
+
+def _current_shape(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The same data as the newest version's fields, the child's name still in it."""
+    if event_type == "case.opened":
+        location = data["location"]
+        office = data["jurisdiction"].get("responsible_office")
+        if "name" in location:  # v4 has no place name: put it where a code goes
+            return {**data, "location": {"country": "MY", "regency": location["name"]}}
+        return {**data, "jurisdiction": {"country": "MY", "responsible_office": office}}
+    if event_type in ("consent.overridden", "case.erased"):
+        return {**data, "legal_basis": [CHILD_IN_CLEAR]}
+    return data
+
+
+async def test_an_honest_old_version_without_free_text_is_still_admitted(bus: Platform) -> None:
+    """Only what an older version carries in clear is refused: a case.opened v3 that names
+    no place and no office in words holds nothing v4 would not."""
+    case = Case()
+    data = {
+        "situation": "neglected",
+        "location": {"country": "MY", "subdivision": "MY-12"},
+        "jurisdiction": {"country": "MY"},
+        "risk_level": "low",
+    }
+    answer = await bus.send(_sent_as(bus, case, "case.opened", "kemlu", 3, data))
+    assert answer.admitted, answer
 
 
 async def test_an_agency_cannot_write_the_log_past_admission(bus: Platform) -> None:

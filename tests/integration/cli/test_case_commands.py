@@ -13,7 +13,7 @@ import pytest
 
 from lintas.consumers.quarantine import QuarantineEntry, put
 from lintas.contracts import build_data, encode, make_event, new_case_id, uuid7
-from lintas.contracts.redaction import PERSONAL, UNKNOWN
+from lintas.contracts.redaction import FREE_TEXT, PERSONAL, UNKNOWN
 from lintas.demo import run_demo
 from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.bus import connect, open_bus
@@ -57,7 +57,15 @@ async def test_a_case_the_log_does_not_hold_gets_one_line_and_exit_3_from_every_
         ["export", "--out", str(exported), "--case", missing],
         ["report", missing, "--html", str(page)],
         ["trace", missing],
-        ["case", "erase", missing, "--reason", "asked", "--role", "data_protection_officer"],
+        [
+            "case",
+            "erase",
+            missing,
+            "--reason",
+            "subject_request",
+            "--role",
+            "data_protection_officer",
+        ],
     ):
         assert await cli(*argv) == 3, argv
         captured = capsys.readouterr()
@@ -124,7 +132,15 @@ async def test_case_show_says_when_the_record_has_not_caught_up_with_the_stream(
 
     # Erased while no record runs (the demo's consumers are gone): the record still says
     # sealed, and case show says it is one event of the case behind.
-    erase = ["case", "erase", case_id, "--reason", "asked", "--role", "data_protection_officer"]
+    erase = [
+        "case",
+        "erase",
+        case_id,
+        "--reason",
+        "subject_request",
+        "--role",
+        "data_protection_officer",
+    ]
     assert await cli(*erase) == 0
     capsys.readouterr()
     assert await cli("case", "show", case_id) == 0
@@ -207,7 +223,11 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
         "child_name": "Dewi Lestari",
         "data": {
             "situation": "left_behind",
-            "location": {"country": "ID", "name": "Gresik\u202eKab\x1b[2J"},
+            "location": {
+                "country": "ID",
+                "subdivision": "ID-JI\u202e\x1b[2J",
+                "name": "Gresik Dewi Lestari",
+            },
             "jurisdiction": {"country": "ID"},
             "risk_level": "low",
             "child": FAKE_SEALED,
@@ -244,7 +264,10 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
     assert "2015-06-01" not in out
     assert f'"child_name": "{UNKNOWN}"' in out
     assert f'"child": "{PERSONAL}"' in out
-    assert '"name": "Gresik\\u202eKab\\u001b[2J"' in out  # known: shown, escaped
+    assert '"subdivision": "ID-JI\\u202e\\u001b[2J"' in out  # known: shown, escaped
+    # v3's free-text place name: whatever it holds is not shown (v4 carries codes only)
+    assert f'"name": "{FREE_TEXT}"' in out
+    assert "Gresik" not in out
 
     assert await cli("dlq", "show", str(entry_id), "--json") == 0
     shown = json.loads(capsys.readouterr().out)
@@ -253,9 +276,10 @@ async def test_dlq_show_masks_what_the_contract_does_not_know_and_escapes_the_re
     assert shown["body"]["data"]["child_name"] == UNKNOWN
     assert shown["body"]["data"]["[unknown field 1]"] == UNKNOWN
     assert shown["body"]["data"]["child"] == PERSONAL
-    # The region's name is a field the contract knows: shown, with its controls escaped
-    # in the text (JSON reads them back).
-    assert shown["body"]["data"]["location"]["name"] == "Gresik\u202eKab\x1b[2J"
+    # The subdivision is a field the contract knows: shown, with its controls escaped in
+    # the text (JSON reads them back); v3's free-text place name is not shown at all.
+    assert shown["body"]["data"]["location"]["subdivision"] == "ID-JI\u202e\x1b[2J"
+    assert shown["body"]["data"]["location"]["name"] == FREE_TEXT
 
 
 async def test_dlq_retry_as_the_operator_applies_once_and_keeps_a_forgery(

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 OPENED = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "name": "Sabah"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
     "jurisdiction": {"country": "MY"},
     "risk_level": "high",
 }

@@ -41,8 +41,8 @@ pytestmark = pytest.mark.nats
 ERASURE = {
     "officer_role": "data_protection_officer",
     "requested_by": "parent",
-    "legal_basis": "UU 27/2022 Pasal 8",
-    "reason": "the parent asked",
+    "legal_basis": ["UU 27/2022 Pasal 8"],
+    "reason": "subject_request",
 }
 
 

@@ -83,7 +83,7 @@ async def test_list_show_and_retry_exactly_once(
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "location": {"country": "MY", "name": "Sabah"},
+            "location": {"country": "MY", "subdivision": "MY-12"},
             "jurisdiction": {"country": "MY"},
             "risk_level": "high",
             "child": CHILD,
@@ -95,7 +95,7 @@ async def test_list_show_and_retry_exactly_once(
     assert body is not None
     await js.publish(  # a version from the future: can never be applied by this build
         opened.event.envelope.nats_subject,
-        body.replace(b'"dataversion":3', b'"dataversion":7'),
+        body.replace(b'"dataversion":4', b'"dataversion":7'),
         stream=settings.stream,
     )
     broken = RecordProjection.apply_batch
@@ -142,7 +142,7 @@ async def test_list_show_and_retry_exactly_once(
     )
     assert {e["consumer"] for e in listed.values()} == {"record"}
     # Seq 2 breaks its contract on decoding; seq 1 fails only on applying, three times.
-    assert listed[1]["reason"] == "case.opened v3 could not be applied: RuntimeError on 3 attempts"
+    assert listed[1]["reason"] == "case.opened v4 could not be applied: RuntimeError on 3 attempts"
     assert "newer than this build" in listed[2]["reason"]
     poisoned, future = listed[1]["id"], listed[2]["id"]
 

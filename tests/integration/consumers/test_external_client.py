@@ -365,7 +365,7 @@ async def test_an_agency_without_lintas_sends_through_admission(tmp_path: Path) 
     assert (main.situation, main.jurisdiction, main.whereabouts) == (
         "undocumented_abroad",
         "MY",
-        "Tawau, MY",
+        "MY-12, MY",
     )
     assert [e.type for e in main.timeline] == [
         "case.opened",
@@ -376,7 +376,7 @@ async def test_an_agency_without_lintas_sends_through_admission(tmp_path: Path) 
     ]
     assert [e.refused for e in main.timeline] == [None] * 5  # every disclosure consented
     old = next(r for r in records.values() if r.case_id != case)
-    assert (old.situation, old.whereabouts) == ("stateless_risk", "Sarawak, MY")
+    assert (old.situation, old.whereabouts) == ("stateless_risk", "MY-13, MY")
     assert [(i.requester, i.request_id, i.status) for i in items] == [
         ("my-jkm", "jkm-77", "accepted")
     ]
@@ -422,36 +422,37 @@ async def _consume(url: str, settings: Any, registry: Any, kemlu: Agency, admitt
 
 
 async def _send_the_story(jkm: Agency, kemlu: Agency) -> tuple[str, str]:
-    """my-jkm opens two cases (one on an older version of case.opened), records the
-    parent's consent and refers the first to kemlu; kemlu accepts and issues a document."""
+    """my-jkm opens two cases (one on an older version of case.opened, with no free text:
+    admission refuses an older version that carries some), records the parent's consent and
+    refers the first to kemlu; kemlu accepts and issues a document."""
     case, older = case_id(), case_id()
     await jkm.say(
         envelope(
             "my-jkm",
             "kemlu",
             "case.opened",
-            2,
+            4,
             case,
             {
                 "situation": "undocumented_abroad",
-                "location": {"country": "MY", "subdivision": "MY-12", "name": "Tawau"},
-                "jurisdiction": {"country": "MY", "responsible_office": "KJRI Tawau"},
+                "location": {"country": "MY", "subdivision": "MY-12"},
+                "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYTWU"},
                 "risk_level": "high",
             },
         ),
     )
-    # An older client still on v1 of case.opened, for another case.
+    # An older client still on v2 of case.opened, for another case.
     await jkm.say(
         envelope(
             "my-jkm",
             "kemlu",
             "case.opened",
-            1,
+            2,
             older,
             {
                 "situation": "stateless_risk",
-                "jurisdiction": "MY",
-                "location": "Sarawak",
+                "location": {"country": "MY", "subdivision": "MY-13"},
+                "jurisdiction": {"country": "MY"},
                 "risk_level": "medium",
             },
         ),

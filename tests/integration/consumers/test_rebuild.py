@@ -100,7 +100,7 @@ def _old_record_case(engine: Engine) -> None:
 def test_a_fresh_database_gets_the_tables_and_its_version_noted(engine: Engine) -> None:
     assert prepare(engine, RecordProjection(), STREAM, ["record"]) is None
     assert "record_case" in inspect(engine).get_table_names()
-    assert _noted(engine) == {"record": ("record", 1)}
+    assert _noted(engine) == {"record": ("record", 2)}
     assert prepare(engine, RecordProjection(), STREAM, ["record"]) is None  # and again: nothing
 
 
@@ -115,7 +115,7 @@ def test_tables_made_before_versions_with_the_codes_shape_are_kept(engine: Engin
     assert _tracked(engine) == {"record": 12}
     with Session(engine) as session:
         assert [r.case_id for r in session.exec(select(RecordCaseRow))] == ["C-kept"]
-    assert _noted(engine) == {"record": ("record", 1)}
+    assert _noted(engine) == {"record": ("record", 2)}
 
 
 def test_older_tables_are_dropped_with_their_consumers_tracking(engine: Engine) -> None:
@@ -132,7 +132,7 @@ def test_older_tables_are_dropped_with_their_consumers_tracking(engine: Engine) 
     # Only the record's own consumer starts again; another projection's is left alone.
     assert _tracked(engine) == {"agency-kemlu": 5}
     assert _retried(engine) == {"agency-kemlu"}
-    assert _noted(engine) == {"record": ("record", 1)}
+    assert _noted(engine) == {"record": ("record", 2)}
     assert [e["event"] for e in logs] == ["projection.stale", "projection.reset"]
     assert logs[1]["consumers"] == ["record"]
 
@@ -146,10 +146,10 @@ def test_a_projection_noted_at_an_older_version_is_stale(engine: Engine) -> None
         note.version = 0
         session.commit()
     assert prepare(engine, RecordProjection(), STREAM, ["record"]) == (
-        "record built it at schema version 0, the code's is 1"
+        "record built it at schema version 0, the code's is 2"
     )
     assert _tracked(engine) == {}
-    assert _noted(engine) == {"record": ("record", 1)}
+    assert _noted(engine) == {"record": ("record", 2)}
 
 
 def test_tables_dropped_by_hand_under_a_tracking_row_are_stale(engine: Engine) -> None:
@@ -181,7 +181,7 @@ def test_a_shared_worklist_is_reset_for_every_agency(engine: Engine) -> None:
     assert _noted(engine) == {
         "agency-kemlu": ("worklist", 1),
         "sent-kemlu": ("worklist", 1),
-        "record": ("record", 1),
+        "record": ("record", 2),
     }
 
 
@@ -245,7 +245,7 @@ async def test_a_record_built_at_an_older_schema_is_rebuilt_on_start_as_fresh(
     try:
         events = [e for e in logs if e["event"].startswith("projection.")]
         assert events[0]["event"] == "projection.stale"
-        assert events[0]["reason"] == "record built it at schema version 0, the code's is 1"
+        assert events[0]["reason"] == "record built it at schema version 0, the code's is 2"
         caught = next(e for e in events if e["event"] == "projection.caught_up")
         assert (caught["start"], caught["through"], caught["applied"]) == (0, 12, 12)
         assert any(e["event"] == "projection.catch_up_progress" for e in events)

@@ -139,7 +139,7 @@ async def test_malformed_messages_are_logged_not_applied_and_do_not_stall(
     bad = [
         b"not json at all",  # 2
         b'{"specversion": "1.0"}',  # 3: envelope fields missing
-        good.replace(b'"dataversion":3', b'"dataversion":9'),  # 4: unknown version
+        good.replace(b'"dataversion":4', b'"dataversion":9'),  # 4: unknown version
         good.replace(b'"case.opened"', b'"case.vanished"'),  # 5: unknown type
         good.replace(b'"risk_level":"high"', b'"risk_level":"high","name":"x"'),  # 6: extra
         b"[" * 200_000,  # 7: nesting deep enough to exhaust the JSON parser's recursion

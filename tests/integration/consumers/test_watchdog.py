@@ -180,7 +180,7 @@ async def test_default_due_dates_per_kind_and_an_override(platform: Platform) ->
     # Its own due date (12 hours) rather than settings.due_rehabilitation (1 day).
     await platform.kp2mi.publish(
         "rehabilitation.handoff_requested",
-        {"handoff_id": "rehab-1", "placement": "Sentra Bogor", "due": (T0 + timedelta(hours=12))},
+        {"handoff_id": "rehab-1", "placement": "SENTRA-32.01", "due": (T0 + timedelta(hours=12))},
         case_id=case_id,
         target="kemensos",
         time=T0,

@@ -120,7 +120,7 @@ async def test_two_consumers_share_one_sqlite_file_without_lock_errors(
                 "request_id": "d",
                 "kind": "nik",
                 "number": "3525000000000001",
-                "issuing_office": "Disdukcapil",
+                "issuing_office": "35.25",
                 "issued_on": "2025-03-01",
             },
             case_id=case_id,

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.nats
 
 CHILD = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
     "child": {"full_name": "Siti binti Ahmad", "birth_date": "2014-05-17", "sex": "f"},
 }

@@ -71,7 +71,7 @@ async def test_each_event_is_checked_and_the_record_folded() -> None:
     assert "<b>x</b>" not in page
     assert "&lt;test&gt;" in page
     assert "akta_kelahiran" in page
-    assert "Disdukcapil Kabupaten Gresik" in page
+    assert "<code>issuing_office</code>=35.25" in page
     assert "<svg" in page
     assert page.count('class="event"') == 4  # the undecoded one: no time
     assert report.digest is not None

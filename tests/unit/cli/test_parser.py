@@ -46,3 +46,21 @@ def test_a_failure_is_said_on_standard_error_only(capsys: pytest.CaptureFixture[
     said = capsys.readouterr()
     assert said.out == ""
     assert "'not-a-case' is not a lintas case id" in said.err
+
+
+def test_case_erase_takes_a_reason_code_and_citations_never_free_text() -> None:
+    parser = build_parser()
+    case = "C01M98983XRES49DSZN3PCKHDVA"
+    bases = ["--legal-basis", "UU 27/2022 Pasal 43", "--legal-basis", "UU 27/2022 Pasal 8"]
+    erase = ["case", "erase", case, "--reason", "retention_ended"]
+    args = parser.parse_args([*erase, "--role", "data_protection_officer", *bases])
+    assert (args.reason, args.legal_basis) == (
+        "retention_ended",
+        ["UU 27/2022 Pasal 43", "UU 27/2022 Pasal 8"],
+    )
+    for wrong in (
+        ["--reason", "Siti's mother asked"],
+        ["--reason", "subject_request", "--legal-basis", "Siti Aminah 2015-04-01"],
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["case", "erase", case, "--role", "data_protection_officer", *wrong])

@@ -16,7 +16,7 @@ from lintas.consumers.projections import Projection, RecordProjection, WorklistP
 from lintas.consumers.watchdog import WatchdogProjection
 
 PINNED: dict[str, tuple[int, str]] = {
-    "record": (1, "1451620cc7cb3998"),
+    "record": (2, "1451620cc7cb3998"),
     "worklist": (1, "9f5e0cbf50525a7f"),
     "watchdog": (1, "1e7c8443120e5112"),
 }

@@ -21,8 +21,8 @@ OPENED = e(
     "case.opened",
     {
         "situation": "undocumented_abroad",
-        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "location": {"country": "MY", "subdivision": "MY-12"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
         "risk_level": "high",
         "home_village": VILLAGE,
         "child": CHILD,
@@ -55,7 +55,7 @@ def test_opening_fills_the_record() -> None:
     assert record.opened_by == "kemlu"
     assert record.opened_at == at(0)
     assert record.owner == "kemlu"
-    assert record.whereabouts == "Sabah, MY"
+    assert record.whereabouts == "MY-12, MY"
     assert record.status == "open"
     assert record.last_seq == 1
     assert record.handoffs == ()
@@ -112,7 +112,7 @@ def test_only_the_owner_s_erasure_is_the_record_s() -> None:
 def test_whereabouts_follow_repatriation() -> None:
     scheduled = e(
         "repatriation.scheduled",
-        {"repatriation_id": "rep-1", "port_of_entry": "Nunukan", "departure_on": "2024-03-04"},
+        {"repatriation_id": "rep-1", "port_of_entry": "IDNNX", "departure_on": "2024-03-04"},
         "kemlu",
         "kp2mi",
         30,
@@ -121,7 +121,7 @@ def test_whereabouts_follow_repatriation() -> None:
         "repatriation.completed",
         {
             "repatriation_id": "rep-1",
-            "port_of_entry": "Nunukan",
+            "port_of_entry": "IDNNX",
             "arrived_at": "2024-03-04T14:00:00+08:00",
         },
         "kemlu",
@@ -136,9 +136,9 @@ def test_whereabouts_follow_repatriation() -> None:
         20,
     )
     record = fold([OPENED, ASSIGNED, asked, scheduled])
-    assert record.whereabouts == "awaiting repatriation via Nunukan on 2024-03-04"
+    assert record.whereabouts == "awaiting repatriation via Nunukan (IDNNX) on 2024-03-04"
     record = apply(record, arrived, 5)
-    assert record.whereabouts == "arrived in Indonesia at Nunukan"
+    assert record.whereabouts == "arrived in Indonesia at Nunukan (IDNNX)"
 
 
 def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
@@ -148,7 +148,7 @@ def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
             ASSIGNED,
             e(
                 "rehabilitation.handoff_requested",
-                {"handoff_id": "rehab-1", "placement": "Sentra X"},
+                {"handoff_id": "rehab-1", "placement": "SENTRA-32.01"},
                 "kp2mi",
                 "kemensos",
                 10,
@@ -162,7 +162,7 @@ def test_whereabouts_follow_rehabilitation_and_reintegration() -> None:
             ),
         ]
     )
-    assert record.whereabouts == "in rehabilitation with kemensos (Sentra X)"
+    assert record.whereabouts == "in rehabilitation with kemensos (SENTRA-32.01)"
     for seq, event in enumerate(
         [
             e(
@@ -191,7 +191,7 @@ def test_whereabouts_of_a_reintegration_to_family() -> None:
         [
             e(
                 "rehabilitation.handoff_requested",
-                {"handoff_id": "rehab-1", "placement": "Sentra X"},
+                {"handoff_id": "rehab-1", "placement": "SENTRA-32.01"},
                 "kp2mi",
                 "kemensos",
                 10,
@@ -217,7 +217,7 @@ def test_whereabouts_of_a_reintegration_to_family() -> None:
 
 def test_other_events_keep_whereabouts() -> None:
     record = fold([OPENED, ASSIGNED, e("case.closed", {"reason": "other"}, "kp2mi", "all", 9)])
-    assert record.whereabouts == "Sabah, MY"
+    assert record.whereabouts == "MY-12, MY"
 
 
 def test_handoff_lifecycle_and_duration() -> None:
@@ -296,7 +296,7 @@ def test_progress_counts_as_accepted_and_overdue_only_flags() -> None:
             ),
             e(
                 "rehabilitation.handoff_requested",
-                {"handoff_id": "rh-1", "placement": "Sentra X"},
+                {"handoff_id": "rh-1", "placement": "SENTRA-32.01"},
                 "kp2mi",
                 "kemensos",
                 40,
@@ -312,7 +312,7 @@ def test_progress_counts_as_accepted_and_overdue_only_flags() -> None:
     )
     referral, rehab = record.handoffs
     assert (referral.status, referral.overdue, referral.closed_at) == ("requested", True, None)
-    assert (rehab.status, rehab.accepted_at, rehab.what) == ("accepted", at(50), "Sentra X")
+    assert (rehab.status, rehab.accepted_at, rehab.what) == ("accepted", at(50), "SENTRA-32.01")
 
 
 def test_the_first_terminal_answer_closes_a_stronger_one_wins() -> None:
@@ -332,7 +332,7 @@ def test_the_first_terminal_answer_closes_a_stronger_one_wins() -> None:
                     "request_id": "doc-1",
                     "kind": "kk",
                     "number": "KK-1",
-                    "issuing_office": "Disdukcapil",
+                    "issuing_office": "35.25",
                     "issued_on": "2024-03-01",
                 },
                 "dukcapil",
@@ -394,7 +394,7 @@ def test_handoffs_keep_the_order_they_were_opened() -> None:
                     "request_id": "doc-a",
                     "kind": "nik",
                     "number": "N-1",
-                    "issuing_office": "Disdukcapil",
+                    "issuing_office": "35.25",
                     "issued_on": "2024-03-01",
                 },
                 "dukcapil",
@@ -416,7 +416,7 @@ def test_documents_are_kept_without_their_number() -> None:
             "request_id": "doc-akta",
             "kind": "akta_kelahiran",
             "number": "3525-LT-0042",
-            "issuing_office": "Disdukcapil Kabupaten Gresik",
+            "issuing_office": "35.25",
             "issued_on": "2024-03-02",
         },
         "dukcapil",
@@ -435,7 +435,7 @@ def test_documents_are_kept_without_their_number() -> None:
         DocumentIssued(
             kind="akta_kelahiran",
             issued_by="dukcapil",
-            issuing_office="Disdukcapil Kabupaten Gresik",
+            issuing_office="35.25",
             issued_on="2024-03-02",
             at=at(30),
         ),
@@ -450,7 +450,7 @@ def test_a_document_without_request_is_recorded_but_opens_no_handoff() -> None:
         {
             "kind": "kia",
             "number": "KIA-9",
-            "issuing_office": "Disdukcapil",
+            "issuing_office": "35.25",
             "issued_on": "2024-03-02",
         },
         "dukcapil",

@@ -240,7 +240,7 @@ def test_document_issued_without_request_is_ignored() -> None:
         {
             "kind": "kia",
             "number": "KIA-1",
-            "issuing_office": "Disdukcapil",
+            "issuing_office": "35.25",
             "issued_on": "2024-03-01",
         },
         source="dukcapil",
@@ -267,7 +267,7 @@ def test_document_request_and_issue() -> None:
             "request_id": "doc-nik",
             "kind": "nik",
             "number": "3525000000000001",
-            "issuing_office": "Disdukcapil",
+            "issuing_office": "35.25",
             "issued_on": "2024-03-01",
         },
         source="dukcapil",

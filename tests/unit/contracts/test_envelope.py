@@ -76,7 +76,7 @@ def test_a_draft_holds_plaintext_but_never_decodes_from_the_wire() -> None:
         decode(raw)
     assert (caught.value.event_type, caught.value.version, caught.value.field) == (
         "case.opened",
-        3,
+        4,
         "data.child",
     )
     assert "must be sealed" in str(caught.value)
@@ -388,7 +388,7 @@ def test_build_data_names_a_nested_field() -> None:
     with pytest.raises(InvalidEventData) as caught:
         build_data("case.opened", data)
     assert caught.value.field == "child.full_name"
-    assert "case.opened v3, field 'child.full_name'" in str(caught.value)
+    assert "case.opened v4, field 'child.full_name'" in str(caught.value)
 
 
 def test_build_data_names_an_extra_field() -> None:

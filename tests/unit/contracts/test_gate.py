@@ -236,7 +236,9 @@ def test_an_escalation_to_kpai_is_never_held_back_for_want_of_a_consent() -> Non
 
 
 def _assigned(owner: str, source: str):
-    return _event("case.assigned", BROADCAST, {"owner": owner, "officer_ref": "O-1"}, source=source)
+    return _event(
+        "case.assigned", BROADCAST, {"owner": owner, "officer_ref": "OF-1"}, source=source
+    )
 
 
 def test_an_assignment_counts_only_from_the_owner_or_the_coordinator() -> None:

@@ -14,7 +14,7 @@ OPENS = {
     "referral.requested": ("referral", "psychosocial_assessment", "ref-1"),
     "document.requested": ("document", "akta_kelahiran", "doc-1"),
     "repatriation.requested": ("repatriation", "repatriation", "rep-1"),
-    "rehabilitation.handoff_requested": ("rehabilitation", "Sentra Bogor", "rehab-1"),
+    "rehabilitation.handoff_requested": ("rehabilitation", "SENTRA-32.01", "rehab-1"),
     "rehabilitation.reintegration_handoff": ("reintegration", "community_parenting", "reint-1"),
     "oversight.escalated": ("oversight", "overdue_handoff", "esc-1"),
     "tracing.requested": ("tracing", "tracing", "tr-1"),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lintas.contracts.redaction import (
+    FREE_TEXT,
     PERSONAL,
     UNKNOWN,
     UNKNOWN_TYPE,
@@ -65,15 +66,15 @@ def test_printable_json_reads_back_as_the_same_value_and_shows_nothing_hidden() 
 
 OPENED: dict[str, Any] = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
     "child": {"alg": "A256GCM", "gen": 1, "iv": "A" * 16, "ct": "B" * 30},
 }
 
 
 def test_known_fields_are_shown_personal_ones_masked() -> None:
-    shown = redacted_data("case.opened", 3, OPENED)
+    shown = redacted_data("case.opened", 4, OPENED)
     assert shown == {**OPENED, "child": PERSONAL}
 
 
@@ -85,15 +86,41 @@ def test_a_field_the_contract_does_not_know_is_masked_at_any_depth() -> None:
         "Siti Aminah binti Ahmad": "born 2015-04-01",  # the name is the data
         "jurisdiction": ["not", "an", "object"],
     }
-    shown = redacted_data("case.opened", 3, data)
+    shown = redacted_data("case.opened", 4, data)
     text = json.dumps(shown)
     for value in ("Siti", "Budi", "2015-04-01", '"not"'):
         assert value not in text
     assert shown["child_name"] == UNKNOWN
     assert shown["location"]["village_head"] == UNKNOWN
-    assert shown["location"]["name"] == "Sabah"
+    assert shown["location"]["subdivision"] == "MY-12"
     assert shown["[unknown field 1]"] == UNKNOWN
     assert shown["jurisdiction"] == UNKNOWN  # a shape the contract does not declare
+
+
+def test_free_text_an_older_version_carried_in_clear_is_not_shown() -> None:
+    # v3 carried names where v4 carries codes: whatever was sent there is not shown.
+    opened = {
+        **OPENED,
+        "location": {"country": "MY", "subdivision": "MY-12", "name": "Siti Aminah"},
+        "jurisdiction": {"country": "MY", "responsible_office": "born 2015-04-01"},
+    }
+    shown = redacted_data("case.opened", 3, opened)
+    assert shown["location"] == {"country": "MY", "subdivision": "MY-12", "name": FREE_TEXT}
+    assert shown["jurisdiction"] == {"country": "MY", "responsible_office": FREE_TEXT}
+    issued = {
+        "kind": "kk",
+        "number": OPENED["child"],
+        "issuing_office": "Siti Aminah, 2015-04-01",
+        "issuing_office_code": "65.03",
+        "issued_on": "2024-03-02",
+    }
+    shown = redacted_data("document.issued", 3, issued)
+    assert shown["issuing_office"] == FREE_TEXT
+    assert shown["issuing_office_code"] == "65.03"  # constrained: it was shown, and is
+    assert "Siti" not in json.dumps(shown)
+    overridden = {"officer_role": "Siti", "legal_basis": "x", "scopes": [], "agencies": []}
+    shown = redacted_data("consent.overridden", 1, overridden)
+    assert (shown["officer_role"], shown["legal_basis"]) == (FREE_TEXT, FREE_TEXT)
 
 
 def test_an_older_version_is_read_by_its_own_contract_an_unknown_type_not_at_all() -> None:
@@ -113,7 +140,7 @@ def test_an_envelope_shows_its_attributes_and_masks_what_it_does_not_know() -> N
         "specversion": "1.0",
         "id": "x",
         "type": "case.opened",
-        "dataversion": 3,
+        "dataversion": 4,
         "source": "kemlu",
         "childname": "Siti",
         "subject": {"nested": "Siti"},

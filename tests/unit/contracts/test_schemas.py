@@ -21,7 +21,7 @@ from lintas.contracts.schemadocs import (
     render,
     write_schemas,
 )
-from tests.support.samples import CHILD, SAMPLES, on_the_wire
+from tests.support.samples import CHILD, FAKE_SEALED, SAMPLES, on_the_wire
 
 OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("case.opened", 1): {
@@ -44,8 +44,59 @@ OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "issuing_office": "Disdukcapil Kabupaten Gresik",
         "issued_on": "2025-03-01",
     },
-    ("case.opened", 2): {**SAMPLES["case.opened"], "child": CHILD},
-    ("document.issued", 2): SAMPLES["document.issued"],
+    ("case.opened", 2): {
+        **SAMPLES["case.opened"],
+        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "child": CHILD,
+    },
+    ("document.issued", 2): {
+        **SAMPLES["document.issued"],
+        "issuing_office": "Disdukcapil Kabupaten Gresik",
+        "issuing_office_code": "35.25",
+    },
+    # The versions before codes: free text in clear where the newest carries a code.
+    ("case.opened", 3): {
+        **SAMPLES["case.opened"],
+        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "child": FAKE_SEALED,
+    },
+    ("case.assigned", 1): {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"},
+    ("case.erased", 1): {
+        **SAMPLES["case.erased"],
+        "legal_basis": "UU 27/2022 Pasal 8",
+        "reason": "the parent asked",
+    },
+    ("consent.overridden", 1): {
+        **SAMPLES["consent.overridden"],
+        "officer_role": "UPTD PPA head",
+        "legal_basis": "UU 35/2014 Pasal 59",
+    },
+    ("consent.overridden", 2): {
+        **SAMPLES["consent.overridden"],
+        "officer_role": "UPTD PPA head",
+        "legal_basis": "UU 35/2014 Pasal 59",
+        "reason": FAKE_SEALED,
+    },
+    ("document.issued", 3): {
+        **SAMPLES["document.issued"],
+        "number": FAKE_SEALED,
+        "issuing_office": "Disdukcapil Kabupaten Gresik",
+        "issuing_office_code": "35.25",
+    },
+    ("rehabilitation.handoff_requested", 2): {
+        **SAMPLES["rehabilitation.handoff_requested"],
+        "placement": "Sentra Bogor",
+    },
+    ("repatriation.scheduled", 1): {
+        **SAMPLES["repatriation.scheduled"],
+        "port_of_entry": "Nunukan",
+    },
+    ("repatriation.completed", 1): {
+        **SAMPLES["repatriation.completed"],
+        "port_of_entry": "Nunukan",
+    },
     ("consent.withdrawn", 1): {"consent_id": "consent-1", "reason": "moved"},
     # main's v2 (names the overdue hand-off), before v3 sealed its reason.
     ("oversight.escalated", 2): SAMPLES["oversight.escalated"],
@@ -55,7 +106,6 @@ OLD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         for event_type in (
             "case.assessed",
             "case.reopened",
-            "consent.overridden",
             "document.rejected",
             "oversight.reviewed",
             "referral.rejected",
@@ -190,8 +240,8 @@ def test_asyncapi_lists_every_message_on_its_family_channels() -> None:
     assert doc["asyncapi"] == "3.0.0"
     messages = doc["components"]["messages"]
     assert set(messages) == {f"{m.TYPE}.v{m.VERSION}" for m in all_models()}
-    assert messages["case.opened.v3"]["x-lintas-newest-version"] is True
-    assert messages["case.opened.v2"]["x-lintas-newest-version"] is False
+    assert messages["case.opened.v4"]["x-lintas-newest-version"] is True
+    assert messages["case.opened.v3"]["x-lintas-newest-version"] is False
     for name, channel in doc["channels"].items():
         family = name.split(".")[0]
         assert channel["address"].split(".")[3] == family
@@ -208,7 +258,7 @@ def test_the_cross_border_document_lists_what_each_version_may_carry_abroad() ->
     doc = json.loads((SCHEMA_DIR / "cross-border.json").read_text())
     declared = doc["x-lintas-cross-border"]
     assert declared["referral.requested/v2"] == ["due", "referral_id", "service"]
-    assert "case.opened/v3" not in declared  # nothing of an intake goes abroad
+    assert "case.opened/v4" not in declared  # nothing of an intake goes abroad
     for model in all_models():
         key = f"{model.TYPE}/v{model.VERSION}"
         assert declared.get(key, []) == sorted(model.CROSS_BORDER)

@@ -9,11 +9,17 @@ import pytest
 from lintas.consumers import record as record_fold
 from lintas.consumers import worklist
 from lintas.contracts import InvalidEventData, decode, encode, registry
-from lintas.contracts.families.case import CaseOpenedV3, ChildIdentity, case_opened_v1_to_v2
-from lintas.contracts.families.document import DocumentIssuedV3, DocumentRequestedV2
+from lintas.contracts.families.case import (
+    CaseOpenedV4,
+    ChildIdentity,
+    case_opened_v1_to_v2,
+    case_opened_v3_to_v4,
+)
+from lintas.contracts.families.document import DocumentIssuedV4, DocumentRequestedV2
 from lintas.contracts.families.oversight import OversightEscalatedV3
 from lintas.contracts.families.referral import ReferralOverdueV2, ReferralRequestedV2
-from lintas.contracts.families.rehabilitation import RehabilitationHandoffRequestedV2
+from lintas.contracts.families.rehabilitation import RehabilitationHandoffRequestedV3
+from lintas.contracts.sealed import ALLOW_CLEAR
 from tests.support.paths import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "events"
@@ -23,15 +29,14 @@ def _stored(name: str) -> bytes:
     return (FIXTURES / f"{name}.json").read_bytes().strip()
 
 
-def test_a_stored_v1_case_opened_reads_as_v3_with_codes() -> None:
+def test_a_stored_v1_case_opened_reads_as_v4_with_codes() -> None:
     event = decode(_stored("case.opened.v1.sabah"))
     assert event.envelope.dataversion == 1, "the stored version is kept"
-    assert isinstance(event.data, CaseOpenedV3)
+    assert isinstance(event.data, CaseOpenedV4)
     assert event.data.location.model_dump() == {
         "country": "MY",
         "subdivision": "MY-12",
         "regency": None,
-        "name": "Sabah",
     }
     assert event.data.jurisdiction.model_dump() == {"country": "MY", "responsible_office": None}
     # Published in the clear before sealing: read as it was stored, never lost.
@@ -40,18 +45,61 @@ def test_a_stored_v1_case_opened_reads_as_v3_with_codes() -> None:
     assert event.data.clear_fields() == ["child"]
 
 
-def test_a_v1_place_that_cannot_be_coded_keeps_its_text() -> None:
+def test_a_place_that_cannot_be_coded_is_not_carried_forward_but_stays_in_the_log() -> None:
+    # Free text may be anything, a child's name included: readers of the newest version
+    # never see it. The stored event keeps it, signed and chained, as it was published.
     event = decode(_stored("case.opened.v1.free-text"))
-    assert isinstance(event.data, CaseOpenedV3)
-    assert (event.data.location.subdivision, event.data.location.name) == (None, "Kampung Baru")
+    assert isinstance(event.data, CaseOpenedV4)
+    assert event.data.location.subdivision is None
+    assert "Kampung Baru" not in event.data.model_dump_json()
+    assert event.envelope.data["location"] == "Kampung Baru"
+    tawau = decode(_stored("case.opened.v3.tawau"))
+    assert isinstance(tawau.data, CaseOpenedV4)
+    assert tawau.data.location.model_dump() == {
+        "country": "MY",
+        "subdivision": None,
+        "regency": None,
+    }
+    assert tawau.data.jurisdiction.responsible_office is None  # no code names that text
+    assert "Tawau" not in tawau.data.model_dump_json()
 
 
-def test_a_stored_v1_document_issued_reads_as_v3_with_unknowns() -> None:
+def test_an_office_or_place_the_code_list_names_is_coded_by_the_upcast() -> None:
+    jeddah = decode(_stored("case.opened.v2.jeddah"))
+    assert isinstance(jeddah.data, CaseOpenedV4)
+    assert jeddah.data.jurisdiction.responsible_office == "KJRI-SAJED"  # "KJRI Jeddah"
+    assert jeddah.data.location.subdivision == "SA-02"
+
+
+def test_a_stored_v1_document_issued_reads_as_v4_with_its_office_coded() -> None:
     event = decode(_stored("document.issued.v1"))
-    assert isinstance(event.data, DocumentIssuedV3)
+    assert isinstance(event.data, DocumentIssuedV4)
     assert event.data.number == "FIXTURE-SPLP-1"
-    assert (event.data.issuing_office_code, event.data.valid_until) == (None, None)
-    assert (event.data.kind, event.data.issuing_office) == ("splp", "KJRI Kota Kinabalu")
+    assert event.data.valid_until is None
+    # "KJRI Kota Kinabalu" is in the code list: its code is read.
+    assert (event.data.kind, event.data.issuing_office) == ("splp", "KJRI-MYBKI")
+
+
+def test_a_stored_v3_document_issued_reads_its_office_code_not_its_free_text() -> None:
+    event = decode(_stored("document.issued.v3"))
+    assert isinstance(event.data, DocumentIssuedV4)
+    assert event.data.issuing_office == "65.03"
+    assert "loket" not in event.data.model_dump_json()
+    uncoded = {
+        "kind": "kk",
+        "number": "x",
+        "issuing_office": "Siti Aminah, lahir 2015-04-01",
+        "issuing_office_code": "SITI-AMINAH",  # matched v3's loose pattern; no code today
+        "issued_on": "2025-03-01",
+    }
+    upcast = registry.upcast("document.issued", 3, uncoded)
+    assert upcast == {
+        "kind": "kk",
+        "number": "x",
+        "issuing_office": None,
+        "issued_on": "2025-03-01",
+    }
+    assert "Siti" not in str(upcast)
 
 
 def test_stored_v1_events_project_into_the_record() -> None:
@@ -73,10 +121,10 @@ def test_stored_v1_events_project_into_the_record() -> None:
     assert (record.situation, record.jurisdiction, record.whereabouts) == (
         "undocumented_abroad",
         "MY",
-        "Sabah, MY",
+        "MY-12, MY",
     )
-    assert [(d.kind, d.issuing_office_code, d.valid_until) for d in record.documents] == [
-        ("splp", None, None)
+    assert [(d.kind, d.issuing_office, d.valid_until) for d in record.documents] == [
+        ("splp", "KJRI-MYBKI", None)
     ]
     # The record keeps where personal data was, never its value: in the clear here.
     assert [(p.type, p.field, p.state) for p in record.personal] == [
@@ -102,8 +150,13 @@ def test_upcasters_are_pure_and_run_in_order() -> None:
     upgraded = case_opened_v1_to_v2(original)
     assert original == before
     assert upgraded["location"] == {"country": "MY", "subdivision": None, "name": "Jeddah"}
-    assert registry.upcast("case.opened", 1, original) == upgraded
-    assert registry.upcast("case.opened", 2, {"x": 1}) == {"x": 1}
+    before_v4 = dict(upgraded)
+    newest = case_opened_v3_to_v4(upgraded)
+    assert upgraded == before_v4
+    assert newest["location"] == {"country": "MY", "subdivision": None}
+    assert newest["jurisdiction"] == {"country": "MY", "responsible_office": None}
+    assert registry.upcast("case.opened", 1, original) == newest
+    assert registry.upcast("referral.requested", 1, {"x": 1}) == {"x": 1}
 
 
 def test_a_stored_event_is_validated_against_its_own_version_first() -> None:
@@ -120,7 +173,7 @@ def test_a_stored_event_is_validated_against_its_own_version_first() -> None:
 def test_stored_v2_and_earlier_personal_fields_upcast_to_the_sealed_versions_unchanged() -> None:
     opened = decode(_stored("case.opened.v2.jeddah"))
     assert opened.envelope.dataversion == 2
-    assert isinstance(opened.data, CaseOpenedV3)
+    assert isinstance(opened.data, CaseOpenedV4)
     assert isinstance(opened.data.child, ChildIdentity)
     assert opened.data.child.full_name == "Fixture Child Two"
     referral = decode(_stored("referral.requested.v1"))
@@ -144,8 +197,9 @@ def test_stored_v1_requests_read_as_v2_with_no_due_date() -> None:
     assert isinstance(document_requested.data, DocumentRequestedV2)
     assert (document_requested.data.kind, document_requested.data.due) == ("nik", None)
     handoff = decode(_stored("rehabilitation.handoff_requested.v1"))
-    assert isinstance(handoff.data, RehabilitationHandoffRequestedV2)
+    assert isinstance(handoff.data, RehabilitationHandoffRequestedV3)
     assert (handoff.data.handoff_id, handoff.data.due) == ("rehab-1", None)
+    assert handoff.data.placement == "SENTRA-32.75"  # its name is in the code list
 
 
 def test_a_stored_v1_referral_overdue_is_the_requesters_own_notice() -> None:
@@ -210,3 +264,57 @@ def test_a_v3_escalation_needs_a_reason_unless_it_names_the_hand_off() -> None:
     assert isinstance(watchdogs, OversightEscalatedV3)
     assert watchdogs.reason is None
     assert not watchdogs.clear_fields()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "version", "old", "expected"),
+    [
+        # Codes the code list (or the value itself) gives are read; free text is not.
+        ("case.assigned", 1, {"owner": "kp2mi", "officer_ref": "P2MI-07"}, "P2MI-07"),
+        ("case.assigned", 1, {"owner": "kp2mi", "officer_ref": "Ibu Siti"}, None),
+        ("repatriation.scheduled", 1, {"port_of_entry": "Nunukan"}, "IDNNX"),
+        ("repatriation.completed", 1, {"port_of_entry": "Soekarno-Hatta"}, "IDJKT"),
+        ("repatriation.completed", 1, {"port_of_entry": "rumah Siti"}, None),
+        ("rehabilitation.handoff_requested", 2, {"placement": "Sentra Bogor"}, None),
+    ],
+)
+def test_a_free_text_becomes_its_code_or_none(
+    event_type: str, version: int, old: dict[str, object], expected: str | None
+) -> None:
+    field = next(k for k in old if k not in ("owner",))
+    upcast = registry.upcast(event_type, version, dict(old))
+    assert upcast[field] == expected
+
+
+def test_an_older_override_and_erasure_keep_their_citations_and_drop_their_text() -> None:
+    override = registry.upcast(
+        "consent.overridden",
+        1,
+        {
+            "officer_role": "Pelaksana Fungsi Pelindungan WNI, KJRI Jeddah",
+            "legal_basis": "UU 35/2014 Pasal 59A; UU 21/2007 (TPPO)",
+            "reason": "x",
+            "scopes": ["services"],
+            "agencies": ["kemensos"],
+        },
+    )
+    assert (override["officer_role"], override["legal_basis"]) == (
+        None,
+        ["UU 35/2014 Pasal 59A", "UU 21/2007"],
+    )
+    erased = registry.upcast(
+        "case.erased",
+        1,
+        {
+            "officer_role": "data_protection_officer",
+            "requested_by": "parent",
+            "legal_basis": "the law",
+            "reason": "Siti's mother asked",
+        },
+    )
+    assert (erased["legal_basis"], erased["reason"]) == (None, None)
+    # Read back through the newest model: null is what an upcast may give, never the wire.
+    newest = registry.latest("case.erased")
+    assert newest.model_validate(erased, context={ALLOW_CLEAR: True}).reason is None
+    with pytest.raises(ValueError, match="must hold a code"):
+        newest.model_validate(erased)

@@ -91,7 +91,7 @@ def _open(pathway: Pathway) -> Bus:
             "case.opened",
             {
                 "situation": pathway.situation,
-                "location": {"country": pathway.jurisdiction, "name": pathway.location},
+                "location": {"country": pathway.jurisdiction, "subdivision": pathway.subdivision},
                 "jurisdiction": {"country": pathway.jurisdiction},
                 "risk_level": pathway.risk_level,
                 "home_village": VILLAGE,
@@ -109,7 +109,7 @@ def _open(pathway: Pathway) -> Bus:
             "consent.overridden",
             {
                 "officer_role": pathway.override.officer_role,
-                "legal_basis": pathway.override.legal_basis,
+                "legal_basis": list(pathway.override.legal_basis),
                 "reason": pathway.override.reason,
                 "scopes": scopes,
                 "agencies": list(pathway.shared_with),
@@ -255,7 +255,7 @@ def test_kp2mi_assigns_itself_and_starts_each_pathway() -> None:
         bus = _open(pathway)
         reactions = react("kp2mi", bus.stream[0])
         assert reactions[0] == Reaction(
-            "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-OFC-07"}
+            "case.assigned", BROADCAST, {"owner": "kp2mi", "officer_ref": "P2MI-07"}
         )
         firsts[pathway.situation] = (reactions[1].event_type, reactions[1].target)
     assert firsts == {

@@ -30,12 +30,12 @@ CONSENT = {
     "scopes": ["services"],
     "agencies": ["kemensos"],
 }
-ASSIGNMENT = {"owner": "kemensos", "officer_ref": "off-2"}
+ASSIGNMENT = {"owner": "kemensos", "officer_ref": "OFF-2"}
 ERASURE = {
     "officer_role": "data_protection_officer",
     "requested_by": "parent",
-    "legal_basis": "UU 27/2022 Pasal 8",
-    "reason": "the parent asked",
+    "legal_basis": ["UU 27/2022 Pasal 8"],
+    "reason": "subject_request",
 }
 T = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -105,7 +105,7 @@ def _withdrawal(log: _Log, seq: int, signer: Signer | None = None) -> CaseHead:
 
 
 def _assignment(log: _Log, seq: int, prevhash: str | None = None) -> CaseHead:
-    data = {"owner": "kp2mi", "officer_ref": "off-1"}
+    data = {"owner": "kp2mi", "officer_ref": "OFF-1"}
     return log.add(seq, "case.assigned", data, "kemlu", "kp2mi", prevhash)
 
 
@@ -222,9 +222,9 @@ def test_with_a_verifier_an_owner_named_without_its_source_s_key_may_not_erase()
 
     async def run() -> None:
         log = _Log()
-        owned = {"owner": "kemlu", "officer_ref": "off-1"}
+        owned = {"owner": "kemlu", "officer_ref": "OFF-1"}
         log.add(1, "case.assigned", owned, "kp2mi", BROADCAST, signer=KP2MI)
-        taken = {"owner": "kp2mi", "officer_ref": "off-2"}
+        taken = {"owner": "kp2mi", "officer_ref": "OFF-2"}
         head = log.add(2, "case.assigned", taken, "kemlu", "kp2mi", signer=IMPOSTOR)
         erasure = make_event(
             build_data(
@@ -232,8 +232,8 @@ def test_with_a_verifier_an_owner_named_without_its_source_s_key_may_not_erase()
                 {
                     "officer_role": "data_protection_officer",
                     "requested_by": "parent",
-                    "legal_basis": "UU 27/2022 Pasal 8",
-                    "reason": "the parent asked",
+                    "legal_basis": ["UU 27/2022 Pasal 8"],
+                    "reason": "subject_request",
                 },
             ),
             source="kp2mi",
@@ -275,7 +275,7 @@ def test_a_withdrawal_notifies_whom_unchecked_events_went_to() -> None:
 
     async def run() -> None:
         log = _Log()
-        assigned = {"owner": "kemlu", "officer_ref": "off-1"}
+        assigned = {"owner": "kemlu", "officer_ref": "OFF-1"}
         log.add(1, "case.assigned", assigned, "kemlu", "dukcapil", signer=IMPOSTOR)
         head = _consent(log, 2, KEMLU)
         withdrawal = make_event(
@@ -296,11 +296,11 @@ def test_only_the_owner_or_the_coordinator_may_assign_the_case() -> None:
 
     async def run() -> None:
         log = _Log()
-        owned = {"owner": "kemlu", "officer_ref": "off-1"}
+        owned = {"owner": "kemlu", "officer_ref": "OFF-1"}
         head = log.add(1, "case.assigned", owned, "kp2mi", BROADCAST, signer=KP2MI)
 
         def assignment(source: str, owner: str) -> Any:
-            data = build_data("case.assigned", {"owner": owner, "officer_ref": "off-2"})
+            data = build_data("case.assigned", {"owner": owner, "officer_ref": "OFF-2"})
             return make_event(data, source=source, target=BROADCAST, case_id=CASE)
 
         def privacy(agency: str) -> PublishGate:
@@ -352,8 +352,10 @@ def test_a_consent_ignored_for_want_of_its_key_counts_once_a_key_is_learned() ->
 def test_an_assignment_goes_to_everyone() -> None:
     async def run() -> None:
         log = _Log()
-        head = log.add(1, "case.assigned", {"owner": "kemlu", "officer_ref": "o"}, "kp2mi", "all")
-        data = build_data("case.assigned", {"owner": "kemensos", "officer_ref": "off-2"})
+        head = log.add(
+            1, "case.assigned", {"owner": "kemlu", "officer_ref": "OFF-3"}, "kp2mi", "all"
+        )
+        data = build_data("case.assigned", {"owner": "kemensos", "officer_ref": "OFF-2"})
         to_one = make_event(data, source="kp2mi", target="kemensos", case_id=CASE)
         with pytest.raises(ContractError, match="must go to everyone"):
             await _privacy(log).prepare(to_one, head, "test")

@@ -544,8 +544,8 @@ async def _open_with_child(publisher: Publisher, case_id: str, tag: str) -> Any:
         "case.opened",
         {
             "situation": "undocumented_abroad",
-            "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-            "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+            "location": {"country": "MY", "subdivision": "MY-12"},
+            "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
             "risk_level": "high",
             "child": {"full_name": f"Wulan Sari-{tag}", "birth_date": "2014-02-03"},
         },
@@ -686,8 +686,8 @@ async def test_an_agency_reads_its_own_wrapped_case_keys_and_no_one_elses(
                 {
                     "officer_role": "data_protection_officer",
                     "requested_by": "parent",
-                    "legal_basis": "UU 27/2022 Pasal 8",
-                    "reason": "the parent asked",
+                    "legal_basis": ["UU 27/2022 Pasal 8"],
+                    "reason": "subject_request",
                 },
                 case_id=case_id,
                 target=BROADCAST,
@@ -787,8 +787,8 @@ async def test_an_agency_cannot_make_itself_a_case_s_owner_to_erase_it(tmp_path:
             erasure = {
                 "officer_role": "data_protection_officer",
                 "requested_by": "parent",
-                "legal_basis": "UU 27/2022 Pasal 8",
-                "reason": "taken to be erased",
+                "legal_basis": ["UU 27/2022 Pasal 8"],
+                "reason": "subject_request",
             }
             await _put_signed(service, dukcapil, settings, "case.erased", erasure, case_id)
             with pytest.raises(ReadRefused, match=r"not erased by its owner \(kemlu\)"):

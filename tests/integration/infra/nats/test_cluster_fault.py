@@ -45,8 +45,8 @@ TEST_DEADLINE_S = 55.0
 PUBLISH_TIMEOUT_S = 1.0  # per attempt; a publish is retried until acknowledged
 CASE_OPENED = {
     "situation": "undocumented_abroad",
-    "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-    "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+    "location": {"country": "MY", "subdivision": "MY-12"},
+    "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
     "risk_level": "high",
 }
 

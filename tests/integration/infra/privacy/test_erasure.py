@@ -81,8 +81,8 @@ async def _pathway(case_id: str, kemlu: Any, kp2mi: Any, dukcapil: Any) -> None:
     """Opened with the child's identity, consented, a document number, referral notes."""
     opened = {
         "situation": "undocumented_abroad",
-        "location": {"country": "MY", "subdivision": "MY-12", "name": "Sabah"},
-        "jurisdiction": {"country": "MY", "responsible_office": "KJRI Kota Kinabalu"},
+        "location": {"country": "MY", "subdivision": "MY-12"},
+        "jurisdiction": {"country": "MY", "responsible_office": "KJRI-MYBKI"},
         "risk_level": "high",
         "child": CHILD,
     }
@@ -106,7 +106,7 @@ async def _pathway(case_id: str, kemlu: Any, kp2mi: Any, dukcapil: Any) -> None:
             "request_id": "d-1",
             "kind": "nik",
             "number": NUMBER,
-            "issuing_office": "Disdukcapil Kabupaten Gresik",
+            "issuing_office": "35.25",
             "issued_on": "2025-03-02",
         },
         case_id=case_id,
@@ -201,17 +201,17 @@ async def test_after_erasure_nothing_identifying_survives_and_the_log_still_veri
 
         # Only the owner, and only a data protection officer.
         with pytest.raises(SystemExit):
-            await cli("case", "erase", case_id, "--reason", "the mother asked")
+            await cli("case", "erase", case_id, "--reason", "subject_request")
         refused = await cli(
-            "case", "erase", case_id, "--reason", "x", "--role", "data_protection_officer",
-            "--agency", "kemlu",
+            "case", "erase", case_id, "--reason", "subject_request",
+            "--role", "data_protection_officer", "--agency", "kemlu",
         )  # fmt: skip
         assert refused == 1
         outputs.append(str(capsys.readouterr()))
         assert "only the case's owner (kp2mi) may erase" in outputs[-1]
 
         assert await cli(
-            "case", "erase", case_id, "--reason", "the mother asked for erasure",
+            "case", "erase", case_id, "--reason", "subject_request",
             "--role", "data_protection_officer", "--requested-by", "parent",
         ) == 0  # fmt: skip
         outputs.append(str(capsys.readouterr()))
@@ -319,8 +319,8 @@ async def test_an_erasure_retried_completes_and_changes_nothing_more(
     erasure: dict[str, Any] = {
         "officer_role": "data_protection_officer",
         "requested_by": "retention_ended",
-        "legal_basis": "UU 27/2022 Pasal 43",
-        "reason": "retention period ended",
+        "legal_basis": ["UU 27/2022 Pasal 43"],
+        "reason": "retention_ended",
     }
     event_id = str(uuid7())
     first = await kemlu.publish(
