@@ -145,8 +145,9 @@ class Manifest:
     """A partial archive's proofs (``lintas-archive/3``): ``file``, ``sha256``, the
     ``checkpoint`` (its ``seq``, ``tree_size``, ``root_hash``) they prove against, and for
     one case's archive its ``case_head`` (``case``, ``seq``, ``hash``, ``index``,
-    ``cases_size``, ``path``); None: no proofs (a whole log, no checkpoint with a tree yet,
-    or an older archive)."""
+    ``cases_size``, ``path``, and the entries either side in the heads tree, ``before`` and
+    ``after``: ``entry`` and ``path``, or None at the tree's edge); None: no proofs (a whole
+    log, no checkpoint with a tree yet, or an older archive)."""
     doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The manifest as read, signature included (None for one being written)."""
 
@@ -273,7 +274,11 @@ def _proofs(proofs: Any) -> dict[str, Any] | None:
         hash_bytes(str(head["hash"]))
         if not all(isinstance(head[k], int) for k in ("seq", "index", "cases_size")):
             raise TypeError
-        [hash_bytes(f"sha256:{p}") for p in head["path"]]
+        neighbours = [n for n in (head.get("before"), head.get("after")) if n is not None]
+        for proved in (head, *neighbours):
+            [hash_bytes(f"sha256:{p}") for p in proved["path"]]
+        if not all(isinstance(n["entry"], str) for n in neighbours):
+            raise TypeError
     return dict(proofs)
 
 
@@ -440,6 +445,17 @@ def _write_proofs(
         index = next(i for i, h in enumerate(heads) if h.case_id == case_id)
         cases = tree.cases_tree()
         found: CaseHead = heads[index]
+
+        def neighbour(at: int) -> dict[str, Any] | None:
+            # The entries either side, proved too: sorted strictly around the case, they
+            # show the tree holds no second head of it (a stale one, say).
+            if not 0 <= at < len(heads):
+                return None
+            return {
+                "entry": heads[at].data().decode(),
+                "path": [p.hex() for p in cases.inclusion_proof(at)],
+            }
+
         head = {
             "case": case_id,
             "seq": found.seq,
@@ -447,6 +463,8 @@ def _write_proofs(
             "index": index,
             "cases_size": len(heads),
             "path": [p.hex() for p in cases.inclusion_proof(index)],
+            "before": neighbour(index - 1),
+            "after": neighbour(index + 1),
         }
     return {
         "file": PROOFS_FILE,

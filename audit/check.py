@@ -72,7 +72,7 @@ from lintas.audit.authority import AUTHORITY_PROBLEMS, authority
 from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
 from lintas.audit.events import EventRef, StoredEvent, case_of_subject
 from lintas.audit.logtree import CaseHead, hash_bytes, head_leaf, message_leaf
-from lintas.audit.merkle import verify_inclusion
+from lintas.audit.merkle import leaf_hash, verify_inclusion
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
@@ -86,6 +86,7 @@ from lintas.contracts import (
 from lintas.contracts.admission import duplicate_member
 from lintas.contracts.canonical import parsed_plain
 from lintas.contracts.errors import EnvelopeError, UnknownEventType, UnknownVersion
+from lintas.contracts.redaction import printable
 from lintas.infra.keys.signing import SEALER, Registry, Verifier, fingerprint
 
 __all__ = [
@@ -807,6 +808,11 @@ class _Proofs:
                 "inclusion",
                 f"case {self.case}'s head in the manifest is not one {checkpoint} commits to",
             )
+        elif (alone := self._alone(head, checkpoint.cases_root)) is not None:
+            self.checker.report(
+                "inclusion",
+                f"{checkpoint} may commit to another head of case {self.case}: {alone}",
+            )
         elif have != (entry.seq, entry.hash):
             last = f"stream seq {have[0]}" if have is not None else "none"
             self.checker.report(
@@ -817,6 +823,37 @@ class _Proofs:
             )
         else:
             self.head_proved = True
+
+    def _alone(self, head: dict[str, Any], root: bytes) -> str | None:
+        """Why the heads tree might hold a second entry of the case, or None: the entries
+        at ``index - 1`` and ``index + 1`` (each proved, or the tree's edge) must name cases
+        strictly before and after it in byte order. A proof shows one entry, not its
+        neighbours; these show that a sorted tree has no other head of the case (a stale
+        one, which a one-case archive could end at)."""
+        assert self.case is not None
+        index, size, case = head["index"], head["cases_size"], self.case.encode()
+        for side, at, beyond in (("before", index - 1, False), ("after", index + 1, True)):
+            proved = head.get(side)
+            if not 0 <= at < size:
+                if proved is not None:
+                    return f"the manifest proves an entry {side} the edge of the heads tree"
+                continue
+            if proved is None:
+                return f"the manifest proves no entry {side} its head (index {at})"
+            other = str(proved["entry"]).encode()
+            other_case = other.split(b" ", 1)[0]
+            path = [bytes.fromhex(p) for p in proved["path"]]
+            if not verify_inclusion(leaf_hash(other), at, size, path, root):
+                return f"the entry {side} its head is not at index {at} of the heads tree"
+            if (other_case > case) if beyond else (other_case < case):
+                continue
+            return (
+                f"the entry {side} its head (index {at}) is of case "
+                f"{printable(other_case[:80].decode(errors='replace'))}, not strictly "
+                f"{side} it: the heads tree is not sorted around the case, and another of its "
+                "heads could hide events after the archive's last"
+            )
+        return None
 
     def note(self) -> str | None:
         checkpoint = self.checkpoint

@@ -15,7 +15,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from lintas.audit import read_checkpoints
-from lintas.audit.logtree import LogTree
+from lintas.audit.logtree import CaseHead, LogTree, hash_text, head_leaf
+from lintas.audit.merkle import Tree
 from lintas.audit.stream import StreamReader
 from lintas.demo import PATHWAYS, run_demo
 from lintas.infra.keys.signing import SEALER, Signer
@@ -90,7 +91,13 @@ async def test_a_one_case_export_verifies_alone_as_exactly_what_the_log_held_for
     archive = await export(tmp_path, "--case", case_id)
     manifest = json.loads((archive / "manifest.json").read_text())
     assert manifest["format"] == "lintas-archive/3"
-    assert manifest["proofs"]["case_head"]["seq"] == max(s.seq for s in log if s.case_id == case_id)
+    head = manifest["proofs"]["case_head"]
+    assert head["seq"] == max(s.seq for s in log if s.case_id == case_id)
+    # Its neighbours in the sorted heads tree, or the tree's edge.
+    others = sorted({s.case_id for s in log} - {case_id})
+    before, after = [c for c in others if c < case_id], [c for c in others if c > case_id]
+    assert (head["before"] or {}).get("entry", " ").split()[0] == (before[-1:] or [""])[0]
+    assert (head["after"] or {}).get("entry", " ").split()[0] == (after[:1] or [""])[0]
     keys = await keys_file(tmp_path)
     status, doc = await _verdict(capsys, "--archive", str(archive), "--keys", str(keys))
     assert status == 0, doc["problems"]
@@ -180,6 +187,84 @@ async def test_a_one_case_export_tampered_to_look_complete_is_never_called_a_com
     assert status == 1
     assert "manifest-signature" not in _codes(doc)
     assert "sequence-gap" in _codes(doc)
+
+
+def _sha(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("neighbours", ["as proved", "left out"])
+async def test_a_sealer_checkpointing_two_heads_for_one_case_cannot_hide_its_last_events(
+    js: JetStreamContext,
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    neighbours: str,
+) -> None:
+    """The sealer's own key signs a checkpoint whose heads tree holds the case twice, its
+    real head and a stale one (the sort kept: ties side by side); the archive ends at the
+    stale head, its last two events gone, its proofs and manifest re-made and re-signed to
+    match. The head's own proof holds; its neighbours in the tree give it away."""
+    assert await cli("checkpoint") == 0
+    [honest] = await read_checkpoints(js, cli_env)
+    case_id = log[0].case_id
+    archive = Tamper(await export(tmp_path, "--case", case_id))
+    *kept_lines, _, _ = archive.lines
+    stale = json.loads(kept_lines[-1])["seq"]
+    archive.lines = kept_lines
+    archive.save(fix_manifest=True)
+
+    tree = LogTree()
+    reader = StreamReader(js, cli_env.stream)
+    async for stored in reader.events(await reader.cut()):
+        tree.add(stored)
+        if stored.seq == stale:
+            stale_head = CaseHead(case_id, stored.seq, tree.heads[case_id][1])
+    heads = sorted([*tree.case_heads(), stale_head], key=lambda h: (h.case_id, h.seq))
+    forged_tree = Tree(head_leaf(h) for h in heads)
+    sealer = Signer.load(cli_env, SEALER)
+    forged = sealer.sign_document(
+        honest.doc | {"cases_size": len(heads), "cases_root": hash_text(forged_tree.root())}
+    )
+    checkpoints = (json.dumps({"seq": honest.seq, "checkpoint": forged}) + "\n").encode()
+    (archive.path / "checkpoints.jsonl").write_bytes(checkpoints)
+    proofs = (archive.path / "proofs.jsonl").read_bytes().splitlines(keepends=True)
+    proofs_raw = b"".join(x for x in proofs if json.loads(x)["seq"] <= stale)
+    (archive.path / "proofs.jsonl").write_bytes(proofs_raw)
+
+    index = heads.index(stale_head)
+
+    def proved(at: int) -> dict[str, Any]:
+        path = [p.hex() for p in forged_tree.inclusion_proof(at)]
+        return {"entry": heads[at].data().decode(), "path": path}
+
+    manifest = json.loads((archive.path / "manifest.json").read_text())
+    manifest["checkpoints"]["sha256"] = _sha(checkpoints)
+    manifest["proofs"]["sha256"] = _sha(proofs_raw)
+    manifest["proofs"]["case_head"] = {
+        "case": case_id,
+        "seq": stale_head.seq,
+        "hash": stale_head.hash,
+        "index": index,
+        "cases_size": len(heads),
+        "path": [p.hex() for p in forged_tree.inclusion_proof(index)],
+        "before": proved(index - 1) if index > 0 else None,
+        "after": proved(index + 1) if neighbours == "as proved" else None,
+    }
+    (archive.path / "manifest.json").write_text(json.dumps(manifest))
+    archive.sign_manifest(sealer)
+
+    keys = await keys_file(tmp_path)
+    status, doc = await _verdict(capsys, "--archive", str(archive.path), "--keys", str(keys))
+    assert status == 1, doc["notes"]
+    assert _codes(doc) == ["inclusion"]
+    message = doc["problems"][0]["message"]
+    assert f"may commit to another head of case {case_id}" in message
+    if neighbours == "as proved":
+        assert f"the entry after its head (index {index + 1}) is of case {case_id}" in message
+    else:
+        assert f"the manifest proves no entry after its head (index {index + 1})" in message
 
 
 async def _rebuild_log(js: JetStreamContext, settings: Settings, bodies: list[Sent]) -> None:
