@@ -184,6 +184,8 @@ class Verdict:
     newest: Checkpoint | None = None
     """The newest checkpoint that commits to the log's Merkle tree (``--save-checkpoint``
     keeps it for the next ``--since``)."""
+    last_checkpoint: Checkpoint | None = None
+    """The checkpoint that reaches furthest into the log: what :attr:`uncovered` counts after."""
     events: int = 0
     cases: int = 0
     messages: int = 0
@@ -228,9 +230,31 @@ class Verdict:
             },
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "checkpoint": self._checkpoint_json(),
             "problems": [p.to_json() for p in self.problems],
             "not_events": [p.to_json() for p in self.not_events],
             "notes": list(self.notes),
+        }
+
+    def _checkpoint_json(self) -> dict[str, Any] | None:
+        """The newest checkpoint read (its tree's fields null for one made before trees) and
+        how many messages after it no checkpoint covers yet; None: no checkpoint."""
+        checkpoint = self.last_checkpoint
+        if checkpoint is None:
+            return None
+
+        def text(raw: bytes | None) -> str | None:
+            return None if raw is None else "sha256:" + raw.hex()
+
+        return {
+            "seq": checkpoint.seq,
+            "first_seq": checkpoint.first_seq,
+            "last_seq": checkpoint.last_seq,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": text(checkpoint.root_hash),
+            "cases_size": checkpoint.cases_size,
+            "cases_root": text(checkpoint.cases_root),
+            "uncovered": self.uncovered,
         }
 
 
@@ -561,6 +585,7 @@ def _tree_notes(verdict: Verdict, checkpointed: CheckpointChecker) -> None:
     if checkpointed.since_note is not None:
         verdict.notes.append(checkpointed.since_note)
     verdict.newest = checkpointed.newest
+    verdict.last_checkpoint = max(checkpointed.checkpoints, key=lambda c: c.last_seq, default=None)
 
 
 def _uncovered(verdict: Verdict, covered: int, uncovered: int) -> int:

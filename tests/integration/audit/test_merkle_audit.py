@@ -74,6 +74,20 @@ async def test_a_checkpoint_commits_to_the_tree_of_the_whole_log_and_every_case_
     status, doc = await _verdict(capsys)
     assert status == 0
     assert doc["counts"]["uncovered"] == 3
+    # The newest checkpoint, as --json names it.
+    newest = (await read_checkpoints(js, cli_env))[-1]
+    assert newest.root_hash is not None
+    assert newest.cases_root is not None
+    assert doc["checkpoint"] == {
+        "seq": 2,
+        "first_seq": 29,
+        "last_seq": 30,
+        "tree_size": 30,
+        "root_hash": "sha256:" + newest.root_hash.hex(),
+        "cases_size": CASES + 1,
+        "cases_root": "sha256:" + newest.cases_root.hex(),
+        "uncovered": 3,
+    }
     assert f"not yet covered by a checkpoint: 3 messages after stream seq {more[-1].seq}" in (
         _notes(doc)
     )
@@ -96,13 +110,20 @@ async def test_a_one_case_export_verifies_alone_as_exactly_what_the_log_held_for
     # Its neighbours in the sorted heads tree, or the tree's edge.
     others = sorted({s.case_id for s in log} - {case_id})
     before, after = [c for c in others if c < case_id], [c for c in others if c > case_id]
-    assert (head["before"] or {}).get("entry", " ").split()[0] == (before[-1:] or [""])[0]
-    assert (head["after"] or {}).get("entry", " ").split()[0] == (after[:1] or [""])[0]
+
+    def case_of(neighbour: dict[str, Any] | None) -> list[str]:
+        return [] if neighbour is None else [neighbour["entry"].split(" ")[0]]
+
+    assert case_of(head["before"]) == before[-1:]
+    assert case_of(head["after"]) == after[:1]
     keys = await keys_file(tmp_path)
     status, doc = await _verdict(capsys, "--archive", str(archive), "--keys", str(keys))
     assert status == 0, doc["problems"]
     notes = _notes(doc)
     assert "7 messages proved in the log's tree of 28 messages" in notes
+    assert doc["checkpoint"]["tree_size"] == 28
+    assert doc["checkpoint"]["root_hash"] == manifest["proofs"]["checkpoint"]["root_hash"]
+    assert doc["checkpoint"]["uncovered"] == 0
     assert f"case {case_id}: exactly what the log held for it up to stream seq 28" in notes
     assert "not a complete log" in notes
 
@@ -336,6 +357,15 @@ async def test_since_passes_on_a_log_that_grew_and_fails_on_one_that_lost_or_rew
     out = " ".join(capsys.readouterr().out.split())
     assert "[consistency]" in out
     assert "the log was rewritten at or before seq 28" in out
+
+
+async def test_verify_json_names_no_checkpoint_when_there_is_none(
+    log: list[Sent], cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, doc = await _verdict(capsys)
+    assert status == 0, doc["problems"]
+    assert doc["checkpoint"] is None
+    assert doc["counts"]["uncovered"] == 28
 
 
 async def test_since_and_case_together_are_refused(
