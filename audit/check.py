@@ -69,10 +69,15 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.authority import AUTHORITY_PROBLEMS, authority
-from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
+from lintas.audit.checkpoints import (
+    Checkpoint,
+    CheckpointChecker,
+    CheckpointError,
+    kept_problem,
+)
 from lintas.audit.events import EventRef, StoredEvent, case_of_subject
-from lintas.audit.logtree import CaseHead, hash_bytes, head_leaf, message_leaf
-from lintas.audit.merkle import leaf_hash, verify_inclusion
+from lintas.audit.logtree import CaseHead, hash_bytes, hash_text, head_leaf, message_leaf
+from lintas.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
@@ -746,6 +751,7 @@ class _Proofs:
         self, reader: ArchiveReader, checker: LogChecker, checkpoints: Sequence[Checkpoint]
     ) -> None:
         self.checker = checker
+        self.checker_stream = reader.manifest.stream
         self.spec = reader.manifest.proofs
         self.case = reader.manifest.case_id
         self.paths: dict[int, list[bytes]] = {}
@@ -753,6 +759,7 @@ class _Proofs:
         self.head_proved = False
         self.last_of_case: tuple[int, str] | None = None
         self.checkpoint: Checkpoint | None = None
+        self.since_note: str | None = None
         if self.spec is None:
             return
         named = self.spec["checkpoint"]
@@ -849,6 +856,38 @@ class _Proofs:
         else:
             self.head_proved = True
 
+    def consistency_problem(self, kept: Checkpoint, registry: Registry) -> str | None:
+        """Against the checkpoint an auditor kept, after :meth:`end`: that the proof
+        checkpoint's tree extends it, by the consistency proof the manifest carries, checked
+        against the two signed roots alone. What is wrong, if anything (``consistency``)."""
+        checkpoint, spec = self.checkpoint, self.spec
+        if unfit := kept_problem(kept, self.checker_stream, registry):
+            return unfit
+        if spec is None or checkpoint is None or checkpoint.root_hash is None:
+            return (
+                f"the archive's consistency proof is against no checkpoint it holds as its "
+                f"manifest says: nothing shows the log extends the checkpoint kept ({kept})"
+            )
+        assert kept.tree_size is not None
+        assert kept.root_hash is not None
+        assert checkpoint.tree_size is not None
+        m, n = kept.tree_size, checkpoint.tree_size
+        path = [bytes.fromhex(p) for p in spec["consistency"]["path"]]
+        if not verify_consistency(m, n, kept.root_hash, checkpoint.root_hash, path):
+            return (
+                f"the log {checkpoint} commits to ({n} messages) is not shown to extend the one "
+                f"the checkpoint kept commits to ({kept}, {m} messages, root "
+                f"{hash_text(kept.root_hash)}): the archive's consistency proof fails, so the "
+                f"log was rewritten at or before seq {m}, lost events after it, or the proof "
+                "was altered"
+            )
+        self.since_note = (
+            f"consistency: the log only grew since the checkpoint kept ({kept}, {m} messages) "
+            f"up to {checkpoint} ({n}): the archive's proof of {len(path)} hashes holds "
+            "between their signed roots"
+        )
+        return None
+
     def _alone(self, head: dict[str, Any], root: bytes) -> str | None:
         """Why the heads tree might hold a second entry of the case, or None: the entries
         at ``index - 1`` and ``index + 1`` (each proved, or the tree's edge) must name cases
@@ -895,6 +934,32 @@ class _Proofs:
                 "(one case's log, not a complete log)"
             )
         return f"{text} (a partial log: what else the log held is not shown here)"
+
+
+def _carried_consistency(reader: ArchiveReader, kept: Checkpoint) -> None:
+    """A partial archive checked ``--since``: it must carry a consistency proof from the
+    very checkpoint kept (``lintas export --since``), else nothing can be verified of it:
+    ArchiveError."""
+    manifest = reader.manifest
+    carried = (manifest.proofs or {}).get("consistency")
+    if carried is None:
+        raise ArchiveError(
+            f"a consistency proof (--since) needs the whole log, or a partial archive that "
+            f"carries one: {reader.path} holds only {manifest.filters_text()} and no "
+            "consistency proof (`lintas export --since KEPT.json` makes one)"
+        )
+    start = carried["from"]
+    if kept.root_hash is None:
+        return  # no tree to prove from: the consistency check names it
+    if (start["tree_size"], hash_bytes(str(start["root_hash"]))) != (
+        kept.tree_size,
+        kept.root_hash,
+    ):
+        raise ArchiveError(
+            f"{reader.path} proves consistency from a tree of {start['tree_size']} messages "
+            f"(checkpoint {start['seq']}), not from the checkpoint kept ({kept}, "
+            f"{kept.tree_size} messages): export it again --since the checkpoint kept"
+        )
 
 
 def verify_archive(
@@ -956,18 +1021,16 @@ def verify_archive(
     except CheckpointError as exc:
         checkpoint_list = []
         checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {exc}")
-    if since is not None and not manifest.whole_log:
-        raise ArchiveError(
-            f"a consistency proof (--since) needs the whole log: {reader.path} holds only "
-            f"{manifest.filters_text()}"
-        )
+    carried = since is not None and not manifest.whole_log
+    if since is not None and carried:
+        _carried_consistency(reader, since)
     checkpointed = CheckpointChecker(
         checkpoint_list,
         registry,
         stream=manifest.stream,
         digests="strict" if manifest.whole_log else "partial",
         where="the archive",
-        since=since,
+        since=None if carried else since,
     )
     if found := checkpointed.check_checkpoints(complete=manifest.whole_log):
         code, problem = found
@@ -998,6 +1061,10 @@ def verify_archive(
     if inconsistent := checkpointed.since_problem(registry):
         checker.report("consistency", inconsistent)
     proofs.end()
+    if carried:
+        assert since is not None
+        if inconsistent := proofs.consistency_problem(since, registry):
+            checker.report("consistency", inconsistent)
     positions.end()
     _archive_end(reader, checker, checkpoint_list)
     if focus is not None and checker.messages == checker.passed_over:
@@ -1012,6 +1079,8 @@ def verify_archive(
     notes.append(checkpointed.note())
     if proved := proofs.note():
         notes.append(proved)
+    if proofs.since_note is not None:
+        notes.append(proofs.since_note)
     verdict.notes = notes
     verdict.authenticated = authenticated
     verdict.uncovered = _uncovered(verdict, covered, uncovered)

@@ -368,6 +368,69 @@ async def test_verify_json_names_no_checkpoint_when_there_is_none(
     assert doc["counts"]["uncovered"] == 28
 
 
+async def test_a_partial_export_since_a_kept_checkpoint_carries_its_consistency_proof(
+    js: JetStreamContext,
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await cli("checkpoint") == 0
+    kept = tmp_path / "kept.json"
+    assert await cli("verify", "--save-checkpoint", str(kept)) == 0
+    grown = await ChainedAgencies(js, cli_env).cases(1, steps=3)
+    assert await cli("checkpoint") == 0
+    keys = await keys_file(tmp_path)
+    case_id = log[0].case_id
+
+    # Without a proof carried, a partial archive cannot be checked --since: exit 2.
+    plain = await export(tmp_path, "--case", case_id, name="plain")
+    capsys.readouterr()
+    assert (
+        await cli("verify", "--archive", str(plain), "--keys", str(keys), "--since", str(kept)) == 2
+    )
+    assert "lintas export --since" in " ".join(capsys.readouterr().err.split())
+
+    archive = await export(tmp_path, "--case", case_id, "--since", str(kept))
+    manifest = json.loads((archive / "manifest.json").read_text())
+    assert manifest["proofs"]["consistency"]["from"]["tree_size"] == 28
+    status, doc = await _verdict(
+        capsys, "--archive", str(archive), "--keys", str(keys), "--since", str(kept)
+    )
+    assert status == 0, doc["problems"]
+    assert (
+        f"consistency: the log only grew since the checkpoint kept (checkpoint 1 (stream seq "
+        f"1..28), 28 messages) up to checkpoint 2 (stream seq 29..{grown[-1].seq})"
+    ) in _notes(doc)
+
+    # The proof altered, the manifest re-signed with the sealer's own key: exit 5.
+    forged = Tamper(archive)
+    path = manifest["proofs"]["consistency"]["path"]
+    path[0] = hashlib.sha256(bytes.fromhex(path[0])).hexdigest()
+    (archive / "manifest.json").write_text(json.dumps(manifest))
+    forged.sign_manifest(Signer.load(cli_env, SEALER))
+    status, doc = await _verdict(
+        capsys, "--archive", str(archive), "--keys", str(keys), "--since", str(kept)
+    )
+    assert status == 5
+    assert _codes(doc) == ["consistency"]
+    assert "the archive's consistency proof fails" in doc["problems"][0]["message"]
+
+    # A whole-log export carries none: it is checked --since as it is.
+    capsys.readouterr()
+    assert await cli("export", "--out", str(tmp_path / "whole"), "--since", str(kept)) == 2
+    assert not (tmp_path / "whole").exists()
+
+    # The log rewritten after the checkpoint kept, checkpointed afresh: no proof, no archive.
+    await _rebuild_log(js, cli_env, [*log, *grown][:20])
+    assert await cli("checkpoint") == 0
+    capsys.readouterr()
+    out = tmp_path / "after-rewrite"
+    assert await cli("export", "--out", str(out), "--case", case_id, "--since", str(kept)) == 5
+    assert "does not extend the checkpoint kept" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+
+
 async def test_since_and_case_together_are_refused(
     log: list[Sent], cli_env: Settings, tmp_path: Path
 ) -> None:
