@@ -903,7 +903,10 @@ class _Proofs:
                     return f"the manifest proves an entry {side} the edge of the heads tree"
                 continue
             if proved is None:
-                return f"the manifest proves no entry {side} its head (index {at})"
+                return (
+                    f"the manifest proves no entry {side} its head (index {at}); an archive "
+                    "exported before the heads' neighbours were carried: export it again"
+                )
             other = str(proved["entry"]).encode()
             other_case = other.split(b" ", 1)[0]
             path = [bytes.fromhex(p) for p in proved["path"]]
