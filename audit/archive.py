@@ -68,6 +68,7 @@ __all__ = [
     "ArchiveWriter",
     "LineError",
     "Manifest",
+    "NotExtended",
     "ProofSource",
     "encode_line",
     "export_archive",
@@ -102,6 +103,10 @@ _TAR_SUFFIXES = (".tar.gz", ".tgz")
 
 class ArchiveError(PermanentError):
     """Not an archive, or one whose manifest cannot be read."""
+
+
+class NotExtended(ArchiveError):
+    """The log does not extend the checkpoint kept: no consistency proof can be made."""
 
 
 class LineError(ValueError):
@@ -145,8 +150,11 @@ class Manifest:
     """A partial archive's proofs (``lintas-archive/3``): ``file``, ``sha256``, the
     ``checkpoint`` (its ``seq``, ``tree_size``, ``root_hash``) they prove against, and for
     one case's archive its ``case_head`` (``case``, ``seq``, ``hash``, ``index``,
-    ``cases_size``, ``path``); None: no proofs (a whole log, no checkpoint with a tree yet,
-    or an older archive)."""
+    ``cases_size``, ``path``, and the entries either side in the heads tree, ``before`` and
+    ``after``: ``entry`` and ``path``, or None at the tree's edge); exported ``--since`` a
+    kept checkpoint, its ``consistency`` (``from``: the kept checkpoint's ``seq``,
+    ``tree_size``, ``root_hash``; ``path``: the proof to ``checkpoint``'s tree); None: no
+    proofs (a whole log, no checkpoint with a tree yet, or an older archive)."""
     doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The manifest as read, signature included (None for one being written)."""
 
@@ -273,7 +281,17 @@ def _proofs(proofs: Any) -> dict[str, Any] | None:
         hash_bytes(str(head["hash"]))
         if not all(isinstance(head[k], int) for k in ("seq", "index", "cases_size")):
             raise TypeError
-        [hash_bytes(f"sha256:{p}") for p in head["path"]]
+        neighbours = [n for n in (head.get("before"), head.get("after")) if n is not None]
+        for proved in (head, *neighbours):
+            [hash_bytes(f"sha256:{p}") for p in proved["path"]]
+        if not all(isinstance(n["entry"], str) for n in neighbours):
+            raise TypeError
+    if (consistency := proofs.get("consistency")) is not None:
+        start = consistency["from"]
+        if not (isinstance(start["seq"], int) and isinstance(start["tree_size"], int)):
+            raise TypeError
+        hash_bytes(str(start["root_hash"]))
+        [hash_bytes(f"sha256:{p}") for p in consistency["path"]]
     return dict(proofs)
 
 
@@ -415,6 +433,9 @@ class ProofSource:
 
     checkpoint: Checkpoint
     tree: LogTree
+    since: Checkpoint | None = None
+    """A checkpoint an auditor kept (``export --since``): the archive also carries the
+    consistency proof from its tree to ``checkpoint``'s."""
 
 
 def _write_proofs(
@@ -440,6 +461,17 @@ def _write_proofs(
         index = next(i for i, h in enumerate(heads) if h.case_id == case_id)
         cases = tree.cases_tree()
         found: CaseHead = heads[index]
+
+        def neighbour(at: int) -> dict[str, Any] | None:
+            # The entries either side, proved too: sorted strictly around the case, they
+            # show the tree holds no second head of it (a stale one, say).
+            if not 0 <= at < len(heads):
+                return None
+            return {
+                "entry": heads[at].data().decode(),
+                "path": [p.hex() for p in cases.inclusion_proof(at)],
+            }
+
         head = {
             "case": case_id,
             "seq": found.seq,
@@ -447,6 +479,8 @@ def _write_proofs(
             "index": index,
             "cases_size": len(heads),
             "path": [p.hex() for p in cases.inclusion_proof(index)],
+            "before": neighbour(index - 1),
+            "after": neighbour(index + 1),
         }
     return {
         "file": PROOFS_FILE,
@@ -457,6 +491,33 @@ def _write_proofs(
             "root_hash": hash_text(tree.root()),
         },
         "case_head": head,
+        **({"consistency": _consistency(source)} if source.since is not None else {}),
+    }
+
+
+def _consistency(source: ProofSource) -> dict[str, Any]:
+    """The consistency proof (RFC 9162 §2.1.4) from the kept checkpoint's tree to the proof
+    checkpoint's, and which tree it starts from."""
+    kept, tree = source.since, source.tree.tree
+    assert kept is not None
+    assert tree is not None
+    if (
+        kept.tree_size is None
+        or kept.root_hash is None
+        or kept.tree_size > tree.size
+        or tree.root(kept.tree_size) != kept.root_hash
+    ):
+        raise NotExtended(
+            f"the log up to {source.checkpoint} does not extend the checkpoint kept ({kept}): "
+            "no consistency proof from it (`lintas verify --since` says what is wrong)"
+        )
+    return {
+        "from": {
+            "seq": kept.seq,
+            "tree_size": kept.tree_size,
+            "root_hash": hash_text(kept.root_hash),
+        },
+        "path": [p.hex() for p in tree.consistency_proof(kept.tree_size)],
     }
 
 

@@ -69,10 +69,15 @@ from lintas.audit.archive import (
     parse_line,
 )
 from lintas.audit.authority import AUTHORITY_PROBLEMS, authority
-from lintas.audit.checkpoints import Checkpoint, CheckpointChecker, CheckpointError
+from lintas.audit.checkpoints import (
+    Checkpoint,
+    CheckpointChecker,
+    CheckpointError,
+    kept_problem,
+)
 from lintas.audit.events import EventRef, StoredEvent, case_of_subject
-from lintas.audit.logtree import CaseHead, hash_bytes, head_leaf, message_leaf
-from lintas.audit.merkle import verify_inclusion
+from lintas.audit.logtree import CaseHead, hash_bytes, hash_text, head_leaf, message_leaf
+from lintas.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from lintas.audit.stream import StreamCut
 from lintas.contracts import (
     ContractError,
@@ -86,6 +91,7 @@ from lintas.contracts import (
 from lintas.contracts.admission import duplicate_member
 from lintas.contracts.canonical import parsed_plain
 from lintas.contracts.errors import EnvelopeError, UnknownEventType, UnknownVersion
+from lintas.contracts.redaction import printable
 from lintas.infra.keys.signing import SEALER, Registry, Verifier, fingerprint
 
 __all__ = [
@@ -183,6 +189,8 @@ class Verdict:
     newest: Checkpoint | None = None
     """The newest checkpoint that commits to the log's Merkle tree (``--save-checkpoint``
     keeps it for the next ``--since``)."""
+    last_checkpoint: Checkpoint | None = None
+    """The checkpoint that reaches furthest into the log: what :attr:`uncovered` counts after."""
     events: int = 0
     cases: int = 0
     messages: int = 0
@@ -227,9 +235,31 @@ class Verdict:
             },
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "checkpoint": self._checkpoint_json(),
             "problems": [p.to_json() for p in self.problems],
             "not_events": [p.to_json() for p in self.not_events],
             "notes": list(self.notes),
+        }
+
+    def _checkpoint_json(self) -> dict[str, Any] | None:
+        """The newest checkpoint read (its tree's fields null for one made before trees) and
+        how many messages after it no checkpoint covers yet; None: no checkpoint."""
+        checkpoint = self.last_checkpoint
+        if checkpoint is None:
+            return None
+
+        def text(raw: bytes | None) -> str | None:
+            return None if raw is None else "sha256:" + raw.hex()
+
+        return {
+            "seq": checkpoint.seq,
+            "first_seq": checkpoint.first_seq,
+            "last_seq": checkpoint.last_seq,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": text(checkpoint.root_hash),
+            "cases_size": checkpoint.cases_size,
+            "cases_root": text(checkpoint.cases_root),
+            "uncovered": self.uncovered,
         }
 
 
@@ -560,6 +590,7 @@ def _tree_notes(verdict: Verdict, checkpointed: CheckpointChecker) -> None:
     if checkpointed.since_note is not None:
         verdict.notes.append(checkpointed.since_note)
     verdict.newest = checkpointed.newest
+    verdict.last_checkpoint = max(checkpointed.checkpoints, key=lambda c: c.last_seq, default=None)
 
 
 def _uncovered(verdict: Verdict, covered: int, uncovered: int) -> int:
@@ -720,6 +751,7 @@ class _Proofs:
         self, reader: ArchiveReader, checker: LogChecker, checkpoints: Sequence[Checkpoint]
     ) -> None:
         self.checker = checker
+        self.checker_stream = reader.manifest.stream
         self.spec = reader.manifest.proofs
         self.case = reader.manifest.case_id
         self.paths: dict[int, list[bytes]] = {}
@@ -727,6 +759,7 @@ class _Proofs:
         self.head_proved = False
         self.last_of_case: tuple[int, str] | None = None
         self.checkpoint: Checkpoint | None = None
+        self.since_note: str | None = None
         if self.spec is None:
             return
         named = self.spec["checkpoint"]
@@ -807,6 +840,11 @@ class _Proofs:
                 "inclusion",
                 f"case {self.case}'s head in the manifest is not one {checkpoint} commits to",
             )
+        elif (alone := self._alone(head, checkpoint.cases_root)) is not None:
+            self.checker.report(
+                "inclusion",
+                f"{checkpoint} may commit to another head of case {self.case}: {alone}",
+            )
         elif have != (entry.seq, entry.hash):
             last = f"stream seq {have[0]}" if have is not None else "none"
             self.checker.report(
@@ -817,6 +855,72 @@ class _Proofs:
             )
         else:
             self.head_proved = True
+
+    def consistency_problem(self, kept: Checkpoint, registry: Registry) -> str | None:
+        """Against the checkpoint an auditor kept, after :meth:`end`: that the proof
+        checkpoint's tree extends it, by the consistency proof the manifest carries, checked
+        against the two signed roots alone. What is wrong, if anything (``consistency``)."""
+        checkpoint, spec = self.checkpoint, self.spec
+        if unfit := kept_problem(kept, self.checker_stream, registry):
+            return unfit
+        if spec is None or checkpoint is None or checkpoint.root_hash is None:
+            return (
+                f"the archive's consistency proof is against no checkpoint it holds as its "
+                f"manifest says: nothing shows the log extends the checkpoint kept ({kept})"
+            )
+        assert kept.tree_size is not None
+        assert kept.root_hash is not None
+        assert checkpoint.tree_size is not None
+        m, n = kept.tree_size, checkpoint.tree_size
+        path = [bytes.fromhex(p) for p in spec["consistency"]["path"]]
+        if not verify_consistency(m, n, kept.root_hash, checkpoint.root_hash, path):
+            return (
+                f"the log {checkpoint} commits to ({n} messages) is not shown to extend the one "
+                f"the checkpoint kept commits to ({kept}, {m} messages, root "
+                f"{hash_text(kept.root_hash)}): the archive's consistency proof fails, so the "
+                f"log was rewritten at or before seq {m}, lost events after it, or the proof "
+                "was altered"
+            )
+        self.since_note = (
+            f"consistency: the log only grew since the checkpoint kept ({kept}, {m} messages) "
+            f"up to {checkpoint} ({n}): the archive's proof of {len(path)} hashes holds "
+            "between their signed roots"
+        )
+        return None
+
+    def _alone(self, head: dict[str, Any], root: bytes) -> str | None:
+        """Why the heads tree might hold a second entry of the case, or None: the entries
+        at ``index - 1`` and ``index + 1`` (each proved, or the tree's edge) must name cases
+        strictly before and after it in byte order. A proof shows one entry, not its
+        neighbours; these show that a sorted tree has no other head of the case (a stale
+        one, which a one-case archive could end at)."""
+        assert self.case is not None
+        index, size, case = head["index"], head["cases_size"], self.case.encode()
+        for side, at, beyond in (("before", index - 1, False), ("after", index + 1, True)):
+            proved = head.get(side)
+            if not 0 <= at < size:
+                if proved is not None:
+                    return f"the manifest proves an entry {side} the edge of the heads tree"
+                continue
+            if proved is None:
+                return (
+                    f"the manifest proves no entry {side} its head (index {at}); an archive "
+                    "exported before the heads' neighbours were carried: export it again"
+                )
+            other = str(proved["entry"]).encode()
+            other_case = other.split(b" ", 1)[0]
+            path = [bytes.fromhex(p) for p in proved["path"]]
+            if not verify_inclusion(leaf_hash(other), at, size, path, root):
+                return f"the entry {side} its head is not at index {at} of the heads tree"
+            if (other_case > case) if beyond else (other_case < case):
+                continue
+            return (
+                f"the entry {side} its head (index {at}) is of case "
+                f"{printable(other_case[:80].decode(errors='replace'))}, not strictly "
+                f"{side} it: the heads tree is not sorted around the case, and another of its "
+                "heads could hide events after the archive's last"
+            )
+        return None
 
     def note(self) -> str | None:
         checkpoint = self.checkpoint
@@ -833,6 +937,32 @@ class _Proofs:
                 "(one case's log, not a complete log)"
             )
         return f"{text} (a partial log: what else the log held is not shown here)"
+
+
+def _carried_consistency(reader: ArchiveReader, kept: Checkpoint) -> None:
+    """A partial archive checked ``--since``: it must carry a consistency proof from the
+    very checkpoint kept (``lintas export --since``), else nothing can be verified of it:
+    ArchiveError."""
+    manifest = reader.manifest
+    carried = (manifest.proofs or {}).get("consistency")
+    if carried is None:
+        raise ArchiveError(
+            f"a consistency proof (--since) needs the whole log, or a partial archive that "
+            f"carries one: {reader.path} holds only {manifest.filters_text()} and no "
+            "consistency proof (`lintas export --since KEPT.json` makes one)"
+        )
+    start = carried["from"]
+    if kept.root_hash is None:
+        return  # no tree to prove from: the consistency check names it
+    if (start["tree_size"], hash_bytes(str(start["root_hash"]))) != (
+        kept.tree_size,
+        kept.root_hash,
+    ):
+        raise ArchiveError(
+            f"{reader.path} proves consistency from a tree of {start['tree_size']} messages "
+            f"(checkpoint {start['seq']}), not from the checkpoint kept ({kept}, "
+            f"{kept.tree_size} messages): export it again --since the checkpoint kept"
+        )
 
 
 def verify_archive(
@@ -894,18 +1024,16 @@ def verify_archive(
     except CheckpointError as exc:
         checkpoint_list = []
         checker.report("checkpoint", f"{CHECKPOINTS_FILE}: {exc}")
-    if since is not None and not manifest.whole_log:
-        raise ArchiveError(
-            f"a consistency proof (--since) needs the whole log: {reader.path} holds only "
-            f"{manifest.filters_text()}"
-        )
+    carried = since is not None and not manifest.whole_log
+    if since is not None and carried:
+        _carried_consistency(reader, since)
     checkpointed = CheckpointChecker(
         checkpoint_list,
         registry,
         stream=manifest.stream,
         digests="strict" if manifest.whole_log else "partial",
         where="the archive",
-        since=since,
+        since=None if carried else since,
     )
     if found := checkpointed.check_checkpoints(complete=manifest.whole_log):
         code, problem = found
@@ -936,6 +1064,10 @@ def verify_archive(
     if inconsistent := checkpointed.since_problem(registry):
         checker.report("consistency", inconsistent)
     proofs.end()
+    if carried:
+        assert since is not None
+        if inconsistent := proofs.consistency_problem(since, registry):
+            checker.report("consistency", inconsistent)
     positions.end()
     _archive_end(reader, checker, checkpoint_list)
     if focus is not None and checker.messages == checker.passed_over:
@@ -950,6 +1082,8 @@ def verify_archive(
     notes.append(checkpointed.note())
     if proved := proofs.note():
         notes.append(proved)
+    if proofs.since_note is not None:
+        notes.append(proofs.since_note)
     verdict.notes = notes
     verdict.authenticated = authenticated
     verdict.uncovered = _uncovered(verdict, covered, uncovered)

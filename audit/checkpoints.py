@@ -54,6 +54,7 @@ __all__ = [
     "CheckpointRaced",
     "chain_digest",
     "checkpoint_stream",
+    "kept_problem",
     "last_checkpoint",
     "read_checkpoints",
 ]
@@ -361,6 +362,21 @@ async def _grow(
 Mode = Literal["strict", "partial", "none"]
 
 
+def kept_problem(kept: Checkpoint, stream: str, registry: Registry) -> str | None:
+    """Why a checkpoint an auditor kept (``--since``) cannot anchor a consistency proof, or
+    None: it must be the sealer's, of this stream, signed by a key of ``registry``, and
+    commit to a Merkle tree."""
+    if kept.stream != stream or kept.signed_by != SEALER:
+        return f"the checkpoint kept ({kept}) is not the {SEALER}'s of stream {stream}"
+    try:
+        Verifier(registry).verify_document(kept.doc, signer=SEALER, at=kept.signed_at)
+    except SignatureError as exc:
+        return f"the checkpoint kept ({kept}): signature: {exc}"
+    if kept.tree_size is None or kept.root_hash is None:
+        return f"the checkpoint kept ({kept}) commits to no Merkle tree: keep a newer one"
+    return None
+
+
 class CheckpointChecker:
     """Checks checkpoints against the log read in stream order.
 
@@ -551,14 +567,10 @@ class CheckpointChecker:
         kept = self.since
         if kept is None:
             return None
-        if kept.stream != self.stream or kept.signed_by != SEALER:
-            return f"the checkpoint kept ({kept}) is not the {SEALER}'s of stream {self.stream}"
-        try:
-            Verifier(registry).verify_document(kept.doc, signer=SEALER, at=kept.signed_at)
-        except SignatureError as exc:
-            return f"the checkpoint kept ({kept}): signature: {exc}"
-        if kept.tree_size is None or kept.root_hash is None:
-            return f"the checkpoint kept ({kept}) commits to no Merkle tree: keep a newer one"
+        if unfit := kept_problem(kept, self.stream, registry):
+            return unfit
+        assert kept.tree_size is not None
+        assert kept.root_hash is not None
         newest, tree = self.newest, self.tree
         if tree is None or tree.tree is None:
             return f"--since needs the whole log, not {self.where}"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("publish.py", "consume.py", "replay.py", "latency.py", "admission.py")
+SCRIPTS = ("publish.py", "consume.py", "replay.py", "latency.py", "admission.py", "verify.py")
 
 
 def main(argv: list[str] | None = None) -> int:

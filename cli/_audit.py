@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -45,6 +46,7 @@ from lintas.audit.archive import (
     LINE_LIMIT,
     ArchiveError,
     LineError,
+    NotExtended,
     ProofSource,
     load_keys,
     parse_line,
@@ -383,6 +385,18 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
     if args.out.exists():
         fail(f"[red]{args.out} exists: an archive is never overwritten[/red]")
         return 1
+    partial = bool(args.case_id or args.time_from or args.time_to)
+    if args.since is not None and not partial:
+        fail(
+            "[red]--since: a whole-log archive needs no proof carried; verify it --since the "
+            "checkpoint kept as it is[/red]"
+        )
+        return 2
+    try:
+        kept = _kept_checkpoint(args.since)
+    except (CheckpointFileError, OSError) as exc:
+        fail(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        return 2
 
     # The exporter signs the manifest with the platform's key (the sealer's). One made here,
     # off the platform's host, would be in no registry an auditor keeps: refused instead.
@@ -404,8 +418,14 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
             return None  # before anything is written: no empty archive
         reader = _reader(js, settings, args.case_id)
         checkpoints = await read_checkpoints(js, settings)
-        partial = args.case_id or args.time_from or args.time_to
         proofs = await _proof_source(js, settings, checkpoints, console) if partial else None
+        if kept is not None:
+            if proofs is None:
+                raise ArchiveError(
+                    "--since: no checkpoint commits to the log's Merkle tree yet, so no "
+                    "consistency proof can be carried"
+                )
+            proofs = dataclasses.replace(proofs, since=kept)
         cut = await reader.cut()
         with _progress(console, "exporting") as progress:
             task = progress.add_task("export", total=None if args.case_id else cut.messages)
@@ -424,7 +444,11 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
             )
         return manifest, cut
 
-    exported = await _on_stream(settings, "lintas-export", work)
+    try:
+        exported = await _on_stream(settings, "lintas-export", work)
+    except NotExtended as exc:
+        fail(f"[red]not exported:[/red] {exc}", highlight=False, soft_wrap=True)
+        return INCONSISTENT
     if exported is None:
         return no_such_case(args.case_id, _where(settings, None))
     manifest, cut = exported
@@ -448,7 +472,13 @@ async def _export(settings: Settings, args: argparse.Namespace, console: Console
         console.print(
             f"Merkle proofs against checkpoint {manifest.proofs['checkpoint']['seq']} (tree size "
             f"{manifest.proofs['checkpoint']['tree_size']})"
-            + (f", and the case's head at stream seq {head['seq']}" if head else ""),
+            + (f", and the case's head at stream seq {head['seq']}" if head else "")
+            + (
+                f"; consistency with the checkpoint kept (tree size "
+                f"{manifest.proofs['consistency']['from']['tree_size']})"
+                if manifest.proofs.get("consistency")
+                else ""
+            ),
             highlight=False,
             soft_wrap=True,
         )

@@ -127,6 +127,14 @@ def add_audit_commands(commands: Any) -> None:
     )
     export.add_argument("--to", dest="time_to", type=_instant, help="event time up to, inclusive")
     export.add_argument(
+        "--since",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint an auditor kept (verify --save-checkpoint): a partial archive also "
+        "carries the consistency proof from it, so that verify --since works on the archive "
+        "(exit 5 if the log does not extend it)",
+    )
+    export.add_argument(
         "--json", action="store_true", help="print the manifest's summary as one JSON document"
     )
 

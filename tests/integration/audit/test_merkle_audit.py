@@ -15,7 +15,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from lintas.audit import read_checkpoints
-from lintas.audit.logtree import LogTree
+from lintas.audit.logtree import CaseHead, LogTree, hash_text, head_leaf
+from lintas.audit.merkle import Tree
 from lintas.audit.stream import StreamReader
 from lintas.demo import PATHWAYS, run_demo
 from lintas.infra.keys.signing import SEALER, Signer
@@ -73,6 +74,20 @@ async def test_a_checkpoint_commits_to_the_tree_of_the_whole_log_and_every_case_
     status, doc = await _verdict(capsys)
     assert status == 0
     assert doc["counts"]["uncovered"] == 3
+    # The newest checkpoint, as --json names it.
+    newest = (await read_checkpoints(js, cli_env))[-1]
+    assert newest.root_hash is not None
+    assert newest.cases_root is not None
+    assert doc["checkpoint"] == {
+        "seq": 2,
+        "first_seq": 29,
+        "last_seq": 30,
+        "tree_size": 30,
+        "root_hash": "sha256:" + newest.root_hash.hex(),
+        "cases_size": CASES + 1,
+        "cases_root": "sha256:" + newest.cases_root.hex(),
+        "uncovered": 3,
+    }
     assert f"not yet covered by a checkpoint: 3 messages after stream seq {more[-1].seq}" in (
         _notes(doc)
     )
@@ -90,12 +105,25 @@ async def test_a_one_case_export_verifies_alone_as_exactly_what_the_log_held_for
     archive = await export(tmp_path, "--case", case_id)
     manifest = json.loads((archive / "manifest.json").read_text())
     assert manifest["format"] == "lintas-archive/3"
-    assert manifest["proofs"]["case_head"]["seq"] == max(s.seq for s in log if s.case_id == case_id)
+    head = manifest["proofs"]["case_head"]
+    assert head["seq"] == max(s.seq for s in log if s.case_id == case_id)
+    # Its neighbours in the sorted heads tree, or the tree's edge.
+    others = sorted({s.case_id for s in log} - {case_id})
+    before, after = [c for c in others if c < case_id], [c for c in others if c > case_id]
+
+    def case_of(neighbour: dict[str, Any] | None) -> list[str]:
+        return [] if neighbour is None else [neighbour["entry"].split(" ")[0]]
+
+    assert case_of(head["before"]) == before[-1:]
+    assert case_of(head["after"]) == after[:1]
     keys = await keys_file(tmp_path)
     status, doc = await _verdict(capsys, "--archive", str(archive), "--keys", str(keys))
     assert status == 0, doc["problems"]
     notes = _notes(doc)
     assert "7 messages proved in the log's tree of 28 messages" in notes
+    assert doc["checkpoint"]["tree_size"] == 28
+    assert doc["checkpoint"]["root_hash"] == manifest["proofs"]["checkpoint"]["root_hash"]
+    assert doc["checkpoint"]["uncovered"] == 0
     assert f"case {case_id}: exactly what the log held for it up to stream seq 28" in notes
     assert "not a complete log" in notes
 
@@ -182,6 +210,84 @@ async def test_a_one_case_export_tampered_to_look_complete_is_never_called_a_com
     assert "sequence-gap" in _codes(doc)
 
 
+def _sha(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("neighbours", ["as proved", "left out"])
+async def test_a_sealer_checkpointing_two_heads_for_one_case_cannot_hide_its_last_events(
+    js: JetStreamContext,
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    neighbours: str,
+) -> None:
+    """The sealer's own key signs a checkpoint whose heads tree holds the case twice, its
+    real head and a stale one (the sort kept: ties side by side); the archive ends at the
+    stale head, its last two events gone, its proofs and manifest re-made and re-signed to
+    match. The head's own proof holds; its neighbours in the tree give it away."""
+    assert await cli("checkpoint") == 0
+    [honest] = await read_checkpoints(js, cli_env)
+    case_id = log[0].case_id
+    archive = Tamper(await export(tmp_path, "--case", case_id))
+    *kept_lines, _, _ = archive.lines
+    stale = json.loads(kept_lines[-1])["seq"]
+    archive.lines = kept_lines
+    archive.save(fix_manifest=True)
+
+    tree = LogTree()
+    reader = StreamReader(js, cli_env.stream)
+    async for stored in reader.events(await reader.cut()):
+        tree.add(stored)
+        if stored.seq == stale:
+            stale_head = CaseHead(case_id, stored.seq, tree.heads[case_id][1])
+    heads = sorted([*tree.case_heads(), stale_head], key=lambda h: (h.case_id, h.seq))
+    forged_tree = Tree(head_leaf(h) for h in heads)
+    sealer = Signer.load(cli_env, SEALER)
+    forged = sealer.sign_document(
+        honest.doc | {"cases_size": len(heads), "cases_root": hash_text(forged_tree.root())}
+    )
+    checkpoints = (json.dumps({"seq": honest.seq, "checkpoint": forged}) + "\n").encode()
+    (archive.path / "checkpoints.jsonl").write_bytes(checkpoints)
+    proofs = (archive.path / "proofs.jsonl").read_bytes().splitlines(keepends=True)
+    proofs_raw = b"".join(x for x in proofs if json.loads(x)["seq"] <= stale)
+    (archive.path / "proofs.jsonl").write_bytes(proofs_raw)
+
+    index = heads.index(stale_head)
+
+    def proved(at: int) -> dict[str, Any]:
+        path = [p.hex() for p in forged_tree.inclusion_proof(at)]
+        return {"entry": heads[at].data().decode(), "path": path}
+
+    manifest = json.loads((archive.path / "manifest.json").read_text())
+    manifest["checkpoints"]["sha256"] = _sha(checkpoints)
+    manifest["proofs"]["sha256"] = _sha(proofs_raw)
+    manifest["proofs"]["case_head"] = {
+        "case": case_id,
+        "seq": stale_head.seq,
+        "hash": stale_head.hash,
+        "index": index,
+        "cases_size": len(heads),
+        "path": [p.hex() for p in forged_tree.inclusion_proof(index)],
+        "before": proved(index - 1) if index > 0 else None,
+        "after": proved(index + 1) if neighbours == "as proved" else None,
+    }
+    (archive.path / "manifest.json").write_text(json.dumps(manifest))
+    archive.sign_manifest(sealer)
+
+    keys = await keys_file(tmp_path)
+    status, doc = await _verdict(capsys, "--archive", str(archive.path), "--keys", str(keys))
+    assert status == 1, doc["notes"]
+    assert _codes(doc) == ["inclusion"]
+    message = doc["problems"][0]["message"]
+    assert f"may commit to another head of case {case_id}" in message
+    if neighbours == "as proved":
+        assert f"the entry after its head (index {index + 1}) is of case {case_id}" in message
+    else:
+        assert f"the manifest proves no entry after its head (index {index + 1})" in message
+
+
 async def _rebuild_log(js: JetStreamContext, settings: Settings, bodies: list[Sent]) -> None:
     """What only the platform's operator could do: the streams deleted and made again,
     then the given events written back as they were."""
@@ -251,6 +357,78 @@ async def test_since_passes_on_a_log_that_grew_and_fails_on_one_that_lost_or_rew
     out = " ".join(capsys.readouterr().out.split())
     assert "[consistency]" in out
     assert "the log was rewritten at or before seq 28" in out
+
+
+async def test_verify_json_names_no_checkpoint_when_there_is_none(
+    log: list[Sent], cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, doc = await _verdict(capsys)
+    assert status == 0, doc["problems"]
+    assert doc["checkpoint"] is None
+    assert doc["counts"]["uncovered"] == 28
+
+
+async def test_a_partial_export_since_a_kept_checkpoint_carries_its_consistency_proof(
+    js: JetStreamContext,
+    log: list[Sent],
+    cli_env: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await cli("checkpoint") == 0
+    kept = tmp_path / "kept.json"
+    assert await cli("verify", "--save-checkpoint", str(kept)) == 0
+    grown = await ChainedAgencies(js, cli_env).cases(1, steps=3)
+    assert await cli("checkpoint") == 0
+    keys = await keys_file(tmp_path)
+    case_id = log[0].case_id
+
+    # Without a proof carried, a partial archive cannot be checked --since: exit 2.
+    plain = await export(tmp_path, "--case", case_id, name="plain")
+    capsys.readouterr()
+    assert (
+        await cli("verify", "--archive", str(plain), "--keys", str(keys), "--since", str(kept)) == 2
+    )
+    assert "lintas export --since" in " ".join(capsys.readouterr().err.split())
+
+    archive = await export(tmp_path, "--case", case_id, "--since", str(kept))
+    manifest = json.loads((archive / "manifest.json").read_text())
+    assert manifest["proofs"]["consistency"]["from"]["tree_size"] == 28
+    status, doc = await _verdict(
+        capsys, "--archive", str(archive), "--keys", str(keys), "--since", str(kept)
+    )
+    assert status == 0, doc["problems"]
+    assert (
+        f"consistency: the log only grew since the checkpoint kept (checkpoint 1 (stream seq "
+        f"1..28), 28 messages) up to checkpoint 2 (stream seq 29..{grown[-1].seq})"
+    ) in _notes(doc)
+
+    # The proof altered, the manifest re-signed with the sealer's own key: exit 5.
+    forged = Tamper(archive)
+    path = manifest["proofs"]["consistency"]["path"]
+    path[0] = hashlib.sha256(bytes.fromhex(path[0])).hexdigest()
+    (archive / "manifest.json").write_text(json.dumps(manifest))
+    forged.sign_manifest(Signer.load(cli_env, SEALER))
+    status, doc = await _verdict(
+        capsys, "--archive", str(archive), "--keys", str(keys), "--since", str(kept)
+    )
+    assert status == 5
+    assert _codes(doc) == ["consistency"]
+    assert "the archive's consistency proof fails" in doc["problems"][0]["message"]
+
+    # A whole-log export carries none: it is checked --since as it is.
+    capsys.readouterr()
+    assert await cli("export", "--out", str(tmp_path / "whole"), "--since", str(kept)) == 2
+    assert not (tmp_path / "whole").exists()
+
+    # The log rewritten after the checkpoint kept, checkpointed afresh: no proof, no archive.
+    await _rebuild_log(js, cli_env, [*log, *grown][:20])
+    assert await cli("checkpoint") == 0
+    capsys.readouterr()
+    out = tmp_path / "after-rewrite"
+    assert await cli("export", "--out", str(out), "--case", case_id, "--since", str(kept)) == 5
+    assert "does not extend the checkpoint kept" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
 
 
 async def test_since_and_case_together_are_refused(

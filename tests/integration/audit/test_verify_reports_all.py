@@ -124,6 +124,7 @@ async def test_a_clean_stream_exits_0_and_its_json_has_the_documented_shape(
         "counts",
         "first_seq",
         "last_seq",
+        "checkpoint",
         "problems",
         "not_events",
         "notes",

@@ -22,6 +22,7 @@ HEADERS = (
     "== 3. peak memory of the full replay",
     "== end-to-end latency at",
     "== admission:",
+    "== verify: whole log of",
 )
 
 
