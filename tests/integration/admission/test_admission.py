@@ -235,11 +235,19 @@ async def test_a_batch_longer_than_the_lease_keeps_its_partition(
         return await decide(raw, agency, case_id)
 
     monkeypatch.setattr(admission, "_decide", slow)
+    # The premise: the writer holds every partition before the standby starts polling (on a
+    # loaded machine a lease try can fail at start, and the standby would then take one).
+    assert admission.held == set(range(settings.admission_partitions))
     standby = await _service(nats_client, js, settings, instance="standby")
+    entering: asyncio.Task[bool] | None = None
     try:
         opened = event(settings, "case.opened", case_id=new_case_id())
         sending = asyncio.create_task(submit(js, nats_client, settings, opened))
-        await entered.wait()
+        # Waits for the writer's batch, or for the send to end some other way (answered by
+        # the standby, or given up), so that a broken premise fails here instead of hanging.
+        entering = asyncio.create_task(entered.wait())
+        await asyncio.wait({entering, sending}, return_when=asyncio.FIRST_COMPLETED)
+        assert entered.is_set(), "the event was not decided by the writer holding the lease"
         # What is tested is time passing with the batch unfinished: half again the lease's
         # life, through which the standby polls for a free lease.
         await asyncio.sleep(ADMISSION_LEASE_S * 1.5)
@@ -249,4 +257,6 @@ async def test_a_batch_longer_than_the_lease_keeps_its_partition(
         assert (await sending).admitted
     finally:
         release.set()
+        if entering is not None:
+            entering.cancel()
         await standby.stop()
