@@ -32,6 +32,7 @@ from lintas.contracts.authority import Refusal
 from lintas.contracts.envelope import Event
 
 __all__ = [
+    "ADMITTED_AT_HEADER",
     "CODES",
     "ID_TAKEN",
     "MAX_BYTES",
@@ -54,6 +55,10 @@ __all__ = [
 
 REPLY_HEADER: Final = "Lintas-Reply"
 """The inbox the answer goes to; it must lie under the sending agency's own inbox prefix."""
+
+ADMITTED_AT_HEADER: Final = "Lintas-Admitted-At"
+"""The header admission writes with each event it stores: when it admitted it (ISO 8601),
+the ``admitted_at`` of its receipt, which a resend of the event is answered with again."""
 
 MAX_BYTES: Final = 64 * 1024
 """An event's largest size: ten times the largest honest event, far below NATS's 1 MiB."""
@@ -111,7 +116,12 @@ class Head(BaseModel):
 
 
 class Receipt(BaseModel):
-    """The platform's signed statement that it admitted one event: what an agency keeps."""
+    """The platform's signed statement that it admitted one event: what an agency keeps.
+
+    One admission, one receipt: a resend of the event is answered with the same document
+    (``admitted_at`` as stored with the event, :data:`ADMITTED_AT_HEADER`), never one dated
+    at the resend; the answer's ``duplicate`` says it was a resend. Ed25519 signs
+    deterministically, so the signature is the first one's too while the key is the same."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -95,6 +95,25 @@ async def test_sending_again_gets_the_first_answer_and_stores_nothing_twice(
     assert (await js.stream_info(settings.stream)).state.messages == 1
 
 
+async def test_a_resend_to_another_instance_gets_the_first_receipt(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    """The receipt's time is the one stored with the event, not a clock's at the resend:
+    another instance (a partition taken over, a restart) reads it from the log."""
+    opened = event(settings, "case.opened", case_id=new_case_id())
+    first = await submit(js, nats_client, settings, opened)
+    assert first.receipt is not None
+    await admission.stop()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    successor = await _service(nats_client, js, settings, clock=lambda: later)
+    try:
+        again = await submit(js, nats_client, settings, opened)
+    finally:
+        await successor.stop()
+    assert (again.admitted, again.duplicate) == (True, True)
+    assert again.receipt == first.receipt
+
+
 async def test_chain_and_id_rules(
     admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
 ) -> None:
