@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
-from lintas.contracts.authority import Refusal
+from lintas.contracts.authority import CLOCK_SKEW, Refusal
 from lintas.contracts.envelope import Event
 
 __all__ = [
@@ -64,11 +64,12 @@ MAX_BYTES: Final = 64 * 1024
 """An event's largest size: ten times the largest honest event, far below NATS's 1 MiB."""
 MAX_DEPTH: Final = 16
 """The deepest nesting of JSON objects and arrays an event may have (honest ones reach 5)."""
-MAX_FUTURE: Final = timedelta(minutes=5)
+MAX_FUTURE: Final = CLOCK_SKEW
 """How far ahead of the platform's clock an event's ``time`` may be: clock skew, no more."""
 MAX_PAST: Final = timedelta(days=30)
-"""How far behind: an outbox held through a long outage still gets in; a back-dated event
-that would rewrite a case's past does not."""
+"""How far behind: an outbox held through a long outage still gets in. A back-dated event
+that would rewrite a case's past does not: a step of a hand-off is not dated before its
+request (:func:`lintas.contracts.authority.judge`, ``before_request``)."""
 
 CODES: Final[dict[str, str]] = {
     "too_large": f"the message is larger than {MAX_BYTES} bytes",
