@@ -34,7 +34,9 @@ issue's words, the rule allows it and still blocks the attack:
   none;
 * ``oversight.escalated`` comes from the watchdog *or the owner* (KemenP2MI escalates a
   trafficking case to KPAI itself), and goes to KPAI only: it opens a hand-off asked of its
-  target, and an agency holding one is a party; ``*.overdue`` notices from the watchdog only;
+  target, and an agency holding one is a party; ``*.overdue`` notices from the watchdog only,
+  and only for a hand-off still open (the watchdog, racing an answer, takes that refusal as
+  nothing left to do);
 * after ``case.erased`` a case may still be wound down (closed; hand-offs answered,
   revoked, noticed overdue and escalated; consents withdrawn): nothing is opened,
   recorded, assigned, assessed, reopened or erased again. The consent gate keeps personal
@@ -93,7 +95,8 @@ CODES: Final[Mapping[str, str]] = {
     "not_asked": "only the agency asked answers a hand-off, and only one of its own family",
     "not_requester": "only the agency that asked revokes its request",
     "kind_not_issued": "the agency does not issue that kind of document",
-    "no_such_request": "the notice names no hand-off asked of the agency it is sent to",
+    "no_such_request": "the notice names no hand-off still open (not answered, rejected, "
+    "completed or revoked) asked of the agency it is sent to",
     "watchdog_only": "only the platform's deadline watchdog sends it",
     "kpai_only": "only KPAI reviews an escalation",
     "not_to_kpai": "an escalation goes to KPAI, and to no one else",
@@ -346,6 +349,14 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
             return Refusal(
                 "no_such_request",
                 f"{event.type} names no hand-off of {requester} asked of {event.target}",
+                "data",
+            )
+        if found.ended:
+            # Answered (or revoked) already: a notice would tell the agency asked, its
+            # worklist and KPAI's escalation after it that it still owes an answer.
+            return Refusal(
+                "no_such_request",
+                f"{event.type} names a hand-off of {requester} answered already",
                 "data",
             )
     elif event.type == "oversight.reviewed" and not _asked(state, event):

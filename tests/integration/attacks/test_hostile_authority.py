@@ -79,11 +79,6 @@ async def test_an_answer_dated_before_its_request_is_refused(bus: Platform) -> N
     assert await bus.log_size() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an overdue notice is admitted for a hand-off already answered (the policy "
-    "checks that the hand-off was asked, not that it is still open)",
-)
 async def test_an_overdue_notice_for_a_hand_off_already_answered_is_refused(
     bus: Platform,
 ) -> None:

@@ -277,6 +277,19 @@ def test_an_overdue_notice_names_a_handoff_asked_of_its_target() -> None:
     assert code(OPEN, e("document.overdue", "watchdog", "dukcapil")) == "no_such_request"
 
 
+def test_no_overdue_notice_for_a_handoff_answered() -> None:
+    accepted = after(e("referral.accepted", "kemensos", "kp2mi"), state=REFERRED)
+    assert code(accepted, e("referral.overdue", "watchdog", "kemensos")) is None  # not done
+    for answer in (
+        e("referral.completed", "kemensos", "kp2mi"),
+        e("referral.rejected", "kemensos", "kp2mi"),
+        e("referral.revoked", "kp2mi", "kemensos"),
+    ):
+        answered = after(answer, state=REFERRED)
+        notice = e("referral.overdue", "watchdog", "kemensos")
+        assert code(answered, notice) == "no_such_request", answer.type
+
+
 def test_escalations_only_from_the_watchdog_or_the_owner() -> None:
     assert code(OPEN, e("oversight.escalated", "kemensos", "kpai")) == "watchdog_only"
     assert code(OPEN, e("oversight.escalated", "kp2mi", "kpai")) is None
