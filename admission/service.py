@@ -37,7 +37,7 @@ import nats.js.errors
 import structlog
 
 from lintas.admission.cases import Cases, after
-from lintas.admission.judge import Verdict, judge
+from lintas.admission.judge import Verdict, decide, examine
 from lintas.contracts import case_filter
 from lintas.contracts.admission import (
     ADMITTED_AT_HEADER,
@@ -269,9 +269,12 @@ class AdmissionService:
         await msg.ack()
 
     async def _decide(self, raw: bytes, agency: str, case_id: str) -> Answer:
+        examined = await examine(raw, agency, case_id, self._verifier)
+        if examined.refusal is not None:  # before the case is read: junk costs no read
+            return self._refused(Verdict(examined.event, refusal=examined.refusal), agency, None)
         for _ in range(3):
             state = await self._cases.get(case_id)
-            verdict = await judge(raw, agency, case_id, state, self._verifier, self._clock())
+            verdict = decide(examined, state, self._clock())
             if verdict.refusal is not None:
                 if verdict.refusal.code == "chain_moved" and await self._cases.stale(case_id):
                     continue  # what this instance held was old (it took the partition over)
@@ -366,7 +369,7 @@ class AdmissionService:
             duplicate=duplicate,
         )
 
-    def _refused(self, verdict: Verdict, agency: str, head: Head) -> Answer:
+    def _refused(self, verdict: Verdict, agency: str, head: Head | None) -> Answer:
         refusal = verdict.refusal
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None
