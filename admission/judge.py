@@ -1,6 +1,10 @@
 """One decision: may this message, sent by this agency for this case, enter the log now?
 
-The checks, cheapest first; the first that fails is the answer (one refusal, one code):
+The checks, cheapest first; the first that fails is the answer (one refusal, one code).
+Those down to the signature need nothing of the case (:func:`examine`) and come before
+its state is read (a head read, or a walk of the case checking every signature): junk
+sent for random case ids costs admission no read of the log. The rest (:func:`decide`)
+judge the event against the case's state:
 
     size and nesting         contracts.admission.shape_refusal
     contract                 decode: envelope, type, version, data schema
@@ -44,7 +48,7 @@ from lintas.contracts.admission import (
 )
 from lintas.infra.keys.signing import UnknownKey, Verifier
 
-__all__ = ["Verdict", "judge"]
+__all__ = ["Examined", "Verdict", "decide", "examine", "judge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +63,23 @@ class Verdict:
     holds the id (its retry with other content, e.g. rebuilt with a new time)."""
 
 
-async def judge(
-    raw: bytes, agency: str, case_id: str, state: CaseState, verifier: Verifier, now: datetime
-) -> Verdict:
+@dataclass(frozen=True, slots=True)
+class Examined:
+    """What the checks that need no case state made of a message: the event, its parsed
+    form and its hash, or why it cannot be one."""
+
+    event: Event | None = None
+    hash: str | None = None
+    refusal: Refusal | None = None
+
+
+async def examine(raw: bytes, agency: str, case_id: str, verifier: Verifier) -> Examined:
+    """Size, shape, contract, subject, nothing in clear, signature: everything judged
+    before the case's state is read, so junk (any case id, no valid signature) costs no
+    read of the log."""
     _, refused = shape_refusal(raw)
     if refused is not None:
-        return Verdict(refusal=refused)
+        return Examined(refusal=refused)
     # Parsed again, the way every reader parses a stored message: its canonical form (the
     # signature's input, the hash) then takes the C path, at about a third of the cost of
     # re-encoding the plain dicts the shape check made (docs/PERFORMANCE.md, Admission).
@@ -72,18 +87,25 @@ async def judge(
     try:
         event = decode(raw, parsed=doc)
     except ContractError as exc:
-        return Verdict(refusal=Refusal("contract", str(exc), getattr(exc, "field", None)))
+        return Examined(refusal=Refusal("contract", str(exc), getattr(exc, "field", None)))
     refused = subject_refusal(event, agency, case_id) or clear_refusal(event)
     if refused is not None:
-        return Verdict(event, refusal=refused)
+        return Examined(event, refusal=refused)
     try:
         await verifier.check(raw, event.envelope, parsed=doc)
     except UnknownKey as exc:
-        return Verdict(event, refusal=Refusal("unknown_key", str(exc), "keyid"))
+        return Examined(event, refusal=Refusal("unknown_key", str(exc), "keyid"))
     except SignatureError as exc:
         code = "unsigned" if event.envelope.signature is None else "bad_signature"
-        return Verdict(event, refusal=Refusal(code, str(exc), "signature"))
-    digest = message_hash(raw, doc)
+        return Examined(event, refusal=Refusal(code, str(exc), "signature"))
+    return Examined(event, message_hash(raw, doc))
+
+
+def decide(examined: Examined, state: CaseState, now: datetime) -> Verdict:
+    """The checks on the case's state, of an event :func:`examine` let through."""
+    event, digest = examined.event, examined.hash
+    if examined.refusal is not None or event is None or digest is None:
+        return Verdict(event, refusal=examined.refusal)
     known = state.ids.get(event.id)
     if known is not None:
         seq, stored, source = known
@@ -102,3 +124,11 @@ async def judge(
     if gated is not None:
         return Verdict(event, refusal=Refusal("gate", str(gated), getattr(gated, "field", None)))
     return Verdict(event, digest)
+
+
+async def judge(
+    raw: bytes, agency: str, case_id: str, state: CaseState, verifier: Verifier, now: datetime
+) -> Verdict:
+    """:func:`examine`, then :func:`decide`: the whole judgement, for callers that hold the
+    case's state already."""
+    return decide(await examine(raw, agency, case_id, verifier), state, now)

@@ -37,9 +37,10 @@ import nats.js.errors
 import structlog
 
 from lintas.admission.cases import Cases, after
-from lintas.admission.judge import Verdict, judge
+from lintas.admission.judge import Verdict, decide, examine
 from lintas.contracts import case_filter
 from lintas.contracts.admission import (
+    ADMITTED_AT_HEADER,
     ID_TAKEN,
     REPLY_HEADER,
     Answer,
@@ -268,9 +269,12 @@ class AdmissionService:
         await msg.ack()
 
     async def _decide(self, raw: bytes, agency: str, case_id: str) -> Answer:
+        examined = await examine(raw, agency, case_id, self._verifier)
+        if examined.refusal is not None:  # before the case is read: junk costs no read
+            return self._refused(Verdict(examined.event, refusal=examined.refusal), agency, None)
         for _ in range(3):
             state = await self._cases.get(case_id)
-            verdict = await judge(raw, agency, case_id, state, self._verifier, self._clock())
+            verdict = decide(examined, state, self._clock())
             if verdict.refusal is not None:
                 if verdict.refusal.code == "chain_moved" and await self._cases.stale(case_id):
                     continue  # what this instance held was old (it took the partition over)
@@ -279,16 +283,18 @@ class AdmissionService:
             assert verdict.hash is not None
             if verdict.admitted_before is not None:
                 seq, digest = verdict.admitted_before
-                return self._admitted(verdict, seq, digest, duplicate=True)
+                at = await self._admitted_at(seq)
+                return self._admitted(verdict, seq, digest, at, duplicate=True)
             taken = await self._reserve(verdict.event.id, case_id)
             if taken:
                 return self._refused(Verdict(verdict.event, refusal=ID_TAKEN), agency, state.head)
-            written = await self._write(raw, verdict, state.head.seq)
+            at = self._clock().isoformat()
+            written = await self._write(raw, verdict, state.head.seq, at)
             if written is None:  # another writer got there first: read the case again
                 self._cases.forget(case_id)
                 continue
             self._cases.put(case_id, after(state, verdict.event, written, verdict.hash))
-            return self._admitted(verdict, written, verdict.hash)
+            return self._admitted(verdict, written, verdict.hash, at)
         self._cases.forget(case_id)
         raise RuntimeError(f"case {case_id} kept moving under admission")
 
@@ -301,7 +307,17 @@ class AdmissionService:
             entry = await self._ids.get(event_id)
             return bytes(entry.value or b"").decode() != case_id
 
-    async def _write(self, raw: bytes, verdict: Verdict, head_seq: int) -> int | None:
+    async def _admitted_at(self, seq: int) -> str:
+        """When the event stored at ``seq`` was admitted, as its receipt said: the time
+        written with it, or (stored before admission wrote one) when the stream stored it."""
+        stored = await self._js.get_msg(self._settings.stream, seq=seq)
+        written = (stored.headers or {}).get(ADMITTED_AT_HEADER)
+        if written:
+            return str(written)
+        at: datetime = stored.time or self._clock()
+        return at.isoformat()
+
+    async def _write(self, raw: bytes, verdict: Verdict, head_seq: int, at: str) -> int | None:
         event = verdict.event
         assert event is not None
         try:
@@ -311,6 +327,7 @@ class AdmissionService:
                 stream=self._settings.stream,
                 headers={
                     "Nats-Msg-Id": event.id,
+                    ADMITTED_AT_HEADER: at,
                     "Nats-Expected-Last-Subject-Sequence": str(head_seq),
                     "Nats-Expected-Last-Subject-Sequence-Subject": case_filter(event.case_id),
                     **envelope_headers(event.envelope),
@@ -323,11 +340,12 @@ class AdmissionService:
         return int(ack.seq)
 
     def _admitted(
-        self, verdict: Verdict, seq: int, digest: str, *, duplicate: bool = False
+        self, verdict: Verdict, seq: int, digest: str, at: str, *, duplicate: bool = False
     ) -> Answer:
+        """The answer and its receipt; a duplicate's is the first admission's own (dated as
+        stored), so the platform never signs two receipts of one admission that disagree."""
         event = verdict.event
         assert event is not None
-        at = self._clock().isoformat()
         doc = self._signer.sign_document(
             {
                 "event_id": event.id,
@@ -338,7 +356,9 @@ class AdmissionService:
                 "admitted_at": at,
             }
         )
-        _log.info("admission.admitted", event_id=event.id, seq=seq, type=event.type)
+        _log.info(
+            "admission.admitted", event_id=event.id, seq=seq, type=event.type, duplicate=duplicate
+        )
         self.admissions += 1
         return Answer(
             admitted=True,
@@ -349,7 +369,7 @@ class AdmissionService:
             duplicate=duplicate,
         )
 
-    def _refused(self, verdict: Verdict, agency: str, head: Head) -> Answer:
+    def _refused(self, verdict: Verdict, agency: str, head: Head | None) -> Answer:
         refusal = verdict.refusal
         assert refusal is not None
         event_id = verdict.event.id if verdict.event is not None else None

@@ -154,8 +154,9 @@ class Phases:
 
     @contextmanager
     def around(self, service: AdmissionService) -> Iterator[None]:
-        judge = service_module.judge
-        service_module.judge = self.timed("judge (parse, decode, verify, rules)", judge)  # type: ignore[assignment]
+        examine, decide = service_module.examine, service_module.decide
+        service_module.examine = self.timed("judge: examine (parse, decode, verify)", examine)  # type: ignore[assignment]
+        service_module.decide = self.plain("judge: decide (id, time, chain, rules)", decide)
         cases = service._cases
         cases.get = self.timed("case state (cache, or read from the log)", cases.get)  # type: ignore[method-assign]
         service._reserve = self.timed("id reservation (KV create)", service._reserve)  # type: ignore[method-assign]
@@ -165,7 +166,7 @@ class Phases:
         try:
             yield
         finally:
-            service_module.judge = judge
+            service_module.examine, service_module.decide = examine, decide
 
     def lines(self, events: int) -> Iterator[str]:
         for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1]):

@@ -170,7 +170,12 @@ def case_state(record: CaseRecord | None) -> authority_rules.CaseState:
         erased=record.erasure is not None,
         handoffs=tuple(
             authority_rules.Pending(
-                h.requester, h.key.partition("/")[2], h.handoff, h.asked, h.status in TERMINAL
+                h.requester,
+                h.key.partition("/")[2],
+                h.handoff,
+                h.asked,
+                h.status in TERMINAL,
+                asked_at=h.requested_at,
             )
             for h in record.handoffs
             if h.handoff is not None and h.asked is not None

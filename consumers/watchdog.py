@@ -64,7 +64,7 @@ from lintas.infra.nats.background import Background
 from lintas.infra.nats.outage import Outage
 from lintas.infra.nats.topology import ConsumerSpec, watchdog_consumer
 from lintas.infra.settings import Settings
-from lintas.producers import HeadMoved, Publisher, PublishRejected, publisher_for
+from lintas.producers import HeadMoved, Publisher, PublishRejected, Refused, publisher_for
 
 __all__ = [
     "DeadlineRow",
@@ -228,6 +228,7 @@ class Tick:
     lagging: int = 0  # the projection had not applied the case up to its head yet
     contended: int = 0  # the case's head moved between the decision and the publish
     failed: int = 0  # refused for good (logged); tried again next tick
+    moot: int = 0  # admission says the hand-off is answered: noted, never tried again
 
 
 class Watchdog:
@@ -262,13 +263,14 @@ class Watchdog:
             position, due = await asyncio.to_thread(self._due, now)
         for action in due:
             await self._act(action, position, tick)
-        if tick.published or tick.failed:
+        if tick.published or tick.failed or tick.moot:
             _log.info(
                 "watchdog.tick",
                 published=len(tick.published),
                 lagging=tick.lagging,
                 contended=tick.contended,
                 failed=tick.failed,
+                moot=tick.moot,
             )
         return tick
 
@@ -309,6 +311,23 @@ class Watchdog:
             )
         except HeadMoved:
             tick.contended += 1
+            return
+        except Refused as exc:
+            if exc.code != "no_such_request" or action.kind != "overdue":
+                raise
+            # The log holds an answer this projection has not folded as one (it raced the
+            # notice, or the projection set it aside): nothing is owed, so nothing to send,
+            # now or at a later tick; the answer, once folded, changes nothing more.
+            tick.moot += 1
+            _log.info(
+                "watchdog.notice_moot",
+                case_id=item.case_id,
+                handoff=item.handoff,
+                request_id=item.request_id,
+                event_type=notice.event_type,
+            )
+            async with self.lock:
+                await asyncio.to_thread(self._answered, item.key)
             return
         except (ContractError, PublishRejected) as exc:
             tick.failed += 1
@@ -365,6 +384,23 @@ class Watchdog:
             ).all()
             items = [_item(row) for row in rows]
         return position, deadlines.actions(items, now)
+
+    def _answered(self, key: Key) -> None:
+        """The hand-off is answered as far as the log's policy goes (when, this projection
+        does not know: ``answered_at`` stays empty)."""
+        case_id, requester, request_id = key
+        with Session(self.engine) as session:
+            session.exec(
+                update(DeadlineRow)
+                .where(
+                    col(DeadlineRow.case_id) == case_id,
+                    col(DeadlineRow.requester) == requester,
+                    col(DeadlineRow.request_id) == request_id,
+                    col(DeadlineRow.status) == "open",
+                )
+                .values(status="answered")
+            )
+            session.commit()
 
     def _note(self, key: Key, kind: str, seq: int) -> None:
         column = DeadlineRow.overdue_seq if kind == "overdue" else DeadlineRow.escalated_seq

@@ -29,11 +29,12 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from lintas.contracts import registry
-from lintas.contracts.authority import Refusal
+from lintas.contracts.authority import CLOCK_SKEW, Refusal
 from lintas.contracts.envelope import Event
 from lintas.contracts.freetext import carried
 
 __all__ = [
+    "ADMITTED_AT_HEADER",
     "CODES",
     "ID_TAKEN",
     "MAX_BYTES",
@@ -57,15 +58,20 @@ __all__ = [
 REPLY_HEADER: Final = "Lintas-Reply"
 """The inbox the answer goes to; it must lie under the sending agency's own inbox prefix."""
 
+ADMITTED_AT_HEADER: Final = "Lintas-Admitted-At"
+"""The header admission writes with each event it stores: when it admitted it (ISO 8601),
+the ``admitted_at`` of its receipt, which a resend of the event is answered with again."""
+
 MAX_BYTES: Final = 64 * 1024
 """An event's largest size: ten times the largest honest event, far below NATS's 1 MiB."""
 MAX_DEPTH: Final = 16
 """The deepest nesting of JSON objects and arrays an event may have (honest ones reach 5)."""
-MAX_FUTURE: Final = timedelta(minutes=5)
+MAX_FUTURE: Final = CLOCK_SKEW
 """How far ahead of the platform's clock an event's ``time`` may be: clock skew, no more."""
 MAX_PAST: Final = timedelta(days=30)
-"""How far behind: an outbox held through a long outage still gets in; a back-dated event
-that would rewrite a case's past does not."""
+"""How far behind: an outbox held through a long outage still gets in. A back-dated event
+that would rewrite a case's past does not: a step of a hand-off is not dated before its
+request (:func:`lintas.contracts.authority.judge`, ``before_request``)."""
 
 CODES: Final[dict[str, str]] = {
     "too_large": f"the message is larger than {MAX_BYTES} bytes",
@@ -114,7 +120,12 @@ class Head(BaseModel):
 
 
 class Receipt(BaseModel):
-    """The platform's signed statement that it admitted one event: what an agency keeps."""
+    """The platform's signed statement that it admitted one event: what an agency keeps.
+
+    One admission, one receipt: a resend of the event is answered with the same document
+    (``admitted_at`` as stored with the event, :data:`ADMITTED_AT_HEADER`), never one dated
+    at the resend; the answer's ``duplicate`` says it was a resend. Ed25519 signs
+    deterministically, so the signature is the first one's too while the key is the same."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -34,7 +34,9 @@ issue's words, the rule allows it and still blocks the attack:
   none;
 * ``oversight.escalated`` comes from the watchdog *or the owner* (KemenP2MI escalates a
   trafficking case to KPAI itself), and goes to KPAI only: it opens a hand-off asked of its
-  target, and an agency holding one is a party; ``*.overdue`` notices from the watchdog only;
+  target, and an agency holding one is a party; ``*.overdue`` notices from the watchdog only,
+  and only for a hand-off still open (the watchdog, racing an answer, takes that refusal as
+  nothing left to do);
 * after ``case.erased`` a case may still be wound down (closed; hand-offs answered,
   revoked, noticed overdue and escalated; consents withdrawn): nothing is opened,
   recorded, assigned, assessed, reopened or erased again. The consent gate keeps personal
@@ -45,15 +47,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Final
 
 from lintas.contracts.agencies import PLATFORM_SERVICES, WATCHDOG
 from lintas.contracts.envelope import Event
 from lintas.contracts.errors import AuthorityRefused
 from lintas.contracts.gate import COORDINATOR, OVERDUE_NOTICES, OVERSIGHT, owner_after
-from lintas.contracts.handoffs import TERMINAL, classify
+from lintas.contracts.handoffs import TERMINAL, Step, classify
 
 __all__ = [
+    "CLOCK_SKEW",
     "CODES",
     "ISSUES",
     "OVERRIDING",
@@ -91,12 +95,20 @@ CODES: Final[Mapping[str, str]] = {
     "not_asked": "only the agency asked answers a hand-off, and only one of its own family",
     "not_requester": "only the agency that asked revokes its request",
     "kind_not_issued": "the agency does not issue that kind of document",
-    "no_such_request": "the notice names no hand-off asked of the agency it is sent to",
+    "no_such_request": "the notice names no hand-off still open (not answered, rejected, "
+    "completed or revoked) asked of the agency it is sent to",
     "watchdog_only": "only the platform's deadline watchdog sends it",
     "kpai_only": "only KPAI reviews an escalation",
     "not_to_kpai": "an escalation goes to KPAI, and to no one else",
+    "before_request": "it answers, revokes or notices a hand-off, yet is dated before the "
+    "request (by more than the clock skew allowed)",
 }
 """Every refusal code, with its documented meaning (stable: readers and reports key on it)."""
+
+CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far two clocks (an agency's, the platform's) may disagree: an event may be dated this
+much ahead of admission's clock (:data:`lintas.contracts.admission.MAX_FUTURE`), and an
+answer this much before the request it answers, no more."""
 
 ISSUES: Final[Mapping[str, frozenset[str]]] = {
     # Civil registration (Adminduk): NIK, birth certificate, child identity card, family card.
@@ -132,6 +144,8 @@ class Pending:
     handoff: str
     asked: str
     ended: bool = False
+    asked_at: datetime | None = None
+    """The request's time (None where a reader does not know it: no time check then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,8 +271,9 @@ class Rule:
 
 
 _REQUEST: Final = Rule(("owner", "coordinator", "opener", "party"), "not_party")
-_ANSWER: Final = Rule(("asked",), "not_asked", "any")
-_OVERDUE: Final = Rule(("watchdog",), "watchdog_only", "any", ("no_such_request",))
+_ANSWER: Final = Rule(("asked",), "not_asked", "any", ("before_request",))
+_REVOKE: Final = Rule(("requester",), "not_requester", "any", ("before_request",))
+_OVERDUE: Final = Rule(("watchdog",), "watchdog_only", "any", ("no_such_request", "before_request"))
 
 RULES: Final[Mapping[str, Rule]] = {
     "case.opened": Rule(("agency",), "not_agency", "new"),
@@ -276,11 +291,11 @@ RULES: Final[Mapping[str, Rule]] = {
     "referral.accepted": _ANSWER,
     "referral.rejected": _ANSWER,
     "referral.completed": _ANSWER,
-    "referral.revoked": Rule(("requester",), "not_requester", "any"),
+    "referral.revoked": _REVOKE,
     "referral.overdue": _OVERDUE,
     "document.requested": _REQUEST,
-    "document.issued": replace(_ANSWER, extra=("kind_not_issued",)),
-    "document.rejected": replace(_ANSWER, extra=("kind_not_issued",)),
+    "document.issued": replace(_ANSWER, extra=("kind_not_issued", "before_request")),
+    "document.rejected": replace(_ANSWER, extra=("kind_not_issued", "before_request")),
     "document.overdue": _OVERDUE,
     "repatriation.requested": _REQUEST,
     "repatriation.scheduled": _ANSWER,
@@ -293,7 +308,7 @@ RULES: Final[Mapping[str, Rule]] = {
     "rehabilitation.reintegration_handoff": _REQUEST,
     "rehabilitation.handoff_overdue": _OVERDUE,
     "oversight.escalated": Rule(("watchdog", "owner"), "watchdog_only", "any", ("not_to_kpai",)),
-    "oversight.reviewed": Rule(("kpai",), "kpai_only", "any", ("not_asked",)),
+    "oversight.reviewed": Rule(("kpai",), "kpai_only", "any", ("not_asked", "before_request")),
     "tracing.requested": _REQUEST,
     "tracing.match_found": _ANSWER,
     "tracing.reunified": _ANSWER,
@@ -336,13 +351,40 @@ def _extra_refusal(state: CaseState, event: Event) -> Refusal | None:
                 f"{event.type} names no hand-off of {requester} asked of {event.target}",
                 "data",
             )
+        if found.ended:
+            # Answered (or revoked) already: a notice would tell the agency asked, its
+            # worklist and KPAI's escalation after it that it still owes an answer.
+            return Refusal(
+                "no_such_request",
+                f"{event.type} names a hand-off of {requester} answered already",
+                "data",
+            )
     elif event.type == "oversight.reviewed" and not _asked(state, event):
         return Refusal(
             "not_asked",
             f"{event.target} escalated nothing of this id to KPAI",
             "data.escalation_id",
         )
-    return _own_refusal(event)
+    return _own_refusal(event) or _time_refusal(state, event)
+
+
+def _time_refusal(state: CaseState, event: Event) -> Refusal | None:
+    """A step of a hand-off is not dated before its request: the record and the watchdog
+    read an answer's time as when it was answered, so an agency asked late could otherwise
+    date its answer back to look on time (admission takes a time up to
+    :data:`lintas.contracts.admission.MAX_PAST` back, for an outbox held through an outage)."""
+    step: Step | None = classify(event)
+    if step is None or step.kind == "requested":
+        return None
+    found = state.handoff(step.requester, step.request_id)
+    if found is None or found.asked_at is None or event.time >= found.asked_at - CLOCK_SKEW:
+        return None
+    return Refusal(
+        "before_request",
+        f"{event.type} is dated before the {found.handoff} request it names "
+        f"(more than {CLOCK_SKEW} earlier)",
+        "time",
+    )
 
 
 def _own_refusal(event: Event) -> Refusal | None:
@@ -447,7 +489,9 @@ def apply(state: CaseState, event: Event) -> CaseState:
         return state
     if step.kind == "requested" and step.handoff is not None and step.asked is not None:
         if state.handoff(step.requester, step.request_id) is None:
-            pending = Pending(step.requester, step.request_id, step.handoff, step.asked)
+            pending = Pending(
+                step.requester, step.request_id, step.handoff, step.asked, asked_at=event.time
+            )
             state = replace(state, handoffs=(*state.handoffs, pending))
     elif step.kind in TERMINAL:
         found = state.handoff(step.requester, step.request_id)

@@ -4,6 +4,7 @@ idempotence, and fail-over of a partition to another instance."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -13,6 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from lintas.admission import AdmissionService
+from lintas.admission import cases as cases_module
 from lintas.contracts import Event, encode, new_case_id
 from lintas.contracts.admission import Answer
 from lintas.infra.keys.signing import (
@@ -23,7 +25,7 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.topology import ADMISSION_LEASE_S, declare_platform, intake_stream
 from lintas.infra.settings import Settings
-from lintas.producers._admit import send
+from lintas.producers._admit import Admission, send
 from tests.support.attack import forge
 
 pytestmark = pytest.mark.asyncio
@@ -93,6 +95,25 @@ async def test_sending_again_gets_the_first_answer_and_stores_nothing_twice(
     assert again.admitted
     assert (again.seq, again.hash) == (first.seq, first.hash)
     assert (await js.stream_info(settings.stream)).state.messages == 1
+
+
+async def test_a_resend_to_another_instance_gets_the_first_receipt(
+    admission: AdmissionService, nats_client: NATS, js: Any, settings: Settings
+) -> None:
+    """The receipt's time is the one stored with the event, not a clock's at the resend:
+    another instance (a partition taken over, a restart) reads it from the log."""
+    opened = event(settings, "case.opened", case_id=new_case_id())
+    first = await submit(js, nats_client, settings, opened)
+    assert first.receipt is not None
+    await admission.stop()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    successor = await _service(nats_client, js, settings, clock=lambda: later)
+    try:
+        again = await submit(js, nats_client, settings, opened)
+    finally:
+        await successor.stop()
+    assert (again.admitted, again.duplicate) == (True, True)
+    assert again.receipt == first.receipt
 
 
 async def test_chain_and_id_rules(
@@ -260,3 +281,36 @@ async def test_a_batch_longer_than_the_lease_keeps_its_partition(
         if entering is not None:
             entering.cancel()
         await standby.stop()
+
+
+async def test_junk_is_refused_before_any_case_is_read(
+    admission: AdmissionService,
+    nats_client: NATS,
+    js: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A case's state costs a head read or a walk checking every signature: junk sent for
+    random case ids (off contract, or not signed by its source) must not cost one."""
+    loads: list[str] = []
+    real_load = cases_module.load
+
+    async def counted(reads: Any, verifier: Any, case_id: str, batch: int = 256) -> Any:
+        loads.append(case_id)
+        return await real_load(reads, verifier, case_id, batch)
+
+    monkeypatch.setattr(cases_module, "load", counted)
+    sender = Admission(nats_client, js, intake_stream(settings), wait_s=20)
+
+    async def code(body: bytes, case_id: str) -> str | None:
+        return (await sender.send(body, "kp2mi", case_id, "test")).code
+
+    honest = event(settings, "case.opened", case_id=new_case_id())
+    altered = json.loads(encode(honest.envelope))
+    altered["time"] = (NOW - timedelta(minutes=1)).isoformat()
+    assert await code(json.dumps(altered).encode(), honest.case_id) == "bad_signature"
+    assert await code(b'{"id": "x"}', new_case_id()) == "contract"
+    assert await code(b"\xff" * 10, new_case_id()) == "not_json"
+    assert loads == []
+    assert (await sender.send(encode(honest.envelope), "kp2mi", honest.case_id, "t")).admitted
+    assert loads == [honest.case_id]

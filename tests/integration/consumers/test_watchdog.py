@@ -11,15 +11,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NATS
 from sqlmodel import Session
 
+from lintas.admission import AdmissionService
 from lintas.consumers.app import Databases
 from lintas.consumers.watchdog import load_deadlines, watchdog_ticker
 from lintas.contracts import Event
 from lintas.contracts import gate as gate_rules
-from lintas.infra.keys.signing import Verifier, load_registry
-from lintas.infra.nats.topology import declare_platform, watchdog_consumer
+from lintas.infra.db import Tracking
+from lintas.infra.keys.signing import Signer, Verifier, ensure_agency_key, load_registry
+from lintas.infra.nats.topology import declare_platform, intake_stream, watchdog_consumer
+from lintas.producers import Admission, Publisher
 from tests.support.helpers import T0
+from tests.support.samples import SAMPLES
 from tests.support.watchdog import DUE, ESCALATE, Platform, Replica
 
 pytestmark = pytest.mark.nats
@@ -352,3 +357,64 @@ async def test_an_answer_after_the_overdue_notice_stops_the_escalation(platform:
     platform.clock.set(ESCALATE + timedelta(days=1))
     assert (await replica.ticker.tick()).published == []
     assert _types(await platform.notices()) == ["referral.overdue"]
+
+
+async def test_an_overdue_notice_admission_finds_answered_is_nothing_to_do(
+    platform: Platform, nats_client: NATS
+) -> None:
+    """The watchdog's projection holds the referral open while the log holds its answer
+    (the race of a notice with an answer, forced: its position is moved past the answer
+    without folding it). Admission refuses the notice (``no_such_request``); the watchdog
+    takes that as nothing to do: no notice, the row answered, no retry at the next tick."""
+    replica = await platform.start()
+    case_id = await platform.open_case()
+    await platform.refer(case_id)
+    await _caught_up(platform, replica)
+    await platform.stop(replica)
+    await platform.kemenpppa.publish(
+        "referral.completed",
+        SAMPLES["referral.completed"] | {"referral_id": "ref-psy"},
+        case_id=case_id,
+        target="kp2mi",
+        time=DUE - timedelta(hours=1),
+    )
+    settings = platform.settings
+    databases = Databases(settings)
+    engine, _ = databases.for_consumer("watchdog")
+    with Session(engine) as session:
+        tracking = session.get(Tracking, ("watchdog", settings.stream))
+        assert tracking is not None
+        tracking.position = await _stream_len(platform)
+        session.commit()
+    ensure_agency_key(settings, "admission")
+    admission = AdmissionService(
+        nats_client,
+        platform.js,
+        settings,
+        verifier=Verifier(load_registry(settings)),
+        signer=Signer.load(settings, "admission"),
+        clock=platform.clock.now,  # the tests' logical time, days past T0
+    )
+    await admission.start()
+    publisher = Publisher(
+        platform.js,
+        "watchdog",
+        stream=settings.stream,
+        signer=platform.watchdog.signer,
+        admission=Admission(nats_client, platform.js, intake_stream(settings), wait_s=20),
+    )
+    try:
+        ticker = watchdog_ticker(databases, settings, publisher, clock=platform.clock)
+        platform.clock.set(DUE + timedelta(days=1))
+        first = await ticker.tick()
+        platform.clock.set(ESCALATE + timedelta(days=1))
+        second = await ticker.tick()
+        with Session(engine) as session:
+            (row,) = load_deadlines(session)
+    finally:
+        await admission.stop()
+        databases.dispose()
+    assert (first.published, first.moot, first.failed) == ([], 1, 0)
+    assert (second.published, second.moot, second.failed) == ([], 0, 0)
+    assert row.status == "answered"
+    assert await platform.notices() == []

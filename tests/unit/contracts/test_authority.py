@@ -3,6 +3,7 @@ refusal code and None for the honest one."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from itertools import count
 from typing import Any
 
@@ -201,6 +202,39 @@ def test_only_the_requester_revokes() -> None:
     assert code(REFERRED, e("referral.revoked", "kp2mi", "kemensos")) is None
 
 
+def dated(event: Event, minutes_before: float, than: Event) -> Event:
+    """``event`` re-dated ``minutes_before`` the time of ``than``."""
+    envelope = event.envelope.model_copy(
+        update={"time": than.time - timedelta(minutes=minutes_before)}
+    )
+    return Event(envelope, event.data)
+
+
+def test_no_step_of_a_handoff_is_dated_before_its_request() -> None:
+    for step in (
+        e("referral.accepted", "kemensos", "kp2mi"),
+        e("referral.completed", "kemensos", "kp2mi"),
+        e("referral.revoked", "kp2mi", "kemensos"),
+        e("referral.overdue", "watchdog", "kemensos"),
+    ):
+        backdated = dated(step, 20 * 24 * 60, than=REFERRAL)
+        assert code(REFERRED, backdated) == "before_request", step.type
+        # Two clocks may disagree by the allowance, no more.
+        skewed = policy.CLOCK_SKEW.total_seconds() / 60
+        assert code(REFERRED, dated(step, skewed, than=REFERRAL)) is None, step.type
+        assert code(REFERRED, dated(step, skewed + 1, than=REFERRAL)) == "before_request"
+
+
+def test_a_reader_that_knows_no_request_time_judges_no_time() -> None:
+    unknown = CaseState(
+        opened_by="kemlu",
+        owner="kp2mi",
+        handoffs=(policy.Pending("kp2mi", "ref-1", "referral", "kemensos"),),
+    )
+    backdated = dated(e("referral.accepted", "kemensos", "kp2mi"), 60 * 24, than=REFERRAL)
+    assert code(unknown, backdated) is None
+
+
 def test_documents_come_only_from_the_agency_asked() -> None:
     asked = after(e("document.requested", "kp2mi", "dukcapil"), state=OPEN)
     assert code(asked, e("document.issued", "kemlu", "kp2mi")) == "not_asked"
@@ -245,6 +279,19 @@ def test_overdue_notices_only_from_the_watchdog() -> None:
 def test_an_overdue_notice_names_a_handoff_asked_of_its_target() -> None:
     assert code(REFERRED, e("referral.overdue", "watchdog", "dukcapil")) == "no_such_request"
     assert code(OPEN, e("document.overdue", "watchdog", "dukcapil")) == "no_such_request"
+
+
+def test_no_overdue_notice_for_a_handoff_answered() -> None:
+    accepted = after(e("referral.accepted", "kemensos", "kp2mi"), state=REFERRED)
+    assert code(accepted, e("referral.overdue", "watchdog", "kemensos")) is None  # not done
+    for answer in (
+        e("referral.completed", "kemensos", "kp2mi"),
+        e("referral.rejected", "kemensos", "kp2mi"),
+        e("referral.revoked", "kp2mi", "kemensos"),
+    ):
+        answered = after(answer, state=REFERRED)
+        notice = e("referral.overdue", "watchdog", "kemensos")
+        assert code(answered, notice) == "no_such_request", answer.type
 
 
 def test_escalations_only_from_the_watchdog_or_the_owner() -> None:
