@@ -151,13 +151,20 @@ async def _identifying_values(
     it in the demo's data directory)."""
     values: set[str] = set()
     async with open_bus(settings) as url:
-        nc = await connect(url, "lintas-test-keys", settings=settings, identity="platform")
+        # Each opener asks custody for its own wrap, connected as itself: custody answers an
+        # agency only on its own inbox.
+        connections: dict[str, Any] = {}
         try:
-            js, recipients = nc.jetstream(), load_recipients(settings)
+            recipients = load_recipients(settings)
             keys: dict[str, bytes] = {}
             for envelope, _ in stored:
                 case_id = envelope.subject
                 if envelope.type == "case.opened":
+                    if envelope.source not in connections:
+                        connections[envelope.source] = await connect(
+                            url, "lintas-test-keys", settings=settings, identity=envelope.source
+                        )
+                    js = connections[envelope.source].jetstream()
                     opener = case_keys_for(js, settings, envelope.source, recipients)
                     key = await opener.data_key(case_id)
                     assert key is not None, case_id
@@ -182,7 +189,8 @@ async def _identifying_values(
                     )
                     values.add(number)
         finally:
-            await nc.close()
+            for nc in connections.values():
+                await nc.close()
     return values
 
 
