@@ -11,8 +11,9 @@ on disk), each holding no more than a wrapped key or a marker::
     <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.privacy.sealing)
     <case>.erased            the case was erased: no data key may be made for it again
 
-An agency reads its wrapped key, verifies its maker's signature and binding, and unwraps it
-with its X25519 private key (:mod:`lintas.infra.privacy.custody`); the data key itself is
+An agency reads its wrapped key, verifies its maker's signature and binding and, on the log
+itself, the grant it names, and unwraps it with its X25519 private key
+(:mod:`lintas.infra.privacy.custody`); the data key itself is
 never stored, logged or traced, and lives in memory only while it is used. Withdrawing a
 consent erases the wraps of the agencies it no longer covers; erasing a case
 (``case.erased``) erases every entry of the case: its sealed fields are unreadable
