@@ -33,6 +33,7 @@ from lintas.infra.keys.signing import (
     trusted_registry,
 )
 from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.topology import ensure_key_buckets
 from lintas.infra.settings import Settings
 
 
@@ -42,6 +43,10 @@ async def _publish_keys(settings: Settings, console: Console) -> int:
     async with open_bus(settings) as url:
         nc = await connect(url, "lintas-keys", settings=settings, identity="platform")
         try:
+            # Made here as the platform makes them (the event stream's replicas), on a bus
+            # it has not set up yet; left as they are, and refused, with other replicas:
+            # a registry kept at R1 on an R3 cluster is what the platform would refuse.
+            await ensure_key_buckets(nc.jetstream(), settings)
             count = await publish_registry(nc.jetstream(), registry)
             exchange = await publish_recipients(nc.jetstream(), recipients)
         finally:

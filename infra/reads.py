@@ -12,7 +12,7 @@ Yet an agency needs four reads:
 ``last``   the last message on one of its own subjects (the outbox relay's "was this stored?");
 ``range``  its consumers' messages between two sequences (closing a gap after a crash), or
            one case's messages it may read (the Publisher's consent gate folds the case's
-           broadcasts).
+           broadcasts; a recipient finds in them the grant a wrap of a case key names).
 
 And one answer the log gives that an agency cannot work out from what it may read:
 

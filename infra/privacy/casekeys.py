@@ -11,8 +11,9 @@ on disk), each holding no more than a wrapped key or a marker::
     <case>.<gen>.<agency>    that data key wrapped for <agency> (see lintas.infra.privacy.sealing)
     <case>.erased            the case was erased: no data key may be made for it again
 
-An agency reads its wrapped key, verifies its maker's signature and binding, and unwraps it
-with its X25519 private key (:mod:`lintas.infra.privacy.custody`); the data key itself is
+An agency reads its wrapped key, verifies its maker's signature and binding and, on the log
+itself, the grant it names, and unwraps it with its X25519 private key
+(:mod:`lintas.infra.privacy.custody`); the data key itself is
 never stored, logged or traced, and lives in memory only while it is used. Withdrawing a
 consent erases the wraps of the agencies it no longer covers; erasing a case
 (``case.erased``) erases every entry of the case: its sealed fields are unreadable
@@ -65,7 +66,7 @@ from lintas.infra.keys.exchange import (
 from lintas.infra.keys.signing import Signer, Verifier, load_registry
 from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import CASE_KEYS_BUCKET, case_keys_stream
-from lintas.infra.privacy.custody import grant_of, make_wrap, open_wrap
+from lintas.infra.privacy.custody import CaseLog, GrantCheck, grant_of, make_wrap, open_wrap
 from lintas.infra.privacy.sealing import new_data_key
 from lintas.infra.settings import Settings
 
@@ -287,7 +288,9 @@ class CaseKeys:
     and wrapping for others (with their public keys, signed with its ``signer``).
 
     ``store``: where it reads and writes (default: the store itself, :class:`DirectStore`);
-    ``verifier``: the registry its wraps' makers' signatures are checked against;
+    ``log``: where it reads the case's broadcasts, to find the grant a wrap names
+    (:class:`~lintas.infra.privacy.custody.GrantCheck`);
+    ``verifier``: the registry its wraps' makers' and grants' signatures are checked against;
     ``signer``: its signing key, or what loads it when it first wraps."""
 
     def __init__(
@@ -297,6 +300,7 @@ class CaseKeys:
         private_key: X25519PrivateKey,
         recipients: Recipients,
         *,
+        log: CaseLog,
         verifier: Verifier,
         signer: Signer | Callable[[], Signer],
         store: KeyStore | None = None,
@@ -312,6 +316,7 @@ class CaseKeys:
         self.bucket = bucket
         self._store: KeyStore = store if store is not None else DirectStore(js, bucket)
         self._verifier = verifier
+        self._grants = GrantCheck(log, verifier)
         self._signer = signer
         # Data keys this agency seals with, in this process's memory only (never written),
         # for ``cache_s`` after their last use: a burst of publishes for a case unwraps its
@@ -324,6 +329,7 @@ class CaseKeys:
     def forget(self, case_id: str) -> None:
         """Drop the case's data key from memory (after erasure)."""
         self._sealing.pop(case_id, None)
+        self._grants.forget(case_id, CURRENT_GEN)
 
     def _signing(self) -> Signer:
         if not isinstance(self._signer, Signer):
@@ -336,7 +342,7 @@ class CaseKeys:
     async def data_key(self, case_id: str, gen: int = CURRENT_GEN) -> bytes | None:
         """The case's data key of generation ``gen`` if it is wrapped for this agency.
         Raises :class:`~lintas.infra.privacy.custody.WrapUnverified` for a wrap that is not
-        signed by an agency that may have made it."""
+        signed by an agency that may have made it, or whose grant is not on the log."""
         with bus_errors(f"reading {self.agency}'s data key of case {case_id}"):
             value = await self._get(f"{case_id}.{gen}.{self.agency}")
         if value is None:
@@ -346,7 +352,13 @@ class CaseKeys:
         except ValueError:
             doc = None
         return await open_wrap(
-            doc, self._private, self._verifier, case_id=case_id, gen=gen, recipient=self.agency
+            doc,
+            self._private,
+            self._verifier,
+            self._grants,
+            case_id=case_id,
+            gen=gen,
+            recipient=self.agency,
         )
 
     async def _data_key_settled(self, case_id: str, *, missed: bool = False) -> bytes | None:
@@ -506,19 +518,21 @@ def case_keys_for(
     directory. Where the bus enforces the agency's permissions it reads and writes through
     the platform's custody service (it may not touch the store); ``verifier``: default, the
     shipped and local registries."""
-    store: KeyStore | None = None
-    if uses_credentials(settings, agency) and agency != "platform":
-        # Imported here: the read service erases keys with this module.
-        from lintas.infra.reads import ServiceReads, jetstream_api
+    # Imported here: the read service erases keys with this module.
+    from lintas.infra.reads import DirectReads, ServiceReads, jetstream_api
 
+    store: KeyStore | None = None
+    log: CaseLog = DirectReads(js, settings.stream)
+    if uses_credentials(settings, agency) and agency != "platform":
         api = jetstream_api(js)
         if api is not None:
-            store = ServiceReads(api[0], agency)
+            store = log = ServiceReads(api[0], agency)
     return CaseKeys(
         js,
         agency,
         load_exchange_key(settings, agency),
         recipients,
+        log=log,
         verifier=verifier or Verifier(load_registry(settings)),
         signer=lambda: Signer.load(settings, agency),
         store=store,

@@ -14,7 +14,9 @@ key, its maker's own, or ``"seq:<n>"``: the consent or override at stream sequen
 that names the recipient. A recipient opens only a wrap it can verify (:func:`open_wrap`):
 signed by its maker with a key of the registry, for this case, generation and recipient,
 made by an agency that may hold case keys, and either its own first wrap or one for a
-grant; else :class:`WrapUnverified`. A wrap of the first version (no signature, no grant:
+grant it finds on the log itself (:class:`GrantCheck`: a consent or override of this case
+its maker signed, naming it with a reading scope, not withdrawn); else
+:class:`WrapUnverified`. A wrap of the first version (no signature, no grant:
 stores written before custody) is refused like a forgery: the two cannot be told apart.
 
 Only the platform writes the store (:class:`Custody`, run by the read service: agencies
@@ -41,24 +43,37 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import nats.js.errors
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from lintas.contracts import Event, PermanentError, SignatureError, authority, is_case_id
+from lintas.contracts import (
+    ContractError,
+    Event,
+    PermanentError,
+    SignatureError,
+    authority,
+    decode,
+    is_case_id,
+    parse_message,
+)
 from lintas.contracts import gate as gate_rules
-from lintas.contracts.subjects import kv_subject
+from lintas.contracts.subjects import broadcast_filter, kv_subject
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.nats.topology import CASE_KEYS_BUCKET, case_keys_stream
 from lintas.infra.privacy.sealing import SealBroken, unwrap_key, wrap_key
 
 __all__ = [
     "WRAP_VERSION",
+    "CaseLog",
     "Custody",
     "CustodyRefused",
+    "GrantCheck",
     "WrapUnverified",
     "grant_of",
     "make_wrap",
@@ -167,17 +182,131 @@ async def _verify(verifier: Verifier, doc: Mapping[str, Any], signer: str, at: d
         verifier.verify_document(doc, signer=signer, at=at)
 
 
+class LogMessage(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class CaseLog(Protocol):
+    """The log as a recipient may read it (:class:`lintas.infra.reads.DirectReads`, or the
+    read service's ``range``: :class:`lintas.infra.reads.ServiceReads`)."""
+
+    async def between(
+        self, subject_filter: str, first: int, last: int, limit: int
+    ) -> Sequence[LogMessage]: ...
+
+
+_LAST: Final = 2**63 - 1
+
+
+class GrantCheck:
+    """What a recipient checks, on the log itself, of the grant a wrap names: for
+    ``seq:<n>``, that the case's broadcast at ``n`` is a consent or override of this case,
+    signed by the wrap's maker with a key of the registry, naming the recipient with a
+    reading scope, neither withdrawn nor the case erased since
+    (:func:`lintas.contracts.gate.wrap_refusal`, the rule custody applies, over the book
+    folded from the case's broadcasts, which every agency may read); for ``made``, that the
+    recipient made it. The verdict is kept per (case, generation) for ``cache_s``: one
+    read of the case's broadcasts per data key, not one per sealed field.
+
+    What it cannot check: that the maker holds *this* case's key (only custody sees the
+    other agencies' wraps), nor the authority policy's judgement of the grant, which needs
+    the case's events the recipient may not read (admission and custody judge it)."""
+
+    def __init__(
+        self,
+        log: CaseLog,
+        verifier: Verifier,
+        *,
+        cached: int = 4096,
+        cache_s: float = 300.0,
+    ) -> None:
+        self._log = log
+        self._verifier = verifier
+        self._cached = cached
+        self._cache_s = cache_s
+        self._verdicts: OrderedDict[tuple[str, int], tuple[str, str, str, float]] = OrderedDict()
+
+    def forget(self, case_id: str, gen: int) -> None:
+        self._verdicts.pop((case_id, gen), None)
+
+    async def _book(self, case_id: str) -> gate_rules.ConsentBook:
+        """The case's consent book from its broadcasts: a grant counts only signed by its
+        source with a key of the registry; a withdrawal or an erasure as soon as it
+        decodes (as every gate folds it: a missing key must never let a key through)."""
+        book = gate_rules.ConsentBook()
+        cursor = 1
+        while True:
+            batch = await self._log.between(broadcast_filter(case_id), cursor, _LAST, 256)
+            if not batch:
+                return book
+            for found in batch:
+                try:
+                    doc = parse_message(found.data)
+                    event = decode(found.data, subject=found.subject, parsed=doc)
+                    if event.type in gate_rules.GRANTING:
+                        await self._verifier.check(found.data, event.envelope, parsed=doc)
+                except (ContractError, SignatureError):
+                    continue
+                book = gate_rules.fold(book, event, found.seq)
+            cursor = batch[-1].seq + 1
+
+    async def check(
+        self, *, case_id: str, gen: int, maker: str, grant: str, recipient: str
+    ) -> None:
+        """:class:`WrapUnverified` unless the grant holds (see the class doc)."""
+        what = f"the data key of case {case_id} (generation {gen}) wrapped for {recipient}"
+        if grant == gate_rules.MADE:
+            if maker != recipient:
+                raise WrapUnverified(f"{what} says it is {maker}'s own first wrap")
+            return
+        matched = _GRANT.match(grant)
+        if matched is None:
+            raise WrapUnverified(f"{what} names no grant (a consent's seq, or its maker's own key)")
+        if self._recalled(case_id, gen) == (maker, grant, recipient):
+            return
+        book = await self._book(case_id)
+        refused = gate_rules.wrap_refusal(
+            book, grant_seq=int(matched.group(1)), maker=maker, recipient=recipient
+        )
+        if refused is not None:
+            raise WrapUnverified(
+                f"{what} by {maker}: its grant does not hold on the log: {refused}"
+            )
+        self._verdicts[(case_id, gen)] = (maker, grant, recipient, time.monotonic() + self._cache_s)
+        self._verdicts.move_to_end((case_id, gen))
+        while len(self._verdicts) > self._cached:
+            self._verdicts.popitem(last=False)
+
+    def _recalled(self, case_id: str, gen: int) -> tuple[str, str, str] | None:
+        cached = self._verdicts.get((case_id, gen))
+        if cached is None:
+            return None
+        if cached[3] < time.monotonic():
+            del self._verdicts[(case_id, gen)]
+            return None
+        return cached[:3]
+
+
 async def open_wrap(
     doc: Any,
     private: X25519PrivateKey,
     verifier: Verifier,
+    grants: GrantCheck,
     *,
     case_id: str,
     gen: int,
     recipient: str,
 ) -> bytes:
-    """The data key a stored wrap holds, once verified (:class:`WrapUnverified` if it
-    cannot be; :class:`~lintas.infra.privacy.sealing.SealBroken` if it does not open)."""
+    """The data key a stored wrap holds, once verified: well formed, signed by its maker,
+    and its grant on the log (``grants``). :class:`WrapUnverified` if it cannot be;
+    :class:`~lintas.infra.privacy.sealing.SealBroken` if it does not open."""
     maker, grant = _well_formed(doc, case_id=case_id, gen=gen, recipient=recipient)
     try:
         await _verify(verifier, doc, maker, _at(doc))
@@ -186,6 +315,7 @@ async def open_wrap(
             f"the data key of case {case_id} wrapped for {recipient} is not signed by its "
             f"maker {maker}: {exc}"
         ) from None
+    await grants.check(case_id=case_id, gen=gen, maker=maker, grant=grant, recipient=recipient)
     return unwrap_key(
         doc, private, case_id=case_id, gen=gen, agency=recipient, grant=grant, maker=maker
     )

@@ -22,7 +22,12 @@ from lintas.contracts import BROADCAST, new_case_id
 from lintas.infra.keys.exchange import Recipients, ensure_exchange_key, load_recipients
 from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.topology import CASE_KEYS_BUCKET, case_keys_stream
-from lintas.infra.privacy.casekeys import CaseKeys, case_keys_for, list_case_keys
+from lintas.infra.privacy.casekeys import (
+    CaseKeys,
+    case_keys_for,
+    list_case_keys,
+    revoke_case_keys,
+)
 from lintas.infra.privacy.custody import WrapUnverified, make_wrap
 from lintas.infra.privacy.sealing import new_data_key, wrap_key
 from lintas.infra.reads import ReadRefused, ServiceReads
@@ -308,3 +313,73 @@ async def test_a_recipient_refuses_a_wrap_a_broken_into_platform_planted(tmp_pat
             )
             with pytest.raises(WrapUnverified):
                 await bus.keys("kp2mi").data_key(case_id)
+
+
+async def test_a_recipient_refuses_a_stolen_key_s_wrap_naming_a_seq_that_is_no_grant_of_it(
+    tmp_path: Path,
+) -> None:
+    """The platform's identity broken into *and* a domestic agency's signing key stolen:
+    the planted wrap is signed by an agency that may hold keys and names a real sequence
+    of the log. kp2mi reads that event itself (through the read service, as itself) and
+    refuses the wrap unless it is a consent or override of this case, signed by the wrap's
+    maker, naming kp2mi with a reading scope and not withdrawn. The honest grant opens."""
+    async with _bus(tmp_path, ("kemlu", "kp2mi")) as bus:
+        attacker = new_data_key()
+        kemlu = bus.publisher("kemlu")
+
+        async def planted(case_id: str, maker: str, grant: int) -> None:
+            wrap = bus.wrap(maker, attacker, case_id, "kp2mi", f"seq:{grant}")
+            # Erased first, as the platform may: the store keeps one message per key.
+            await revoke_case_keys(bus.platform.js(), case_id, ["kp2mi"])
+            await bus.platform.js().publish(f"{ROOT}.{case_id}.1.kp2mi", json.dumps(wrap).encode())
+
+        async def refused(case_id: str, match: str) -> None:
+            with pytest.raises(WrapUnverified, match=match):
+                await bus.keys("kp2mi").data_key(case_id)
+
+        # Not a consent: the case's opening, signed by kemlu.
+        case_id = new_case_id()
+        opened = await _open_with_child(kemlu, case_id, "NOT-A-CONSENT")
+        await planted(case_id, "kemlu", int(opened.stream_seq))
+        await refused(case_id, "no admitted consent")
+        # A consent of this case by kemlu that names dukcapil, not kp2mi.
+        case_id = new_case_id()
+        await _open_with_child(kemlu, case_id, "OTHERS")
+        grant = await _consent(kemlu, case_id, ["dukcapil"], "consent-1")
+        await planted(case_id, "kemlu", grant)
+        await refused(case_id, "does not name kp2mi")
+        # kemlu's consent naming kp2mi, but the wrap signed with dukcapil's stolen key
+        # (custody stored kemlu's real wrap; the broken-into platform replaced it).
+        case_id = new_case_id()
+        await _open_with_child(kemlu, case_id, "ANOTHER-MAKER")
+        grant = await _consent(kemlu, case_id, ["kp2mi"], "consent-1")
+        assert await bus.keys("kp2mi").data_key(case_id) is not None  # the honest grant
+        await planted(case_id, "dukcapil", grant)
+        await refused(case_id, "given by kemlu, not dukcapil")
+        # kemlu's consent naming kp2mi, of another case.
+        elsewhere = new_case_id()
+        await _open_with_child(kemlu, elsewhere, "ELSEWHERE")
+        grant = await _consent(kemlu, elsewhere, ["kp2mi"], "consent-1")
+        case_id = new_case_id()
+        await _open_with_child(kemlu, case_id, "THIS-CASE")
+        await planted(case_id, "kemlu", grant)
+        await refused(case_id, "no admitted consent")
+        # A withdrawn consent: its wrap, kept (or planted again) by the platform.
+        case_id = new_case_id()
+        await _open_with_child(kemlu, case_id, "WITHDRAWN")
+        grant = await _consent(kemlu, case_id, ["kp2mi"], "consent-1")
+        await kemlu.publish(
+            "consent.withdrawn",
+            {"consent_id": "consent-1", "reason": "the mother asked"},
+            case_id=case_id,
+            target=BROADCAST,
+        )
+        await planted(case_id, "kemlu", grant)
+        await refused(case_id, "withdrawn")
+        # And the honest path still opens: kemlu's real key, for its consent naming kp2mi.
+        case_id = new_case_id()
+        await _open_with_child(kemlu, case_id, "HONEST")
+        await _consent(kemlu, case_id, ["kp2mi"], "consent-1")
+        real = await bus.keys("kemlu").data_key(case_id)
+        assert real is not None
+        assert await bus.keys("kp2mi").data_key(case_id) == real

@@ -24,6 +24,7 @@ from lintas.infra.nats.topology import CASE_KEYS_BUCKET
 from lintas.infra.privacy.casekeys import CURRENT_GEN, CaseKeys, NotAKeyHolder
 from lintas.infra.privacy.custody import make_wrap
 from lintas.infra.privacy.sealing import new_data_key
+from tests.support.caselog import MemoryLog, consent
 
 CASE = new_case_id()
 PREFIX = f"$KV.{CASE_KEYS_BUCKET}."
@@ -81,11 +82,14 @@ def _store(lag: int) -> tuple[_LaggingStore, CaseKeys, bytes]:
         late: json.dumps(wrap).encode(),
     }
     store = _LaggingStore(values, late, lag)
+    log = MemoryLog()  # the consent the wrap names, as custody found it
+    log.add(2, Signer("kemlu", signing), "consent.recorded", consent(["kp2mi"]), case_id=CASE)
     keys = CaseKeys(
         store,
         "kp2mi",
         private,
         Recipients(),
+        log=log,
         verifier=Verifier(Registry([entry])),
         signer=lambda: Signer("kp2mi", Ed25519PrivateKey.generate()),
         lag_retries_s=(0, 0, 0, 0),

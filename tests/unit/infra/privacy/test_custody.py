@@ -1,4 +1,5 @@
-"""A recipient opens only a wrap it can verify (lintas.infra.privacy.custody.open_wrap)."""
+"""A recipient opens only a wrap it can verify (lintas.infra.privacy.custody.open_wrap):
+well formed, signed by its maker, and naming a grant the recipient finds on the log."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lintas.contracts import new_case_id
 from lintas.infra.keys.signing import KeyEntry, Registry, Signer, Verifier, key_id
-from lintas.infra.privacy.custody import WrapUnverified, make_wrap, open_wrap
+from lintas.infra.privacy.custody import GrantCheck, WrapUnverified, make_wrap, open_wrap
 from lintas.infra.privacy.sealing import SealBroken, new_data_key, wrap_key
+from tests.support.caselog import MemoryLog, consent
+from tests.support.samples import SAMPLES
 
 CASE = new_case_id()
 KP2MI = X25519PrivateKey.generate()
@@ -24,6 +27,18 @@ VERIFIER = Verifier(
     )
 )
 KEY = new_data_key()
+
+
+def _signer(agency: str) -> Signer:
+    return Signer(agency, SIGNING[agency])
+
+
+def _log() -> MemoryLog:
+    """kemlu's consent naming kp2mi at seq 2 (and again at 9), as custody found them."""
+    log = MemoryLog()
+    log.add(2, _signer("kemlu"), "consent.recorded", consent(["kp2mi"]), case_id=CASE)
+    log.add(9, _signer("kemlu"), "consent.recorded", consent(["kp2mi"], "c-9"), case_id=CASE)
+    return log
 
 
 def _wrap(maker: str = "kemlu", grant: str = "seq:2", case_id: str = CASE) -> dict[str, Any]:
@@ -39,8 +54,9 @@ def _wrap(maker: str = "kemlu", grant: str = "seq:2", case_id: str = CASE) -> di
     )
 
 
-async def _open(doc: Any) -> bytes:
-    return await open_wrap(doc, KP2MI, VERIFIER, case_id=CASE, gen=1, recipient="kp2mi")
+async def _open(doc: Any, log: MemoryLog | None = None) -> bytes:
+    grants = GrantCheck(log or _log(), VERIFIER)
+    return await open_wrap(doc, KP2MI, VERIFIER, grants, case_id=CASE, gen=1, recipient="kp2mi")
 
 
 async def test_a_signed_wrap_opens() -> None:
@@ -81,3 +97,90 @@ async def test_a_wrap_signed_but_bound_otherwise_does_not_open() -> None:
     resigned = Signer("kemlu", SIGNING["kemlu"]).sign_document(doc)
     with pytest.raises(SealBroken):
         await _open(resigned)
+
+
+@pytest.mark.parametrize(
+    ("seq", "event_type", "data", "signer", "case_id"),
+    [
+        # dukcapil's own consent naming kp2mi: not the maker's
+        (2, "consent.recorded", consent(["kp2mi"]), "dukcapil", CASE),
+        # kemlu's consent naming dukcapil only
+        (2, "consent.recorded", consent(["dukcapil"]), "kemlu", CASE),
+        # kemlu's consent naming kp2mi, of another case
+        (2, "consent.recorded", consent(["kp2mi"]), "kemlu", new_case_id()),
+        # kemlu's consent naming kp2mi for aggregate reporting only
+        (2, "consent.recorded", consent(["kp2mi"]) | {"scopes": ["reporting"]}, "kemlu", CASE),
+        # no consent at all: kemlu's withdrawal at that seq
+        (2, "consent.withdrawn", {"consent_id": "c", "reason": "moved"}, "kemlu", CASE),
+    ],
+)
+async def test_a_signed_wrap_naming_a_seq_that_grants_the_recipient_nothing_is_refused(
+    seq: int, event_type: str, data: dict[str, Any], signer: str, case_id: str
+) -> None:
+    """A broken-into platform with kemlu's stolen key: the wrap's signature holds, the
+    grant it names is a real event of the log, but not kemlu's consent of this case
+    naming kp2mi with a reading scope."""
+    log = MemoryLog()
+    log.add(seq, _signer(signer), event_type, data, case_id=case_id)
+    with pytest.raises(WrapUnverified, match="grant does not hold"):
+        await _open(_wrap(grant=f"seq:{seq}"), log)
+
+
+async def test_a_grant_counts_only_signed_by_its_source() -> None:
+    """kemlu's consent naming kp2mi, but signed with dukcapil's key: not kemlu's."""
+    log = MemoryLog()
+    log.add(
+        2,
+        Signer("kemlu", SIGNING["dukcapil"]),
+        "consent.recorded",
+        consent(["kp2mi"]),
+        case_id=CASE,
+    )
+    with pytest.raises(WrapUnverified, match="no admitted consent"):
+        await _open(_wrap(), log)
+
+
+async def test_a_withdrawn_consent_or_an_erased_case_grants_no_key() -> None:
+    for event_type, data in (
+        ("consent.withdrawn", {"consent_id": "consent-1", "reason": "moved"}),
+        ("case.erased", SAMPLES["case.erased"]),
+    ):
+        log = _log()
+        log.add(5, _signer("kemlu"), event_type, data, case_id=CASE)
+        with pytest.raises(WrapUnverified, match=r"withdrawn|erased"):
+            await _open(_wrap(), log)
+
+
+async def test_the_grant_is_read_once_per_case_key() -> None:
+    log = _log()
+    grants = GrantCheck(log, VERIFIER)
+    for _ in range(3):
+        key = await open_wrap(
+            _wrap(), KP2MI, VERIFIER, grants, case_id=CASE, gen=1, recipient="kp2mi"
+        )
+        assert key == KEY
+    assert log.reads == 2  # the case's broadcasts, and the empty page after them
+    # Another grant named for the same key is checked afresh.
+    await open_wrap(
+        _wrap(grant="seq:9"), KP2MI, VERIFIER, grants, case_id=CASE, gen=1, recipient="kp2mi"
+    )
+    assert log.reads == 4
+
+
+async def test_a_recipient_s_own_first_wrap_reads_no_log() -> None:
+    log = MemoryLog()
+    own = make_wrap(
+        Signer("kemlu", SIGNING["kemlu"]),
+        KEY,
+        KP2MI.public_key(),
+        kid="kemlu:x",
+        case_id=CASE,
+        gen=1,
+        recipient="kemlu",
+        grant="made",
+    )
+    grants = GrantCheck(log, VERIFIER)
+    assert (
+        await open_wrap(own, KP2MI, VERIFIER, grants, case_id=CASE, gen=1, recipient="kemlu") == KEY
+    )
+    assert log.reads == 0
