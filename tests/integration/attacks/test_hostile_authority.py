@@ -33,7 +33,7 @@ async def owned_by_kp2mi(bus: Platform) -> Case:
     """kemlu opens, records the parent's consent, and hands the case to kp2mi."""
     case = await bus.opened("kemlu")
     await bus.say(case, "consent.recorded", "kemlu", data=CONSENT)
-    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "x"})
+    await bus.say(case, "case.assigned", "kemlu", data={"owner": "kp2mi", "officer_ref": "P2MI-1"})
     return case
 
 
