@@ -38,7 +38,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import structlog
 from faststream import FastStream
@@ -388,22 +388,14 @@ class Watchdog:
     def _answered(self, key: Key) -> None:
         """The hand-off is answered as far as the log's policy goes (when, this projection
         does not know: ``answered_at`` stays empty)."""
-        case_id, requester, request_id = key
-        with Session(self.engine) as session:
-            session.exec(
-                update(DeadlineRow)
-                .where(
-                    col(DeadlineRow.case_id) == case_id,
-                    col(DeadlineRow.requester) == requester,
-                    col(DeadlineRow.request_id) == request_id,
-                    col(DeadlineRow.status) == "open",
-                )
-                .values(status="answered")
-            )
-            session.commit()
+        self._update(key, col(DeadlineRow.status) == "open", {"status": "answered"})
 
     def _note(self, key: Key, kind: str, seq: int) -> None:
         column = DeadlineRow.overdue_seq if kind == "overdue" else DeadlineRow.escalated_seq
+        self._update(key, col(column).is_(None), {column: seq})
+
+    def _update(self, key: Key, unless_done: Any, values: dict[Any, Any]) -> None:
+        """Set ``values`` on one hand-off's row, where ``unless_done`` still holds."""
         case_id, requester, request_id = key
         with Session(self.engine) as session:
             session.exec(
@@ -412,9 +404,9 @@ class Watchdog:
                     col(DeadlineRow.case_id) == case_id,
                     col(DeadlineRow.requester) == requester,
                     col(DeadlineRow.request_id) == request_id,
-                    col(column).is_(None),
+                    unless_done,
                 )
-                .values({column: seq})
+                .values(values)
             )
             session.commit()
 
