@@ -54,7 +54,7 @@ from lintas.infra.nats.bus import AccessRefused
 from lintas.infra.privacy.casekeys import NoExchangeKey, NoKeyStore, NotAKeyHolder
 from lintas.infra.privacy.sealing import SealBroken
 from lintas.infra.reads import ReadRefused
-from lintas.producers._admit import Admission
+from lintas.producers._admit import Admission, IntakeFull, IntakeTooLarge
 from lintas.producers._gate import NotAuthorised
 from lintas.producers._wire import ChainContention, Draft, Refused
 from lintas.producers.connection import connect, publisher_for
@@ -74,6 +74,8 @@ __all__ = [
     "EnvelopeError",
     "GateRefused",
     "HeadMoved",
+    "IntakeFull",
+    "IntakeTooLarge",
     "InvalidEventData",
     "LintasError",
     "NatsClientClosed",
