@@ -28,6 +28,7 @@ error a publish can raise). Other docstrings name the errors they raise and poin
     │   │                            (lintas.contracts.authority: carries the Refusal)
     │   ├── Refused                  (producers) admission refused the event: its code
     │   ├── PublishRejected          (producers) JetStream refused the message
+    │   ├── IntakeTooLarge           (producers) larger than the intake stores
     │   ├── ReadRefused              (infra.reads) the read service will not show it
     │   ├── AccessRefused            (infra.nats.bus) the bus refused the credentials
     │   ├── AccessError              (infra.nats.access) a malformed access description
@@ -53,7 +54,8 @@ error a publish can raise). Other docstrings name the errors they raise and poin
     │   └── DemoRefused              (demo.run) the demo's own bus is taken
     ├── TransientError               broker down, timeout, database busy: retry later
     │   ├── BusUnavailable           (infra.errors) no answer, no stream yet, connection down
-    │   │   └── NatsClientClosed     the nats-py client gave up reconnecting: a new client
+    │   │   ├── NatsClientClosed     the nats-py client gave up reconnecting: a new client
+    │   │   └── IntakeFull           (producers) the intake holds all it may: admission behind
     │   ├── ChainContention          (producers) the case's head kept moving
     │   ├── HeadMoved                (producers) a conditional publish found newer events
     │   ├── ReplayWorkerDied         (audit.replay) a replay worker process died

@@ -12,8 +12,15 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lintas.contracts import NATIONAL_AGENCIES, is_agency_id
+from lintas.contracts.admission import MAX_BYTES
 
-__all__ = ["TRACES_EXPORTERS", "Settings"]
+__all__ = ["INTAKE_HEADER_ROOM", "TRACES_EXPORTERS", "Settings"]
+
+INTAKE_HEADER_ROOM = 8 * 1024
+"""Room for an intake message's headers (the reply inbox, trace context) above admission's
+own limit: the server counts headers and body against ``max_msg_size``, and a body just over
+:data:`~lintas.contracts.admission.MAX_BYTES` must still reach admission, which refuses it
+with its ``too_large`` code."""
 
 TRACES_EXPORTERS = ("otlp", "console", "none")
 """The values of ``OTEL_TRACES_EXPORTER`` lintas honours."""
@@ -52,6 +59,19 @@ class Settings(BaseSettings):
         ge=1,
         le=256,
         description="partitions of the intake: one admission writer each, at a time",
+    )
+    intake_max_msg_size: int = Field(
+        default=MAX_BYTES + INTAKE_HEADER_ROOM,
+        ge=MAX_BYTES + 1024,
+        le=1024 * 1024,
+        description="largest message (headers and body) the intake stream stores; a little "
+        "above admission's own limit, which refuses what lies between with too_large",
+    )
+    intake_max_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="bytes the intake stream holds, all agencies together, while admission "
+        "has not answered; past it new messages are refused (the queued ones are kept)",
     )
     ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after this long unacked")
     max_deliver: int = Field(default=20, ge=1, description="deliveries before giving up on one")

@@ -21,10 +21,12 @@ package's own classes are marked ``(producers)`` there); what each means for a p
   case keys, or no wrap of the case's data key); :class:`NoExchangeKey`,
   :class:`NoKeyStore`, :class:`SealBroken`, :class:`ReadRefused`; :class:`Refused`
   (admission refused it, ``code`` and ``field``: docs/ADMISSION.md);
-  :class:`PublishRejected`; and from :func:`connect`, :class:`AccessRefused` and
+  :class:`PublishRejected`; :class:`IntakeTooLarge` (the intake stores no message that
+  large, ``LINTAS_INTAKE_MAX_MSG_SIZE``); and from :func:`connect`, :class:`AccessRefused` and
   :class:`SigningKeyError`;
 * transient: :class:`BusUnavailable` (no answer, no stream listening yet, connection
-  down; :class:`NatsClientClosed`: the client gave up reconnecting, make a new one),
+  down; :class:`NatsClientClosed`: the client gave up reconnecting, make a new one;
+  :class:`IntakeFull`: the intake holds ``LINTAS_INTAKE_MAX_BYTES``, admission is behind),
   :class:`ChainContention` (the case's head kept moving under twenty attempts),
   :class:`HeadMoved` (``expected_head``: the case has events since; nothing published,
   read the case again and decide again).
@@ -54,7 +56,7 @@ from lintas.infra.nats.bus import AccessRefused
 from lintas.infra.privacy.casekeys import NoExchangeKey, NoKeyStore, NotAKeyHolder
 from lintas.infra.privacy.sealing import SealBroken
 from lintas.infra.reads import ReadRefused
-from lintas.producers._admit import Admission
+from lintas.producers._admit import Admission, IntakeFull, IntakeTooLarge
 from lintas.producers._gate import NotAuthorised
 from lintas.producers._wire import ChainContention, Draft, Refused
 from lintas.producers.connection import connect, publisher_for
@@ -74,6 +76,8 @@ __all__ = [
     "EnvelopeError",
     "GateRefused",
     "HeadMoved",
+    "IntakeFull",
+    "IntakeTooLarge",
     "InvalidEventData",
     "LintasError",
     "NatsClientClosed",

@@ -6,6 +6,9 @@ intake with that inbox in ``Lintas-Reply``, and waits. With no answer in time it
 very same bytes again (admission answers an id it admitted, with the same content, with its
 first answer: ``Answer.duplicate``), and after the last attempt raises
 :class:`~lintas.infra.errors.BusUnavailable`: sending the same event again later is safe.
+An intake that refuses the message is said at once, not waited out: :class:`IntakeFull`
+(transient: past ``LINTAS_INTAKE_MAX_BYTES``, admission behind) or :class:`IntakeTooLarge`
+(permanent: past ``LINTAS_INTAKE_MAX_MSG_SIZE``).
 
 Why the same bytes: a retry that rebuilt the event (a new ``time``, a new signature) would
 be another content under an admitted id, which admission refuses (``duplicate_id``).
@@ -27,12 +30,13 @@ import nats.js.errors
 import structlog
 
 from lintas.contracts import Event, encode
-from lintas.contracts.admission import REPLY_HEADER, Answer
+from lintas.contracts.admission import MAX_BYTES, REPLY_HEADER, Answer
+from lintas.contracts.errors import PermanentError
 from lintas.contracts.subjects import intake_subject
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.nats.access import inbox_prefix
 
-__all__ = ["Admission", "send"]
+__all__ = ["Admission", "IntakeFull", "IntakeTooLarge", "send"]
 
 _log = structlog.get_logger("lintas.producer")
 
@@ -125,6 +129,8 @@ class Admission:
                 raise BusUnavailable(
                     f"{what}: no intake stream answers (is the platform up? `lintas up` runs it)"
                 ) from None
+            except nats.js.errors.APIError as exc:
+                raise _refused(what, len(body), exc) from None
             except (nats.errors.TimeoutError, TimeoutError):
                 return None
             try:
@@ -134,6 +140,36 @@ class Admission:
         finally:
             answers.forget(inbox)
         return Answer.model_validate_json(data)
+
+
+class IntakeTooLarge(PermanentError):
+    """The intake stream refused the message as larger than it stores
+    (``LINTAS_INTAKE_MAX_MSG_SIZE``): sending it again cannot help."""
+
+
+class IntakeFull(BusUnavailable):
+    """The intake stream holds as much as it may (``LINTAS_INTAKE_MAX_BYTES``) and refused
+    the message: admission is behind or stopped. Sending the same event again later is safe."""
+
+
+# JetStream err_codes (nats-server's errors.json) of a refused publish.
+_TOO_LARGE = 10054  # "message size exceeds maximum allowed"
+_STORE_FAILED = 10077  # "maximum bytes exceeded", "maximum messages exceeded", ...
+
+
+def _refused(what: str, size: int, exc: nats.js.errors.APIError) -> Exception:
+    """What the intake's answer to a publish it did not store means for the sender."""
+    said = f"{exc.description or type(exc).__name__} (code {exc.err_code})"
+    if exc.err_code == _TOO_LARGE:
+        return IntakeTooLarge(
+            f"{what}: the intake refused {size} bytes: {said}; admission takes at most {MAX_BYTES}"
+        )
+    if exc.err_code == _STORE_FAILED or isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return IntakeFull(
+            f"{what}: the intake refused it: {said}; admission is behind or stopped "
+            "(`lintas status`). Sending the same event again later is safe"
+        )
+    return PermanentError(f"{what}: the intake refused it: {said}")
 
 
 async def send(nc: Any, js: Any, event: Event, *, stream: str, wait_s: float, what: str) -> Answer:

@@ -12,7 +12,9 @@ whoever first publishes keys on a bus the platform never declared (``lintas keys
 Declaring is idempotent and never overwrites. A stream or consumer that already exists with
 another configuration is reported as a :class:`TopologyConflict` naming each field: quietly
 "fixing" it could drop a retention guarantee or redeliver a whole history, so that change is
-for an operator to make on purpose. What the server answers to a create is checked the same
+for an operator to make on purpose. The one exception is the intake's limits
+(:data:`INTAKE_LIMITS`), which remove nothing it holds: an existing intake is updated to the
+settings' limits. What the server answers to a create is checked the same
 way: a server that ignores a field it does not know (``filter_subjects`` before nats-server
 2.10) creates something else than asked, reported as :class:`TopologyNotApplied`.
 
@@ -67,6 +69,7 @@ from lintas.infra.settings import Settings
 __all__ = [
     "CASE_KEYS_BUCKET",
     "EXCHANGE_BUCKET",
+    "INTAKE_LIMITS",
     "KEYS_BUCKET",
     "ConsumerSpec",
     "StreamCanDropEvents",
@@ -109,6 +112,7 @@ __all__ = [
 
 CREATED = "created"
 UNCHANGED = "unchanged"
+UPDATED = "updated"
 # JetStream err_codes (nats-server's errors.json).
 _CONSUMER_NOT_FOUND = 10014  # 10059 would be the stream itself missing
 _STREAM_NAME_IN_USE = 10058  # "stream name already in use with a different configuration"
@@ -632,8 +636,14 @@ async def ensure_stream(js: JetStreamManager, settings: Settings) -> str:
     return await ensure_stream_config(js, stream_config(settings))
 
 
-async def ensure_stream_config(js: JetStreamManager, want: StreamConfig) -> str:
-    """Create a stream as ``want`` says if missing; report, never overwrite, a different one."""
+async def ensure_stream_config(
+    js: JetStreamManager, want: StreamConfig, updatable: frozenset[str] = frozenset()
+) -> str:
+    """Create a stream as ``want`` says if missing; report, never overwrite, a different one.
+
+    Except where it differs only in ``updatable`` fields (normal-form names of
+    :func:`stream_differences`): then it is updated to ``want``, ``"updated"``. Only for
+    fields whose update removes nothing the stream holds (:data:`INTAKE_LIMITS`)."""
     name = want.name or ""
     with bus_errors(f"declaring stream {name}"):
         try:
@@ -653,9 +663,20 @@ async def ensure_stream_config(js: JetStreamManager, want: StreamConfig) -> str:
                 if differences := stream_differences(created.config, want):
                     raise TopologyNotApplied("stream", name, differences) from None
                 return CREATED
-    if differences := stream_differences(info.config, want):
+    if not (differences := stream_differences(info.config, want)):
+        return UNCHANGED
+    if not differences.keys() <= updatable:
         raise TopologyConflict("stream", name, differences)
-    return UNCHANGED
+    with bus_errors(f"updating the limits of stream {name}"):
+        try:
+            updated = await js.update_stream(want)
+        except nats.js.errors.APIError as exc:
+            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                raise
+            raise TopologyRefused("stream", name, exc) from None
+    if differences := stream_differences(updated.config, want):
+        raise TopologyNotApplied("stream", name, differences)
+    return UPDATED
 
 
 async def ensure_consumer(
@@ -716,8 +737,9 @@ async def declare_platform(
     happened to each, by name.
 
     First the streams nothing may leave are checked (:func:`check_kept_streams`): lintas
-    does not start on a log that can lose events. Nothing here updates a stream, so the
-    platform's identity needs no right to (:mod:`lintas.infra.nats.access`)."""
+    does not start on a log that can lose events. Nothing here updates a stream but the
+    intake's limits (:data:`INTAKE_LIMITS`), which the platform's identity may update; the
+    log guard (:mod:`lintas.infra.nats.access`) keeps it from updating the log."""
     await check_kept_streams(js, settings)
     outcome = await declare(js, settings, specs)
     for config in (
@@ -728,7 +750,8 @@ async def declare_platform(
         admitted_ids_config(settings),
         admission_leases_config(settings),
     ):
-        outcome[config.name or ""] = await ensure_stream_config(js, config)
+        updatable = INTAKE_LIMITS if config.name == intake_stream(settings) else frozenset()
+        outcome[config.name or ""] = await ensure_stream_config(js, config, updatable)
     outcome |= await ensure_key_buckets(js, settings)
     for partition in range(settings.admission_partitions):
         spec = admission_consumer(partition)
@@ -781,11 +804,22 @@ def intake_config(settings: Settings) -> StreamConfig:
         ),
         storage=StorageType.FILE,
         retention=RetentionPolicy.WORK_QUEUE,
-        discard=DiscardPolicy.OLD,
+        # Past a limit the server refuses the new message (the sender is told at once)
+        # rather than drop one that is waiting for admission.
+        discard=DiscardPolicy.NEW,
+        max_msg_size=settings.intake_max_msg_size,
+        max_bytes=settings.intake_max_bytes,
         num_replicas=settings.stream_replicas,
         duplicate_window=1.0,  # the sender sets no Nats-Msg-Id here (see above)
         allow_direct=False,
     )
+
+
+INTAKE_LIMITS: Final = frozenset({"discard", "max_msg_size", "max_bytes"})
+"""The intake's fields that :func:`declare_platform` brings an existing intake to (an
+earlier version declared it without limits, or the settings changed). None of them removes
+a waiting message on update: with ``discard=new`` the server enforces ``max_bytes`` only
+on new messages, and ``max_msg_size`` only on publish."""
 
 
 def admission_consumer(partition: int) -> ConsumerSpec:

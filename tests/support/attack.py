@@ -191,10 +191,13 @@ class Platform:
 
 
 @asynccontextmanager
-async def platform_running(tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform_running(
+    tmp_path: Path, *, admitting: bool = True, **overrides: Any
+) -> AsyncIterator[Platform]:
     """A secured hub with the platform declared, every agency's key registered and
-    admission running as its own identity, until the block ends."""
-    async with secured_hub(tmp_path) as hub:
+    admission running as its own identity (unless not ``admitting``: then what is sent
+    waits on the intake), until the block ends. ``overrides``: settings."""
+    async with secured_hub(tmp_path, **overrides) as hub:
         settings = hub.settings
         operator = await Client.open(hub.url, settings, "platform")
         await declare_platform(operator.js(), settings, deployment_consumers(AGENCIES))
@@ -210,10 +213,12 @@ async def platform_running(tmp_path: Path) -> AsyncIterator[Platform]:
             signer=Signer.load(settings, "admission"),
         )
         platform = Platform(hub, service, operator)
-        await service.start()
+        if admitting:
+            await service.start()
         try:
             yield platform
         finally:
-            await service.stop()
+            if admitting:
+                await service.stop()
             for client in (*platform.clients.values(), writer, operator):
                 await client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import re
 import subprocess
@@ -148,9 +149,11 @@ class Hub:
 
 @asynccontextmanager
 async def secured_hub(
-    tmp_path: Path, agencies: tuple[str, ...] = AGENCIES, batch_size: int = 16
+    tmp_path: Path, agencies: tuple[str, ...] = AGENCIES, batch_size: int = 16, **overrides: Any
 ) -> AsyncIterator[Hub]:
-    settings = Settings(data_dir=tmp_path / "data", agencies=agencies, batch_size=batch_size)
+    settings = Settings(
+        data_dir=tmp_path / "data", agencies=agencies, batch_size=batch_size, **overrides
+    )
     ensure_local_identities(settings, agencies)
     leaf_port, http_port = free_ports(2)
     config = hub_config(tmp_path / "hub", settings, leaf_port, http_port)
@@ -272,10 +275,16 @@ async def leaves_connected(*leaves: Leaf, within_s: float = 30.0) -> None:
 
 
 async def until(check: Any, what: str, within_s: float = 15.0) -> None:
-    """Poll ``check()`` (a server's state, which announces nothing) until it holds."""
+    """Poll ``check()`` (a server's state, which announces nothing) until it holds;
+    ``check`` may be a coroutine function."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
-    while not check():
+
+    async def holds() -> bool:
+        result = check()
+        return bool(await result if inspect.isawaitable(result) else result)
+
+    while not await holds():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)

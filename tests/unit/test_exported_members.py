@@ -97,6 +97,8 @@ EXPORTED: dict[str, list[str]] = {
         "EnvelopeError",
         "GateRefused",
         "HeadMoved",
+        "IntakeFull",
+        "IntakeTooLarge",
         "InvalidEventData",
         "LintasError",
         "NatsClientClosed",
