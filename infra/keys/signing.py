@@ -417,6 +417,19 @@ class Verifier:
                 _log.info("keys.refreshed", learned=learned)
             return True
 
+    async def learn_waiting(self) -> bool:
+        """:meth:`learn`, waiting (at most ``refresh_interval_s``) for the read the interval
+        allows next when one was made just now: for a key its holder has just published and
+        uses at once (an agency asking custody for a case's first key right after its
+        start), where the answer of a refusal would be final."""
+        if await self.learn():
+            return True
+        if self._refresh is None or self._refreshed_at is None:
+            return False
+        # A rate limit, not a wait for an event: the registry is read at most once a period.
+        await asyncio.sleep(max(0.0, self._refreshed_at + self._interval - time.monotonic()))
+        return await self.learn()
+
     async def check(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
         """:meth:`verify`, learning the registry afresh first if the key is unknown."""
         try:

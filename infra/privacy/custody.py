@@ -173,11 +173,12 @@ def _well_formed(doc: Any, *, case_id: str, gen: int, recipient: str) -> tuple[s
 
 async def _verify(verifier: Verifier, doc: Mapping[str, Any], signer: str, at: datetime) -> None:
     """``doc`` signed by ``signer``'s key valid ``at``, learning the registry afresh once
-    for a key id it does not hold."""
+    for a key id it does not hold (waiting for the next read allowed, if one was just made:
+    an agency asks for its first case key right after publishing its key)."""
     try:
         verifier.verify_document(doc, signer=signer, at=at)
     except SignatureError:
-        if not verifier.refreshes or not await verifier.learn():
+        if not verifier.refreshes or not await verifier.learn_waiting():
             raise
         verifier.verify_document(doc, signer=signer, at=at)
 

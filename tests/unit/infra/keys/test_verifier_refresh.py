@@ -55,6 +55,25 @@ def test_an_unknown_key_is_learned_once_per_interval() -> None:
     asyncio.run(run())
 
 
+def test_a_key_published_just_after_a_read_is_learned_at_the_next_read_allowed() -> None:
+    reads: list[str] = []
+
+    async def refresh() -> Registry:
+        reads.append("read")
+        return Registry([ENTRY]) if len(reads) > 1 else Registry()
+
+    async def run() -> None:
+        body, envelope = _signed()
+        verifier = Verifier(Registry(), refresh=refresh, refresh_interval_s=0.2)
+        assert await verifier.learn()  # read just now, before the key was published
+        assert await verifier.learn() is False  # too soon for another read
+        assert await verifier.learn_waiting()  # waits for the next read allowed
+        assert reads == ["read", "read"]
+        verifier.verify(body, envelope)
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize(
     "failure", [BusUnavailable("no answer"), ValueError("a bucket value that is not JSON")]
 )
