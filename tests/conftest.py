@@ -7,8 +7,11 @@ port the server picks itself: a fake broker would hide exactly the behaviour the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -101,3 +104,29 @@ def tracing() -> Iterator[SpanCapture]:
     capture = SpanCapture()
     yield capture
     capture.provider.shutdown()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """A test that timed out (pytest-timeout) shows what each of its asyncio tasks waited on:
+    the thread stacks it prints end in the event loop's select, which says nothing."""
+    report: pytest.TestReport = yield
+    if report.failed and "Timeout" in str(call.excinfo.value if call.excinfo else ""):
+        report.sections.append(("asyncio tasks at the timeout", _task_stacks()))
+    return report
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            return "no event loop"
+    for task in asyncio.all_tasks(loop):
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
+        task.print_stack(file=out)
+    return out.getvalue() or "no task"
