@@ -67,6 +67,7 @@ _log = structlog.get_logger("lintas.admission")
 
 _WRONG_LAST_SEQUENCE = 10071
 _UNDECLARED_POLL_S = 0.2
+_RELEASE_S = 2.0
 
 
 class AdmissionService:
@@ -128,8 +129,11 @@ class AdmissionService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for partition in list(self.held):
-            await self._release(partition)
+        held, self.held = set(self.held), set()
+        if held and self._nc.is_connected:
+            # Side by side and bounded: each release is a round trip, and a stopping
+            # instance must not hold its supervisor up (a lease not released ages out).
+            await asyncio.gather(*(self._release(p) for p in held))
 
     # -- leases --------------------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class AdmissionService:
     async def _release(self, partition: int) -> None:
         self.held.discard(partition)
         try:
-            await self._leases.delete(str(partition))
+            await asyncio.wait_for(self._leases.delete(str(partition)), _RELEASE_S)
         except Exception:  # best effort: the lease ages out anyway
             _log.debug("admission.release_failed", partition=partition)
 
