@@ -21,7 +21,11 @@ particular here is an entry's validity dates and the refusal of weak or conflict
 
 A long-running :class:`Verifier` given a ``refresh`` reads its registry again when it
 meets a key id it does not hold (:class:`UnknownKey`), at most once per
-``refresh_interval_s`` (1 s): a key published while it runs counts without a restart.
+``refresh_interval_s`` (1 s): a key published while it runs counts without a restart. A
+key id met within the interval after a read is not refused at once: the check waits for
+the next read allowed (at most ``wait_s``, 1 s), which the checks waiting with it share
+(:meth:`Verifier.learn_since`); a key id that does not name its event's source reads
+nothing.
 
 Raises :class:`~lintas.contracts.SignatureError` (the event is not signed as its source
 must), its :class:`UnknownKey` (a key id the registry does not hold), and
