@@ -466,26 +466,34 @@ class Verifier:
             _log.info("keys.refreshed", learned=learned)
         return True
 
-    async def _learn_for(self, keyid: str | None, holder: str) -> None:
-        """After :class:`UnknownKey` for ``keyid``: :meth:`learn_since` now, if a read could
-        bring it as ``holder``'s (a registered key id names its holder: any other is
-        refused without a read)."""
-        asked = time.monotonic()
+    async def _learn_for(self, keyid: str | None, holder: str, asked: float | None) -> None:
+        """After :class:`UnknownKey` for ``keyid``: :meth:`learn_since` ``asked`` (or now),
+        if a read could bring it as ``holder``'s (a registered key id names its holder: any
+        other is refused without a read)."""
+        since = time.monotonic() if asked is None else asked
         if self.refreshes and keyid is not None and keyid.startswith(f"{holder}:"):
-            await self.learn_since(asked)
+            await self.learn_since(since)
 
-    async def check(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
+    async def check(
+        self, raw: bytes, envelope: Envelope, *, parsed: Any = None, asked: float | None = None
+    ) -> None:
         """:meth:`verify`, learning the registry afresh first if the key is unknown
-        (:meth:`learn_since`)."""
+        (:meth:`learn_since`). ``asked``: from when a read serves (:func:`time.monotonic`;
+        by default the moment the key is found unknown). A walk of the log passes the moment
+        it began: every key id it meets was registered by then, so one read begun since
+        serves them all, and events made-up key ids were written with (around admission)
+        hold it up once, not once each."""
         try:
             self.verify(raw, envelope, parsed=parsed)
         except UnknownKey:
             if not self.refreshes:
                 raise
-            await self._learn_for(envelope.keyid, envelope.source)
+            await self._learn_for(envelope.keyid, envelope.source, asked)
             self.verify(raw, envelope, parsed=parsed)  # or another caller's read brought it
 
-    async def check_document(self, doc: Mapping[str, Any], *, signer: str, at: datetime) -> None:
+    async def check_document(
+        self, doc: Mapping[str, Any], *, signer: str, at: datetime, asked: float | None = None
+    ) -> None:
         """:meth:`verify_document`, learning the registry afresh first if the key is
         unknown, as :meth:`check` does."""
         try:
@@ -494,7 +502,7 @@ class Verifier:
             if not self.refreshes:
                 raise
             keyid = doc.get("keyid")
-            await self._learn_for(keyid if isinstance(keyid, str) else None, signer)
+            await self._learn_for(keyid if isinstance(keyid, str) else None, signer, asked)
             self.verify_document(doc, signer=signer, at=at)
 
     def verify(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:

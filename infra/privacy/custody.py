@@ -230,6 +230,7 @@ class GrantCheck:
         source with a key of the registry; a withdrawal or an erasure as soon as it
         decodes (as every gate folds it: a missing key must never let a key through)."""
         book = gate_rules.ConsentBook()
+        asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
         cursor = 1
         while True:
             batch = await self._log.between(broadcast_filter(case_id), cursor, _LAST, 256)
@@ -240,7 +241,9 @@ class GrantCheck:
                     doc = parse_message(found.data)
                     event = decode(found.data, subject=found.subject, parsed=doc)
                     if event.type in gate_rules.GRANTING:
-                        await self._verifier.check(found.data, event.envelope, parsed=doc)
+                        await self._verifier.check(
+                            found.data, event.envelope, parsed=doc, asked=asked
+                        )
                 except (ContractError, SignatureError):
                     continue
                 book = gate_rules.fold(book, event, found.seq)

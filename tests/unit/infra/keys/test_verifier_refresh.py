@@ -138,6 +138,29 @@ def test_made_up_key_ids_read_the_registry_once_per_interval_however_many_wait()
     asyncio.run(run())
 
 
+def test_a_walk_of_the_log_waits_for_one_read_whatever_it_meets() -> None:
+    """Events written around admission with made-up key ids, met one after another in a
+    walk of the log: one read begun after the walk began serves them all (every key id on
+    the log then was registered by then), so the walk is held up once, not once each."""
+    reads: list[float] = []
+
+    async def refresh() -> Registry:
+        reads.append(time.monotonic())
+        return Registry([ENTRY])
+
+    async def run() -> None:
+        verifier = Verifier(Registry([ENTRY]), refresh=refresh, refresh_interval_s=0.2)
+        assert await verifier.learn()
+        walk = time.monotonic()
+        for _ in range(5):
+            body, envelope = _signed(Signer("kemlu", Ed25519PrivateKey.generate()))
+            with pytest.raises(UnknownKey):
+                await verifier.check(body, envelope, asked=walk)
+        assert len(reads) == 2  # the first, and the one the walk waited for once
+
+    asyncio.run(run())
+
+
 def test_a_key_id_naming_another_holder_is_refused_without_a_read() -> None:
     reads: list[str] = []
 
