@@ -481,8 +481,8 @@ class Verifier:
         (:meth:`learn_since`). ``asked``: from when a read serves (:func:`time.monotonic`;
         by default the moment the key is found unknown). A walk of the log passes the moment
         it began: every key id it meets was registered by then, so one read begun since
-        serves them all, and events made-up key ids were written with (around admission)
-        hold it up once, not once each."""
+        serves them all, and events written around admission with made-up key ids hold it
+        up once, not once each."""
         try:
             self.verify(raw, envelope, parsed=parsed)
         except UnknownKey:
