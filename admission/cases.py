@@ -11,6 +11,7 @@ it) and is ignored here, as every reader ignores it.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
@@ -51,9 +52,9 @@ def after(state: CaseState, event: Event, seq: int, digest: str) -> CaseState:
     )
 
 
-async def _signed(verifier: Verifier, raw: bytes, event: Event) -> bool:
+async def _signed(verifier: Verifier, raw: bytes, event: Event, asked: float) -> bool:
     try:
-        await verifier.check(raw, event.envelope)
+        await verifier.check(raw, event.envelope, asked=asked)
     except SignatureError:
         return False
     return True
@@ -62,6 +63,7 @@ async def _signed(verifier: Verifier, raw: bytes, event: Event) -> bool:
 async def load(reads: DirectReads, verifier: Verifier, case_id: str, batch: int = 256) -> CaseState:
     """The case as its log holds it now."""
     state = CaseState()
+    asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
     cursor, last = 1, (await reads.head(case_id)).seq
     while cursor <= last:
         found = await reads.between(case_filter(case_id), cursor, last, batch)
@@ -75,7 +77,7 @@ async def load(reads: DirectReads, verifier: Verifier, case_id: str, batch: int 
                 # Not an event: it still holds its place in the chain.
                 state = replace(state, head=Head(seq=stored.seq, hash=digest))
                 continue
-            if not await _signed(verifier, stored.data, event) or authority.judge(
+            if not await _signed(verifier, stored.data, event, asked) or authority.judge(
                 state.policy, event
             ):
                 # Written around admission (before it, or by a writer that broke in): it

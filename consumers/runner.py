@@ -7,9 +7,10 @@ What the edge does with each outcome:
 * applied, or already applied (sequence at or below the tracked position): ack;
 * breaks its contract (not JSON, unknown type or version, wrong fields), is not signed
   by its source agency (when the runner has a verifier; a key id the verifier lacks, it
-  first looks up afresh if it can, see :meth:`~lintas.infra.keys.signing.Verifier.learn`), or was
-  delivered ``max_deliver`` times without being applied: quarantined with the reason,
-  then acked (the original only once the quarantine stream has stored the copy);
+  first looks up afresh if it can, waiting for the next read allowed if one was made just
+  now, see :meth:`~lintas.infra.keys.signing.Verifier.learn_since`), or was delivered
+  ``max_deliver`` times without being applied: quarantined with the reason, then acked
+  (the original only once the quarantine stream has stored the copy);
 * the commit fails:
 
   - transiently (database locked or gone, broker down): the batch is retried in place
@@ -249,9 +250,10 @@ class ProjectionRunner:
             batch, rejected = self._decode(incoming, spans, unknown)
             if unknown:
                 # Signed with a key this verifier does not hold: published since it was
-                # built, perhaps. Learn the registry afresh, then decide for good.
+                # built, perhaps (admission held it). Learn the registry afresh, waiting for
+                # the next read allowed if one was made just now, then decide for good.
                 assert self.verifier is not None
-                await self.verifier.learn()
+                await self.verifier.learn_since(time.monotonic())
                 more, also_rejected = self._decode(unknown, spans)
                 batch = sorted([*batch, *more], key=lambda b: b[0])
                 rejected |= also_rejected

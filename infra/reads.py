@@ -60,6 +60,7 @@ import base64
 import contextlib
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -514,6 +515,7 @@ class ReadService:
         """The case's events that keep their contracts (quarantined everywhere else), up
         to ``last``, each only if it holds its source's signature (with a verifier)."""
         events = []
+        asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
         cursor = 1
         while cursor <= last:
             batch = await self._reads.between(subject_filter, cursor, last, 256)
@@ -523,7 +525,7 @@ class ReadService:
                 try:
                     event = decode(found.data, subject=found.subject)
                     if self._verifier is not None:
-                        await self._verifier.check(found.data, event.envelope)
+                        await self._verifier.check(found.data, event.envelope, asked=asked)
                 except (ContractError, SignatureError):
                     continue
                 events.append((found.seq, event))

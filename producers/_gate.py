@@ -46,6 +46,7 @@ Where it reads, and who changes the key store, follows the Publisher's ``reads``
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -130,13 +131,20 @@ class PublishGate:
     # -- reading the case ------------------------------------------------------------------
 
     async def _read(
-        self, body: bytes, subject: str, seq: int, *, vouched: bool = True
+        self,
+        body: bytes,
+        subject: str,
+        seq: int,
+        *,
+        vouched: bool = True,
+        asked: float | None = None,
     ) -> Event | None:
         """The stored event, or None where no gate may count it: it breaks its contract
         (every consumer quarantines it), or (``vouched``, with a ``verifier``) it would
         grant or authorise without its source's valid signature (a key id the verifier
-        lacks, it looks up afresh first, as consumers do). A restriction still counts, so
-        that a key missing here never lets data through."""
+        lacks, it looks up afresh first, as consumers do: ``asked``, when the walk it is
+        part of began, see :meth:`~lintas.infra.keys.signing.Verifier.check`). A
+        restriction still counts, so that a key missing here never lets data through."""
         try:
             doc = parse_message(body)
             event = decode(body, subject=subject, parsed=doc)
@@ -145,7 +153,7 @@ class PublishGate:
         if not vouched or self._verifier is None or event.type not in _VOUCHED:
             return event
         try:
-            await self._verifier.check(body, event.envelope, parsed=doc)
+            await self._verifier.check(body, event.envelope, parsed=doc, asked=asked)
         except SignatureError as exc:
             _log.warning(
                 "gate.unsigned_event_ignored",
@@ -159,11 +167,16 @@ class PublishGate:
         return event
 
     async def _folded(
-        self, book: gate_rules.ConsentBook, seq: int, body: bytes, subject: str
+        self,
+        book: gate_rules.ConsentBook,
+        seq: int,
+        body: bytes,
+        subject: str,
+        asked: float | None = None,
     ) -> gate_rules.ConsentBook:
         if not is_broadcast_subject(subject):
             return book  # only broadcast consents count, and only they are read
-        event = await self._read(body, subject, seq)
+        event = await self._read(body, subject, seq, asked=asked)
         return book if event is None else gate_rules.fold(book, event, seq)
 
     async def _walk(
@@ -187,6 +200,7 @@ class PublishGate:
         """The case's consent book as of stream sequence ``head`` (its last event, ``last``
         when at hand)."""
         generation = self._generation()
+        asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
         book, read, folded_in = self._books.pop(case_id, (gate_rules.ConsentBook(), 0, generation))
         if read > head or folded_in != generation:
             # read > head cannot happen on an append-only stream: start over, not guess.
@@ -195,7 +209,8 @@ class PublishGate:
         # its publisher wrote, which no consumer checks and anyone may forge; nor are its
         # stored expected-sequence headers proof (PERFORMANCE.md: tried and dropped).
         if last is not None and last.seq == head and read == head - 1:
-            book = await self._folded(book, head, last.body, last.subject)  # only the head is new
+            # Only the head is new.
+            book = await self._folded(book, head, last.body, last.subject, asked)
         else:
             async for seq, body, subject in self._walk(
                 broadcast_filter(case_id),
@@ -203,7 +218,7 @@ class PublishGate:
                 head,
                 f"{what}: reading the consents of {case_id}",
             ):
-                book = await self._folded(book, seq, body, subject)
+                book = await self._folded(book, seq, body, subject, asked)
         self._keep(case_id, book, max(read, head), generation)
         return book
 
@@ -254,6 +269,7 @@ class PublishGate:
         """The case's events this Publisher may read, up to ``head``, that keep their
         contracts; ``vouched``: only those :meth:`_read` finds signed where it must."""
         found: dict[int, tuple[bytes, str]] = {}
+        asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
         for subject_filter in self._case_filters(case_id):
             async for seq, body, subject in self._walk(
                 subject_filter, 1, head, f"{what}: reading case {case_id}"
@@ -262,7 +278,7 @@ class PublishGate:
         events = []
         for seq in sorted(found):
             body, subject = found[seq]
-            event = await self._read(body, subject, seq, vouched=vouched)
+            event = await self._read(body, subject, seq, vouched=vouched, asked=asked)
             if event is not None:
                 events.append(event)
         return events

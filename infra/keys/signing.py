@@ -21,7 +21,11 @@ particular here is an entry's validity dates and the refusal of weak or conflict
 
 A long-running :class:`Verifier` given a ``refresh`` reads its registry again when it
 meets a key id it does not hold (:class:`UnknownKey`), at most once per
-``refresh_interval_s`` (1 s): a key published while it runs counts without a restart.
+``refresh_interval_s`` (1 s): a key published while it runs counts without a restart. A
+key id met within the interval after a read is not refused at once: the check waits for
+the next read allowed (at most ``wait_s``, 1 s), which the checks waiting with it share
+(:meth:`Verifier.learn_since`); a key id that does not name its event's source reads
+nothing.
 
 Raises :class:`~lintas.contracts.SignatureError` (the event is not signed as its source
 must), its :class:`UnknownKey` (a key id the registry does not hold), and
@@ -369,8 +373,11 @@ class Verifier:
     """Checks that an event was signed by its source agency, with a key valid then.
 
     ``refresh`` (for a process that runs for long): reads the registry to trust afresh,
-    as :func:`trusted_registry` does; :meth:`check` then learns a key published since
-    this verifier was built."""
+    as :func:`trusted_registry` does; :meth:`check` and :meth:`check_document` then learn a
+    key published since this verifier was built (:meth:`learn_since`). The registry is read
+    at most once per ``refresh_interval_s``; a check that meets a key id it lacks within
+    that interval after a read waits for the next read allowed, if that is at most
+    ``wait_s`` away, rather than refusing at once."""
 
     def __init__(
         self,
@@ -378,11 +385,16 @@ class Verifier:
         *,
         refresh: Callable[[], Awaitable[Registry]] | None = None,
         refresh_interval_s: float = 1.0,
+        wait_s: float = 1.0,
     ) -> None:
         self.registry = registry
         self._refresh = refresh
         self._interval = refresh_interval_s
+        self._wait = wait_s
         self._refreshed_at: float | None = None
+        """When the last read began (:func:`time.monotonic`), whether it held or not."""
+        self._read_at: float | None = None
+        """When the last read that held began."""
         self._lock = asyncio.Lock()
         self.generation = 0
         """Counts the refreshes that brought keys this verifier lacked: what was decided
@@ -400,45 +412,98 @@ class Verifier:
         if self._refresh is None:
             return False
         async with self._lock:
-            now = time.monotonic()
-            if self._refreshed_at is not None and now - self._refreshed_at < self._interval:
+            if self._refreshed_at is not None and self._due() > 0:
                 return False
-            self._refreshed_at = now
-            try:
-                registry = await self._refresh()
-            except Exception as exc:  # best effort, whatever the bus or the bucket holds
-                _log.warning("keys.refresh_failed", error=exc.__class__.__name__, exc_info=True)
-                return False
-            known = {e.keyid for e in self.registry.entries()}
-            learned = sum(1 for e in registry.entries() if e.keyid not in known)
-            self.registry = registry
-            if learned:
-                self.generation += 1
-                _log.info("keys.refreshed", learned=learned)
-            return True
+            return await self._read()
 
-    async def learn_waiting(self) -> bool:
-        """:meth:`learn`, waiting (at most ``refresh_interval_s``) for the read the interval
-        allows next when one was made just now: for a key its holder has just published and
-        uses at once (an agency asking custody for a case's first key right after its
-        start), where the answer of a refusal would be final."""
-        if await self.learn():
-            return True
-        if self._refresh is None or self._refreshed_at is None:
+    async def learn_since(self, asked: float) -> bool:
+        """Make sure the registry held was read after ``asked`` (the :func:`time.monotonic`
+        at which the caller met a key id it lacks): whether it was. A read another caller
+        began since serves; else one is made now if the interval allows, or when it next
+        allows, if that is at most ``wait_s`` away. That is for a key its holder has just
+        published and uses at once (an agency's first event, or its first case key, right
+        after its start and within the interval after another caller's read), where a
+        refusal would be final. Callers waiting together share the read; the registry is
+        still read at most once per interval, however many made-up key ids come. A read
+        begun since that failed is not made again (False)."""
+        if self._refresh is None:
             return False
-        # A rate limit, not a wait for an event: the registry is read at most once a period.
-        await asyncio.sleep(max(0.0, self._refreshed_at + self._interval - time.monotonic()))
-        return await self.learn()
+        while True:
+            async with self._lock:
+                if self._read_at is not None and self._read_at >= asked:
+                    return True
+                if self._refreshed_at is not None and self._refreshed_at >= asked:
+                    return False  # read since, and it failed
+                due = 0.0 if self._refreshed_at is None else self._due()
+                if due <= 0:
+                    return await self._read()
+                if due > self._wait:
+                    return False
+            # A rate limit, not a wait for an event: the registry is read at most once a
+            # period. Not under the lock: learn() answers at once meanwhile.
+            await asyncio.sleep(due)
 
-    async def check(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
-        """:meth:`verify`, learning the registry afresh first if the key is unknown."""
+    def _due(self) -> float:
+        """How long until the interval allows the next read (<= 0: now)."""
+        assert self._refreshed_at is not None
+        return self._refreshed_at + self._interval - time.monotonic()
+
+    async def _read(self) -> bool:
+        """One read of the registry, under the lock; whether it held."""
+        assert self._refresh is not None
+        began = self._refreshed_at = time.monotonic()
+        try:
+            registry = await self._refresh()
+        except Exception as exc:  # best effort, whatever the bus or the bucket holds
+            _log.warning("keys.refresh_failed", error=exc.__class__.__name__, exc_info=True)
+            return False
+        known = {e.keyid for e in self.registry.entries()}
+        learned = sum(1 for e in registry.entries() if e.keyid not in known)
+        self.registry = registry
+        self._read_at = began
+        if learned:
+            self.generation += 1
+            _log.info("keys.refreshed", learned=learned)
+        return True
+
+    async def _learn_for(self, keyid: str | None, holder: str, asked: float | None) -> None:
+        """After :class:`UnknownKey` for ``keyid``: :meth:`learn_since` ``asked`` (or now),
+        if a read could bring it as ``holder``'s (a registered key id names its holder: any
+        other is refused without a read)."""
+        since = time.monotonic() if asked is None else asked
+        if self.refreshes and keyid is not None and keyid.startswith(f"{holder}:"):
+            await self.learn_since(since)
+
+    async def check(
+        self, raw: bytes, envelope: Envelope, *, parsed: Any = None, asked: float | None = None
+    ) -> None:
+        """:meth:`verify`, learning the registry afresh first if the key is unknown
+        (:meth:`learn_since`). ``asked``: from when a read serves (:func:`time.monotonic`;
+        by default the moment the key is found unknown). A walk of the log passes the moment
+        it began: every key id it meets was registered by then, so one read begun since
+        serves them all, and events written around admission with made-up key ids hold it
+        up once, not once each."""
         try:
             self.verify(raw, envelope, parsed=parsed)
         except UnknownKey:
             if not self.refreshes:
                 raise
-            await self.learn()  # or another caller just did
-            self.verify(raw, envelope, parsed=parsed)
+            await self._learn_for(envelope.keyid, envelope.source, asked)
+            self.verify(raw, envelope, parsed=parsed)  # or another caller's read brought it
+
+    async def check_document(
+        self, doc: Mapping[str, Any], *, signer: str, at: datetime, asked: float | None = None
+    ) -> None:
+        """:meth:`verify_document`, learning the registry afresh first if the key is
+        unknown, as :meth:`check` does."""
+        try:
+            self.verify_document(doc, signer=signer, at=at)
+        except UnknownKey:
+            if not self.refreshes:
+                raise
+            keyid = doc.get("keyid")
+            await self._learn_for(keyid if isinstance(keyid, str) else None, signer, asked)
+            self.verify_document(doc, signer=signer, at=at)
 
     def verify(self, raw: bytes, envelope: Envelope, *, parsed: Any = None) -> None:
         """``raw`` is the message body as received; ``envelope`` its decoded form;
@@ -472,7 +537,7 @@ class Verifier:
             raise SignatureError("not signed")
         entry = self.registry.get(keyid)
         if entry is None:
-            raise SignatureError(f"key {keyid} is not in the registry")
+            raise UnknownKey(f"key {keyid} is not in the registry")
         if entry.agency != signer:
             raise SignatureError(f"says it is {signer}'s but is signed with {entry.agency}'s key")
         if not entry.valid_at(at):

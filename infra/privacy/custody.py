@@ -171,18 +171,6 @@ def _well_formed(doc: Any, *, case_id: str, gen: int, recipient: str) -> tuple[s
     return maker, grant
 
 
-async def _verify(verifier: Verifier, doc: Mapping[str, Any], signer: str, at: datetime) -> None:
-    """``doc`` signed by ``signer``'s key valid ``at``, learning the registry afresh once
-    for a key id it does not hold (waiting for the next read allowed, if one was just made:
-    an agency asks for its first case key right after publishing its key)."""
-    try:
-        verifier.verify_document(doc, signer=signer, at=at)
-    except SignatureError:
-        if not verifier.refreshes or not await verifier.learn_waiting():
-            raise
-        verifier.verify_document(doc, signer=signer, at=at)
-
-
 class LogMessage(Protocol):
     @property
     def seq(self) -> int: ...
@@ -242,6 +230,7 @@ class GrantCheck:
         source with a key of the registry; a withdrawal or an erasure as soon as it
         decodes (as every gate folds it: a missing key must never let a key through)."""
         book = gate_rules.ConsentBook()
+        asked = time.monotonic()  # a key id unknown then is learned by one read, for the walk
         cursor = 1
         while True:
             batch = await self._log.between(broadcast_filter(case_id), cursor, _LAST, 256)
@@ -252,7 +241,9 @@ class GrantCheck:
                     doc = parse_message(found.data)
                     event = decode(found.data, subject=found.subject, parsed=doc)
                     if event.type in gate_rules.GRANTING:
-                        await self._verifier.check(found.data, event.envelope, parsed=doc)
+                        await self._verifier.check(
+                            found.data, event.envelope, parsed=doc, asked=asked
+                        )
                 except (ContractError, SignatureError):
                     continue
                 book = gate_rules.fold(book, event, found.seq)
@@ -310,7 +301,7 @@ async def open_wrap(
     :class:`~lintas.infra.privacy.sealing.SealBroken` if it does not open."""
     maker, grant = _well_formed(doc, case_id=case_id, gen=gen, recipient=recipient)
     try:
-        await _verify(verifier, doc, maker, _at(doc))
+        await verifier.check_document(doc, signer=maker, at=_at(doc))
     except SignatureError as exc:
         raise WrapUnverified(
             f"the data key of case {case_id} wrapped for {recipient} is not signed by its "
@@ -405,7 +396,7 @@ class Custody:
         if abs(now - at) > _SKEW:
             raise CustodyRefused(400, "the wrap was not made now (its time is off by too much)")
         try:
-            await _verify(self._verifier, doc, maker, at)
+            await self._verifier.check_document(doc, signer=maker, at=at)
         except SignatureError as exc:
             raise CustodyRefused(403, f"the wrap is not signed by {maker}: {exc}") from None
 

@@ -75,3 +75,27 @@ async def test_a_key_learned_mid_batch_keeps_stream_order_and_one_span_each(
     ]
     ended = sorted((s.attributes or {}).get(STREAM_SEQ) for s in capture.spans())
     assert ended == [1, 2, 3, 4]
+
+
+async def test_a_key_published_just_after_the_verifier_s_read_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    """The verifier read the registry a moment before KP2MI's key was published (within
+    its interval): the batch waits for the next read allowed and applies, rather than
+    quarantining an admitted event."""
+    reads: list[str] = []
+
+    async def refresh() -> Registry:
+        reads.append("read")
+        known = [_entry(KEMLU), _entry(KP2MI)] if len(reads) > 1 else [_entry(KEMLU)]
+        return Registry(known)
+
+    applied: list[int] = []
+    runner, _ = runner_for(tmp_path, applied)
+    runner.verifier = Verifier(Registry(), refresh=refresh, refresh_interval_s=0.2)
+    assert await runner.verifier.learn()
+    with capture_logs() as logs:
+        await runner.handle([_msg(1, OPENED, KEMLU), _msg(2, _assigned(1), KP2MI)])
+    assert applied == [1, 2]
+    assert reads == ["read", "read"]
+    assert not [e for e in logs if e["event"] == "message.rejected"]

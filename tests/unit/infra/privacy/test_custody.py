@@ -184,3 +184,23 @@ async def test_a_recipient_s_own_first_wrap_reads_no_log() -> None:
         await open_wrap(own, KP2MI, VERIFIER, grants, case_id=CASE, gen=1, recipient="kemlu") == KEY
     )
     assert log.reads == 0
+
+
+async def test_a_maker_s_key_published_just_after_the_verifier_s_read_is_waited_for() -> None:
+    """The maker's key came into the registry a moment after the recipient's verifier read
+    it: the verifier reads again when its interval allows (Verifier.check_document), and
+    the wrap opens rather than being refused for good."""
+    reads: list[str] = []
+
+    async def refresh() -> Registry:
+        reads.append("read")
+        return VERIFIER.registry if len(reads) > 1 else Registry()
+
+    verifier = Verifier(Registry(), refresh=refresh, refresh_interval_s=0.2)
+    assert await verifier.learn()  # the key not published yet
+    grants = GrantCheck(_log(), verifier)
+    opened = await open_wrap(
+        _wrap(), KP2MI, verifier, grants, case_id=CASE, gen=1, recipient="kp2mi"
+    )
+    assert opened == KEY
+    assert reads == ["read", "read"]
