@@ -188,8 +188,10 @@ RULES: Mapping[str, Rule] = {
             # The public keys: lintas dlq retry checks a message's signature again.
             *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
             # A consumer's lag (lintas status): when its oldest unacknowledged message was
-            # stored, which the read service tells, as it may not read the stream itself.
+            # stored, which the read service tells, as it may not read the stream itself;
+            # and how much the event stream holds.
             "{read}.operator.oldest-unacked",
+            "{read}.operator.stream-state",
         ),
         subscribe=("_INBOX.operator.>",),
     ),
