@@ -54,7 +54,7 @@ from lintas.consumers.projections import WorklistRow
 from lintas.consumers.watchdog import DeadlineRow
 from lintas.contracts import PermanentError, agency_name
 from lintas.infra.db import Tracking
-from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.infra.errors import BusUnavailable, NotPermitted, bus_errors
 from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import agency_of, quarantine_stream
 from lintas.infra.reads import OPERATOR, DirectReads, ReadRefused, ServiceReads, StreamState
@@ -197,8 +197,9 @@ class StatusReads(Protocol):
 class _Reads:
     """The stream's numbers and each consumer's lag, read once each. Once the read service
     does not answer, nothing more is asked of it (the same failure, each after its own
-    timeout); after a lag is refused, no other lag is asked. What was not read is told in
-    one line per failure: ``stream state and lag not read (<why>)``."""
+    timeout); after a lag is refused (by the service or the bus), no other lag is asked.
+    What was not read is told in one line per failure: ``stream state and lag not read
+    (<why>)``."""
 
     def __init__(self, reads: StatusReads, now: datetime) -> None:
         self._reads, self._now = reads, now
@@ -224,7 +225,9 @@ class _Reads:
         except BusUnavailable as exc:
             self._away = str(exc)
             self._miss("stream state", self._away)
-        except ReadRefused as exc:
+        except (ReadRefused, NotPermitted) as exc:
+            # Refused: by the service, or by the bus (an authorization rendered before the
+            # operator could ask for it). Lags are other requests: they are still asked.
             self._miss("stream state", str(exc))
         return None
 
@@ -240,7 +243,7 @@ class _Reads:
             self._away = str(exc)
             self._miss("lag", self._away)
             return None
-        except ReadRefused as exc:
+        except (ReadRefused, NotPermitted) as exc:
             self._lag_refused = str(exc)
             self._miss("lag", self._lag_refused)
             return None

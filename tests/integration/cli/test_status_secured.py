@@ -16,6 +16,7 @@ import json
 import os
 from argparse import Namespace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from rich.console import Console
 from lintas.cli import main
 from lintas.cli._watch import run_watch
 from lintas.contracts import new_case_id
+from lintas.infra.nats.access import RULES
 from lintas.infra.nats.bus import read_service
 from lintas.infra.nats.credentials import uses_credentials
+from lintas.infra.nats.identities import accounts_path
 from lintas.infra.nats.topology import declare_platform, deployment_consumers
 from tests.support.secured import Client, Hub, secured_hub
 
@@ -44,6 +47,10 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
 
 @pytest.fixture
 async def backlog(hub: Hub) -> list[int]:
+    return await _backlog(hub)
+
+
+async def _backlog(hub: Hub) -> list[int]:
     """KP2MI's and Dukcapil's consumers declared, none running; three messages for KP2MI
     on the log (written as admission, its only writer: what they say does not matter to a
     backlog). Returns their stream sequences."""
@@ -214,3 +221,35 @@ async def test_on_a_bus_where_nothing_has_run_status_says_so_as_the_operator(
     assert code == 1
     assert "no stream LINTAS on the bus: nothing has run yet" in " ".join(err.split())
     assert out == ""
+
+
+async def test_under_an_authorization_older_than_stream_state_status_still_reads_lags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment that upgraded lintas but not yet the server's authorization: the
+    operator may not ask for the stream's numbers (and may still ask STREAM.INFO, until the
+    authorization is rendered again). Status says so in one line and reads the rest."""
+    rule = RULES["operator"]
+    older = replace(
+        rule,
+        publish=(
+            *(p for p in rule.publish if not p.endswith(".stream-state")),
+            "{api}.STREAM.INFO.*",
+        ),
+        deny_publish=(),
+    )
+    monkeypatch.setitem(RULES, "operator", older)  # type: ignore[index]  # a Mapping: a dict
+    async with secured_hub(tmp_path) as hub:
+        monkeypatch.undo()
+        assert "lintas_read.operator.stream-state" not in accounts_path(hub.settings).read_text()
+        seqs = await _backlog(hub)
+        async with read_service(hub.settings, hub.url):
+            code, out, err = await _status(hub, monkeypatch, capsys, "--json", "--sample", "0")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["stream"]["messages"] is None
+    assert doc["agencies"]["kp2mi"]["lag_s"] is not None  # lags are still read
+    assert doc["agencies"]["kp2mi"]["pending"] == len(seqs)
+    [problem] = doc["problems"]
+    assert problem.startswith("stream state not read ("), problem
+    assert "not permitted" in problem, problem
