@@ -25,13 +25,13 @@ from lintas.consumers.app import Databases
 from lintas.consumers.status import (
     AGE_BUCKETS,
     BusSample,
-    LagReads,
     NothingRunYet,
     Status,
+    StatusReads,
     build_status,
-    lag_reads,
     read_projections,
     sample_bus,
+    status_reads,
 )
 from lintas.contracts import TransientError
 from lintas.infra.nats.bus import connect, open_bus
@@ -55,7 +55,7 @@ async def _snapshot(
     settings: Settings,
     databases: Databases,
     previous: BusSample | None,
-    reads: LagReads | None = None,
+    reads: StatusReads | None = None,
 ) -> tuple[Status, BusSample]:
     now = datetime.now(UTC)
     sample = await sample_bus(js, settings, now, reads)
@@ -80,6 +80,15 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TiB"
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -100,8 +109,9 @@ def render_status(status: Status) -> RenderableType:
     stream = status.stream
     head = Text.assemble(
         ("lintas ", "bold"),
-        (f"{stream.name}: {stream.messages:,} events", "bold cyan"),
+        (f"{stream.name}: {_count(stream.messages)} events", "bold cyan"),
         f" · {_rate(stream.events_per_second)}/s" if stream.events_per_second is not None else "",
+        f" · {_size(stream.bytes)}" if stream.bytes is not None else "",
         " · quarantined ",
         _alert(f"{status.quarantined:,}", status.quarantined > 0),
         f" · {status.at:%Y-%m-%d %H:%M:%S} UTC",
@@ -173,7 +183,7 @@ async def run_status(settings: Settings, args: argparse.Namespace, console: Cons
         databases = Databases(settings)
         try:
             js = nc.jetstream()
-            reads = lag_reads(nc, js, settings)
+            reads = status_reads(nc, js, settings)
             previous = None
             if args.sample > 0:
                 previous = await sample_bus(js, settings, datetime.now(UTC), reads)
@@ -210,7 +220,7 @@ async def run_watch(
             databases = Databases(settings)
             try:
                 js = nc.jetstream()
-                reads = lag_reads(nc, js, settings)
+                reads = status_reads(nc, js, settings)
                 status, previous = await _snapshot(js, settings, databases, None, reads)
                 shown = 1
                 with Live(

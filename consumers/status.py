@@ -18,11 +18,15 @@ and from its worklist: open hand-offs (requested or accepted) by age, and how ma
 them are overdue; from the watchdog: how many of them were escalated to KPAI; from the
 quarantine: how many of its messages are held there.
 
-A lag needs the time a message was stored, which only a read of the stream tells. The
-operator may not read the stream (``lintas.infra.nats.access``): on a secured bus it asks
-the platform's read service (``oldest-unacked``: a time, nothing of the message). When no
-read service answers, the snapshot is still taken, with those lags unknown and
-``problems`` saying so: ``lintas status`` is wanted most when something is wrong.
+A lag needs the time a message was stored, which only a read of the stream tells, and the
+stream's own numbers (message count, bytes, first and last sequence) its info. The operator
+may do neither (``lintas.infra.nats.access``: a stream info request with a subjects filter
+lists who wrote what to whom about which case): on a secured bus it asks the platform's read
+service (``oldest-unacked``: a time, nothing of the message; ``stream-state``: four
+numbers). When no read service answers, the snapshot is still taken, with the stream's
+numbers and those lags unknown and one line of ``problems`` saying so: ``lintas status``
+is wanted most when something is wrong. The quarantine's counts per consumer come from its
+own stream info, which the operator may ask: its subjects name consumers only.
 
 Errors::
 
@@ -50,10 +54,10 @@ from lintas.consumers.projections import WorklistRow
 from lintas.consumers.watchdog import DeadlineRow
 from lintas.contracts import PermanentError, agency_name
 from lintas.infra.db import Tracking
-from lintas.infra.errors import BusUnavailable, bus_errors
+from lintas.infra.errors import BusUnavailable, NotPermitted, bus_errors
 from lintas.infra.nats.credentials import uses_credentials
 from lintas.infra.nats.topology import agency_of, quarantine_stream
-from lintas.infra.reads import OPERATOR, DirectReads, ReadRefused, ServiceReads
+from lintas.infra.reads import OPERATOR, DirectReads, ReadRefused, ServiceReads, StreamState
 from lintas.infra.settings import Settings
 
 __all__ = [
@@ -63,17 +67,17 @@ __all__ = [
     "BusSample",
     "ConsumerSample",
     "ConsumerStatus",
-    "LagReads",
     "NothingRunYet",
     "OpenHandoffs",
     "Projections",
     "Status",
+    "StatusReads",
     "StreamStatus",
     "WatchdogStatus",
     "build_status",
-    "lag_reads",
     "read_projections",
     "sample_bus",
+    "status_reads",
 ]
 
 SCHEMA = "lintas.status/1"
@@ -125,9 +129,12 @@ class AgencyStatus(_Model):
 
 class StreamStatus(_Model):
     name: str
-    messages: int
-    last_seq: int
+    # None: not read (``problems`` says why), as when no read service answers the operator.
+    messages: int | None
+    last_seq: int | None
     events_per_second: float | None
+    first_seq: int | None = None
+    bytes: int | None = None
 
 
 class WatchdogStatus(_Model):
@@ -148,7 +155,8 @@ class Status(_Model):
     agencies: dict[str, AgencyStatus]
     consumers: dict[str, ConsumerStatus]
     watchdog: WatchdogStatus | None
-    # What could not be read (a lag, when no read service answers): the rest still is.
+    # What could not be read (the stream's numbers, a lag, when no read service answers):
+    # the rest still is.
     problems: list[str] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -170,77 +178,122 @@ class ConsumerSample:
 @dataclass(frozen=True, slots=True)
 class BusSample:
     monotonic: float
-    messages: int
-    last_seq: int
+    stream: StreamState | None  # None: not read (``problems`` says why)
     consumers: dict[str, ConsumerSample]
     quarantined: dict[str, int]  # by consumer
     problems: tuple[str, ...] = ()
 
 
-class LagReads(Protocol):
-    """Where a consumer's lag is read: the stream itself (``DirectReads``), or the read
-    service as the operator (``ServiceReads(nc, "operator")``)."""
+class StatusReads(Protocol):
+    """Where the stream's numbers and a consumer's lag are read: the stream itself
+    (``DirectReads``), or the read service as the operator (``ServiceReads(nc,
+    "operator")``)."""
+
+    async def stream_state(self) -> StreamState: ...
 
     async def oldest_unacknowledged(self, consumer: str) -> datetime | None: ...
 
 
-class _Lags:
-    """Each consumer's lag; after the first failure to read one, the rest are not asked
-    (the same failure, each after its own timeout), and the failure is kept to tell."""
+class _Reads:
+    """The stream's numbers and each consumer's lag, read once each. Once the read service
+    does not answer, nothing more is asked of it (the same failure, each after its own
+    timeout); after a lag is refused (by the service or the bus), no other lag is asked.
+    What was not read is told in one line per failure: ``stream state and lag not read
+    (<why>)``."""
 
-    def __init__(self, reads: LagReads, now: datetime) -> None:
+    def __init__(self, reads: StatusReads, now: datetime) -> None:
         self._reads, self._now = reads, now
-        self.problem: str | None = None
+        self._away: str | None = None  # why the read service (or stream) did not answer
+        self._lag_refused: str | None = None
+        self._missed: dict[str, list[str]] = {}  # why -> what was not read
 
-    async def of(self, info: Any) -> float | None:
+    def _miss(self, what: str, why: str) -> None:
+        missed = self._missed.setdefault(why, [])
+        if what not in missed:
+            missed.append(what)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(f"{' and '.join(what)} not read ({why})" for why, what in self._missed.items())
+
+    async def stream(self) -> StreamState | None:
+        if self._away is not None:
+            self._miss("stream state", self._away)
+            return None
+        try:
+            return await self._reads.stream_state()
+        except BusUnavailable as exc:
+            self._away = str(exc)
+            self._miss("stream state", self._away)
+        except (ReadRefused, NotPermitted) as exc:
+            # Refused: by the service, or by the bus (an authorization rendered before the
+            # operator could ask for it). Lags are other requests: they are still asked.
+            self._miss("stream state", str(exc))
+        return None
+
+    async def lag(self, info: Any) -> float | None:
         if not (info.num_pending or info.num_ack_pending):
             return 0.0
-        if self.problem is not None:
+        if (why := self._away or self._lag_refused) is not None:
+            self._miss("lag", why)
             return None
         try:
             stored = await self._reads.oldest_unacknowledged(info.name)
-        except (BusUnavailable, ReadRefused) as exc:
-            self.problem = f"lag not read ({exc})"
+        except BusUnavailable as exc:
+            self._away = str(exc)
+            self._miss("lag", self._away)
+            return None
+        except (ReadRefused, NotPermitted) as exc:
+            self._lag_refused = str(exc)
+            self._miss("lag", self._lag_refused)
             return None
         except nats.js.errors.NotFoundError:
             return 0.0  # deleted since it was listed
         return 0.0 if stored is None else max(0.0, (self._now - stored).total_seconds())
 
 
-def lag_reads(nc: Any, js: Any, settings: Settings) -> LagReads:
-    """Where the operator, connected as ``nc``, reads lags: the read service when it logs in
-    with its own nkey (the bus then keeps it off the stream), else the stream."""
+def status_reads(nc: Any, js: Any, settings: Settings) -> StatusReads:
+    """Where the operator, connected as ``nc``, reads the stream's numbers and lags: the
+    read service when it logs in with its own nkey (the bus then keeps it off the stream
+    and its info), else the stream."""
     if uses_credentials(settings, OPERATOR):
         return ServiceReads(nc, OPERATOR)
     return DirectReads(js, settings.stream)
 
 
 async def sample_bus(
-    js: Any, settings: Settings, now: datetime, reads: LagReads | None = None
+    js: Any, settings: Settings, now: datetime, reads: StatusReads | None = None
 ) -> BusSample:
-    """The event stream, every durable consumer on it, and the quarantine, once; lags read
-    through ``reads`` (default: the stream, for an identity that may read it)."""
+    """The event stream, every durable consumer on it, and the quarantine, once; the
+    stream's numbers and lags read through ``reads`` (default: the stream, for an identity
+    that may read it)."""
     stream = settings.stream
-    lags = _Lags(reads if reads is not None else DirectReads(js, stream), now)
+    asked = _Reads(reads if reads is not None else DirectReads(js, stream), now)
+    nothing = NothingRunYet(
+        f"there is no stream {stream} on the bus: nothing has run yet "
+        "(start `lintas up`, or try `lintas demo`)"
+    )
     with bus_errors(f"reading the state of {stream}", js):
         try:
-            state = (await js.stream_info(stream)).state
-        except nats.js.errors.NotFoundError:
-            raise NothingRunYet(
-                f"there is no stream {stream} on the bus: nothing has run yet "
-                "(start `lintas up`, or try `lintas demo`)"
-            ) from None
+            state = await asked.stream()
+        except nats.js.errors.NotFoundError:  # read on the stream itself
+            raise nothing from None
         consumers: dict[str, ConsumerSample] = {}
         offset = 0
         while True:
-            page = await js.consumers_info(stream, offset=offset or None)
+            try:
+                # Asked of the bus whoever reads the stream's numbers: the read service
+                # answers "no stream" as a refusal like any other.
+                page = await js.consumers_info(stream, offset=offset or None)
+            except nats.js.errors.NotFoundError:
+                raise nothing from None
             for info in page:
                 consumers[info.name] = ConsumerSample(
                     name=info.name,
                     pending=int(info.num_pending or 0),
                     ack_pending=int(info.num_ack_pending or 0),
                     acknowledged=int(info.ack_floor.consumer_seq or 0),
-                    lag_s=await lags.of(info),
+                    lag_s=await asked.lag(info),
                 )
             if len(page) < 256:
                 break
@@ -257,11 +310,10 @@ async def sample_bus(
                 quarantined[consumer] = quarantined.get(consumer, 0) + int(count)
     return BusSample(
         monotonic=time.monotonic(),
-        messages=int(state.messages),
-        last_seq=int(state.last_seq),
+        stream=state,
         consumers=consumers,
         quarantined=quarantined,
-        problems=(lags.problem,) if lags.problem else (),
+        problems=asked.problems,
     )
 
 
@@ -429,18 +481,21 @@ def build_status(
                 current.quarantined.get(c, 0) for c in (f"agency-{agency}", f"sent-{agency}")
             ),
         )
+    state, before = current.stream, previous.stream if previous is not None else None
     return Status(
         at=now,
         sample_s=round(seconds, 3) if seconds is not None else None,
         stream=StreamStatus(
             name=settings.stream,
-            messages=current.messages,
-            last_seq=current.last_seq,
+            messages=state.messages if state is not None else None,
+            last_seq=state.last_seq if state is not None else None,
             events_per_second=(
-                _rate(current.last_seq, previous.last_seq, seconds)
-                if previous is not None and seconds is not None
+                _rate(state.last_seq, before.last_seq, seconds)
+                if state is not None and before is not None and seconds is not None
                 else None
             ),
+            first_seq=state.first_seq if state is not None else None,
+            bytes=state.bytes if state is not None else None,
         ),
         quarantined=sum(current.quarantined.values()),
         agencies=statuses,

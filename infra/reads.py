@@ -20,11 +20,15 @@ And one answer the log gives that an agency cannot work out from what it may rea
            all the case's events): the Publisher's gate lets only the owner erase or hand on
            a case, and an agency that owns a case by assignment may not read its opening.
 
-And one read for the operator (``lintas status``, ``lintas watch``), whose permissions do not
-let it read the stream either:
+And two reads for the operator (``lintas status``, ``lintas watch``), whose permissions do
+not let it read the stream either, nor ask for its info (a stream info request with a
+subjects filter, in its body, lists every stored subject: who wrote what to whom about
+which case):
 
 ``oldest-unacked``  when the oldest message a durable consumer has not acknowledged was
-                    stored (a consumer's lag): a time, nothing of the message.
+                    stored (a consumer's lag): a time, nothing of the message;
+``stream-state``    how much the stream holds (:class:`StreamState`: its message count,
+                    bytes, first and last sequence): numbers, never a subject.
 
 Custody of the case key store (:mod:`lintas.infra.privacy.custody`), which no agency may
 touch: ``key`` reads an agency a case marker or its own wrap, ``make-key`` stores a case's
@@ -39,8 +43,8 @@ agencies a ``consent.withdrawn`` no longer covers.
 :class:`DirectReads` makes them straight on the stream (the platform, or a bus without
 authorization). :class:`ReadService` (run by the platform: ``lintas up``, ``lintas run
 reads``, and every embedded bus) makes them for agencies that ask on
-``lintas_read.<agency>.<operation>`` (and ``lintas_read.operator.oldest-unacked``); only that
-agency (or the operator) may publish there. It answers a body
+``lintas_read.<agency>.<operation>`` (and ``lintas_read.operator.oldest-unacked`` and
+``.stream-state``); only that agency (or the operator) may publish there. It answers a body
 only when the message is addressed to the agency, from it, or to ``all`` (what its own
 consumers deliver), and of any other message only its sequence and hash: a hash of a
 signed, id-bearing document reveals nothing of it (a head it may read comes with its subject
@@ -111,6 +115,7 @@ __all__ = [
     "ServiceReads",
     "StoredMessage",
     "StreamReads",
+    "StreamState",
     "jetstream_api",
     "may_read",
     "may_read_filter",
@@ -123,7 +128,8 @@ _log = structlog.get_logger("lintas.reads")
 _MAX_ANSWER_BYTES = 512 * 1024
 _QUEUE = "lintas-read"
 OPERATOR = "operator"
-"""The one identity besides the agencies the service answers, and only ``oldest-unacked``."""
+"""The one identity besides the agencies the service answers, and only ``oldest-unacked``
+and ``stream-state``."""
 _CONCURRENCY = 64
 _NO_RESPONDERS_WAIT_S = 0.1
 # A request not answered yet is asked again after these pauses (ServiceReads._request).
@@ -147,6 +153,16 @@ class CaseHead:
     event_id: str | None = None
     subject: str = ""
     body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """How much a stream holds, as its info tells it: numbers, never a subject."""
+
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +289,17 @@ class DirectReads:
         has none). Raises nats-py's ``NotFoundError`` when there is no such consumer."""
         return await oldest_unacknowledged(self._js, self.stream, consumer)
 
+    async def stream_state(self) -> StreamState:
+        """How much the stream holds. Raises nats-py's ``NotFoundError`` when there is no
+        such stream."""
+        state = (await self._js.stream_info(self.stream)).state
+        return StreamState(
+            messages=int(state.messages or 0),
+            bytes=int(state.bytes or 0),
+            first_seq=int(state.first_seq or 0),
+            last_seq=int(state.last_seq or 0),
+        )
+
     async def between(
         self, subject_filter: str, first: int, last: int, limit: int
     ) -> list[StoredMessage]:
@@ -385,7 +412,10 @@ class ReadService:
             "make-key": self._custody.make,
             "wrap-key": self._custody.wrap,
         }
-        self._operator_ops = {"oldest-unacked": self._op_oldest_unacked}
+        self._operator_ops = {
+            "oldest-unacked": self._op_oldest_unacked,
+            "stream-state": self._op_stream_state,
+        }
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(read_subject("*", "*"), queue=_QUEUE, cb=self._on_msg)
@@ -509,6 +539,22 @@ class ReadService:
             raise _Refusal(404, f"no consumer {consumer} on {self._reads.stream}") from None
         return {"stored": stored.isoformat() if stored is not None else None}
 
+    async def _op_stream_state(self, who: str, request: dict[str, Any]) -> dict[str, Any]:
+        """How much the stream holds, for the operator: four numbers, and no subject (a
+        request names nothing: there is no filter to ask with)."""
+        if request:
+            raise _Refusal(400, "stream-state takes no arguments")
+        try:
+            state = await self._reads.stream_state()
+        except nats.js.errors.NotFoundError:
+            raise _Refusal(404, f"no stream {self._reads.stream}") from None
+        return {
+            "messages": state.messages,
+            "bytes": state.bytes,
+            "first_seq": state.first_seq,
+            "last_seq": state.last_seq,
+        }
+
     # -- the case key store: what the log calls for, done as the platform ------------------
 
     async def _case_events(self, subject_filter: str, last: int) -> list[tuple[int, Event]]:
@@ -590,6 +636,13 @@ class ReadService:
         return {"revoked": revoked}
 
 
+def _count(answer: dict[str, Any], name: str) -> int:
+    value = answer.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} is no count")
+    return value
+
+
 def _case_of(request: dict[str, Any]) -> str:
     case_id = request.get("case")
     if not isinstance(case_id, str) or not is_case_id(case_id):
@@ -602,7 +655,8 @@ def _case_of(request: dict[str, Any]) -> str:
 
 class ServiceReads:
     """The reads, asked of the read service as ``agency`` (or as the :data:`OPERATOR`,
-    which the service answers :meth:`oldest_unacknowledged` only)."""
+    which the service answers :meth:`oldest_unacknowledged` and :meth:`stream_state`
+    only)."""
 
     def __init__(self, nc: Any, agency: str, *, timeout: float = 5.0) -> None:
         if not (is_agency_id(agency) or agency == OPERATOR):
@@ -732,6 +786,19 @@ class ServiceReads:
         answer = await self._ask("oldest-unacked", {"consumer": consumer})
         stored = answer.get("stored")
         return datetime.fromisoformat(stored) if isinstance(stored, str) else None
+
+    async def stream_state(self) -> StreamState:
+        """How much the stream holds (:class:`ReadRefused` when there is no stream)."""
+        answer = await self._ask("stream-state", {})
+        try:
+            return StreamState(
+                messages=_count(answer, "messages"),
+                bytes=_count(answer, "bytes"),
+                first_seq=_count(answer, "first_seq"),
+                last_seq=_count(answer, "last_seq"),
+            )
+        except (TypeError, ValueError):
+            raise BusUnavailable(f"the read service answered {answer!r} to stream-state") from None
 
     async def owner(self, case_id: str, upto: int) -> str | None:
         """The case's owner as its whole log says, up to sequence ``upto``."""

@@ -39,10 +39,14 @@ What the rules allow, and why (docs/DEPLOYMENT.md has the long form):
   replies arrive; never to ``lintas.>`` (core NATS would hand it every event in flight).
 * the **auditor** reads the event, checkpoints and key streams (info, direct and stream gets) and
   publishes nothing else: no event, no checkpoint, no consumer.
-* the **operator** reads stream and consumer state, the quarantine, which it may also
-  delete entries from (``lintas dlq retry``), and the public-key registry (a retried
-  message's signature is checked again); it asks the read service when a consumer's oldest
-  unacknowledged message was stored (its lag), never for a message.
+* the **operator** reads consumer state, stream names and lists, the quarantine, which it
+  may also delete entries from (``lintas dlq retry``), and the public-key registry (a
+  retried message's signature is checked again); it asks the read service when a
+  consumer's oldest unacknowledged message was stored (its lag) and how much the event
+  stream holds, never for a message. It may not ask for the info of the event stream, the
+  intake or the case key store: a subjects filter in the request body (which permissions
+  cannot see) lists their stored subjects, and those name agencies and case ids (who wrote
+  what to whom about which case, who holds which case's key).
 * the **platform** (declaring streams and consumers, the record projector, the read service,
   checkpoints, the key registry) may do anything in ``LINTAS`` except publish events and
   anything in :data:`LOG_GUARD`: change, purge, delete or restore the event or checkpoints
@@ -70,6 +74,7 @@ from lintas.infra.nats.topology import (
     KEYS_BUCKET,
     agency_consumer,
     agency_sent_consumer,
+    case_keys_stream,
     checkpoints_stream,
     intake_stream,
     quarantine_stream,
@@ -120,7 +125,8 @@ class Rule:
     of the identity's account, ``{stream}`` ``{quarantine}`` ``{checkpoints}`` ``{keys}``
     ``{exchange}`` stream names, ``{q}`` the quarantine subject root,
     ``{read}`` the read service's root; ``{intake}`` the intake root and ``{intake_stream}``
-    its stream, ``{ids}`` and ``{leases}`` admission's buckets.
+    its stream, ``{ids}`` and ``{leases}`` admission's buckets, ``{case_keys}`` the case key
+    store's stream.
     """
 
     publish: tuple[str, ...]
@@ -177,21 +183,33 @@ RULES: Mapping[str, Rule] = {
     "operator": Rule(
         publish=(
             "{api}.INFO",
+            # Names, configurations and message counts: a list request takes no subjects
+            # filter (the server refuses one).
             "{api}.STREAM.NAMES",
             "{api}.STREAM.LIST",
-            "{api}.STREAM.INFO.*",
             "{api}.CONSUMER.NAMES.*",
             "{api}.CONSUMER.LIST.*",
             "{api}.CONSUMER.INFO.*.*",
+            # Its info too (quarantined counts per consumer): its subjects name consumers.
             *(t.replace("{s}", "{quarantine}") for t in _READ_STREAM),
             "{api}.STREAM.MSG.DELETE.{quarantine}",  # lintas dlq retry removes what it applied
             # The public keys: lintas dlq retry checks a message's signature again.
             *(t.replace("{s}", "{keys}") for t in _READ_STREAM),
-            # A consumer's lag (lintas status): when its oldest unacknowledged message was
-            # stored, which the read service tells, as it may not read the stream itself.
+            # lintas status: a consumer's lag (when its oldest unacknowledged message was
+            # stored) and how much the event stream holds, which the read service tells, as
+            # the operator may neither read the stream nor ask for its info.
             "{read}.operator.oldest-unacked",
+            "{read}.operator.stream-state",
         ),
         subscribe=("_INBOX.operator.>",),
+        # Whose subjects name agencies and cases: a subjects filter in an info request's
+        # body lists them. Not granted above; denied as well, so that no widening of the
+        # rule later grants them by accident.
+        deny_publish=(
+            "{api}.STREAM.INFO.{stream}",
+            "{api}.STREAM.INFO.{intake_stream}",
+            "{api}.STREAM.INFO.{case_keys}",
+        ),
     ),
     "admission": Rule(
         # The writer of the event log: what it pulls from the intake, judged, goes to
@@ -340,6 +358,7 @@ def grant_for(
         "intake_stream": intake_stream(settings),
         "ids": ADMITTED_IDS_BUCKET,
         "leases": ADMISSION_LEASES_BUCKET,
+        "case_keys": case_keys_stream(),
     }
     consumers = (
         consumers_of(identity, simulated_staff=simulated_staff) if identity not in RULES else []

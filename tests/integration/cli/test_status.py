@@ -285,7 +285,10 @@ async def test_status_json_matches_the_projections(
         "messages": info.state.messages,
         "last_seq": info.state.last_seq,
         "events_per_second": None,
+        "first_seq": info.state.first_seq,
+        "bytes": info.state.bytes,
     }
+    assert doc["problems"] == []
     assert doc["sample_s"] is None
     assert doc["consumers"]["watchdog"]["pending"] == 0
 

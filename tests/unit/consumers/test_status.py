@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.console import Console
+
 from lintas.cli._watch import render_status
 from lintas.consumers.status import (
     BusSample,
@@ -13,6 +15,7 @@ from lintas.consumers.status import (
     WatchdogStatus,
     build_status,
 )
+from lintas.infra.reads import StreamState
 from lintas.infra.settings import Settings
 
 NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -21,8 +24,7 @@ NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 def _sample(at: float, last_seq: int, acked: dict[str, int], **pending: int) -> BusSample:
     return BusSample(
         monotonic=at,
-        messages=last_seq,
-        last_seq=last_seq,
+        stream=StreamState(messages=last_seq, bytes=100 * last_seq, first_seq=1, last_seq=last_seq),
         consumers={
             name: ConsumerSample(name, pending.get(name.replace("-", "_"), 0), 0, count, 0.0)
             for name, count in acked.items()
@@ -76,3 +78,43 @@ def test_one_sample_gives_no_rates_and_the_view_renders() -> None:
     assert status.watchdog is None
     assert status.agencies["kp2mi"].escalated is None  # no watchdog: unknown, not zero
     render_status(status)  # renders with every optional part missing
+
+
+def test_a_stream_state_not_read_is_unknown_never_zero() -> None:
+    """The operator's read service did not answer: the stream's numbers and its rate are
+    null in the JSON and ``-`` on screen, and the line under the tables says why."""
+    settings = Settings(data_dir="/nonexistent")
+    before = _sample(1.0, 7, {"agency-kp2mi": 7})
+    unread = BusSample(
+        monotonic=2.0,
+        stream=None,
+        consumers=before.consumers,
+        quarantined={},
+        problems=("stream state not read (no read service answers)",),
+    )
+    status = build_status(settings, unread, before, Projections(), ["kp2mi"], NOW)
+    stream = status.to_json()["stream"]
+    assert stream == {
+        "name": "LINTAS",
+        "messages": None,
+        "last_seq": None,
+        "events_per_second": None,
+        "first_seq": None,
+        "bytes": None,
+    }
+    assert status.problems == ["stream state not read (no read service answers)"]
+    shown = Console(width=200, record=True, color_system=None)
+    shown.print(render_status(status))
+    text = shown.export_text()
+    assert "LINTAS: - events" in text
+    assert "stream state not read (no read service answers)" in text
+
+    read = build_status(settings, before, None, Projections(), ["kp2mi"], NOW)
+    assert read.to_json()["stream"] == {
+        "name": "LINTAS",
+        "messages": 7,
+        "last_seq": 7,
+        "events_per_second": None,
+        "first_seq": 1,
+        "bytes": 700,
+    }

@@ -283,6 +283,9 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             assert (await ajs.get_msg(settings.stream, seq=1, direct=True)).data
             assert (await ajs.stream_info(checkpoints_stream(settings))).state.messages == 0
             assert (await operator.js().consumer_info("LINTAS", "agency-dukcapil")).num_pending == 0
+            # ...and how much the log holds from the read service, as `lintas status` does
+            held = await ServiceReads(operator.conn, "operator").stream_state()
+            assert held.last_seq == (await platform.js().stream_info("LINTAS")).state.last_seq
 
             # -- violations --------------------------------------------------------------
             # The detector first: what is allowed is not reported as refused.
@@ -386,6 +389,12 @@ async def test_agencies_auditor_operator_and_platform_stay_in_their_lanes(
             tally(
                 "the operator reads the event stream",
                 await _request_refused(operator, "$JS.API.DIRECT.GET.LINTAS", b'{"seq":1}'),
+            )
+            tally(
+                "the operator lists the event stream's subjects",
+                await _request_refused(
+                    operator, "$JS.API.STREAM.INFO.LINTAS", b'{"subjects_filter":">"}'
+                ),
             )
             tally(
                 "the operator deletes the stream",

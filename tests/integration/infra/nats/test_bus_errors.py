@@ -41,8 +41,8 @@ async def test_a_refusal_a_timeout_and_no_responders_are_told_apart(hub: Hub) ->
         assert "NATS unavailable" not in said
 
         # What it may read still reads, on the same client, and a plain timeout is a timeout.
-        with bus_errors("reading the stream's state", js):
-            assert (await js.stream_info(settings.stream)).config.name == settings.stream
+        with bus_errors("reading a consumer's state", js):
+            assert (await js.consumer_info(settings.stream, "agency-kp2mi")).num_pending == 0
         sub = await platform.subscribe("lintas_read.operator.oldest-unacked")  # never answers
         await platform.flush()
         with pytest.raises(BusUnavailable) as slow, bus_errors("asking", operator):

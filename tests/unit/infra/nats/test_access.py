@@ -163,18 +163,37 @@ def test_the_auditor_reads_the_log_and_checkpoints_and_publishes_nothing(
 
 def test_the_operator_reads_status_and_quarantine_only(settings: Settings) -> None:
     grant = grant_for("operator", settings)
-    assert may_publish(grant, "$JS.API.CONSUMER.INFO.LINTAS.agency-kemlu")
-    assert may_publish(grant, "$JS.API.STREAM.INFO.LINTAS")
-    assert may_publish(grant, "$JS.API.DIRECT.GET.LINTAS_QUARANTINE")
-    assert may_publish(grant, "$JS.API.STREAM.MSG.DELETE.LINTAS_QUARANTINE")
-    for subject in (
+    allowed = [
+        "$JS.API.CONSUMER.INFO.LINTAS.agency-kemlu",
+        "$JS.API.CONSUMER.LIST.LINTAS",
+        "$JS.API.STREAM.LIST",  # takes no subjects filter
+        "$JS.API.STREAM.INFO.LINTAS_QUARANTINE",  # its subjects name consumers only
+        "$JS.API.DIRECT.GET.LINTAS_QUARANTINE",
+        "$JS.API.STREAM.MSG.DELETE.LINTAS_QUARANTINE",
+        "$JS.API.STREAM.INFO.KV_LINTAS_KEYS",  # lintas dlq retry opens the key bucket
+        "lintas_read.operator.oldest-unacked",  # a consumer's lag
+        "lintas_read.operator.stream-state",  # the event stream's numbers
+    ]
+    assert [s for s in allowed if not may_publish(grant, s)] == []
+    refused = [
         "$JS.API.DIRECT.GET.LINTAS",
         "$JS.API.STREAM.MSG.GET.LINTAS",
         "$JS.API.STREAM.MSG.DELETE.LINTAS",
         "lintas.kemlu.dukcapil.case.opened.C1",
         "$JS.API.CONSUMER.MSG.NEXT.LINTAS.agency-kemlu",
-    ):
-        assert not may_publish(grant, subject), subject
+        # A subjects filter in the body lists who wrote what to whom about which case...
+        "$JS.API.STREAM.INFO.LINTAS",
+        "$JS.API.STREAM.INFO.LINTAS_INTAKE",  # ...who sent what about which case...
+        "$JS.API.STREAM.INFO.KV_LINTAS_CASE_KEYS",  # ...who holds which case's key
+        "$JS.API.STREAM.INFO.KV_LINTAS_ADMITTED_IDS",  # every admitted event's id
+        "$JS.API.STREAM.INFO.LINTAS_CHECKPOINTS",  # not needed
+        "lintas_read.operator.head",  # the read service's agency reads
+        "lintas_read.kemlu.head",
+    ]
+    assert [s for s in refused if may_publish(grant, s)] == []
+    # Denied outright too, so that no later widening of the rule grants them by accident.
+    for stream in ("LINTAS", "LINTAS_INTAKE", "KV_LINTAS_CASE_KEYS"):
+        assert f"$JS.API.STREAM.INFO.{stream}" in grant.deny_publish
 
 
 def test_the_platform_may_not_publish_events_nor_delete_the_log(settings: Settings) -> None:
