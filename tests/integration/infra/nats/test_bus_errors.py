@@ -45,9 +45,17 @@ async def test_a_refusal_a_timeout_and_no_responders_are_told_apart(hub: Hub) ->
             assert (await js.consumer_info(settings.stream, "agency-kp2mi")).num_pending == 0
         sub = await platform.subscribe("lintas_read.operator.oldest-unacked")  # never answers
         await platform.flush()
-        with pytest.raises(BusUnavailable) as slow, bus_errors("asking", operator):
-            await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=0.2)
-        assert "no answer in time" in str(slow.value)
+        # The interest reaches the operator's account in the server's own time (seen to
+        # answer the first request with no responders on a busy machine): ask until the
+        # request waits out its timeout, a few times at most.
+        late = []
+        for _ in range(5):
+            with pytest.raises(BusUnavailable) as slow, bus_errors("asking", operator):
+                await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=0.2)
+            late.append(str(slow.value))
+            if "no answer in time" in late[-1]:
+                break
+        assert "no answer in time" in late[-1], late
         assert not isinstance(slow.value, NotPermitted)
         await sub.unsubscribe()
         await platform.flush()
