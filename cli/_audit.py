@@ -8,7 +8,6 @@ compare it with a replay. Key material is never printed: key ids only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -77,6 +76,7 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import connect, embedded_url, open_bus
 from lintas.infra.nats.credentials import uses_credentials
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.nats.topology import checkpoints_stream, dropping_streams
 from lintas.infra.observability.metrics import Probes, connected, metrics_endpoint, streams_present
 from lintas.infra.observability.telemetry import configure_tracing
@@ -103,13 +103,13 @@ def _run(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.command == "verify":
         return _verify(settings, args, console)
     if args.command == "export":
-        return asyncio.run(_export(settings, args, console))
+        return run_to_end(_export(settings, args, console))
     if args.command == "replay":
-        return asyncio.run(_replay(settings, args, console))
+        return run_to_end(_replay(settings, args, console))
     if args.command == "record":
         return _record_digest(settings, args, console)
     if args.command == "checkpoint":
-        return asyncio.run(_checkpoint(settings, args, console))
+        return run_to_end(_checkpoint(settings, args, console))
     return 2
 
 
@@ -299,7 +299,7 @@ def _verify(settings: Settings, args: argparse.Namespace, console: Console) -> i
         verdict = (
             _verify_archive(settings, args, console)
             if args.archive is not None
-            else asyncio.run(_verify_stream(settings, args, console))
+            else run_to_end(_verify_stream(settings, args, console))
         )
     except (LintasError, OSError) as exc:
         # Nothing was verified: not the same as a log found wanting.

@@ -16,7 +16,6 @@ opened with the agency's own key where a consent gives it the case's data key.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
@@ -53,6 +52,7 @@ from lintas.infra.keys.exchange import exchange_key_path, load_recipients
 from lintas.infra.keys.signing import Verifier, private_key_path, trusted_registry
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.credentials import js_options
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.nats.topology import case_keys_stream_config, ensure_stream_config
 from lintas.infra.privacy.casekeys import case_keys_for, cases_wrapped_for, list_case_keys
 from lintas.infra.settings import Settings
@@ -388,9 +388,9 @@ async def _case_show(settings: Settings, args: argparse.Namespace, console: Cons
 
 def run_case(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.case_command == "erase":
-        return asyncio.run(case_erase(settings, args, console))
+        return run_to_end(case_erase(settings, args, console))
     if args.case_command == "file":
-        return asyncio.run(case_file(settings, args, console))
+        return run_to_end(case_file(settings, args, console))
     if args.case_command == "exposed":
-        return asyncio.run(case_exposed(settings, args, console))
-    return asyncio.run(_case_show(settings, args, console))
+        return run_to_end(case_exposed(settings, args, console))
+    return run_to_end(_case_show(settings, args, console))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from rich.console import Console
 
@@ -20,6 +19,7 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.bus import connect, open_bus
 from lintas.infra.nats.identities import access_path, accounts_path, add_identity
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.nats.topology import agency_consumer, agency_sent_consumer, declare_platform
 from lintas.infra.settings import Settings
 
@@ -120,7 +120,7 @@ def _config(settings: Settings, args: argparse.Namespace, console: Console) -> i
 
 def run_infra(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.command == "agency":
-        return asyncio.run(_agency_add(settings, args, console))
+        return run_to_end(_agency_add(settings, args, console))
     if args.infra_command == "certs":
         return _certs(args, console)
     return _config(settings, args, console)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from lintas.infra.keys.signing import (
     trusted_registry,
 )
 from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.nats.topology import ensure_key_buckets
 from lintas.infra.settings import Settings
 
@@ -60,7 +60,7 @@ def _export_keys(settings: Settings, out: Path, console: Console) -> int:
     if out.exists():
         fail(f"[red]{out} exists: a registry is never overwritten[/red]", highlight=False)
         return 1
-    registry = asyncio.run(_platform_registry(settings))
+    registry = run_to_end(_platform_registry(settings))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open_private(out, mode=0o644) as sink:  # public keys: nothing here is secret
         sink.write(registry_bytes(registry) + b"\n")
@@ -142,7 +142,7 @@ def _keys_json(settings: Settings) -> dict[str, Any]:
 
 def run_keys(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.keys_command == "publish":
-        return asyncio.run(_publish_keys(settings, console))
+        return run_to_end(_publish_keys(settings, console))
     if args.keys_command == "export":
         return _export_keys(settings, args.out, console)
     if args.keys_command == "init":

@@ -7,7 +7,6 @@ and argument errors cost no more than the parser (:mod:`lintas.cli._parser`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from lintas.cli._errors import fail
 from lintas.cli._parser import build_parser
 from lintas.contracts import LintasError
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.observability.logging import configure_logging
 from lintas.infra.settings import Settings
 
@@ -78,7 +78,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace, console: Console) ->
     if command == "dlq":
         from lintas.cli._dlq import run_dlq
 
-        return asyncio.run(run_dlq(settings, args, console))
+        return run_to_end(run_dlq(settings, args, console))
     if command == "case":
         from lintas.cli._case import run_case
 
@@ -90,7 +90,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace, console: Console) ->
     if command == "report":
         from lintas.cli._report import run_report
 
-        return asyncio.run(run_report(settings, args, console))
+        return run_to_end(run_report(settings, args, console))
     if command == "trace":
         from lintas.cli._trace import run_trace
 
@@ -99,11 +99,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace, console: Console) ->
         from lintas.cli._watch import run_status, run_watch
 
         run = run_status if command == "status" else run_watch
-        return asyncio.run(run(settings, args, console))
+        return run_to_end(run(settings, args, console))
     if command == "rebuild":
         from lintas.cli._rebuild import run_rebuild
 
-        return asyncio.run(run_rebuild(settings, args, console))
+        return run_to_end(run_rebuild(settings, args, console))
     if command in _INFRA:
         from lintas.cli._infra import run_infra
 

@@ -40,7 +40,7 @@ from lintas.infra.keys.signing import (
     trusted_registry,
 )
 from lintas.infra.nats.bus import open_bus, platform_services, read_service
-from lintas.infra.nats.outage import EXIT_BUS_LOST, Outage
+from lintas.infra.nats.outage import EXIT_BUS_LOST, Outage, run_to_end
 from lintas.infra.nats.topology import (
     ConsumerSpec,
     agency_consumer,
@@ -544,7 +544,7 @@ async def _run_part(settings: Settings, agency: str, console: Console, stop: Sto
 
 def run_command(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     if args.command == "demo":
-        return asyncio.run(_demo(settings, args, console))
+        return run_to_end(_demo(settings, args, console))
     if args.command == "up":
-        return asyncio.run(_up(settings, console))
-    return asyncio.run(_run(settings, args.agency, console))
+        return run_to_end(_up(settings, console))
+    return run_to_end(_run(settings, args.agency, console))

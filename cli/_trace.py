@@ -20,7 +20,6 @@ case" (:data:`~lintas.cli._cases.NO_SUCH_CASE`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from lintas.cli._errors import fail
 from lintas.cli._json import print_json
 from lintas.contracts import LintasError, is_case_id
 from lintas.infra.nats.bus import connect, open_bus
+from lintas.infra.nats.outage import run_to_end
 from lintas.infra.observability.telemetry import otlp_endpoint, read_span_file, traces_exporters
 from lintas.infra.observability.tracing import (
     AGENCY,
@@ -313,7 +313,7 @@ def run_trace(settings: Settings, args: argparse.Namespace, console: Console) ->
     found = path.exists() or path.with_name(path.name + ".1").exists()
     spans = case_spans(read_span_file(path, containing=case_id), case_id) if found else []
     # The span file is no record of which cases exist: the log is.
-    if not spans and asyncio.run(_in_log(settings, case_id)) is False:
+    if not spans and run_to_end(_in_log(settings, case_id)) is False:
         return no_such_case(case_id, f"stream {settings.stream}")
     if not found:
         exporters = traces_exporters(settings)

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.infra.nats.embedded import EmbeddedNats
+from lintas.infra.nats.outage import end_reconnects
 from lintas.infra.observability.logging import reset_logging
 from lintas.infra.settings import Settings
 from tests.support.tracing import SpanCapture
@@ -44,6 +45,9 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
         yield server
     finally:
         await server.stop()
+        # A client closed while it reconnected can leave its reconnect loop running
+        # (lintas.infra.nats.outage.end_reconnects): the event loop would wait for it.
+        await end_reconnects()
 
 
 @pytest.fixture

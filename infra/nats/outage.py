@@ -7,17 +7,20 @@ it had: :mod:`lintas.infra.nats.bus`), and an :class:`Outage` follows its connec
 one has been disconnected for longer than ``LINTAS_BUS_LOST_EXIT_S``, or was closed for
 good, the process stops cleanly and exits with :data:`EXIT_BUS_LOST`, for its supervisor
 (systemd, compose, Kubernetes) to start it again.
+
+However it ends, :func:`end_reconnects` makes sure no reconnect loop outlives its client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 
-__all__ = ["EXIT_BUS_LOST", "Outage"]
+__all__ = ["EXIT_BUS_LOST", "Outage", "end_reconnects", "run_to_end"]
 
 _log = structlog.get_logger("lintas.bus")
 
@@ -82,3 +85,51 @@ class Outage:
                         await asyncio.wait_for(self._changed.wait(), left)
                     continue
             await self._changed.wait()
+
+
+_T = TypeVar("_T")
+_RECONNECT_LOOP = "Client._attempt_reconnect"  # nats-py's, FastStream's clients included
+_END_RECONNECTS_S = 5.0
+_RECANCEL_S = 0.05
+
+
+async def end_reconnects(within: float = _END_RECONNECTS_S) -> list[str]:
+    """Cancel the reconnect loops of nats-py clients still running, again and again until
+    they end (at most ``within`` seconds); the names of those that did not.
+
+    A client closed while it reconnects cancels its reconnect task once. On Python 3.11
+    that cancellation is lost when it lands as a refused connect completes inside
+    ``asyncio.wait_for`` (CPython gh-86296), and nats-py's loop catches every other error
+    and tries again: for ever, on a connection that reconnects forever. ``asyncio.run``
+    then waits for that task at exit, and the process never ends (seen under load:
+    ``lintas run reads`` said it was stopping for its supervisor, and hung). A cancel that
+    lands anywhere else in the loop ends it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    me = asyncio.current_task()
+    while True:
+        left = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not me and getattr(task.get_coro(), "__qualname__", "") == _RECONNECT_LOOP
+        ]
+        if not left or loop.time() >= deadline:
+            if left:
+                _log.warning("bus.reconnect_loop_left", tasks=len(left))
+            return [task.get_name() for task in left]
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=_RECANCEL_S)
+
+
+def run_to_end(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)``, ending every client's reconnect loop before the loop closes
+    (:func:`end_reconnects`): what a process that used the bus runs its work with."""
+
+    async def whole() -> _T:
+        try:
+            return await main
+        finally:
+            await end_reconnects()
+
+    return asyncio.run(whole())

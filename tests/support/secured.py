@@ -37,6 +37,7 @@ from lintas.infra.nats.identities import (
     leaf_users_path,
     load_access,
 )
+from lintas.infra.nats.outage import end_reconnects
 from lintas.infra.settings import Settings
 from tests.support.cluster import SINGLE_NODE_CONFIG, free_ports
 
@@ -167,6 +168,7 @@ async def secured_hub(
         yield Hub(settings, server, leaf_port, http_port)
     finally:
         await server.stop()
+        await end_reconnects()  # of the test's clients, before its event loop closes
 
 
 def leafz(http_port: int) -> list[dict[str, Any]]:
