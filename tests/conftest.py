@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.observability.logging import reset_logging
 from lintas.infra.settings import Settings
+from tests.support.settings import isolated_settings
 from tests.support.tracing import SpanCapture
 
 # Property tests run as many examples as the active Hypothesis profile says, unless their
@@ -95,16 +96,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
     The numbers differ from the defaults, so a test cannot pass by matching a default.
     """
-    for name in list(os.environ):
-        if name.startswith("LINTAS_") and not name.startswith("LINTAS_TEST_"):
-            monkeypatch.delenv(name)
-    return Settings(
-        data_dir=tmp_path / "data",
-        duplicate_window_s=42.0,
-        ack_wait_s=7.5,
-        max_deliver=5,
-        batch_size=16,
-    )
+    return isolated_settings(tmp_path / "data", monkeypatch)
 
 
 @pytest.fixture
