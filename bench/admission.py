@@ -297,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--senders", type=_ints, default=[1, 16, 64], help="1,16,64")
     parser.add_argument("--partitions", type=_ints, default=[1, 4], help="1,4")
     parser.add_argument("--profile", action="store_true", help="profile the last senders")
-    parser.add_argument("--quick", action="store_true", help="tiny size (160 events)")
+    parser.add_argument("--quick", action="store_true", help="tiny size (128 events)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.senders = 160, [1, 16]
+        args.events, args.senders = 128, [1, 16]
     configure_logging("WARNING")
     asyncio.run(run(args))
     return 0

@@ -245,10 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=40_000, help="events (40,000)")
     parser.add_argument("--case-size", type=int, default=8, help="events per case (8)")
-    parser.add_argument("--quick", action="store_true", help="tiny size (1,000 events)")
+    parser.add_argument("--quick", action="store_true", help="tiny size (200 events)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.events = 1_000
+        args.events = 200
     configure_logging("WARNING")
     asyncio.run(run(args))
     return 0

@@ -246,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="admission in a process of its own (lintas run admission), not in this one",
     )
-    parser.add_argument("--quick", action="store_true", help="2 s at 200 events/s")
+    parser.add_argument("--quick", action="store_true", help="0.5 s at 100 events/s")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rate, args.sustained, args.seconds = 200, 200, 2.0
+        args.rate, args.sustained, args.seconds = 100, 100, 0.5
     configure_logging("WARNING")
     asyncio.run(run(args))
     return 0

@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="admission in a process of its own (lintas run admission), not in this one",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny size (1,000 events)")
+    parser.add_argument("--quick", action="store_true", help="tiny size (200 events)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.events = 1_000
+        args.events = 200
     configure_logging("WARNING")
     asyncio.run(run(args))
     return 0

@@ -1,6 +1,7 @@
 """Replay benchmark (issue 5, "Measure"): figures, never assertions.
 
-    python bench/replay.py [--events N] [--big N] [--case-size N] [--quick] [--profile]
+    python bench/replay.py [--events N] [--big N] [--case-size N] [--case-repeats N] [--quick]
+                           [--profile]
 
 Starts its own embedded nats-server (two, in fact: one per stream size) on a temp dir, fills
 each ``LINTAS`` stream with signed, hash-chained events of many cases (mixed families, about
@@ -43,7 +44,7 @@ from _common import ChildPeaks, Log, filled_log, machine, met, mib, peak_rss_kb,
 from nats.js import JetStreamContext
 
 from lintas.audit import StreamReader, replay
-from lintas.audit.replay import open_fresh_store
+from lintas.audit.replay import _BULK, open_fresh_store
 from lintas.infra.keys.signing import load_registry
 from lintas.infra.nats.bus import connect
 from lintas.infra.settings import Settings
@@ -205,7 +206,7 @@ async def run(args: argparse.Namespace) -> None:
 
             case_times: dict[str, list[float]] = {"small": [], "big": []}
             case_events: dict[str, int] = {}
-            for repeat in range(CASE_REPEATS):
+            for repeat in range(args.case_repeats):
                 for log in (small, big):
                     case_id = log.cases[len(log.cases) // 2]
                     elapsed, result = await case_replay(log, root, case_id, repeat)
@@ -246,7 +247,7 @@ async def run(args: argparse.Namespace) -> None:
     )
     print(f"  ratio replay / raw direct gets         {replay_rate / get_rate:8.3f}")
     print()
-    print(f"== 2. single-case replay (median of {CASE_REPEATS}) ==")
+    print(f"== 2. single-case replay (median of {args.case_repeats}) ==")
     for name, log in (("small", small), ("big", big)):
         times = case_times[name]
         print(
@@ -292,11 +293,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000, help="small stream (10,000)")
     parser.add_argument("--big", type=int, default=200_000, help="big stream (200,000)")
     parser.add_argument("--case-size", type=int, default=40, help="events per case (40)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (2,000 and 10,000)")
+    parser.add_argument(
+        "--case-repeats",
+        type=int,
+        default=CASE_REPEATS,
+        help=f"single-case replays per stream, the median reported ({CASE_REPEATS})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (200 events, and just past what a replay splits across processes)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile a small full replay")
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.big = 2_000, 10_000
+        # The big stream just past the size a replay splits across worker processes
+        # (lintas.audit.replay._BULK): the smoke run sees its workers and their peaks.
+        args.events, args.case_repeats = 200, 3
+        args.big = (_BULK // args.case_size + 4) * args.case_size
     started = time.perf_counter()
     asyncio.run(run(args))
     print(f"\n(bench ran {time.perf_counter() - started:.0f}s)")

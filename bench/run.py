@@ -1,7 +1,7 @@
 """Every benchmark, one after the other: figures and ratios, never assertions (issue 9).
 
     python bench/run.py            # the sizes docs/PERFORMANCE.md reports (several minutes)
-    python bench/run.py --quick    # tiny sizes: the CI smoke run (about a minute)
+    python bench/run.py --quick    # tiny sizes: the CI smoke run (about half a minute)
 
 Each script runs in a process of its own, starts its own nats-server(s) and measures lintas
 beside a raw nats-py baseline in the same run; PostgreSQL figures are added when

@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000, help="events (10,000)")
     parser.add_argument("--case-size", type=int, default=40, help="events per case (40)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per row (5)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (1,000 events, 2 runs)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (200 events, 1 run)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.repeats = 1_000, 2
+        args.events, args.repeats = 200, 1
     started = time.perf_counter()
     asyncio.run(run(args))
     print(f"\n(bench ran {time.perf_counter() - started:.0f}s)")

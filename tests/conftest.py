@@ -18,6 +18,7 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
+from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -25,7 +26,16 @@ from lintas.infra.nats.embedded import EmbeddedNats
 from lintas.infra.nats.outage import end_reconnects
 from lintas.infra.observability.logging import reset_logging
 from lintas.infra.settings import Settings
+from tests.support.settings import isolated_settings
 from tests.support.tracing import SpanCapture
+
+# Property tests run as many examples as the active Hypothesis profile says, unless their
+# @settings name a number: Hypothesis's own ``default`` (100 examples; ``ci``, derandomized,
+# where CI is set) for every run of the suite, and ``thorough`` on demand for a deep run
+# of them: ``HYPOTHESIS_PROFILE=thorough pytest tests/unit``.
+hypothesis_settings.register_profile("thorough", max_examples=2_000)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(autouse=True)
@@ -90,16 +100,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
     The numbers differ from the defaults, so a test cannot pass by matching a default.
     """
-    for name in list(os.environ):
-        if name.startswith("LINTAS_") and not name.startswith("LINTAS_TEST_"):
-            monkeypatch.delenv(name)
-    return Settings(
-        data_dir=tmp_path / "data",
-        duplicate_window_s=42.0,
-        ack_wait_s=7.5,
-        max_deliver=5,
-        batch_size=16,
-    )
+    return isolated_settings(tmp_path / "data", monkeypatch)
 
 
 @pytest.fixture

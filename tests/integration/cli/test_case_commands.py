@@ -4,7 +4,10 @@ reads the log, the operator the quarantine, the platform erases)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +25,31 @@ from lintas.infra.observability.tracing import CASE_ID
 from lintas.infra.settings import Settings
 from tests.support.audit import cli
 from tests.support.samples import FAKE_SEALED
+from tests.support.settings import isolated_settings
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """One demo case, run once for the module, on a data dir's embedded bus (authorization
+    on), which stops when the demo ends: that data dir, and the demo's result. (In a thread
+    of its own: the event loop of a test is not running yet.)"""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        settings = isolated_settings(tmp_path_factory.mktemp("demo") / "data", monkeypatch)
+        with ThreadPoolExecutor(1) as thread:
+            demo = run_demo(settings, 1, timeout_s=120)
+            result = thread.submit(asyncio.run, demo).result()
+    return settings.data_dir, result
+
+
 @pytest.fixture
-async def demo(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """One demo case on the data dir's embedded bus (authorization on), which each command
-    then starts for its own duration, as an operator's shell would."""
-    result = await run_demo(settings, 1, timeout_s=120)
+def demo(demo_run: tuple[Path, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The demo's data dir copied as this test's (its store, keys, identities and
+    projections, as the demo left them): the embedded bus each command then starts for its
+    own duration, as an operator's shell would. A test changes its copy only."""
+    ran, result = demo_run
+    shutil.copytree(ran, settings.data_dir, symlinks=True)
     assert uses_credentials(settings, "auditor")
     monkeypatch.setenv("LINTAS_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("LINTAS_NATS_URL", raising=False)

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 CASES = 500
 STEPS = 9  # events per case: case.opened + 9 document requests = 10
 EVENTS = CASES * (STEPS + 1)
-KILLS = 12
+KILLS = 6
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -61,6 +61,22 @@ def _position(databases: Databases) -> int:
         return row.position if row else 0
 
 
+async def _applying(
+    proc: asyncio.subprocess.Process, databases: Databases, past: int, log: Path
+) -> None:
+    """Once the consumer process has committed beyond ``past``: it is applying."""
+    try:
+        async with asyncio.timeout(120):
+            # Another process writes the projection and tells no one: watch its tracking row.
+            while await asyncio.to_thread(_position, databases) <= past:
+                if proc.returncode is not None:
+                    raise AssertionError(f"it ended ({proc.returncode}) before applying anything")
+                await asyncio.sleep(0.05)
+    except (TimeoutError, AssertionError) as exc:
+        said = await asyncio.to_thread(log.read_text)
+        raise AssertionError(f"{exc}\n{said[-3000:]}") from None
+
+
 async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
     nats_server: EmbeddedNats, js: JetStreamContext, settings: Settings
 ) -> None:
@@ -76,26 +92,32 @@ async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
             await publish_case(kemlu, steps=STEPS, kp2mi=kp2mi)
 
     publishing = asyncio.create_task(publish_all())
+    databases = Databases(settings)
     kills = 0
     died_on_their_own: list[int] = []
+    positions = [0]  # where each consumer found the projection, and where the last left it
     while kills < KILLS:
         proc = await _start_consumer(nats_server.url, settings, log)
-        # The fault is the point here: kill at an arbitrary moment, not when told to.
-        await asyncio.sleep(rng.uniform(0.8, 2.0))
+        # Killed while it applies, never while it starts (its imports alone take longer
+        # than the random delays did, and every kill landed there, with nothing applied):
+        # once it has committed a batch, at an arbitrary moment of what follows (inside a
+        # transaction, between a commit and its acks, fetching). The fault is the point
+        # here: not when told to.
+        await _applying(proc, databases, positions[-1], log)
+        await asyncio.sleep(rng.uniform(0.0, 0.3))
         with contextlib.suppress(ProcessLookupError):  # it may have ended: checked below
             proc.send_signal(signal.SIGKILL)
         code = await proc.wait()
         if code != -signal.SIGKILL:
             died_on_their_own.append(code)
         kills += 1
+        positions.append(await asyncio.to_thread(_position, databases))
     assert died_on_their_own == [], log.read_text()[-3000:]
     await publishing
 
     survivor = await _start_consumer(nats_server.url, settings, log)
-    databases = Databases(settings)
     try:
         async with asyncio.timeout(120):
-            # Another process writes the projection and tells no one: watch its tracking row.
             while await asyncio.to_thread(_position, databases) < EVENTS:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
     except TimeoutError:
@@ -115,8 +137,8 @@ async def test_sigkill_a_consumer_many_times_loses_and_duplicates_nothing(
     duplicated = sum(count - 1 for count in seqs.values())
     quarantined = len([e async for e in list_entries(js, settings)])
     print(
-        f"kills={kills} events={EVENTS} lost={lost} duplicated={duplicated} "
-        f"quarantined={quarantined}"
+        f"kills={kills} (positions {positions}) events={EVENTS} lost={lost} "
+        f"duplicated={duplicated} quarantined={quarantined}"
     )
     assert (lost, duplicated, quarantined) == (0, 0, 0)
     assert (tracking.position, tracking.applied) == (EVENTS, EVENTS)

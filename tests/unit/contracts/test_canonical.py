@@ -63,7 +63,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)  # the examples the profile runs (tests/conftest.py)
 @given(_values)
 def test_a_parsed_message_is_written_as_the_general_encoder_writes_it(value: object) -> None:
     raw = json.dumps(value, ensure_ascii=bool(hash(repr(value)) % 2)).encode()

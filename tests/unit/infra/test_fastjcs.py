@@ -34,7 +34,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(deadline=None)  # the examples the profile runs (tests/conftest.py)
 @given(st.dictionaries(st.text(max_size=6), _values, max_size=5), st.booleans())
 def test_the_same_bytes_as_the_contracts(value: dict[str, Any], ascii_only: bool) -> None:
     parsed = parse_message(json.dumps(value, ensure_ascii=ascii_only).encode())

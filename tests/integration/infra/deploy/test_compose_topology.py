@@ -164,6 +164,14 @@ async def _serving(service: Service, within_s: float = 90) -> None:
         raise AssertionError(f"{service.name} did not serve in {within_s}s:\n{said}") from None
 
 
+async def _served(service: Service) -> None:
+    """Fails unless the service said where its metrics are (:func:`_serving`)."""
+    if service.base is None:
+        code = await service.proc.wait()
+        said = "".join(service.output)
+        raise AssertionError(f"{service.name} ended ({code}) without serving:\n{said}")
+
+
 async def _drain(service: Service) -> None:
     """Keep reading its output, so that a chatty process never blocks on a full pipe."""
     stdout = service.proc.stdout
@@ -193,22 +201,30 @@ async def test_the_compose_services_run_as_processes_and_an_event_goes_through(
             services = {n: s for n, s in compose["services"].items() if "build" in s}
             urls = {"cluster": hub.url, "partner-leaf": leaf.url, "collector": collector}
             # The platform first (compose restarts an agency that came too early; here
-            # nothing does).
-            order = ["platform", *sorted(n for n in services if n != "platform")]
-            for name in order:
-                service = await _start(name, services[name], deployment, tmp_path, **urls)
-                running.append(service)
-                await _serving(service)
-                if service.base is None:
-                    code = await service.proc.wait()
-                    said = "".join(service.output)
-                    raise AssertionError(f"{name} ended ({code}) without serving:\n{said}")
-                readers.append(asyncio.create_task(_drain(service)))
-                if name == "platform":  # it declared the stream and the buckets: now
-                    # the registrar publishes the public keys (`lintas keys publish`).
-                    registrar = await Client.open(hub.url, settings, "platform")
-                    await publish_registry(registrar.js(), load_registry(settings))
-                    await registrar.close()
+            # nothing does), then every other service at once, as compose starts them.
+            platform = await _start("platform", services["platform"], deployment, tmp_path, **urls)
+            running.append(platform)
+            await _serving(platform)
+            readers.append(asyncio.create_task(_drain(platform)))
+            await _served(platform)
+            # It declared the stream and the buckets: now the registrar publishes the public
+            # keys (`lintas keys publish`).
+            registrar = await Client.open(hub.url, settings, "platform")
+            await publish_registry(registrar.js(), load_registry(settings))
+            await registrar.close()
+            others = [
+                await _start(name, services[name], deployment, tmp_path, **urls)
+                for name in sorted(n for n in services if n != "platform")
+            ]
+            running += others
+            # Thirteen processes starting on the same cores: more time than for one.
+            waits = (_serving(service, within_s=150) for service in others)
+            started = await asyncio.gather(*waits, return_exceptions=True)
+            readers += [asyncio.create_task(_drain(service)) for service in others]
+            for service, outcome in zip(others, started, strict=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                await _served(service)
             serving = {s.name: s.base for s in running if s.base is not None}
             for name, base in serving.items():
                 assert base is not None
