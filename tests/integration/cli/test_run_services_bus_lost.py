@@ -45,10 +45,6 @@ async def _running(
         "LINTAS_DATA_DIR": str(hub.settings.data_dir),
         "LINTAS_NATS_URL": hub.url,
         "LINTAS_BUS_LOST_EXIT_S": give_up_s,
-        # Admission writes one partition (of the four declared): stopping with the bus away,
-        # it gives up releasing each lease it holds after a JetStream timeout (5 s), one
-        # partition after the other, which is not what these tests are about.
-        "LINTAS_ADMISSION_PARTITIONS": "1",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
