@@ -32,6 +32,7 @@ from lintas.infra.keys.signing import (
 )
 from lintas.infra.nats.topology import declare_platform, deployment_consumers, intake_stream
 from lintas.infra.privacy.sealing import seal_data
+from lintas.infra.reads import ReadService
 from lintas.producers._admit import send
 from tests.support.helpers import AGENCIES
 from tests.support.samples import SAMPLES, TEST_KEY
@@ -192,11 +193,12 @@ class Platform:
 
 @asynccontextmanager
 async def platform_running(
-    tmp_path: Path, *, admitting: bool = True, **overrides: Any
+    tmp_path: Path, *, admitting: bool = True, reading: bool = False, **overrides: Any
 ) -> AsyncIterator[Platform]:
     """A secured hub with the platform declared, every agency's key registered and
     admission running as its own identity (unless not ``admitting``: then what is sent
-    waits on the intake), until the block ends. ``overrides``: settings."""
+    waits on the intake), and the read service as ``platform`` if ``reading``, until the
+    block ends. ``overrides``: settings."""
     async with secured_hub(tmp_path, **overrides) as hub:
         settings = hub.settings
         operator = await Client.open(hub.url, settings, "platform")
@@ -215,9 +217,21 @@ async def platform_running(
         platform = Platform(hub, service, operator)
         if admitting:
             await service.start()
+        reads: ReadService | None = None
+        if reading:
+            reader = platform.reader
+            reads = ReadService(
+                reader.conn,
+                reader.js(),
+                settings.stream,
+                verifier=Verifier(load_registry(settings)),
+            )
+            await reads.start()
         try:
             yield platform
         finally:
+            if reads is not None:
+                await reads.stop()
             if admitting:
                 await service.stop()
             for client in (*platform.clients.values(), writer, operator):

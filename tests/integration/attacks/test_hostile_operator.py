@@ -23,9 +23,8 @@ import pytest
 import pytest_asyncio
 
 from lintas.contracts.subjects import read_subject
-from lintas.infra.keys.signing import Verifier, load_registry
 from lintas.infra.nats.topology import case_keys_stream, intake_stream
-from lintas.infra.reads import ReadRefused, ReadService, ServiceReads
+from lintas.infra.reads import ReadRefused, ServiceReads
 from tests.support.attack import Platform, platform_running
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.nats]
@@ -33,19 +32,10 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.nats]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bus(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    async with platform_running(Path(tmp_path_factory.mktemp("operator"))) as platform:
-        reader = platform.reader
-        reads = ReadService(
-            reader.conn,
-            reader.js(),
-            platform.settings.stream,
-            verifier=Verifier(load_registry(platform.settings)),
-        )
-        await reads.start()
-        try:
-            yield platform
-        finally:
-            await reads.stop()
+    async with platform_running(
+        Path(tmp_path_factory.mktemp("operator")), reading=True
+    ) as platform:
+        yield platform
 
 
 async def test_the_operator_cannot_list_who_wrote_what_to_whom_about_which_case(

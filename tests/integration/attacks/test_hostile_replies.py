@@ -19,9 +19,8 @@ import pytest_asyncio
 from lintas.contracts import new_case_id
 from lintas.contracts.admission import REPLY_HEADER
 from lintas.contracts.subjects import intake_subject, kv_subject, read_subject
-from lintas.infra.keys.signing import Verifier, load_registry, registry_from_kv
+from lintas.infra.keys.signing import registry_from_kv
 from lintas.infra.nats.topology import ADMISSION_LEASES_BUCKET, KEYS_BUCKET, intake_stream
-from lintas.infra.reads import ReadService
 from lintas.producers._admit import send
 from tests.support.attack import Case, Platform, platform_running
 
@@ -32,19 +31,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.nats]
 async def bus(tmp_path: Path) -> AsyncIterator[Platform]:
     """The attack platform with the read service running as ``platform`` (one per test: a
     hole confirmed here may leave the platform broken for whatever runs after it)."""
-    async with platform_running(tmp_path) as platform:
-        reader = platform.reader
-        reads = ReadService(
-            reader.conn,
-            reader.js(),
-            platform.settings.stream,
-            verifier=Verifier(load_registry(platform.settings)),
-        )
-        await reads.start()
-        try:
-            yield platform
-        finally:
-            await reads.stop()
+    async with platform_running(tmp_path, reading=True) as platform:
+        yield platform
 
 
 async def _asked_with_reply(bus: Platform, identity: str, reply: str) -> None:
