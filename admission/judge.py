@@ -73,10 +73,14 @@ class Examined:
     refusal: Refusal | None = None
 
 
-async def examine(raw: bytes, agency: str, case_id: str, verifier: Verifier) -> Examined:
+async def examine(
+    raw: bytes, agency: str, case_id: str, verifier: Verifier, *, asked: float | None = None
+) -> Examined:
     """Size, shape, contract, subject, nothing in clear, signature: everything judged
     before the case's state is read, so junk (any case id, no valid signature) costs no
-    read of the log."""
+    read of the log. ``asked``: from when a registry read serves a key id the verifier
+    lacks (:meth:`~lintas.infra.keys.signing.Verifier.check`): admission passes when the
+    message's batch was fetched."""
     _, refused = shape_refusal(raw)
     if refused is not None:
         return Examined(refusal=refused)
@@ -92,7 +96,7 @@ async def examine(raw: bytes, agency: str, case_id: str, verifier: Verifier) -> 
     if refused is not None:
         return Examined(event, refusal=refused)
     try:
-        await verifier.check(raw, event.envelope, parsed=doc)
+        await verifier.check(raw, event.envelope, parsed=doc, asked=asked)
     except UnknownKey as exc:
         return Examined(event, refusal=Refusal("unknown_key", str(exc), "keyid"))
     except SignatureError as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -201,7 +202,7 @@ class AdmissionService:
                             msgs = await sub.fetch(64, timeout=renew_every)
                         except (TimeoutError, nats.errors.TimeoutError):
                             msgs = []
-                        await self._admit_batch(msgs)
+                        await self._admit_batch(msgs, time.monotonic())
                 finally:
                     holding.cancel()
                     await asyncio.gather(holding, return_exceptions=True)
@@ -226,29 +227,36 @@ class AdmissionService:
 
     # -- one message ---------------------------------------------------------------------
 
-    async def _admit_batch(self, msgs: list[Any]) -> None:
+    async def _admit_batch(self, msgs: list[Any], fetched: float) -> None:
         """Each case's messages in the order they came, the cases side by side: a case is
         still decided by one writer, one message after the other, while the round trips
-        of different cases (id reservations, writes) overlap."""
+        of different cases (id reservations, writes) overlap.
+
+        ``fetched``: when the batch came (:func:`time.monotonic`). Every message of it was on
+        the intake by then, so one registry read begun since serves every key id the batch
+        lacks (:meth:`~lintas.infra.keys.signing.Verifier.check`'s ``asked``): made-up key
+        ids hold the batch up once, not once each, one after the other within a case, while
+        every other case of the partition waits for the next batch."""
         by_case: dict[str, list[Any]] = {}
         for msg in msgs:
             where = parse_intake_subject(msg.subject)
             by_case.setdefault(where[1] if where else msg.subject, []).append(msg)
         if len(by_case) == 1:
-            await self._admit_in_order(msgs)
+            await self._admit_in_order(msgs, fetched)
             return
         done = await asyncio.gather(
-            *(self._admit_in_order(each) for each in by_case.values()), return_exceptions=True
+            *(self._admit_in_order(each, fetched) for each in by_case.values()),
+            return_exceptions=True,
         )
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _admit_in_order(self, msgs: list[Any]) -> None:
+    async def _admit_in_order(self, msgs: list[Any], fetched: float) -> None:
         for msg in msgs:
-            await self._admit(msg)
+            await self._admit(msg, fetched)
 
-    async def _admit(self, msg: Any) -> None:
+    async def _admit(self, msg: Any, fetched: float) -> None:
         where = parse_intake_subject(msg.subject)
         reply = (msg.headers or {}).get(REPLY_HEADER)
         if where is None:  # the stream takes only intake subjects: never
@@ -264,7 +272,7 @@ class AdmissionService:
             await msg.ack()
             return
         try:
-            answer = await self._decide(bytes(msg.data), agency, case_id)
+            answer = await self._decide(bytes(msg.data), agency, case_id, asked=fetched)
         except Exception as exc:  # the bus, mostly: the message comes again
             _log.warning("admission.deferred", agency=agency, error=type(exc).__name__)
             await msg.nak(delay=1)
@@ -272,8 +280,10 @@ class AdmissionService:
         await self._nc.publish(reply, answer.model_dump_json(exclude_none=True).encode())
         await msg.ack()
 
-    async def _decide(self, raw: bytes, agency: str, case_id: str) -> Answer:
-        examined = await examine(raw, agency, case_id, self._verifier)
+    async def _decide(
+        self, raw: bytes, agency: str, case_id: str, *, asked: float | None = None
+    ) -> Answer:
+        examined = await examine(raw, agency, case_id, self._verifier, asked=asked)
         if examined.refusal is not None:  # before the case is read: junk costs no read
             return self._refused(Verdict(examined.event, refusal=examined.refusal), agency, None)
         for _ in range(3):

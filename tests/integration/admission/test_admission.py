@@ -250,10 +250,10 @@ async def test_a_batch_longer_than_the_lease_keeps_its_partition(
     entered, release = asyncio.Event(), asyncio.Event()
     decide = admission._decide
 
-    async def slow(raw: bytes, agency: str, case_id: str) -> Answer:
+    async def slow(raw: bytes, agency: str, case_id: str, **kw: Any) -> Answer:
         entered.set()
         await release.wait()
-        return await decide(raw, agency, case_id)
+        return await decide(raw, agency, case_id, **kw)
 
     monkeypatch.setattr(admission, "_decide", slow)
     # The premise: the writer holds every partition before the standby starts polling (on a
