@@ -131,7 +131,16 @@ OPERATOR = "operator"
 """The one identity besides the agencies the service answers, and only ``oldest-unacked``
 and ``stream-state``."""
 _CONCURRENCY = 64
+_PER_ASKER = 8
+"""Requests of one asker answered at once; the rest of its requests wait their turn. A
+request may hold its place up to a second (custody waits for the next registry read a
+made-up key id allows): one agency's flood then holds at most these of the
+``_CONCURRENCY`` places, never every agency's reads."""
+_PER_ASKER_WAITING = 4096
+"""Requests of one asker waiting their turn beyond which more are refused at once (429):
+a flood costs the service this much memory, not whatever the flood sends."""
 _NO_RESPONDERS_WAIT_S = 0.1
+_STOP_S = 5.0
 # A request not answered yet is asked again after these pauses (ServiceReads._request).
 _HEDGE_FIRST_S = 0.25
 _HEDGE_MAX_S = 1.0
@@ -381,6 +390,16 @@ def _int(request: dict[str, Any], name: str) -> int:
     return value
 
 
+class _Turns:
+    """One asker's requests: how many are in flight or waiting, and its places."""
+
+    __slots__ = ("count", "places")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.places = asyncio.Semaphore(_PER_ASKER)
+
+
 class ReadService:
     """Answers agencies' reads on ``lintas_read.<agency>.<operation>`` (a queue group:
     run as many as you like). ``start`` subscribes, ``stop`` drains.
@@ -396,6 +415,8 @@ class ReadService:
         self._sub: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._turns: dict[str, _Turns] = {}
+        """Each asker's requests in flight or waiting their turn (:data:`_PER_ASKER`)."""
         self._ops: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "head": self._op_head,
             "get": self._op_get,
@@ -431,7 +452,12 @@ class ReadService:
             with contextlib.suppress(nats.errors.Error):  # the connection may be going too
                 await sub.unsubscribe()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # What is being answered gets its answer; a flood still waiting its turn is
+            # not served out first (every asker asks again: ServiceReads does).
+            _, left = await asyncio.wait(set(self._tasks), timeout=_STOP_S)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
 
     async def _on_msg(self, msg: Any) -> None:
         agency, _ = parse_read_subject(msg.subject)
@@ -449,30 +475,51 @@ class ReadService:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, msg: Any) -> None:
-        async with self._slots:
-            agency, op = parse_read_subject(msg.subject)
+        agency, _ = parse_read_subject(msg.subject)
+        turns = self._turns.get(agency)
+        if turns is None:
+            turns = self._turns[agency] = _Turns()
+        if turns.count >= _PER_ASKER_WAITING:
+            _log.warning("reads.too_many_waiting", agency=agency)
+            await self._respond(msg, {"error": "too many requests waiting", "code": 429})
+            return
+        turns.count += 1
+        try:
+            async with turns.places, self._slots:
+                await self._answer_now(msg)
+        finally:
+            turns.count -= 1
+            if turns.count == 0:
+                del self._turns[agency]
+
+    @staticmethod
+    async def _respond(msg: Any, answer: dict[str, Any]) -> None:
+        if msg.reply:
+            with contextlib.suppress(nats.errors.Error):  # the asker is gone: it asks again
+                await msg.respond(json.dumps(answer).encode())
+
+    async def _answer_now(self, msg: Any) -> None:
+        agency, op = parse_read_subject(msg.subject)
+        try:
+            ops = self._operator_ops if agency == OPERATOR else self._ops
+            if not (is_agency_id(agency) or agency == OPERATOR) or op not in ops:
+                raise _Refusal(400, f"no operation {op!r} for {agency!r}")
             try:
-                ops = self._operator_ops if agency == OPERATOR else self._ops
-                if not (is_agency_id(agency) or agency == OPERATOR) or op not in ops:
-                    raise _Refusal(400, f"no operation {op!r} for {agency!r}")
-                try:
-                    request = json.loads(msg.data or b"{}")
-                except ValueError:
-                    raise _Refusal(400, "the request is not JSON") from None
-                if not isinstance(request, dict):
-                    raise _Refusal(400, "the request is not a JSON object")
-                with bus_errors(f"reading {self._reads.stream} for {agency}"):
-                    answer = await ops[op](agency, request)
-            except (_Refusal, CustodyRefused) as refusal:
-                answer = {"error": str(refusal), "code": refusal.code}
-            except BusUnavailable as exc:
-                answer = {"error": str(exc), "code": 503}
-            except Exception as exc:  # a bug here must not kill the service for everyone
-                _log.exception("reads.failed", agency=agency, op=op)
-                answer = {"error": f"the read service failed ({type(exc).__name__})", "code": 500}
-            if msg.reply:
-                with contextlib.suppress(nats.errors.Error):  # the asker is gone: it asks again
-                    await msg.respond(json.dumps(answer).encode())
+                request = json.loads(msg.data or b"{}")
+            except ValueError:
+                raise _Refusal(400, "the request is not JSON") from None
+            if not isinstance(request, dict):
+                raise _Refusal(400, "the request is not a JSON object")
+            with bus_errors(f"reading {self._reads.stream} for {agency}"):
+                answer = await ops[op](agency, request)
+        except (_Refusal, CustodyRefused) as refusal:
+            answer = {"error": str(refusal), "code": refusal.code}
+        except BusUnavailable as exc:
+            answer = {"error": str(exc), "code": 503}
+        except Exception as exc:  # a bug here must not kill the service for everyone
+            _log.exception("reads.failed", agency=agency, op=op)
+            answer = {"error": f"the read service failed ({type(exc).__name__})", "code": 500}
+        await self._respond(msg, answer)
 
     async def _op_head(self, agency: str, request: dict[str, Any]) -> dict[str, Any]:
         case_id = request.get("case")
@@ -734,7 +781,7 @@ class ServiceReads:
         if code is None:
             return answer
         message = f"read service: {answer.get('error')}"
-        if code in (503, 500):
+        if code in (503, 500, 429):
             raise BusUnavailable(message)
         raise ReadRefused(message)
 
