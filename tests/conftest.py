@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import io
 import os
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
 import pytest
+import pytest_timeout
 from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -111,26 +112,23 @@ def tracing() -> Iterator[SpanCapture]:
     capture.provider.shutdown()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[pytest.TestReport]:
-    """A test that timed out (pytest-timeout) shows what each of its asyncio tasks waited on:
-    the thread stacks it prints end in the event loop's select, which says nothing."""
-    report: pytest.TestReport = yield
-    if report.failed and "Timeout" in str(call.excinfo.value if call.excinfo else ""):
-        report.sections.append(("asyncio tasks at the timeout", _task_stacks()))
-    return report
+def _timeout_with_tasks(item: pytest.Item, settings: Any) -> None:
+    """pytest-timeout's SIGALRM handler, first noting what each asyncio task of the loop
+    running then waited on: the thread stacks it prints end in the event loop's select,
+    which says nothing (the loop may be one a command's own ``asyncio.run`` made)."""
+    item.add_report_section("call", "asyncio tasks at the timeout", _task_stacks())
+    _timeout_sigalrm(item, settings)
+
+
+_timeout_sigalrm = pytest_timeout.timeout_sigalrm
+pytest_timeout.timeout_sigalrm = _timeout_with_tasks
 
 
 def _task_stacks() -> str:
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return "no event loop running"
     out = io.StringIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            return "no event loop"
     for task in asyncio.all_tasks(loop):
         print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
         task.print_stack(file=out)
