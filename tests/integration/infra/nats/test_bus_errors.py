@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NATS
 
 from lintas.infra.errors import BusUnavailable, NotPermitted, bus_errors
 from lintas.infra.nats.bus import connect
@@ -48,29 +49,28 @@ async def test_a_refusal_a_timeout_and_no_responders_are_told_apart(hub: Hub) ->
         # The interest reaches the operator's account in the server's own time (seen to
         # answer the first request with no responders on a busy machine): ask until the
         # request waits out its timeout, a few times at most.
-        late = []
-        for _ in range(5):
-            with pytest.raises(BusUnavailable) as slow, bus_errors("asking", operator):
-                await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=0.2)
-            late.append(str(slow.value))
-            if "no answer in time" in late[-1]:
-                break
-        assert "no answer in time" in late[-1], late
-        assert not isinstance(slow.value, NotPermitted)
+        slow = await _ask_until(operator, "no answer in time", wait_s=0.2)
+        assert not isinstance(slow, NotPermitted)
         await sub.unsubscribe()
         await platform.flush()
 
         # The server drops the interest in its own time after the unsubscribe (it was seen
         # to answer one more request with silence on a busy machine): ask until it says
         # that nothing answers, a few times at most.
-        said = []
-        for _ in range(5):
-            with pytest.raises(BusUnavailable) as nobody, bus_errors("asking", operator):
-                await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=2)
-            said.append(str(nobody.value))
-            if "nothing answers the request" in said[-1]:
-                break
-        assert "nothing answers the request" in said[-1], said
+        await _ask_until(operator, "nothing answers the request", wait_s=2)
     finally:
         await operator.close()
         await platform.close()
+
+
+async def _ask_until(operator: NATS, wanted: str, *, wait_s: float) -> BusUnavailable:
+    """Ask the operator's read subject, a few times at most, until the error says
+    ``wanted``: the server changes a subject's interest in its own time."""
+    said: list[str] = []
+    for _ in range(5):
+        with pytest.raises(BusUnavailable) as failed, bus_errors("asking", operator):
+            await operator.request("lintas_read.operator.oldest-unacked", b"{}", timeout=wait_s)
+        said.append(str(failed.value))
+        if wanted in said[-1]:
+            return failed.value
+    raise AssertionError(f"never {wanted!r}: {said}")
