@@ -160,7 +160,6 @@ class AdmissionService:
             return None
 
     async def _release(self, partition: int) -> None:
-        self.held.discard(partition)
         try:
             await asyncio.wait_for(self._leases.delete(str(partition)), _RELEASE_S)
         except Exception:  # best effort: the lease ages out anyway
