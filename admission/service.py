@@ -51,6 +51,7 @@ from lintas.contracts.admission import (
 from lintas.contracts.subjects import parse_intake_subject
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.nats.access import is_own_reply
+from lintas.infra.nats.background import end_tasks
 from lintas.infra.nats.topology import (
     ADMISSION_LEASE_S,
     ADMISSION_LEASES_BUCKET,
@@ -126,9 +127,9 @@ class AdmissionService:
             self._leases = await self._js.key_value(ADMISSION_LEASES_BUCKET)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled again until they end: a partition's fetch, or its lease's renewal, can
+        # lose a cancellation (lintas.infra.nats.background), and run on.
+        await end_tasks(self._tasks)
         self._tasks = []
         held, self.held = set(self.held), set()
         if held and self._nc.is_connected:
@@ -203,8 +204,7 @@ class AdmissionService:
                             msgs = []
                         await self._admit_batch(msgs, time.monotonic())
                 finally:
-                    holding.cancel()
-                    await asyncio.gather(holding, return_exceptions=True)
+                    await end_tasks([holding])
                     await sub.unsubscribe()
                 self.held.discard(partition)
                 _log.warning("admission.partition_lost", partition=partition)

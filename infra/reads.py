@@ -103,6 +103,7 @@ from lintas.contracts.subjects import (
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.access import is_own_reply
+from lintas.infra.nats.background import end_tasks
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 from lintas.infra.privacy.custody import Custody, CustodyRefused
 
@@ -455,9 +456,7 @@ class ReadService:
             # What is being answered gets its answer; a flood still waiting its turn is
             # not served out first (every asker asks again: ServiceReads does).
             _, left = await asyncio.wait(set(self._tasks), timeout=_STOP_S)
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+            await end_tasks(left)
 
     async def _on_msg(self, msg: Any) -> None:
         agency, _ = parse_read_subject(msg.subject)

@@ -46,6 +46,7 @@ from lintas.contracts.errors import PermanentError
 from lintas.infra.errors import BusUnavailable, note_denial, watch_denials
 from lintas.infra.keys.signing import Registry, Verifier, trusted_registry
 from lintas.infra.nats.access import ACCOUNT
+from lintas.infra.nats.background import end_tasks
 from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.nats.embedded import (
     LOG_NAME,
@@ -542,9 +543,7 @@ async def _own_server(settings: Settings, lock_fd: int) -> AsyncIterator[str]:
                 async with platform_services(settings, url):
                     yield url
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                await end_tasks([keeper])
                 server = box[0]
                 if server.pid is not None:
                     _unpublish(data_dir, server.url, server.pid)

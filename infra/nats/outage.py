@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from lintas.infra.nats.background import end_tasks
+
 __all__ = ["EXIT_BUS_LOST", "Outage", "end_reconnects", "run_to_end"]
 
 _log = structlog.get_logger("lintas.bus")
@@ -89,47 +91,45 @@ class Outage:
 
 _T = TypeVar("_T")
 _RECONNECT_LOOP = "Client._attempt_reconnect"  # nats-py's, FastStream's clients included
-_END_RECONNECTS_S = 5.0
-_RECANCEL_S = 0.05
+_END_S = 5.0
 
 
-async def end_reconnects(within: float = _END_RECONNECTS_S) -> list[str]:
+async def end_reconnects(within: float = _END_S) -> list[str]:
     """Cancel the reconnect loops of nats-py clients still running, again and again until
-    they end (at most ``within`` seconds); the names of those that did not.
+    they end (:func:`~lintas.infra.nats.background.end_tasks`, at most ``within``
+    seconds); the names of those that did not.
 
-    A client closed while it reconnects cancels its reconnect task once. On Python 3.11
-    that cancellation is lost when it lands as a refused connect completes inside
-    ``asyncio.wait_for`` (CPython gh-86296), and nats-py's loop catches every other error
-    and tries again: for ever, on a connection that reconnects forever. ``asyncio.run``
-    then waits for that task at exit, and the process never ends (seen under load:
-    ``lintas run reads`` said it was stopping for its supervisor, and hung). A cancel that
-    lands anywhere else in the loop ends it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    A client closed while it reconnects cancels its reconnect task once, and nats-py's
+    loop catches every error but that cancellation and tries again: for ever, on a
+    connection that reconnects forever, once the cancellation is lost (seen under load:
+    ``lintas run reads`` said it was stopping for its supervisor, and hung). Here
+    while the event loop goes on (a test's, between tests); :func:`run_to_end` ends
+    every task a command left."""
     me = asyncio.current_task()
-    while True:
-        left = [
-            task
-            for task in asyncio.all_tasks()
-            if task is not me and getattr(task.get_coro(), "__qualname__", "") == _RECONNECT_LOOP
-        ]
-        if not left or loop.time() >= deadline:
-            if left:
-                _log.warning("bus.reconnect_loop_left", tasks=len(left))
-            return [task.get_name() for task in left]
-        for task in left:
-            task.cancel()
-        await asyncio.wait(left, timeout=_RECANCEL_S)
+    loops = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not me and getattr(task.get_coro(), "__qualname__", "") == _RECONNECT_LOOP
+    ]
+    left = await end_tasks(loops, within=within)
+    if left:
+        _log.warning("bus.reconnect_loop_left", tasks=len(left))
+    return left
 
 
 def run_to_end(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(main)``, ending every client's reconnect loop before the loop closes
-    (:func:`end_reconnects`): what a process that used the bus runs its work with."""
+    """``asyncio.run(main)``, ending every task still running before the loop closes
+    (:func:`~lintas.infra.nats.background.end_tasks`): ``asyncio.run`` cancels each once,
+    and waits for ever on one that lost it (a client's reconnect loop, above all). What a
+    process that used the bus runs its work with."""
 
     async def whole() -> _T:
         try:
             return await main
         finally:
-            await end_reconnects()
+            me = asyncio.current_task()
+            left = await end_tasks([t for t in asyncio.all_tasks() if t is not me], within=_END_S)
+            if left:
+                _log.warning("process.tasks_left", tasks=len(left), names=left)
 
     return asyncio.run(whole())

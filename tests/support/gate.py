@@ -10,6 +10,8 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+from lintas.infra.nats.background import end_tasks
+
 __all__ = ["Gate"]
 
 
@@ -35,9 +37,7 @@ class Gate:
     async def __aexit__(self, *_: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await end_tasks(self._tasks)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

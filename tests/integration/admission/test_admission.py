@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from lintas.admission import AdmissionService
 from lintas.admission import cases as cases_module
+from lintas.admission import service as service_module
 from lintas.contracts import Event, encode, new_case_id
 from lintas.contracts.admission import Answer
 from lintas.infra.keys.signing import (
@@ -23,6 +24,7 @@ from lintas.infra.keys.signing import (
     ensure_agency_key,
     load_registry,
 )
+from lintas.infra.nats.background import end_tasks
 from lintas.infra.nats.topology import ADMISSION_LEASE_S, declare_platform, intake_stream
 from lintas.infra.settings import Settings
 from lintas.producers._admit import Admission, send
@@ -225,9 +227,7 @@ async def test_a_partition_fails_over_when_its_writer_dies(
         assert admission.held == set(range(settings.admission_partitions))
         assert standby.held == set()
         # The writer dies without releasing anything: its leases must age out.
-        for task in admission._tasks:
-            task.cancel()
-        await asyncio.gather(*admission._tasks, return_exceptions=True)
+        await end_tasks(admission._tasks)
         admission._tasks = []
         answer = await submit(
             js, nats_client, settings, event(settings, "case.opened", case_id=new_case_id())
@@ -236,6 +236,29 @@ async def test_a_partition_fails_over_when_its_writer_dies(
         assert standby.held
     finally:
         await standby.stop()
+
+
+async def test_stop_ends_partitions_whose_renewals_lose_their_cancellation(
+    nats_client: NATS, js: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease renewed back to back (a lease of 30 ms) is a renewal in flight whenever
+    stop() comes, and on Python 3.11 a cancel landing as its reply does is lost (CPython
+    gh-86296): stop() must still end every partition, not wait for ever."""
+    for agency in ("kp2mi", "admission"):
+        ensure_agency_key(settings, agency)
+    await declare_platform(js, settings, [])
+    monkeypatch.setattr(service_module, "ADMISSION_LEASE_S", 0.03)
+    for round_ in range(16):
+        service = await _service(nats_client, js, settings, instance=f"i{round_}")
+        partitions = list(service._tasks)
+        await asyncio.sleep(0.05)  # renewing
+        stopping = asyncio.create_task(service.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=20)
+        if not done:
+            for task in partitions:
+                task.cancel()
+        assert stopping in done, f"round {round_}: stop() waited on a partition for ever"
+        assert all(task.done() for task in partitions)
 
 
 async def test_a_batch_longer_than_the_lease_keeps_its_partition(

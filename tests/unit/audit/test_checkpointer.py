@@ -4,7 +4,6 @@ round is logged and the next round checkpoints."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -14,6 +13,7 @@ from lintas.audit.checkpointer import Checkpointer
 from lintas.audit.checkpoints import Checkpoint, CheckpointRaced
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import SigningKeyError
+from lintas.infra.nats.background import end_tasks
 
 
 def _checkpoint(seq: int = 3) -> Checkpoint:
@@ -105,9 +105,7 @@ async def test_the_loop_checkpoints_again_after_failed_rounds() -> None:
             async with asyncio.timeout(10):
                 await checkpointed.wait()
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await end_tasks([task])
     assert [log["event"] for log in logs] == [
         "checkpoint.deferred",
         "checkpoint.failed",

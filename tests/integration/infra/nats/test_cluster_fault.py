@@ -29,6 +29,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.contracts import new_case_id, uuid7
+from lintas.infra.nats.background import end_tasks
 from lintas.infra.nats.topology import declare, record_consumer
 from lintas.infra.settings import Settings
 from lintas.producers import BusUnavailable, Published, Publisher
@@ -253,10 +254,7 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_event(
                 await _wait(run.consumed_all, consumer)
                 consume_done = time.monotonic()
             finally:
-                for task in (publisher, consumer):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await end_tasks([publisher, consumer])  # loops of requests: see end_tasks
                 with contextlib.suppress(nats.errors.Error):
                     await nc.close()
             new_leader = await _stream_leader_or_none(js_admin, settings.stream)
