@@ -51,7 +51,7 @@ from lintas.contracts.admission import (
 from lintas.contracts.subjects import parse_intake_subject
 from lintas.infra.keys.signing import Signer, Verifier
 from lintas.infra.nats.access import is_own_reply
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 from lintas.infra.nats.topology import (
     ADMISSION_LEASE_S,
     ADMISSION_LEASES_BUCKET,

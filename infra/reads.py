@@ -103,7 +103,7 @@ from lintas.contracts.subjects import (
 from lintas.infra.errors import BusUnavailable, bus_errors
 from lintas.infra.keys.signing import Verifier
 from lintas.infra.nats.access import is_own_reply
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 from lintas.infra.privacy.casekeys import NoKeyStore, erase_case_keys, revoke_case_keys
 from lintas.infra.privacy.custody import Custody, CustodyRefused
 

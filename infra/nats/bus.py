@@ -46,7 +46,6 @@ from lintas.contracts.errors import PermanentError
 from lintas.infra.errors import BusUnavailable, note_denial, watch_denials
 from lintas.infra.keys.signing import Registry, Verifier, trusted_registry
 from lintas.infra.nats.access import ACCOUNT
-from lintas.infra.nats.background import end_tasks
 from lintas.infra.nats.credentials import connect_options, js_options, uses_credentials
 from lintas.infra.nats.embedded import (
     LOG_NAME,
@@ -58,7 +57,7 @@ from lintas.infra.nats.embedded import (
 )
 from lintas.infra.nats.headers import read_headers_fast
 from lintas.infra.nats.identities import accounts_path, ensure_local_identities
-from lintas.infra.nats.outage import Outage
+from lintas.infra.nats.outage import Outage, end_tasks
 from lintas.infra.reads import ReadService
 from lintas.infra.settings import Settings
 

@@ -8,21 +8,27 @@ one has been disconnected for longer than ``LINTAS_BUS_LOST_EXIT_S``, or was clo
 good, the process stops cleanly and exits with :data:`EXIT_BUS_LOST`, for its supervisor
 (systemd, compose, Kubernetes) to start it again.
 
-However it ends, :func:`end_reconnects` makes sure no reconnect loop outlives its client.
+However it ends, nothing waits for ever on a task that lost its cancellation: on Python
+3.11 ``asyncio.wait_for``, which nats-py's requests, fetches and connects all wait in,
+returns the awaited reply instead of raising when the cancel lands as that reply arrives
+(CPython gh-86296). A loop around such a call (an admission partition's fetches, a lease's
+renewals, a ticker, a client's reconnect loop) then runs on, and whoever awaits its end
+waits for ever. Under a steady stream of replies one cancel in two is lost (a loop of KV
+updates on a real server, cancelled 40 times: 23 ran on). So :func:`end_tasks` asks again
+until the task has ended, :func:`end_reconnects` ends reconnect loops left behind, and
+:func:`run_to_end` every task a command left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import structlog
 
-from lintas.infra.nats.background import end_tasks
-
-__all__ = ["EXIT_BUS_LOST", "Outage", "end_reconnects", "run_to_end"]
+__all__ = ["EXIT_BUS_LOST", "Outage", "end_reconnects", "end_tasks", "run_to_end"]
 
 _log = structlog.get_logger("lintas.bus")
 
@@ -89,6 +95,45 @@ class Outage:
             await self._changed.wait()
 
 
+_ASK_AGAIN_S = 0.1
+"""How long a cancelled task has to end before it is cancelled again: one that got its
+cancellation ends within a few steps of the loop, and one that lost it waits no longer."""
+
+
+async def end_tasks(
+    tasks: Iterable[asyncio.Task[Any]], *, within: float | None = None
+) -> list[str]:
+    """Cancel ``tasks`` and wait until each has ended, cancelling again those that run on;
+    the names of those left after ``within`` seconds (None: wait as long as it takes).
+
+    What the tasks raised is not raised here, nor logged by asyncio as never retrieved
+    (their owner may read it: a ``Background``'s stop raises it). The caller cancelled
+    meanwhile still ends its tasks first (a task that stops its own children must not leave
+    one running), then raises :class:`asyncio.CancelledError`."""
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    asked = 0
+    cancelled = False
+    while pending and (left := _ASK_AGAIN_S if deadline is None else deadline - loop.time()) > 0:
+        for task in pending:
+            task.cancel()
+        asked += 1
+        try:
+            _, pending = await asyncio.wait(pending, timeout=min(_ASK_AGAIN_S, left))
+        except asyncio.CancelledError:
+            cancelled = True
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: as gather(return_exceptions=True) would
+    if asked > 1:
+        _log.debug("task.cancelled_again", asked=asked, left=len(pending))
+    if cancelled:
+        raise asyncio.CancelledError
+    return [task.get_name() for task in pending]
+
+
 _T = TypeVar("_T")
 _RECONNECT_LOOP = "Client._attempt_reconnect"  # nats-py's, FastStream's clients included
 _END_S = 5.0
@@ -96,8 +141,7 @@ _END_S = 5.0
 
 async def end_reconnects(within: float = _END_S) -> list[str]:
     """Cancel the reconnect loops of nats-py clients still running, again and again until
-    they end (:func:`~lintas.infra.nats.background.end_tasks`, at most ``within``
-    seconds); the names of those that did not.
+    they end (:func:`end_tasks`, at most ``within`` seconds); the names of those that did not.
 
     A client closed while it reconnects cancels its reconnect task once, and nats-py's
     loop catches every error but that cancellation and tries again: for ever, on a
@@ -119,7 +163,7 @@ async def end_reconnects(within: float = _END_S) -> list[str]:
 
 def run_to_end(main: Coroutine[Any, Any, _T]) -> _T:
     """``asyncio.run(main)``, ending every task still running before the loop closes
-    (:func:`~lintas.infra.nats.background.end_tasks`): ``asyncio.run`` cancels each once,
+    (:func:`end_tasks`): ``asyncio.run`` cancels each once,
     and waits for ever on one that lost it (a client's reconnect loop, above all). What a
     process that used the bus runs its work with."""
 

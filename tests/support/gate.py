@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 
 __all__ = ["Gate"]
 

@@ -24,7 +24,7 @@ from lintas.infra.keys.signing import (
     ensure_agency_key,
     load_registry,
 )
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 from lintas.infra.nats.topology import ADMISSION_LEASE_S, declare_platform, intake_stream
 from lintas.infra.settings import Settings
 from lintas.producers._admit import Admission, send

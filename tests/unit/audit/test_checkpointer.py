@@ -13,7 +13,7 @@ from lintas.audit.checkpointer import Checkpointer
 from lintas.audit.checkpoints import Checkpoint, CheckpointRaced
 from lintas.infra.errors import BusUnavailable
 from lintas.infra.keys.signing import SigningKeyError
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 
 
 def _checkpoint(seq: int = 3) -> Checkpoint:

@@ -29,7 +29,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from lintas.contracts import new_case_id, uuid7
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 from lintas.infra.nats.topology import declare, record_consumer
 from lintas.infra.settings import Settings
 from lintas.producers import BusUnavailable, Published, Publisher

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
-from lintas.infra.nats.background import end_tasks
+from lintas.infra.nats.outage import end_tasks
 
 pytestmark = pytest.mark.asyncio
 

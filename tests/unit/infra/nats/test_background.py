@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from lintas.infra.nats.background import Background, end_tasks
+from lintas.infra.nats.background import Background
+from lintas.infra.nats.outage import end_tasks
 
 
 class _Connection:
