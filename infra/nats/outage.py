@@ -105,21 +105,29 @@ async def end_tasks(
 ) -> list[str]:
     """Cancel ``tasks`` and wait until each has ended, cancelling again those that run on;
     the names of those left after ``within`` seconds (None: wait as long as it takes).
+    Each is cancelled at least once; the caller's own task is not one of them.
 
-    What the tasks raised is not raised here, nor logged by asyncio as never retrieved
-    (their owner may read it: a ``Background``'s stop raises it). The caller cancelled
-    meanwhile still ends its tasks first (a task that stops its own children must not leave
-    one running), then raises :class:`asyncio.CancelledError`."""
+    A task cancelled again while it cleans up loses the rest of its cleanup: what these
+    tasks do once cancelled must be short, or survive another cancel (a connection's close
+    follows them anyway). What they raised is not raised here, nor logged by asyncio as
+    never retrieved (their owner may read it: a ``Background``'s stop raises it). The caller
+    cancelled meanwhile still ends its tasks first (a task that stops its own children must
+    not leave one running), then raises :class:`asyncio.CancelledError`: an outer timeout
+    does not cut it short, as it did not cut ``gather`` short."""
     loop = asyncio.get_running_loop()
     deadline = None if within is None else loop.time() + within
-    tasks = list(tasks)
+    me = asyncio.current_task()
+    tasks = [task for task in tasks if task is not me]
     pending = {task for task in tasks if not task.done()}
     asked = 0
     cancelled = False
-    while pending and (left := _ASK_AGAIN_S if deadline is None else deadline - loop.time()) > 0:
+    while pending:
         for task in pending:
             task.cancel()
         asked += 1
+        left = _ASK_AGAIN_S if deadline is None else deadline - loop.time()
+        if left <= 0:
+            break
         try:
             _, pending = await asyncio.wait(pending, timeout=min(_ASK_AGAIN_S, left))
         except asyncio.CancelledError:
@@ -163,17 +171,23 @@ async def end_reconnects(within: float = _END_S) -> list[str]:
 
 def run_to_end(main: Coroutine[Any, Any, _T]) -> _T:
     """``asyncio.run(main)``, ending every task still running before the loop closes
-    (:func:`end_tasks`): ``asyncio.run`` cancels each once,
-    and waits for ever on one that lost it (a client's reconnect loop, above all). What a
-    process that used the bus runs its work with."""
+    (:func:`end_tasks`, for at most 5 s): ``asyncio.run`` cancels each once, and waits
+    for ever on one that lost it (a client's reconnect loop, above all). What a process
+    that used the bus runs its work with."""
 
     async def whole() -> _T:
         try:
             return await main
         finally:
-            me = asyncio.current_task()
-            left = await end_tasks([t for t in asyncio.all_tasks() if t is not me], within=_END_S)
+            tasks = list(asyncio.all_tasks())
+            left = await end_tasks(tasks, within=_END_S)
+            for task in tasks:
+                # asyncio.run would have said these; end_tasks retrieved them.
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    error = type(task.exception()).__name__
+                    _log.warning("process.task_failed", task=task.get_name(), error=error)
             if left:
+                # asyncio.run cancels these once more, and waits for them.
                 _log.warning("process.tasks_left", tasks=len(left), names=left)
 
     return asyncio.run(whole())
