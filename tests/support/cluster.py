@@ -16,12 +16,13 @@ same ports and store, and waits for it to catch up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,16 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port where connections are refused for the block: bound, never listening.
+    A port merely free when chosen may be taken meanwhile (another suite on the machine
+    started a nats-server there, and a test meant to find nothing found its stream)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind((_HOST, 0))
+        yield int(held.getsockname()[1])
 
 
 def _get_json(url: str) -> tuple[int, Any]:

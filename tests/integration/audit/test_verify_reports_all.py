@@ -17,7 +17,7 @@ from lintas.infra.keys.signing import Signer
 from lintas.infra.nats.topology import stream_config
 from lintas.infra.settings import Settings
 from tests.support.audit import T0, ChainedAgencies, Sent, cli
-from tests.support.cluster import free_ports
+from tests.support.cluster import refused_port
 from tests.support.helpers import declare_record
 
 pytestmark = pytest.mark.nats
@@ -157,15 +157,15 @@ async def test_could_not_verify_exits_2(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    [port] = free_ports(1)
-    monkeypatch.setenv("LINTAS_NATS_URL", f"nats://127.0.0.1:{port}")  # nothing listens
-    capsys.readouterr()
-    status = await cli("verify")
-    said = capsys.readouterr()
-    assert status == 2, said
-    assert "could not verify" in said.err  # a failure is said on stderr
-    status, out = await _verify(capsys, "--json")
-    assert status == 2
-    assert json.loads(out)["status"] == "unverified"
-    status, out = await _verify(capsys, "--archive", str(tmp_path / "no-such-archive"))
-    assert status == 2, out
+    with refused_port() as port:
+        monkeypatch.setenv("LINTAS_NATS_URL", f"nats://127.0.0.1:{port}")
+        capsys.readouterr()
+        status = await cli("verify")
+        said = capsys.readouterr()
+        assert status == 2, said
+        assert "could not verify" in said.err  # a failure is said on stderr
+        status, out = await _verify(capsys, "--json")
+        assert status == 2
+        assert json.loads(out)["status"] == "unverified"
+        status, out = await _verify(capsys, "--archive", str(tmp_path / "no-such-archive"))
+        assert status == 2, out
