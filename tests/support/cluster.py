@@ -46,6 +46,7 @@ __all__ = [
     "free_ports",
     "localize",
     "read_node_config",
+    "refused_port",
 ]
 
 DEPLOY_DIR = Path(lintas.infra.deploy.__file__).resolve().parent
