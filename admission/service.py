@@ -128,7 +128,7 @@ class AdmissionService:
 
     async def stop(self) -> None:
         # Cancelled again until they end: a partition's fetch, or its lease's renewal, can
-        # lose a cancellation (lintas.infra.nats.background), and run on.
+        # lose a cancellation (lintas.infra.nats.outage.end_tasks), and run on.
         await end_tasks(self._tasks)
         self._tasks = []
         held, self.held = set(self.held), set()
