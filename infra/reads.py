@@ -441,6 +441,9 @@ class ReadService:
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(read_subject("*", "*"), queue=_QUEUE, cb=self._on_msg)
+        # Started means subscribed: a request sent once this returns finds the service
+        # (until the server has the subscription, requests go unanswered, or no responders).
+        await self._nc.flush()
 
     @property
     def is_connected(self) -> bool:

@@ -132,6 +132,11 @@ async def test_made_up_key_ids_sent_to_custody_do_not_hold_up_another_agency_s_r
         victim = await platform.client("kemlu")
         stranger = Signer("kp2mi", Ed25519PrivateKey.generate())  # of its name, never published
         async with read_service(settings, platform.hub.url):
+            # Answered once for each, before the flood: the service's interest has then
+            # reached both accounts (a busy machine takes a while, and a request sent before
+            # is dropped unanswered), and the victim's read times the flood alone.
+            for client, agency in ((attacker, "kp2mi"), (victim, "kemlu")):
+                await ServiceReads(client.conn, agency, timeout=30).head(new_case_id())
             prefix = f"_INBOX.kp2mi.{uuid.uuid4().hex}"
             answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
