@@ -51,6 +51,7 @@ error a publish can raise). Other docstrings name the errors they raise and poin
     │   ├── NotAFreshStore           (audit.replay) a replay never writes a used database
     │   ├── UnknownCase              (consumers.projections) no such case in the record
     │   ├── NothingRunYet            (consumers.status) no consumer has run here
+    │   ├── MetricsPortUnavailable   (infra.observability.metrics) a port it cannot listen on
     │   └── DemoRefused              (demo.run) the demo's own bus is taken
     ├── TransientError               broker down, timeout, database busy: retry later
     │   ├── BusUnavailable           (infra.errors) no answer, no stream yet, connection down

@@ -36,12 +36,15 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.metrics_core import Metric
 
+from lintas.contracts.errors import PermanentError
+
 if TYPE_CHECKING:
     from lintas.infra.bootstrap import Parts
 
 __all__ = [
     "PROBE_TIMEOUT_S",
     "Check",
+    "MetricsPortUnavailable",
     "MetricsServer",
     "Probes",
     "Source",
@@ -127,6 +130,11 @@ def consumers_present(js: Any, stream: str, consumers: Sequence[str]) -> Check:
     return Check("consumers", probe)
 
 
+class MetricsPortUnavailable(PermanentError):
+    """The metrics port cannot be listened on (taken, or an address not of this host):
+    another ``LINTAS_METRICS_PORT`` (0: any free port) or ``LINTAS_METRICS_HOST`` is needed."""
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` of one process, on ``host``:``port`` (0:
     any free port; :attr:`port` says which)."""
@@ -141,7 +149,13 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        except OSError as exc:  # not the bus: said as what it is, not "the bus went away"
+            raise MetricsPortUnavailable(
+                f"cannot serve metrics on {self.host}:{self.port} ({exc.strerror or exc}): "
+                "set LINTAS_METRICS_PORT to a free port (0: any) or LINTAS_METRICS_HOST"
+            ) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
         _log.info("metrics.serving", host=self.host, port=self.port)
 

@@ -33,7 +33,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from lintas.contracts import NATIONAL_AGENCIES
 from lintas.infra.deploy.config import render_deployment
 from lintas.infra.keys.signing import ensure_agency_key, load_registry, publish_registry
-from tests.support.cluster import free_ports
 from tests.support.helpers import publish_case
 from tests.support.metrics import metrics_url, ready_until, scrape_until, value
 from tests.support.secured import (
@@ -122,7 +121,9 @@ def _environment(
             text = str(root / text.lstrip("/"))  # a path inside the container
         env[key] = text
     env["LINTAS_METRICS_HOST"] = "127.0.0.1"
-    env["LINTAS_METRICS_PORT"] = str(free_ports(1)[0])
+    # Any free port, which the process announces (_serving): one merely free when chosen
+    # can be taken before the process binds it (another suite beside this one did).
+    env["LINTAS_METRICS_PORT"] = "0"
     env["COLUMNS"] = "200"
     return env
 

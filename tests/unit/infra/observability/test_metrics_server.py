@@ -8,9 +8,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
+import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from lintas.infra.observability.metrics import Check, MetricsServer, Probes
+from lintas.contracts import PermanentError
+from lintas.infra.observability.metrics import (
+    Check,
+    MetricsPortUnavailable,
+    MetricsServer,
+    Probes,
+)
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -86,3 +93,16 @@ async def test_a_silent_client_does_not_hold_the_server() -> None:
         assert (await get(f"{server.url}/healthz"))[0] == 200
     finally:
         await server.stop()
+
+
+async def test_a_port_it_cannot_listen_on_is_said_as_the_metrics_port() -> None:
+    """Not an OSError a process would take for the bus going away as it starts."""
+    taken = MetricsServer(Probes(), "127.0.0.1", 0)
+    await taken.start()
+    try:
+        with pytest.raises(MetricsPortUnavailable, match="LINTAS_METRICS_PORT") as refused:
+            await MetricsServer(Probes(), "127.0.0.1", taken.port).start()
+        assert f"127.0.0.1:{taken.port}" in str(refused.value)
+        assert isinstance(refused.value, PermanentError)
+    finally:
+        await taken.stop()
