@@ -462,7 +462,7 @@ class ReadService:
             await end_tasks(left)
 
     async def _on_msg(self, msg: Any) -> None:
-        agency, _ = parse_read_subject(msg.subject)
+        agency, op = parse_read_subject(msg.subject)
         if msg.reply and not (
             (is_agency_id(agency) or agency == OPERATOR)
             and is_own_reply(agency, msg.reply, imported=is_partner_abroad(agency))
@@ -472,12 +472,11 @@ class ReadService:
             _log.warning("reads.bad_reply", agency=agency)
             return
         # One task per request: a slow stream read must not hold up everyone else's.
-        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        task = asyncio.get_running_loop().create_task(self._answer(msg, agency, op))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, msg: Any) -> None:
-        agency, _ = parse_read_subject(msg.subject)
+    async def _answer(self, msg: Any, agency: str, op: str) -> None:
         turns = self._turns.get(agency)
         if turns is None:
             turns = self._turns[agency] = _Turns()
@@ -488,7 +487,7 @@ class ReadService:
         turns.count += 1
         try:
             async with turns.places, self._slots:
-                await self._answer_now(msg)
+                await self._answer_now(msg, agency, op)
         finally:
             turns.count -= 1
             if turns.count == 0:
@@ -500,8 +499,7 @@ class ReadService:
             with contextlib.suppress(nats.errors.Error):  # the asker is gone: it asks again
                 await msg.respond(json.dumps(answer).encode())
 
-    async def _answer_now(self, msg: Any) -> None:
-        agency, op = parse_read_subject(msg.subject)
+    async def _answer_now(self, msg: Any, agency: str, op: str) -> None:
         try:
             ops = self._operator_ops if agency == OPERATOR else self._ops
             if not (is_agency_id(agency) or agency == OPERATOR) or op not in ops:

@@ -15,6 +15,7 @@ from lintas.infra.reads import ReadService
 
 class _Msg:
     def __init__(self, agency: str, op: str = "head") -> None:
+        self.agency, self.op = agency, op
         self.subject = f"lintas_read.{agency}.{op}"
         self.reply = f"_INBOX.{agency}.x"
         self.data = json.dumps({"case": "x"}).encode()
@@ -44,9 +45,9 @@ def _service() -> tuple[ReadService, asyncio.Event, dict[str, int]]:
 async def test_one_asker_holds_a_few_places_and_another_is_answered_meanwhile() -> None:
     service, release, running = _service()
     flood = [_Msg("kp2mi") for _ in range(40)]
-    tasks = [asyncio.create_task(service._answer(m)) for m in flood]
+    tasks = [asyncio.create_task(service._answer(m, m.agency, m.op)) for m in flood]
     other = _Msg("kemlu")
-    await asyncio.wait_for(service._answer(other), 5)
+    await asyncio.wait_for(service._answer(other, other.agency, other.op), 5)
     assert other.answer == {"seq": 0}
     assert running["most"] == reads._PER_ASKER
     release.set()
@@ -61,10 +62,10 @@ async def test_past_the_bound_a_request_is_refused_at_once(
     monkeypatch.setattr(reads, "_PER_ASKER_WAITING", 12)
     service, release, _ = _service()
     flood = [_Msg("kp2mi") for _ in range(12)]
-    tasks = [asyncio.create_task(service._answer(m)) for m in flood]
+    tasks = [asyncio.create_task(service._answer(m, m.agency, m.op)) for m in flood]
     await asyncio.sleep(0)  # every one of them counted (each task runs to its first wait)
     late = _Msg("kp2mi")
-    await asyncio.wait_for(service._answer(late), 5)
+    await asyncio.wait_for(service._answer(late, late.agency, late.op), 5)
     assert late.answer == {"error": "too many requests waiting", "code": 429}
     release.set()
     await asyncio.gather(*tasks)
